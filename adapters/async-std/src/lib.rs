@@ -1,0 +1,1 @@
+//! `sturdy-async-std`: placeholder until its issue lands; see the workspace README.

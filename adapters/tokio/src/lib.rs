@@ -1,0 +1,1 @@
+//! `sturdy-tokio`: placeholder until its issue lands; see the workspace README.

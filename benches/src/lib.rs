@@ -1,0 +1,1 @@
+//! `sturdy-benches`: placeholder until its issue lands; see the workspace README.

@@ -1,0 +1,37 @@
+//! A `no_main`, `no_std` binary for `thumbv7em-none-eabihf` that exercises the core and
+//! defines no global allocator: if anything in `sturdy-core` allocated, this would fail
+//! to link. Built by `.ci/run`; never run.
+#![no_std]
+#![no_main]
+
+use core::hint::black_box;
+use core::panic::PanicInfo;
+use core::time::Duration;
+
+use sturdy_core::backoff::{Backoff, BackoffConfig, Jitter};
+use sturdy_core::retry::{Decision, RetryPolicy, RetryState};
+use sturdy_core::{FailureKind, Instant};
+
+#[panic_handler]
+fn panic(_: &PanicInfo<'_>) -> ! {
+    loop {}
+}
+
+/// The entry point the linker keeps; every core path used from here is linked in.
+#[unsafe(no_mangle)]
+pub extern "C" fn _start() -> ! {
+    let seed = black_box(7u64);
+    if let Ok(cfg) = BackoffConfig::exponential(Duration::from_millis(10), 2_000, Duration::from_secs(1)) {
+        if let Ok(cfg) = cfg.with_jitter(Jitter::Decorrelated) {
+            let mut b = Backoff::new(cfg, seed);
+            black_box(b.next_delay());
+            if let Ok(policy) = RetryPolicy::new(black_box(4), cfg) {
+                let mut st = RetryState::new(Instant::ZERO, seed);
+                if let Decision::RetryAfter(d) = st.on_failure(&policy, FailureKind::Network, Instant::from_secs(1)) {
+                    black_box(d);
+                }
+            }
+        }
+    }
+    loop {}
+}

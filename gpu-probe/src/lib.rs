@@ -1,0 +1,1 @@
+//! `sturdy-probe`: placeholder until its issue lands; see the workspace README.
