@@ -1,1 +1,3 @@
 //! `sturdy-tokio`: placeholder until its issue lands; see the workspace README.
+
+pub mod checkpoint_store;
