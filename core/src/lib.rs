@@ -13,7 +13,9 @@
 //! - [`backoff`]: constant, linear and exponential schedules with full, equal and
 //!   decorrelated jitter;
 //! - [`retry`]: retry policies, per-task retry state, retry budgets;
-//! - [`failure`]: failure kinds, ids and the fixed-size failure event.
+//! - [`failure`]: failure kinds, ids and the fixed-size failure event;
+//! - [`breaker`]: circuit breakers (consecutive failures; failure and slow-call rates
+//!   over count or time windows), with limited half-open probes and generations.
 //!
 //! A retry loop, the way every adapter drives it:
 //! ```
@@ -44,12 +46,17 @@
 extern crate std;
 
 pub mod backoff;
+pub mod breaker;
 mod error;
 pub mod failure;
 pub mod retry;
 pub mod rng;
 pub mod time;
 
+pub use breaker::{
+    BreakerConfig, BreakerEvent, CircuitBreaker, ConsecutiveBreaker, ConsecutiveConfig, Outcome,
+    Permit, Rejected,
+};
 pub use error::ConfigError;
 pub use failure::{FailureEvent, FailureKind, KindSet, TaskId, WorkerId};
 pub use time::{Clock, Instant, ManualClock, Monotonic};
