@@ -14,7 +14,8 @@
 //!   decorrelated jitter;
 //! - [`retry`]: retry policies, per-task retry state, retry budgets;
 //! - [`failure`]: failure kinds, ids and the fixed-size failure event;
-//! - [`health`]: host and GPU samples, the probe trait, and the health rules.
+//! - [`health`]: host and GPU samples, the probe trait, and the health rules;
+//! - [`phi`]: the φ accrual failure detector (Hayashibara et al. 2004, as in Akka).
 //!
 //! A retry loop, the way every adapter drives it:
 //! ```
@@ -48,6 +49,7 @@ pub mod backoff;
 mod error;
 pub mod failure;
 pub mod health;
+pub mod phi;
 pub mod retry;
 pub mod rng;
 pub mod time;

@@ -1,36 +1,4 @@
-//! The health rules: judge a [`MachineSample`] against [`Thresholds`].
-//!
-//! Rules, in the order they run (and the order of the issues in the report):
-//!
-//! Host (sources: the original's HealthMonitor; node_exporter's mixin alerts):
-//! - CPU busy % against [`Thresholds::cpu_percent`]; missing or NaN: unknown.
-//! - Memory used % of the effective total (a container limit when there is one), as
-//!   `total - available` when available memory is known, else `used`; against
-//!   [`Thresholds::memory_percent`]; missing, or a total of 0: unknown.
-//! - Each disk's used % (`total - available`) against [`Thresholds::disk_percent`];
-//!   missing or a total of 0: unknown. No disk at all: unknown. Disks left out of a
-//!   full sample list: unknown.
-//!
-//! GPUs (source: NVIDIA DCGM's health watches):
-//! - memory used % against [`Thresholds::gpu_memory_percent`]; missing: unknown;
-//! - temperature above the device's slowdown temperature: degraded; above its shutdown
-//!   temperature minus [`Thresholds::gpu_shutdown_headroom_c`]: critical; either level
-//!   falls back to [`Thresholds::gpu_temperature_c`] when the device does not report
-//!   it; missing: unknown;
-//! - volatile uncorrected (double-bit) ECC errors above 0: critical;
-//! - a row remapping failure: critical; retired pages pending: degraded;
-//! - hardware slowdown, thermal slowdown (hardware or software) or power-brake
-//!   throttling: degraded ([`ThrottleReasons::DEGRADING`]);
-//! - each distinct recent XID by [`classify_xid`]: device-critical is critical,
-//!   device-degraded is degraded, an application fault is no device issue, an unknown
-//!   code is unknown; XIDs left out of a full list: unknown;
-//! - with [`Thresholds::expected_gpus`] > 0: fewer devices is critical and an
-//!   unavailable readout is unknown; with 0 (the default) an unavailable readout is no
-//!   issue (a host without GPUs).
-//!
-//! Readings the rules do not need (utilization, power, swap, load) are never an issue
-//! when missing. Levels trip on a value strictly above them. Percentages are clamped to
-//! `[0, 100]`; a non-finite reading is treated as missing. No rule divides by zero.
+//! The health rules: judge a [`MachineSample`] against [`Thresholds`] (see [`assess`]).
 
 use super::report::{Device, HealthReport, Issue, Metric, Severity};
 use super::sample::{
@@ -39,8 +7,40 @@ use super::sample::{
 use super::thresholds::{Level, Thresholds};
 use super::xid::{XidClass, classify_xid};
 
-/// Judges a whole machine: the host, then the GPUs. See the [module docs](self) for
-/// every rule.
+/// Judges a whole machine: the host, then the GPUs.
+///
+/// Rules, in the order they run (and the order of the issues in the report):
+///
+/// Host (sources: the original's HealthMonitor; node_exporter's mixin alerts):
+/// - CPU busy % against [`Thresholds::cpu_percent`]; missing or NaN: unknown.
+/// - Memory used % of the effective total (a container limit when there is one), as
+///   `total - available` when available memory is known, else `used`; against
+///   [`Thresholds::memory_percent`]; missing, or a total of 0: unknown.
+/// - Each disk's used % (`total - available`) against [`Thresholds::disk_percent`];
+///   missing or a total of 0: unknown. No disk at all: unknown. Disks left out of a
+///   full sample list: unknown.
+///
+/// GPUs (source: NVIDIA DCGM's health watches):
+/// - memory used % against [`Thresholds::gpu_memory_percent`]; missing: unknown;
+/// - temperature above the device's slowdown temperature: degraded; above its shutdown
+///   temperature minus [`Thresholds::gpu_shutdown_headroom_c`]: critical; either level
+///   falls back to [`Thresholds::gpu_temperature_c`] when the device does not report
+///   it; missing: unknown;
+/// - volatile uncorrected (double-bit) ECC errors above 0: critical;
+/// - a row remapping failure: critical; retired pages pending: degraded;
+/// - hardware slowdown, thermal slowdown (hardware or software) or power-brake
+///   throttling: degraded ([`ThrottleReasons::DEGRADING`]);
+/// - each distinct recent XID by [`classify_xid`]: device-critical is critical,
+///   device-degraded is degraded, an application fault is no device issue, an unknown
+///   code is unknown; XIDs left out of a full list: unknown;
+/// - with [`Thresholds::expected_gpus`] > 0: fewer devices is critical and an
+///   unavailable readout is unknown; with 0 (the default) an unavailable readout is no
+///   issue (a host without GPUs).
+///
+/// Readings the rules do not need (utilization, power, swap, load) are never an issue
+/// when missing. Levels trip on a value strictly above them. Percentages are clamped to
+/// `[0, 100]`; a non-finite reading is treated as missing. No rule divides by zero.
+///
 ///
 /// ```
 /// use sturdy_core::health::{assess, DiskSample, HealthStatus, MachineSample, Thresholds};
@@ -60,7 +60,8 @@ pub fn assess(sample: &MachineSample, thresholds: &Thresholds) -> HealthReport {
     report
 }
 
-/// Judges the host alone (CPU, memory, disks); GPUs are not looked at.
+/// Judges the host alone by the host rules of [`assess`] (CPU, memory, disks); GPUs are
+/// not looked at.
 pub fn assess_host(host: &HostSample, thresholds: &Thresholds) -> HealthReport {
     let mut report = HealthReport::default();
     assess_host_into(host, thresholds, &mut report);
@@ -210,7 +211,7 @@ fn assess_gpus_into(gpus: &GpuReadout, t: &Thresholds, report: &mut HealthReport
     }
 }
 
-/// Judges one GPU (see the [module docs](self)); the issues name it by index.
+/// Judges one GPU by the GPU rules of [`assess`]; the issues name it by index.
 pub fn assess_gpu(gpu: &GpuSample, thresholds: &Thresholds) -> HealthReport {
     let mut report = HealthReport::default();
     assess_gpu_into(gpu, thresholds, &mut report);
