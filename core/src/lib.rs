@@ -15,7 +15,9 @@
 //! - [`retry`]: retry policies, per-task retry state, retry budgets;
 //! - [`failure`]: failure kinds, ids and the fixed-size failure event;
 //! - [`breaker`]: circuit breakers (consecutive failures; failure and slow-call rates
-//!   over count or time windows), with limited half-open probes and generations.
+//!   over count or time windows), with limited half-open probes and generations;
+//! - [`health`]: host and GPU samples, the probe trait, and the health rules;
+//! - [`phi`]: the φ accrual failure detector (Hayashibara et al. 2004, as in Akka).
 //!
 //! A retry loop, the way every adapter drives it:
 //! ```
@@ -49,6 +51,8 @@ pub mod backoff;
 pub mod breaker;
 mod error;
 pub mod failure;
+pub mod health;
+pub mod phi;
 pub mod retry;
 pub mod rng;
 pub mod time;
@@ -59,4 +63,7 @@ pub use breaker::{
 };
 pub use error::ConfigError;
 pub use failure::{FailureEvent, FailureKind, KindSet, TaskId, WorkerId};
+/// The `heapless` crate the samples and lists of the core are built on, re-exported so
+/// that users name the same version.
+pub use heapless;
 pub use time::{Clock, Instant, ManualClock, Monotonic};
