@@ -48,6 +48,7 @@ use sturdy_core::health::HealthStatus;
 use sturdy_core::manager::{
     BreakerState, Event, Ledger, LedgerConfig, LedgerError, TaskState, WorkerHealth,
 };
+use sturdy_core::phi::{PhiAccrual, PhiConfig};
 use sturdy_core::retry::Decision;
 use sturdy_core::{FailureKind, Instant, TaskId, WorkerId};
 use tokio::sync::{mpsc, watch};
@@ -72,6 +73,10 @@ pub struct SupervisorConfig {
     pub task_timeout: Option<Duration>,
     /// Seed of the restart backoff's jitter.
     pub seed: u64,
+    /// A phi accrual detector per worker (after Hayashibara et al. 2004, as Akka
+    /// computes it) in addition to the ledger's deadline detector: a worker whose phi
+    /// reaches the threshold is killed and restarted like a silent one.
+    pub phi: Option<PhiConfig>,
 }
 
 impl SupervisorConfig {
@@ -85,12 +90,19 @@ impl SupervisorConfig {
             restart_backoff,
             task_timeout: None,
             seed: 0x5eed,
+            phi: None,
         }
     }
 
     /// With a restart backoff.
     pub fn with_restart_backoff(mut self, backoff: BackoffConfig) -> Self {
         self.restart_backoff = backoff;
+        self
+    }
+
+    /// With a phi accrual detector per worker.
+    pub fn with_phi(mut self, phi: PhiConfig) -> Self {
+        self.phi = Some(phi);
         self
     }
 
@@ -194,7 +206,11 @@ struct WorkerSlot {
     restart_at: Option<Instant>,
     backoff: BackoffState,
     running: Option<Running>,
+    phi: Option<PhiAccrual<PHI_WINDOW>>,
 }
+
+/// Heartbeat intervals the phi detector remembers per worker.
+const PHI_WINDOW: usize = 64;
 
 /// Drives a [`Ledger`] of `W` workers and `T` tasks over a [`WorkerPool`]. See the
 /// [module docs](self).
@@ -249,6 +265,7 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
                 restart_at: None,
                 backoff: BackoffState::new(config.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
                 running: None,
+                phi: None,
             })
             .collect();
         Ok(Box::new(Self {
@@ -437,6 +454,9 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             return; // a report from a worker since replaced
         }
         let now = self.now();
+        if let Some(phi) = self.workers[w].phi.as_mut() {
+            phi.heartbeat(now);
+        }
         match env.report {
             Report::Heartbeat => {
                 let _ = self.ledger.heartbeat(env.worker, now);
@@ -484,6 +504,7 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
         for w in 0..self.workers.len() {
             if self.workers[w].restart_at.is_some_and(|at| at <= now) {
                 self.workers[w].restart_at = None;
+                self.workers[w].phi = self.config.phi.map(|c| PhiAccrual::new(c, now));
                 let r = self.reporter(w);
                 self.pool.start(WorkerId(w as u32), r);
                 let _ = self.ledger.worker_recovered(WorkerId(w as u32), now);
@@ -532,8 +553,25 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
         }
     }
 
+    fn check_phi<O: Observer<P::Task>>(&mut self, now: Instant, observer: &mut O) {
+        for w in 0..self.workers.len() {
+            let slot = &self.workers[w];
+            if slot.restart_at.is_none() && slot.phi.as_ref().is_some_and(|p| p.suspected(now)) {
+                self.worker_died(WorkerId(w as u32), false, observer);
+            }
+        }
+    }
+
     fn next_wake(&self) -> Option<Instant> {
-        let restart = self.workers.iter().filter_map(|w| w.restart_at).min();
+        let restart = self
+            .workers
+            .iter()
+            .filter_map(|w| match (&w.restart_at, &w.phi) {
+                (Some(at), _) => Some(*at),
+                (None, Some(phi)) => phi.poll_timeout(),
+                (None, None) => None,
+            })
+            .min();
         match (self.ledger.poll_timeout(), restart) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -547,6 +585,7 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
         let mut stop_rx = self.stop_tx.subscribe();
         let now = self.now();
         for w in 0..self.workers.len() {
+            self.workers[w].phi = self.config.phi.map(|c| PhiAccrual::new(c, now));
             let r = self.reporter(w);
             self.pool.start(WorkerId(w as u32), r);
             let _ = self.ledger.worker_recovered(WorkerId(w as u32), now);
@@ -556,6 +595,7 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             let now = self.now();
             self.ledger.handle_timeout(now);
             self.drain_events(observer);
+            self.check_phi(now, observer);
             for w in 0..self.workers.len() {
                 self.close_orphan(w, FailureKind::WorkerCrash, observer);
             }
