@@ -13,7 +13,9 @@
 //! - [`backoff`]: constant, linear and exponential schedules with full, equal and
 //!   decorrelated jitter;
 //! - [`retry`]: retry policies, per-task retry state, retry budgets;
-//! - [`failure`]: failure kinds, ids and the fixed-size failure event.
+//! - [`failure`]: failure kinds, ids and the fixed-size failure event;
+//! - [`deadline`]: the heartbeat deadline failure detector;
+//! - [`manager`]: the fault-tolerance manager, a [`Ledger`](manager::Ledger) of workers and tasks.
 //!
 //! A retry loop, the way every adapter drives it:
 //! ```
@@ -44,8 +46,10 @@
 extern crate std;
 
 pub mod backoff;
+pub mod deadline;
 mod error;
 pub mod failure;
+pub mod manager;
 pub mod retry;
 pub mod rng;
 pub mod time;
