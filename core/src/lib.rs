@@ -15,7 +15,9 @@
 //! - [`retry`]: retry policies, per-task retry state, retry budgets;
 //! - [`failure`]: failure kinds, ids and the fixed-size failure event;
 //! - [`deadline`]: the heartbeat deadline failure detector;
-//! - [`manager`]: the fault-tolerance manager, a [`Ledger`](manager::Ledger) of workers and tasks.
+//! - [`manager`]: the fault-tolerance manager, a [`Ledger`](manager::Ledger) of workers and tasks;
+//! - [`health`]: host and GPU samples, the probe trait, and the health rules;
+//! - [`phi`]: the φ accrual failure detector (Hayashibara et al. 2004, as in Akka).
 //!
 //! A retry loop, the way every adapter drives it:
 //! ```
@@ -49,11 +51,16 @@ pub mod backoff;
 pub mod deadline;
 mod error;
 pub mod failure;
+pub mod health;
 pub mod manager;
+pub mod phi;
 pub mod retry;
 pub mod rng;
 pub mod time;
 
 pub use error::ConfigError;
 pub use failure::{FailureEvent, FailureKind, KindSet, TaskId, WorkerId};
+/// The `heapless` crate the samples and lists of the core are built on, re-exported so
+/// that users name the same version.
+pub use heapless;
 pub use time::{Clock, Instant, ManualClock, Monotonic};
