@@ -14,6 +14,8 @@
 //!   decorrelated jitter;
 //! - [`retry`]: retry policies, per-task retry state, retry budgets;
 //! - [`failure`]: failure kinds, ids and the fixed-size failure event;
+//! - [`breaker`]: circuit breakers (consecutive failures; failure and slow-call rates
+//!   over count or time windows), with limited half-open probes and generations;
 //! - [`deadline`]: the heartbeat deadline failure detector;
 //! - [`manager`]: the fault-tolerance manager, a [`Ledger`](manager::Ledger) of workers and tasks;
 //! - [`health`]: host and GPU samples, the probe trait, and the health rules;
@@ -48,6 +50,7 @@
 extern crate std;
 
 pub mod backoff;
+pub mod breaker;
 pub mod deadline;
 mod error;
 pub mod failure;
@@ -58,6 +61,10 @@ pub mod retry;
 pub mod rng;
 pub mod time;
 
+pub use breaker::{
+    BreakerConfig, BreakerEvent, CircuitBreaker, ConsecutiveBreaker, ConsecutiveConfig, Outcome,
+    Permit, Rejected,
+};
 pub use error::ConfigError;
 pub use failure::{FailureEvent, FailureKind, KindSet, TaskId, WorkerId};
 /// The `heapless` crate the samples and lists of the core are built on, re-exported so
