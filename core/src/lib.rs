@@ -16,6 +16,8 @@
 //! - [`failure`]: failure kinds, ids and the fixed-size failure event;
 //! - [`breaker`]: circuit breakers (consecutive failures; failure and slow-call rates
 //!   over count or time windows), with limited half-open probes and generations;
+//! - [`deadline`]: the heartbeat deadline failure detector;
+//! - [`manager`]: the fault-tolerance manager, a [`Ledger`](manager::Ledger) of workers and tasks;
 //! - [`health`]: host and GPU samples, the probe trait, and the health rules;
 //! - [`phi`]: the φ accrual failure detector (Hayashibara et al. 2004, as in Akka).
 //!
@@ -49,9 +51,11 @@ extern crate std;
 
 pub mod backoff;
 pub mod breaker;
+pub mod deadline;
 mod error;
 pub mod failure;
 pub mod health;
+pub mod manager;
 pub mod phi;
 pub mod retry;
 pub mod rng;
