@@ -55,11 +55,32 @@ mod tests {
         assert_eq!(k(Outcome::Exited(0)), None);
         assert_eq!(k(Outcome::Exited(1)), Some(FailureKind::Evaluation));
         assert_eq!(k(Outcome::Exited(127)), Some(FailureKind::Permanent));
-        assert_eq!(k(Outcome::Signaled { signal: 9, oom_kill: true }), Some(FailureKind::OutOfMemory));
-        assert_eq!(k(Outcome::Signaled { signal: 9, oom_kill: false }), Some(FailureKind::Unknown));
-        assert_eq!(k(Outcome::Signaled { signal: 11, oom_kill: false }), Some(FailureKind::Evaluation));
+        assert_eq!(
+            k(Outcome::Signaled {
+                signal: 9,
+                oom_kill: true
+            }),
+            Some(FailureKind::OutOfMemory)
+        );
+        assert_eq!(
+            k(Outcome::Signaled {
+                signal: 9,
+                oom_kill: false
+            }),
+            Some(FailureKind::Unknown)
+        );
+        assert_eq!(
+            k(Outcome::Signaled {
+                signal: 11,
+                oom_kill: false
+            }),
+            Some(FailureKind::Evaluation)
+        );
         assert_eq!(k(Outcome::TimedOut), Some(FailureKind::TaskTimeout));
-        assert_eq!(k(Outcome::SpawnFailed("x".into())), Some(FailureKind::Unknown));
+        assert_eq!(
+            k(Outcome::SpawnFailed("x".into())),
+            Some(FailureKind::Unknown)
+        );
         let f = classify(&Outcome::Exited(3));
         assert_eq!((f.exit, f.signal), (Some(3), None));
     }

@@ -48,7 +48,9 @@ pub(crate) fn judge(
     let report = assess(sample, thresholds);
     let mut workers = Vec::new();
     for (w, slot) in slots.iter().enumerate() {
-        let Some(ids) = &slot.cuda_visible_devices else { continue };
+        let Some(ids) = &slot.cuda_visible_devices else {
+            continue;
+        };
         let mut status = HealthStatus::Healthy;
         for id in ids.split(',').filter_map(|i| i.parse::<u32>().ok()) {
             if let Some(gpu) = sample.gpus.devices().iter().find(|g| g.index == id) {

@@ -95,7 +95,8 @@ pub(crate) struct Record<'a> {
 }
 
 fn unix_secs(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -201,7 +202,13 @@ pub(crate) fn read(path: &Path) -> io::Result<(HashMap<u32, TaskHistory>, usize)
         }
         let cols: Vec<&str> = line.splitn(12, '\t').collect();
         let parsed = (cols.len() == 12)
-            .then(|| Some((cols[0].parse::<u32>().ok()?, cols[1].parse::<u32>().ok()?, Next::parse(cols[10])?)))
+            .then(|| {
+                Some((
+                    cols[0].parse::<u32>().ok()?,
+                    cols[1].parse::<u32>().ok()?,
+                    Next::parse(cols[10])?,
+                ))
+            })
             .flatten();
         let Some((task, attempt, next)) = parsed else {
             skipped += 1;
@@ -272,8 +279,22 @@ mod tests {
         j.append(&rec(5, 1, Next::Done)).unwrap();
         let (map, skipped) = read(&path).unwrap();
         assert_eq!(skipped, 1);
-        assert_eq!(map[&1], TaskHistory { attempts: 2, done: true, gave_up: false });
-        assert_eq!(map[&2], TaskHistory { attempts: 1, done: false, gave_up: true });
+        assert_eq!(
+            map[&1],
+            TaskHistory {
+                attempts: 2,
+                done: true,
+                gave_up: false
+            }
+        );
+        assert_eq!(
+            map[&2],
+            TaskHistory {
+                attempts: 1,
+                done: false,
+                gave_up: true
+            }
+        );
         assert_eq!(map[&3], TaskHistory::default());
         assert!(map[&5].done);
         assert!(!map.contains_key(&4));

@@ -199,7 +199,9 @@ fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration
         Raw::Secs(s) => Duration::try_from_secs_f64(s)
             .map(Some)
             .map_err(|_| serde::de::Error::custom("seconds must be finite and >= 0")),
-        Raw::Text(t) => parse_duration(&t).map(Some).map_err(serde::de::Error::custom),
+        Raw::Text(t) => parse_duration(&t)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
     }
 }
 
@@ -226,7 +228,11 @@ pub(crate) fn parse_slot(s: &str) -> Result<Slot, CliError> {
     }
     if let Some(ids) = s.strip_prefix("gpu:") {
         let parts: Vec<&str> = ids.split('+').collect();
-        if !parts.is_empty() && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+        if !parts.is_empty()
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        {
             return Ok(Slot {
                 label: s.to_owned(),
                 cuda_visible_devices: Some(parts.join(",")),
@@ -309,7 +315,12 @@ impl Settings {
                 cli.$f.or(file.$f)
             };
         }
-        let slots = match (cli.workers, cli.slots.clone(), file.workers, file.slots.clone()) {
+        let slots = match (
+            cli.workers,
+            cli.slots.clone(),
+            file.workers,
+            file.slots.clone(),
+        ) {
             (Some(n), _, _, _) | (None, None, Some(n), None) => {
                 let n = check_range("--workers", n, 1, 1024)?;
                 vec![
@@ -337,7 +348,8 @@ impl Settings {
                 ]
             }
         };
-        let max_attempts = check_range("--max-attempts", pick!(max_attempts).unwrap_or(3), 1, 1000)?;
+        let max_attempts =
+            check_range("--max-attempts", pick!(max_attempts).unwrap_or(3), 1, 1000)?;
         let backoff_base = pick!(backoff_base).unwrap_or(Duration::from_secs(1));
         let backoff_cap = pick!(backoff_cap).unwrap_or(Duration::from_secs(60).max(backoff_base));
         if backoff_cap < backoff_base {
@@ -397,7 +409,12 @@ impl Settings {
             task_timeout,
             heartbeat_interval,
             detector,
-            breaker_failures: check_range("--breaker-failures", pick!(breaker_failures).unwrap_or(3), 1, 1000)?,
+            breaker_failures: check_range(
+                "--breaker-failures",
+                pick!(breaker_failures).unwrap_or(3),
+                1,
+                1000,
+            )?,
             breaker_open,
             state_dir: pick!(state_dir),
             resume: cli.resume || file.resume,
@@ -405,7 +422,12 @@ impl Settings {
             health_gate: cli.health_gate || file.health_gate,
             json: cli.json || file.json,
             checkpoint_interval,
-            keep_checkpoints: check_range("--keep-checkpoints", pick!(keep_checkpoints).unwrap_or(5), 1, 1000)?,
+            keep_checkpoints: check_range(
+                "--keep-checkpoints",
+                pick!(keep_checkpoints).unwrap_or(5),
+                1,
+                1000,
+            )?,
         })
     }
 }
@@ -445,7 +467,11 @@ mod tests {
     #[test]
     fn slots_set_cuda_visible_devices() {
         let s = parse(&["sturdy", "run", "t", "--slots", "gpu:0,gpu:1+2,cpu"]).unwrap();
-        let cvd: Vec<_> = s.slots.iter().map(|s| s.cuda_visible_devices.clone()).collect();
+        let cvd: Vec<_> = s
+            .slots
+            .iter()
+            .map(|s| s.cuda_visible_devices.clone())
+            .collect();
         assert_eq!(cvd, vec![Some("0".into()), Some("1,2".into()), None]);
         let e = parse(&["sturdy", "run", "t", "--slots", "gpu:x"]).unwrap_err();
         assert!(e.contains("gpu:x"), "{e}");
@@ -453,9 +479,26 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        assert!(parse(&["sturdy", "run", "t", "--workers", "0"]).unwrap_err().contains("--workers"));
-        assert!(parse(&["sturdy", "run", "t", "--task-timeout", "later"]).unwrap_err().contains("later"));
-        let e = parse(&["sturdy", "run", "t", "--backoff-base", "10s", "--backoff-cap", "1s"]).unwrap_err();
+        assert!(
+            parse(&["sturdy", "run", "t", "--workers", "0"])
+                .unwrap_err()
+                .contains("--workers")
+        );
+        assert!(
+            parse(&["sturdy", "run", "t", "--task-timeout", "later"])
+                .unwrap_err()
+                .contains("later")
+        );
+        let e = parse(&[
+            "sturdy",
+            "run",
+            "t",
+            "--backoff-base",
+            "10s",
+            "--backoff-cap",
+            "1s",
+        ])
+        .unwrap_err();
         assert!(e.contains("--backoff-cap"), "{e}");
     }
 
@@ -463,7 +506,11 @@ mod tests {
     fn config_file_fills_what_the_command_line_leaves() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("sturdy.toml");
-        std::fs::write(&cfg, "max-attempts = 7\ntask-timeout = \"2s\"\nbreaker-open = 5\nslots = [\"gpu:3\"]\n").unwrap();
+        std::fs::write(
+            &cfg,
+            "max-attempts = 7\ntask-timeout = \"2s\"\nbreaker-open = 5\nslots = [\"gpu:3\"]\n",
+        )
+        .unwrap();
         let c = cfg.to_str().unwrap();
         let s = parse(&["sturdy", "run", "t", "--config", c, "--max-attempts", "2"]).unwrap();
         assert_eq!(s.max_attempts, 2);

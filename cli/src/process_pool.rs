@@ -41,7 +41,12 @@ pub(crate) struct ProcessPool {
 }
 
 impl ProcessPool {
-    pub(crate) fn new(exe: PathBuf, slots: Vec<Slot>, heartbeat: Duration, state: StateDir) -> Self {
+    pub(crate) fn new(
+        exe: PathBuf,
+        slots: Vec<Slot>,
+        heartbeat: Duration,
+        state: StateDir,
+    ) -> Self {
         let n = slots.len();
         Self {
             exe,
@@ -50,11 +55,6 @@ impl ProcessPool {
             state,
             workers: (0..n).map(|_| None).collect(),
         }
-    }
-
-    /// Process ids of the live workers (for tests and diagnostics).
-    pub(crate) fn pids(&self) -> Vec<i32> {
-        self.workers.iter().flatten().map(|w| w.pid).collect()
     }
 }
 
@@ -157,11 +157,19 @@ impl WorkerPool for ProcessPool {
             attempt: order.attempt,
             epoch: u64::from(order.epoch),
             command: order.payload.clone(),
-            timeout_ms: order
-                .timeout
-                .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)),
-            stdout_path: self.state.output(task, order.attempt, "out").display().to_string(),
-            stderr_path: self.state.output(task, order.attempt, "err").display().to_string(),
+            timeout_ms: order.timeout.map_or(0, |t| {
+                u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+            }),
+            stdout_path: self
+                .state
+                .output(task, order.attempt, "out")
+                .display()
+                .to_string(),
+            stderr_path: self
+                .state
+                .output(task, order.attempt, "err")
+                .display()
+                .to_string(),
         });
         // A broken pipe means the worker died; its reader thread reports it.
         let _ = protocol::write_frame(&mut pw.stdin, &run);

@@ -187,19 +187,36 @@ impl FinalSummary {
                 String::new()
             }
         ));
-        let kinds: Vec<String> = self.failed_by_kind.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        let kinds: Vec<String> = self
+            .failed_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
         out.push_str(&format!(
             "  failed for good {}{}\n",
             self.failed,
-            if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) }
+            if kinds.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", kinds.join(", "))
+            }
         ));
         if !self.failed_tasks.is_empty() {
-            let list: Vec<String> = self.failed_tasks.iter().take(20).map(|(t, _)| t.to_string()).collect();
+            let list: Vec<String> = self
+                .failed_tasks
+                .iter()
+                .take(20)
+                .map(|(t, _)| t.to_string())
+                .collect();
             let more = self.failed_tasks.len().saturating_sub(20);
             out.push_str(&format!(
                 "  failed tasks    {}{}\n",
                 list.join(" "),
-                if more > 0 { format!(" (+{more} more)") } else { String::new() }
+                if more > 0 {
+                    format!(" (+{more} more)")
+                } else {
+                    String::new()
+                }
             ));
         }
         if self.unfinished > 0 {
@@ -211,7 +228,10 @@ impl FinalSummary {
         out.push_str(&format!("  worker crashes  {}\n", self.worker_crashes));
         out.push_str(&format!("  breaker trips   {}\n", self.breaker_trips));
         out.push_str(&format!("  wall time       {:.2}s\n", self.wall_seconds));
-        out.push_str(&format!("  journal         {}/journal.tsv\n", self.state_dir));
+        out.push_str(&format!(
+            "  journal         {}/journal.tsv\n",
+            self.state_dir
+        ));
         out
     }
 }

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sturdy_core::FailureKind;
+use sturdy_core::WorkerId;
 use sturdy_core::backoff::{BackoffConfig, Jitter};
 use sturdy_core::deadline::DeadlineConfig;
 use sturdy_core::manager::LedgerConfig;
 use sturdy_core::phi::PhiConfig;
 use sturdy_core::retry::RetryPolicy;
-use sturdy_core::WorkerId;
 use sturdy_tokio::checkpoint_store::{CheckpointStore, StoreConfig};
 use sturdy_tokio::supervisor::{
     AttemptRecord, Observer, Stop, Summary, Supervisor, SupervisorConfig, Verdict,
@@ -108,7 +108,8 @@ impl RunObserver {
         let bytes = postcard::to_allocvec(&payload).unwrap_or_default();
         self.generation += 1;
         if let Err(e) = self.store.save(EXPERIMENT, self.generation, &bytes) {
-            self.progress.note(&format!("sturdy: checkpoint not written: {e}"));
+            self.progress
+                .note(&format!("sturdy: checkpoint not written: {e}"));
         }
         self.last_checkpoint = Instant::now();
     }
@@ -145,7 +146,8 @@ impl Observer<String> for RunObserver {
         };
         if let Err(e) = self.journal.append(&line) {
             if self.journal_error.is_none() {
-                self.progress.note(&format!("sturdy: journal write failed: {e}"));
+                self.progress
+                    .note(&format!("sturdy: journal write failed: {e}"));
             }
             self.journal_error.get_or_insert(e);
         }
@@ -173,7 +175,12 @@ struct Plan {
     gave_up_set: BTreeSet<u32>,
 }
 
-fn plan(tasks: &TaskList, state: &StateDir, store: &CheckpointStore, retry_failed: bool) -> Result<Plan, CliError> {
+fn plan(
+    tasks: &TaskList,
+    state: &StateDir,
+    store: &CheckpointStore,
+    retry_failed: bool,
+) -> Result<Plan, CliError> {
     let (hist, torn) = journal::read(&state.journal())
         .map_err(|e| CliError::runtime(format!("cannot read the journal: {e}")))?;
     if torn > 0 {
@@ -181,13 +188,12 @@ fn plan(tasks: &TaskList, state: &StateDir, store: &CheckpointStore, retry_faile
     }
     let mut done: BTreeSet<u32> = BTreeSet::new();
     let mut gave_up: BTreeSet<u32> = BTreeSet::new();
-    if let Ok(Some(ck)) = store.load_latest(EXPERIMENT) {
-        if let Ok(c) = postcard::from_bytes::<RunCheckpoint>(&ck.bytes) {
-            if c.fingerprint == tasks.fingerprint {
-                done.extend(c.done);
-                gave_up.extend(c.gave_up);
-            }
-        }
+    if let Ok(Some(ck)) = store.load_latest(EXPERIMENT)
+        && let Ok(c) = postcard::from_bytes::<RunCheckpoint>(&ck.bytes)
+        && c.fingerprint == tasks.fingerprint
+    {
+        done.extend(c.done);
+        gave_up.extend(c.gave_up);
     }
     let mut last_kind: HashMap<u32, FailureKind> = HashMap::new();
     for (t, h) in &hist {
@@ -199,13 +205,13 @@ fn plan(tasks: &TaskList, state: &StateDir, store: &CheckpointStore, retry_faile
         }
     }
     // The kind of a give-up, for the summary: the last failing line of the task.
-    if !gave_up.is_empty() {
-        if let Ok(text) = std::fs::read_to_string(state.journal()) {
-            for line in text.lines().filter(|l| l.contains("\tgave_up\t")) {
-                let cols: Vec<&str> = line.splitn(12, '\t').collect();
-                if let (Some(t), Some(k)) = (cols.first().and_then(|t| t.parse().ok()), cols.get(9)) {
-                    last_kind.insert(t, kind_of(k));
-                }
+    if !gave_up.is_empty()
+        && let Ok(text) = std::fs::read_to_string(state.journal())
+    {
+        for line in text.lines().filter(|l| l.contains("\tgave_up\t")) {
+            let cols: Vec<&str> = line.splitn(12, '\t').collect();
+            if let (Some(t), Some(k)) = (cols.first().and_then(|t| t.parse().ok()), cols.get(9)) {
+                last_kind.insert(t, kind_of(k));
             }
         }
     }
@@ -217,10 +223,17 @@ fn plan(tasks: &TaskList, state: &StateDir, store: &CheckpointStore, retry_faile
             continue;
         }
         if gave_up.contains(&n) && !retry_failed {
-            gave_up_before.push((u64::from(n), last_kind.get(&n).copied().unwrap_or(FailureKind::Unknown)));
+            gave_up_before.push((
+                u64::from(n),
+                last_kind.get(&n).copied().unwrap_or(FailureKind::Unknown),
+            ));
             continue;
         }
-        let prior = if gave_up.contains(&n) { 0 } else { hist.get(&n).map_or(0, |h| h.attempts) };
+        let prior = if gave_up.contains(&n) {
+            0
+        } else {
+            hist.get(&n).map_or(0, |h| h.attempts)
+        };
         todo.push((n, prior));
     }
     if retry_failed {
@@ -243,8 +256,14 @@ async fn drive<const T: usize>(
 ) -> Result<Summary, CliError> {
     let exe = std::env::current_exe()
         .map_err(|e| CliError::runtime(format!("cannot find the sturdy executable: {e}")))?;
-    let pool = ProcessPool::new(exe, settings.slots.clone(), settings.heartbeat_interval, state.clone());
-    let mut config = SupervisorConfig::new(ledger_config(settings)?).with_task_timeout(settings.task_timeout);
+    let pool = ProcessPool::new(
+        exe,
+        settings.slots.clone(),
+        settings.heartbeat_interval,
+        state.clone(),
+    );
+    let mut config =
+        SupervisorConfig::new(ledger_config(settings)?).with_task_timeout(settings.task_timeout);
     if let Detector::Phi(threshold) = settings.detector {
         let phi = PhiConfig::new(
             threshold,
@@ -255,8 +274,9 @@ async fn drive<const T: usize>(
         .map_err(|e| CliError::input(format!("invalid value for '--phi-threshold': {e}")))?;
         config = config.with_phi(phi);
     }
-    let mut sup = Supervisor::<ProcessPool, MAX_WORKERS, T>::new(config, pool, settings.slots.len())
-        .map_err(|e| CliError::input(format!("cannot set up the workers: {e}")))?;
+    let mut sup =
+        Supervisor::<ProcessPool, MAX_WORKERS, T>::new(config, pool, settings.slots.len())
+            .map_err(|e| CliError::input(format!("cannot set up the workers: {e}")))?;
     for &(n, prior) in &plan.todo {
         sup.add_task(u64::from(n), prior, tasks.commands[n as usize - 1].clone())
             .map_err(|e| CliError::input(e.to_string()))?;
@@ -267,7 +287,10 @@ async fn drive<const T: usize>(
     let stop = sup.stop_handle();
     let signals = tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             return;
         };
         loop {
@@ -313,20 +336,42 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         .clone()
         .unwrap_or_else(|| state_dir::default_path(tasks.fingerprint));
     let source = settings.tasks.display().to_string();
-    let state = StateDir::open(&root, tasks.fingerprint, tasks.len(), &source, settings.resume)?;
+    let state = StateDir::open(
+        &root,
+        tasks.fingerprint,
+        tasks.len(),
+        &source,
+        settings.resume,
+    )?;
     if settings.resume && !state.resumed {
-        eprintln!("sturdy: --resume: {} holds no earlier run; starting fresh", root.display());
+        eprintln!(
+            "sturdy: --resume: {} holds no earlier run; starting fresh",
+            root.display()
+        );
     }
     let store = CheckpointStore::open(
         state.checkpoints(),
         StoreConfig::new(settings.keep_checkpoints as usize, 1)
             .map_err(|e| CliError::input(format!("invalid setting: {e}")))?,
     )
-    .map_err(|e| CliError::input(format!("state directory {} is not writable: {e}", root.display())))?;
+    .map_err(|e| {
+        CliError::input(format!(
+            "state directory {} is not writable: {e}",
+            root.display()
+        ))
+    })?;
     let plan = plan(&tasks, &state, &store, settings.retry_failed)?;
-    let journal = Journal::open(&state.journal())
-        .map_err(|e| CliError::input(format!("cannot open the journal in {}: {e}", root.display())))?;
-    let generation = store.list(EXPERIMENT).ok().and_then(|g| g.last().copied()).unwrap_or(0);
+    let journal = Journal::open(&state.journal()).map_err(|e| {
+        CliError::input(format!(
+            "cannot open the journal in {}: {e}",
+            root.display()
+        ))
+    })?;
+    let generation = store
+        .list(EXPERIMENT)
+        .ok()
+        .and_then(|g| g.last().copied())
+        .unwrap_or(0);
     let already = (plan.done_before.len() + plan.gave_up_before.len()) as u64;
     let mut observer = RunObserver {
         journal,
@@ -378,7 +423,13 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         print!("{}", fin.to_text());
     }
     if let Some(e) = observer.journal_error {
-        return Err(CliError::runtime(format!("the journal could not be written: {e}")));
+        return Err(CliError::runtime(format!(
+            "the journal could not be written: {e}"
+        )));
     }
-    Ok(if fin.all_succeeded() { 0 } else { crate::error::EXIT_TASKS_FAILED })
+    Ok(if fin.all_succeeded() {
+        0
+    } else {
+        crate::error::EXIT_TASKS_FAILED
+    })
 }

@@ -148,7 +148,9 @@ impl StateDir {
 
     /// Output file of one attempt's stream (`out` or `err`).
     pub(crate) fn output(&self, task: u32, attempt: u32, stream: &str) -> PathBuf {
-        self.root.join("out").join(format!("{task}.{attempt}.{stream}"))
+        self.root
+            .join("out")
+            .join(format!("{task}.{attempt}.{stream}"))
     }
 
     /// The root.
@@ -171,7 +173,11 @@ mod tests {
         let e = StateDir::open(&root, 0xabc, 3, "t.txt", false).unwrap_err();
         assert!(e.to_string().contains("--resume"), "{e}");
         assert_eq!(e.exit_code(), 2);
-        assert!(StateDir::open(&root, 0xabc, 3, "t.txt", true).unwrap().resumed);
+        assert!(
+            StateDir::open(&root, 0xabc, 3, "t.txt", true)
+                .unwrap()
+                .resumed
+        );
         let before = fs::read_to_string(root.join("run.toml")).unwrap();
         let e = StateDir::open(&root, 0xdef, 3, "u.txt", true).unwrap_err();
         assert!(e.to_string().contains("different task list"), "{e}");

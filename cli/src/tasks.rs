@@ -91,8 +91,11 @@ mod tests {
 
     #[test]
     fn skips_comments_and_blank_lines() {
-        let t = TaskList::parse("# header\n\necho a\r\n   # indented comment\n  echo b\n\n", "t")
-            .unwrap();
+        let t = TaskList::parse(
+            "# header\n\necho a\r\n   # indented comment\n  echo b\n\n",
+            "t",
+        )
+        .unwrap();
         assert_eq!(t.commands, vec!["echo a".to_owned(), "  echo b".to_owned()]);
         assert_eq!(t.len(), 2);
     }
@@ -118,7 +121,10 @@ mod tests {
     #[test]
     fn missing_file_is_an_input_error() {
         let e = TaskList::load(Path::new("/nonexistent/sturdy/tasks.txt")).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/sturdy/tasks.txt"), "{e}");
+        assert!(
+            e.to_string().contains("/nonexistent/sturdy/tasks.txt"),
+            "{e}"
+        );
         assert_eq!(e.exit_code(), 2);
     }
 }

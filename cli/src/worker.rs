@@ -101,7 +101,11 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
     let (out, err) = match outputs {
         Ok(files) => files,
         Err(e) => {
-            return report(order, Outcome::SpawnFailed(format!("output file: {e}")), started);
+            return report(
+                order,
+                Outcome::SpawnFailed(format!("output file: {e}")),
+                started,
+            );
         }
     };
     let oom_before = oom::oom_kill_count();
@@ -135,20 +139,23 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
     std::thread::spawn(move || {
         let _ = waiter_tx.send(Event::ChildExit(child.wait()));
     });
-    let deadline = (order.timeout_ms > 0).then(|| started + Duration::from_millis(order.timeout_ms));
+    let deadline =
+        (order.timeout_ms > 0).then(|| started + Duration::from_millis(order.timeout_ms));
     let mut shutdown_after = false;
     let mut timed_out = false;
     let status = loop {
         let ev = match deadline {
-            Some(d) if !timed_out => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
-                Ok(ev) => ev,
-                Err(RecvTimeoutError::Timeout) => {
-                    timed_out = true;
-                    kill_group(pgid);
-                    continue;
+            Some(d) if !timed_out => {
+                match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+                    Ok(ev) => ev,
+                    Err(RecvTimeoutError::Timeout) => {
+                        timed_out = true;
+                        kill_group(pgid);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => Event::MasterGone,
                 }
-                Err(RecvTimeoutError::Disconnected) => Event::MasterGone,
-            },
+            }
             _ => rx.recv().unwrap_or(Event::MasterGone),
         };
         match ev {

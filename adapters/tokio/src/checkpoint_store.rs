@@ -180,7 +180,9 @@ fn decode(file: &[u8], expected_generation: u64) -> Result<Vec<u8>, LoadError> {
         return Err(LoadError::Corrupt("CRC-32 mismatch"));
     }
     if generation != expected_generation {
-        return Err(LoadError::Corrupt("generation does not match the file name"));
+        return Err(LoadError::Corrupt(
+            "generation does not match the file name",
+        ));
     }
     Ok(file[HEADER..].to_vec())
 }
@@ -212,8 +214,8 @@ impl CheckpointStore {
 
     /// Whether generation `generation` is due for a checkpoint: every `interval`
     /// generations, generation 0 included (the original's rule, `g % interval == 0`).
-    pub const fn should_checkpoint(&self, generation: u64) -> bool {
-        generation % self.config.interval == 0
+    pub fn should_checkpoint(&self, generation: u64) -> bool {
+        generation.is_multiple_of(self.config.interval)
     }
 
     fn dir(&self, experiment: &str) -> io::Result<PathBuf> {
@@ -279,12 +281,11 @@ impl CheckpointStore {
         for entry in entries {
             let name = entry?.file_name();
             let Some(name) = name.to_str() else { continue };
-            if let Some(stem) = name.strip_suffix(".ckpt") {
-                if stem.len() == 20 {
-                    if let Ok(g) = stem.parse::<u64>() {
-                        gens.push(g);
-                    }
-                }
+            if let Some(stem) = name.strip_suffix(".ckpt")
+                && stem.len() == 20
+                && let Ok(g) = stem.parse::<u64>()
+            {
+                gens.push(g);
             }
         }
         gens.sort_unstable();
@@ -297,7 +298,10 @@ impl CheckpointStore {
     /// [`LoadError::NotFound`], [`LoadError::Corrupt`] naming the failed check, or
     /// [`LoadError::Io`].
     pub fn load(&self, experiment: &str, generation: u64) -> Result<Vec<u8>, LoadError> {
-        let path = self.dir(experiment).map_err(LoadError::Io)?.join(Self::file_name(generation));
+        let path = self
+            .dir(experiment)
+            .map_err(LoadError::Io)?
+            .join(Self::file_name(generation));
         let file = match fs::read(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LoadError::NotFound),
@@ -383,13 +387,17 @@ mod tests {
     fn save_load_list_and_keep_last() {
         let (_d, s) = store(3);
         for g in [0u64, 10, 20, 30, 40] {
-            s.save("search", g, format!("state {g}").as_bytes()).unwrap();
+            s.save("search", g, format!("state {g}").as_bytes())
+                .unwrap();
         }
         assert_eq!(s.list("search").unwrap(), vec![20, 30, 40]);
         assert_eq!(s.load("search", 30).unwrap(), b"state 30");
         assert!(matches!(s.load("search", 10), Err(LoadError::NotFound)));
         let latest = s.load_latest("search").unwrap().unwrap();
-        assert_eq!((latest.generation, latest.bytes), (40, b"state 40".to_vec()));
+        assert_eq!(
+            (latest.generation, latest.bytes),
+            (40, b"state 40".to_vec())
+        );
         assert!(s.load_latest("other").unwrap().is_none());
         assert!(s.delete("search", 40).unwrap());
         assert!(!s.delete("search", 40).unwrap());
@@ -410,7 +418,10 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0x01;
         fs::write(&newest, &bytes).unwrap();
-        assert!(matches!(s.load("exp", 2), Err(LoadError::Corrupt("CRC-32 mismatch"))));
+        assert!(matches!(
+            s.load("exp", 2),
+            Err(LoadError::Corrupt("CRC-32 mismatch"))
+        ));
         let l = s.load_latest("exp").unwrap().unwrap();
         assert_eq!((l.generation, l.bytes.as_slice()), (1, &b"good one"[..]));
     }
@@ -419,25 +430,39 @@ mod tests {
     fn every_corruption_is_detected() {
         let good = encode(7, b"payload").unwrap();
         assert_eq!(decode(&good, 7).unwrap(), b"payload");
-        assert!(matches!(decode(&good[..10], 7), Err(LoadError::Corrupt("truncated header"))));
+        assert!(matches!(
+            decode(&good[..10], 7),
+            Err(LoadError::Corrupt("truncated header"))
+        ));
         assert!(matches!(
             decode(&good[..good.len() - 1], 7),
             Err(LoadError::Corrupt("length does not match the file size"))
         ));
         let mut bad_magic = good.clone();
         bad_magic[0] = b'X';
-        assert!(matches!(decode(&bad_magic, 7), Err(LoadError::Corrupt("bad magic"))));
+        assert!(matches!(
+            decode(&bad_magic, 7),
+            Err(LoadError::Corrupt("bad magic"))
+        ));
         let mut bad_version = good.clone();
         bad_version[8] = 9;
-        assert!(matches!(decode(&bad_version, 7), Err(LoadError::Corrupt("unknown format version"))));
+        assert!(matches!(
+            decode(&bad_version, 7),
+            Err(LoadError::Corrupt("unknown format version"))
+        ));
         assert!(matches!(
             decode(&good, 8),
-            Err(LoadError::Corrupt("generation does not match the file name"))
+            Err(LoadError::Corrupt(
+                "generation does not match the file name"
+            ))
         ));
         for i in 12..good.len() {
             let mut flipped = good.clone();
             flipped[i] ^= 0x40;
-            assert!(decode(&flipped, 7).is_err(), "bit flip at byte {i} not caught");
+            assert!(
+                decode(&flipped, 7).is_err(),
+                "bit flip at byte {i} not caught"
+            );
         }
     }
 
@@ -454,7 +479,10 @@ mod tests {
     fn bad_experiment_names_are_refused() {
         let (_d, s) = store(5);
         for name in ["", "../escape", ".hidden", "a/b"] {
-            assert_eq!(s.save(name, 0, b"x").unwrap_err().kind(), io::ErrorKind::InvalidInput);
+            assert_eq!(
+                s.save(name, 0, b"x").unwrap_err().kind(),
+                io::ErrorKind::InvalidInput
+            );
         }
     }
 }

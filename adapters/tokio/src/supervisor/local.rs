@@ -29,7 +29,8 @@ impl<R> Drop for AbortOnDrop<R> {
 
 struct LocalWorker<T> {
     orders: mpsc::UnboundedSender<Job<T>>,
-    handle: AbortOnDrop<()>,
+    /// Held for its `Drop`: dropping the worker aborts its loop.
+    _loop: AbortOnDrop<()>,
 }
 
 /// Workers as tokio tasks running `job(payload, attempt)`.
@@ -140,7 +141,7 @@ where
         let handle = tokio::spawn(worker_loop(self.job.clone(), self.heartbeat, rx, reporter));
         self.workers[w] = Some(LocalWorker {
             orders: tx,
-            handle: AbortOnDrop(handle),
+            _loop: AbortOnDrop(handle),
         });
     }
 

@@ -151,7 +151,11 @@ impl StopHandle {
     pub fn escalate(&self) -> Stop {
         let mut level = Stop::Run;
         self.0.send_modify(|s| {
-            *s = if *s == Stop::Run { Stop::Drain } else { Stop::Abort };
+            *s = if *s == Stop::Run {
+                Stop::Drain
+            } else {
+                Stop::Abort
+            };
             level = *s;
         });
         level
@@ -231,7 +235,7 @@ pub struct Supervisor<P: WorkerPool, const W: usize, const T: usize> {
 /// Builds a boxed ledger on a thread with a stack large enough for the value (a ledger
 /// of many tasks is megabytes and is built by value before it is boxed).
 fn boxed_ledger<const W: usize, const T: usize>(config: LedgerConfig) -> Box<Ledger<W, T>> {
-    let size = std::mem::size_of::<Ledger<W, T>>();
+    let size = size_of::<Ledger<W, T>>();
     if size < 256 * 1024 {
         return Box::new(Ledger::new(config));
     }
@@ -249,11 +253,15 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
     ///
     /// # Errors
     /// More workers than `W`, or zero.
-    pub fn new(config: SupervisorConfig, pool: P, workers: usize) -> Result<Box<Self>, LedgerError> {
+    pub fn new(
+        config: SupervisorConfig,
+        pool: P,
+        workers: usize,
+    ) -> Result<Box<Self>, LedgerError> {
         if workers == 0 {
             return Err(LedgerError::ZeroCapacity);
         }
-        let mut ledger = boxed_ledger::<W, T>(config.ledger.clone());
+        let mut ledger = boxed_ledger::<W, T>(config.ledger);
         for _ in 0..workers {
             ledger.add_worker(1, Instant::ZERO)?;
         }
@@ -263,7 +271,9 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             .map(|i| WorkerSlot {
                 incarnation: 0,
                 restart_at: None,
-                backoff: BackoffState::new(config.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                backoff: BackoffState::new(
+                    config.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                ),
                 running: None,
                 phi: None,
             })
@@ -349,7 +359,9 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
     }
 
     fn apply_health(&mut self) {
-        let Some(h) = self.health.as_mut() else { return };
+        let Some(h) = self.health.as_mut() else {
+            return;
+        };
         let marks = h.borrow_and_update().workers.clone();
         for (w, mark) in marks {
             let _ = self.ledger.set_worker_health(w, mark);
@@ -377,7 +389,12 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
     /// Marks worker `w` dead: kills it (when `exited` is false), bumps its incarnation,
     /// tells the ledger (when it exited on its own), closes its attempt, and schedules a
     /// restart.
-    fn worker_died<O: Observer<P::Task>>(&mut self, worker: WorkerId, exited: bool, observer: &mut O) {
+    fn worker_died<O: Observer<P::Task>>(
+        &mut self,
+        worker: WorkerId,
+        exited: bool,
+        observer: &mut O,
+    ) {
         let w = worker.0 as usize;
         if w >= self.workers.len() || self.workers[w].restart_at.is_some() {
             return;
@@ -391,17 +408,29 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
         slot.incarnation += 1;
         let delay = slot.backoff.next_delay(&self.config.restart_backoff);
         slot.restart_at = Some(now.saturating_add(delay));
-        let alive = self.ledger.worker(worker).is_some_and(|v| v.status.is_alive());
+        let alive = self
+            .ledger
+            .worker(worker)
+            .is_some_and(|v| v.status.is_alive());
         if exited || alive {
-            let _ = self.ledger.worker_failed(worker, FailureKind::WorkerCrash, now);
+            let _ = self
+                .ledger
+                .worker_failed(worker, FailureKind::WorkerCrash, now);
         }
         observer.worker_restarting(worker, delay);
         self.close_orphan(w, FailureKind::WorkerCrash, observer);
     }
 
     /// Closes worker `w`'s running attempt when the ledger no longer runs it there.
-    fn close_orphan<O: Observer<P::Task>>(&mut self, w: usize, kind: FailureKind, observer: &mut O) {
-        let Some(run) = self.workers[w].running else { return };
+    fn close_orphan<O: Observer<P::Task>>(
+        &mut self,
+        w: usize,
+        kind: FailureKind,
+        observer: &mut O,
+    ) {
+        let Some(run) = self.workers[w].running else {
+            return;
+        };
         let still = self.ledger.task(run.task).is_some_and(|v| {
             matches!(v.state, TaskState::Running { worker, epoch, .. } if worker.0 as usize == w && epoch == run.epoch)
         });
@@ -461,7 +490,11 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             Report::Heartbeat => {
                 let _ = self.ledger.heartbeat(env.worker, now);
             }
-            Report::Finished { task, epoch, finish } => {
+            Report::Finished {
+                task,
+                epoch,
+                finish,
+            } => {
                 let _ = self.ledger.heartbeat(env.worker, now);
                 let verdict = match finish.failure {
                     None => match self.ledger.task_succeeded(task, epoch, now) {
@@ -469,8 +502,11 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
                         Err(_) => Verdict::Stale,
                     },
                     Some(kind) => {
-                        let code = finish.exit.or(finish.signal).unwrap_or(0);
-                        match self.ledger.task_failed_with_code(task, epoch, kind, code, now) {
+                        let code = finish.exit.or(finish.signal);
+                        match self
+                            .ledger
+                            .task_failed_with_code(task, epoch, kind, code, now)
+                        {
                             Ok(Decision::RetryAfter(_)) => Verdict::Retry,
                             Ok(_) => Verdict::GaveUp,
                             Err(_) => Verdict::Stale,
@@ -548,7 +584,13 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             if let Some(run) = self.workers[w].running.take() {
                 self.pool.kill(WorkerId(w as u32));
                 self.workers[w].incarnation += 1;
-                self.record(w, run, Finish::failed(FailureKind::Cancelled), Verdict::Interrupted, observer);
+                self.record(
+                    w,
+                    run,
+                    Finish::failed(FailureKind::Cancelled),
+                    Verdict::Interrupted,
+                    observer,
+                );
             }
         }
     }

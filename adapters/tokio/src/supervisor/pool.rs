@@ -55,7 +55,11 @@ impl Finish {
     }
 
     /// A process result: its exit status or signal and the classification.
-    pub const fn process(failure: Option<FailureKind>, exit: Option<i32>, signal: Option<i32>) -> Self {
+    pub const fn process(
+        failure: Option<FailureKind>,
+        exit: Option<i32>,
+        signal: Option<i32>,
+    ) -> Self {
         Self {
             failure,
             exit,
