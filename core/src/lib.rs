@@ -13,6 +13,8 @@
 //! - [`backoff`]: constant, linear and exponential schedules with full, equal and
 //!   decorrelated jitter;
 //! - [`retry`]: retry policies, per-task retry state, retry budgets;
+//! - [`retry_driver`]: the async retry loop over a runtime's [`Timer`](retry_driver::Timer),
+//!   shared by every adapter;
 //! - [`failure`]: failure kinds, ids and the fixed-size failure event;
 //! - [`health`]: host and GPU samples, the probe trait, and the health rules.
 //!
@@ -49,6 +51,7 @@ mod error;
 pub mod failure;
 pub mod health;
 pub mod retry;
+pub mod retry_driver;
 pub mod rng;
 pub mod time;
 
