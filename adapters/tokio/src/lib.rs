@@ -7,7 +7,9 @@
 //!   `tokio::time::pause()`), and the [`Timer`](sturdy_core::retry_driver::Timer) of
 //!   the core's retry driver;
 //! - [`retry`] / [`retrying`]: the core's async retry loop on tokio time, with
-//!   `tracing` events for retries and give-ups.
+//!   `tracing` events for retries and give-ups;
+//! - [`Breaker`]: a shared circuit breaker handle with a lock-free closed path, whose
+//!   guards release their permit when dropped unfinished.
 //!
 //! ```
 //! use std::time::Duration;
@@ -27,9 +29,11 @@
 //! # Ok(()) }
 //! ```
 
+mod breaker;
 mod clock;
 mod retry;
 
+pub use breaker::{Breaker, BreakerCore, BreakerError, CallGuard};
 pub use clock::TokioClock;
 pub use retry::{TracingObserver, retry, retrying};
 pub use sturdy_core::retry_driver::{Classified, RetryError};
