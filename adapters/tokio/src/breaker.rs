@@ -249,6 +249,20 @@ impl<B: BreakerCore, C: Clock> Breaker<B, C> {
         })
     }
 
+    /// As [`try_acquire`](Self::try_acquire), with a guard that owns a clone of the
+    /// handle (`'static`, for futures that outlive the borrow, such as a tower
+    /// service's response future).
+    ///
+    /// # Errors
+    /// As [`try_acquire`](Self::try_acquire).
+    pub fn try_acquire_owned(&self) -> Result<OwnedCallGuard<B, C>, Rejected> {
+        let ticket = self.try_acquire()?.take();
+        Ok(OwnedCallGuard {
+            breaker: self.clone(),
+            ticket,
+        })
+    }
+
     /// Runs `fut` if the breaker admits a call: `Ok` counts as a success, `Err` as a
     /// failure of kind [`FailureKind::Unknown`]. Dropping the returned future releases
     /// the permit.
@@ -478,6 +492,48 @@ impl<B: BreakerCore, C: Clock> CallGuard<'_, B, C> {
     /// Whether this call is a half-open probe.
     pub fn is_probe(&self) -> bool {
         matches!(self.ticket, Some(Ticket::Core(p)) if p.is_probe())
+    }
+
+    fn take(mut self) -> Option<Ticket> {
+        self.ticket.take()
+    }
+}
+
+/// A [`CallGuard`] that owns a clone of its [`Breaker`]: `'static`, `Send` and `Sync`.
+/// Same rules: record the outcome, or drop it to release the permit.
+#[must_use = "record the call's outcome; a dropped guard counts the call neither way"]
+pub struct OwnedCallGuard<B: BreakerCore = ConsecutiveBreaker, C: Clock = TokioClock> {
+    breaker: Breaker<B, C>,
+    ticket: Option<Ticket>,
+}
+
+impl<B: BreakerCore, C: Clock> OwnedCallGuard<B, C> {
+    /// Records the call's outcome.
+    pub fn record(mut self, outcome: Outcome) {
+        if let Some(t) = self.ticket.take() {
+            self.breaker.shared.finish(t, outcome);
+        }
+    }
+
+    /// Whether this call is a half-open probe.
+    pub fn is_probe(&self) -> bool {
+        matches!(self.ticket, Some(Ticket::Core(p)) if p.is_probe())
+    }
+}
+
+impl<B: BreakerCore, C: Clock> Drop for OwnedCallGuard<B, C> {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            self.breaker.shared.abandon(t);
+        }
+    }
+}
+
+impl<B: BreakerCore, C: Clock> fmt::Debug for OwnedCallGuard<B, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedCallGuard")
+            .field("ticket", &self.ticket)
+            .finish()
     }
 }
 

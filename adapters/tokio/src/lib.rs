@@ -9,7 +9,10 @@
 //! - [`retry`] / [`retrying`]: the core's async retry loop on tokio time, with
 //!   `tracing` events for retries and give-ups;
 //! - [`Breaker`]: a shared circuit breaker handle with a lock-free closed path, whose
-//!   guards release their permit when dropped unfinished.
+//!   guards release their permit when dropped unfinished;
+//! - tower (feature `tower`, on by default): [`CircuitBreakerLayer`] and [`RetryLayer`]
+//!   for hyper, axum and tonic stacks, judging results with a [`ClassifyResult`]
+//!   ([`HttpStatus`] for HTTP).
 //!
 //! ```
 //! use std::time::Duration;
@@ -30,10 +33,22 @@
 //! ```
 
 mod breaker;
+#[cfg(feature = "tower")]
+mod classify;
 mod clock;
 mod retry;
+#[cfg(feature = "tower")]
+mod tower_breaker;
+#[cfg(feature = "tower")]
+mod tower_retry;
 
-pub use breaker::{Breaker, BreakerCore, BreakerError, CallGuard};
+pub use breaker::{Breaker, BreakerCore, BreakerError, CallGuard, OwnedCallGuard};
+#[cfg(feature = "tower")]
+pub use classify::{ClassifyResult, ErrorsAreFailures, HttpStatus};
 pub use clock::TokioClock;
 pub use retry::{TracingObserver, retry, retrying};
 pub use sturdy_core::retry_driver::{Classified, RetryError};
+#[cfg(feature = "tower")]
+pub use tower_breaker::{CircuitBreakerLayer, CircuitBreakerService, ResponseFuture};
+#[cfg(feature = "tower")]
+pub use tower_retry::{ByClone, CloneRequest, RetryFuture, RetryLayer, RetryService};
