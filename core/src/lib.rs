@@ -13,7 +13,8 @@
 //! - [`backoff`]: constant, linear and exponential schedules with full, equal and
 //!   decorrelated jitter;
 //! - [`retry`]: retry policies, per-task retry state, retry budgets;
-//! - [`failure`]: failure kinds, ids and the fixed-size failure event.
+//! - [`failure`]: failure kinds, ids and the fixed-size failure event;
+//! - [`health`]: host and GPU samples, the probe trait, and the health rules.
 //!
 //! A retry loop, the way every adapter drives it:
 //! ```
@@ -46,10 +47,14 @@ extern crate std;
 pub mod backoff;
 mod error;
 pub mod failure;
+pub mod health;
 pub mod retry;
 pub mod rng;
 pub mod time;
 
 pub use error::ConfigError;
 pub use failure::{FailureEvent, FailureKind, KindSet, TaskId, WorkerId};
+/// The `heapless` crate the samples and lists of the core are built on, re-exported so
+/// that users name the same version.
+pub use heapless;
 pub use time::{Clock, Instant, ManualClock, Monotonic};
