@@ -70,10 +70,10 @@ pub(crate) fn memory_limit(
         } else {
             continue;
         };
-        if let Some(found) = walk(read, layout, path, physical) {
-            if best.is_none_or(|b| found.limit < b.limit) {
-                best = Some(found);
-            }
+        if let Some(found) = walk(read, layout, path, physical)
+            && best.is_none_or(|b| found.limit < b.limit)
+        {
+            best = Some(found);
         }
     }
     best
@@ -99,20 +99,19 @@ fn walk(
             dir.push_str(c);
         }
         if let Some(l) = read(&format!("{dir}/{}", layout.limit)).and_then(|t| parse_limit(&t))
+            && l < physical
+            && limit.is_none_or(|m| l < m)
         {
-            if l < physical && limit.is_none_or(|m| l < m) {
-                limit = Some(l);
-            }
+            limit = Some(l);
         }
-        if working_set.is_none() {
-            if let Some(usage) = read(&format!("{dir}/{}", layout.usage))
-                .and_then(|t| t.trim().parse::<u64>().ok())
-            {
-                let inactive = read(&format!("{dir}/memory.stat"))
-                    .and_then(|s| stat_value(&s, layout.inactive_key))
-                    .unwrap_or(0);
-                working_set = Some(usage.saturating_sub(inactive));
-            }
+        if working_set.is_none()
+            && let Some(usage) =
+                read(&format!("{dir}/{}", layout.usage)).and_then(|t| t.trim().parse::<u64>().ok())
+        {
+            let inactive = read(&format!("{dir}/memory.stat"))
+                .and_then(|s| stat_value(&s, layout.inactive_key))
+                .unwrap_or(0);
+            working_set = Some(usage.saturating_sub(inactive));
         }
     }
     limit.map(|limit| CgroupMemory { limit, working_set })
@@ -130,7 +129,11 @@ pub(crate) fn parse_limit(text: &str) -> Option<u64> {
 fn stat_value(stat: &str, key: &str) -> Option<u64> {
     stat.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
-        if k == key { v.trim().parse().ok() } else { None }
+        if k == key {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
     })
 }
 
@@ -142,8 +145,10 @@ mod tests {
     const GIB: u64 = 1 << 30;
 
     fn files(pairs: &[(&str, &str)]) -> impl FnMut(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |p: &str| map.get(p).cloned()
     }
 
@@ -152,9 +157,18 @@ mod tests {
         // what this very machine shows: a v1 memory controller with the v1 sentinel
         let mut read = files(&[
             ("/proc/self/cgroup", "4:memory:/process_api/abc\n0::/\n"),
-            ("/sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes", "9223372036854771712\n"),
-            ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n"),
-            ("/sys/fs/cgroup/memory/process_api/abc/memory.usage_in_bytes", "1000\n"),
+            (
+                "/sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes",
+                "9223372036854771712\n",
+            ),
+            (
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                "9223372036854771712\n",
+            ),
+            (
+                "/sys/fs/cgroup/memory/process_api/abc/memory.usage_in_bytes",
+                "1000\n",
+            ),
         ]);
         assert_eq!(memory_limit(&mut read, 24 * GIB), None);
     }
@@ -171,12 +185,21 @@ mod tests {
             ("/proc/self/cgroup", "0::/user.slice/job\n"),
             ("/sys/fs/cgroup/user.slice/job/memory.max", "max\n"),
             ("/sys/fs/cgroup/user.slice/memory.max", "8589934592\n"),
-            ("/sys/fs/cgroup/user.slice/job/memory.current", "3221225472\n"),
-            ("/sys/fs/cgroup/user.slice/job/memory.stat", "anon 1\ninactive_file 1073741824\nactive_file 5\n"),
+            (
+                "/sys/fs/cgroup/user.slice/job/memory.current",
+                "3221225472\n",
+            ),
+            (
+                "/sys/fs/cgroup/user.slice/job/memory.stat",
+                "anon 1\ninactive_file 1073741824\nactive_file 5\n",
+            ),
         ]);
         assert_eq!(
             memory_limit(&mut read, 24 * GIB),
-            Some(CgroupMemory { limit: 8 * GIB, working_set: Some(2 * GIB) })
+            Some(CgroupMemory {
+                limit: 8 * GIB,
+                working_set: Some(2 * GIB)
+            })
         );
     }
 
@@ -193,14 +216,29 @@ mod tests {
     fn container_without_cgroup_namespace_finds_the_mount_root() {
         // /proc/self/cgroup names a host path; the container sees its own cgroup at the root
         let mut read = files(&[
-            ("/proc/self/cgroup", "11:cpu,cpuacct:/docker/f00\n9:memory:/docker/f00\n"),
-            ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "2147483648\n"),
-            ("/sys/fs/cgroup/memory/memory.usage_in_bytes", "1073741824\n"),
-            ("/sys/fs/cgroup/memory/memory.stat", "cache 5\ntotal_inactive_file 536870912\n"),
+            (
+                "/proc/self/cgroup",
+                "11:cpu,cpuacct:/docker/f00\n9:memory:/docker/f00\n",
+            ),
+            (
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                "2147483648\n",
+            ),
+            (
+                "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+                "1073741824\n",
+            ),
+            (
+                "/sys/fs/cgroup/memory/memory.stat",
+                "cache 5\ntotal_inactive_file 536870912\n",
+            ),
         ]);
         assert_eq!(
             memory_limit(&mut read, 24 * GIB),
-            Some(CgroupMemory { limit: 2 * GIB, working_set: Some(GIB / 2) })
+            Some(CgroupMemory {
+                limit: 2 * GIB,
+                working_set: Some(GIB / 2)
+            })
         );
     }
 

@@ -122,7 +122,16 @@ mod tests {
     fn first_sample_is_unknown_and_keeps_the_reading() {
         let mut m = CpuMeter::new(200 * MS);
         assert_eq!(m.observe(Duration::ZERO, || t(100, 1000)), None);
-        assert_eq!(m.baseline, Some((Duration::ZERO, CpuTimes { busy: 100, total: 1000 })));
+        assert_eq!(
+            m.baseline,
+            Some((
+                Duration::ZERO,
+                CpuTimes {
+                    busy: 100,
+                    total: 1000
+                }
+            ))
+        );
     }
 
     #[test]
@@ -157,7 +166,7 @@ mod tests {
         assert_eq!(m.observe(300 * MS, || t(5, 10)), None);
         assert_eq!(m.observe(600 * MS, || t(15, 110)), Some(10.0));
         assert_eq!(m.observe(900 * MS, || None), None);
-        assert_eq!(m.observe(1200 * MS, || t(115, 210)), Some(50.0));
+        assert_eq!(m.observe(1200 * MS, || t(65, 210)), Some(50.0));
         // busy running ahead of total (a buggy source) is clamped
         assert_eq!(m.observe(1500 * MS, || t(400, 260)), Some(100.0));
     }
@@ -174,9 +183,18 @@ mod tests {
     fn proc_stat_parses_busy_and_total() {
         let text = "cpu  100 20 30 800 40 5 5 0 7 0\ncpu0 50 10 15 400 20 2 3 0 3 0\nintr 1 2\n";
         // busy = 100+20+30+5+5+0 = 160; total = 160 + 800 + 40 = 1000
-        assert_eq!(parse_proc_stat(text), Some(CpuTimes { busy: 160, total: 1000 }));
+        assert_eq!(
+            parse_proc_stat(text),
+            Some(CpuTimes {
+                busy: 160,
+                total: 1000
+            })
+        );
         // an old kernel with only four columns
-        assert_eq!(parse_proc_stat("cpu 1 2 3 4\n"), Some(CpuTimes { busy: 6, total: 10 }));
+        assert_eq!(
+            parse_proc_stat("cpu 1 2 3 4\n"),
+            Some(CpuTimes { busy: 6, total: 10 })
+        );
         assert_eq!(parse_proc_stat("cpu 1 2 3\n"), None);
         assert_eq!(parse_proc_stat("cpu 1 x 3 4\n"), None);
         assert_eq!(parse_proc_stat("cpu0 1 2 3 4\n"), None);
@@ -189,6 +207,9 @@ mod tests {
         let a = "cpu  100 0 0 300 0 0 0 0 0 0\n";
         let b = "cpu  150 0 50 600 0 0 0 0 0 0\n"; // +100 busy of +400
         assert_eq!(m.observe(Duration::ZERO, || parse_proc_stat(a)), None);
-        assert_eq!(m.observe(MIN_CPU_INTERVAL, || parse_proc_stat(b)), Some(25.0));
+        assert_eq!(
+            m.observe(MIN_CPU_INTERVAL, || parse_proc_stat(b)),
+            Some(25.0)
+        );
     }
 }

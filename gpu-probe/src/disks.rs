@@ -90,7 +90,10 @@ pub fn select_mounts(all: &[MountReading], selection: &MountSelection) -> Vec<Mo
     };
     let mut kept: Vec<MountReading> = Vec::new();
     for m in candidates {
-        if !kept.iter().any(|k| same_filesystem(k, m) || k.mount_point == m.mount_point) {
+        if !kept
+            .iter()
+            .any(|k| same_filesystem(k, m) || k.mount_point == m.mount_point)
+        {
             kept.push(m.clone());
         }
     }
@@ -146,7 +149,10 @@ mod tests {
             mount("server:/x", "nfs4", "/net/y", 10, None),
         ];
         // a network source is not a block device: two exports may differ
-        assert_eq!(points(&select_mounts(&all, &MountSelection::All)), ["/mnt", "/net/x", "/net/y"]);
+        assert_eq!(
+            points(&select_mounts(&all, &MountSelection::All)),
+            ["/mnt", "/net/x", "/net/y"]
+        );
     }
 
     #[test]

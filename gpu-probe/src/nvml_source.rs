@@ -58,6 +58,10 @@ impl NvmlSource {
         Self::default()
     }
 
+    #[allow(
+        clippy::result_large_err,
+        reason = "taken once per process, on a machine without NVML"
+    )]
     fn load() -> Result<Loaded, GpuUnavailable> {
         let nvml = Arc::new(Nvml::init().map_err(|e| unavailable(&e))?);
         let xids = XidWatcher::start(&nvml);
@@ -72,19 +76,23 @@ impl GpuSource for NvmlSource {
             Err(e) => return Err(e.clone()),
         };
         let count = loaded.nvml.device_count().map_err(|e| unavailable(&e))?;
-        let mut pending = loaded.xids.as_ref().map(XidWatcher::take).unwrap_or_default();
+        let mut pending = loaded
+            .xids
+            .as_ref()
+            .map(XidWatcher::take)
+            .unwrap_or_default();
         let out = (0..count)
             .map(|i| {
                 let mut r = match loaded.nvml.device_by_index(i) {
                     Ok(d) => read_device(i, &d),
                     Err(e) => GpuReading::failed(i, &read_error(e)),
                 };
-                if let Some(w) = &loaded.xids {
-                    if w.is_watched(i) {
-                        let (codes, dropped) = pending.remove(&i).unwrap_or_default();
-                        r.xids = Some(codes);
-                        r.xids_dropped = dropped;
-                    }
+                if let Some(w) = &loaded.xids
+                    && w.is_watched(i)
+                {
+                    let (codes, dropped) = pending.remove(&i).unwrap_or_default();
+                    r.xids = Some(codes);
+                    r.xids_dropped = dropped;
                 }
                 r
             })
@@ -114,8 +122,11 @@ fn unavailable(e: &NvmlError) -> GpuUnavailable {
     GpuUnavailable::with_detail(kind, &e.to_string())
 }
 
+fn r<T>(res: Result<T, NvmlError>) -> Reading<T> {
+    res.map_err(read_error)
+}
+
 fn read_device(index: u32, d: &Device<'_>) -> GpuReading {
-    let r = |res: Result<_, NvmlError>| res.map_err(read_error);
     let row_remap_failure: Reading<bool> = d
         .field_values_for(&[FieldId(FI_DEV_REMAPPED_FAILURE)])
         .map_err(read_error)
@@ -141,7 +152,9 @@ fn read_device(index: u32, d: &Device<'_>) -> GpuReading {
         shutdown_temperature_c: r(d.temperature_threshold(TemperatureThreshold::Shutdown)),
         power_mw: r(d.power_usage()),
         power_limit_mw: r(d.enforced_power_limit()),
-        ecc_volatile_uncorrected: r(d.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile)),
+        ecc_volatile_uncorrected: r(
+            d.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile)
+        ),
         retired_pages_pending: r(d.are_pages_pending_retired()),
         row_remap_failure,
         throttle_reasons: r(d.current_throttle_reasons().map(|t| t.bits())),
@@ -176,7 +189,9 @@ impl XidWatcher {
         let mut set = nvml.create_event_set().ok()?;
         let mut watched = Vec::new();
         for i in 0..nvml.device_count().ok()? {
-            let Ok(d) = nvml.device_by_index(i) else { continue };
+            let Ok(d) = nvml.device_by_index(i) else {
+                continue;
+            };
             let supported = d
                 .supported_event_types()
                 .is_ok_and(|t| t.contains(EventTypes::CRITICAL_XID_ERROR));
@@ -199,14 +214,21 @@ impl XidWatcher {
             return None;
         }
         drop(set); // the thread registers its own set: an EventSet borrows the Nvml handle
-        let shared = Arc::new(Mutex::new(XidShared { watched: watched.clone(), ..XidShared::default() }));
+        let shared = Arc::new(Mutex::new(XidShared {
+            watched: watched.clone(),
+            ..XidShared::default()
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let (nvml2, shared2, stop2) = (Arc::clone(nvml), Arc::clone(&shared), Arc::clone(&stop));
         let thread = std::thread::Builder::new()
             .name("sturdy-xid".into())
             .spawn(move || xid_loop(&nvml2, &watched, &shared2, &stop2))
             .ok()?;
-        Some(Self { shared, stop, thread: Some(thread) })
+        Some(Self {
+            shared,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -215,12 +237,18 @@ impl XidWatcher {
     }
 
     fn is_watched(&self, index: u32) -> bool {
-        let s = self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let s = self
+            .shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         !s.stopped && s.watched.contains(&index)
     }
 
     fn take(&self) -> Pending {
-        let mut s = self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut s = self
+            .shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         std::mem::take(&mut s.pending)
     }
 }
@@ -241,13 +269,18 @@ fn xid_loop(nvml: &Nvml, watched: &[u32], shared: &Mutex<XidShared>, stop: &Atom
 
     let stopped = |why: &str| {
         tracing::warn!(reason = why, "XID watch stopped");
-        shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).stopped = true;
+        shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .stopped = true;
     };
     let Ok(mut set) = nvml.create_event_set() else {
         return stopped("cannot create an NVML event set");
     };
     for &i in watched {
-        let Ok(d) = nvml.device_by_index(i) else { continue };
+        let Ok(d) = nvml.device_by_index(i) else {
+            continue;
+        };
         set = match d.register_events(EventTypes::CRITICAL_XID_ERROR, set) {
             Ok(s) => s,
             Err(_) => return stopped("cannot register XID events"),
@@ -263,9 +296,13 @@ fn xid_loop(nvml: &Nvml, watched: &[u32], shared: &Mutex<XidShared>, stop: &Atom
                     Some(XidError::Value(v)) => u32::try_from(v).unwrap_or(u32::MAX),
                     _ => 0,
                 };
-                let Ok(index) = ev.device.index() else { continue };
+                let Ok(index) = ev.device.index() else {
+                    continue;
+                };
                 tracing::warn!(gpu = index, xid = code, "XID error");
-                let mut s = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut s = shared
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let (codes, dropped) = s.pending.entry(index).or_default();
                 if codes.len() < XID_BUFFER {
                     codes.push(code);
@@ -307,10 +344,22 @@ mod tests {
 
     #[test]
     fn nvml_errors_map_to_reasons_and_read_errors() {
-        assert_eq!(unavailable(&NvmlError::DriverNotLoaded).kind, UnavailableKind::DriverNotLoaded);
-        assert_eq!(unavailable(&NvmlError::NoPermission).kind, UnavailableKind::NoPermission);
-        assert_eq!(unavailable(&NvmlError::GpuLost).kind, UnavailableKind::Other);
+        assert_eq!(
+            unavailable(&NvmlError::DriverNotLoaded).kind,
+            UnavailableKind::DriverNotLoaded
+        );
+        assert_eq!(
+            unavailable(&NvmlError::NoPermission).kind,
+            UnavailableKind::NoPermission
+        );
+        assert_eq!(
+            unavailable(&NvmlError::GpuLost).kind,
+            UnavailableKind::Other
+        );
         assert_eq!(read_error(NvmlError::NotSupported), ReadError::NotSupported);
-        assert!(matches!(read_error(NvmlError::GpuLost), ReadError::Failed(_)));
+        assert!(matches!(
+            read_error(NvmlError::GpuLost),
+            ReadError::Failed(_)
+        ));
     }
 }

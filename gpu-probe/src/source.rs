@@ -162,22 +162,24 @@ impl GpuReading {
     /// A device with every reading failed with `why` (for example a device that fell
     /// off the bus): it stays in the sample, with nothing read.
     pub fn failed(index: u32, why: &ReadError) -> Self {
-        let e = || Err(why.clone());
+        fn e<T>(why: &ReadError) -> Reading<T> {
+            Err(why.clone())
+        }
         Self {
             index,
-            name: e(),
-            uuid: e(),
-            utilization_percent: e(),
-            memory: e(),
-            temperature_c: e(),
-            slowdown_temperature_c: e(),
-            shutdown_temperature_c: e(),
-            power_mw: e(),
-            power_limit_mw: e(),
-            ecc_volatile_uncorrected: e(),
-            retired_pages_pending: e(),
-            row_remap_failure: e(),
-            throttle_reasons: e(),
+            name: e(why),
+            uuid: e(why),
+            utilization_percent: e(why),
+            memory: e(why),
+            temperature_c: e(why),
+            slowdown_temperature_c: e(why),
+            shutdown_temperature_c: e(why),
+            power_mw: e(why),
+            power_limit_mw: e(why),
+            ecc_volatile_uncorrected: e(why),
+            retired_pages_pending: e(why),
+            row_remap_failure: e(why),
+            throttle_reasons: e(why),
             xids: None,
             xids_dropped: 0,
         }
@@ -189,6 +191,10 @@ pub trait GpuSource {
     /// Reads every device, or says why no device can be read. A source that cannot
     /// start (no library, no driver) returns the same reason on every call without
     /// trying again.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the core's plain reason type, returned at most once per sample"
+    )]
     fn read_gpus(&mut self) -> Result<Vec<GpuReading>, GpuUnavailable>;
 }
 

@@ -22,7 +22,9 @@ pub struct SystemSource {
 
 impl std::fmt::Debug for SystemSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SystemSource").field("origin", &self.origin).finish_non_exhaustive()
+        f.debug_struct("SystemSource")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
     }
 }
 
@@ -45,7 +47,8 @@ impl SystemSource {
 
     fn sysinfo_cpu_times(&mut self) -> Option<CpuTimes> {
         let now = Instant::now();
-        self.system.refresh_cpu_specifics(CpuRefreshKind::nothing().with_cpu_usage());
+        self.system
+            .refresh_cpu_specifics(CpuRefreshKind::nothing().with_cpu_usage());
         if self.system.cpus().is_empty() {
             return None;
         }
@@ -81,7 +84,8 @@ impl HostSource for SystemSource {
     }
 
     fn memory(&mut self) -> Option<MemoryReading> {
-        self.system.refresh_memory_specifics(MemoryRefreshKind::everything());
+        self.system
+            .refresh_memory_specifics(MemoryRefreshKind::everything());
         let total = self.system.total_memory();
         if total == 0 {
             return None;
@@ -140,7 +144,7 @@ impl HostSource for SystemSource {
             kernel_version: System::kernel_version(),
             arch: nonempty(System::cpu_arch()),
             cpu_model: cpus.first().and_then(|c| nonempty(c.brand().to_owned())),
-            logical_cores: (!cpus.is_empty()).then(|| cpus.len() as u32),
+            logical_cores: (!cpus.is_empty()).then_some(cpus.len() as u32),
             physical_cores: System::physical_core_count().map(|n| n as u32),
         }
     }
@@ -148,7 +152,10 @@ impl HostSource for SystemSource {
 
 #[cfg(unix)]
 fn fs_id(mount_point: &str) -> Option<u64> {
-    rustix::fs::statvfs(mount_point).ok().map(|s| s.f_fsid).filter(|&id| id != 0)
+    rustix::fs::statvfs(mount_point)
+        .ok()
+        .map(|s| s.f_fsid)
+        .filter(|&id| id != 0)
 }
 
 #[cfg(not(unix))]
