@@ -14,7 +14,10 @@
 //!   decorrelated jitter;
 //! - [`retry`]: retry policies, per-task retry state, retry budgets;
 //! - [`failure`]: failure kinds, ids and the fixed-size failure event;
-//! - [`health`]: host and GPU samples, the probe trait, and the health rules.
+//! - [`breaker`]: circuit breakers (consecutive failures; failure and slow-call rates
+//!   over count or time windows), with limited half-open probes and generations;
+//! - [`health`]: host and GPU samples, the probe trait, and the health rules;
+//! - [`phi`]: the φ accrual failure detector (Hayashibara et al. 2004, as in Akka).
 //!
 //! A retry loop, the way every adapter drives it:
 //! ```
@@ -45,13 +48,19 @@
 extern crate std;
 
 pub mod backoff;
+pub mod breaker;
 mod error;
 pub mod failure;
 pub mod health;
+pub mod phi;
 pub mod retry;
 pub mod rng;
 pub mod time;
 
+pub use breaker::{
+    BreakerConfig, BreakerEvent, CircuitBreaker, ConsecutiveBreaker, ConsecutiveConfig, Outcome,
+    Permit, Rejected,
+};
 pub use error::ConfigError;
 pub use failure::{FailureEvent, FailureKind, KindSet, TaskId, WorkerId};
 /// The `heapless` crate the samples and lists of the core are built on, re-exported so

@@ -1,0 +1,8 @@
+//! The drivers behind the cargo-fuzz targets of `fuzz_targets/`, one module per target.
+//!
+//! Each driver turns the fuzzer's bytes into an `Arbitrary` list of operations, applies
+//! them to a `sturdy-core` state machine and checks the invariants after every step,
+//! panicking (which libFuzzer reports as a crash) when one breaks. They live in a library
+//! so that `tests/regressions.rs` replays every saved finding on stable Rust.
+
+pub mod backoff;

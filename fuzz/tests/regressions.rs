@@ -1,0 +1,47 @@
+//! Replays every saved input under `regressions/<target>/` (findings that were fixed, and
+//! seeds worth keeping) through its driver, on stable Rust: `cargo test` in `fuzz/`.
+
+use std::fs;
+use std::path::Path;
+
+fn replay(target: &str, run: fn(&[u8])) -> usize {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("regressions")
+        .join(target);
+    let mut n = 0;
+    if let Ok(entries) = fs::read_dir(&dir) {
+        for entry in entries {
+            let path = entry.expect("readable directory").path();
+            let data = fs::read(&path).expect("readable regression input");
+            eprintln!("replaying {}", path.display());
+            run(&data);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// A cheap deterministic byte source, so each driver also runs on a few hundred inputs
+/// in every `cargo test` (not a substitute for fuzzing; a smoke test of the driver).
+fn pseudo_random_inputs(seed: u64, count: usize) -> impl Iterator<Item = Vec<u8>> {
+    let mut s = seed;
+    (0..count).map(move |i| {
+        let len = 1 + (i * 37) % 512;
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let z = (s ^ (s >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                (z >> 56) as u8
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn backoff() {
+    replay("backoff", sturdy_fuzz::backoff::run);
+    for input in pseudo_random_inputs(1, 300) {
+        sturdy_fuzz::backoff::run(&input);
+    }
+    sturdy_fuzz::backoff::run(&[]);
+}
