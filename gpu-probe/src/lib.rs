@@ -34,9 +34,15 @@
 //!   once (through `tracing`). XID errors are read from an NVML event set on a dedicated
 //!   thread (Linux) and reach the sample as `recent_xids`.
 //!
-//! Formats: [`json`] (serde), [`table`], [`prometheus`] (text exposition 0.0.4), each
-//! also as a `write_*` function over [`std::io::Write`]. System information (the
-//! original's `get_system_info`): [`Probe::system_info`].
+//! One call for the common case, as the original had: [`get_system_health`] and
+//! [`is_system_healthy`] sample this machine and judge it with the core's
+//! [`assess`](sturdy_core::health::assess) and default or given
+//! [`Thresholds`](sturdy_core::health::Thresholds); [`Probe::health`] does the same on a
+//! probe the caller keeps.
+//!
+//! Formats: [`json`] (serde), [`table`], [`prometheus`] and [`prometheus_health`] (text
+//! exposition 0.0.4), each also as a `write_*` function over [`std::io::Write`]. System
+//! information (the original's `get_system_info`): [`Probe::system_info`].
 //!
 //! Tests drive the probe through the [`HostSource`] and [`GpuSource`] traits with exact
 //! counters and file contents.
@@ -49,6 +55,7 @@ mod nvml_source;
 mod probe;
 mod prometheus;
 mod source;
+mod system_health;
 mod system_info;
 mod system_source;
 mod table;
@@ -58,10 +65,17 @@ pub use disks::{MountSelection, PSEUDO_FILESYSTEMS, is_pseudo, select_mounts};
 pub use json::{json, write_json};
 pub use nvml_source::NvmlSource;
 pub use probe::{Probe, ProbeConfig};
-pub use prometheus::{CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE, prometheus, write_prometheus};
+pub use prometheus::{
+    CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE, prometheus, prometheus_health, write_prometheus,
+    write_prometheus_health,
+};
 pub use source::{
     CpuTimes, GpuReading, GpuSource, HostFacts, HostSource, MemoryReading, MountReading, NoGpus,
     ReadError, Reading,
+};
+pub use system_health::{
+    SystemHealth, get_system_health, get_system_health_with, is_system_healthy,
+    is_system_healthy_with,
 };
 pub use system_info::{DiskInfo, GpuInfo, SystemInfo};
 pub use system_source::SystemSource;

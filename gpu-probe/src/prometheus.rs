@@ -22,7 +22,11 @@
 use std::fmt::Write as _;
 use std::io;
 
-use sturdy_core::health::{GpuReadout, GpuSample, MachineSample, ThrottleReasons};
+use sturdy_core::health::{
+    GpuReadout, GpuSample, HealthStatus, MachineSample, Severity, ThrottleReasons,
+};
+
+use crate::system_health::SystemHealth;
 
 /// The content type of this format, for an HTTP `Content-Type` header.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -276,6 +280,10 @@ fn gpu(e: &mut Exposition, g: &GpuSample) {
 /// assert!(text.contains("\nsturdy_cpu_busy_ratio 0.25\n"));
 /// ```
 pub fn prometheus(sample: &MachineSample) -> String {
+    exposition(sample).render()
+}
+
+fn exposition(sample: &MachineSample) -> Exposition {
     let mut e = Exposition {
         families: Vec::new(),
     };
@@ -382,7 +390,51 @@ pub fn prometheus(sample: &MachineSample) -> String {
             }
         }
     }
+    e
+}
+
+/// The sample and its verdict in the exposition format: [`prometheus`] plus
+/// `sturdy_health_status{status}` (a state set: 1 for the current status, 0 for the
+/// others) and `sturdy_health_issues{severity}` (issues of each severity, omitted ones
+/// not counted).
+pub fn prometheus_health(health: &SystemHealth) -> String {
+    let mut e = exposition(&health.sample);
+    for status in [
+        HealthStatus::Healthy,
+        HealthStatus::Unknown,
+        HealthStatus::Degraded,
+        HealthStatus::Critical,
+    ] {
+        e.gauge(
+            "sturdy_health_status",
+            "The health verdict: 1 for the current status, 0 for the others.",
+            &format!("status=\"{}\"", status.as_str()),
+            flag(Some(health.report.status == status)),
+        );
+    }
+    for sev in [Severity::Unknown, Severity::Degraded, Severity::Critical] {
+        let n = health
+            .report
+            .issues
+            .iter()
+            .filter(|i| i.severity == sev)
+            .count();
+        e.gauge(
+            "sturdy_health_issues",
+            "Issues found by the health rules, by severity.",
+            &format!("severity=\"{}\"", sev.as_str()),
+            Some(n as f64),
+        );
+    }
     e.render()
+}
+
+/// Writes [`prometheus_health`] to `w`.
+///
+/// # Errors
+/// Whatever `w` returns.
+pub fn write_prometheus_health(w: &mut impl io::Write, health: &SystemHealth) -> io::Result<()> {
+    w.write_all(prometheus_health(health).as_bytes())
 }
 
 /// Writes [`prometheus`] to `w`.

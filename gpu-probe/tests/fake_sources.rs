@@ -456,3 +456,36 @@ mod tracing_capture {
         fn exit(&self, _: &Id) {}
     }
 }
+
+#[test]
+fn health_judges_the_sample_with_given_thresholds() {
+    use sturdy_core::health::{HealthStatus, Thresholds};
+    // the original's test: CPU 90 % with cpu_critical 80 is unhealthy, the issue names CPU
+    let host = FakeHost {
+        cpu: vec![cpu(0, 1_000), cpu(900, 2_000)],
+        memory: memory(16 * GIB, 12 * GIB),
+        mounts: container_mounts(),
+        ..FakeHost::default()
+    };
+    let mut p = Probe::from_sources(host, no_gpus(), ProbeConfig::default());
+    let first = p.health(&Thresholds::default());
+    assert_eq!(first.status(), HealthStatus::Unknown, "{first}");
+    assert!(first.report.to_string().contains("CPU"), "{}", first.report);
+    p.host_source().now = Duration::from_secs(1);
+    let strict = Thresholds::default()
+        .with_cpu_percent(70.0, 80.0)
+        .expect("valid");
+    let h = p.health(&strict);
+    assert_eq!(h.sample.host.cpu_percent, Some(90.0));
+    assert_eq!(h.status(), HealthStatus::Critical);
+    assert!(!h.is_healthy());
+    assert_eq!(h.report.issues.len(), 1, "{}", h.report);
+    assert!(
+        h.report.issues[0].to_string().contains("CPU"),
+        "{}",
+        h.report
+    );
+    // the same sample by the default thresholds (95 %): healthy; no GPU is no issue
+    let ok = sturdy_probe::SystemHealth::judge(h.sample.clone(), &Thresholds::default());
+    assert!(ok.is_healthy(), "{ok}");
+}

@@ -261,3 +261,32 @@ fn json_round_trips_through_serde() {
     sturdy_probe::write_json(&mut buf, &s).unwrap();
     assert_eq!(String::from_utf8(buf).unwrap(), format!("{text}\n"));
 }
+
+#[test]
+fn prometheus_health_adds_the_verdict_as_a_state_set() {
+    use sturdy_core::health::Thresholds;
+    let mut sample = sample_with_gpu();
+    sample.host.cpu_percent = Some(97.0);
+    let h = sturdy_probe::SystemHealth::judge(sample, &Thresholds::default());
+    let text = sturdy_probe::prometheus_health(&h);
+    let s = validate(&text);
+    assert_eq!(s[r#"sturdy_health_status{status="critical"}"#], 1.0);
+    assert_eq!(s[r#"sturdy_health_status{status="healthy"}"#], 0.0);
+    let critical = h
+        .report
+        .issues
+        .iter()
+        .filter(|i| i.severity == sturdy_core::health::Severity::Critical)
+        .count();
+    assert!(
+        critical >= 2,
+        "CPU 97 % and XID 79 are critical: {}",
+        h.report
+    );
+    assert_eq!(
+        s[r#"sturdy_health_issues{severity="critical"}"#],
+        critical as f64
+    );
+    let v: serde_json::Value = serde_json::from_str(&sturdy_probe::json(&h)).unwrap();
+    assert_eq!(v["report"]["status"], "Critical");
+}

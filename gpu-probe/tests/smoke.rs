@@ -81,3 +81,26 @@ fn the_real_host_with_gpus_disabled_and_root_only() {
         "{text}"
     );
 }
+
+#[test]
+fn one_call_helpers_read_and_judge_this_host() {
+    use sturdy_core::health::{HealthStatus, Severity, Thresholds};
+    let h = sturdy_probe::get_system_health();
+    // the first call primed the CPU counters: no CPU reading is missing
+    assert!(h.sample.host.cpu_percent.is_some(), "{h}");
+    assert!(
+        h.report
+            .issues_at_least(Severity::Unknown)
+            .all(|i| i.severity != Severity::Unknown),
+        "nothing the rules need is missing here: {h}"
+    );
+    assert_eq!(h.is_healthy(), h.status() == HealthStatus::Healthy);
+    // levels that nothing can exceed (strictly above 100 %): healthy whatever the load
+    let lenient = Thresholds::default()
+        .with_cpu_percent(100.0, 100.0)
+        .and_then(|t| t.with_memory_percent(100.0, 100.0))
+        .and_then(|t| t.with_disk_percent(100.0, 100.0))
+        .expect("valid");
+    assert!(sturdy_probe::is_system_healthy_with(&lenient));
+    let _ = sturdy_probe::is_system_healthy(); // the default verdict depends on the load
+}
