@@ -126,6 +126,12 @@ fn escape(v: &str) -> String {
     s
 }
 
+/// An `f32` reading as the `f64` with the same shortest decimal form (`0.52f32` exports
+/// as `0.52`, not `0.5199999809265137`).
+fn f(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(f64::from(v))
+}
+
 fn u(v: Option<u64>) -> Option<f64> {
     v.map(|v| v as f64)
 }
@@ -172,7 +178,7 @@ fn gpu(e: &mut Exposition, g: &GpuSample) {
         "sturdy_gpu_utilization_ratio",
         "GPU utilization over the driver's last sample period, 0..1.",
         &l,
-        g.utilization_percent.map(|p| f64::from(p) / 100.0),
+        g.utilization_percent.map(|p| f(p) / 100.0),
     );
     e.gauge(
         "sturdy_gpu_memory_used_bytes",
@@ -190,19 +196,19 @@ fn gpu(e: &mut Exposition, g: &GpuSample) {
         "sturdy_gpu_temperature_celsius",
         "GPU core temperature, degrees Celsius.",
         &l,
-        g.temperature_c.map(f64::from),
+        g.temperature_c.map(f),
     );
     e.gauge(
         "sturdy_gpu_slowdown_temperature_celsius",
         "The GPU's own slowdown temperature threshold, degrees Celsius.",
         &l,
-        g.slowdown_temperature_c.map(f64::from),
+        g.slowdown_temperature_c.map(f),
     );
     e.gauge(
         "sturdy_gpu_shutdown_temperature_celsius",
         "The GPU's own shutdown temperature threshold, degrees Celsius.",
         &l,
-        g.shutdown_temperature_c.map(f64::from),
+        g.shutdown_temperature_c.map(f),
     );
     e.gauge(
         "sturdy_gpu_power_watts",
@@ -292,7 +298,7 @@ fn exposition(sample: &MachineSample) -> Exposition {
         "sturdy_cpu_busy_ratio",
         "CPU busy time over the last sampling interval, all cores, 0..1.",
         "",
-        h.cpu_percent.map(|p| f64::from(p) / 100.0),
+        h.cpu_percent.map(|p| f(p) / 100.0),
     );
     e.gauge(
         "sturdy_memory_total_bytes",
@@ -331,23 +337,18 @@ fn exposition(sample: &MachineSample) -> Exposition {
         u(h.swap_used_bytes),
     );
     if let Some(l) = h.load_average {
-        e.gauge(
-            "sturdy_load1",
-            "1-minute load average.",
-            "",
-            Some(f64::from(l.one)),
-        );
+        e.gauge("sturdy_load1", "1-minute load average.", "", Some(f(l.one)));
         e.gauge(
             "sturdy_load5",
             "5-minute load average.",
             "",
-            Some(f64::from(l.five)),
+            Some(f(l.five)),
         );
         e.gauge(
             "sturdy_load15",
             "15-minute load average.",
             "",
-            Some(f64::from(l.fifteen)),
+            Some(f(l.fifteen)),
         );
     }
     for d in &h.disks {

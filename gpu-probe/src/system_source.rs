@@ -162,3 +162,29 @@ fn fs_id(mount_point: &str) -> Option<u64> {
 fn fs_id(_mount_point: &str) -> Option<u64> {
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysinfo_fallback_turns_usage_into_advancing_counters() {
+        let mut s = SystemSource::new();
+        assert_eq!(s.sysinfo_cpu_times(), Some(CpuTimes::default()));
+        std::thread::sleep(crate::cpu::MIN_CPU_INTERVAL);
+        let t = s.sysinfo_cpu_times().expect("sysinfo reads CPUs here");
+        // total counts the elapsed milliseconds; busy is a share of them
+        assert!(t.total >= 200, "{t:?}");
+        assert!(t.busy <= t.total, "{t:?}");
+    }
+
+    #[test]
+    fn mounts_carry_filesystem_ids_on_unix() {
+        let mut s = SystemSource::new();
+        let root = s.mounts().into_iter().find(|m| m.mount_point == "/");
+        let root = root.expect("/ is mounted");
+        assert!(root.total_bytes.is_some_and(|t| t > 0));
+        assert_eq!(root.fs_id.is_some(), cfg!(unix) && fs_id("/").is_some());
+        assert_eq!(fs_id("/"), root.fs_id);
+    }
+}

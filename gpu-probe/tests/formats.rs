@@ -18,7 +18,7 @@ fn sample_with_gpu() -> MachineSample {
         swap_used_bytes: Some(0),
         swap_total_bytes: Some(0),
         load_average: Some(LoadAverage {
-            one: 0.5,
+            one: 0.52,
             five: 0.25,
             fifteen: 2.0,
         }),
@@ -162,6 +162,7 @@ fn prometheus_output_is_valid_with_base_units_and_gpu_labels() {
         (8u64 << 30) as f64
     );
     assert_eq!(s["sturdy_load15"], 2.0);
+    assert!(text.contains("\nsturdy_load1 0.52\n"), "{text}");
     assert_eq!(s[r#"sturdy_filesystem_size_bytes{mountpoint="/"}"#], 100.0);
     assert_eq!(
         s[r#"sturdy_filesystem_size_bytes{mountpoint="/mnt/we\"ird\\path"}"#],
@@ -230,7 +231,7 @@ fn table_shows_values_and_unknowns() {
         text.contains("container limit, 64.0 GiB physical"),
         "{text}"
     );
-    assert!(text.contains("load       0.50 0.25 2.00"), "{text}");
+    assert!(text.contains("load       0.52 0.25 2.00"), "{text}");
     assert!(text.contains("[0] NVIDIA \"H100\" 80GB GPU-1c2e"), "{text}");
     assert!(text.contains("power 312.5 W of unknown"), "{text}");
     assert!(
