@@ -49,8 +49,9 @@ pub enum MountSelection {
     All,
     /// Only these mount points (exact paths such as `/` or `/data`), in this order,
     /// each filesystem counted once. A listed mount point is judged even if its type
-    /// is a pseudo filesystem (`tmpfs` at `/dev/shm`, say); one that is not mounted is
-    /// left out.
+    /// is a pseudo filesystem (`tmpfs` at `/dev/shm`, say); one that is not mounted
+    /// stays in the sample with its sizes unknown (`None`), so that the health rules
+    /// report it rather than lose it.
     Only(Vec<String>),
 }
 
@@ -74,8 +75,10 @@ fn same_filesystem(a: &MountReading, b: &MountReading) -> bool {
 /// The mounts to judge from everything the system listed: filtered by `selection`,
 /// pseudo filesystems skipped (under [`MountSelection::All`]), and each filesystem once.
 /// Under `All` the mount with the shortest path is kept (`/` rather than `/etc/hosts`);
-/// under `Only` the first listed.
+/// under `Only` the first listed, and a listed path that is not mounted comes back with
+/// no device, no type and unknown sizes.
 pub fn select_mounts(all: &[MountReading], selection: &MountSelection) -> Vec<MountReading> {
+    let missing: Vec<MountReading>;
     let candidates: Vec<&MountReading> = match selection {
         MountSelection::All => {
             let mut v: Vec<&MountReading> = all.iter().filter(|m| !is_pseudo(m)).collect();
@@ -83,10 +86,26 @@ pub fn select_mounts(all: &[MountReading], selection: &MountSelection) -> Vec<Mo
             v.sort_by_key(|m| m.mount_point.len());
             v
         }
-        MountSelection::Only(paths) => paths
-            .iter()
-            .filter_map(|p| all.iter().rev().find(|m| &m.mount_point == p))
-            .collect(),
+        MountSelection::Only(paths) => {
+            missing = paths
+                .iter()
+                .map(|p| MountReading {
+                    mount_point: p.clone(),
+                    ..MountReading::default()
+                })
+                .collect();
+            paths
+                .iter()
+                .zip(&missing)
+                .map(|(p, absent)| {
+                    // the last mount on a path is the one visible there
+                    all.iter()
+                        .rev()
+                        .find(|m| &m.mount_point == p)
+                        .unwrap_or(absent)
+                })
+                .collect()
+        }
     };
     let mut kept: Vec<MountReading> = Vec::new();
     for m in candidates {
@@ -156,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn only_listed_mounts_in_order_pseudo_allowed_missing_left_out() {
+    fn only_listed_mounts_in_order_pseudo_allowed_missing_unknown() {
         let sel = MountSelection::Only(vec![
             "/data".into(),
             "/dev/shm".into(),
@@ -166,7 +185,9 @@ mod tests {
         ]);
         let kept = select_mounts(&container_mounts(), &sel);
         // "/" is the same filesystem as /etc/hosts, listed earlier
-        assert_eq!(points(&kept), ["/data", "/dev/shm", "/etc/hosts"]);
+        assert_eq!(points(&kept), ["/data", "/dev/shm", "/nope", "/etc/hosts"]);
+        assert_eq!((kept[2].total_bytes, kept[2].available_bytes), (None, None));
+        assert_eq!(kept[0].total_bytes, Some(500));
     }
 
     #[test]

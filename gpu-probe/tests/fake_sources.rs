@@ -228,6 +228,7 @@ fn mounts_to_judge_are_configurable() {
         .with_mounts(MountSelection::Only(vec![
             "/etc/hosts".into(),
             "/dev".into(),
+            "/data".into(),
         ]))
         .expect("valid");
     let host = FakeHost {
@@ -242,7 +243,22 @@ fn mounts_to_judge_are_configurable() {
         .iter()
         .map(|d| d.mount_point.as_str().to_owned())
         .collect();
-    assert_eq!(points, ["/etc/hosts", "/dev"]);
+    assert_eq!(points, ["/etc/hosts", "/dev", "/data"]);
+    // /data is not mounted: kept, with unknown sizes, so the health rules report it
+    let disks = p.sample().host.disks;
+    assert_eq!(
+        (disks[2].total_bytes, disks[2].available_bytes),
+        (None, None)
+    );
+    let report = sturdy_core::health::assess_host(
+        &p.sample().host,
+        &sturdy_core::health::Thresholds::default(),
+    );
+    assert_eq!(
+        report.status,
+        sturdy_core::health::HealthStatus::Unknown,
+        "{report}"
+    );
 
     let err = ProbeConfig::default()
         .with_mounts(MountSelection::Only(vec![]))
@@ -488,4 +504,22 @@ fn health_judges_the_sample_with_given_thresholds() {
     // the same sample by the default thresholds (95 %): healthy; no GPU is no issue
     let ok = sturdy_probe::SystemHealth::judge(h.sample.clone(), &Thresholds::default());
     assert!(ok.is_healthy(), "{ok}");
+}
+
+#[test]
+fn the_real_probe_can_move_to_another_thread() {
+    fn assert_send<T: Send + 'static>(_: &T) {}
+    let p = Probe::from_sources(
+        sturdy_probe::SystemSource::new(),
+        sturdy_probe::NvmlSource::new(),
+        ProbeConfig::default().with_gpus(false),
+    );
+    assert_send(&p);
+    let s = std::thread::spawn(move || {
+        let mut p = p;
+        p.sample()
+    })
+    .join()
+    .expect("sampled on another thread");
+    assert!(s.host.memory_total_bytes.is_some());
 }
