@@ -13,6 +13,8 @@
 //! - [`backoff`]: constant, linear and exponential schedules with full, equal and
 //!   decorrelated jitter;
 //! - [`retry`]: retry policies, per-task retry state, retry budgets;
+//! - [`retry_driver`]: the async retry loop over a runtime's [`Timer`](retry_driver::Timer),
+//!   shared by every adapter;
 //! - [`failure`]: failure kinds, ids and the fixed-size failure event;
 //! - [`breaker`]: circuit breakers (consecutive failures; failure and slow-call rates
 //!   over count or time windows), with limited half-open probes and generations;
@@ -60,6 +62,7 @@ pub mod health;
 pub mod manager;
 pub mod phi;
 pub mod retry;
+pub mod retry_driver;
 pub mod rng;
 pub mod time;
 
