@@ -26,7 +26,9 @@ const PPM: u64 = 1_000_000;
 /// after a failed half-open phase the next (growing) one; closing starts the schedule
 /// over. Half-open: at most `half_open_permits` probes in flight; `success_threshold`
 /// successful probes close it; a failed probe, a slow probe (with a slow-call rule), or
-/// an expired one reopens it. Closing empties the window.
+/// an expired one reopens it. Closing empties the window. (Since any failed probe
+/// reopens, a rate rule over the probes would reduce to "every probe succeeded", which
+/// is what `success_threshold` counts.)
 ///
 /// Shape: `392 + 24 * E + size_of::<W>()` bytes on 64-bit targets (704 for
 /// `CountWindow<100>` with `E = 8`); 192 of them are the 16 inline probe slots (an
