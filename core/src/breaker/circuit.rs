@@ -158,6 +158,13 @@ impl<W: SlidingWindow, const E: usize> CircuitBreaker<W, E> {
         self.machine.deadline()
     }
 
+    /// Whether [`try_acquire(now)`](Self::try_acquire) would hand out a permit now. A
+    /// getter: it changes nothing (no transition, no probe taken), so a scheduler can
+    /// ask it of many breakers before choosing one.
+    pub fn would_admit(&self, now: Instant) -> bool {
+        self.machine.would_admit(now, self.config.half_open_permits)
+    }
+
     /// The persistent state, for [`restore`](Self::restore).
     pub fn snapshot(&self) -> BreakerSnapshot {
         BreakerSnapshot {
