@@ -9,7 +9,7 @@ use crate::failure::{FailureKind, TaskId, WorkerId};
 use crate::retry::GiveUpReason;
 use crate::time::Instant;
 
-use super::worker::BreakerState;
+use crate::breaker::State as BreakerState;
 
 /// Why a running task went back to pending without a result from its worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
