@@ -968,5 +968,75 @@ mod tests {
             assert_eq!(restored.requeued, running);
             assert_eq!(restored.pending, 10_000 - succeeded);
         }
+
+        mod properties {
+            use super::*;
+            use proptest::prelude::*;
+
+            proptest! {
+                #[test]
+                fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+                    let _ = decode(&bytes);
+                    let mut framed = frame(&bytes);
+                    let _ = decode(&framed);
+                    framed.truncate(framed.len() / 2);
+                    let _ = decode(&framed);
+                }
+
+                #[test]
+                fn random_ledgers_round_trip(
+                    ops in proptest::collection::vec((0..5u8, 0..16u32, any::<bool>()), 0..120),
+                    generation in any::<u64>(),
+                    payload in proptest::collection::vec(any::<u8>(), 0..64),
+                ) {
+                    let cfg = LedgerConfig::new(fixed_policy(3, Duration::from_secs(1)).unwrap());
+                    let mut l = L::new(cfg);
+                    for _ in 0..4 { l.add_worker(2, secs(0)).unwrap(); }
+                    let mut now = secs(0);
+                    for (op, x, flag) in ops {
+                        match op {
+                            0 => { let _ = l.add_task(now); }
+                            1 => { let _ = l.assign(now); }
+                            2 => {
+                                if let Some(v) = l.task(TaskId(x)) {
+                                    if flag {
+                                        let _ = l.task_succeeded(TaskId(x), v.epoch, now);
+                                    } else {
+                                        let _ = l.task_failed(TaskId(x), v.epoch, FailureKind::Evaluation, now);
+                                    }
+                                }
+                            }
+                            3 => { let _ = l.worker_failed(WorkerId(x % 4), FailureKind::WorkerCrash, now); let _ = l.worker_recovered(WorkerId(x % 4), now); }
+                            _ => { now = now + Duration::from_millis(x as u64 * 100); l.handle_timeout(now); }
+                        }
+                    }
+                    let bytes = encode_vec(&l, generation, &payload);
+                    let cp = decode(&bytes).unwrap();
+                    prop_assert_eq!(cp.generation(), generation);
+                    prop_assert_eq!(cp.payload(), &payload[..]);
+                    let mut r = L::new(cfg);
+                    let resume = cp.restore_into(&mut r, now).unwrap();
+                    prop_assert_eq!(resume.tasks.tasks as usize, l.task_count());
+                    prop_assert_eq!(r.task_count(), l.task_count());
+                    for i in 0..l.task_count() {
+                        let (a, b) = (l.task_record(i), r.task_record(i));
+                        prop_assert_eq!(a.epoch, b.epoch);
+                        match a.state {
+                            SavedState::Running => {
+                                prop_assert!(matches!(b.state, SavedState::Pending | SavedState::Failed));
+                            }
+                            _ => prop_assert_eq!(a, b),
+                        }
+                    }
+                    let s = r.stats();
+                    prop_assert_eq!(s.succeeded_tasks, l.stats().succeeded_tasks);
+                    prop_assert_eq!(
+                        (s.succeeded_tasks + s.failed_tasks + s.pending_tasks) as usize,
+                        l.task_count()
+                    );
+                    prop_assert_eq!(s.running_tasks, 0);
+                }
+            }
+        }
     }
 }

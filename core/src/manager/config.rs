@@ -30,7 +30,7 @@ impl Default for LedgerConfig {
             retry: RetryPolicy::default(),
             deadline: DeadlineConfig::default(),
             lease: Duration::from_secs(30),
-            breaker: ConsecutiveConfig::original(),
+            breaker: ledger_breaker(ConsecutiveConfig::original()),
             seed: 0,
         }
     }
@@ -82,12 +82,19 @@ impl LedgerConfig {
         let Ok(successes) = u16::try_from(success_threshold) else {
             return Err(ConfigError::new("success_threshold", "must be <= 65535"));
         };
-        self.breaker = ConsecutiveConfig::new(failure_threshold, open_for, successes)?;
+        self.breaker = ledger_breaker(ConsecutiveConfig::new(
+            failure_threshold,
+            open_for,
+            successes,
+        )?);
         Ok(self)
     }
 
     /// Each worker's circuit breaker follows `breaker` (probes in half-open, probe
-    /// timeout, counted failure kinds).
+    /// timeout, counted failure kinds). In a ledger a probe (a trial task) always comes
+    /// back, through its result, its lease or its worker's failure, so the defaults set
+    /// no probe timeout; a finite one here counts a trial task running longer than it as
+    /// failed.
     pub fn with_breaker_config(mut self, breaker: ConsecutiveConfig) -> Self {
         self.breaker = breaker;
         self
@@ -124,4 +131,9 @@ impl LedgerConfig {
     pub const fn seed(&self) -> u64 {
         self.seed
     }
+}
+
+/// A breaker config for a ledger: no probe timeout (a trial task's lease bounds it).
+fn ledger_breaker(c: ConsecutiveConfig) -> ConsecutiveConfig {
+    c.with_permit_timeout(Duration::MAX).unwrap_or(c)
 }

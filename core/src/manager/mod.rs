@@ -89,9 +89,10 @@
 //! ```
 //!
 //! # Size
-//! A ledger holds everything inline, about
-//! `WORKERS * 112 + TASKS * (136 + HISTORY * 40) + EVENTS * 48` bytes: put a large one in
-//! a `static`, or in a `Box` built on a thread with enough stack.
+//! A ledger holds everything inline: about 232 bytes per worker, 176 bytes plus 40 per
+//! history entry per task (336 with the default `HISTORY` of 4) and 48 per event slot
+//! (64-bit targets). `Ledger<1024, 4096>` takes 1.6 MB, `Ledger<8, 10_000>` 3.3 MB: put
+//! a large one in a `static`, or in a `Box` built on a thread with enough stack.
 
 mod config;
 mod error;
@@ -288,6 +289,9 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut next = self.delayed.peek().map(|&(t, _)| t);
         let mut take = |t: Instant| {
+            if t == Instant::MAX {
+                return; // "never" (a disabled deadline, no probe timeout)
+            }
             next = Some(match next {
                 Some(n) if n <= t => n,
                 _ => t,
@@ -476,6 +480,26 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         Ok(())
     }
 
+    /// An outside failure detector (for example a
+    /// [`PhiAccrual`](crate::phi::PhiAccrual) over the worker's heartbeats) suspects
+    /// `worker`: the same as the built-in deadline detector's suspicion. Its running
+    /// tasks go back to pending (charged), its breaker records a failure, and its next
+    /// heartbeat brings it back. Suspecting a worker that is not alive changes nothing.
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownWorker`].
+    pub fn suspect_worker(&mut self, worker: WorkerId, now: Instant) -> Result<(), LedgerError> {
+        let now = self.clock.observe(now);
+        let i = worker.0 as usize;
+        let Some(w) = self.workers.get(i) else {
+            return Err(LedgerError::UnknownWorker(worker));
+        };
+        if w.status.is_alive() {
+            self.suspect(i, now);
+        }
+        Ok(())
+    }
+
     /// A failed or suspect worker is back (restarted): it is alive again, with a fresh
     /// grace period for its first heartbeat. Its breaker keeps its state (an open breaker
     /// still half-opens on its own timer). Recovering an alive worker only restarts its
@@ -617,22 +641,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                 continue;
             }
             if w.detector.is_suspect(now) {
-                let silence = w.detector.silence(now);
-                self.workers[i].status = WorkerStatus::Suspect { since: now };
-                self.stats.failed_workers += 1;
-                self.stats.total_worker_failures += 1;
-                self.events.push(Event::WorkerSuspected {
-                    worker: WorkerId(i as u32),
-                    silence,
-                    at: now,
-                });
-                self.requeue_worker(
-                    i,
-                    FailureKind::WorkerCrash,
-                    RequeueReason::WorkerSuspected,
-                    now,
-                );
-                self.breaker_fail(i, FailureKind::WorkerCrash, now);
+                self.suspect(i, now);
             } else if w.load > 0 && w.lease_check <= now {
                 self.expire_leases(i, now);
             }
@@ -978,6 +987,26 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             self.stats.pending_tasks += 1;
             self.charge(idx, worker, kind, None, Some(reason), now);
         }
+    }
+
+    /// Marks alive worker `i` suspect: requeues its tasks, counts a failure.
+    fn suspect(&mut self, i: usize, now: Instant) {
+        let silence = self.workers[i].detector.silence(now);
+        self.workers[i].status = WorkerStatus::Suspect { since: now };
+        self.stats.failed_workers += 1;
+        self.stats.total_worker_failures += 1;
+        self.events.push(Event::WorkerSuspected {
+            worker: WorkerId(i as u32),
+            silence,
+            at: now,
+        });
+        self.requeue_worker(
+            i,
+            FailureKind::WorkerCrash,
+            RequeueReason::WorkerSuspected,
+            now,
+        );
+        self.breaker_fail(i, FailureKind::WorkerCrash, now);
     }
 
     fn expire_leases(&mut self, wi: usize, now: Instant) {
