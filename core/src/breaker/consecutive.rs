@@ -25,6 +25,16 @@ use crate::time::Instant;
 /// should mean consecutive; a caller that wants "k failures among recent calls" uses the
 /// windowed [`CircuitBreaker`](super::CircuitBreaker).
 ///
+/// Other differences from the original design's breaker:
+/// - half-open admits at most `half_open_permits` probes (the original let every call
+///   through while half-open);
+/// - open becomes half-open at `until` exactly (`now >= until`; the original used a
+///   strict `>`), on an input or `handle_timeout`, never inside a getter;
+/// - an outcome from before the latest transition (an older generation) is ignored, so a
+///   late failure cannot restart the open period;
+/// - failure kinds outside the counted set (by default cancelled and permanent) count
+///   neither way.
+///
 /// Shape: 128 bytes, `Copy`. One pending event is kept (the newest); see
 /// [`poll_event`](Self::poll_event).
 ///
