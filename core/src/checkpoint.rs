@@ -717,6 +717,37 @@ mod tests {
         }
 
         #[test]
+        fn restoring_over_running_work_frees_breaker_probes() {
+            let cfg = LedgerConfig::new(fixed_policy(5, Duration::ZERO).unwrap())
+                .with_breaker(1, Duration::from_secs(10), 1)
+                .unwrap();
+            let mut l: Ledger<1, 4> = Ledger::new(cfg);
+            let w = l.add_worker(1, secs(0)).unwrap();
+            let t = l.add_task(secs(0)).unwrap();
+            let a = l.assign(secs(0)).unwrap();
+            l.task_failed(t, a.epoch, FailureKind::Gpu, secs(0))
+                .unwrap();
+            l.heartbeat(w, secs(10)).unwrap();
+            let probe = l.assign(secs(10)).unwrap();
+            assert_eq!(probe.epoch, 2);
+            assert_eq!(l.worker(w).unwrap().breaker_metrics.probes_in_flight, 1);
+            let bytes = {
+                let mut buf = vec![0u8; 512];
+                let n = encode(&l, 1, &[], &mut buf).unwrap();
+                buf.truncate(n);
+                buf
+            };
+            decode(&bytes)
+                .unwrap()
+                .restore_into(&mut l, secs(11))
+                .unwrap();
+            assert_eq!(l.worker(w).unwrap().breaker_metrics.probes_in_flight, 0);
+            assert_eq!(l.worker(w).unwrap().load, 0);
+            let again = l.assign(secs(11)).unwrap();
+            assert_eq!((again.task, again.epoch), (t, 3));
+        }
+
+        #[test]
         fn records_survive_unchanged() {
             let l = sample();
             let bytes = encode_vec(&l, 0, &[]);
