@@ -11,6 +11,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use sturdy_core::backoff::{BackoffConfig, BackoffState, Jitter};
+use sturdy_core::health::{
+    DiskSample, GpuReadout, GpuSample, HealthStatus, HostSample, MachineSample, Thresholds, assess,
+};
 use sturdy_core::retry::{Decision, RetryBudget, RetryBudgetConfig, RetryPolicy, RetryState};
 use sturdy_core::{FailureKind, Instant};
 
@@ -156,4 +159,32 @@ fn retry_decisions_and_budget_never_allocate() {
     // The budget (100 tokens, 20 % of requests, 10/s) lets some retries through, not all
     // 4 per task.
     assert!(retries > 0 && retries < 800, "{retries}");
+}
+
+#[test]
+fn health_rules_never_allocate() {
+    // A sick machine, built outside the measurement: a nearly full disk, a hot GPU with
+    // a double-bit ECC error and an XID.
+    let mut host = HostSample {
+        cpu_percent: Some(97.0),
+        memory_used_bytes: Some(15 << 30),
+        memory_available_bytes: Some(1 << 30),
+        memory_total_bytes: Some(16 << 30),
+        ..HostSample::default()
+    };
+    host.push_disk(DiskSample::new("/", Some(100 << 30), Some(1 << 30)))
+        .unwrap();
+    let mut gpu = GpuSample::new(0);
+    gpu.temperature_c = Some(90.0);
+    gpu.ecc_volatile_uncorrected = Some(1);
+    gpu.xids_watched = true;
+    gpu.push_xid(79).unwrap();
+    let mut gpus = GpuReadout::empty();
+    gpus.push(gpu).unwrap();
+    let sample = MachineSample { host, gpus };
+    let thresholds = Thresholds::default();
+    let (n, report) = allocations_during(|| assess(&sample, &thresholds));
+    assert_eq!(n, 0);
+    assert_eq!(report.status, HealthStatus::Critical);
+    assert!(report.issues.len() >= 4, "{report:?}");
 }

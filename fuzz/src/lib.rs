@@ -6,3 +6,5 @@
 //! so that `tests/regressions.rs` replays every saved finding on stable Rust.
 
 pub mod backoff;
+pub mod health;
+pub mod retry;
