@@ -13,8 +13,15 @@
 //! - [`backoff`]: constant, linear and exponential schedules with full, equal and
 //!   decorrelated jitter;
 //! - [`retry`]: retry policies, per-task retry state, retry budgets;
+//! - [`retry_driver`]: the async retry loop over a runtime's [`Timer`](retry_driver::Timer),
+//!   shared by every adapter;
 //! - [`failure`]: failure kinds, ids and the fixed-size failure event;
-//! - [`health`]: host and GPU samples, the probe trait, and the health rules.
+//! - [`breaker`]: circuit breakers (consecutive failures; failure and slow-call rates
+//!   over count or time windows), with limited half-open probes and generations;
+//! - [`deadline`]: the heartbeat deadline failure detector;
+//! - [`manager`]: the fault-tolerance manager, a [`Ledger`](manager::Ledger) of workers and tasks;
+//! - [`health`]: host and GPU samples, the probe trait, and the health rules;
+//! - [`phi`]: the φ accrual failure detector (Hayashibara et al. 2004, as in Akka).
 //!
 //! A retry loop, the way every adapter drives it:
 //! ```
@@ -45,13 +52,22 @@
 extern crate std;
 
 pub mod backoff;
+pub mod breaker;
+pub mod deadline;
 mod error;
 pub mod failure;
 pub mod health;
+pub mod manager;
+pub mod phi;
 pub mod retry;
+pub mod retry_driver;
 pub mod rng;
 pub mod time;
 
+pub use breaker::{
+    BreakerConfig, BreakerEvent, CircuitBreaker, ConsecutiveBreaker, ConsecutiveConfig, Outcome,
+    Permit, Rejected,
+};
 pub use error::ConfigError;
 pub use failure::{FailureEvent, FailureKind, KindSet, TaskId, WorkerId};
 /// The `heapless` crate the samples and lists of the core are built on, re-exported so

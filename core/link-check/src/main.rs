@@ -9,11 +9,33 @@ use core::panic::PanicInfo;
 use core::time::Duration;
 
 use sturdy_core::backoff::{Backoff, BackoffConfig, Jitter};
+use sturdy_core::breaker::{
+    BreakerConfig, CircuitBreaker, ConsecutiveBreaker, ConsecutiveConfig, CountWindow, Outcome,
+};
+use sturdy_core::health::{DiskSample, GpuSample, MachineSample, Thresholds, assess};
+use sturdy_core::phi::{PhiAccrual, PhiConfig};
 use sturdy_core::retry::{Decision, RetryPolicy, RetryState};
 use sturdy_core::{FailureKind, Instant};
 
+// The documented size of the small breaker holds on this target too.
+const _: () = assert!(size_of::<ConsecutiveBreaker>() == 120);
+
 #[panic_handler]
 fn panic(_: &PanicInfo<'_>) -> ! {
+    // Failure detection and health rules: the phi detector and assess().
+    let mut phi = PhiAccrual::<32>::new(PhiConfig::default(), Instant::ZERO);
+    for s in 1..black_box(5u64) {
+        phi.heartbeat(Instant::from_secs(s));
+    }
+    black_box(phi.phi(Instant::from_secs(black_box(9))));
+    black_box(phi.poll_timeout());
+    let mut sample = MachineSample::default();
+    sample.host.cpu_percent = Some(black_box(97.0));
+    let _ = sample.host.push_disk(DiskSample::new("/", Some(100), Some(black_box(3))));
+    let mut gpu = GpuSample::new(0);
+    let _ = gpu.push_xid(black_box(79));
+    let _ = sample.gpus.push(gpu);
+    black_box(assess(&sample, &Thresholds::default()).status);
     loop {}
 }
 
@@ -33,5 +55,35 @@ pub extern "C" fn _start() -> ! {
             }
         }
     }
+    // The breaker's hot path: acquire, record, timers, events.
+    let mut breaker = ConsecutiveBreaker::new(ConsecutiveConfig::original());
+    let now = Instant::from_nanos(black_box(5));
+    if let Ok(permit) = breaker.try_acquire(now) {
+        breaker.record(permit, black_box(Outcome::Failure(FailureKind::Gpu)), now);
+    }
+    breaker.handle_timeout(now);
+    black_box((breaker.poll_timeout(), breaker.poll_event(), breaker.metrics()));
+    if let Ok(mut windowed) =
+        CircuitBreaker::<CountWindow<32>>::new(BreakerConfig::new(), CountWindow::new(), seed)
+    {
+        if let Ok(permit) = windowed.try_acquire(now) {
+            windowed.record(permit, Outcome::Success, now);
+        }
+        black_box((windowed.poll_event(), windowed.metrics()));
+    }
+    // Failure detection and health rules: the phi detector and assess().
+    let mut phi = PhiAccrual::<32>::new(PhiConfig::default(), Instant::ZERO);
+    for s in 1..black_box(5u64) {
+        phi.heartbeat(Instant::from_secs(s));
+    }
+    black_box(phi.phi(Instant::from_secs(black_box(9))));
+    black_box(phi.poll_timeout());
+    let mut sample = MachineSample::default();
+    sample.host.cpu_percent = Some(black_box(97.0));
+    let _ = sample.host.push_disk(DiskSample::new("/", Some(100), Some(black_box(3))));
+    let mut gpu = GpuSample::new(0);
+    let _ = gpu.push_xid(black_box(79));
+    let _ = sample.gpus.push(gpu);
+    black_box(assess(&sample, &Thresholds::default()).status);
     loop {}
 }

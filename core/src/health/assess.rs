@@ -1,36 +1,4 @@
-//! The health rules: judge a [`MachineSample`] against [`Thresholds`].
-//!
-//! Rules, in the order they run (and the order of the issues in the report):
-//!
-//! Host (sources: the original's HealthMonitor; node_exporter's mixin alerts):
-//! - CPU busy % against [`Thresholds::cpu_percent`]; missing or NaN: unknown.
-//! - Memory used % of the effective total (a container limit when there is one), as
-//!   `total - available` when available memory is known, else `used`; against
-//!   [`Thresholds::memory_percent`]; missing, or a total of 0: unknown.
-//! - Each disk's used % (`total - available`) against [`Thresholds::disk_percent`];
-//!   missing or a total of 0: unknown. No disk at all: unknown. Disks left out of a
-//!   full sample list: unknown.
-//!
-//! GPUs (source: NVIDIA DCGM's health watches):
-//! - memory used % against [`Thresholds::gpu_memory_percent`]; missing: unknown;
-//! - temperature above the device's slowdown temperature: degraded; above its shutdown
-//!   temperature minus [`Thresholds::gpu_shutdown_headroom_c`]: critical; either level
-//!   falls back to [`Thresholds::gpu_temperature_c`] when the device does not report
-//!   it; missing: unknown;
-//! - volatile uncorrected (double-bit) ECC errors above 0: critical;
-//! - a row remapping failure: critical; retired pages pending: degraded;
-//! - hardware slowdown, thermal slowdown (hardware or software) or power-brake
-//!   throttling: degraded ([`ThrottleReasons::DEGRADING`]);
-//! - each distinct recent XID by [`classify_xid`]: device-critical is critical,
-//!   device-degraded is degraded, an application fault is no device issue, an unknown
-//!   code is unknown; XIDs left out of a full list: unknown;
-//! - with [`Thresholds::expected_gpus`] > 0: fewer devices is critical and an
-//!   unavailable readout is unknown; with 0 (the default) an unavailable readout is no
-//!   issue (a host without GPUs).
-//!
-//! Readings the rules do not need (utilization, power, swap, load) are never an issue
-//! when missing. Levels trip on a value strictly above them. Percentages are clamped to
-//! `[0, 100]`; a non-finite reading is treated as missing. No rule divides by zero.
+//! The health rules: judge a [`MachineSample`] against [`Thresholds`] (see [`assess`]).
 
 use super::report::{Device, HealthReport, Issue, Metric, Severity};
 use super::sample::{
@@ -39,8 +7,42 @@ use super::sample::{
 use super::thresholds::{Level, Thresholds};
 use super::xid::{XidClass, classify_xid};
 
-/// Judges a whole machine: the host, then the GPUs. See the [module docs](self) for
-/// every rule.
+/// Judges a whole machine: the host, then the GPUs.
+///
+/// Rules, in the order they run (and the order of the issues in the report):
+///
+/// Host (sources: the original's HealthMonitor; node_exporter's mixin alerts):
+/// - CPU busy % against [`Thresholds::cpu_percent`]; missing or NaN: unknown.
+/// - Memory used %, against [`Thresholds::memory_percent`]. Under a container limit
+///   (`memory_effective_total_bytes`): `used / limit` (the cgroup's usage against its
+///   limit), else `(limit - available) / limit`. Without one: `(total - available) /
+///   total` (`MemAvailable`, as node_exporter's mixin), else `used / total`. Missing, or
+///   a total of 0: unknown.
+/// - Each disk's used % (`total - available`) against [`Thresholds::disk_percent`];
+///   missing or a total of 0: unknown. No disk at all: unknown. Disks left out of a
+///   full sample list: unknown.
+///
+/// GPUs (source: NVIDIA DCGM's health watches):
+/// - memory used % against [`Thresholds::gpu_memory_percent`]; missing: unknown;
+/// - temperature above the device's slowdown temperature: degraded; above its shutdown
+///   temperature minus [`Thresholds::gpu_shutdown_headroom_c`]: critical; either level
+///   falls back to [`Thresholds::gpu_temperature_c`] when the device does not report
+///   it; missing: unknown;
+/// - volatile uncorrected (double-bit) ECC errors above 0: critical;
+/// - a row remapping failure: critical; retired pages pending: degraded;
+/// - hardware slowdown, thermal slowdown (hardware or software) or power-brake
+///   throttling: degraded ([`ThrottleReasons::DEGRADING`]);
+/// - each distinct recent XID by [`classify_xid`]: device-critical is critical,
+///   device-degraded is degraded, an application fault is no device issue, an unknown
+///   code is unknown; XIDs left out of a full list: unknown;
+/// - with [`Thresholds::expected_gpus`] > 0: fewer devices is critical and an
+///   unavailable readout is unknown; with 0 (the default) an unavailable readout is no
+///   issue (a host without GPUs).
+///
+/// Readings the rules do not need (utilization, power, swap, load) are never an issue
+/// when missing. Levels trip on a value strictly above them. Percentages are clamped to
+/// `[0, 100]`; a non-finite reading is treated as missing. No rule divides by zero.
+///
 ///
 /// ```
 /// use sturdy_core::health::{assess, DiskSample, HealthStatus, MachineSample, Thresholds};
@@ -60,7 +62,8 @@ pub fn assess(sample: &MachineSample, thresholds: &Thresholds) -> HealthReport {
     report
 }
 
-/// Judges the host alone (CPU, memory, disks); GPUs are not looked at.
+/// Judges the host alone by the host rules of [`assess`] (CPU, memory, disks); GPUs are
+/// not looked at.
 pub fn assess_host(host: &HostSample, thresholds: &Thresholds) -> HealthReport {
     let mut report = HealthReport::default();
     assess_host_into(host, thresholds, &mut report);
@@ -121,9 +124,11 @@ fn assess_host_into(host: &HostSample, t: &Thresholds, report: &mut HealthReport
     );
 
     let memory = host.effective_memory_total_bytes().and_then(|total| {
-        let used = match (host.memory_available_bytes, host.memory_used_bytes) {
-            (Some(avail), _) => Some(total.saturating_sub(avail)),
-            (None, used) => used,
+        let from_available = host.memory_available_bytes.map(|a| total.saturating_sub(a));
+        let used = if host.memory_effective_total_bytes.is_some() {
+            host.memory_used_bytes.or(from_available)
+        } else {
+            from_available.or(host.memory_used_bytes)
         };
         ratio_percent(used?, total)
     });
@@ -210,7 +215,7 @@ fn assess_gpus_into(gpus: &GpuReadout, t: &Thresholds, report: &mut HealthReport
     }
 }
 
-/// Judges one GPU (see the [module docs](self)); the issues name it by index.
+/// Judges one GPU by the GPU rules of [`assess`]; the issues name it by index.
 pub fn assess_gpu(gpu: &GpuSample, thresholds: &Thresholds) -> HealthReport {
     let mut report = HealthReport::default();
     assess_gpu_into(gpu, thresholds, &mut report);
@@ -459,21 +464,33 @@ mod tests {
     fn memory_uses_the_container_limit_and_available_memory() {
         let t = Thresholds::default();
         let mut host = healthy_host();
-        // 12 GiB available of 16 GiB physical, but the container may use only 4 GiB and
-        // has 0.1 GiB left: 97.5 % used.
+        // 12 GiB available of 16 GiB physical (25 % used), but the container may use
+        // only 4 GiB and uses 3.9 GiB of it: 97.5 %.
         host.memory_effective_total_bytes = Some(4 * GIB);
-        host.memory_available_bytes = Some(GIB / 10);
+        host.memory_used_bytes = Some(4 * GIB - GIB / 10);
         let r = assess_host(&host, &t);
         assert_eq!(r.status, HealthStatus::Critical);
         assert_eq!(r.issues[0].metric, Metric::MemoryPercent);
         assert!((r.issues[0].value.unwrap() - 97.5).abs() < 1e-6);
-        // Without an available figure, used / total.
-        host.memory_effective_total_bytes = None;
-        host.memory_available_bytes = None;
-        host.memory_used_bytes = Some(15 * GIB); // 93.75 %
+        // Under the limit with no usage figure: limit - available (0.25 GiB left: 93.75 %).
+        host.memory_used_bytes = None;
+        host.memory_available_bytes = Some(GIB / 4);
         let r = assess_host(&host, &t);
         assert_eq!(r.status, HealthStatus::Degraded);
         assert_eq!(r.issues[0].value, Some(93.75));
+        // No limit: total - available, as MemAvailable.
+        host.memory_effective_total_bytes = None;
+        host.memory_used_bytes = Some(GIB); // ignored: available is known
+        host.memory_available_bytes = Some(GIB); // 15 of 16 GiB: 93.75 %
+        let r = assess_host(&host, &t);
+        assert_eq!(r.status, HealthStatus::Degraded);
+        assert_eq!(r.issues[0].value, Some(93.75));
+        // No available figure: used / total.
+        host.memory_available_bytes = None;
+        host.memory_used_bytes = Some(16 * GIB);
+        assert_eq!(assess_host(&host, &t).issues[0].value, Some(100.0));
+        host.memory_used_bytes = Some(17 * GIB); // more than the total: clamped
+        assert_eq!(assess_host(&host, &t).issues[0].value, Some(100.0));
     }
 
     #[test]
@@ -701,6 +718,94 @@ mod tests {
             for i in &r.issues {
                 if let Some(v) = i.value {
                     prop_assert!(v.is_finite());
+                }
+            }
+        }
+    }
+
+    fn arb_gpu() -> impl Strategy<Value = GpuSample> {
+        let temp = proptest::option::of(prop_oneof![any::<f32>(), 0.0f32..120.0]);
+        (
+            (
+                0u32..4,
+                proptest::option::of(any::<u64>()),
+                proptest::option::of(any::<u64>()),
+            ),
+            (temp.clone(), temp.clone(), temp),
+            (
+                proptest::option::of(0u64..3),
+                proptest::option::of(any::<bool>()),
+                proptest::option::of(any::<bool>()),
+                proptest::option::of(any::<u64>()),
+            ),
+            proptest::collection::vec(prop_oneof![0u32..150, any::<u32>()], 0..12),
+        )
+            .prop_map(
+                |((index, used, total), (t, slow, shut), (ecc, remap, pages, thr), xids)| {
+                    let mut g = GpuSample {
+                        memory_used_bytes: used,
+                        memory_total_bytes: total,
+                        temperature_c: t,
+                        slowdown_temperature_c: slow,
+                        shutdown_temperature_c: shut,
+                        ecc_volatile_uncorrected: ecc,
+                        row_remap_failure: remap,
+                        retired_pages_pending: pages,
+                        throttle_reasons: thr.map(ThrottleReasons),
+                        ..GpuSample::new(index)
+                    };
+                    for x in xids {
+                        let _ = g.push_xid(x);
+                    }
+                    g
+                },
+            )
+    }
+
+    proptest! {
+        /// Any GPU readings: no panic; the status is the worst issue; a device-critical
+        /// XID, ECC errors or a remap failure always make it critical; every issue
+        /// renders as one line naming its GPU.
+        #[test]
+        fn gpu_rules_never_panic_and_faults_are_critical(
+            gpus in proptest::collection::vec(arb_gpu(), 0..20),
+            expected in 0u32..20,
+        ) {
+            let t = Thresholds::default().with_expected_gpus(expected);
+            let mut readout = GpuReadout::empty();
+            for g in &gpus {
+                let _ = readout.push(g.clone());
+            }
+            let sample = MachineSample { host: healthy_host(), gpus: readout };
+            let r = assess(&sample, &t);
+            let worst = r.issues.iter().map(|i| HealthStatus::from(i.severity)).max()
+                .unwrap_or(HealthStatus::Healthy);
+            prop_assert!(r.status >= worst);
+            if r.issues_omitted == 0 {
+                prop_assert_eq!(r.status, worst);
+            }
+            for g in gpus.iter().take(crate::health::MAX_GPUS) {
+                let faulty = g.ecc_volatile_uncorrected.is_some_and(|n| n > 0)
+                    || g.row_remap_failure == Some(true)
+                    || g.recent_xids.iter().any(|&x| classify_xid(x) == XidClass::DeviceCritical);
+                if faulty {
+                    prop_assert_eq!(r.status, HealthStatus::Critical);
+                }
+                let alone = assess_gpu(g, &t);
+                let needs_unknown = g.temperature_c.is_none_or(|t| !t.is_finite())
+                    || g.memory_total_bytes.is_none_or(|t| t == 0)
+                    || g.memory_used_bytes.is_none();
+                prop_assert_eq!(alone.is_healthy(), alone.issues.is_empty());
+                if needs_unknown {
+                    prop_assert!(!alone.is_healthy());
+                }
+            }
+            for i in &r.issues {
+                let line = i.to_string();
+                prop_assert!(!line.contains('\n'));
+                if let Device::Gpu(n) = i.device {
+                    let expected_name = std::format!("GPU {n}");
+                    prop_assert!(line.contains(&expected_name));
                 }
             }
         }

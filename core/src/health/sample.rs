@@ -114,7 +114,8 @@ pub struct HostSample {
     /// `[0, 100]`. `None` on the first sample (a CPU percentage is a difference of two
     /// readings), never 0 % or NaN.
     pub cpu_percent: Option<f32>,
-    /// Memory in use, bytes.
+    /// Memory in use, bytes; under a container limit, the container's usage (cgroup
+    /// `memory.current`).
     pub memory_used_bytes: Option<u64>,
     /// Memory available for new work without swapping (`MemAvailable`, or the room left
     /// under a container limit), bytes.

@@ -1,29 +1,4 @@
-//! Warning and critical levels for the health rules.
-//!
-//! Every level trips on a value **strictly above** it (`>`), as in the original: a CPU
-//! at exactly 95.0 % with a critical level of 95 % is not critical. Percentages are
-//! "used" percentages in `[0, 100]`; temperatures are °C.
-//!
-//! Defaults (see [`Thresholds::default`]):
-//!
-//! | reading                 | warning  | critical | source                                   |
-//! |-------------------------|----------|----------|------------------------------------------|
-//! | CPU busy                | 90 %     | 95 %     | critical: the original; warning: node-mixin `NodeCPUHighUsage` (90 %) |
-//! | memory used             | 90 %     | 95 %     | critical: the original; warning: node-mixin `NodeMemoryHighUtilization` (90 %) |
-//! | disk used               | 90 %     | 95 %     | critical: the original (95 % used = 5 % available); warning 10 % available (see below) |
-//! | GPU memory used         | 90 %     | 95 %     | critical: the original                   |
-//! | GPU temperature         | 80 °C    | 85 °C    | critical: the original; used only when the device's own thresholds are unknown |
-//! | GPU shutdown headroom   |          | 5 °C     | critical this far below the device's shutdown temperature |
-//!
-//! node_exporter's mixin alerts on disks at 5 % available (warning) and 3 % available
-//! (critical). The original's critical level, 95 % used, is that mixin's *warning*; sturdy
-//! keeps the original's critical level and warns 5 points earlier.
-//! [`Thresholds::node_exporter_disks`] gives the mixin's pair (95 % / 97 % used) instead.
-//!
-//! A GPU whose driver reports its slowdown and shutdown temperatures is judged against
-//! them: degraded above its slowdown temperature (the hardware starts cutting clocks),
-//! critical above its shutdown temperature minus the headroom. Each falls back to the
-//! configured level when the device does not report it.
+//! Warning and critical levels for the health rules (see [`Thresholds`]).
 
 use core::fmt;
 
@@ -90,6 +65,31 @@ impl fmt::Display for Level {
 /// [`Thresholds::default`] and the validating `with_*` setters, each of which names its
 /// field in the error.
 ///
+/// Every level trips on a value **strictly above** it (`>`), as in the original: a CPU
+/// at exactly 95.0 % with a critical level of 95 % is not critical. Percentages are
+/// "used" percentages in `[0, 100]`; temperatures are °C.
+///
+/// Defaults (see [`Thresholds::default`]):
+///
+/// | reading                 | warning  | critical | source                                   |
+/// |-------------------------|----------|----------|------------------------------------------|
+/// | CPU busy                | 90 %     | 95 %     | critical: the original; warning: node-mixin `NodeCPUHighUsage` (90 %) |
+/// | memory used             | 90 %     | 95 %     | critical: the original; warning: node-mixin `NodeMemoryHighUtilization` (90 %) |
+/// | disk used               | 90 %     | 95 %     | critical: the original (95 % used = 5 % available); warning 10 % available (see below) |
+/// | GPU memory used         | 90 %     | 95 %     | critical: the original                   |
+/// | GPU temperature         | 80 °C    | 85 °C    | critical: the original; used only when the device's own thresholds are unknown |
+/// | GPU shutdown headroom   |          | 5 °C     | critical this far below the device's shutdown temperature |
+///
+/// node_exporter's mixin alerts on disks at 5 % available (warning) and 3 % available
+/// (critical). The original's critical level, 95 % used, is that mixin's *warning*; sturdy
+/// keeps the original's critical level and warns 5 points earlier.
+/// [`Thresholds::node_exporter_disks`] gives the mixin's pair (95 % / 97 % used) instead.
+///
+/// A GPU whose driver reports its slowdown and shutdown temperatures is judged against
+/// them: degraded above its slowdown temperature (the hardware starts cutting clocks),
+/// critical above its shutdown temperature minus the headroom. Each falls back to the
+/// configured level when the device does not report it.
+///
 /// ```
 /// use sturdy_core::health::Thresholds;
 /// let t = Thresholds::default().with_cpu_percent(70.0, 80.0)?;
@@ -112,7 +112,7 @@ pub struct Thresholds {
 }
 
 impl Default for Thresholds {
-    /// The defaults in the table of the [module docs](self).
+    /// The defaults in the table of [`Thresholds`].
     fn default() -> Self {
         Self {
             cpu_percent: Level::raw(90.0, 95.0),
@@ -326,5 +326,21 @@ mod tests {
         assert_eq!(t.gpu_temperature_c().critical(), 110.0);
         // warning == critical is allowed (no warning band).
         assert!(t.with_cpu_percent(80.0, 80.0).is_ok());
+    }
+
+    #[cfg(feature = "postcard")]
+    #[test]
+    fn deserializing_checks_the_rules() {
+        let t = Thresholds::default().with_cpu_percent(70.0, 80.0).unwrap();
+        let mut buf = [0u8; 128];
+        let bytes = postcard::to_slice(&t, &mut buf).unwrap();
+        assert_eq!(postcard::from_bytes::<Thresholds>(bytes), Ok(t));
+        let bad = Thresholds {
+            disk_percent: Level::raw(99.0, 98.0),
+            ..t
+        };
+        let mut buf = [0u8; 128];
+        let bytes = postcard::to_slice(&bad, &mut buf).unwrap();
+        assert!(postcard::from_bytes::<Thresholds>(bytes).is_err());
     }
 }

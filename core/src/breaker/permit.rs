@@ -1,0 +1,100 @@
+//! What a caller gets from a breaker and hands back: the [`Permit`], the refusal
+//! ([`Rejected`]) and the [`Outcome`] of the call.
+
+use core::fmt;
+
+use super::state::{NO_SLOT, State};
+use crate::failure::FailureKind;
+use crate::time::Instant;
+
+/// Leave to make one call, handed back with its outcome to
+/// [`record`](super::ConsecutiveBreaker::record), or to
+/// [`release`](super::ConsecutiveBreaker::release) when the call never ran to an outcome
+/// (dropped, cancelled).
+///
+/// A permit carries the **generation** of the breaker's state when it was issued (every
+/// transition starts a new one), the instant it was issued (the call's latency for the
+/// slow-call rule is `now - issued_at` at `record`), and, for a half-open probe, its
+/// probe slot. It is `Copy` so that adapters can keep it in a drop guard; recording or
+/// releasing one twice, or a permit from an older generation (issued before the latest
+/// transition), is **ignored**: late outcomes never restart or extend an open period.
+///
+/// Shape: 16 bytes.
+#[must_use = "a permit must be handed back with `record` or `release`, or a half-open probe slot stays busy until it expires"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Permit {
+    pub(crate) issued_at: Instant,
+    pub(crate) generation: u32,
+    pub(crate) slot: u8,
+}
+
+impl Permit {
+    /// The generation (epoch of the breaker's state) the permit belongs to.
+    #[inline]
+    pub const fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// When the permit was issued (the effective `now` of `try_acquire`).
+    #[inline]
+    pub const fn issued_at(&self) -> Instant {
+        self.issued_at
+    }
+
+    /// Whether the permit is a half-open probe (it holds one of the limited slots).
+    #[inline]
+    pub const fn is_probe(&self) -> bool {
+        self.slot != NO_SLOT
+    }
+}
+
+/// A refusal: the call must not be made. Says when to come back.
+///
+/// Shape: 24 bytes; `Copy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Rejected {
+    /// The earliest instant at which the breaker may admit again by itself: the end of
+    /// the open period, or, when every half-open probe slot is busy, the expiry of the
+    /// oldest probe. [`Instant::MAX`] when only a manual `reset` will admit
+    /// ([`State::ForcedOpen`]).
+    pub retry_at: Instant,
+    /// The state that refused.
+    pub state: State,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.retry_at == Instant::MAX {
+            write!(
+                f,
+                "circuit breaker {}: call rejected until reset",
+                self.state
+            )
+        } else {
+            write!(
+                f,
+                "circuit breaker {}: call rejected, retry at {}",
+                self.state, self.retry_at
+            )
+        }
+    }
+}
+
+impl core::error::Error for Rejected {}
+
+/// How a call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The call succeeded. With a slow-call rule, a success slower than the configured
+    /// bound counts as a slow call (and as a failed probe while half-open).
+    Success,
+    /// The call failed with this kind. It counts as a failure only when the breaker's
+    /// counted kinds contain it; otherwise it counts neither way, like
+    /// [`Ignored`](Self::Ignored).
+    Failure(FailureKind),
+    /// The call's result says nothing about the dependency's health (for example a
+    /// client-side validation error): counts neither way; a probe's slot is freed.
+    Ignored,
+}

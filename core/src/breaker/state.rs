@@ -1,0 +1,224 @@
+//! The breaker's states and the state machine both breakers share: the state with its
+//! deadline, the generation, the monotonic watermark and the half-open probe slots.
+
+use crate::time::{Instant, Monotonic};
+
+/// Where a breaker is. Deadlines live inside the variants (after smoltcp), so a state
+/// without a deadline cannot have one.
+///
+/// Shape: 16 bytes (a tag and one [`Instant`]); `Copy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum State {
+    /// Calls pass; outcomes are counted against the trip rule.
+    Closed,
+    /// Calls are rejected until `until`, then the breaker becomes half-open (at the first
+    /// `try_acquire` or `handle_timeout` at or after `until`).
+    Open {
+        /// When the breaker becomes half-open.
+        until: Instant,
+    },
+    /// A limited number of probe calls pass at a time; the rest are rejected at once.
+    /// Successful probes close the breaker, a failed or expired probe reopens it.
+    HalfOpen,
+    /// Opened by hand ([`force_open`](super::ConsecutiveBreaker::force_open)): every call
+    /// is rejected until a `reset`. Nothing changes it by itself.
+    ForcedOpen,
+    /// Switched off by hand: every call passes, outcomes are still measured, the trip
+    /// rule is not judged and no transition happens until a `reset`.
+    Disabled,
+    /// Every call passes, outcomes are measured and the trip rule is judged, but instead
+    /// of opening the breaker emits [`BreakerEvent::ThresholdExceeded`](super::BreakerEvent)
+    /// (resilience4j's `METRICS_ONLY`). Left by a `reset`.
+    MetricsOnly,
+}
+
+impl State {
+    /// Whether calls currently pass without a probe limit (closed, disabled,
+    /// metrics-only).
+    #[inline]
+    pub const fn admits_all(&self) -> bool {
+        matches!(self, Self::Closed | Self::Disabled | Self::MetricsOnly)
+    }
+
+    /// A short, stable, lower-case name (`"closed"`, `"open"`, `"half_open"`,
+    /// `"forced_open"`, `"disabled"`, `"metrics_only"`).
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open { .. } => "open",
+            Self::HalfOpen => "half_open",
+            Self::ForcedOpen => "forced_open",
+            Self::Disabled => "disabled",
+            Self::MetricsOnly => "metrics_only",
+        }
+    }
+}
+
+impl core::fmt::Display for State {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Open { until } => write!(f, "open until {until}"),
+            other => f.write_str(other.as_str()),
+        }
+    }
+}
+
+/// Marks a permit that holds no probe slot.
+pub(crate) const NO_SLOT: u8 = u8::MAX;
+
+/// The part of a breaker that does not depend on its trip rule. `P` is the number of
+/// probe slots (the most half-open permits a config may ask for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Machine<const P: usize> {
+    pub(crate) state: State,
+    pub(crate) clock: Monotonic,
+    /// The expiry of each busy probe slot; `Instant::MAX` marks a free slot.
+    probes: [Instant; P],
+    pub(crate) generation: u32,
+    /// Successful probes in the current half-open phase.
+    pub(crate) probe_successes: u16,
+    in_flight: u8,
+}
+
+impl<const P: usize> Machine<P> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            state: State::Closed,
+            clock: Monotonic::new(Instant::ZERO),
+            probes: [Instant::MAX; P],
+            generation: 0,
+            probe_successes: 0,
+            in_flight: 0,
+        }
+    }
+
+    /// Moves to `to`, starting a new generation: every permit issued before is stale,
+    /// every probe slot is free.
+    pub(crate) fn enter(&mut self, to: State) {
+        self.state = to;
+        self.generation = self.generation.wrapping_add(1);
+        self.probes = [Instant::MAX; P];
+        self.in_flight = 0;
+        self.probe_successes = 0;
+    }
+
+    /// Restores a state and generation from a snapshot; no probe is in flight.
+    pub(crate) fn restore(&mut self, state: State, generation: u32, latest: Instant) {
+        self.state = state;
+        self.generation = generation;
+        self.clock = Monotonic::new(latest);
+        self.probes = [Instant::MAX; P];
+        self.in_flight = 0;
+        self.probe_successes = 0;
+    }
+
+    /// Takes a free probe slot if fewer than `limit` are busy; `Err` carries the earliest
+    /// expiry of the busy ones (when a slot frees at the latest).
+    pub(crate) fn take_probe(
+        &mut self,
+        now: Instant,
+        limit: u8,
+        timeout_ns: u64,
+    ) -> Result<u8, Instant> {
+        if self.in_flight >= limit {
+            return Err(self.earliest_probe_expiry().unwrap_or(Instant::MAX));
+        }
+        let expiry = Instant::from_nanos(now.as_nanos().saturating_add(timeout_ns));
+        for (i, slot) in self.probes.iter_mut().enumerate() {
+            if *slot == Instant::MAX {
+                // An expiry of exactly `Instant::MAX` would read as free: keep it one below.
+                *slot = if expiry == Instant::MAX {
+                    Instant::from_nanos(u64::MAX - 1)
+                } else {
+                    expiry
+                };
+                self.in_flight += 1;
+                return Ok(i as u8);
+            }
+        }
+        Err(self.earliest_probe_expiry().unwrap_or(Instant::MAX))
+    }
+
+    /// Frees a probe slot; returns whether it was busy.
+    pub(crate) fn free_probe(&mut self, slot: u8) -> bool {
+        match self.probes.get_mut(slot as usize) {
+            Some(s) if *s != Instant::MAX => {
+                *s = Instant::MAX;
+                self.in_flight -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The earliest expiry of a probe in flight.
+    pub(crate) fn earliest_probe_expiry(&self) -> Option<Instant> {
+        let min = self.probes.iter().copied().min().unwrap_or(Instant::MAX);
+        (min != Instant::MAX).then_some(min)
+    }
+
+    /// Probes in flight now.
+    pub(crate) const fn in_flight(&self) -> u8 {
+        self.in_flight
+    }
+
+    /// The next instant at which the state changes by itself, if any: the end of an
+    /// open period, or the expiry of the oldest probe. Never a deadline while closed.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::Open { until } => Some(until),
+            State::HalfOpen => self.earliest_probe_expiry(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_slots_fill_expire_and_free() {
+        let mut m = Machine::<3>::new();
+        m.enter(State::HalfOpen);
+        assert_eq!(m.generation, 1);
+        let t = Instant::from_secs(1);
+        assert_eq!(m.take_probe(t, 2, 500), Ok(0));
+        assert_eq!(
+            m.take_probe(t + core::time::Duration::from_nanos(10), 2, 500),
+            Ok(1)
+        );
+        assert_eq!(
+            m.take_probe(t, 2, 500),
+            Err(Instant::from_nanos(1_000_000_500))
+        );
+        assert_eq!(m.deadline(), Some(Instant::from_nanos(1_000_000_500)));
+        assert!(m.free_probe(0));
+        assert!(!m.free_probe(0));
+        assert!(!m.free_probe(200));
+        assert_eq!(m.in_flight(), 1);
+        assert_eq!(m.deadline(), Some(Instant::from_nanos(1_000_000_510)));
+        // A timeout that saturates stays distinguishable from a free slot.
+        assert_eq!(m.take_probe(Instant::MAX, 2, 1), Ok(0));
+        assert_eq!(m.in_flight(), 2);
+        m.enter(State::Closed);
+        assert_eq!((m.in_flight(), m.deadline()), (0, None));
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(State::HalfOpen.as_str(), "half_open");
+        assert!(State::Disabled.admits_all());
+        assert!(!State::ForcedOpen.admits_all());
+        use std::string::ToString;
+        assert_eq!(
+            State::Open {
+                until: Instant::from_secs(2)
+            }
+            .to_string(),
+            "open until 2.000000000s"
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! The ledger's errors: refused inputs and rejected results.
+
+use core::fmt;
+
+use crate::failure::{TaskId, WorkerId};
+
+use super::event::StaleReason;
+
+/// An input the ledger refused. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LedgerError {
+    /// The task table is full (`capacity` tasks, the `TASKS` parameter).
+    TasksFull {
+        /// The table's capacity.
+        capacity: usize,
+    },
+    /// The worker table is full (`capacity` workers, the `WORKERS` parameter).
+    WorkersFull {
+        /// The table's capacity.
+        capacity: usize,
+    },
+    /// A worker's capacity must be at least 1.
+    ZeroCapacity,
+    /// No such task in this ledger.
+    UnknownTask(TaskId),
+    /// No such worker in this ledger.
+    UnknownWorker(WorkerId),
+    /// The worker was reported failed: heartbeats are refused until
+    /// `worker_recovered`.
+    WorkerDown(WorkerId),
+}
+
+impl fmt::Display for LedgerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TasksFull { capacity } => write!(f, "task table full ({capacity} tasks)"),
+            Self::WorkersFull { capacity } => {
+                write!(f, "worker table full ({capacity} workers)")
+            }
+            Self::ZeroCapacity => f.write_str("worker capacity must be >= 1"),
+            Self::UnknownTask(t) => write!(f, "unknown {t}"),
+            Self::UnknownWorker(w) => write!(f, "unknown {w}"),
+            Self::WorkerDown(w) => write!(f, "{w} is marked failed; recover it first"),
+        }
+    }
+}
+
+impl core::error::Error for LedgerError {}
+
+/// A result (or lease renewal) the ledger did not accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ResultError {
+    /// No such task in this ledger (not counted).
+    UnknownTask(TaskId),
+    /// The result came too late or twice; counted in
+    /// [`Stats::stale_results_rejected`](super::Stats::stale_results_rejected).
+    Stale(StaleReason),
+}
+
+impl fmt::Display for ResultError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownTask(t) => write!(f, "unknown {t}"),
+            Self::Stale(r) => write!(f, "stale result: {r}"),
+        }
+    }
+}
+
+impl core::error::Error for ResultError {}

@@ -1,0 +1,1004 @@
+//! The fault-tolerance manager: a [`Ledger`] of workers and tasks that a supervisor
+//! drives.
+//!
+//! It replaces the original design's `FaultToleranceManager` (MorphML): it keeps every
+//! task until it succeeds or fails for good, gives runnable tasks to healthy workers with
+//! room, retries failures after the retry policy's delay, moves work away from failed,
+//! silent or tripped workers, and fences late results with epochs. It never loses a task
+//! (nothing is dropped when no worker is healthy: tasks wait) and never completes one
+//! twice.
+//!
+//! # Workers
+//! Registered with a capacity ([`add_worker`](Ledger::add_worker)); each has a status
+//! (alive, suspect, failed), a health mark set by the supervisor ([`WorkerHealth`]), a
+//! [`DeadlineDetector`](crate::deadline::DeadlineDetector) fed by
+//! [`heartbeat`](Ledger::heartbeat), and a consecutive-failure circuit breaker
+//! (defaults after the original: 3 failures open it for 300 s, 2 successes in half-open
+//! close it). Failed attempts on a worker, its reported failures and its suspicions all
+//! count against its breaker; successes count for it.
+//!
+//! # Tasks
+//! [`TaskState::Pending`] → [`TaskState::Running`] `{ worker, epoch, lease }` →
+//! [`TaskState::Succeeded`] or, through retries, [`TaskState::Failed`]. Each assignment
+//! increments the task's epoch, which is also its attempt number. A result counts only
+//! with the current epoch:
+//! - a result with an older epoch (the task was reassigned since) is rejected and
+//!   counted;
+//! - the current attempt's result completes the task exactly once; a second one is
+//!   rejected;
+//! - a late success for a task that was requeued (its worker failed) but not yet
+//!   reassigned is accepted, and the task is not run again.
+//!
+//! A running task holds a lease (default 30 s) that every heartbeat of its worker renews;
+//! a task whose lease lapses goes back to pending once and is charged an attempt.
+//!
+//! # Failures
+//! [`task_failed`](Ledger::task_failed) asks the task's
+//! [`RetryState`](crate::retry::RetryState) (policy from [`LedgerConfig`]): a retry sets
+//! a retry timer (the task is not runnable before it), a give-up fails the task for good
+//! (counted once). [`worker_failed`](Ledger::worker_failed), a suspicion of the
+//! deadline detector (in [`handle_timeout`](Ledger::handle_timeout)) and a lapsed lease
+//! return the worker's running tasks to pending, runnable at once, each charged one
+//! attempt (so a task that kills every worker still ends).
+//!
+//! # Driving it (sans-IO)
+//! Inputs take `now`; outputs are pulled. The order a supervisor follows:
+//! 1. `add_worker` / `add_task` (or restore a checkpoint, see
+//!    [`checkpoint`](crate::checkpoint)), then on every wake-up:
+//! 2. feed what arrived: `heartbeat`, `task_succeeded`, `task_failed`, `worker_failed`,
+//!    `worker_recovered`, `set_worker_health`;
+//! 3. `handle_timeout(now)` (detector deadlines, leases, retry timers, breakers);
+//! 4. `assign(now)` in a loop until it returns `None`, dispatching each assignment;
+//! 5. drain `poll_event()` (journal, metrics);
+//! 6. sleep until `poll_timeout()` or the next input.
+//!
+//! Spurious or late calls are harmless; a `now` earlier than one already seen reads as
+//! the latest seen.
+//!
+//! ```
+//! use core::time::Duration;
+//! use sturdy_core::{FailureKind, Instant};
+//! use sturdy_core::manager::{Ledger, LedgerConfig, TaskState};
+//! use sturdy_core::retry::fixed_policy;
+//!
+//! let config = LedgerConfig::new(fixed_policy(3, Duration::from_secs(5))?);
+//! let mut ledger: Ledger<4, 16> = Ledger::new(config);
+//! let mut now = Instant::ZERO;
+//! let w = ledger.add_worker(1, now).unwrap();
+//! let t = ledger.add_task(now).unwrap();
+//!
+//! let a = ledger.assign(now).unwrap();
+//! assert_eq!((a.task, a.worker, a.epoch), (t, w, 1));
+//! // The attempt fails: retry in 5 s.
+//! now = Instant::from_secs(1);
+//! ledger.task_failed(a.task, a.epoch, FailureKind::Evaluation, now).unwrap();
+//! assert!(ledger.assign(now).is_none());
+//! assert_eq!(ledger.poll_timeout(), Some(Instant::from_secs(6)));
+//! now = Instant::from_secs(6);
+//! ledger.heartbeat(w, now).unwrap();
+//! ledger.handle_timeout(now);
+//! let b = ledger.assign(now).unwrap();
+//! assert_eq!(b.epoch, 2);
+//! ledger.task_succeeded(b.task, b.epoch, now).unwrap();
+//! assert_eq!(ledger.task(t).unwrap().state, TaskState::Succeeded);
+//! // A late result of the first attempt is rejected and counted.
+//! assert!(ledger.task_succeeded(t, 1, now).is_err());
+//! assert_eq!(ledger.stats().stale_results_rejected, 1);
+//! while let Some(event) = ledger.poll_event() { let _ = event; }
+//! # Ok::<(), sturdy_core::ConfigError>(())
+//! ```
+//!
+//! # Size
+//! A ledger holds everything inline, about
+//! `WORKERS * 112 + TASKS * (136 + HISTORY * 40) + EVENTS * 48` bytes: put a large one in
+//! a `static`, or in a `Box` built on a thread with enough stack.
+
+mod config;
+mod error;
+mod event;
+mod stats;
+mod task;
+#[cfg(test)]
+mod tests;
+mod worker;
+
+use heapless::binary_heap::Min;
+use heapless::{BinaryHeap, Deque, Vec};
+
+use crate::failure::{FailureEvent, FailureKind, TaskId, WorkerId};
+use crate::retry::{Decision, RetryState};
+use crate::rng::SplitMix64;
+use crate::time::{Instant, Monotonic};
+
+pub use config::LedgerConfig;
+pub use error::{LedgerError, ResultError};
+pub use event::{Event, RequeueReason, StaleReason};
+pub use stats::Stats;
+pub use task::{Assignment, TaskState, TaskView};
+pub use worker::{BreakerState, WorkerHealth, WorkerStatus, WorkerView};
+
+use event::EventQueue;
+use task::Task;
+use worker::{NIL, Worker, WorkerBreaker};
+
+/// The fault-tolerance manager's ledger of `WORKERS` workers and `TASKS` tasks, with an
+/// event queue of `EVENTS` entries and a failure history of the last `HISTORY` failures
+/// per task. See the [module docs](self).
+#[doc(alias = "FaultToleranceManager")]
+#[derive(Clone, Debug)]
+pub struct Ledger<
+    const WORKERS: usize,
+    const TASKS: usize,
+    const EVENTS: usize = 256,
+    const HISTORY: usize = 4,
+> {
+    config: LedgerConfig,
+    clock: Monotonic,
+    workers: Vec<Worker, WORKERS>,
+    tasks: Vec<Task<HISTORY>, TASKS>,
+    /// Pending tasks whose retry timer passed, in FIFO order (entries of tasks that
+    /// finished meanwhile are skipped).
+    ready: Deque<u32, TASKS>,
+    /// Pending tasks waiting for their retry timer.
+    delayed: BinaryHeap<(Instant, u32), Min, TASKS>,
+    /// Where the next worker scan starts (round robin across calls).
+    cursor: usize,
+    events: EventQueue<EVENTS>,
+    stats: Stats,
+}
+
+/// The original design's name for the [`Ledger`].
+pub type FaultToleranceManager<const WORKERS: usize, const TASKS: usize> = Ledger<WORKERS, TASKS>;
+
+impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTORY: usize>
+    Ledger<WORKERS, TASKS, EVENTS, HISTORY>
+{
+    /// An empty ledger (no worker, no task) at time zero.
+    pub const fn new(config: LedgerConfig) -> Self {
+        Self {
+            config,
+            clock: Monotonic::new(Instant::ZERO),
+            workers: Vec::new(),
+            tasks: Vec::new(),
+            ready: Deque::new(),
+            delayed: BinaryHeap::new(),
+            cursor: 0,
+            events: EventQueue::new(),
+            stats: Stats {
+                total_task_failures: 0,
+                total_worker_failures: 0,
+                failed_tasks: 0,
+                failed_workers: 0,
+                tasks_with_retries: 0,
+                recovery_attempts: 0,
+                retries: 0,
+                reassignments: 0,
+                stale_results_rejected: 0,
+                assignments: 0,
+                succeeded_tasks: 0,
+                pending_tasks: 0,
+                running_tasks: 0,
+                breakers_open: 0,
+                breakers_half_open: 0,
+                events_dropped: 0,
+            },
+        }
+    }
+
+    // ----- getters -------------------------------------------------------------------
+
+    /// The rules in force.
+    pub const fn config(&self) -> &LedgerConfig {
+        &self.config
+    }
+
+    /// The latest `now` seen.
+    pub const fn now(&self) -> Instant {
+        self.clock.latest()
+    }
+
+    /// Tasks in the ledger (ids `0..task_count`).
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Workers in the ledger (ids `0..worker_count`).
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Whether every task has succeeded or failed for good (true for an empty ledger).
+    pub fn is_finished(&self) -> bool {
+        self.stats.pending_tasks == 0 && self.stats.running_tasks == 0
+    }
+
+    /// One task, or `None` for an unknown id.
+    pub fn task(&self, task: TaskId) -> Option<TaskView> {
+        self.tasks.get(task.0 as usize).map(|t| t.view(task))
+    }
+
+    /// One task's latest failures (at most `HISTORY`), oldest first.
+    pub fn failure_history(&self, task: TaskId) -> impl Iterator<Item = &FailureEvent> + '_ {
+        self.tasks
+            .get(task.0 as usize)
+            .into_iter()
+            .flat_map(|t| t.history.oldest_ordered())
+    }
+
+    /// One worker, or `None` for an unknown id.
+    pub fn worker(&self, worker: WorkerId) -> Option<WorkerView> {
+        self.workers.get(worker.0 as usize).map(|w| WorkerView {
+            id: worker,
+            status: w.status,
+            health: w.health,
+            load: w.load,
+            capacity: w.capacity,
+            breaker: w.breaker.state(),
+            last_heartbeat: w.detector.last_heartbeat(),
+            heartbeat_deadline: w.detector.deadline(),
+        })
+    }
+
+    /// Every worker's breaker state (the original's `circuit_breakers` statistic).
+    pub fn breaker_states(&self) -> impl Iterator<Item = (WorkerId, BreakerState)> + '_ {
+        self.workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (WorkerId(i as u32), w.breaker.state()))
+    }
+
+    /// The statistics (O(workers) for the breaker counts).
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        for w in &self.workers {
+            match w.breaker.state() {
+                BreakerState::Open { .. } => s.breakers_open += 1,
+                BreakerState::HalfOpen => s.breakers_half_open += 1,
+                BreakerState::Closed => {}
+            }
+        }
+        s.events_dropped = self.events.dropped();
+        s
+    }
+
+    /// Events waiting in the queue.
+    pub fn events_pending(&self) -> usize {
+        self.events.len()
+    }
+
+    // ----- outputs -------------------------------------------------------------------
+
+    /// The next event, oldest first. The queue holds `EVENTS` entries; when it is full
+    /// new events are dropped and counted in [`Stats::events_dropped`], so drain it after
+    /// every input.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) has work next: the earliest retry
+    /// timer, heartbeat deadline of an alive worker, lease of a running task, or end of
+    /// an open breaker. `None` when nothing is timed. O(workers).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next = self.delayed.peek().map(|&(t, _)| t);
+        let mut take = |t: Instant| {
+            next = Some(match next {
+                Some(n) if n <= t => n,
+                _ => t,
+            });
+        };
+        for w in &self.workers {
+            if w.status.is_alive() {
+                take(w.detector.deadline());
+                if w.load > 0 {
+                    take(w.lease_check);
+                }
+            }
+            if let Some(t) = w.breaker.poll_timeout() {
+                take(t);
+            }
+        }
+        next
+    }
+
+    // ----- inputs: registration ------------------------------------------------------
+
+    /// Registers a worker that runs up to `capacity` tasks at once; its grace period for
+    /// the first heartbeat starts at `now`.
+    ///
+    /// # Errors
+    /// [`LedgerError::WorkersFull`], [`LedgerError::ZeroCapacity`].
+    pub fn add_worker(&mut self, capacity: u32, now: Instant) -> Result<WorkerId, LedgerError> {
+        let now = self.clock.observe(now);
+        if capacity == 0 {
+            return Err(LedgerError::ZeroCapacity);
+        }
+        let id = WorkerId(self.workers.len() as u32);
+        let w = Worker {
+            capacity,
+            load: 0,
+            status: WorkerStatus::Alive,
+            health: WorkerHealth::Healthy,
+            detector: crate::deadline::DeadlineDetector::new(self.config.deadline, now),
+            breaker: WorkerBreaker::new(),
+            head: NIL,
+            lease_check: Instant::MAX,
+        };
+        self.workers
+            .push(w)
+            .map_err(|_| LedgerError::WorkersFull { capacity: WORKERS })?;
+        Ok(id)
+    }
+
+    /// Adds a task, pending and runnable at once.
+    ///
+    /// # Errors
+    /// [`LedgerError::TasksFull`].
+    pub fn add_task(&mut self, now: Instant) -> Result<TaskId, LedgerError> {
+        let now = self.clock.observe(now);
+        let idx = self.tasks.len() as u32;
+        if self.tasks.push(Task::new(now)).is_err() {
+            return Err(LedgerError::TasksFull { capacity: TASKS });
+        }
+        self.stats.pending_tasks += 1;
+        self.enqueue(idx, now);
+        Ok(TaskId(idx))
+    }
+
+    /// Sets a worker's health mark (from the supervisor's host and GPU assessment).
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownWorker`].
+    pub fn set_worker_health(
+        &mut self,
+        worker: WorkerId,
+        health: WorkerHealth,
+    ) -> Result<(), LedgerError> {
+        let w = self
+            .workers
+            .get_mut(worker.0 as usize)
+            .ok_or(LedgerError::UnknownWorker(worker))?;
+        w.health = health;
+        Ok(())
+    }
+
+    // ----- inputs: heartbeats and worker failures ------------------------------------
+
+    /// A heartbeat from `worker` at `now`: it moves the worker's deadline and renews the
+    /// leases of every task running on it. A suspect worker that heartbeats is back
+    /// (`WorkerRecovered`).
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownWorker`]; [`LedgerError::WorkerDown`] for a worker reported
+    /// failed (call [`worker_recovered`](Self::worker_recovered) first).
+    pub fn heartbeat(&mut self, worker: WorkerId, now: Instant) -> Result<(), LedgerError> {
+        let now = self.clock.observe(now);
+        let i = worker.0 as usize;
+        let Some(w) = self.workers.get_mut(i) else {
+            return Err(LedgerError::UnknownWorker(worker));
+        };
+        match w.status {
+            WorkerStatus::Failed { .. } => return Err(LedgerError::WorkerDown(worker)),
+            WorkerStatus::Suspect { .. } => {
+                w.status = WorkerStatus::Alive;
+                self.stats.failed_workers = self.stats.failed_workers.saturating_sub(1);
+                self.stats.recovery_attempts += 1;
+                self.events.push(Event::WorkerRecovered { worker, at: now });
+            }
+            WorkerStatus::Alive => {}
+        }
+        let w = &mut self.workers[i];
+        w.detector.heartbeat(now);
+        if w.load > 0 {
+            let lease = now + self.config.lease;
+            w.lease_check = lease;
+            let mut cur = w.head;
+            while cur != NIL {
+                let t = &mut self.tasks[cur as usize];
+                if let TaskState::Running { lease: l, .. } = &mut t.state {
+                    *l = lease;
+                }
+                cur = t.next;
+            }
+        }
+        Ok(())
+    }
+
+    /// Renews one running task's lease (for workers that renew per task rather than by
+    /// heartbeat); returns the new lease.
+    ///
+    /// # Errors
+    /// [`ResultError::UnknownTask`]; [`ResultError::Stale`] when the task is not running
+    /// under `epoch` (not counted: no result was rejected).
+    pub fn renew_lease(
+        &mut self,
+        task: TaskId,
+        epoch: u32,
+        now: Instant,
+    ) -> Result<Instant, ResultError> {
+        let now = self.clock.observe(now);
+        let lease = now + self.config.lease;
+        let t = self
+            .tasks
+            .get_mut(task.0 as usize)
+            .ok_or(ResultError::UnknownTask(task))?;
+        match &mut t.state {
+            TaskState::Running {
+                epoch: e, lease: l, ..
+            } if *e == epoch => {
+                *l = lease;
+                Ok(lease)
+            }
+            s if s.is_finished() => Err(ResultError::Stale(StaleReason::Finished)),
+            _ => Err(ResultError::Stale(StaleReason::OldEpoch {
+                current: t.epoch,
+            })),
+        }
+    }
+
+    /// The supervisor reports `worker` failed (crashed, killed, unreachable): it gets no
+    /// task until [`worker_recovered`](Self::worker_recovered); its breaker records a
+    /// failure; its running tasks go back to pending, each charged an attempt of `kind`.
+    /// Reporting an already failed worker counts again (the original: four reports open
+    /// its breaker).
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownWorker`].
+    pub fn worker_failed(
+        &mut self,
+        worker: WorkerId,
+        kind: FailureKind,
+        now: Instant,
+    ) -> Result<(), LedgerError> {
+        let now = self.clock.observe(now);
+        let i = worker.0 as usize;
+        let Some(w) = self.workers.get_mut(i) else {
+            return Err(LedgerError::UnknownWorker(worker));
+        };
+        if w.status.is_alive() {
+            self.stats.failed_workers += 1;
+        }
+        w.status = WorkerStatus::Failed { kind, since: now };
+        self.stats.total_worker_failures += 1;
+        self.events.push(Event::WorkerFailed {
+            worker,
+            kind,
+            at: now,
+        });
+        self.breaker_record(i, false, false, now);
+        self.requeue_worker(i, kind, RequeueReason::WorkerFailed, now);
+        Ok(())
+    }
+
+    /// A failed or suspect worker is back (restarted): it is alive again, with a fresh
+    /// grace period for its first heartbeat. Its breaker keeps its state (an open breaker
+    /// still half-opens on its own timer). Recovering an alive worker only restarts its
+    /// grace period.
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownWorker`].
+    pub fn worker_recovered(&mut self, worker: WorkerId, now: Instant) -> Result<(), LedgerError> {
+        let now = self.clock.observe(now);
+        let Some(w) = self.workers.get_mut(worker.0 as usize) else {
+            return Err(LedgerError::UnknownWorker(worker));
+        };
+        w.detector.restart(now);
+        if !w.status.is_alive() {
+            w.status = WorkerStatus::Alive;
+            self.stats.failed_workers = self.stats.failed_workers.saturating_sub(1);
+            self.stats.recovery_attempts += 1;
+            self.events.push(Event::WorkerRecovered { worker, at: now });
+        }
+        Ok(())
+    }
+
+    // ----- inputs: results -----------------------------------------------------------
+
+    /// The attempt `epoch` of `task` succeeded. Completes the task exactly once.
+    ///
+    /// # Errors
+    /// [`ResultError::UnknownTask`]; [`ResultError::Stale`] (counted) for an old epoch
+    /// or a finished task.
+    pub fn task_succeeded(
+        &mut self,
+        task: TaskId,
+        epoch: u32,
+        now: Instant,
+    ) -> Result<(), ResultError> {
+        let now = self.clock.observe(now);
+        let idx = task.0 as usize;
+        let Some(t) = self.tasks.get(idx) else {
+            return Err(ResultError::UnknownTask(task));
+        };
+        let worker = match t.state {
+            TaskState::Running {
+                worker, epoch: e, ..
+            } if e == epoch => {
+                self.unlink(idx as u32, worker.0 as usize);
+                self.stats.running_tasks -= 1;
+                self.breaker_record(worker.0 as usize, true, true, now);
+                Some(worker)
+            }
+            // Requeued when its worker failed, not yet reassigned: the work is done.
+            TaskState::Pending if epoch != 0 && epoch == t.epoch => {
+                self.stats.pending_tasks -= 1;
+                (t.last_worker != NIL).then_some(WorkerId(t.last_worker))
+            }
+            _ => return Err(self.reject(task, epoch, false, now)),
+        };
+        let t = &mut self.tasks[idx];
+        t.state = TaskState::Succeeded;
+        t.retry.on_success(now);
+        self.stats.succeeded_tasks += 1;
+        self.events.push(Event::Succeeded {
+            task,
+            worker,
+            epoch,
+            attempt: epoch,
+            at: now,
+        });
+        Ok(())
+    }
+
+    /// The attempt `epoch` of `task` failed with `kind`: the retry policy decides.
+    /// On [`Decision::RetryAfter`] the task is pending behind a retry timer of that
+    /// delay; on [`Decision::GiveUp`] it failed for good (counted once).
+    ///
+    /// # Errors
+    /// [`ResultError::UnknownTask`]; [`ResultError::Stale`] (counted) for an old epoch, a
+    /// finished task, or an attempt already charged when its worker failed.
+    pub fn task_failed(
+        &mut self,
+        task: TaskId,
+        epoch: u32,
+        kind: FailureKind,
+        now: Instant,
+    ) -> Result<Decision, ResultError> {
+        self.task_failed_with_code(task, epoch, kind, None, now)
+    }
+
+    /// [`task_failed`](Self::task_failed) with a numeric detail kept in the failure
+    /// history (an exit status, a signal number, an XID code).
+    ///
+    /// # Errors
+    /// As [`task_failed`](Self::task_failed).
+    pub fn task_failed_with_code(
+        &mut self,
+        task: TaskId,
+        epoch: u32,
+        kind: FailureKind,
+        code: Option<i32>,
+        now: Instant,
+    ) -> Result<Decision, ResultError> {
+        let now = self.clock.observe(now);
+        let idx = task.0 as usize;
+        let Some(t) = self.tasks.get(idx) else {
+            return Err(ResultError::UnknownTask(task));
+        };
+        match t.state {
+            TaskState::Running {
+                worker, epoch: e, ..
+            } if e == epoch => {
+                self.unlink(idx as u32, worker.0 as usize);
+                self.stats.running_tasks -= 1;
+                self.stats.pending_tasks += 1;
+                self.breaker_record(worker.0 as usize, false, true, now);
+                Ok(self.charge(idx as u32, worker, kind, code, None, now))
+            }
+            _ => Err(self.reject(task, epoch, true, now)),
+        }
+    }
+
+    // ----- inputs: time --------------------------------------------------------------
+
+    /// Does what is due at `now`: retry timers that passed make their tasks runnable;
+    /// alive workers silent past their deadline become suspect (their running tasks go
+    /// back to pending, charged); lapsed leases requeue their tasks (charged, once);
+    /// open breakers whose period passed half-open. O(workers + work done).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.clock.observe(now);
+        self.promote_due(now);
+        for i in 0..self.workers.len() {
+            if let Some((from, to)) = self.workers[i].breaker.handle_timeout(now) {
+                self.events.push(Event::Breaker {
+                    worker: WorkerId(i as u32),
+                    from,
+                    to,
+                    at: now,
+                });
+            }
+            let w = &self.workers[i];
+            if !w.status.is_alive() {
+                continue;
+            }
+            if w.detector.is_suspect(now) {
+                let silence = w.detector.silence(now);
+                self.workers[i].status = WorkerStatus::Suspect { since: now };
+                self.stats.failed_workers += 1;
+                self.stats.total_worker_failures += 1;
+                self.events.push(Event::WorkerSuspected {
+                    worker: WorkerId(i as u32),
+                    silence,
+                    at: now,
+                });
+                self.breaker_record(i, false, false, now);
+                self.requeue_worker(
+                    i,
+                    FailureKind::WorkerCrash,
+                    RequeueReason::WorkerSuspected,
+                    now,
+                );
+            } else if w.load > 0 && w.lease_check <= now {
+                self.expire_leases(i, now);
+            }
+        }
+    }
+
+    // ----- assignment ----------------------------------------------------------------
+
+    /// Gives the next runnable task (pending, retry timer passed, oldest first) to a
+    /// worker that is alive, not silent past its deadline, not marked critical, has a
+    /// free slot and whose breaker admits a call: healthy before degraded, then the least
+    /// loaded (running / capacity), ties broken round robin from where the previous call
+    /// stopped. `None` when no task is runnable or no worker can take one (the task
+    /// waits). O(workers) at most; it stops at the first idle healthy worker.
+    pub fn assign(&mut self, now: Instant) -> Option<Assignment> {
+        let now = self.clock.observe(now);
+        self.promote_due(now);
+        let idx = loop {
+            let &front = self.ready.front()?;
+            if matches!(self.tasks[front as usize].state, TaskState::Pending) {
+                break front;
+            }
+            self.ready.pop_front();
+        };
+        let wi = self.select_worker(now)?;
+        self.ready.pop_front();
+        let worker = WorkerId(wi as u32);
+        let lease = now + self.config.lease;
+        let seed = self.config.seed;
+        let t = &mut self.tasks[idx as usize];
+        if t.epoch == 0 {
+            t.retry = RetryState::new(now, task_seed(seed, idx));
+        }
+        t.epoch += 1;
+        let epoch = t.epoch;
+        t.state = TaskState::Running {
+            worker,
+            epoch,
+            lease,
+        };
+        t.last_worker = wi as u32;
+        // Link at the head of the worker's list.
+        let head = self.workers[wi].head;
+        t.prev = NIL;
+        t.next = head;
+        if head != NIL {
+            self.tasks[head as usize].prev = idx;
+        }
+        let w = &mut self.workers[wi];
+        w.head = idx;
+        if w.load == 0 || lease < w.lease_check {
+            w.lease_check = lease;
+        }
+        w.load += 1;
+        if let Some((from, to)) = w.breaker.acquire(now) {
+            self.events.push(Event::Breaker {
+                worker,
+                from,
+                to,
+                at: now,
+            });
+        }
+        self.stats.pending_tasks -= 1;
+        self.stats.running_tasks += 1;
+        self.stats.assignments += 1;
+        self.events.push(Event::Assigned {
+            task: TaskId(idx),
+            worker,
+            epoch,
+            attempt: epoch,
+            at: now,
+        });
+        Some(Assignment {
+            task: TaskId(idx),
+            worker,
+            epoch,
+            attempt: epoch,
+            lease,
+        })
+    }
+
+    /// Forgets every task, worker, counter and event; keeps the config and the clock.
+    pub fn reset(&mut self) {
+        self.workers.clear();
+        self.tasks.clear();
+        self.ready.clear();
+        self.delayed.clear();
+        self.cursor = 0;
+        self.events.clear();
+        self.stats = Stats::default();
+    }
+
+    // ----- internals -----------------------------------------------------------------
+
+    fn select_worker(&mut self, now: Instant) -> Option<usize> {
+        let n = self.workers.len();
+        if n == 0 {
+            return None;
+        }
+        let rules = &self.config.breaker;
+        let start = if self.cursor >= n { 0 } else { self.cursor };
+        // (index, health rank, load, capacity)
+        let mut best: Option<(usize, WorkerHealth, u32, u32)> = None;
+        let mut i = start;
+        for _ in 0..n {
+            let w = &self.workers[i];
+            if w.load < w.capacity
+                && w.status.is_alive()
+                && w.health != WorkerHealth::Critical
+                && !w.detector.is_suspect(now)
+                && w.breaker.admits(rules, now)
+            {
+                if w.load == 0 && w.health == WorkerHealth::Healthy {
+                    best = Some((i, w.health, 0, w.capacity));
+                    break;
+                }
+                let better = match best {
+                    None => true,
+                    Some((_, h, l, c)) => {
+                        w.health < h
+                            || (w.health == h
+                                && (w.load as u64) * (c as u64) < (l as u64) * (w.capacity as u64))
+                    }
+                };
+                if better {
+                    best = Some((i, w.health, w.load, w.capacity));
+                }
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+        let (chosen, ..) = best?;
+        self.cursor = if chosen + 1 == n { 0 } else { chosen + 1 };
+        Some(chosen)
+    }
+
+    /// Puts a pending task in the right queue for its `ready_at`.
+    fn enqueue(&mut self, idx: u32, now: Instant) {
+        let t = &self.tasks[idx as usize];
+        // Each task has at most one live entry across both queues, and entries of
+        // finished tasks are never added again, so neither queue exceeds TASKS.
+        let ok = if t.ready_at <= now {
+            self.ready.push_back(idx).is_ok()
+        } else {
+            self.delayed.push((t.ready_at, idx)).is_ok()
+        };
+        debug_assert!(ok, "ledger queues hold at most TASKS entries");
+    }
+
+    fn promote_due(&mut self, now: Instant) {
+        while let Some(&(at, idx)) = self.delayed.peek() {
+            if at > now {
+                break;
+            }
+            self.delayed.pop();
+            let t = &self.tasks[idx as usize];
+            if matches!(t.state, TaskState::Pending) && t.ready_at == at {
+                let ok = self.ready.push_back(idx).is_ok();
+                debug_assert!(ok, "ledger queues hold at most TASKS entries");
+            }
+        }
+    }
+
+    fn unlink(&mut self, idx: u32, wi: usize) {
+        let (prev, next) = {
+            let t = &self.tasks[idx as usize];
+            (t.prev, t.next)
+        };
+        if prev == NIL {
+            self.workers[wi].head = next;
+        } else {
+            self.tasks[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.tasks[next as usize].prev = prev;
+        }
+        let t = &mut self.tasks[idx as usize];
+        t.prev = NIL;
+        t.next = NIL;
+        let w = &mut self.workers[wi];
+        w.load -= 1;
+        if w.load == 0 {
+            w.lease_check = Instant::MAX;
+        }
+    }
+
+    fn breaker_record(&mut self, wi: usize, success: bool, in_call: bool, now: Instant) {
+        let rules = self.config.breaker;
+        if let Some((from, to)) = self.workers[wi]
+            .breaker
+            .record(&rules, success, in_call, now)
+        {
+            self.events.push(Event::Breaker {
+                worker: WorkerId(wi as u32),
+                from,
+                to,
+                at: now,
+            });
+        }
+    }
+
+    /// Charges a failed attempt to task `idx` (already unlinked from its worker and
+    /// counted pending) and applies the retry policy. With a `requeue` reason the task
+    /// is runnable at once (the failure was its worker's); otherwise it waits for the
+    /// retry delay.
+    fn charge(
+        &mut self,
+        idx: u32,
+        worker: WorkerId,
+        kind: FailureKind,
+        code: Option<i32>,
+        requeue: Option<RequeueReason>,
+        now: Instant,
+    ) -> Decision {
+        let policy = self.config.retry;
+        let task = TaskId(idx);
+        let t = &mut self.tasks[idx as usize];
+        let epoch = t.epoch;
+        t.history.write(FailureEvent {
+            at: now,
+            kind,
+            task: Some(task),
+            worker: Some(worker),
+            attempt: epoch,
+            code,
+        });
+        t.last_kind = Some(kind);
+        t.state = TaskState::Pending;
+        self.stats.total_task_failures += 1;
+        self.events.push(Event::AttemptFailed {
+            task,
+            worker: Some(worker),
+            epoch,
+            attempt: epoch,
+            kind,
+            at: now,
+        });
+        let decision = t.retry.on_failure(&policy, kind, now);
+        match decision {
+            Decision::RetryAfter(delay) => {
+                if !t.retried {
+                    t.retried = true;
+                    self.stats.tasks_with_retries += 1;
+                }
+                match requeue {
+                    Some(reason) => {
+                        t.ready_at = now;
+                        self.stats.reassignments += 1;
+                        self.events.push(Event::Requeued {
+                            task,
+                            worker,
+                            epoch,
+                            reason,
+                            at: now,
+                        });
+                    }
+                    None => {
+                        t.ready_at = now + delay;
+                        self.stats.retries += 1;
+                        self.events.push(Event::RetryScheduled {
+                            task,
+                            attempt: epoch + 1,
+                            delay,
+                            ready_at: t.ready_at,
+                            at: now,
+                        });
+                    }
+                }
+                self.enqueue(idx, now);
+            }
+            Decision::GiveUp(reason) => {
+                t.state = TaskState::Failed;
+                self.stats.pending_tasks -= 1;
+                self.stats.failed_tasks += 1;
+                self.events.push(Event::GaveUp {
+                    task,
+                    attempts: epoch,
+                    kind,
+                    reason,
+                    at: now,
+                });
+            }
+        }
+        decision
+    }
+
+    /// Requeues every task running on worker `wi`, each charged an attempt of `kind`.
+    fn requeue_worker(
+        &mut self,
+        wi: usize,
+        kind: FailureKind,
+        reason: RequeueReason,
+        now: Instant,
+    ) {
+        let worker = WorkerId(wi as u32);
+        while self.workers[wi].head != NIL {
+            let idx = self.workers[wi].head;
+            self.unlink(idx, wi);
+            self.stats.running_tasks -= 1;
+            self.stats.pending_tasks += 1;
+            self.charge(idx, worker, kind, None, Some(reason), now);
+        }
+    }
+
+    fn expire_leases(&mut self, wi: usize, now: Instant) {
+        let worker = WorkerId(wi as u32);
+        let mut earliest = Instant::MAX;
+        let mut cur = self.workers[wi].head;
+        while cur != NIL {
+            let t = &self.tasks[cur as usize];
+            let next = t.next;
+            if let TaskState::Running { epoch, lease, .. } = t.state {
+                if lease <= now {
+                    self.events.push(Event::LeaseExpired {
+                        task: TaskId(cur),
+                        worker,
+                        epoch,
+                        at: now,
+                    });
+                    self.unlink(cur, wi);
+                    self.stats.running_tasks -= 1;
+                    self.stats.pending_tasks += 1;
+                    self.breaker_record(wi, false, true, now);
+                    self.charge(
+                        cur,
+                        worker,
+                        FailureKind::TaskTimeout,
+                        None,
+                        Some(RequeueReason::LeaseExpired),
+                        now,
+                    );
+                } else if lease < earliest {
+                    earliest = lease;
+                }
+            }
+            cur = next;
+        }
+        self.workers[wi].lease_check = earliest;
+    }
+
+    /// Rejects a result for `task` at `epoch`, counting it.
+    fn reject(&mut self, task: TaskId, epoch: u32, failure: bool, now: Instant) -> ResultError {
+        let t = &self.tasks[task.0 as usize];
+        let reason = if t.state.is_finished() {
+            StaleReason::Finished
+        } else if failure && epoch == t.epoch && matches!(t.state, TaskState::Pending) {
+            StaleReason::AlreadyCharged
+        } else {
+            StaleReason::OldEpoch { current: t.epoch }
+        };
+        self.stats.stale_results_rejected += 1;
+        self.events.push(Event::StaleResult {
+            task,
+            epoch,
+            reason,
+            at: now,
+        });
+        ResultError::Stale(reason)
+    }
+}
+
+impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTORY: usize> Default
+    for Ledger<WORKERS, TASKS, EVENTS, HISTORY>
+{
+    fn default() -> Self {
+        Self::new(LedgerConfig::default())
+    }
+}
+
+/// Each task's jitter stream: the ledger's seed mixed with the task's index.
+fn task_seed(seed: u64, idx: u32) -> u64 {
+    SplitMix64::new(seed ^ ((idx as u64) << 32 | idx as u64)).next_u64()
+}

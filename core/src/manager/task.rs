@@ -1,0 +1,122 @@
+//! Tasks as the ledger sees them: state, epoch, retry state and a bounded failure history.
+
+use heapless::HistoryBuf;
+
+use crate::failure::{FailureEvent, FailureKind, TaskId, WorkerId};
+use crate::retry::RetryState;
+use crate::time::Instant;
+
+use super::worker::NIL;
+
+/// Where a task stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum TaskState {
+    /// Waiting for a worker (and for its retry timer, if one is set).
+    Pending,
+    /// Given to `worker` under `epoch`; the lease lapses at `lease` unless renewed.
+    Running {
+        /// The worker running it.
+        worker: WorkerId,
+        /// The attempt's epoch (its fencing token): only a result with this epoch counts.
+        epoch: u32,
+        /// When the lease lapses unless the worker heartbeats or renews it.
+        lease: Instant,
+    },
+    /// Succeeded (a result was accepted; it is never run again).
+    Succeeded,
+    /// Failed for good (the retry policy gave up).
+    Failed,
+}
+
+impl TaskState {
+    /// Whether the task is finished (succeeded or failed for good).
+    pub const fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+/// What the supervisor gets from [`Ledger::assign`](super::Ledger::assign): run `task`
+/// on `worker`, and report the result with `epoch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+#[must_use = "an assignment not dispatched is only recovered when its lease lapses"]
+pub struct Assignment {
+    /// The task to run.
+    pub task: TaskId,
+    /// The worker to run it on.
+    pub worker: WorkerId,
+    /// The epoch to quote in the result (`task_succeeded`, `task_failed`).
+    pub epoch: u32,
+    /// The attempt number (1 = first call), for the task's environment and the journal.
+    pub attempt: u32,
+    /// When the lease lapses unless renewed by the worker's heartbeats.
+    pub lease: Instant,
+}
+
+/// A read-only view of one task (from [`Ledger::task`](super::Ledger::task)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskView {
+    /// Its id.
+    pub id: TaskId,
+    /// Where it stands.
+    pub state: TaskState,
+    /// Its current epoch: the number of times it was assigned (0 = never).
+    pub epoch: u32,
+    /// Attempts started so far (equal to the epoch).
+    pub attempts: u32,
+    /// For a pending task, when its retry timer passes (it may run from then on).
+    pub ready_at: Option<Instant>,
+    /// The kind of its latest failure, if any.
+    pub last_failure: Option<FailureKind>,
+    /// The worker of its latest attempt, if any.
+    pub last_worker: Option<WorkerId>,
+}
+
+/// One task's record in the ledger.
+#[derive(Clone, Debug)]
+pub(crate) struct Task<const H: usize> {
+    pub(crate) state: TaskState,
+    pub(crate) ready_at: Instant,
+    pub(crate) epoch: u32,
+    pub(crate) retry: RetryState,
+    pub(crate) last_worker: u32,
+    pub(crate) last_kind: Option<FailureKind>,
+    pub(crate) retried: bool,
+    /// Links in the list of tasks running on the same worker.
+    pub(crate) next: u32,
+    pub(crate) prev: u32,
+    pub(crate) history: HistoryBuf<FailureEvent, H>,
+}
+
+impl<const H: usize> Task<H> {
+    pub(crate) const fn new(now: Instant) -> Self {
+        Self {
+            state: TaskState::Pending,
+            ready_at: now,
+            epoch: 0,
+            retry: RetryState::new(now, 0),
+            last_worker: NIL,
+            last_kind: None,
+            retried: false,
+            next: NIL,
+            prev: NIL,
+            history: HistoryBuf::new(),
+        }
+    }
+
+    pub(crate) fn view(&self, id: TaskId) -> TaskView {
+        TaskView {
+            id,
+            state: self.state,
+            epoch: self.epoch,
+            attempts: self.epoch,
+            ready_at: matches!(self.state, TaskState::Pending).then_some(self.ready_at),
+            last_failure: self.last_kind,
+            last_worker: (self.last_worker != NIL).then_some(WorkerId(self.last_worker)),
+        }
+    }
+}

@@ -1,0 +1,805 @@
+//! The ledger's tests: the original's manager tests in our terms, then heartbeats,
+//! leases, epochs, retries, health marks, and property tests over random operations.
+
+use core::time::Duration;
+use std::vec::Vec as StdVec;
+
+use super::*;
+use crate::deadline::DeadlineConfig;
+use crate::retry::{GiveUpReason, fixed_policy};
+
+fn secs(s: u64) -> Instant {
+    Instant::from_secs(s)
+}
+
+/// Fixed 5 s retry delay, 3 attempts, 30 s heartbeat timeout and grace, 30 s lease.
+fn config() -> LedgerConfig {
+    LedgerConfig::new(fixed_policy(3, Duration::from_secs(5)).unwrap())
+}
+
+fn drain<const W: usize, const T: usize>(l: &mut Ledger<W, T>) -> StdVec<Event> {
+    core::iter::from_fn(|| l.poll_event()).collect()
+}
+
+#[test]
+fn original_worker_failure_tracked_and_recovery_clears() {
+    let mut l: Ledger<4, 8> = Ledger::new(config());
+    let w = l.add_worker(1, secs(0)).unwrap();
+    l.worker_failed(w, FailureKind::WorkerCrash, secs(1))
+        .unwrap();
+    let v = l.worker(w).unwrap();
+    assert_eq!(
+        v.status,
+        WorkerStatus::Failed {
+            kind: FailureKind::WorkerCrash,
+            since: secs(1)
+        }
+    );
+    let s = l.stats();
+    assert_eq!((s.failed_workers, s.total_worker_failures), (1, 1));
+    // A failed worker's heartbeats are refused until it recovers.
+    assert_eq!(l.heartbeat(w, secs(2)), Err(LedgerError::WorkerDown(w)));
+    l.worker_recovered(w, secs(3)).unwrap();
+    assert_eq!(l.worker(w).unwrap().status, WorkerStatus::Alive);
+    let s = l.stats();
+    assert_eq!(
+        (
+            s.failed_workers,
+            s.total_worker_failures,
+            s.recovery_attempts
+        ),
+        (0, 1, 1)
+    );
+    assert_eq!(
+        drain(&mut l),
+        [
+            Event::WorkerFailed {
+                worker: w,
+                kind: FailureKind::WorkerCrash,
+                at: secs(1)
+            },
+            Event::WorkerRecovered {
+                worker: w,
+                at: secs(3)
+            },
+        ]
+    );
+    // The recovered worker gets its grace period again from 3 s.
+    assert_eq!(l.worker(w).unwrap().heartbeat_deadline, secs(33));
+}
+
+#[test]
+fn original_reassignment_round_robin_continues_across_calls() {
+    // w1 failed; three tasks go to w2, w3, w2 (the original's test), and the next call
+    // continues the rotation instead of restarting at the first worker.
+    let mut l: Ledger<4, 8> = Ledger::new(config());
+    let w1 = l.add_worker(4, secs(0)).unwrap();
+    let w2 = l.add_worker(4, secs(0)).unwrap();
+    let w3 = l.add_worker(4, secs(0)).unwrap();
+    l.worker_failed(w1, FailureKind::WorkerCrash, secs(0))
+        .unwrap();
+    for _ in 0..3 {
+        l.add_task(secs(0)).unwrap();
+    }
+    let got: StdVec<_> = core::iter::from_fn(|| l.assign(secs(1))).collect();
+    assert_eq!(
+        got.iter().map(|a| a.worker).collect::<StdVec<_>>(),
+        [w2, w3, w2]
+    );
+    assert_eq!(
+        got.iter().map(|a| a.task).collect::<StdVec<_>>(),
+        [TaskId(0), TaskId(1), TaskId(2)]
+    );
+    for a in &got {
+        l.task_succeeded(a.task, a.epoch, secs(2)).unwrap();
+    }
+    let t = l.add_task(secs(3)).unwrap();
+    let a = l.assign(secs(3)).unwrap();
+    assert_eq!((a.task, a.worker), (t, w3));
+    let t = l.add_task(secs(3)).unwrap();
+    assert_eq!(l.assign(secs(3)).unwrap().worker, w2);
+    assert_eq!(l.task(t).unwrap().epoch, 1);
+}
+
+#[test]
+fn original_four_worker_failures_open_its_breaker() {
+    let mut l: Ledger<2, 2> = Ledger::new(config());
+    let w = l.add_worker(1, secs(0)).unwrap();
+    let other = l.add_worker(1, secs(0)).unwrap();
+    for s in 1..=4 {
+        l.worker_failed(w, FailureKind::Gpu, secs(s)).unwrap();
+    }
+    // Opened by the third failure, at 3 s, for 300 s.
+    let until = secs(303);
+    assert_eq!(l.worker(w).unwrap().breaker, BreakerState::Open { until });
+    assert_eq!(l.worker(other).unwrap().breaker, BreakerState::Closed);
+    let states: StdVec<_> = l.breaker_states().collect();
+    assert_eq!(
+        states,
+        [
+            (w, BreakerState::Open { until }),
+            (other, BreakerState::Closed)
+        ]
+    );
+    let s = l.stats();
+    assert_eq!(
+        (s.total_worker_failures, s.failed_workers, s.breakers_open),
+        (4, 1, 1)
+    );
+    let breaker_events: StdVec<_> = drain(&mut l)
+        .into_iter()
+        .filter(|e| matches!(e, Event::Breaker { .. }))
+        .collect();
+    assert_eq!(
+        breaker_events,
+        [Event::Breaker {
+            worker: w,
+            from: BreakerState::Closed,
+            to: BreakerState::Open { until },
+            at: secs(3)
+        }]
+    );
+    // Recovered but still open: no task until it half-opens at 303 s.
+    l.worker_recovered(w, secs(5)).unwrap();
+    l.heartbeat(other, secs(5)).unwrap();
+    l.worker_failed(other, FailureKind::WorkerCrash, secs(5))
+        .unwrap();
+    l.add_task(secs(5)).unwrap();
+    assert_eq!(l.assign(secs(6)), None);
+    assert_eq!(l.poll_timeout(), Some(secs(35)));
+    l.heartbeat(w, secs(290)).unwrap();
+    assert_eq!(l.assign(secs(302)), None);
+    l.heartbeat(w, secs(303)).unwrap();
+    let a = l.assign(secs(303)).unwrap();
+    assert_eq!(a.worker, w);
+    assert_eq!(l.worker(w).unwrap().breaker, BreakerState::HalfOpen);
+}
+
+#[test]
+fn original_statistics_and_reset() {
+    let mut l: Ledger<4, 8> = Ledger::new(config());
+    let w0 = l.add_worker(2, secs(0)).unwrap();
+    let w1 = l.add_worker(2, secs(0)).unwrap();
+    let t0 = l.add_task(secs(0)).unwrap();
+    let t1 = l.add_task(secs(0)).unwrap();
+    let t2 = l.add_task(secs(0)).unwrap();
+    let a0 = l.assign(secs(0)).unwrap();
+    let a1 = l.assign(secs(0)).unwrap();
+    let a2 = l.assign(secs(0)).unwrap();
+    assert_eq!(
+        [a0.worker, a1.worker, a2.worker],
+        [w0, w1, w0],
+        "least loaded, round robin"
+    );
+    // t0 fails three times: retried twice, then failed for good (counted once).
+    let mut now = secs(1);
+    let mut epoch = a0.epoch;
+    for attempt in 1..=3 {
+        let d = l
+            .task_failed(t0, epoch, FailureKind::Evaluation, now)
+            .unwrap();
+        if attempt < 3 {
+            assert_eq!(d, Decision::RetryAfter(Duration::from_secs(5)));
+            now = now + Duration::from_secs(5);
+            l.heartbeat(w0, now).unwrap();
+            l.heartbeat(w1, now).unwrap();
+            let a = l.assign(now).unwrap();
+            assert_eq!(a.task, t0);
+            epoch = a.epoch;
+        } else {
+            assert_eq!(
+                d,
+                Decision::GiveUp(GiveUpReason::AttemptsExhausted { attempts: 3 })
+            );
+        }
+    }
+    // A late extra failure report does not count the task failed twice.
+    assert_eq!(
+        l.task_failed(t0, epoch, FailureKind::Evaluation, now),
+        Err(ResultError::Stale(StaleReason::Finished))
+    );
+    // w0 crashes with t2 running: t2 requeued, charged, reassigned to w1.
+    l.worker_failed(w0, FailureKind::WorkerCrash, now).unwrap();
+    let a = l.assign(now).unwrap();
+    assert_eq!((a.task, a.worker, a.epoch), (t2, w1, 2));
+    l.task_succeeded(t1, a1.epoch, now).unwrap();
+    l.task_succeeded(t2, a.epoch, now).unwrap();
+    assert!(l.is_finished());
+    let s = l.stats();
+    assert_eq!(s.total_task_failures, 4);
+    assert_eq!(s.total_worker_failures, 1);
+    assert_eq!(s.failed_tasks, 1);
+    assert_eq!(s.failed_workers, 1);
+    assert_eq!(s.tasks_with_retries, 2);
+    assert_eq!(s.recovery_attempts, 0);
+    assert_eq!(s.retries, 2);
+    assert_eq!(s.reassignments, 1);
+    assert_eq!(s.stale_results_rejected, 1);
+    assert_eq!(s.assignments, 6);
+    assert_eq!(s.succeeded_tasks, 2);
+    assert_eq!((s.pending_tasks, s.running_tasks), (0, 0));
+    let hist: StdVec<_> = l.failure_history(t0).map(|e| (e.attempt, e.kind)).collect();
+    assert_eq!(
+        hist,
+        [
+            (1, FailureKind::Evaluation),
+            (2, FailureKind::Evaluation),
+            (3, FailureKind::Evaluation)
+        ]
+    );
+    assert_eq!(l.task(t0).unwrap().state, TaskState::Failed);
+
+    l.reset();
+    assert_eq!(l.stats(), Stats::default());
+    assert_eq!((l.task_count(), l.worker_count()), (0, 0));
+    assert_eq!(l.poll_event(), None);
+    assert_eq!(l.poll_timeout(), None);
+    assert!(l.task(t0).is_none());
+    // Usable again after the reset; the clock did not go back.
+    let w = l.add_worker(1, secs(0)).unwrap();
+    assert_eq!(
+        l.worker(w).unwrap().heartbeat_deadline,
+        now + Duration::from_secs(30)
+    );
+}
+
+#[test]
+fn worker_that_never_heartbeats_is_suspected_after_grace() {
+    let cfg = config().with_deadline(
+        DeadlineConfig::new(Duration::from_secs(10), Duration::from_secs(20)).unwrap(),
+    );
+    let mut l: Ledger<2, 4> = Ledger::new(cfg);
+    let silent = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    let a = l.assign(secs(1)).unwrap();
+    assert_eq!(a.worker, silent);
+    assert_eq!(l.poll_timeout(), Some(secs(20)));
+    l.handle_timeout(secs(19));
+    assert_eq!(
+        l.task(t).unwrap().state,
+        TaskState::Running {
+            worker: silent,
+            epoch: 1,
+            lease: secs(31)
+        }
+    );
+    drain(&mut l);
+    l.handle_timeout(secs(20));
+    assert_eq!(
+        l.worker(silent).unwrap().status,
+        WorkerStatus::Suspect { since: secs(20) }
+    );
+    assert_eq!(
+        drain(&mut l),
+        [
+            Event::WorkerSuspected {
+                worker: silent,
+                silence: Duration::from_secs(20),
+                at: secs(20)
+            },
+            Event::AttemptFailed {
+                task: t,
+                worker: Some(silent),
+                epoch: 1,
+                attempt: 1,
+                kind: FailureKind::WorkerCrash,
+                at: secs(20)
+            },
+            Event::Requeued {
+                task: t,
+                worker: silent,
+                epoch: 1,
+                reason: RequeueReason::WorkerSuspected,
+                at: secs(20)
+            },
+        ]
+    );
+    // Nothing else can take it: it waits, it is not dropped.
+    assert_eq!(l.assign(secs(21)), None);
+    assert_eq!(l.task(t).unwrap().state, TaskState::Pending);
+    assert_eq!(l.poll_timeout(), None);
+    // The worker comes back by heartbeating, and gets the task again (attempt 2).
+    l.heartbeat(silent, secs(25)).unwrap();
+    assert_eq!(l.worker(silent).unwrap().status, WorkerStatus::Alive);
+    let a = l.assign(secs(25)).unwrap();
+    assert_eq!((a.task, a.epoch, a.attempt), (t, 2, 2));
+    let s = l.stats();
+    assert_eq!(
+        (
+            s.total_worker_failures,
+            s.failed_workers,
+            s.recovery_attempts
+        ),
+        (1, 0, 1)
+    );
+}
+
+#[test]
+fn renewed_lease_is_never_handed_to_a_second_worker() {
+    let cfg = config().with_lease(Duration::from_secs(10)).unwrap();
+    let mut l: Ledger<2, 2> = Ledger::new(cfg);
+    let w0 = l.add_worker(1, secs(0)).unwrap();
+    let w1 = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    let a = l.assign(secs(0)).unwrap();
+    assert_eq!((a.worker, a.lease), (w0, secs(10)));
+    // A task running 1000 s, heartbeats every 5 s.
+    for s in (5..=1000).step_by(5) {
+        l.heartbeat(w0, secs(s)).unwrap();
+        l.heartbeat(w1, secs(s)).unwrap();
+        l.handle_timeout(secs(s));
+        assert_eq!(l.assign(secs(s)), None);
+    }
+    assert_eq!(
+        l.task(t).unwrap().state,
+        TaskState::Running {
+            worker: w0,
+            epoch: 1,
+            lease: secs(1010)
+        }
+    );
+    assert_eq!(l.stats().assignments, 1);
+    l.task_succeeded(t, 1, secs(1001)).unwrap();
+}
+
+#[test]
+fn lapsed_lease_is_reassigned_exactly_once() {
+    let cfg = config()
+        .with_lease(Duration::from_secs(10))
+        .unwrap()
+        .with_deadline(
+            DeadlineConfig::new(Duration::from_secs(60), Duration::from_secs(60)).unwrap(),
+        );
+    let mut l: Ledger<2, 2> = Ledger::new(cfg);
+    let w0 = l.add_worker(1, secs(0)).unwrap();
+    let w1 = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    let a = l.assign(secs(0)).unwrap();
+    assert_eq!(a.worker, w0);
+    // Per-task renewal keeps it once.
+    assert_eq!(l.renew_lease(t, 1, secs(5)), Ok(secs(15)));
+    assert_eq!(
+        l.renew_lease(t, 7, secs(5)),
+        Err(ResultError::Stale(StaleReason::OldEpoch { current: 1 }))
+    );
+    // The worker's lease check is a lower bound: one spurious wake-up at 10 s, harmless.
+    assert_eq!(l.poll_timeout(), Some(secs(10)));
+    l.handle_timeout(secs(10));
+    assert_eq!(l.poll_timeout(), Some(secs(15)));
+    drain(&mut l);
+    l.handle_timeout(secs(15));
+    assert_eq!(
+        drain(&mut l),
+        [
+            Event::LeaseExpired {
+                task: t,
+                worker: w0,
+                epoch: 1,
+                at: secs(15)
+            },
+            Event::AttemptFailed {
+                task: t,
+                worker: Some(w0),
+                epoch: 1,
+                attempt: 1,
+                kind: FailureKind::TaskTimeout,
+                at: secs(15)
+            },
+            Event::Requeued {
+                task: t,
+                worker: w0,
+                epoch: 1,
+                reason: RequeueReason::LeaseExpired,
+                at: secs(15)
+            },
+        ]
+    );
+    let b = l.assign(secs(15)).unwrap();
+    assert_eq!((b.task, b.worker, b.epoch), (t, w1, 2));
+    assert_eq!(l.assign(secs(15)), None);
+    // Further timeouts do not requeue it again while w1 renews.
+    for s in 16..40 {
+        l.heartbeat(w1, secs(s)).unwrap();
+        l.handle_timeout(secs(s));
+        assert_eq!(l.assign(secs(s)), None);
+    }
+    let s = l.stats();
+    assert_eq!((s.reassignments, s.assignments), (1, 2));
+    // The first attempt's late result is stale.
+    assert_eq!(
+        l.task_succeeded(t, 1, secs(40)),
+        Err(ResultError::Stale(StaleReason::OldEpoch { current: 2 }))
+    );
+    l.task_succeeded(t, 2, secs(41)).unwrap();
+}
+
+#[test]
+fn epochs_fence_late_results() {
+    let mut l: Ledger<2, 4> = Ledger::new(config());
+    let w0 = l.add_worker(1, secs(0)).unwrap();
+    let w1 = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    let a = l.assign(secs(0)).unwrap();
+    assert_eq!((a.worker, a.epoch), (w0, 1));
+    l.worker_failed(w0, FailureKind::WorkerCrash, secs(1))
+        .unwrap();
+    let b = l.assign(secs(1)).unwrap();
+    assert_eq!((b.worker, b.epoch, b.attempt), (w1, 2, 2));
+    drain(&mut l);
+    // The old attempt's results: rejected, counted, evented.
+    assert_eq!(
+        l.task_succeeded(t, 1, secs(2)),
+        Err(ResultError::Stale(StaleReason::OldEpoch { current: 2 }))
+    );
+    assert_eq!(
+        l.task_failed(t, 1, FailureKind::Evaluation, secs(2)),
+        Err(ResultError::Stale(StaleReason::OldEpoch { current: 2 }))
+    );
+    // Never issued.
+    assert_eq!(
+        l.task_succeeded(t, 3, secs(2)),
+        Err(ResultError::Stale(StaleReason::OldEpoch { current: 2 }))
+    );
+    assert_eq!(
+        l.task_succeeded(TaskId(9), 1, secs(2)),
+        Err(ResultError::UnknownTask(TaskId(9)))
+    );
+    // The current attempt completes it exactly once.
+    l.task_succeeded(t, 2, secs(3)).unwrap();
+    assert_eq!(
+        l.task_succeeded(t, 2, secs(3)),
+        Err(ResultError::Stale(StaleReason::Finished))
+    );
+    assert_eq!(l.stats().stale_results_rejected, 4);
+    assert_eq!(l.stats().succeeded_tasks, 1);
+    let evs = drain(&mut l);
+    assert_eq!(
+        evs.iter()
+            .filter(|e| matches!(e, Event::StaleResult { .. }))
+            .count(),
+        4
+    );
+    assert_eq!(
+        evs.iter()
+            .filter(|e| matches!(e, Event::Succeeded { .. }))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn late_result_for_requeued_task_is_accepted_and_not_run_again() {
+    let mut l: Ledger<2, 4> = Ledger::new(config());
+    let w0 = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    let u = l.add_task(secs(0)).unwrap();
+    let a = l.assign(secs(0)).unwrap();
+    assert_eq!(a.task, t);
+    l.worker_failed(w0, FailureKind::Network, secs(1)).unwrap();
+    assert_eq!(l.task(t).unwrap().state, TaskState::Pending);
+    // The failure report of the lost attempt was already charged.
+    assert_eq!(
+        l.task_failed(t, 1, FailureKind::Network, secs(2)),
+        Err(ResultError::Stale(StaleReason::AlreadyCharged))
+    );
+    // Its success arrives before anyone reran it: accepted.
+    l.task_succeeded(t, 1, secs(2)).unwrap();
+    assert_eq!(l.task(t).unwrap().state, TaskState::Succeeded);
+    l.worker_recovered(w0, secs(3)).unwrap();
+    let b = l.assign(secs(3)).unwrap();
+    assert_eq!(b.task, u, "t is not run again");
+    assert_eq!(l.assign(secs(3)), None);
+    let s = l.stats();
+    assert_eq!(
+        (s.succeeded_tasks, s.pending_tasks, s.running_tasks),
+        (1, 0, 1)
+    );
+}
+
+#[test]
+fn retry_timer_is_enforced_and_poll_timeout_says_when() {
+    let mut l: Ledger<1, 2> = Ledger::new(config());
+    let w = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    let a = l.assign(secs(0)).unwrap();
+    l.heartbeat(w, secs(10)).unwrap();
+    assert_eq!(
+        l.task_failed_with_code(t, a.epoch, FailureKind::Evaluation, Some(2), secs(10)),
+        Ok(Decision::RetryAfter(Duration::from_secs(5)))
+    );
+    assert_eq!(l.task(t).unwrap().ready_at, Some(secs(15)));
+    assert_eq!(l.failure_history(t).next().unwrap().code, Some(2));
+    assert_eq!(l.poll_timeout(), Some(secs(15)));
+    assert_eq!(l.assign(secs(14)), None);
+    // A clock that jumps backwards changes nothing.
+    assert_eq!(l.assign(secs(1)), None);
+    l.handle_timeout(secs(15));
+    assert_eq!(l.poll_timeout(), Some(secs(40)));
+    let b = l.assign(secs(15)).unwrap();
+    assert_eq!((b.task, b.epoch), (t, 2));
+    assert_eq!(
+        drain(&mut l)
+            .into_iter()
+            .filter(|e| matches!(e, Event::RetryScheduled { .. }))
+            .collect::<StdVec<_>>(),
+        [Event::RetryScheduled {
+            task: t,
+            attempt: 2,
+            delay: Duration::from_secs(5),
+            ready_at: secs(15),
+            at: secs(10)
+        }]
+    );
+}
+
+#[test]
+fn health_marks_critical_gets_nothing_degraded_last() {
+    let mut l: Ledger<3, 8> = Ledger::new(config());
+    let w0 = l.add_worker(2, secs(0)).unwrap();
+    let w1 = l.add_worker(2, secs(0)).unwrap();
+    let w2 = l.add_worker(2, secs(0)).unwrap();
+    l.set_worker_health(w0, WorkerHealth::Degraded).unwrap();
+    l.set_worker_health(w1, WorkerHealth::Critical).unwrap();
+    assert_eq!(
+        l.set_worker_health(WorkerId(7), WorkerHealth::Healthy),
+        Err(LedgerError::UnknownWorker(WorkerId(7)))
+    );
+    for _ in 0..5 {
+        l.add_task(secs(0)).unwrap();
+    }
+    let got: StdVec<_> = core::iter::from_fn(|| l.assign(secs(0)))
+        .map(|a| a.worker)
+        .collect();
+    assert_eq!(got, [w2, w2, w0, w0]);
+    assert_eq!(l.stats().pending_tasks, 1);
+}
+
+#[test]
+fn no_healthy_worker_means_tasks_wait() {
+    let mut l: Ledger<2, 4> = Ledger::new(config());
+    assert_eq!(l.assign(secs(0)), None);
+    let t = l.add_task(secs(0)).unwrap();
+    assert_eq!(l.assign(secs(0)), None, "no worker at all");
+    let w = l.add_worker(1, secs(0)).unwrap();
+    l.worker_failed(w, FailureKind::WorkerCrash, secs(0))
+        .unwrap();
+    for s in 0..100 {
+        l.handle_timeout(secs(s));
+        assert_eq!(l.assign(secs(s)), None);
+    }
+    assert_eq!(l.task(t).unwrap().state, TaskState::Pending);
+    l.worker_recovered(w, secs(100)).unwrap();
+    assert_eq!(l.assign(secs(100)).unwrap().task, t);
+}
+
+#[test]
+fn full_containers_are_typed_errors() {
+    let mut l: Ledger<1, 2, 2> = Ledger::new(config());
+    assert_eq!(l.add_worker(0, secs(0)), Err(LedgerError::ZeroCapacity));
+    l.add_worker(1, secs(0)).unwrap();
+    assert_eq!(
+        l.add_worker(1, secs(0)),
+        Err(LedgerError::WorkersFull { capacity: 1 })
+    );
+    l.add_task(secs(0)).unwrap();
+    l.add_task(secs(0)).unwrap();
+    assert_eq!(
+        l.add_task(secs(0)),
+        Err(LedgerError::TasksFull { capacity: 2 })
+    );
+    assert_eq!(
+        l.heartbeat(WorkerId(3), secs(0)),
+        Err(LedgerError::UnknownWorker(WorkerId(3)))
+    );
+    // Events beyond the queue's 2 entries are dropped and counted.
+    let a = l.assign(secs(0)).unwrap();
+    l.task_succeeded(a.task, a.epoch, secs(0)).unwrap();
+    let _ = l.assign(secs(0)).unwrap();
+    assert_eq!(l.events_pending(), 2);
+    assert_eq!(l.stats().events_dropped, 1);
+    assert!(matches!(l.poll_event(), Some(Event::Assigned { .. })));
+    assert!(matches!(l.poll_event(), Some(Event::Succeeded { .. })));
+    assert_eq!(l.poll_event(), None);
+}
+
+#[test]
+fn error_messages_are_clear() {
+    use std::string::ToString;
+    assert_eq!(
+        LedgerError::TasksFull { capacity: 8 }.to_string(),
+        "task table full (8 tasks)"
+    );
+    assert_eq!(
+        ResultError::Stale(StaleReason::OldEpoch { current: 3 }).to_string(),
+        "stale result: old epoch (current epoch is 3)"
+    );
+    assert_eq!(
+        LedgerConfig::default()
+            .with_lease(Duration::ZERO)
+            .unwrap_err()
+            .field(),
+        "lease"
+    );
+    assert_eq!(
+        LedgerConfig::default()
+            .with_breaker(0, Duration::from_secs(1), 1)
+            .unwrap_err()
+            .field(),
+        "failure_threshold"
+    );
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        AddTask,
+        Assign,
+        Succeed(usize, u32),
+        Fail(usize, u32, bool),
+        WorkerFailed(usize),
+        Recover(usize),
+        Heartbeat(usize),
+        Health(usize, u8),
+        Advance(u64),
+        Back(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            2 => Just(Op::AddTask),
+            4 => Just(Op::Assign),
+            3 => (0..12usize, 0..4u32).prop_map(|(t, e)| Op::Succeed(t, e)),
+            3 => (0..12usize, 0..4u32, any::<bool>()).prop_map(|(t, e, p)| Op::Fail(t, e, p)),
+            1 => (0..4usize).prop_map(Op::WorkerFailed),
+            1 => (0..4usize).prop_map(Op::Recover),
+            3 => (0..4usize).prop_map(Op::Heartbeat),
+            1 => (0..4usize, 0..3u8).prop_map(|(w, h)| Op::Health(w, h)),
+            3 => (0..20_000u64).prop_map(Op::Advance),
+            1 => (0..5_000u64).prop_map(Op::Back),
+        ]
+    }
+
+    /// Event tallies to compare with the statistics.
+    #[derive(Default, Debug)]
+    struct Tally {
+        assigned: u64,
+        succeeded: u64,
+        attempt_failed: u64,
+        retries: u64,
+        requeued: u64,
+        gave_up: u64,
+        stale: u64,
+        worker_failures: u64,
+        recovered: u64,
+    }
+
+    proptest! {
+        #[test]
+        fn random_operations_keep_the_invariants(ops in proptest::collection::vec(op(), 1..200)) {
+            let cfg = LedgerConfig::new(fixed_policy(3, Duration::from_secs(2)).unwrap())
+                .with_deadline(DeadlineConfig::new(Duration::from_secs(8), Duration::from_secs(8)).unwrap())
+                .with_lease(Duration::from_secs(6)).unwrap()
+                .with_breaker(3, Duration::from_secs(20), 1).unwrap();
+            let mut l: Ledger<4, 12, 4096> = Ledger::new(cfg);
+            let mut now = Instant::ZERO;
+            for _ in 0..4 { l.add_worker(2, now).unwrap(); }
+            let mut tally = Tally::default();
+            // Per task: succeeded events, and live (task, epoch) runs we handed out.
+            let mut succeeded = [0u32; 12];
+            let mut live: StdVec<(u32, u32)> = StdVec::new();
+            let mut added = 0usize;
+            for op in ops {
+                match op {
+                    Op::AddTask => { if l.add_task(now).is_ok() { added += 1; } }
+                    Op::Assign => {
+                        if let Some(a) = l.assign(now) {
+                            // Never two live runs of one task with the same epoch, nor
+                            // two live runs of one task at all.
+                            prop_assert!(!live.iter().any(|&(t, _)| t == a.task.0));
+                            live.push((a.task.0, a.epoch));
+                        }
+                    }
+                    Op::Succeed(t, e) => {
+                        let _ = l.task_succeeded(TaskId(t as u32), e, now);
+                    }
+                    Op::Fail(t, e, perm) => {
+                        let kind = if perm { FailureKind::Permanent } else { FailureKind::Evaluation };
+                        let _ = l.task_failed(TaskId(t as u32), e, kind, now);
+                    }
+                    Op::WorkerFailed(w) => { let _ = l.worker_failed(WorkerId(w as u32), FailureKind::WorkerCrash, now); }
+                    Op::Recover(w) => { let _ = l.worker_recovered(WorkerId(w as u32), now); }
+                    Op::Heartbeat(w) => { let _ = l.heartbeat(WorkerId(w as u32), now); }
+                    Op::Health(w, h) => {
+                        let h = [WorkerHealth::Healthy, WorkerHealth::Degraded, WorkerHealth::Critical][h as usize];
+                        l.set_worker_health(WorkerId(w as u32), h).unwrap();
+                    }
+                    Op::Advance(ms) => {
+                        now = now + Duration::from_millis(ms);
+                        l.handle_timeout(now);
+                        // After handle_timeout nothing is due: the next wake-up is later.
+                        if let Some(t) = l.poll_timeout() { prop_assert!(t > now); }
+                    }
+                    Op::Back(ms) => { l.handle_timeout(now - Duration::from_millis(ms)); }
+                }
+                // Keep only runs that are still live per the ledger.
+                live.retain(|&(t, e)| matches!(l.task(TaskId(t)).unwrap().state,
+                    TaskState::Running { epoch, .. } if epoch == e));
+                while let Some(ev) = l.poll_event() {
+                    match ev {
+                        Event::Assigned { .. } => tally.assigned += 1,
+                        Event::Succeeded { task, .. } => { tally.succeeded += 1; succeeded[task.0 as usize] += 1; }
+                        Event::AttemptFailed { .. } => tally.attempt_failed += 1,
+                        Event::RetryScheduled { .. } => tally.retries += 1,
+                        Event::Requeued { .. } => tally.requeued += 1,
+                        Event::GaveUp { .. } => tally.gave_up += 1,
+                        Event::StaleResult { .. } => tally.stale += 1,
+                        Event::WorkerFailed { .. } | Event::WorkerSuspected { .. } => tally.worker_failures += 1,
+                        Event::WorkerRecovered { .. } => tally.recovered += 1,
+                        Event::LeaseExpired { .. } | Event::Breaker { .. } => {}
+                    }
+                }
+                // No task lost: every task is in exactly one state and the counts add up.
+                let s = l.stats();
+                let (mut p, mut r, mut ok, mut failed) = (0u32, 0u32, 0u32, 0u32);
+                for i in 0..l.task_count() {
+                    match l.task(TaskId(i as u32)).unwrap().state {
+                        TaskState::Pending => p += 1,
+                        TaskState::Running { worker, .. } => {
+                            r += 1;
+                            prop_assert!(l.worker(worker).unwrap().status.is_alive());
+                        }
+                        TaskState::Succeeded => ok += 1,
+                        TaskState::Failed => failed += 1,
+                    }
+                }
+                prop_assert_eq!(l.task_count(), added);
+                prop_assert_eq!((p, r, ok, failed), (s.pending_tasks, s.running_tasks, s.succeeded_tasks, s.failed_tasks));
+                let load: u32 = (0..4).map(|w| l.worker(WorkerId(w)).unwrap().load).sum();
+                prop_assert_eq!(load, r);
+                for w in 0..4 {
+                    let v = l.worker(WorkerId(w)).unwrap();
+                    prop_assert!(v.load <= v.capacity);
+                }
+                // None completed twice.
+                prop_assert!(succeeded.iter().all(|&n| n <= 1));
+                // The statistics agree with the events.
+                prop_assert_eq!(s.events_dropped, 0);
+                prop_assert_eq!(s.assignments, tally.assigned);
+                prop_assert_eq!(s.succeeded_tasks as u64, tally.succeeded);
+                prop_assert_eq!(s.total_task_failures, tally.attempt_failed);
+                prop_assert_eq!(s.retries, tally.retries);
+                prop_assert_eq!(s.reassignments, tally.requeued);
+                prop_assert_eq!(s.failed_tasks as u64, tally.gave_up);
+                prop_assert_eq!(s.stale_results_rejected, tally.stale);
+                prop_assert_eq!(s.total_worker_failures, tally.worker_failures);
+                prop_assert_eq!(s.recovery_attempts, tally.recovered);
+            }
+            // Drive to completion: with all workers recovered, healthy and heartbeating,
+            // every task ends succeeded or failed, none lost.
+            for w in 0..4 {
+                l.worker_recovered(WorkerId(w), now).unwrap();
+                l.set_worker_health(WorkerId(w), WorkerHealth::Healthy).unwrap();
+            }
+            for _ in 0..200 {
+                now = now + Duration::from_secs(1);
+                for w in 0..4 { let _ = l.heartbeat(WorkerId(w), now); }
+                l.handle_timeout(now);
+                for i in 0..l.task_count() {
+                    if let TaskState::Running { epoch, .. } = l.task(TaskId(i as u32)).unwrap().state {
+                        l.task_succeeded(TaskId(i as u32), epoch, now).unwrap();
+                    }
+                }
+                while let Some(a) = l.assign(now) {
+                    l.task_succeeded(a.task, a.epoch, now).unwrap();
+                }
+                if l.is_finished() { break; }
+            }
+            prop_assert!(l.is_finished());
+            let s = l.stats();
+            prop_assert_eq!((s.succeeded_tasks + s.failed_tasks) as usize, added);
+        }
+    }
+}
