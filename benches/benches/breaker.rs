@@ -2,6 +2,11 @@
 //! success), alone and with two threads on one breaker: sturdy against failsafe,
 //! recloser and tower-resilience.
 //!
+//! sturdy's core breakers are `&mut` values (the caller owns them; one per worker in a
+//! ledger): `ConsecutiveBreaker::original()` (3 failures in a row) and the windowed
+//! `CircuitBreaker` over a 100-call count window (recloser's shape), each
+//! `try_acquire(now)` then `record(permit, Outcome::Success, now)`.
+//!
 //! Each peer in its default configuration:
 //! - failsafe: `Config::new().build()` (consecutive failures with an exponential open
 //!   time), `call(|| Ok(()))`;
@@ -23,6 +28,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use failsafe::CircuitBreaker as _;
+use sturdy_core::breaker::{
+    BreakerConfig, CircuitBreaker, ConsecutiveBreaker, ConsecutiveConfig, CountWindow, Outcome,
+};
 
 /// Runs `call` `iters` times on each of two threads at once; returns the slower
 /// thread's time.
@@ -49,6 +57,27 @@ fn closed_path(c: &mut Criterion) {
     let counter = AtomicU64::new(0);
     g.bench_function("atomic_counter", |b| {
         b.iter(|| black_box(&counter).fetch_add(1, Ordering::AcqRel));
+    });
+
+    let now = sturdy_core::Instant::from_secs(1);
+    let mut consecutive = ConsecutiveBreaker::new(ConsecutiveConfig::original());
+    g.bench_function("sturdy_consecutive", |b| {
+        b.iter(|| {
+            let now = black_box(now);
+            let permit = consecutive.try_acquire(now).expect("closed");
+            consecutive.record(permit, Outcome::Success, now);
+        });
+    });
+
+    let mut windowed =
+        CircuitBreaker::<CountWindow<100>>::new(BreakerConfig::new(), CountWindow::new(), 1)
+            .expect("valid config");
+    g.bench_function("sturdy_count_window_100", |b| {
+        b.iter(|| {
+            let now = black_box(now);
+            let permit = windowed.try_acquire(now).expect("closed");
+            windowed.record(permit, Outcome::Success, now);
+        });
     });
 
     let failsafe = failsafe::Config::new().build();

@@ -60,3 +60,8 @@ fn retry() {
 fn health() {
     check("health", sturdy_fuzz::health::run);
 }
+
+#[test]
+fn breaker() {
+    check("breaker", sturdy_fuzz::breaker::run);
+}
