@@ -20,6 +20,7 @@
 //!   over count or time windows), with limited half-open probes and generations;
 //! - [`deadline`]: the heartbeat deadline failure detector;
 //! - [`manager`]: the fault-tolerance manager, a [`Ledger`](manager::Ledger) of workers and tasks;
+//! - [`checkpoint`]: checkpoint intervals and (feature `postcard`) CRC-framed ledger snapshots;
 //! - [`health`]: host and GPU samples, the probe trait, and the health rules;
 //! - [`phi`]: the φ accrual failure detector (Hayashibara et al. 2004, as in Akka).
 //!
@@ -53,6 +54,7 @@ extern crate std;
 
 pub mod backoff;
 pub mod breaker;
+pub mod checkpoint;
 pub mod deadline;
 mod error;
 pub mod failure;

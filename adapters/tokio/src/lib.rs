@@ -7,7 +7,12 @@
 //!   `tokio::time::pause()`), and the [`Timer`](sturdy_core::retry_driver::Timer) of
 //!   the core's retry driver;
 //! - [`retry`] / [`retrying`]: the core's async retry loop on tokio time, with
-//!   `tracing` events for retries and give-ups.
+//!   `tracing` events for retries and give-ups;
+//! - [`Breaker`]: a shared circuit breaker handle with a lock-free closed path, whose
+//!   guards release their permit when dropped unfinished;
+//! - tower (feature `tower`, on by default): [`CircuitBreakerLayer`] and [`RetryLayer`]
+//!   for hyper, axum and tonic stacks, judging results with a [`ClassifyResult`]
+//!   ([`HttpStatus`] for HTTP).
 //!
 //! ```
 //! use std::time::Duration;
@@ -27,9 +32,23 @@
 //! # Ok(()) }
 //! ```
 
+mod breaker;
+#[cfg(feature = "tower")]
+mod classify;
 mod clock;
 mod retry;
+#[cfg(feature = "tower")]
+mod tower_breaker;
+#[cfg(feature = "tower")]
+mod tower_retry;
 
+pub use breaker::{Breaker, BreakerCore, BreakerError, CallGuard, OwnedCallGuard};
+#[cfg(feature = "tower")]
+pub use classify::{ClassifyResult, ErrorsAreFailures, HttpStatus};
 pub use clock::TokioClock;
 pub use retry::{TracingObserver, retry, retrying};
 pub use sturdy_core::retry_driver::{Classified, RetryError};
+#[cfg(feature = "tower")]
+pub use tower_breaker::{CircuitBreakerLayer, CircuitBreakerService, ResponseFuture};
+#[cfg(feature = "tower")]
+pub use tower_retry::{ByClone, CloneRequest, RetryFuture, RetryLayer, RetryService};

@@ -9,7 +9,7 @@ use crate::failure::{FailureKind, TaskId, WorkerId};
 use crate::retry::GiveUpReason;
 use crate::time::Instant;
 
-use super::worker::BreakerState;
+use crate::breaker::State as BreakerState;
 
 /// Why a running task went back to pending without a result from its worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -18,7 +18,7 @@ use super::worker::BreakerState;
 pub enum RequeueReason {
     /// The supervisor reported the worker failed ([`Ledger::worker_failed`](super::Ledger::worker_failed)).
     WorkerFailed,
-    /// The deadline detector found the worker silent past its timeout.
+    /// The deadline detector (or an outside one) suspected the worker.
     WorkerSuspected,
     /// The task's lease lapsed: nobody renewed it in time.
     LeaseExpired,
@@ -167,7 +167,8 @@ pub enum Event {
         at: Instant,
     },
     /// The deadline detector found a worker silent past its timeout (or its grace
-    /// period, when it never heartbeated).
+    /// period, when it never heartbeated), or an outside detector suspected it
+    /// ([`Ledger::suspect_worker`](super::Ledger::suspect_worker)).
     WorkerSuspected {
         /// The worker.
         worker: WorkerId,

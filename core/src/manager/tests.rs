@@ -315,6 +315,69 @@ fn worker_that_never_heartbeats_is_suspected_after_grace() {
 }
 
 #[test]
+fn outside_detector_suspicion_and_disabled_deadline() {
+    // Deadlines off (a phi detector decides instead): nothing is ever timed by them.
+    let cfg = config().with_deadline(DeadlineConfig::disabled());
+    let mut l: Ledger<2, 2> = Ledger::new(cfg);
+    let w0 = l.add_worker(1, secs(0)).unwrap();
+    let w1 = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    let a = l.assign(secs(0)).unwrap();
+    assert_eq!(a.worker, w0);
+    // Only the lease is timed.
+    assert_eq!(l.poll_timeout(), Some(secs(30)));
+    l.heartbeat(w0, secs(20)).unwrap();
+    l.suspect_worker(w0, secs(21)).unwrap();
+    assert_eq!(
+        l.worker(w0).unwrap().status,
+        WorkerStatus::Suspect { since: secs(21) }
+    );
+    let b = l.assign(secs(21)).unwrap();
+    assert_eq!((b.task, b.worker, b.epoch), (t, w1, 2));
+    assert_eq!(l.stats().total_worker_failures, 1);
+    // Suspecting again (not alive) changes nothing; a heartbeat brings it back.
+    l.suspect_worker(w0, secs(22)).unwrap();
+    assert_eq!(l.stats().total_worker_failures, 1);
+    l.heartbeat(w0, secs(23)).unwrap();
+    assert!(l.worker(w0).unwrap().status.is_alive());
+    assert_eq!(
+        l.suspect_worker(WorkerId(5), secs(23)),
+        Err(LedgerError::UnknownWorker(WorkerId(5)))
+    );
+}
+
+#[test]
+fn half_open_trial_task_may_run_long() {
+    // Breaker open after 3 failed tasks; the trial task after it half-opens runs for an
+    // hour with heartbeats: no probe timeout reopens the breaker meanwhile.
+    let cfg = LedgerConfig::new(fixed_policy(10, Duration::ZERO).unwrap());
+    let mut l: Ledger<1, 4> = Ledger::new(cfg);
+    let w = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    for _ in 0..3 {
+        let a = l.assign(secs(0)).unwrap();
+        l.task_failed(a.task, a.epoch, FailureKind::Evaluation, secs(0))
+            .unwrap();
+    }
+    assert_eq!(
+        l.worker(w).unwrap().breaker,
+        BreakerState::Open { until: secs(300) }
+    );
+    assert_eq!(l.assign(secs(299)), None);
+    l.heartbeat(w, secs(300)).unwrap();
+    let a = l.assign(secs(300)).unwrap();
+    assert_eq!((a.task, a.epoch), (t, 4));
+    for s in (310..4000).step_by(10) {
+        l.heartbeat(w, secs(s)).unwrap();
+        l.handle_timeout(secs(s));
+        assert_eq!(l.worker(w).unwrap().breaker, BreakerState::HalfOpen);
+    }
+    l.task_succeeded(t, 4, secs(4000)).unwrap();
+    assert_eq!(l.worker(w).unwrap().breaker, BreakerState::HalfOpen);
+    assert_eq!(l.worker(w).unwrap().breaker_metrics.probes_in_flight, 0);
+}
+
+#[test]
 fn renewed_lease_is_never_handed_to_a_second_worker() {
     let cfg = config().with_lease(Duration::from_secs(10)).unwrap();
     let mut l: Ledger<2, 2> = Ledger::new(cfg);
@@ -632,6 +695,7 @@ fn error_messages_are_clear() {
 mod properties {
     use super::*;
     use proptest::prelude::*;
+    use std::vec;
 
     #[derive(Clone, Debug)]
     enum Op {
@@ -640,6 +704,7 @@ mod properties {
         Succeed(usize, u32),
         Fail(usize, u32, bool),
         WorkerFailed(usize),
+        Suspect(usize),
         Recover(usize),
         Heartbeat(usize),
         Health(usize, u8),
@@ -654,6 +719,7 @@ mod properties {
             3 => (0..12usize, 0..4u32).prop_map(|(t, e)| Op::Succeed(t, e)),
             3 => (0..12usize, 0..4u32, any::<bool>()).prop_map(|(t, e, p)| Op::Fail(t, e, p)),
             1 => (0..4usize).prop_map(Op::WorkerFailed),
+            1 => (0..4usize).prop_map(Op::Suspect),
             1 => (0..4usize).prop_map(Op::Recover),
             3 => (0..4usize).prop_map(Op::Heartbeat),
             1 => (0..4usize, 0..3u8).prop_map(|(w, h)| Op::Health(w, h)),
@@ -710,6 +776,7 @@ mod properties {
                         let _ = l.task_failed(TaskId(t as u32), e, kind, now);
                     }
                     Op::WorkerFailed(w) => { let _ = l.worker_failed(WorkerId(w as u32), FailureKind::WorkerCrash, now); }
+                    Op::Suspect(w) => { l.suspect_worker(WorkerId(w as u32), now).unwrap(); }
                     Op::Recover(w) => { let _ = l.worker_recovered(WorkerId(w as u32), now); }
                     Op::Heartbeat(w) => { let _ = l.heartbeat(WorkerId(w as u32), now); }
                     Op::Health(w, h) => {
