@@ -10,6 +10,8 @@
 //!   `tracing` events for retries and give-ups;
 //! - [`Breaker`]: a shared circuit breaker handle with a lock-free closed path, whose
 //!   guards release their permit when dropped unfinished;
+//! - [`HealthMonitor`]: a background task sampling a health probe at a fixed rate on
+//!   a blocking thread, publishing the latest reading through `tokio::sync::watch`;
 //! - tower (feature `tower`, on by default): [`CircuitBreakerLayer`] and [`RetryLayer`]
 //!   for hyper, axum and tonic stacks, judging results with a [`ClassifyResult`]
 //!   ([`HttpStatus`] for HTTP).
@@ -36,6 +38,7 @@ mod breaker;
 #[cfg(feature = "tower")]
 mod classify;
 mod clock;
+mod health_monitor;
 mod retry;
 #[cfg(feature = "tower")]
 mod tower_breaker;
@@ -46,6 +49,7 @@ pub use breaker::{Breaker, BreakerCore, BreakerError, CallGuard, OwnedCallGuard}
 #[cfg(feature = "tower")]
 pub use classify::{ClassifyResult, ErrorsAreFailures, HttpStatus};
 pub use clock::TokioClock;
+pub use health_monitor::{Assessed, HealthMonitor, HealthReading, MonitorConfig, SampleError};
 pub use retry::{TracingObserver, retry, retrying};
 pub use sturdy_core::retry_driver::{Classified, RetryError};
 #[cfg(feature = "tower")]

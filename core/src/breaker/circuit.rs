@@ -26,7 +26,9 @@ const PPM: u64 = 1_000_000;
 /// after a failed half-open phase the next (growing) one; closing starts the schedule
 /// over. Half-open: at most `half_open_permits` probes in flight; `success_threshold`
 /// successful probes close it; a failed probe, a slow probe (with a slow-call rule), or
-/// an expired one reopens it. Closing empties the window.
+/// an expired one reopens it. Closing empties the window. (Since any failed probe
+/// reopens, a rate rule over the probes would reduce to "every probe succeeded", which
+/// is what `success_threshold` counts.)
 ///
 /// Shape: `392 + 24 * E + size_of::<W>()` bytes on 64-bit targets (704 for
 /// `CountWindow<100>` with `E = 8`); 192 of them are the 16 inline probe slots (an
@@ -154,6 +156,13 @@ impl<W: SlidingWindow, const E: usize> CircuitBreaker<W, E> {
     /// disabled, metrics-only or forced open.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.machine.deadline()
+    }
+
+    /// Whether [`try_acquire(now)`](Self::try_acquire) would hand out a permit now. A
+    /// getter: it changes nothing (no transition, no probe taken), so a scheduler can
+    /// ask it of many breakers before choosing one.
+    pub fn would_admit(&self, now: Instant) -> bool {
+        self.machine.would_admit(now, self.config.half_open_permits)
     }
 
     /// The persistent state, for [`restore`](Self::restore).

@@ -25,6 +25,16 @@ use crate::time::Instant;
 /// should mean consecutive; a caller that wants "k failures among recent calls" uses the
 /// windowed [`CircuitBreaker`](super::CircuitBreaker).
 ///
+/// Other differences from the original design's breaker:
+/// - half-open admits at most `half_open_permits` probes (the original let every call
+///   through while half-open);
+/// - open becomes half-open at `until` exactly (`now >= until`; the original used a
+///   strict `>`), on an input or `handle_timeout`, never inside a getter;
+/// - an outcome from before the latest transition (an older generation) is ignored, so a
+///   late failure cannot restart the open period;
+/// - failure kinds outside the counted set (by default cancelled and permanent) count
+///   neither way.
+///
 /// Shape: 128 bytes, `Copy`. One pending event is kept (the newest); see
 /// [`poll_event`](Self::poll_event).
 ///
@@ -119,6 +129,13 @@ impl ConsecutiveBreaker {
     /// disabled, metrics-only or forced open.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.machine.deadline()
+    }
+
+    /// Whether [`try_acquire(now)`](Self::try_acquire) would hand out a permit now. A
+    /// getter: it changes nothing (no transition, no probe taken), so a scheduler can
+    /// ask it of many breakers before choosing one.
+    pub fn would_admit(&self, now: Instant) -> bool {
+        self.machine.would_admit(now, self.config.half_open_permits)
     }
 
     /// The persistent state, for [`restore`](Self::restore).
@@ -439,6 +456,10 @@ mod tests {
                 until: s(303)
             }]
         );
+        // The getter answers without moving the breaker.
+        assert!(!b.would_admit(s(302)));
+        assert!(b.would_admit(s(303)));
+        assert_eq!(b.state(), State::Open { until: s(303) });
         let r = b.try_acquire(s(4)).unwrap_err();
         assert_eq!(r.retry_at, s(303));
         assert_eq!(r.state, State::Open { until: s(303) });
@@ -534,6 +555,7 @@ mod tests {
     fn half_open_admits_exactly_its_permits_among_five_callers() {
         for permits in [1u8, 2] {
             let mut b = half_open_with_permits(permits);
+            assert!(b.would_admit(s(11)));
             let results: Vec<_> = (0..5).map(|_| b.try_acquire(s(11))).collect();
             let admitted: Vec<Permit> = results.iter().filter_map(|r| r.ok()).collect();
             assert_eq!(admitted.len(), permits as usize);
@@ -544,6 +566,7 @@ mod tests {
             }
             assert_eq!(b.metrics().rejected, 5 - permits as u64);
             assert_eq!(b.metrics().probes_in_flight, permits);
+            assert!(!b.would_admit(s(11)));
             // A finished probe frees its slot for exactly one more caller.
             b.record(admitted[0], Outcome::Success, s(12));
             assert!(b.try_acquire(s(12)).is_ok());

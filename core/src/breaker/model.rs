@@ -355,7 +355,10 @@ proptest! {
             model.events.clear();
             match op {
                 Op::Acquire(_) => {
+                    let (wa, wb) = (small.would_admit(now), wide.would_admit(now));
                     let (a, b, m) = (small.try_acquire(now), wide.try_acquire(now), model.acquire(t as u64));
+                    prop_assert_eq!(wa, a.is_ok());
+                    prop_assert_eq!(wb, b.is_ok());
                     match (a, b, m) {
                         (Ok(a), Ok(b), Ok(m)) => {
                             prop_assert_eq!(a.is_probe(), m.probe.is_some());

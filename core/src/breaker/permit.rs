@@ -98,3 +98,32 @@ pub enum Outcome {
     /// client-side validation error): counts neither way; a probe's slot is freed.
     Ignored,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::string::ToString;
+
+    use super::*;
+
+    #[test]
+    fn rejection_says_when_to_come_back() {
+        let r = Rejected {
+            retry_at: Instant::from_secs(3),
+            state: State::Open {
+                until: Instant::from_secs(3),
+            },
+        };
+        assert_eq!(
+            r.to_string(),
+            "circuit breaker open until 3.000000000s: call rejected, retry at 3.000000000s"
+        );
+        let f = Rejected {
+            retry_at: Instant::MAX,
+            state: State::ForcedOpen,
+        };
+        assert_eq!(
+            f.to_string(),
+            "circuit breaker forced_open: call rejected until reset"
+        );
+    }
+}

@@ -180,6 +180,21 @@ impl<const P: usize> Machine<P> {
         self.in_flight
     }
 
+    /// Whether `try_acquire(now)` would hand out a permit, without changing anything.
+    pub(crate) fn would_admit(&self, now: Instant, limit: u8) -> bool {
+        let now = now.max(self.clock.latest());
+        match self.state {
+            State::Closed | State::Disabled | State::MetricsOnly => true,
+            // At the deadline the breaker turns half-open with every slot free.
+            State::Open { until } => now >= until && limit > 0,
+            State::HalfOpen => {
+                // An overdue probe reopens the breaker first.
+                self.earliest_probe_expiry().is_none_or(|e| now < e) && self.in_flight < limit
+            }
+            State::ForcedOpen => false,
+        }
+    }
+
     /// The next instant at which the state changes by itself, if any: the end of an
     /// open period, or the expiry of the oldest probe. Never a deadline while closed.
     pub(crate) fn deadline(&self) -> Option<Instant> {

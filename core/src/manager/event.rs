@@ -40,8 +40,8 @@ pub enum StaleReason {
     },
     /// The task had already succeeded or failed for good.
     Finished,
-    /// A failure for an attempt that was already charged when its worker failed or its
-    /// lease lapsed.
+    /// A result for an attempt that already ended: its failure was reported, or (for a
+    /// failure report) it was charged when its worker failed or its lease lapsed.
     AlreadyCharged,
 }
 
@@ -50,7 +50,7 @@ impl fmt::Display for StaleReason {
         match self {
             Self::OldEpoch { current } => write!(f, "old epoch (current epoch is {current})"),
             Self::Finished => f.write_str("task already finished"),
-            Self::AlreadyCharged => f.write_str("attempt already charged"),
+            Self::AlreadyCharged => f.write_str("attempt already ended"),
         }
     }
 }

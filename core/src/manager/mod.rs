@@ -110,7 +110,7 @@ use heapless::{BinaryHeap, Deque, Vec};
 
 use crate::breaker::{ConsecutiveBreaker, Outcome, Permit};
 use crate::failure::{FailureEvent, FailureKind, TaskId, WorkerId};
-use crate::retry::{Decision, RetryState};
+use crate::retry::{Decision, GiveUpReason, RetryState};
 use crate::rng::SplitMix64;
 use crate::time::{Instant, Monotonic};
 
@@ -222,6 +222,19 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
     /// One task, or `None` for an unknown id.
     pub fn task(&self, task: TaskId) -> Option<TaskView> {
         self.tasks.get(task.0 as usize).map(|t| t.view(task))
+    }
+
+    /// Every task, in id order.
+    pub fn tasks(&self) -> impl Iterator<Item = TaskView> + '_ {
+        self.tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| t.view(TaskId(i as u32)))
+    }
+
+    /// Every worker, in id order.
+    pub fn workers(&self) -> impl Iterator<Item = WorkerView> + '_ {
+        (0..self.workers.len() as u32).filter_map(|i| self.worker(WorkerId(i)))
     }
 
     /// One task's latest failures (at most `HISTORY`), oldest first.
@@ -550,11 +563,11 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                 Some(worker)
             }
             // Requeued when its worker failed, not yet reassigned: the work is done.
-            TaskState::Pending if epoch != 0 && epoch == t.epoch => {
+            TaskState::Pending if epoch != 0 && epoch == t.epoch && t.requeued => {
                 self.stats.pending_tasks -= 1;
                 (t.last_worker != NIL).then_some(WorkerId(t.last_worker))
             }
-            _ => return Err(self.reject(task, epoch, false, now)),
+            _ => return Err(self.reject(task, epoch, now)),
         };
         let t = &mut self.tasks[idx];
         t.state = TaskState::Succeeded;
@@ -615,8 +628,81 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                 self.breaker_record(worker.0 as usize, permit, Outcome::Failure(kind), now);
                 Ok(self.charge(idx as u32, worker, kind, code, None, now))
             }
-            _ => Err(self.reject(task, epoch, true, now)),
+            _ => Err(self.reject(task, epoch, now)),
         }
+    }
+
+    /// Records that `task` succeeded, whatever its epoch: for a supervisor replaying its
+    /// journal after restoring a checkpoint (a task that finished after the checkpoint
+    /// was taken must not run again). A running attempt is dropped (its breaker permit
+    /// goes back uncounted). Idempotent: a succeeded task stays as it is.
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownTask`]; [`LedgerError::TaskFinished`] for a task failed for
+    /// good.
+    pub fn mark_succeeded(&mut self, task: TaskId, now: Instant) -> Result<(), LedgerError> {
+        let now = self.clock.observe(now);
+        match self.tasks.get(task.0 as usize).map(|t| t.state) {
+            None => return Err(LedgerError::UnknownTask(task)),
+            Some(TaskState::Succeeded) => return Ok(()),
+            Some(TaskState::Failed) => return Err(LedgerError::TaskFinished(task)),
+            Some(_) => {}
+        }
+        self.drop_attempt(task.0, now);
+        let t = &mut self.tasks[task.0 as usize];
+        t.state = TaskState::Succeeded;
+        t.retry.on_success(now);
+        let (epoch, last) = (t.epoch, t.last_worker);
+        self.stats.succeeded_tasks += 1;
+        self.events.push(Event::Succeeded {
+            task,
+            worker: (last != NIL).then_some(WorkerId(last)),
+            epoch,
+            attempt: epoch,
+            at: now,
+        });
+        Ok(())
+    }
+
+    /// Records that `task` failed for good with `kind`, whatever its epoch: the journal
+    /// replay's other half (see [`mark_succeeded`](Self::mark_succeeded)). The
+    /// `GaveUp` event's reason is `NotRetryable(kind)` when the policy does not retry
+    /// `kind`, otherwise `AttemptsExhausted`. Idempotent for a task already failed.
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownTask`]; [`LedgerError::TaskFinished`] for a succeeded task.
+    pub fn mark_failed(
+        &mut self,
+        task: TaskId,
+        kind: FailureKind,
+        now: Instant,
+    ) -> Result<(), LedgerError> {
+        let now = self.clock.observe(now);
+        match self.tasks.get(task.0 as usize).map(|t| t.state) {
+            None => return Err(LedgerError::UnknownTask(task)),
+            Some(TaskState::Failed) => return Ok(()),
+            Some(TaskState::Succeeded) => return Err(LedgerError::TaskFinished(task)),
+            Some(_) => {}
+        }
+        self.drop_attempt(task.0, now);
+        let retryable = self.config.retry.retryable().contains(kind);
+        let t = &mut self.tasks[task.0 as usize];
+        t.state = TaskState::Failed;
+        t.last_kind = Some(kind);
+        let attempts = t.epoch;
+        self.stats.failed_tasks += 1;
+        self.events.push(Event::GaveUp {
+            task,
+            attempts,
+            kind,
+            reason: if retryable {
+                GiveUpReason::AttemptsExhausted { attempts }
+            } else {
+                GiveUpReason::NotRetryable(kind)
+            },
+            at: now,
+        });
+        Ok(())
     }
 
     // ----- inputs: time --------------------------------------------------------------
@@ -694,6 +780,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         };
         t.last_worker = wi as u32;
         t.permit = Some(permit);
+        t.requeued = false;
         // Link at the head of the worker's list.
         let head = self.workers[wi].head;
         t.prev = NIL;
@@ -928,6 +1015,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                 match requeue {
                     Some(reason) => {
                         t.ready_at = now;
+                        t.requeued = true;
                         self.stats.reassignments += 1;
                         self.events.push(Event::Requeued {
                             task,
@@ -986,6 +1074,22 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             self.stats.running_tasks -= 1;
             self.stats.pending_tasks += 1;
             self.charge(idx, worker, kind, None, Some(reason), now);
+        }
+    }
+
+    /// Takes a pending or running task out of the counts (its queue entry goes stale,
+    /// its running attempt is unlinked and its permit released).
+    fn drop_attempt(&mut self, idx: u32, now: Instant) {
+        match self.tasks[idx as usize].state {
+            TaskState::Running { worker, .. } => {
+                let wi = worker.0 as usize;
+                if let Some(p) = self.unlink(idx, wi) {
+                    self.with_breaker(wi, now, |b| b.release(p, now));
+                }
+                self.stats.running_tasks -= 1;
+            }
+            TaskState::Pending => self.stats.pending_tasks -= 1,
+            _ => {}
         }
     }
 
@@ -1051,11 +1155,11 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
     }
 
     /// Rejects a result for `task` at `epoch`, counting it.
-    fn reject(&mut self, task: TaskId, epoch: u32, failure: bool, now: Instant) -> ResultError {
+    fn reject(&mut self, task: TaskId, epoch: u32, now: Instant) -> ResultError {
         let t = &self.tasks[task.0 as usize];
         let reason = if t.state.is_finished() {
             StaleReason::Finished
-        } else if failure && epoch == t.epoch && matches!(t.state, TaskState::Pending) {
+        } else if epoch != 0 && epoch == t.epoch && matches!(t.state, TaskState::Pending) {
             StaleReason::AlreadyCharged
         } else {
             StaleReason::OldEpoch { current: t.epoch }

@@ -560,6 +560,114 @@ fn late_result_for_requeued_task_is_accepted_and_not_run_again() {
 }
 
 #[test]
+fn success_after_a_reported_failure_of_the_same_attempt_is_rejected() {
+    let mut l: Ledger<1, 2> = Ledger::new(config());
+    l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    let a = l.assign(secs(0)).unwrap();
+    l.task_failed(t, a.epoch, FailureKind::Evaluation, secs(1))
+        .unwrap();
+    assert_eq!(
+        l.task_succeeded(t, a.epoch, secs(2)),
+        Err(ResultError::Stale(StaleReason::AlreadyCharged))
+    );
+    assert_eq!(l.task(t).unwrap().state, TaskState::Pending);
+    assert_eq!(l.stats().stale_results_rejected, 1);
+}
+
+#[test]
+fn journal_replay_marks_tasks_finished() {
+    let mut l: Ledger<2, 8> = Ledger::new(config());
+    let w = l.add_worker(2, secs(0)).unwrap();
+    let ids: StdVec<_> = (0..4).map(|_| l.add_task(secs(0)).unwrap()).collect();
+    let a = l.assign(secs(0)).unwrap();
+    assert_eq!(a.task, ids[0]);
+    drain(&mut l);
+    // Pending and running tasks found finished in the journal.
+    l.mark_succeeded(ids[1], secs(1)).unwrap();
+    l.mark_succeeded(ids[0], secs(1)).unwrap();
+    l.mark_failed(ids[2], FailureKind::Permanent, secs(1))
+        .unwrap();
+    // Idempotent; contradictions refused.
+    l.mark_succeeded(ids[1], secs(1)).unwrap();
+    l.mark_failed(ids[2], FailureKind::Permanent, secs(1))
+        .unwrap();
+    assert_eq!(
+        l.mark_failed(ids[1], FailureKind::Evaluation, secs(1)),
+        Err(LedgerError::TaskFinished(ids[1]))
+    );
+    assert_eq!(
+        l.mark_succeeded(ids[2], secs(1)),
+        Err(LedgerError::TaskFinished(ids[2]))
+    );
+    assert_eq!(
+        l.mark_succeeded(TaskId(99), secs(1)),
+        Err(LedgerError::UnknownTask(TaskId(99)))
+    );
+    assert_eq!(l.worker(w).unwrap().load, 0);
+    // Only the one task left runs; the dropped attempt's result is stale.
+    let b = l.assign(secs(2)).unwrap();
+    assert_eq!(b.task, ids[3]);
+    assert_eq!(l.assign(secs(2)), None);
+    assert_eq!(
+        l.task_succeeded(ids[0], a.epoch, secs(3)),
+        Err(ResultError::Stale(StaleReason::Finished))
+    );
+    let s = l.stats();
+    assert_eq!(
+        (
+            s.succeeded_tasks,
+            s.failed_tasks,
+            s.pending_tasks,
+            s.running_tasks
+        ),
+        (2, 1, 0, 1)
+    );
+    let evs = drain(&mut l);
+    assert_eq!(
+        evs[..3],
+        [
+            Event::Succeeded {
+                task: ids[1],
+                worker: None,
+                epoch: 0,
+                attempt: 0,
+                at: secs(1)
+            },
+            Event::Succeeded {
+                task: ids[0],
+                worker: Some(w),
+                epoch: 1,
+                attempt: 1,
+                at: secs(1)
+            },
+            Event::GaveUp {
+                task: ids[2],
+                attempts: 0,
+                kind: FailureKind::Permanent,
+                reason: GiveUpReason::NotRetryable(FailureKind::Permanent),
+                at: secs(1)
+            },
+        ]
+    );
+    let views: StdVec<_> = l.tasks().map(|v| v.state).collect();
+    assert_eq!(
+        views,
+        [
+            TaskState::Succeeded,
+            TaskState::Succeeded,
+            TaskState::Failed,
+            TaskState::Running {
+                worker: w,
+                epoch: 1,
+                lease: secs(32)
+            }
+        ]
+    );
+    assert_eq!(l.workers().map(|v| v.load).collect::<StdVec<_>>(), [1]);
+}
+
+#[test]
 fn retry_timer_is_enforced_and_poll_timeout_says_when() {
     let mut l: Ledger<1, 2> = Ledger::new(config());
     let w = l.add_worker(1, secs(0)).unwrap();
@@ -705,6 +813,8 @@ mod properties {
         Fail(usize, u32, bool),
         WorkerFailed(usize),
         Suspect(usize),
+        MarkSucceeded(usize),
+        MarkFailed(usize),
         Recover(usize),
         Heartbeat(usize),
         Health(usize, u8),
@@ -720,6 +830,8 @@ mod properties {
             3 => (0..12usize, 0..4u32, any::<bool>()).prop_map(|(t, e, p)| Op::Fail(t, e, p)),
             1 => (0..4usize).prop_map(Op::WorkerFailed),
             1 => (0..4usize).prop_map(Op::Suspect),
+            1 => (0..12usize).prop_map(Op::MarkSucceeded),
+            1 => (0..12usize).prop_map(Op::MarkFailed),
             1 => (0..4usize).prop_map(Op::Recover),
             3 => (0..4usize).prop_map(Op::Heartbeat),
             1 => (0..4usize, 0..3u8).prop_map(|(w, h)| Op::Health(w, h)),
@@ -777,6 +889,8 @@ mod properties {
                     }
                     Op::WorkerFailed(w) => { let _ = l.worker_failed(WorkerId(w as u32), FailureKind::WorkerCrash, now); }
                     Op::Suspect(w) => { l.suspect_worker(WorkerId(w as u32), now).unwrap(); }
+                    Op::MarkSucceeded(t) => { let _ = l.mark_succeeded(TaskId(t as u32), now); }
+                    Op::MarkFailed(t) => { let _ = l.mark_failed(TaskId(t as u32), FailureKind::Gpu, now); }
                     Op::Recover(w) => { let _ = l.worker_recovered(WorkerId(w as u32), now); }
                     Op::Heartbeat(w) => { let _ = l.heartbeat(WorkerId(w as u32), now); }
                     Op::Health(w, h) => {
