@@ -15,11 +15,11 @@
 //! | 12 | 4 | CRC-32 (ISO-HDLC, the zlib/PNG one) of bytes 0..12 and of the body, little-endian |
 //! | 16 | n | body: postcard (generation, counters, task count, payload length), the payload bytes, then one postcard record per task |
 //!
-//! [`encode`] writes into the caller's buffer (no allocation) and returns the length;
-//! [`decode`] checks the frame, the CRC and every record before anything is restored,
+//! `encode` writes into the caller's buffer (no allocation) and returns the length;
+//! `decode` checks the frame, the CRC and every record before anything is restored,
 //! and returns a typed [`DecodeError`] for truncated, bit-flipped, wrong-magic,
 //! wrong-version, oversized or malformed input; it never panics.
-//! [`Checkpoint::restore_into`] then replaces a ledger's tasks and counters: finished
+//! `Checkpoint::restore_into` then replaces a ledger's tasks and counters: finished
 //! tasks stay finished (a restored ledger never runs a succeeded task again), running
 //! tasks go back to pending charged one attempt (their workers died with the process),
 //! and the generation to run next is the saved one plus one.

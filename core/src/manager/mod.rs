@@ -34,7 +34,7 @@
 //!
 //! # Failures
 //! [`task_failed`](Ledger::task_failed) asks the task's
-//! [`RetryState`](crate::retry::RetryState) (policy from [`LedgerConfig`]): a retry sets
+//! [`RetryState`] (policy from [`LedgerConfig`]): a retry sets
 //! a retry timer (the task is not runnable before it), a give-up fails the task for good
 //! (counted once). [`worker_failed`](Ledger::worker_failed), a suspicion of the
 //! deadline detector (in [`handle_timeout`](Ledger::handle_timeout)) and a lapsed lease
