@@ -282,7 +282,10 @@ async fn drive<const T: usize>(
             .map_err(|e| CliError::input(e.to_string()))?;
     }
     if settings.health_gate {
-        sup.set_health(crate::health_gate::spawn(sturdy_probe::Probe::new(), settings.slots.clone()));
+        sup.set_health(crate::health_gate::spawn(
+            sturdy_probe::Probe::new(),
+            settings.slots.clone(),
+        ));
     }
     let stop = sup.stop_handle();
     let signals = tokio::spawn(async move {

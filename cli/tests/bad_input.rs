@@ -7,7 +7,10 @@ use common::*;
 
 fn stderr_of(args: &[&str], cwd: &std::path::Path) -> (Option<i32>, String) {
     let out = sturdy().args(args).current_dir(cwd).output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -16,7 +19,10 @@ fn missing_tasks_file() {
     let (code, err) = stderr_of(&["run", "nope.txt"], dir.path());
     assert_eq!(code, Some(2));
     assert!(err.contains("cannot read tasks file nope.txt"), "{err}");
-    assert!(!dir.path().join(".sturdy").exists(), "a state directory was created");
+    assert!(
+        !dir.path().join(".sturdy").exists(),
+        "a state directory was created"
+    );
 }
 
 #[test]
@@ -35,10 +41,23 @@ fn malformed_option_values() {
     for (args, needle) in [
         (&["run", "t.txt", "--workers", "many"][..], "--workers"),
         (&["run", "t.txt", "--task-timeout", "soon"][..], "soon"),
-        (&["run", "t.txt", "--max-attempts", "0"][..], "--max-attempts"),
+        (
+            &["run", "t.txt", "--max-attempts", "0"][..],
+            "--max-attempts",
+        ),
         (&["run", "t.txt", "--slots", "gpu:a"][..], "gpu:a"),
         (&["run", "t.txt", "--jitter", "lots"][..], "lots"),
-        (&["run", "t.txt", "--backoff-base", "2s", "--backoff-cap", "1s"][..], "--backoff-cap"),
+        (
+            &[
+                "run",
+                "t.txt",
+                "--backoff-base",
+                "2s",
+                "--backoff-cap",
+                "1s",
+            ][..],
+            "--backoff-cap",
+        ),
     ] {
         let (code, err) = stderr_of(args, dir.path());
         assert_eq!(code, Some(2), "{args:?}: {err}");
@@ -67,7 +86,10 @@ fn bad_config_file() {
     std::fs::write(dir.path().join("c.toml"), "max-atempts = 3\n").unwrap();
     let (code, err) = stderr_of(&["run", "t.txt", "--config", "c.toml"], dir.path());
     assert_eq!(code, Some(2));
-    assert!(err.contains("c.toml") && err.contains("max-atempts"), "{err}");
+    assert!(
+        err.contains("c.toml") && err.contains("max-atempts"),
+        "{err}"
+    );
     let (code, err) = stderr_of(&["run", "t.txt", "--config", "missing.toml"], dir.path());
     assert_eq!(code, Some(2));
     assert!(err.contains("missing.toml"), "{err}");
@@ -96,15 +118,24 @@ fn resume_against_a_different_task_list_changes_nothing() {
     assert_eq!(out.status.code(), Some(0));
     let journal_before = std::fs::read(dir.path().join("st/journal.tsv")).unwrap();
     let meta_before = std::fs::read(dir.path().join("st/run.toml")).unwrap();
-    let (code, err) = stderr_of(&["run", "b.txt", "--state-dir", "st", "--resume"], dir.path());
+    let (code, err) = stderr_of(
+        &["run", "b.txt", "--state-dir", "st", "--resume"],
+        dir.path(),
+    );
     assert_eq!(code, Some(2));
     assert!(err.contains("different task list"), "{err}");
     // Without --resume, a directory holding a run is refused too.
     let (code, err) = stderr_of(&["run", "a.txt", "--state-dir", "st"], dir.path());
     assert_eq!(code, Some(2));
     assert!(err.contains("--resume"), "{err}");
-    assert_eq!(std::fs::read(dir.path().join("st/journal.tsv")).unwrap(), journal_before);
-    assert_eq!(std::fs::read(dir.path().join("st/run.toml")).unwrap(), meta_before);
+    assert_eq!(
+        std::fs::read(dir.path().join("st/journal.tsv")).unwrap(),
+        journal_before
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("st/run.toml")).unwrap(),
+        meta_before
+    );
     // Resuming a finished run runs nothing and succeeds.
     let out = sturdy()
         .args(["run", "a.txt", "--state-dir", "st", "--resume", "--json"])
@@ -113,5 +144,8 @@ fn resume_against_a_different_task_list_changes_nothing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let s = summary(&out);
-    assert_eq!((s["succeeded"].as_u64(), s["attempts"].as_u64()), (Some(2), Some(0)));
+    assert_eq!(
+        (s["succeeded"].as_u64(), s["attempts"].as_u64()),
+        (Some(2), Some(0))
+    );
 }

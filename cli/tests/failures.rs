@@ -14,7 +14,16 @@ fn always_failing_task_fails_for_good_without_holding_up_the_rest() {
     let list = write_tasks(dir.path(), "tasks.txt", &lines);
     let state = dir.path().join("state");
     let out = sturdy()
-        .args(["run", "-j", "2", "--max-attempts", "3", "--backoff-base", "10ms", "--json"])
+        .args([
+            "run",
+            "-j",
+            "2",
+            "--max-attempts",
+            "3",
+            "--backoff-base",
+            "10ms",
+            "--json",
+        ])
         .arg("--state-dir")
         .arg(&state)
         .arg(&list)
@@ -34,7 +43,10 @@ fn always_failing_task_fails_for_good_without_holding_up_the_rest() {
         five.iter().map(|l| l.next.as_str()).collect::<Vec<_>>(),
         ["retry", "retry", "gave_up"]
     );
-    assert_eq!(five.iter().map(|l| l.attempt).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        five.iter().map(|l| l.attempt).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
     let ok = successes(&j);
     assert_eq!(ok.len(), 20);
     assert!(!ok.contains_key(&5));
@@ -53,13 +65,26 @@ fn task_over_timeout_is_killed_with_its_children() {
     let state = dir.path().join("state");
     let started = Instant::now();
     let out = sturdy()
-        .args(["run", "-j", "2", "--max-attempts", "1", "--task-timeout", "700ms", "--json"])
+        .args([
+            "run",
+            "-j",
+            "2",
+            "--max-attempts",
+            "1",
+            "--task-timeout",
+            "700ms",
+            "--json",
+        ])
         .arg("--state-dir")
         .arg(&state)
         .arg(&list)
         .output()
         .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(out.status.code(), Some(1));
     let s = summary(&out);
     assert_eq!(s["failed_tasks"], serde_json::json!([[1, "task_timeout"]]));
@@ -67,12 +92,22 @@ fn task_over_timeout_is_killed_with_its_children() {
     let j = journal(&state);
     let first: Vec<&Line> = j.iter().filter(|l| l.task == 1).collect();
     assert_eq!(first.len(), 1);
-    assert_eq!((first[0].kind.as_str(), first[0].next.as_str()), ("task_timeout", "gave_up"));
+    assert_eq!(
+        (first[0].kind.as_str(), first[0].next.as_str()),
+        ("task_timeout", "gave_up")
+    );
     // The background child of the command was killed with its process group.
-    let child: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let child: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while alive(child) {
-        assert!(Instant::now() < deadline, "child {child} of the timed-out task survived");
+        assert!(
+            Instant::now() < deadline,
+            "child {child} of the timed-out task survived"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -88,13 +123,33 @@ fn broken_slot_trips_its_breaker_and_its_work_moves_elsewhere() {
     let state = dir.path().join("state");
     let out = sturdy()
         .env_remove("CUDA_VISIBLE_DEVICES")
-        .args(["run", "--slots", "cpu,cpu,gpu:7", "--max-attempts", "5", "--backoff-base", "5ms"])
-        .args(["--breaker-failures", "2", "--breaker-open", "60s", "--json", "--state-dir"])
+        .args([
+            "run",
+            "--slots",
+            "cpu,cpu,gpu:7",
+            "--max-attempts",
+            "5",
+            "--backoff-base",
+            "5ms",
+        ])
+        .args([
+            "--breaker-failures",
+            "2",
+            "--breaker-open",
+            "60s",
+            "--json",
+            "--state-dir",
+        ])
         .arg(&state)
         .arg(&list)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = summary(&out);
     assert_eq!(s["succeeded"], 30);
     assert_eq!(s["breaker_trips"], 1);
@@ -103,6 +158,10 @@ fn broken_slot_trips_its_breaker_and_its_work_moves_elsewhere() {
     let on_bad: Vec<&Line> = j.iter().filter(|l| l.worker == 3).collect();
     // Two failures open the breaker; it stays open (60 s) for the rest of the run.
     assert_eq!(on_bad.len(), 2, "{on_bad:?}");
-    assert!(on_bad.iter().all(|l| l.kind == "evaluation" && l.next == "retry"));
+    assert!(
+        on_bad
+            .iter()
+            .all(|l| l.kind == "evaluation" && l.next == "retry")
+    );
     assert!(j.iter().filter(|l| l.next == "done").all(|l| l.worker != 3));
 }

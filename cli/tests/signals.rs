@@ -13,7 +13,9 @@ use nix::unistd::Pid;
 fn wait_for_running(state: &std::path::Path, master: u32, child: &mut std::process::Child) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let started = std::fs::read_dir(state.join("out")).map(|d| d.count()).unwrap_or(0);
+        let started = std::fs::read_dir(state.join("out"))
+            .map(|d| d.count())
+            .unwrap_or(0);
         if started >= 4 && !children(master, "sturdy").is_empty() {
             return;
         }
@@ -65,7 +67,9 @@ fn first_signal_drains_second_kills_and_resume_finishes() {
         .unwrap();
     let master = run.id();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while children(master, "sturdy").len() < 2 || std::fs::read_dir(state.join("out")).unwrap().count() < 8 {
+    while children(master, "sturdy").len() < 2
+        || std::fs::read_dir(state.join("out")).unwrap().count() < 8
+    {
         assert!(Instant::now() < deadline, "resume did not start tasks");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -85,6 +89,11 @@ fn first_signal_drains_second_kills_and_resume_finishes() {
         .arg(&list)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_exactly_once(&journal(&state), 12);
 }

@@ -62,6 +62,19 @@ impl DeadlineConfig {
     }
 }
 
+impl DeadlineConfig {
+    /// Never suspects (timeout and grace of [`Duration::MAX`]): for a caller that
+    /// detects failures another way, for example with a
+    /// [`PhiAccrual`](crate::phi::PhiAccrual) detector. The deadline reads
+    /// [`Instant::MAX`], "never".
+    pub const fn disabled() -> Self {
+        Self {
+            timeout: Duration::MAX,
+            grace: Duration::MAX,
+        }
+    }
+}
+
 impl Default for DeadlineConfig {
     /// The original's master: dead after 30 s without a heartbeat (workers heartbeat
     /// every 10 s); the grace period for the first heartbeat is the same 30 s.
@@ -201,6 +214,15 @@ mod tests {
         d.restart(Instant::from_secs(3));
         assert_eq!(d.registered_at(), Instant::from_secs(20));
         assert_eq!(d.deadline(), Instant::from_secs(25));
+    }
+
+    #[test]
+    fn disabled_never_suspects() {
+        let mut d = DeadlineDetector::new(DeadlineConfig::disabled(), Instant::from_secs(5));
+        assert_eq!(d.deadline(), Instant::MAX);
+        assert!(!d.is_suspect(Instant::from_secs(1_000_000_000)));
+        d.heartbeat(Instant::from_secs(6));
+        assert_eq!(d.deadline(), Instant::MAX);
     }
 
     #[test]

@@ -13,11 +13,14 @@
 //! - [`backoff`]: constant, linear and exponential schedules with full, equal and
 //!   decorrelated jitter;
 //! - [`retry`]: retry policies, per-task retry state, retry budgets;
+//! - [`retry_driver`]: the async retry loop over a runtime's [`Timer`](retry_driver::Timer),
+//!   shared by every adapter;
 //! - [`failure`]: failure kinds, ids and the fixed-size failure event;
 //! - [`breaker`]: circuit breakers (consecutive failures; failure and slow-call rates
 //!   over count or time windows), with limited half-open probes and generations;
 //! - [`deadline`]: the heartbeat deadline failure detector;
 //! - [`manager`]: the fault-tolerance manager, a [`Ledger`](manager::Ledger) of workers and tasks;
+//! - [`checkpoint`]: checkpoint intervals and (feature `postcard`) CRC-framed ledger snapshots;
 //! - [`health`]: host and GPU samples, the probe trait, and the health rules;
 //! - [`phi`]: the φ accrual failure detector (Hayashibara et al. 2004, as in Akka).
 //!
@@ -51,6 +54,7 @@ extern crate std;
 
 pub mod backoff;
 pub mod breaker;
+pub mod checkpoint;
 pub mod deadline;
 mod error;
 pub mod failure;
@@ -58,6 +62,7 @@ pub mod health;
 pub mod manager;
 pub mod phi;
 pub mod retry;
+pub mod retry_driver;
 pub mod rng;
 pub mod time;
 

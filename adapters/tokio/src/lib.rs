@@ -1,4 +1,64 @@
-//! `sturdy-tokio`: placeholder until its issue lands; see the workspace README.
+//! # sturdy-tokio
+//!
+//! sturdy's decisions on tokio: the adapter owns the clock, the sleep and the lock, and
+//! decides nothing the core could decide.
+//!
+//! - [`TokioClock`]: `tokio::time::Instant` as the core's `Instant` (virtual time under
+//!   `tokio::time::pause()`), and the [`Timer`](sturdy_core::retry_driver::Timer) of
+//!   the core's retry driver;
+//! - [`retry`] / [`retrying`]: the core's async retry loop on tokio time, with
+//!   `tracing` events for retries and give-ups;
+//! - [`Breaker`]: a shared circuit breaker handle with a lock-free closed path, whose
+//!   guards release their permit when dropped unfinished;
+//! - [`HealthMonitor`]: a background task sampling a health probe at a fixed rate on
+//!   a blocking thread, publishing the latest reading through `tokio::sync::watch`;
+//! - tower (feature `tower`, on by default): [`CircuitBreakerLayer`] and [`RetryLayer`]
+//!   for hyper, axum and tonic stacks, judging results with a [`ClassifyResult`]
+//!   ([`HttpStatus`] for HTTP);
+//! - [`supervisor`]: the async task farm that drives the core's ledger over a pool of
+//!   workers (in-process tokio tasks, or child processes as in the `sturdy` CLI);
+//! - [`checkpoint_store`]: a directory-backed checkpoint store with crash-safe writes,
+//!   verified reads and the last K kept.
+//!
+//! ```
+//! use std::time::Duration;
+//! use sturdy_core::{FailureKind, retry::fixed_policy};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let policy = fixed_policy(4, Duration::from_millis(100))?;
+//! let mut calls = 0;
+//! let value = sturdy_tokio::retry(&policy, |_e: &&str| FailureKind::Network, || {
+//!     calls += 1;
+//!     let n = calls;
+//!     async move { if n < 3 { Err("connection refused") } else { Ok(n) } }
+//! })
+//! .await;
+//! assert_eq!(value, Ok(3));
+//! # Ok(()) }
+//! ```
 
+mod breaker;
 pub mod checkpoint_store;
+#[cfg(feature = "tower")]
+mod classify;
+mod clock;
+mod health_monitor;
+mod retry;
 pub mod supervisor;
+#[cfg(feature = "tower")]
+mod tower_breaker;
+#[cfg(feature = "tower")]
+mod tower_retry;
+
+pub use breaker::{Breaker, BreakerCore, BreakerError, CallGuard, OwnedCallGuard};
+#[cfg(feature = "tower")]
+pub use classify::{ClassifyResult, ErrorsAreFailures, HttpStatus};
+pub use clock::TokioClock;
+pub use health_monitor::{Assessed, HealthMonitor, HealthReading, MonitorConfig, SampleError};
+pub use retry::{TracingObserver, retry, retrying};
+pub use sturdy_core::retry_driver::{Classified, RetryError};
+#[cfg(feature = "tower")]
+pub use tower_breaker::{CircuitBreakerLayer, CircuitBreakerService, ResponseFuture};
+#[cfg(feature = "tower")]
+pub use tower_retry::{ByClone, CloneRequest, RetryFuture, RetryLayer, RetryService};

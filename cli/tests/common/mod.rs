@@ -66,7 +66,11 @@ pub fn successes(lines: &[Line]) -> BTreeMap<u32, usize> {
 pub fn assert_exactly_once(lines: &[Line], n: u32) {
     let m = successes(lines);
     for t in 1..=n {
-        assert_eq!(m.get(&t).copied().unwrap_or(0), 1, "task {t}: successes in the journal");
+        assert_eq!(
+            m.get(&t).copied().unwrap_or(0),
+            1,
+            "task {t}: successes in the journal"
+        );
     }
     assert_eq!(m.len(), n as usize, "successes for tasks outside 1..={n}");
 }
@@ -85,17 +89,26 @@ pub fn summary(out: &Output) -> serde_json::Value {
 /// Pids of the processes whose parent is `parent` and whose command name is `comm`.
 pub fn children(parent: u32, comm: &str) -> Vec<i32> {
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in dir.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         // pid (comm) state ppid ...
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
         let name = &stat[open + 1..close];
         let rest: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        if name == comm && rest.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) && rest[0] != "Z" {
+        if name == comm
+            && rest.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent)
+            && rest[0] != "Z"
+        {
             out.push(pid);
         }
     }
@@ -105,7 +118,9 @@ pub fn children(parent: u32, comm: &str) -> Vec<i32> {
 /// Whether a process is alive (exists and is not a zombie).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rfind(')').is_some_and(|i| !stat[i + 2..].starts_with('Z')),
+        Ok(stat) => stat
+            .rfind(')')
+            .is_some_and(|i| !stat[i + 2..].starts_with('Z')),
         Err(_) => false,
     }
 }

@@ -12,13 +12,15 @@ use sturdy_core::backoff::{Backoff, BackoffConfig, Jitter};
 use sturdy_core::breaker::{
     BreakerConfig, CircuitBreaker, ConsecutiveBreaker, ConsecutiveConfig, CountWindow, Outcome,
 };
+use sturdy_core::deadline::{DeadlineConfig, DeadlineDetector};
 use sturdy_core::health::{DiskSample, GpuSample, MachineSample, Thresholds, assess};
+use sturdy_core::manager::{Ledger, LedgerConfig};
 use sturdy_core::phi::{PhiAccrual, PhiConfig};
 use sturdy_core::retry::{Decision, RetryPolicy, RetryState};
 use sturdy_core::{FailureKind, Instant};
 
 // The documented size of the small breaker holds on this target too.
-const _: () = assert!(size_of::<ConsecutiveBreaker>() == 120);
+const _: () = assert!(size_of::<ConsecutiveBreaker>() == 128);
 
 #[panic_handler]
 fn panic(_: &PanicInfo<'_>) -> ! {
@@ -37,6 +39,35 @@ fn panic(_: &PanicInfo<'_>) -> ! {
     let _ = sample.gpus.push(gpu);
     black_box(assess(&sample, &Thresholds::default()).status);
     loop {}
+}
+
+/// The fault-tolerance manager's hot paths and the checkpoint encoder.
+fn ledger_paths(seed: u64) {
+    let mut d = DeadlineDetector::new(DeadlineConfig::default(), Instant::ZERO);
+    d.heartbeat(Instant::from_secs(black_box(10)));
+    black_box(d.is_suspect(Instant::from_secs(black_box(45))));
+    let mut ledger: Ledger<4, 8> = Ledger::new(LedgerConfig::default().with_seed(seed));
+    let now = Instant::from_secs(black_box(1));
+    if let (Ok(w), Ok(_)) = (ledger.add_worker(2, now), ledger.add_task(now)) {
+        let _ = ledger.heartbeat(w, now);
+        if let Some(a) = ledger.assign(now) {
+            let _ = black_box(ledger.task_failed(a.task, a.epoch, FailureKind::Gpu, now));
+        }
+        let _ = ledger.worker_failed(w, FailureKind::WorkerCrash, now);
+        let _ = ledger.worker_recovered(w, now);
+    }
+    ledger.handle_timeout(Instant::from_secs(black_box(40)));
+    black_box((ledger.poll_timeout(), ledger.poll_event(), ledger.stats()));
+    #[cfg(feature = "postcard")]
+    {
+        let mut buf = [0u8; 1024];
+        if let Ok(n) = sturdy_core::checkpoint::encode(&ledger, 3, b"state", &mut buf) {
+            if let Ok(cp) = sturdy_core::checkpoint::decode(&buf[..n]) {
+                let mut restored: Ledger<4, 8> = Ledger::default();
+                black_box(cp.restore_into(&mut restored, now).is_ok());
+            }
+        }
+    }
 }
 
 /// The entry point the linker keeps; every core path used from here is linked in.
@@ -85,5 +116,6 @@ pub extern "C" fn _start() -> ! {
     let _ = gpu.push_xid(black_box(79));
     let _ = sample.gpus.push(gpu);
     black_box(assess(&sample, &Thresholds::default()).status);
+    ledger_paths(seed);
     loop {}
 }

@@ -62,7 +62,7 @@ impl ConsecutiveConfig {
     ///
     /// # Errors
     /// `failure_threshold` or `success_threshold` zero; `open` zero.
-    pub fn new(
+    pub const fn new(
         failure_threshold: u32,
         open: Duration,
         success_threshold: u16,
@@ -91,7 +91,7 @@ impl ConsecutiveConfig {
     ///
     /// # Errors
     /// `permits` outside `1..=CONSECUTIVE_MAX_PROBES` (2).
-    pub fn with_half_open_permits(mut self, permits: u8) -> Result<Self, ConfigError> {
+    pub const fn with_half_open_permits(mut self, permits: u8) -> Result<Self, ConfigError> {
         if permits == 0 || permits as usize > CONSECUTIVE_MAX_PROBES {
             return Err(ConfigError::new(
                 "half_open_permits",
@@ -107,7 +107,7 @@ impl ConsecutiveConfig {
     ///
     /// # Errors
     /// `timeout` zero.
-    pub fn with_permit_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
+    pub const fn with_permit_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
         let ns = duration_to_nanos(timeout);
         if ns == 0 {
             return Err(ConfigError::new("permit_timeout", "must be > 0"));

@@ -1,7 +1,7 @@
 //! The small circuit breaker: opens after a run of consecutive failures.
 //!
 //! Built for many instances side by side (one per worker in a fixed-capacity array): it
-//! is `Copy`, holds its config, and takes 120 bytes on 64-bit targets and on thumbv7em (checked by the link check)
+//! is `Copy`, holds its config, and takes 128 bytes on 64-bit targets and on thumbv7em (checked by the link check)
 //! (see [`ConsecutiveBreaker`]). The closed path (`try_acquire` then `record` of a
 //! success) is a handful of integer compares and stores: no division, no float, no loop.
 
@@ -10,7 +10,7 @@ use super::event::{BreakerEvent, EventSlot};
 use super::metrics::Metrics;
 use super::permit::{Outcome, Permit, Rejected};
 use super::snapshot::BreakerSnapshot;
-use super::state::{Machine, NO_SLOT, State};
+use super::state::{Machine, NO_PROBE, State};
 use crate::time::Instant;
 
 /// A circuit breaker that opens after `failure_threshold` counted failures in a row,
@@ -25,7 +25,17 @@ use crate::time::Instant;
 /// should mean consecutive; a caller that wants "k failures among recent calls" uses the
 /// windowed [`CircuitBreaker`](super::CircuitBreaker).
 ///
-/// Shape: 120 bytes, `Copy`. One pending event is kept (the newest); see
+/// Other differences from the original design's breaker:
+/// - half-open admits at most `half_open_permits` probes (the original let every call
+///   through while half-open);
+/// - open becomes half-open at `until` exactly (`now >= until`; the original used a
+///   strict `>`), on an input or `handle_timeout`, never inside a getter;
+/// - an outcome from before the latest transition (an older generation) is ignored, so a
+///   late failure cannot restart the open period;
+/// - failure kinds outside the counted set (by default cancelled and permanent) count
+///   neither way.
+///
+/// Shape: 128 bytes, `Copy`. One pending event is kept (the newest); see
 /// [`poll_event`](Self::poll_event).
 ///
 /// ```
@@ -53,7 +63,6 @@ pub struct ConsecutiveBreaker {
     calls: u32,
     failures: u32,
     rejected: u32,
-    reopens: u16,
 }
 
 impl ConsecutiveBreaker {
@@ -67,7 +76,6 @@ impl ConsecutiveBreaker {
             calls: 0,
             failures: 0,
             rejected: 0,
-            reopens: 0,
         }
     }
 
@@ -78,7 +86,7 @@ impl ConsecutiveBreaker {
         b.machine
             .restore(snapshot.state, snapshot.generation, snapshot.latest);
         b.run = snapshot.consecutive_failures;
-        b.reopens = snapshot.reopens.min(u16::MAX as u32) as u16;
+        b.machine.reopens = snapshot.reopens.min(u16::MAX as u32) as u16;
         b.rejected = snapshot.rejected.min(u32::MAX as u64) as u32;
         b
     }
@@ -111,7 +119,7 @@ impl ConsecutiveBreaker {
             consecutive_failures: self.run,
             rejected: self.rejected as u64,
             probes_in_flight: self.machine.in_flight(),
-            reopens: self.reopens as u32,
+            reopens: self.machine.reopens as u32,
             events_dropped: self.events.dropped() as u32,
         }
     }
@@ -123,6 +131,13 @@ impl ConsecutiveBreaker {
         self.machine.deadline()
     }
 
+    /// Whether [`try_acquire(now)`](Self::try_acquire) would hand out a permit now. A
+    /// getter: it changes nothing (no transition, no probe taken), so a scheduler can
+    /// ask it of many breakers before choosing one.
+    pub fn would_admit(&self, now: Instant) -> bool {
+        self.machine.would_admit(now, self.config.half_open_permits)
+    }
+
     /// The persistent state, for [`restore`](Self::restore).
     pub fn snapshot(&self) -> BreakerSnapshot {
         BreakerSnapshot {
@@ -130,7 +145,7 @@ impl ConsecutiveBreaker {
             generation: self.machine.generation,
             latest: self.machine.clock.latest(),
             consecutive_failures: self.run,
-            reopens: self.reopens as u32,
+            reopens: self.machine.reopens as u32,
             rejected: self.rejected as u64,
             open_backoff: None,
         }
@@ -155,7 +170,7 @@ impl ConsecutiveBreaker {
             return Ok(Permit {
                 issued_at: now,
                 generation: self.machine.generation,
-                slot: NO_SLOT,
+                probe: NO_PROBE,
             });
         }
         self.acquire_slow(now)
@@ -171,11 +186,11 @@ impl ConsecutiveBreaker {
                     self.config.half_open_permits,
                     self.config.permit_timeout_ns,
                 ) {
-                    Ok(slot) => {
+                    Ok(probe) => {
                         return Ok(Permit {
                             issued_at: now,
                             generation: self.machine.generation,
-                            slot,
+                            probe,
                         });
                     }
                     Err(at) => at,
@@ -187,7 +202,7 @@ impl ConsecutiveBreaker {
                 return Ok(Permit {
                     issued_at: now,
                     generation: self.machine.generation,
-                    slot: NO_SLOT,
+                    probe: NO_PROBE,
                 });
             }
             _ => Instant::MAX,
@@ -209,10 +224,10 @@ impl ConsecutiveBreaker {
     #[inline]
     pub fn record(&mut self, permit: Permit, outcome: Outcome, now: Instant) {
         let now = self.machine.clock.observe(now);
-        if permit.generation != self.machine.generation {
-            return;
-        }
-        if self.machine.state == State::Closed && permit.slot == NO_SLOT {
+        if self.machine.state == State::Closed
+            && permit.generation == self.machine.generation
+            && permit.probe == NO_PROBE
+        {
             match outcome {
                 Outcome::Success => {
                     self.run = 0;
@@ -242,19 +257,19 @@ impl ConsecutiveBreaker {
     fn record_slow(&mut self, permit: Permit, outcome: Outcome, now: Instant) {
         self.advance(now);
         if permit.generation != self.machine.generation {
-            return; // the probe expired just now
+            return; // stale, or the probe expired just now
         }
         let failed = match outcome {
             Outcome::Success => false,
             Outcome::Failure(kind) if self.config.counted.contains(kind) => true,
             _ => {
-                self.machine.free_probe(permit.slot);
+                self.machine.free_probe(permit.probe);
                 return;
             }
         };
         match self.machine.state {
             State::HalfOpen => {
-                if !self.machine.free_probe(permit.slot) {
+                if !self.machine.free_probe(permit.probe) {
                     return; // handed back twice
                 }
                 self.calls = self.calls.saturating_add(1);
@@ -268,22 +283,20 @@ impl ConsecutiveBreaker {
                     }
                 }
             }
-            State::Disabled => {
-                self.calls = self.calls.saturating_add(1);
-                if failed {
-                    self.failures = self.failures.saturating_add(1);
-                }
-            }
-            State::MetricsOnly => {
+            State::Disabled | State::MetricsOnly => {
                 self.calls = self.calls.saturating_add(1);
                 if failed {
                     self.failures = self.failures.saturating_add(1);
                     self.run = self.run.saturating_add(1);
-                    if self.run == self.config.failure_threshold {
-                        self.events
-                            .push(BreakerEvent::ThresholdExceeded { at: now });
-                    }
                 } else {
+                    self.run = 0;
+                }
+                if self.machine.state == State::MetricsOnly
+                    && self.run >= self.config.failure_threshold
+                {
+                    // As if it had opened and closed at once: the run starts over.
+                    self.events
+                        .push(BreakerEvent::ThresholdExceeded { at: now });
                     self.run = 0;
                 }
             }
@@ -297,12 +310,9 @@ impl ConsecutiveBreaker {
     /// nothing. Adapters call it from their drop guards.
     pub fn release(&mut self, permit: Permit, now: Instant) {
         let now = self.machine.clock.observe(now);
-        if permit.generation != self.machine.generation || permit.slot == NO_SLOT {
-            return;
-        }
         self.advance(now);
-        if permit.generation == self.machine.generation {
-            self.machine.free_probe(permit.slot);
+        if permit.generation == self.machine.generation && permit.probe != NO_PROBE {
+            self.machine.free_probe(permit.probe);
         }
     }
 
@@ -331,7 +341,7 @@ impl ConsecutiveBreaker {
     }
 
     /// Admits every call until [`reset`](Self::reset); outcomes are still counted in the
-    /// metrics, no transition happens.
+    /// metrics (the run of failures included), no rule is judged, no transition happens.
     pub fn disable(&mut self, now: Instant) {
         let now = self.machine.clock.observe(now);
         self.machine.enter(State::Disabled);
@@ -340,7 +350,7 @@ impl ConsecutiveBreaker {
 
     /// Admits every call until [`reset`](Self::reset); the rule is judged and a run
     /// reaching the threshold emits [`BreakerEvent::ThresholdExceeded`] instead of
-    /// opening.
+    /// opening (then the run starts over).
     pub fn metrics_only(&mut self, now: Instant) {
         let now = self.machine.clock.observe(now);
         self.machine.enter(State::MetricsOnly);
@@ -384,7 +394,7 @@ impl ConsecutiveBreaker {
     }
 
     fn reopen(&mut self, now: Instant) {
-        self.reopens = self.reopens.saturating_add(1);
+        self.machine.reopens = self.machine.reopens.saturating_add(1);
         self.open(now);
     }
 
@@ -393,7 +403,7 @@ impl ConsecutiveBreaker {
         self.run = 0;
         self.calls = 0;
         self.failures = 0;
-        self.reopens = 0;
+        self.machine.reopens = 0;
         self.events.push(BreakerEvent::Closed { at: now });
     }
 }
@@ -446,6 +456,10 @@ mod tests {
                 until: s(303)
             }]
         );
+        // The getter answers without moving the breaker.
+        assert!(!b.would_admit(s(302)));
+        assert!(b.would_admit(s(303)));
+        assert_eq!(b.state(), State::Open { until: s(303) });
         let r = b.try_acquire(s(4)).unwrap_err();
         assert_eq!(r.retry_at, s(303));
         assert_eq!(r.state, State::Open { until: s(303) });
@@ -541,6 +555,7 @@ mod tests {
     fn half_open_admits_exactly_its_permits_among_five_callers() {
         for permits in [1u8, 2] {
             let mut b = half_open_with_permits(permits);
+            assert!(b.would_admit(s(11)));
             let results: Vec<_> = (0..5).map(|_| b.try_acquire(s(11))).collect();
             let admitted: Vec<Permit> = results.iter().filter_map(|r| r.ok()).collect();
             assert_eq!(admitted.len(), permits as usize);
@@ -551,6 +566,7 @@ mod tests {
             }
             assert_eq!(b.metrics().rejected, 5 - permits as u64);
             assert_eq!(b.metrics().probes_in_flight, permits);
+            assert!(!b.would_admit(s(11)));
             // A finished probe frees its slot for exactly one more caller.
             b.record(admitted[0], Outcome::Success, s(12));
             assert!(b.try_acquire(s(12)).is_ok());
@@ -701,7 +717,7 @@ mod tests {
             events(&mut b),
             [BreakerEvent::ThresholdExceeded { at: s(23) }]
         );
-        call(&mut b, NET, s(24)).unwrap(); // same run: no second event
+        call(&mut b, NET, s(24)).unwrap(); // the run started over: no second event
         assert_eq!(events(&mut b), []);
 
         b.reset(s(30));
@@ -729,7 +745,7 @@ mod tests {
 
     #[test]
     fn documented_size() {
-        assert_eq!(size_of::<ConsecutiveBreaker>(), 120);
+        assert_eq!(size_of::<ConsecutiveBreaker>(), 128);
         assert_eq!(size_of::<ConsecutiveConfig>(), 32);
         assert_eq!(size_of::<Permit>(), 16);
         assert_eq!(size_of::<State>(), 16);

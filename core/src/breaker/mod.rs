@@ -9,7 +9,7 @@
 //!
 //! Two breakers share that machine:
 //! - [`ConsecutiveBreaker`]: opens after a run of consecutive failures, fixed open
-//!   duration; 120 bytes, `Copy`, for one breaker per worker in a fixed array;
+//!   duration; 128 bytes, `Copy`, for one breaker per worker in a fixed array;
 //! - [`CircuitBreaker`]: failure rate and slow-call rate over a sliding window (a
 //!   count-based ring, [`CountWindow`], or time-based buckets, [`TimeWindow`]), a minimum
 //!   number of calls, an optional consecutive-failure rule, and an open duration drawn
@@ -29,6 +29,10 @@
 //!   moved from open to half-open inside a query; here only inputs move the breaker).
 //!
 //! Rules that keep a breaker honest:
+//! - **Timers run on every input.** Each input (`try_acquire`, `record`, `release`,
+//!   `handle_timeout`) first makes the time-driven transitions due at its `now`; a
+//!   getter never does. Calling `handle_timeout` at `poll_timeout()` is only needed
+//!   when no other input comes.
 //! - **Generations.** Each transition starts a new generation and each permit carries
 //!   the one it was issued in. A permit from an older generation is ignored: failures
 //!   that arrive late, while open, never restart or extend the open period.
@@ -85,6 +89,8 @@ mod config;
 mod consecutive;
 mod event;
 mod metrics;
+#[cfg(test)]
+mod model;
 mod permit;
 mod snapshot;
 mod state;

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use super::state::{NO_SLOT, State};
+use super::state::{NO_PROBE, State};
 use crate::failure::FailureKind;
 use crate::time::Instant;
 
@@ -15,7 +15,7 @@ use crate::time::Instant;
 /// A permit carries the **generation** of the breaker's state when it was issued (every
 /// transition starts a new one), the instant it was issued (the call's latency for the
 /// slow-call rule is `now - issued_at` at `record`), and, for a half-open probe, its
-/// probe slot. It is `Copy` so that adapters can keep it in a drop guard; recording or
+/// probe ticket (which frees exactly its own slot). It is `Copy` so that adapters can keep it in a drop guard; recording or
 /// releasing one twice, or a permit from an older generation (issued before the latest
 /// transition), is **ignored**: late outcomes never restart or extend an open period.
 ///
@@ -25,7 +25,7 @@ use crate::time::Instant;
 pub struct Permit {
     pub(crate) issued_at: Instant,
     pub(crate) generation: u32,
-    pub(crate) slot: u8,
+    pub(crate) probe: u32,
 }
 
 impl Permit {
@@ -44,7 +44,7 @@ impl Permit {
     /// Whether the permit is a half-open probe (it holds one of the limited slots).
     #[inline]
     pub const fn is_probe(&self) -> bool {
-        self.slot != NO_SLOT
+        self.probe != NO_PROBE
     }
 }
 
@@ -97,4 +97,33 @@ pub enum Outcome {
     /// The call's result says nothing about the dependency's health (for example a
     /// client-side validation error): counts neither way; a probe's slot is freed.
     Ignored,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::string::ToString;
+
+    use super::*;
+
+    #[test]
+    fn rejection_says_when_to_come_back() {
+        let r = Rejected {
+            retry_at: Instant::from_secs(3),
+            state: State::Open {
+                until: Instant::from_secs(3),
+            },
+        };
+        assert_eq!(
+            r.to_string(),
+            "circuit breaker open until 3.000000000s: call rejected, retry at 3.000000000s"
+        );
+        let f = Rejected {
+            retry_at: Instant::MAX,
+            state: State::ForcedOpen,
+        };
+        assert_eq!(
+            f.to_string(),
+            "circuit breaker forced_open: call rejected until reset"
+        );
+    }
 }

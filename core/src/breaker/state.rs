@@ -65,20 +65,29 @@ impl core::fmt::Display for State {
     }
 }
 
-/// Marks a permit that holds no probe slot.
-pub(crate) const NO_SLOT: u8 = u8::MAX;
+/// The probe ticket of a permit that is not a half-open probe.
+pub(crate) const NO_PROBE: u32 = 0;
 
 /// The part of a breaker that does not depend on its trip rule. `P` is the number of
 /// probe slots (the most half-open permits a config may ask for).
+///
+/// Each probe gets a ticket, unique among the last 2^32 - 1 probes, which its permit
+/// carries; a slot is freed only by the permit holding its ticket, so a permit handed
+/// back twice cannot free a slot that a later probe reuses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Machine<const P: usize> {
     pub(crate) state: State,
     pub(crate) clock: Monotonic,
-    /// The expiry of each busy probe slot; `Instant::MAX` marks a free slot.
-    probes: [Instant; P],
+    /// The expiry of each busy probe slot (meaningless for a free slot).
+    expiries: [Instant; P],
+    /// The ticket of each slot's probe; `NO_PROBE` marks a free slot.
+    tickets: [u32; P],
+    next_ticket: u32,
     pub(crate) generation: u32,
     /// Successful probes in the current half-open phase.
     pub(crate) probe_successes: u16,
+    /// Consecutive reopens since the breaker last closed (saturating).
+    pub(crate) reopens: u16,
     in_flight: u8,
 }
 
@@ -87,9 +96,12 @@ impl<const P: usize> Machine<P> {
         Self {
             state: State::Closed,
             clock: Monotonic::new(Instant::ZERO),
-            probes: [Instant::MAX; P],
+            expiries: [Instant::ZERO; P],
+            tickets: [NO_PROBE; P],
+            next_ticket: 0,
             generation: 0,
             probe_successes: 0,
+            reopens: 0,
             in_flight: 0,
         }
     }
@@ -99,7 +111,7 @@ impl<const P: usize> Machine<P> {
     pub(crate) fn enter(&mut self, to: State) {
         self.state = to;
         self.generation = self.generation.wrapping_add(1);
-        self.probes = [Instant::MAX; P];
+        self.tickets = [NO_PROBE; P];
         self.in_flight = 0;
         self.probe_successes = 0;
     }
@@ -109,59 +121,78 @@ impl<const P: usize> Machine<P> {
         self.state = state;
         self.generation = generation;
         self.clock = Monotonic::new(latest);
-        self.probes = [Instant::MAX; P];
+        self.tickets = [NO_PROBE; P];
         self.in_flight = 0;
         self.probe_successes = 0;
     }
 
-    /// Takes a free probe slot if fewer than `limit` are busy; `Err` carries the earliest
-    /// expiry of the busy ones (when a slot frees at the latest).
+    /// Takes a free probe slot if fewer than `limit` are busy and returns its ticket;
+    /// `Err` carries the earliest expiry of the busy ones (when a slot frees at the
+    /// latest).
     pub(crate) fn take_probe(
         &mut self,
         now: Instant,
         limit: u8,
         timeout_ns: u64,
-    ) -> Result<u8, Instant> {
-        if self.in_flight >= limit {
-            return Err(self.earliest_probe_expiry().unwrap_or(Instant::MAX));
-        }
-        let expiry = Instant::from_nanos(now.as_nanos().saturating_add(timeout_ns));
-        for (i, slot) in self.probes.iter_mut().enumerate() {
-            if *slot == Instant::MAX {
-                // An expiry of exactly `Instant::MAX` would read as free: keep it one below.
-                *slot = if expiry == Instant::MAX {
-                    Instant::from_nanos(u64::MAX - 1)
-                } else {
-                    expiry
-                };
-                self.in_flight += 1;
-                return Ok(i as u8);
-            }
+    ) -> Result<u32, Instant> {
+        if self.in_flight < limit
+            && let Some(i) = self.tickets.iter().position(|&t| t == NO_PROBE)
+        {
+            self.next_ticket = match self.next_ticket.wrapping_add(1) {
+                NO_PROBE => 1,
+                t => t,
+            };
+            self.tickets[i] = self.next_ticket;
+            self.expiries[i] = Instant::from_nanos(now.as_nanos().saturating_add(timeout_ns));
+            self.in_flight += 1;
+            return Ok(self.next_ticket);
         }
         Err(self.earliest_probe_expiry().unwrap_or(Instant::MAX))
     }
 
-    /// Frees a probe slot; returns whether it was busy.
-    pub(crate) fn free_probe(&mut self, slot: u8) -> bool {
-        match self.probes.get_mut(slot as usize) {
-            Some(s) if *s != Instant::MAX => {
-                *s = Instant::MAX;
+    /// Frees the slot holding `ticket`; returns whether one did.
+    pub(crate) fn free_probe(&mut self, ticket: u32) -> bool {
+        if ticket == NO_PROBE {
+            return false;
+        }
+        match self.tickets.iter().position(|&t| t == ticket) {
+            Some(i) => {
+                self.tickets[i] = NO_PROBE;
                 self.in_flight -= 1;
                 true
             }
-            _ => false,
+            None => false,
         }
     }
 
     /// The earliest expiry of a probe in flight.
     pub(crate) fn earliest_probe_expiry(&self) -> Option<Instant> {
-        let min = self.probes.iter().copied().min().unwrap_or(Instant::MAX);
-        (min != Instant::MAX).then_some(min)
+        self.tickets
+            .iter()
+            .zip(&self.expiries)
+            .filter(|&(&t, _)| t != NO_PROBE)
+            .map(|(_, &e)| e)
+            .min()
     }
 
     /// Probes in flight now.
     pub(crate) const fn in_flight(&self) -> u8 {
         self.in_flight
+    }
+
+    /// Whether `try_acquire(now)` would hand out a permit, without changing anything.
+    pub(crate) fn would_admit(&self, now: Instant, limit: u8) -> bool {
+        let now = now.max(self.clock.latest());
+        match self.state {
+            State::Closed | State::Disabled | State::MetricsOnly => true,
+            // At the deadline the breaker turns half-open with every slot free.
+            State::Open { until } => now >= until && limit > 0,
+            State::HalfOpen => {
+                // An overdue probe reopens the breaker first.
+                self.earliest_probe_expiry().is_none_or(|e| now < e) && self.in_flight < limit
+            }
+            State::ForcedOpen => false,
+        }
     }
 
     /// The next instant at which the state changes by itself, if any: the end of an
@@ -185,26 +216,36 @@ mod tests {
         m.enter(State::HalfOpen);
         assert_eq!(m.generation, 1);
         let t = Instant::from_secs(1);
-        assert_eq!(m.take_probe(t, 2, 500), Ok(0));
+        assert_eq!(m.take_probe(t, 2, 500), Ok(1));
         assert_eq!(
             m.take_probe(t + core::time::Duration::from_nanos(10), 2, 500),
-            Ok(1)
+            Ok(2)
         );
         assert_eq!(
             m.take_probe(t, 2, 500),
             Err(Instant::from_nanos(1_000_000_500))
         );
         assert_eq!(m.deadline(), Some(Instant::from_nanos(1_000_000_500)));
-        assert!(m.free_probe(0));
-        assert!(!m.free_probe(0));
-        assert!(!m.free_probe(200));
+        assert!(m.free_probe(1));
+        assert!(!m.free_probe(1));
+        assert!(!m.free_probe(NO_PROBE));
         assert_eq!(m.in_flight(), 1);
         assert_eq!(m.deadline(), Some(Instant::from_nanos(1_000_000_510)));
-        // A timeout that saturates stays distinguishable from a free slot.
-        assert_eq!(m.take_probe(Instant::MAX, 2, 1), Ok(0));
+        // Slot 0 is reused by ticket 3; the old ticket 1 cannot free it.
+        assert_eq!(m.take_probe(Instant::MAX, 2, 1), Ok(3));
+        assert!(!m.free_probe(1));
         assert_eq!(m.in_flight(), 2);
+        assert_eq!(m.deadline(), Some(Instant::from_nanos(1_000_000_510)));
         m.enter(State::Closed);
         assert_eq!((m.in_flight(), m.deadline()), (0, None));
+    }
+
+    #[test]
+    fn tickets_skip_zero_when_they_wrap() {
+        let mut m = Machine::<1>::new();
+        m.enter(State::HalfOpen);
+        m.next_ticket = u32::MAX;
+        assert_eq!(m.take_probe(Instant::ZERO, 1, 1), Ok(1));
     }
 
     #[test]

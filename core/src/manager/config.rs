@@ -6,7 +6,7 @@ use crate::deadline::DeadlineConfig;
 use crate::error::ConfigError;
 use crate::retry::RetryPolicy;
 
-use super::worker::BreakerRules;
+use crate::breaker::ConsecutiveConfig;
 
 /// How a [`Ledger`](super::Ledger) decides. Build with [`new`](Self::new) or
 /// [`default`](Self::default), then the `with_*` methods. Shape: about 160 bytes, `Copy`.
@@ -17,7 +17,7 @@ pub struct LedgerConfig {
     pub(crate) retry: RetryPolicy,
     pub(crate) deadline: DeadlineConfig,
     pub(crate) lease: Duration,
-    pub(crate) breaker: BreakerRules,
+    pub(crate) breaker: ConsecutiveConfig,
     pub(crate) seed: u64,
 }
 
@@ -30,7 +30,7 @@ impl Default for LedgerConfig {
             retry: RetryPolicy::default(),
             deadline: DeadlineConfig::default(),
             lease: Duration::from_secs(30),
-            breaker: BreakerRules::default(),
+            breaker: ledger_breaker(ConsecutiveConfig::original()),
             seed: 0,
         }
     }
@@ -66,30 +66,38 @@ impl LedgerConfig {
     }
 
     /// Each worker's circuit breaker opens after `failure_threshold` consecutive
-    /// failures, stays open for `open_for`, then half-opens and lets up to
-    /// `success_threshold` trial tasks through; that many successes close it, a failure
-    /// reopens it.
+    /// failures, stays open for `open_for`, then half-opens and lets one trial task
+    /// through at a time; `success_threshold` successes close it, a failure reopens it.
+    /// (A [`ConsecutiveBreaker`](crate::breaker::ConsecutiveBreaker) per worker.)
     ///
     /// # Errors
-    /// A zero `failure_threshold` or `success_threshold`.
+    /// A zero `failure_threshold`, `success_threshold` or `open_for`;
+    /// `success_threshold` above 65 535.
     pub fn with_breaker(
         mut self,
         failure_threshold: u32,
         open_for: Duration,
         success_threshold: u32,
     ) -> Result<Self, ConfigError> {
-        if failure_threshold == 0 {
-            return Err(ConfigError::new("failure_threshold", "must be >= 1"));
-        }
-        if success_threshold == 0 {
-            return Err(ConfigError::new("success_threshold", "must be >= 1"));
-        }
-        self.breaker = BreakerRules {
+        let Ok(successes) = u16::try_from(success_threshold) else {
+            return Err(ConfigError::new("success_threshold", "must be <= 65535"));
+        };
+        self.breaker = ledger_breaker(ConsecutiveConfig::new(
             failure_threshold,
             open_for,
-            success_threshold,
-        };
+            successes,
+        )?);
         Ok(self)
+    }
+
+    /// Each worker's circuit breaker follows `breaker` (probes in half-open, probe
+    /// timeout, counted failure kinds). In a ledger a probe (a trial task) always comes
+    /// back, through its result, its lease or its worker's failure, so the defaults set
+    /// no probe timeout; a finite one here counts a trial task running longer than it as
+    /// failed.
+    pub fn with_breaker_config(mut self, breaker: ConsecutiveConfig) -> Self {
+        self.breaker = breaker;
+        self
     }
 
     /// The seed of the retry jitter (each task draws from its own stream derived from
@@ -114,23 +122,18 @@ impl LedgerConfig {
         self.lease
     }
 
-    /// The breaker's consecutive failures to open.
-    pub const fn breaker_failure_threshold(&self) -> u32 {
-        self.breaker.failure_threshold
-    }
-
-    /// How long a breaker stays open.
-    pub const fn breaker_open_for(&self) -> Duration {
-        self.breaker.open_for
-    }
-
-    /// The breaker's successes in half-open to close.
-    pub const fn breaker_success_threshold(&self) -> u32 {
-        self.breaker.success_threshold
+    /// Each worker's breaker rules.
+    pub const fn breaker(&self) -> &ConsecutiveConfig {
+        &self.breaker
     }
 
     /// The jitter seed.
     pub const fn seed(&self) -> u64 {
         self.seed
     }
+}
+
+/// A breaker config for a ledger: no probe timeout (a trial task's lease bounds it).
+fn ledger_breaker(c: ConsecutiveConfig) -> ConsecutiveConfig {
+    c.with_permit_timeout(Duration::MAX).unwrap_or(c)
 }

@@ -26,6 +26,9 @@ pub enum LedgerError {
     UnknownTask(TaskId),
     /// No such worker in this ledger.
     UnknownWorker(WorkerId),
+    /// The task already ended the other way (`mark_succeeded` on a task failed for good,
+    /// or `mark_failed` on a succeeded one).
+    TaskFinished(TaskId),
     /// The worker was reported failed: heartbeats are refused until
     /// `worker_recovered`.
     WorkerDown(WorkerId),
@@ -41,6 +44,7 @@ impl fmt::Display for LedgerError {
             Self::ZeroCapacity => f.write_str("worker capacity must be >= 1"),
             Self::UnknownTask(t) => write!(f, "unknown {t}"),
             Self::UnknownWorker(w) => write!(f, "unknown {w}"),
+            Self::TaskFinished(t) => write!(f, "{t} already finished"),
             Self::WorkerDown(w) => write!(f, "{w} is marked failed; recover it first"),
         }
     }

@@ -9,7 +9,7 @@ use crate::failure::{FailureKind, TaskId, WorkerId};
 use crate::retry::GiveUpReason;
 use crate::time::Instant;
 
-use super::worker::BreakerState;
+use crate::breaker::State as BreakerState;
 
 /// Why a running task went back to pending without a result from its worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -18,7 +18,7 @@ use super::worker::BreakerState;
 pub enum RequeueReason {
     /// The supervisor reported the worker failed ([`Ledger::worker_failed`](super::Ledger::worker_failed)).
     WorkerFailed,
-    /// The deadline detector found the worker silent past its timeout.
+    /// The deadline detector (or an outside one) suspected the worker.
     WorkerSuspected,
     /// The task's lease lapsed: nobody renewed it in time.
     LeaseExpired,
@@ -40,8 +40,8 @@ pub enum StaleReason {
     },
     /// The task had already succeeded or failed for good.
     Finished,
-    /// A failure for an attempt that was already charged when its worker failed or its
-    /// lease lapsed.
+    /// A result for an attempt that already ended: its failure was reported, or (for a
+    /// failure report) it was charged when its worker failed or its lease lapsed.
     AlreadyCharged,
 }
 
@@ -50,7 +50,7 @@ impl fmt::Display for StaleReason {
         match self {
             Self::OldEpoch { current } => write!(f, "old epoch (current epoch is {current})"),
             Self::Finished => f.write_str("task already finished"),
-            Self::AlreadyCharged => f.write_str("attempt already charged"),
+            Self::AlreadyCharged => f.write_str("attempt already ended"),
         }
     }
 }
@@ -167,7 +167,8 @@ pub enum Event {
         at: Instant,
     },
     /// The deadline detector found a worker silent past its timeout (or its grace
-    /// period, when it never heartbeated).
+    /// period, when it never heartbeated), or an outside detector suspected it
+    /// ([`Ledger::suspect_worker`](super::Ledger::suspect_worker)).
     WorkerSuspected {
         /// The worker.
         worker: WorkerId,

@@ -34,7 +34,7 @@
 //!
 //! # Failures
 //! [`task_failed`](Ledger::task_failed) asks the task's
-//! [`RetryState`](crate::retry::RetryState) (policy from [`LedgerConfig`]): a retry sets
+//! [`RetryState`] (policy from [`LedgerConfig`]): a retry sets
 //! a retry timer (the task is not runnable before it), a give-up fails the task for good
 //! (counted once). [`worker_failed`](Ledger::worker_failed), a suspicion of the
 //! deadline detector (in [`handle_timeout`](Ledger::handle_timeout)) and a lapsed lease
@@ -89,13 +89,16 @@
 //! ```
 //!
 //! # Size
-//! A ledger holds everything inline, about
-//! `WORKERS * 112 + TASKS * (136 + HISTORY * 40) + EVENTS * 48` bytes: put a large one in
-//! a `static`, or in a `Box` built on a thread with enough stack.
+//! A ledger holds everything inline: about 232 bytes per worker, 176 bytes plus 40 per
+//! history entry per task (336 with the default `HISTORY` of 4) and 48 per event slot
+//! (64-bit targets). `Ledger<1024, 4096>` takes 1.6 MB, `Ledger<8, 10_000>` 3.3 MB: put
+//! a large one in a `static`, or in a `Box` built on a thread with enough stack.
 
 mod config;
 mod error;
 mod event;
+#[cfg(feature = "postcard")]
+pub(crate) mod snapshot;
 mod stats;
 mod task;
 #[cfg(test)]
@@ -105,21 +108,25 @@ mod worker;
 use heapless::binary_heap::Min;
 use heapless::{BinaryHeap, Deque, Vec};
 
+use crate::breaker::{ConsecutiveBreaker, Outcome, Permit};
 use crate::failure::{FailureEvent, FailureKind, TaskId, WorkerId};
-use crate::retry::{Decision, RetryState};
+use crate::retry::{Decision, GiveUpReason, RetryState};
 use crate::rng::SplitMix64;
 use crate::time::{Instant, Monotonic};
 
+pub use crate::breaker::State as BreakerState;
 pub use config::LedgerConfig;
 pub use error::{LedgerError, ResultError};
 pub use event::{Event, RequeueReason, StaleReason};
+#[cfg(feature = "postcard")]
+pub use snapshot::Restored;
 pub use stats::Stats;
 pub use task::{Assignment, TaskState, TaskView};
-pub use worker::{BreakerState, WorkerHealth, WorkerStatus, WorkerView};
+pub use worker::{WorkerHealth, WorkerStatus, WorkerView};
 
 use event::EventQueue;
 use task::Task;
-use worker::{NIL, Worker, WorkerBreaker};
+use worker::{NIL, Worker};
 
 /// The fault-tolerance manager's ledger of `WORKERS` workers and `TASKS` tasks, with an
 /// event queue of `EVENTS` entries and a failure history of the last `HISTORY` failures
@@ -217,6 +224,19 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         self.tasks.get(task.0 as usize).map(|t| t.view(task))
     }
 
+    /// Every task, in id order.
+    pub fn tasks(&self) -> impl Iterator<Item = TaskView> + '_ {
+        self.tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| t.view(TaskId(i as u32)))
+    }
+
+    /// Every worker, in id order.
+    pub fn workers(&self) -> impl Iterator<Item = WorkerView> + '_ {
+        (0..self.workers.len() as u32).filter_map(|i| self.worker(WorkerId(i)))
+    }
+
     /// One task's latest failures (at most `HISTORY`), oldest first.
     pub fn failure_history(&self, task: TaskId) -> impl Iterator<Item = &FailureEvent> + '_ {
         self.tasks
@@ -234,6 +254,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             load: w.load,
             capacity: w.capacity,
             breaker: w.breaker.state(),
+            breaker_metrics: w.breaker.metrics(),
             last_heartbeat: w.detector.last_heartbeat(),
             heartbeat_deadline: w.detector.deadline(),
         })
@@ -252,9 +273,9 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let mut s = self.stats;
         for w in &self.workers {
             match w.breaker.state() {
-                BreakerState::Open { .. } => s.breakers_open += 1,
+                BreakerState::Open { .. } | BreakerState::ForcedOpen => s.breakers_open += 1,
                 BreakerState::HalfOpen => s.breakers_half_open += 1,
-                BreakerState::Closed => {}
+                _ => {}
             }
         }
         s.events_dropped = self.events.dropped();
@@ -270,7 +291,9 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
 
     /// The next event, oldest first. The queue holds `EVENTS` entries; when it is full
     /// new events are dropped and counted in [`Stats::events_dropped`], so drain it after
-    /// every input.
+    /// every input. One input can emit several: a worker failure emits up to three per
+    /// task it was running plus two, so size `EVENTS` to at least four times the most
+    /// tasks that can run at once when a journal must see every event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop()
     }
@@ -281,6 +304,9 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut next = self.delayed.peek().map(|&(t, _)| t);
         let mut take = |t: Instant| {
+            if t == Instant::MAX {
+                return; // "never" (a disabled deadline, no probe timeout)
+            }
             next = Some(match next {
                 Some(n) if n <= t => n,
                 _ => t,
@@ -319,7 +345,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             status: WorkerStatus::Alive,
             health: WorkerHealth::Healthy,
             detector: crate::deadline::DeadlineDetector::new(self.config.deadline, now),
-            breaker: WorkerBreaker::new(),
+            breaker: ConsecutiveBreaker::new(self.config.breaker),
             head: NIL,
             lease_check: Instant::MAX,
         };
@@ -464,8 +490,28 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             kind,
             at: now,
         });
-        self.breaker_record(i, false, false, now);
         self.requeue_worker(i, kind, RequeueReason::WorkerFailed, now);
+        self.breaker_fail(i, kind, now);
+        Ok(())
+    }
+
+    /// An outside failure detector (for example a
+    /// [`PhiAccrual`](crate::phi::PhiAccrual) over the worker's heartbeats) suspects
+    /// `worker`: the same as the built-in deadline detector's suspicion. Its running
+    /// tasks go back to pending (charged), its breaker records a failure, and its next
+    /// heartbeat brings it back. Suspecting a worker that is not alive changes nothing.
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownWorker`].
+    pub fn suspect_worker(&mut self, worker: WorkerId, now: Instant) -> Result<(), LedgerError> {
+        let now = self.clock.observe(now);
+        let i = worker.0 as usize;
+        let Some(w) = self.workers.get(i) else {
+            return Err(LedgerError::UnknownWorker(worker));
+        };
+        if w.status.is_alive() {
+            self.suspect(i, now);
+        }
         Ok(())
     }
 
@@ -513,17 +559,17 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             TaskState::Running {
                 worker, epoch: e, ..
             } if e == epoch => {
-                self.unlink(idx as u32, worker.0 as usize);
+                let permit = self.unlink(idx as u32, worker.0 as usize);
                 self.stats.running_tasks -= 1;
-                self.breaker_record(worker.0 as usize, true, true, now);
+                self.breaker_record(worker.0 as usize, permit, Outcome::Success, now);
                 Some(worker)
             }
             // Requeued when its worker failed, not yet reassigned: the work is done.
-            TaskState::Pending if epoch != 0 && epoch == t.epoch => {
+            TaskState::Pending if epoch != 0 && epoch == t.epoch && t.requeued => {
                 self.stats.pending_tasks -= 1;
                 (t.last_worker != NIL).then_some(WorkerId(t.last_worker))
             }
-            _ => return Err(self.reject(task, epoch, false, now)),
+            _ => return Err(self.reject(task, epoch, now)),
         };
         let t = &mut self.tasks[idx];
         t.state = TaskState::Succeeded;
@@ -578,14 +624,87 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             TaskState::Running {
                 worker, epoch: e, ..
             } if e == epoch => {
-                self.unlink(idx as u32, worker.0 as usize);
+                let permit = self.unlink(idx as u32, worker.0 as usize);
                 self.stats.running_tasks -= 1;
                 self.stats.pending_tasks += 1;
-                self.breaker_record(worker.0 as usize, false, true, now);
+                self.breaker_record(worker.0 as usize, permit, Outcome::Failure(kind), now);
                 Ok(self.charge(idx as u32, worker, kind, code, None, now))
             }
-            _ => Err(self.reject(task, epoch, true, now)),
+            _ => Err(self.reject(task, epoch, now)),
         }
+    }
+
+    /// Records that `task` succeeded, whatever its epoch: for a supervisor replaying its
+    /// journal after restoring a checkpoint (a task that finished after the checkpoint
+    /// was taken must not run again). A running attempt is dropped (its breaker permit
+    /// goes back uncounted). Idempotent: a succeeded task stays as it is.
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownTask`]; [`LedgerError::TaskFinished`] for a task failed for
+    /// good.
+    pub fn mark_succeeded(&mut self, task: TaskId, now: Instant) -> Result<(), LedgerError> {
+        let now = self.clock.observe(now);
+        match self.tasks.get(task.0 as usize).map(|t| t.state) {
+            None => return Err(LedgerError::UnknownTask(task)),
+            Some(TaskState::Succeeded) => return Ok(()),
+            Some(TaskState::Failed) => return Err(LedgerError::TaskFinished(task)),
+            Some(_) => {}
+        }
+        self.drop_attempt(task.0, now);
+        let t = &mut self.tasks[task.0 as usize];
+        t.state = TaskState::Succeeded;
+        t.retry.on_success(now);
+        let (epoch, last) = (t.epoch, t.last_worker);
+        self.stats.succeeded_tasks += 1;
+        self.events.push(Event::Succeeded {
+            task,
+            worker: (last != NIL).then_some(WorkerId(last)),
+            epoch,
+            attempt: epoch,
+            at: now,
+        });
+        Ok(())
+    }
+
+    /// Records that `task` failed for good with `kind`, whatever its epoch: the journal
+    /// replay's other half (see [`mark_succeeded`](Self::mark_succeeded)). The
+    /// `GaveUp` event's reason is `NotRetryable(kind)` when the policy does not retry
+    /// `kind`, otherwise `AttemptsExhausted`. Idempotent for a task already failed.
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownTask`]; [`LedgerError::TaskFinished`] for a succeeded task.
+    pub fn mark_failed(
+        &mut self,
+        task: TaskId,
+        kind: FailureKind,
+        now: Instant,
+    ) -> Result<(), LedgerError> {
+        let now = self.clock.observe(now);
+        match self.tasks.get(task.0 as usize).map(|t| t.state) {
+            None => return Err(LedgerError::UnknownTask(task)),
+            Some(TaskState::Failed) => return Ok(()),
+            Some(TaskState::Succeeded) => return Err(LedgerError::TaskFinished(task)),
+            Some(_) => {}
+        }
+        self.drop_attempt(task.0, now);
+        let retryable = self.config.retry.retryable().contains(kind);
+        let t = &mut self.tasks[task.0 as usize];
+        t.state = TaskState::Failed;
+        t.last_kind = Some(kind);
+        let attempts = t.epoch;
+        self.stats.failed_tasks += 1;
+        self.events.push(Event::GaveUp {
+            task,
+            attempts,
+            kind,
+            reason: if retryable {
+                GiveUpReason::AttemptsExhausted { attempts }
+            } else {
+                GiveUpReason::NotRetryable(kind)
+            },
+            at: now,
+        });
+        Ok(())
     }
 
     // ----- inputs: time --------------------------------------------------------------
@@ -598,35 +717,19 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let now = self.clock.observe(now);
         self.promote_due(now);
         for i in 0..self.workers.len() {
-            if let Some((from, to)) = self.workers[i].breaker.handle_timeout(now) {
-                self.events.push(Event::Breaker {
-                    worker: WorkerId(i as u32),
-                    from,
-                    to,
-                    at: now,
-                });
+            if self.workers[i]
+                .breaker
+                .poll_timeout()
+                .is_some_and(|t| t <= now)
+            {
+                self.with_breaker(i, now, |b| b.handle_timeout(now));
             }
             let w = &self.workers[i];
             if !w.status.is_alive() {
                 continue;
             }
             if w.detector.is_suspect(now) {
-                let silence = w.detector.silence(now);
-                self.workers[i].status = WorkerStatus::Suspect { since: now };
-                self.stats.failed_workers += 1;
-                self.stats.total_worker_failures += 1;
-                self.events.push(Event::WorkerSuspected {
-                    worker: WorkerId(i as u32),
-                    silence,
-                    at: now,
-                });
-                self.breaker_record(i, false, false, now);
-                self.requeue_worker(
-                    i,
-                    FailureKind::WorkerCrash,
-                    RequeueReason::WorkerSuspected,
-                    now,
-                );
+                self.suspect(i, now);
             } else if w.load > 0 && w.lease_check <= now {
                 self.expire_leases(i, now);
             }
@@ -651,7 +754,17 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             }
             self.ready.pop_front();
         };
-        let wi = self.select_worker(now)?;
+        // The scan mirrors the breakers' admission; should one still refuse (a probe
+        // expired at this very instant), the scan runs again without it.
+        let mut tries = self.workers.len();
+        let (wi, permit) = loop {
+            let wi = self.select_worker(now)?;
+            match self.with_breaker(wi, now, |b| b.try_acquire(now)) {
+                Ok(p) => break (wi, p),
+                Err(_) if tries > 1 => tries -= 1,
+                Err(_) => return None,
+            }
+        };
         self.ready.pop_front();
         let worker = WorkerId(wi as u32);
         let lease = now + self.config.lease;
@@ -660,7 +773,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         if t.epoch == 0 {
             t.retry = RetryState::new(now, task_seed(seed, idx));
         }
-        t.epoch += 1;
+        t.epoch = t.epoch.saturating_add(1);
         let epoch = t.epoch;
         t.state = TaskState::Running {
             worker,
@@ -668,6 +781,8 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             lease,
         };
         t.last_worker = wi as u32;
+        t.permit = Some(permit);
+        t.requeued = false;
         // Link at the head of the worker's list.
         let head = self.workers[wi].head;
         t.prev = NIL;
@@ -681,14 +796,6 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             w.lease_check = lease;
         }
         w.load += 1;
-        if let Some((from, to)) = w.breaker.acquire(now) {
-            self.events.push(Event::Breaker {
-                worker,
-                from,
-                to,
-                at: now,
-            });
-        }
         self.stats.pending_tasks -= 1;
         self.stats.running_tasks += 1;
         self.stats.assignments += 1;
@@ -726,7 +833,6 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         if n == 0 {
             return None;
         }
-        let rules = &self.config.breaker;
         let start = if self.cursor >= n { 0 } else { self.cursor };
         // (index, health rank, load, capacity)
         let mut best: Option<(usize, WorkerHealth, u32, u32)> = None;
@@ -737,7 +843,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                 && w.status.is_alive()
                 && w.health != WorkerHealth::Critical
                 && !w.detector.is_suspect(now)
-                && w.breaker.admits(rules, now)
+                && w.breaker_admits(now)
             {
                 if w.load == 0 && w.health == WorkerHealth::Healthy {
                     best = Some((i, w.health, 0, w.capacity));
@@ -792,7 +898,8 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         }
     }
 
-    fn unlink(&mut self, idx: u32, wi: usize) {
+    /// Removes task `idx` from worker `wi`'s running list; returns its breaker permit.
+    fn unlink(&mut self, idx: u32, wi: usize) -> Option<Permit> {
         let (prev, next) = {
             let t = &self.tasks[idx as usize];
             (t.prev, t.next)
@@ -808,19 +915,30 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let t = &mut self.tasks[idx as usize];
         t.prev = NIL;
         t.next = NIL;
+        let permit = t.permit.take();
         let w = &mut self.workers[wi];
         w.load -= 1;
         if w.load == 0 {
             w.lease_check = Instant::MAX;
         }
+        permit
     }
 
-    fn breaker_record(&mut self, wi: usize, success: bool, in_call: bool, now: Instant) {
-        let rules = self.config.breaker;
-        if let Some((from, to)) = self.workers[wi]
-            .breaker
-            .record(&rules, success, in_call, now)
-        {
+    /// Runs `f` on worker `wi`'s breaker; a change of state becomes an event.
+    fn with_breaker<R>(
+        &mut self,
+        wi: usize,
+        now: Instant,
+        f: impl FnOnce(&mut ConsecutiveBreaker) -> R,
+    ) -> R {
+        let b = &mut self.workers[wi].breaker;
+        let from = b.state();
+        let r = f(b);
+        // The ledger reports transitions itself (below); the breaker's own slot is
+        // drained so it never counts drops.
+        while b.poll_event().is_some() {}
+        let to = b.state();
+        if from != to {
             self.events.push(Event::Breaker {
                 worker: WorkerId(wi as u32),
                 from,
@@ -828,6 +946,29 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                 at: now,
             });
         }
+        r
+    }
+
+    /// Hands a running task's permit back to its worker's breaker with the outcome.
+    fn breaker_record(
+        &mut self,
+        wi: usize,
+        permit: Option<Permit>,
+        outcome: Outcome,
+        now: Instant,
+    ) {
+        if let Some(p) = permit {
+            self.with_breaker(wi, now, |b| b.record(p, outcome, now));
+        }
+    }
+
+    /// Counts a failure of the worker itself (not of a task) against its breaker.
+    fn breaker_fail(&mut self, wi: usize, kind: FailureKind, now: Instant) {
+        self.with_breaker(wi, now, |b| {
+            if let Ok(p) = b.try_acquire(now) {
+                b.record(p, Outcome::Failure(kind), now);
+            }
+        });
     }
 
     /// Charges a failed attempt to task `idx` (already unlinked from its worker and
@@ -876,6 +1017,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                 match requeue {
                     Some(reason) => {
                         t.ready_at = now;
+                        t.requeued = true;
                         self.stats.reassignments += 1;
                         self.events.push(Event::Requeued {
                             task,
@@ -926,11 +1068,51 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let worker = WorkerId(wi as u32);
         while self.workers[wi].head != NIL {
             let idx = self.workers[wi].head;
-            self.unlink(idx, wi);
+            // The attempt is charged to the task below; the worker's failure is counted
+            // once against its breaker by the caller, so the permit goes back uncounted.
+            if let Some(p) = self.unlink(idx, wi) {
+                self.with_breaker(wi, now, |b| b.release(p, now));
+            }
             self.stats.running_tasks -= 1;
             self.stats.pending_tasks += 1;
             self.charge(idx, worker, kind, None, Some(reason), now);
         }
+    }
+
+    /// Takes a pending or running task out of the counts (its queue entry goes stale,
+    /// its running attempt is unlinked and its permit released).
+    fn drop_attempt(&mut self, idx: u32, now: Instant) {
+        match self.tasks[idx as usize].state {
+            TaskState::Running { worker, .. } => {
+                let wi = worker.0 as usize;
+                if let Some(p) = self.unlink(idx, wi) {
+                    self.with_breaker(wi, now, |b| b.release(p, now));
+                }
+                self.stats.running_tasks -= 1;
+            }
+            TaskState::Pending => self.stats.pending_tasks -= 1,
+            _ => {}
+        }
+    }
+
+    /// Marks alive worker `i` suspect: requeues its tasks, counts a failure.
+    fn suspect(&mut self, i: usize, now: Instant) {
+        let silence = self.workers[i].detector.silence(now);
+        self.workers[i].status = WorkerStatus::Suspect { since: now };
+        self.stats.failed_workers += 1;
+        self.stats.total_worker_failures += 1;
+        self.events.push(Event::WorkerSuspected {
+            worker: WorkerId(i as u32),
+            silence,
+            at: now,
+        });
+        self.requeue_worker(
+            i,
+            FailureKind::WorkerCrash,
+            RequeueReason::WorkerSuspected,
+            now,
+        );
+        self.breaker_fail(i, FailureKind::WorkerCrash, now);
     }
 
     fn expire_leases(&mut self, wi: usize, now: Instant) {
@@ -948,10 +1130,15 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                         epoch,
                         at: now,
                     });
-                    self.unlink(cur, wi);
+                    let permit = self.unlink(cur, wi);
                     self.stats.running_tasks -= 1;
                     self.stats.pending_tasks += 1;
-                    self.breaker_record(wi, false, true, now);
+                    self.breaker_record(
+                        wi,
+                        permit,
+                        Outcome::Failure(FailureKind::TaskTimeout),
+                        now,
+                    );
                     self.charge(
                         cur,
                         worker,
@@ -970,11 +1157,11 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
     }
 
     /// Rejects a result for `task` at `epoch`, counting it.
-    fn reject(&mut self, task: TaskId, epoch: u32, failure: bool, now: Instant) -> ResultError {
+    fn reject(&mut self, task: TaskId, epoch: u32, now: Instant) -> ResultError {
         let t = &self.tasks[task.0 as usize];
         let reason = if t.state.is_finished() {
             StaleReason::Finished
-        } else if failure && epoch == t.epoch && matches!(t.state, TaskState::Pending) {
+        } else if epoch != 0 && epoch == t.epoch && matches!(t.state, TaskState::Pending) {
             StaleReason::AlreadyCharged
         } else {
             StaleReason::OldEpoch { current: t.epoch }

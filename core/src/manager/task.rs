@@ -2,6 +2,7 @@
 
 use heapless::HistoryBuf;
 
+use crate::breaker::Permit;
 use crate::failure::{FailureEvent, FailureKind, TaskId, WorkerId};
 use crate::retry::RetryState;
 use crate::time::Instant;
@@ -86,6 +87,11 @@ pub(crate) struct Task<const H: usize> {
     pub(crate) last_worker: u32,
     pub(crate) last_kind: Option<FailureKind>,
     pub(crate) retried: bool,
+    /// Pending because its attempt was lost (worker failed, lease lapsed, restore), not
+    /// because the attempt reported a result: a late success of that attempt counts.
+    pub(crate) requeued: bool,
+    /// The worker's breaker permit while running.
+    pub(crate) permit: Option<Permit>,
     /// Links in the list of tasks running on the same worker.
     pub(crate) next: u32,
     pub(crate) prev: u32,
@@ -102,6 +108,8 @@ impl<const H: usize> Task<H> {
             last_worker: NIL,
             last_kind: None,
             retried: false,
+            requeued: false,
+            permit: None,
             next: NIL,
             prev: NIL,
             history: HistoryBuf::new(),

@@ -315,6 +315,69 @@ fn worker_that_never_heartbeats_is_suspected_after_grace() {
 }
 
 #[test]
+fn outside_detector_suspicion_and_disabled_deadline() {
+    // Deadlines off (a phi detector decides instead): nothing is ever timed by them.
+    let cfg = config().with_deadline(DeadlineConfig::disabled());
+    let mut l: Ledger<2, 2> = Ledger::new(cfg);
+    let w0 = l.add_worker(1, secs(0)).unwrap();
+    let w1 = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    let a = l.assign(secs(0)).unwrap();
+    assert_eq!(a.worker, w0);
+    // Only the lease is timed.
+    assert_eq!(l.poll_timeout(), Some(secs(30)));
+    l.heartbeat(w0, secs(20)).unwrap();
+    l.suspect_worker(w0, secs(21)).unwrap();
+    assert_eq!(
+        l.worker(w0).unwrap().status,
+        WorkerStatus::Suspect { since: secs(21) }
+    );
+    let b = l.assign(secs(21)).unwrap();
+    assert_eq!((b.task, b.worker, b.epoch), (t, w1, 2));
+    assert_eq!(l.stats().total_worker_failures, 1);
+    // Suspecting again (not alive) changes nothing; a heartbeat brings it back.
+    l.suspect_worker(w0, secs(22)).unwrap();
+    assert_eq!(l.stats().total_worker_failures, 1);
+    l.heartbeat(w0, secs(23)).unwrap();
+    assert!(l.worker(w0).unwrap().status.is_alive());
+    assert_eq!(
+        l.suspect_worker(WorkerId(5), secs(23)),
+        Err(LedgerError::UnknownWorker(WorkerId(5)))
+    );
+}
+
+#[test]
+fn half_open_trial_task_may_run_long() {
+    // Breaker open after 3 failed tasks; the trial task after it half-opens runs for an
+    // hour with heartbeats: no probe timeout reopens the breaker meanwhile.
+    let cfg = LedgerConfig::new(fixed_policy(10, Duration::ZERO).unwrap());
+    let mut l: Ledger<1, 4> = Ledger::new(cfg);
+    let w = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    for _ in 0..3 {
+        let a = l.assign(secs(0)).unwrap();
+        l.task_failed(a.task, a.epoch, FailureKind::Evaluation, secs(0))
+            .unwrap();
+    }
+    assert_eq!(
+        l.worker(w).unwrap().breaker,
+        BreakerState::Open { until: secs(300) }
+    );
+    assert_eq!(l.assign(secs(299)), None);
+    l.heartbeat(w, secs(300)).unwrap();
+    let a = l.assign(secs(300)).unwrap();
+    assert_eq!((a.task, a.epoch), (t, 4));
+    for s in (310..4000).step_by(10) {
+        l.heartbeat(w, secs(s)).unwrap();
+        l.handle_timeout(secs(s));
+        assert_eq!(l.worker(w).unwrap().breaker, BreakerState::HalfOpen);
+    }
+    l.task_succeeded(t, 4, secs(4000)).unwrap();
+    assert_eq!(l.worker(w).unwrap().breaker, BreakerState::HalfOpen);
+    assert_eq!(l.worker(w).unwrap().breaker_metrics.probes_in_flight, 0);
+}
+
+#[test]
 fn renewed_lease_is_never_handed_to_a_second_worker() {
     let cfg = config().with_lease(Duration::from_secs(10)).unwrap();
     let mut l: Ledger<2, 2> = Ledger::new(cfg);
@@ -497,6 +560,114 @@ fn late_result_for_requeued_task_is_accepted_and_not_run_again() {
 }
 
 #[test]
+fn success_after_a_reported_failure_of_the_same_attempt_is_rejected() {
+    let mut l: Ledger<1, 2> = Ledger::new(config());
+    l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    let a = l.assign(secs(0)).unwrap();
+    l.task_failed(t, a.epoch, FailureKind::Evaluation, secs(1))
+        .unwrap();
+    assert_eq!(
+        l.task_succeeded(t, a.epoch, secs(2)),
+        Err(ResultError::Stale(StaleReason::AlreadyCharged))
+    );
+    assert_eq!(l.task(t).unwrap().state, TaskState::Pending);
+    assert_eq!(l.stats().stale_results_rejected, 1);
+}
+
+#[test]
+fn journal_replay_marks_tasks_finished() {
+    let mut l: Ledger<2, 8> = Ledger::new(config());
+    let w = l.add_worker(2, secs(0)).unwrap();
+    let ids: StdVec<_> = (0..4).map(|_| l.add_task(secs(0)).unwrap()).collect();
+    let a = l.assign(secs(0)).unwrap();
+    assert_eq!(a.task, ids[0]);
+    drain(&mut l);
+    // Pending and running tasks found finished in the journal.
+    l.mark_succeeded(ids[1], secs(1)).unwrap();
+    l.mark_succeeded(ids[0], secs(1)).unwrap();
+    l.mark_failed(ids[2], FailureKind::Permanent, secs(1))
+        .unwrap();
+    // Idempotent; contradictions refused.
+    l.mark_succeeded(ids[1], secs(1)).unwrap();
+    l.mark_failed(ids[2], FailureKind::Permanent, secs(1))
+        .unwrap();
+    assert_eq!(
+        l.mark_failed(ids[1], FailureKind::Evaluation, secs(1)),
+        Err(LedgerError::TaskFinished(ids[1]))
+    );
+    assert_eq!(
+        l.mark_succeeded(ids[2], secs(1)),
+        Err(LedgerError::TaskFinished(ids[2]))
+    );
+    assert_eq!(
+        l.mark_succeeded(TaskId(99), secs(1)),
+        Err(LedgerError::UnknownTask(TaskId(99)))
+    );
+    assert_eq!(l.worker(w).unwrap().load, 0);
+    // Only the one task left runs; the dropped attempt's result is stale.
+    let b = l.assign(secs(2)).unwrap();
+    assert_eq!(b.task, ids[3]);
+    assert_eq!(l.assign(secs(2)), None);
+    assert_eq!(
+        l.task_succeeded(ids[0], a.epoch, secs(3)),
+        Err(ResultError::Stale(StaleReason::Finished))
+    );
+    let s = l.stats();
+    assert_eq!(
+        (
+            s.succeeded_tasks,
+            s.failed_tasks,
+            s.pending_tasks,
+            s.running_tasks
+        ),
+        (2, 1, 0, 1)
+    );
+    let evs = drain(&mut l);
+    assert_eq!(
+        evs[..3],
+        [
+            Event::Succeeded {
+                task: ids[1],
+                worker: None,
+                epoch: 0,
+                attempt: 0,
+                at: secs(1)
+            },
+            Event::Succeeded {
+                task: ids[0],
+                worker: Some(w),
+                epoch: 1,
+                attempt: 1,
+                at: secs(1)
+            },
+            Event::GaveUp {
+                task: ids[2],
+                attempts: 0,
+                kind: FailureKind::Permanent,
+                reason: GiveUpReason::NotRetryable(FailureKind::Permanent),
+                at: secs(1)
+            },
+        ]
+    );
+    let views: StdVec<_> = l.tasks().map(|v| v.state).collect();
+    assert_eq!(
+        views,
+        [
+            TaskState::Succeeded,
+            TaskState::Succeeded,
+            TaskState::Failed,
+            TaskState::Running {
+                worker: w,
+                epoch: 1,
+                lease: secs(32)
+            }
+        ]
+    );
+    assert_eq!(l.workers().map(|v| v.load).collect::<StdVec<_>>(), [1]);
+}
+
+#[test]
 fn retry_timer_is_enforced_and_poll_timeout_says_when() {
     let mut l: Ledger<1, 2> = Ledger::new(config());
     let w = l.add_worker(1, secs(0)).unwrap();
@@ -632,6 +803,7 @@ fn error_messages_are_clear() {
 mod properties {
     use super::*;
     use proptest::prelude::*;
+    use std::vec;
 
     #[derive(Clone, Debug)]
     enum Op {
@@ -640,6 +812,9 @@ mod properties {
         Succeed(usize, u32),
         Fail(usize, u32, bool),
         WorkerFailed(usize),
+        Suspect(usize),
+        MarkSucceeded(usize),
+        MarkFailed(usize),
         Recover(usize),
         Heartbeat(usize),
         Health(usize, u8),
@@ -654,6 +829,9 @@ mod properties {
             3 => (0..12usize, 0..4u32).prop_map(|(t, e)| Op::Succeed(t, e)),
             3 => (0..12usize, 0..4u32, any::<bool>()).prop_map(|(t, e, p)| Op::Fail(t, e, p)),
             1 => (0..4usize).prop_map(Op::WorkerFailed),
+            1 => (0..4usize).prop_map(Op::Suspect),
+            1 => (0..12usize).prop_map(Op::MarkSucceeded),
+            1 => (0..12usize).prop_map(Op::MarkFailed),
             1 => (0..4usize).prop_map(Op::Recover),
             3 => (0..4usize).prop_map(Op::Heartbeat),
             1 => (0..4usize, 0..3u8).prop_map(|(w, h)| Op::Health(w, h)),
@@ -710,6 +888,9 @@ mod properties {
                         let _ = l.task_failed(TaskId(t as u32), e, kind, now);
                     }
                     Op::WorkerFailed(w) => { let _ = l.worker_failed(WorkerId(w as u32), FailureKind::WorkerCrash, now); }
+                    Op::Suspect(w) => { l.suspect_worker(WorkerId(w as u32), now).unwrap(); }
+                    Op::MarkSucceeded(t) => { let _ = l.mark_succeeded(TaskId(t as u32), now); }
+                    Op::MarkFailed(t) => { let _ = l.mark_failed(TaskId(t as u32), FailureKind::Gpu, now); }
                     Op::Recover(w) => { let _ = l.worker_recovered(WorkerId(w as u32), now); }
                     Op::Heartbeat(w) => { let _ = l.heartbeat(WorkerId(w as u32), now); }
                     Op::Health(w, h) => {

@@ -1,0 +1,63 @@
+//! `retry`: the core's retry driver on async-io timers, with `tracing` events.
+
+use std::future::Future;
+use std::time::Duration;
+
+use sturdy_core::FailureKind;
+use sturdy_core::retry::{GiveUpReason, RetryPolicy};
+use sturdy_core::retry_driver::{Classified, Retry, RetryError, RetryObserver};
+
+use crate::clock::AsyncIoClock;
+
+/// Emits each retry as a `DEBUG` `tracing` event and each give-up as a `WARN` one
+/// (target `sturdy_async_std::retry`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TracingObserver;
+
+impl RetryObserver for TracingObserver {
+    fn on_retry(&mut self, attempt: u32, kind: FailureKind, delay: Duration) {
+        tracing::debug!(
+            target: "sturdy_async_std::retry",
+            attempt,
+            kind = kind.as_str(),
+            delay_ms = delay.as_millis() as u64,
+            "attempt failed; retrying"
+        );
+    }
+
+    fn on_give_up(&mut self, attempt: u32, kind: FailureKind, reason: GiveUpReason) {
+        tracing::warn!(
+            target: "sturdy_async_std::retry",
+            attempt,
+            kind = kind.as_str(),
+            %reason,
+            "attempt failed; giving up"
+        );
+    }
+}
+
+/// A retry on async-io timers with `tracing` events, to configure before
+/// [`run`](Retry::run): `.attempt_timeout(d)?`, `.seed(s)`, `.observer(o)`.
+pub fn retrying(policy: &RetryPolicy) -> Retry<'_, AsyncIoClock, TracingObserver> {
+    Retry::new(AsyncIoClock::new(), policy).observer(TracingObserver)
+}
+
+/// Calls `op` until it succeeds or `policy` gives up, sleeping on async-io timers
+/// between attempts; `classify` names each error's [`FailureKind`]. Dropping the
+/// future drops the attempt in flight and the timer; nothing is spawned.
+///
+/// # Errors
+/// [`RetryError`] with the last error, the number of calls and the reason.
+pub async fn retry<T, E, F, Fut, C, K>(
+    policy: &RetryPolicy,
+    classify: C,
+    op: F,
+) -> Result<T, RetryError<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    C: FnMut(&E) -> K,
+    K: Into<Classified>,
+{
+    retrying(policy).run(classify, op).await
+}

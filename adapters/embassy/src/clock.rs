@@ -1,0 +1,48 @@
+//! The embassy clock: `embassy_time::Instant` read as the core's [`Instant`].
+
+use sturdy_core::retry_driver::Timer;
+use sturdy_core::{Clock, Instant};
+
+/// embassy-time's monotonic clock (ticks since boot, at the application's
+/// `TICK_HZ`) as the core's [`Instant`] (nanoseconds since boot). Its [`Timer`] sleeps
+/// are [`embassy_time::Timer`]s.
+///
+/// Conversions are exact in 128-bit arithmetic and saturate; a deadline is rounded up
+/// to the next tick, so a sleep never ends before its deadline.
+///
+/// Shape: zero-sized; `Copy`, `Send + Sync`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EmbassyClock;
+
+impl EmbassyClock {
+    /// The core instant of an embassy instant (nanoseconds since boot, saturating).
+    pub fn from_embassy(at: embassy_time::Instant) -> Instant {
+        let ns = at.as_ticks() as u128 * 1_000_000_000 / embassy_time::TICK_HZ as u128;
+        Instant::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+    }
+
+    /// The embassy instant of a core `at`, rounded up to the next tick (saturating at
+    /// `embassy_time::Instant::MAX`, which is "never").
+    pub fn to_embassy(at: Instant) -> embassy_time::Instant {
+        let ticks = (at.as_nanos() as u128 * embassy_time::TICK_HZ as u128).div_ceil(1_000_000_000);
+        embassy_time::Instant::from_ticks(u64::try_from(ticks).unwrap_or(u64::MAX))
+    }
+}
+
+impl Clock for EmbassyClock {
+    fn now(&self) -> Instant {
+        Self::from_embassy(embassy_time::Instant::now())
+    }
+}
+
+impl Timer for EmbassyClock {
+    type Sleep = embassy_time::Timer;
+
+    fn now(&self) -> Instant {
+        Clock::now(self)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> embassy_time::Timer {
+        embassy_time::Timer::at(Self::to_embassy(deadline))
+    }
+}

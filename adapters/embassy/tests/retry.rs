@@ -1,0 +1,188 @@
+//! The retry loop on embassy-time's mock driver: exact call counts and call times.
+
+use core::future::Future;
+use core::pin::pin;
+use core::task::{Context, Poll, Waker};
+use std::cell::RefCell;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use embassy_time::MockDriver;
+use sturdy_core::backoff::{BackoffConfig, Jitter};
+use sturdy_core::retry::{GiveUpReason, RetryPolicy, fixed_policy};
+use sturdy_core::{Clock, FailureKind, Instant};
+use sturdy_embassy::{EmbassyClock, RetryError, retry, retrying};
+
+/// The mock driver is one global: tests take turns.
+static DRIVER: Mutex<()> = Mutex::new(());
+
+/// Polls `f`, advancing the mock clock 1 ms whenever it is pending, for at most
+/// `limit_ms`; `None` if it did not finish.
+fn run<F: Future>(f: F, limit_ms: u64) -> Option<F::Output> {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..=limit_ms {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return Some(v);
+        }
+        MockDriver::get().advance(embassy_time::Duration::from_millis(1));
+    }
+    None
+}
+
+fn now_ms() -> u64 {
+    EmbassyClock.now().as_millis()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Nack,
+    BadAddress,
+}
+
+fn classify(f: &Fault) -> FailureKind {
+    match f {
+        Fault::Nack => FailureKind::Network,
+        Fault::BadAddress => FailureKind::Permanent,
+    }
+}
+
+#[test]
+fn schedules_exact_times_and_counts() {
+    let _turn = DRIVER.lock().unwrap_or_else(|p| p.into_inner());
+    MockDriver::get().reset();
+
+    // Always failing, 4 attempts, 10/20/40 ms: calls at 0, 10, 30, 70.
+    let b = BackoffConfig::exponential(Duration::from_millis(10), 2_000, Duration::from_secs(1))
+        .unwrap()
+        .with_jitter(Jitter::None)
+        .unwrap();
+    let policy = RetryPolicy::new(4, b).unwrap();
+    let times = RefCell::new(Vec::new());
+    let out: Option<Result<(), _>> = run(
+        retry(&policy, classify, || {
+            times.borrow_mut().push(now_ms());
+            async { Err(Fault::Nack) }
+        }),
+        1_000,
+    );
+    assert_eq!(*times.borrow(), [0, 10, 30, 70]);
+    assert_eq!(
+        out,
+        Some(Err(RetryError::Failed {
+            error: Fault::Nack,
+            attempts: 4,
+            reason: GiveUpReason::AttemptsExhausted { attempts: 4 }
+        }))
+    );
+    assert_eq!(now_ms(), 70);
+
+    // max_elapsed 25 ms with 10 ms steps: calls at 70, 80, 90; 100 would pass 25 ms.
+    let policy = fixed_policy(100, Duration::from_millis(10))
+        .unwrap()
+        .with_max_elapsed(Duration::from_millis(25))
+        .unwrap();
+    times.borrow_mut().clear();
+    let out: Option<Result<(), _>> = run(
+        retry(&policy, classify, || {
+            times.borrow_mut().push(now_ms());
+            async { Err(Fault::Nack) }
+        }),
+        1_000,
+    );
+    assert_eq!(*times.borrow(), [70, 80, 90]);
+    assert_eq!(
+        out.unwrap().unwrap_err().reason(),
+        GiveUpReason::ElapsedExceeded {
+            elapsed: Duration::from_millis(20)
+        }
+    );
+
+    // First-try success and a permanent error: one call each, no time passes.
+    let calls = RefCell::new(0);
+    let ok = run(
+        retry(&policy, classify, || {
+            *calls.borrow_mut() += 1;
+            async { Ok::<_, Fault>(3) }
+        }),
+        0,
+    );
+    assert_eq!((ok, *calls.borrow()), (Some(Ok(3)), 1));
+    let bad: Option<Result<(), _>> = run(
+        retry(&policy, classify, || {
+            *calls.borrow_mut() += 1;
+            async { Err(Fault::BadAddress) }
+        }),
+        0,
+    );
+    assert_eq!(*calls.borrow(), 2);
+    assert_eq!(
+        bad.unwrap().unwrap_err().reason(),
+        GiveUpReason::NotRetryable(FailureKind::Permanent)
+    );
+    assert_eq!(now_ms(), 90);
+}
+
+#[test]
+fn attempt_timeout_and_cancellation() {
+    let _turn = DRIVER.lock().unwrap_or_else(|p| p.into_inner());
+    MockDriver::get().reset();
+
+    // Attempt 1 never answers and times out at 15 ms; 5 ms later attempt 2 answers.
+    let policy = fixed_policy(3, Duration::from_millis(5)).unwrap();
+    let times = RefCell::new(Vec::new());
+    let out = run(
+        retrying(&policy)
+            .attempt_timeout(Duration::from_millis(15))
+            .unwrap()
+            .run(classify, || {
+                times.borrow_mut().push(now_ms());
+                let n = times.borrow().len();
+                async move {
+                    if n == 1 {
+                        core::future::pending::<()>().await;
+                    }
+                    Ok::<_, Fault>(n)
+                }
+            }),
+        1_000,
+    );
+    assert_eq!(out, Some(Ok(2)));
+    assert_eq!(*times.borrow(), [0, 20]);
+
+    // A caller's deadline (50 ms) cancels a retry sleeping 1 s after one attempt; the
+    // dropped future leaves no timer that could call again.
+    let policy = fixed_policy(10, Duration::from_secs(1)).unwrap();
+    let calls = RefCell::new(0);
+    let start = now_ms();
+    let caller = embassy_time::with_timeout(
+        embassy_time::Duration::from_millis(50),
+        retry(&policy, classify, || {
+            *calls.borrow_mut() += 1;
+            async { Err::<(), _>(Fault::Nack) }
+        }),
+    );
+    assert_eq!(run(caller, 1_000), Some(Err(embassy_time::TimeoutError)));
+    assert_eq!((*calls.borrow(), now_ms() - start), (1, 50));
+    MockDriver::get().advance(embassy_time::Duration::from_secs(10));
+    assert_eq!(*calls.borrow(), 1);
+}
+
+#[test]
+fn conversions_round_up_and_saturate() {
+    let at = Instant::from_nanos(1_500);
+    // 1 MHz ticks in the tests: 1.5 µs rounds up to 2 ticks.
+    assert_eq!(EmbassyClock::to_embassy(at).as_ticks(), 2);
+    assert_eq!(
+        EmbassyClock::from_embassy(embassy_time::Instant::from_ticks(2)),
+        Instant::from_micros(2)
+    );
+    assert_eq!(
+        EmbassyClock::to_embassy(Instant::MAX),
+        embassy_time::Instant::from_ticks(u64::MAX / 1_000 + 1)
+    );
+    assert_eq!(
+        EmbassyClock::from_embassy(embassy_time::Instant::MAX),
+        Instant::MAX
+    );
+}

@@ -1,0 +1,581 @@
+//! `Breaker`: a cheap, cloneable, `Send + Sync` handle around one of the core's circuit
+//! breakers, shared by every task and thread that calls the same dependency.
+//!
+//! The core decides; the handle reads the clock, holds a lock for the duration of one
+//! core call (never across an `.await`) and turns the core's events into `tracing`
+//! events (target `sturdy_tokio::breaker`: opened and probe-expired at `WARN`, the rest
+//! at `INFO`).
+//!
+//! **Closed fast path.** While the breaker is closed and a success would change nothing
+//! but the call counter ([`BreakerCore::success_is_idle`]: a
+//! [`ConsecutiveBreaker`] with no failure in its current run), `try_acquire` and a
+//! successful `record` touch two atomics and no lock and read no clock. The first failure
+//! (or any other outcome) takes the lock, checks that the breaker is still in the
+//! generation the call started in (a late failure from before a transition is ignored,
+//! as the core ignores stale permits) and records it in the core. A
+//! [`CircuitBreaker`] counts every success in its sliding window, so its handle always
+//! takes the lock.
+//!
+//! **No wedged probes.** A [`CallGuard`] dropped before it recorded an outcome (a
+//! cancelled future, a panic, an early return) releases its permit: a cancelled
+//! half-open probe frees its slot at once instead of waiting for the permit timeout.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use sturdy_core::breaker::{
+    BreakerEvent, CircuitBreaker, ConsecutiveBreaker, Metrics, Outcome, Permit, Rejected,
+    SlidingWindow, State,
+};
+use sturdy_core::{Clock, FailureKind, Instant};
+
+use crate::clock::TokioClock;
+
+/// The operations the shared handle needs from a core breaker; implemented for
+/// [`ConsecutiveBreaker`] and [`CircuitBreaker`]. Each method is the core's method of
+/// the same name.
+pub trait BreakerCore: Send + 'static {
+    /// See [`ConsecutiveBreaker::try_acquire`].
+    ///
+    /// # Errors
+    /// [`Rejected`] with the instant to come back.
+    fn try_acquire(&mut self, now: Instant) -> Result<Permit, Rejected>;
+    /// See [`ConsecutiveBreaker::record`].
+    fn record(&mut self, permit: Permit, outcome: Outcome, now: Instant);
+    /// See [`ConsecutiveBreaker::release`].
+    fn release(&mut self, permit: Permit, now: Instant);
+    /// See [`ConsecutiveBreaker::handle_timeout`].
+    fn handle_timeout(&mut self, now: Instant);
+    /// See [`ConsecutiveBreaker::poll_timeout`].
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// See [`ConsecutiveBreaker::poll_event`].
+    fn poll_event(&mut self) -> Option<BreakerEvent>;
+    /// See [`ConsecutiveBreaker::state`].
+    fn state(&self) -> State;
+    /// See [`ConsecutiveBreaker::generation`].
+    fn generation(&self) -> u32;
+    /// See [`ConsecutiveBreaker::metrics`].
+    fn metrics(&self) -> Metrics;
+    /// See [`ConsecutiveBreaker::reset`].
+    fn reset(&mut self, now: Instant);
+    /// See [`ConsecutiveBreaker::force_open`].
+    fn force_open(&mut self, now: Instant);
+    /// Whether recording a success now would change nothing but the call counter; then
+    /// the shared handle lets calls pass and succeed without its lock. `false` by
+    /// default (always correct, never fast).
+    fn success_is_idle(&self) -> bool {
+        false
+    }
+}
+
+macro_rules! delegate_core {
+    () => {
+        fn try_acquire(&mut self, now: Instant) -> Result<Permit, Rejected> {
+            Self::try_acquire(self, now)
+        }
+        fn record(&mut self, permit: Permit, outcome: Outcome, now: Instant) {
+            Self::record(self, permit, outcome, now)
+        }
+        fn release(&mut self, permit: Permit, now: Instant) {
+            Self::release(self, permit, now)
+        }
+        fn handle_timeout(&mut self, now: Instant) {
+            Self::handle_timeout(self, now)
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            Self::poll_timeout(self)
+        }
+        fn poll_event(&mut self) -> Option<BreakerEvent> {
+            Self::poll_event(self)
+        }
+        fn state(&self) -> State {
+            Self::state(self)
+        }
+        fn generation(&self) -> u32 {
+            Self::generation(self)
+        }
+        fn metrics(&self) -> Metrics {
+            Self::metrics(self)
+        }
+        fn reset(&mut self, now: Instant) {
+            Self::reset(self, now)
+        }
+        fn force_open(&mut self, now: Instant) {
+            Self::force_open(self, now)
+        }
+    };
+}
+
+impl BreakerCore for ConsecutiveBreaker {
+    delegate_core!();
+
+    /// Closed with no failure in the current run: a success only counts a call.
+    fn success_is_idle(&self) -> bool {
+        self.state() == State::Closed && self.metrics().consecutive_failures == 0
+    }
+}
+
+impl<W: SlidingWindow + Send + 'static, const E: usize> BreakerCore for CircuitBreaker<W, E> {
+    delegate_core!();
+}
+
+/// An atomic on its own cache line (128 bytes covers adjacent-line prefetching), so the
+/// success counter's writes do not evict the fast-path word that every call reads.
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct Padded(AtomicU64);
+
+/// The fast-path word: `generation << 1 | 1` while closed calls may skip the lock,
+/// `generation << 1` otherwise.
+const FAST: u64 = 1;
+
+struct Shared<B, C> {
+    fast: Padded,
+    fast_calls: Padded,
+    core: Mutex<B>,
+    clock: C,
+    name: Box<str>,
+}
+
+/// A shared circuit breaker: clone it freely (one `Arc`), call it from any task or
+/// thread. See the [module docs](self) for the closed fast path.
+///
+/// ```
+/// use std::time::Duration;
+/// use sturdy_core::breaker::{ConsecutiveBreaker, ConsecutiveConfig};
+/// use sturdy_tokio::{Breaker, BreakerError};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), sturdy_core::ConfigError> {
+/// let breaker = Breaker::new(ConsecutiveBreaker::new(ConsecutiveConfig::new(
+///     2,                      // open after 2 failures in a row
+///     Duration::from_secs(5), // for 5 s
+///     1,                      // close after 1 successful probe
+/// )?));
+/// for _ in 0..2 {
+///     let r = breaker.call(async { Err::<(), _>("refused") }).await;
+///     assert!(matches!(r, Err(BreakerError::Failed("refused"))));
+/// }
+/// // Open: rejected without calling.
+/// assert!(matches!(breaker.call(async { Ok::<_, &str>(1) }).await, Err(BreakerError::Rejected(_))));
+/// tokio::time::sleep(Duration::from_secs(5)).await;
+/// // Half-open: one probe passes and closes it.
+/// assert_eq!(breaker.call(async { Ok::<_, &str>(1) }).await.ok(), Some(1));
+/// # Ok(()) }
+/// ```
+pub struct Breaker<B = ConsecutiveBreaker, C = TokioClock> {
+    shared: Arc<Shared<B, C>>,
+}
+
+impl<B, C> Clone for Breaker<B, C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<B: BreakerCore, C: Clock> fmt::Debug for Breaker<B, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Breaker")
+            .field("name", &self.shared.name)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl<B: BreakerCore> Breaker<B, TokioClock> {
+    /// A shared handle around `core`, on tokio time (origin: now), named `"breaker"` in
+    /// `tracing` events.
+    pub fn new(core: B) -> Self {
+        Self::with_clock(core, TokioClock::with_origin(tokio::time::Instant::now()))
+    }
+}
+
+impl<B: BreakerCore, C: Clock> Breaker<B, C> {
+    /// A shared handle around `core`, reading `clock`.
+    pub fn with_clock(core: B, clock: C) -> Self {
+        let word = fast_word(&core);
+        Self {
+            shared: Arc::new(Shared {
+                fast: Padded(AtomicU64::new(word)),
+                fast_calls: Padded::default(),
+                core: Mutex::new(core),
+                clock,
+                name: "breaker".into(),
+            }),
+        }
+    }
+
+    /// Names the breaker in its `tracing` events (the field `breaker`). Call before
+    /// cloning: a handle already cloned keeps its name.
+    pub fn named(self, name: &str) -> Self {
+        match Arc::try_unwrap(self.shared) {
+            Ok(mut shared) => {
+                shared.name = name.into();
+                Self {
+                    shared: Arc::new(shared),
+                }
+            }
+            Err(shared) => Self { shared },
+        }
+    }
+
+    /// The name used in `tracing` events.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Asks leave for one call. The guard records the outcome
+    /// ([`CallGuard::record`], [`success`](CallGuard::success),
+    /// [`failure`](CallGuard::failure)); dropped unrecorded, it releases the permit.
+    ///
+    /// # Errors
+    /// [`Rejected`] with the instant to come back (open, half-open with every probe
+    /// slot busy, forced open).
+    #[inline]
+    pub fn try_acquire(&self) -> Result<CallGuard<'_, B, C>, Rejected> {
+        let word = self.shared.fast.0.load(Ordering::Acquire);
+        let ticket = if word & FAST == FAST {
+            Ticket::Fast(word)
+        } else {
+            Ticket::Core(self.shared.acquire_slow()?)
+        };
+        Ok(CallGuard {
+            shared: &self.shared,
+            ticket: Some(ticket),
+        })
+    }
+
+    /// As [`try_acquire`](Self::try_acquire), with a guard that owns a clone of the
+    /// handle (`'static`, for futures that outlive the borrow, such as a tower
+    /// service's response future).
+    ///
+    /// # Errors
+    /// As [`try_acquire`](Self::try_acquire).
+    pub fn try_acquire_owned(&self) -> Result<OwnedCallGuard<B, C>, Rejected> {
+        let ticket = self.try_acquire()?.take();
+        Ok(OwnedCallGuard {
+            breaker: self.clone(),
+            ticket,
+        })
+    }
+
+    /// Runs `fut` if the breaker admits a call: `Ok` counts as a success, `Err` as a
+    /// failure of kind [`FailureKind::Unknown`]. Dropping the returned future releases
+    /// the permit.
+    ///
+    /// # Errors
+    /// [`BreakerError::Rejected`] without running `fut`; [`BreakerError::Failed`] with
+    /// its error.
+    pub async fn call<T, E, F>(&self, fut: F) -> Result<T, BreakerError<E>>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        let guard = self.try_acquire().map_err(BreakerError::Rejected)?;
+        let out = fut.await;
+        match out {
+            Ok(v) => {
+                guard.success();
+                Ok(v)
+            }
+            Err(e) => {
+                guard.failure(FailureKind::Unknown);
+                Err(BreakerError::Failed(e))
+            }
+        }
+    }
+
+    /// Runs `fut` if the breaker admits a call and records `classify(&output)`.
+    ///
+    /// # Errors
+    /// [`Rejected`] without running `fut`.
+    pub async fn call_with<T, F, K>(&self, classify: K, fut: F) -> Result<T, Rejected>
+    where
+        F: Future<Output = T>,
+        K: FnOnce(&T) -> Outcome,
+    {
+        let guard = self.try_acquire()?;
+        let out = fut.await;
+        guard.record(classify(&out));
+        Ok(out)
+    }
+
+    /// The current state (after handling any timeout that is due).
+    pub fn state(&self) -> State {
+        self.shared.with_core(|core, _| core.state())
+    }
+
+    /// The core's measurements; `calls` includes the successes counted on the fast
+    /// path.
+    pub fn metrics(&self) -> Metrics {
+        let shared = &*self.shared;
+        shared.with_core(|core, _| {
+            let mut m = core.metrics();
+            if core.state() == State::Closed {
+                let fast = shared.fast_calls.0.load(Ordering::Relaxed);
+                m.calls = m
+                    .calls
+                    .saturating_add(u32::try_from(fast).unwrap_or(u32::MAX));
+            }
+            m
+        })
+    }
+
+    /// When the core next needs [`handle_timeout`](ConsecutiveBreaker::handle_timeout):
+    /// the end of the open period or a probe's expiry. Every call through the handle
+    /// handles due timeouts first, so this is for callers that want to be woken (to
+    /// log the half-open transition on time, for instance).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.shared.with_core(|core, _| core.poll_timeout())
+    }
+
+    /// Closes the breaker by hand and clears its measurements.
+    pub fn reset(&self) {
+        self.shared.with_core(|core, now| core.reset(now));
+    }
+
+    /// Opens the breaker by hand until [`reset`](Self::reset).
+    pub fn force_open(&self) {
+        self.shared.with_core(|core, now| core.force_open(now));
+    }
+
+    /// Runs `f` on the core breaker under the lock at the clock's `now` (for getters
+    /// the handle does not mirror: `snapshot()`, `config()`); then emits its events.
+    pub fn inspect<R>(&self, f: impl FnOnce(&mut B, Instant) -> R) -> R {
+        self.shared.with_core(f)
+    }
+}
+
+fn fast_word<B: BreakerCore>(core: &B) -> u64 {
+    (u64::from(core.generation()) << 1) | u64::from(core.success_is_idle())
+}
+
+impl<B: BreakerCore, C: Clock> Shared<B, C> {
+    fn lock(&self) -> MutexGuard<'_, B> {
+        // The core never panics on input; a poisoned lock only means a caller's
+        // `inspect` closure panicked, and the breaker's state is still whole.
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One core call under the lock, then the events and the fast-path word.
+    fn with_core<R>(&self, f: impl FnOnce(&mut B, Instant) -> R) -> R {
+        let now = self.clock.now();
+        let mut core = self.lock();
+        core.handle_timeout(now);
+        let r = f(&mut core, now);
+        self.publish(&mut core);
+        r
+    }
+
+    fn publish(&self, core: &mut B) {
+        while let Some(ev) = core.poll_event() {
+            emit(&self.name, ev);
+        }
+        let word = fast_word(core);
+        let old = self.fast.0.load(Ordering::Relaxed);
+        if old >> 1 != word >> 1 {
+            // A new generation: the fast-path count belonged to the old one.
+            self.fast_calls.0.store(0, Ordering::Relaxed);
+        }
+        if old != word {
+            self.fast.0.store(word, Ordering::Release);
+        }
+    }
+
+    #[cold]
+    fn acquire_slow(&self) -> Result<Permit, Rejected> {
+        self.with_core(|core, now| core.try_acquire(now))
+    }
+
+    #[inline]
+    fn finish(&self, ticket: Ticket, outcome: Outcome) {
+        match ticket {
+            Ticket::Fast(word) => {
+                if outcome == Outcome::Success && self.fast.0.load(Ordering::Acquire) == word {
+                    self.fast_calls.0.fetch_add(1, Ordering::Relaxed);
+                } else if outcome != Outcome::Ignored {
+                    self.finish_fast_slow(word, outcome);
+                }
+            }
+            Ticket::Core(permit) => self.with_core(|core, now| core.record(permit, outcome, now)),
+        }
+    }
+
+    /// A fast-path call whose outcome needs the core: record it as a call of the
+    /// generation it started in, or drop it if the breaker has moved on since.
+    #[cold]
+    fn finish_fast_slow(&self, word: u64, outcome: Outcome) {
+        self.with_core(|core, now| {
+            if u64::from(core.generation()) == word >> 1
+                && let Ok(permit) = core.try_acquire(now)
+            {
+                core.record(permit, outcome, now);
+            }
+        });
+    }
+
+    fn abandon(&self, ticket: Ticket) {
+        if let Ticket::Core(permit) = ticket {
+            self.with_core(|core, now| core.release(permit, now));
+        }
+    }
+}
+
+fn emit(name: &str, ev: BreakerEvent) {
+    const T: &str = "sturdy_tokio::breaker";
+    let at_ms = ev.at().as_millis();
+    match ev {
+        BreakerEvent::Opened { until, .. } => tracing::warn!(
+            target: T,
+            breaker = name,
+            at_ms,
+            until_ms = until.as_millis(),
+            "circuit breaker opened"
+        ),
+        BreakerEvent::HalfOpened { .. } => {
+            tracing::info!(target: T, breaker = name, at_ms, "circuit breaker half-open")
+        }
+        BreakerEvent::Closed { .. } => {
+            tracing::info!(target: T, breaker = name, at_ms, "circuit breaker closed")
+        }
+        BreakerEvent::ProbeExpired { .. } => tracing::warn!(
+            target: T,
+            breaker = name,
+            at_ms,
+            "circuit breaker probe expired"
+        ),
+        other => {
+            tracing::info!(target: T, breaker = name, at_ms, event = ?other, "circuit breaker event")
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Ticket {
+    /// Admitted on the fast path, in the generation of this word.
+    Fast(u64),
+    /// A permit from the core.
+    Core(Permit),
+}
+
+/// Leave for one call from a [`Breaker`]. Record the outcome when the call ends;
+/// dropped unrecorded, it releases the permit (a cancelled probe frees its slot).
+#[must_use = "record the call's outcome; a dropped guard counts the call neither way"]
+pub struct CallGuard<'a, B: BreakerCore, C: Clock> {
+    shared: &'a Shared<B, C>,
+    ticket: Option<Ticket>,
+}
+
+impl<B: BreakerCore, C: Clock> CallGuard<'_, B, C> {
+    /// Records the call's outcome.
+    #[inline]
+    pub fn record(mut self, outcome: Outcome) {
+        if let Some(t) = self.ticket.take() {
+            self.shared.finish(t, outcome);
+        }
+    }
+
+    /// Records a success.
+    #[inline]
+    pub fn success(self) {
+        self.record(Outcome::Success);
+    }
+
+    /// Records a failure of `kind`.
+    pub fn failure(self, kind: FailureKind) {
+        self.record(Outcome::Failure(kind));
+    }
+
+    /// Whether this call is a half-open probe.
+    pub fn is_probe(&self) -> bool {
+        matches!(self.ticket, Some(Ticket::Core(p)) if p.is_probe())
+    }
+
+    fn take(mut self) -> Option<Ticket> {
+        self.ticket.take()
+    }
+}
+
+/// A [`CallGuard`] that owns a clone of its [`Breaker`]: `'static`, `Send` and `Sync`.
+/// Same rules: record the outcome, or drop it to release the permit.
+#[must_use = "record the call's outcome; a dropped guard counts the call neither way"]
+pub struct OwnedCallGuard<B: BreakerCore = ConsecutiveBreaker, C: Clock = TokioClock> {
+    breaker: Breaker<B, C>,
+    ticket: Option<Ticket>,
+}
+
+impl<B: BreakerCore, C: Clock> OwnedCallGuard<B, C> {
+    /// Records the call's outcome.
+    pub fn record(mut self, outcome: Outcome) {
+        if let Some(t) = self.ticket.take() {
+            self.breaker.shared.finish(t, outcome);
+        }
+    }
+
+    /// Whether this call is a half-open probe.
+    pub fn is_probe(&self) -> bool {
+        matches!(self.ticket, Some(Ticket::Core(p)) if p.is_probe())
+    }
+}
+
+impl<B: BreakerCore, C: Clock> Drop for OwnedCallGuard<B, C> {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            self.breaker.shared.abandon(t);
+        }
+    }
+}
+
+impl<B: BreakerCore, C: Clock> fmt::Debug for OwnedCallGuard<B, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedCallGuard")
+            .field("ticket", &self.ticket)
+            .finish()
+    }
+}
+
+impl<B: BreakerCore, C: Clock> Drop for CallGuard<'_, B, C> {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            self.shared.abandon(t);
+        }
+    }
+}
+
+impl<B: BreakerCore, C: Clock> fmt::Debug for CallGuard<'_, B, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallGuard")
+            .field("ticket", &self.ticket)
+            .finish()
+    }
+}
+
+/// Why [`Breaker::call`] returned no value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BreakerError<E> {
+    /// The breaker rejected the call; the operation did not run.
+    Rejected(Rejected),
+    /// The operation ran and failed.
+    Failed(E),
+}
+
+impl<E: fmt::Display> fmt::Display for BreakerError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rejected(r) => r.fmt(f),
+            Self::Failed(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for BreakerError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Rejected(r) => Some(r),
+            Self::Failed(e) => Some(e),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! `retry`: the core's retry driver on tokio time, with `tracing` events.
+
+use std::future::Future;
+use std::time::Duration;
+
+use sturdy_core::FailureKind;
+use sturdy_core::retry::{GiveUpReason, RetryPolicy};
+use sturdy_core::retry_driver::{Classified, Retry, RetryError, RetryObserver};
+
+use crate::clock::TokioClock;
+
+/// Emits each retry as a `DEBUG` `tracing` event and each give-up as a `WARN` one
+/// (target `sturdy_tokio::retry`), with the attempt number, the failure kind, the delay
+/// in ms or the reason.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TracingObserver;
+
+impl RetryObserver for TracingObserver {
+    fn on_retry(&mut self, attempt: u32, kind: FailureKind, delay: Duration) {
+        tracing::debug!(
+            target: "sturdy_tokio::retry",
+            attempt,
+            kind = kind.as_str(),
+            delay_ms = delay.as_millis() as u64,
+            "attempt failed; retrying"
+        );
+    }
+
+    fn on_give_up(&mut self, attempt: u32, kind: FailureKind, reason: GiveUpReason) {
+        tracing::warn!(
+            target: "sturdy_tokio::retry",
+            attempt,
+            kind = kind.as_str(),
+            %reason,
+            "attempt failed; giving up"
+        );
+    }
+}
+
+/// A retry on tokio time with `tracing` events, to configure before
+/// [`run`](Retry::run): `.attempt_timeout(d)?`, `.seed(s)`, `.observer(o)`.
+///
+/// ```
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use sturdy_core::{FailureKind, retry::RetryPolicy};
+/// let policy = RetryPolicy::default();
+/// let body = sturdy_tokio::retrying(&policy)
+///     .attempt_timeout(Duration::from_secs(2))?
+///     .run(|_e: &std::io::Error| FailureKind::Network, || async { Ok::<_, std::io::Error>("ok") })
+///     .await?;
+/// # let _ = body; Ok(()) }
+/// ```
+pub fn retrying(policy: &RetryPolicy) -> Retry<'_, TokioClock, TracingObserver> {
+    Retry::new(TokioClock::new(), policy).observer(TracingObserver)
+}
+
+/// Calls `op` until it succeeds or `policy` gives up, sleeping on tokio time between
+/// attempts; `classify` names each error's [`FailureKind`] (or returns a
+/// [`Classified`] with a retry-after hint). Retries and give-ups are `tracing` events.
+///
+/// Dropping the returned future (a caller's `tokio::time::timeout`, a `select!`) drops
+/// the attempt in flight and the pending sleep; nothing is spawned.
+///
+/// # Errors
+/// [`RetryError`] with the last error, the number of calls and the reason.
+pub async fn retry<T, E, F, Fut, C, K>(
+    policy: &RetryPolicy,
+    classify: C,
+    op: F,
+) -> Result<T, RetryError<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    C: FnMut(&E) -> K,
+    K: Into<Classified>,
+{
+    retrying(policy).run(classify, op).await
+}
