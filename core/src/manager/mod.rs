@@ -370,6 +370,38 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         Ok(TaskId(idx))
     }
 
+    /// Adds a task that earlier runs (before a restart without a checkpoint) already
+    /// tried `prior_attempts` times: attempt numbers and epochs continue from there, the
+    /// prior attempts count toward the policy's `max_attempts`, and the backoff resumes
+    /// where it was. With `prior_attempts` of 0 this is [`add_task`](Self::add_task).
+    ///
+    /// # Errors
+    /// [`LedgerError::TasksFull`].
+    pub fn add_task_with_prior_attempts(
+        &mut self,
+        prior_attempts: u32,
+        now: Instant,
+    ) -> Result<TaskId, LedgerError> {
+        let id = self.add_task(now)?;
+        if prior_attempts > 0 {
+            let now = self.clock.latest();
+            let policy = self.config.retry;
+            // Replays the prior failures on a policy that never gives up, so only the
+            // counts and the backoff move.
+            let replay = crate::retry::RetryPolicy::new(u32::MAX, *policy.backoff())
+                .map(|p| p.with_retryable(crate::failure::KindSet::all()));
+            let t = &mut self.tasks[id.0 as usize];
+            t.retry = RetryState::new(now, task_seed(self.config.seed, id.0));
+            if let Ok(replay) = replay {
+                for _ in 0..prior_attempts {
+                    let _ = t.retry.on_failure(&replay, FailureKind::Unknown, now);
+                }
+            }
+            t.epoch = prior_attempts;
+        }
+        Ok(id)
+    }
+
     /// Sets a worker's health mark (from the supervisor's host and GPU assessment).
     ///
     /// # Errors
@@ -773,6 +805,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         if t.epoch == 0 {
             t.retry = RetryState::new(now, task_seed(seed, idx));
         }
+        // (A task added with prior attempts has its retry state already.)
         t.epoch = t.epoch.saturating_add(1);
         let epoch = t.epoch;
         t.state = TaskState::Running {

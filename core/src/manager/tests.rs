@@ -704,6 +704,31 @@ fn retry_timer_is_enforced_and_poll_timeout_says_when() {
 }
 
 #[test]
+fn prior_attempts_continue_numbering_and_count_toward_the_limit() {
+    // 3 attempts in total; 2 were made by an earlier run.
+    let mut l: Ledger<1, 4> = Ledger::new(config());
+    l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task_with_prior_attempts(2, secs(0)).unwrap();
+    assert_eq!(l.task(t).unwrap().attempts, 2);
+    let a = l.assign(secs(0)).unwrap();
+    assert_eq!((a.epoch, a.attempt), (3, 3));
+    assert_eq!(
+        l.task_failed(t, 3, FailureKind::Evaluation, secs(1)),
+        Ok(Decision::GiveUp(GiveUpReason::AttemptsExhausted {
+            attempts: 3
+        }))
+    );
+    // A fresh task next to it still has its three.
+    let u = l.add_task_with_prior_attempts(0, secs(1)).unwrap();
+    let b = l.assign(secs(1)).unwrap();
+    assert_eq!((b.task, b.epoch), (u, 1));
+    assert_eq!(
+        l.task_failed(u, 1, FailureKind::Evaluation, secs(1)),
+        Ok(Decision::RetryAfter(Duration::from_secs(5)))
+    );
+}
+
+#[test]
 fn health_marks_critical_gets_nothing_degraded_last() {
     let mut l: Ledger<3, 8> = Ledger::new(config());
     let w0 = l.add_worker(2, secs(0)).unwrap();
