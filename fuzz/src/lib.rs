@@ -6,3 +6,6 @@
 //! so that `tests/regressions.rs` replays every saved finding on stable Rust.
 
 pub mod backoff;
+pub mod breaker;
+pub mod health;
+pub mod retry;

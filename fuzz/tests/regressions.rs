@@ -37,11 +37,31 @@ fn pseudo_random_inputs(seed: u64, count: usize) -> impl Iterator<Item = Vec<u8>
     })
 }
 
+/// Replays the saved inputs of `target`, then a few hundred pseudo-random ones.
+fn check(target: &str, run: fn(&[u8])) {
+    replay(target, run);
+    for input in pseudo_random_inputs(target.len() as u64, 300) {
+        run(&input);
+    }
+    run(&[]);
+}
+
 #[test]
 fn backoff() {
-    replay("backoff", sturdy_fuzz::backoff::run);
-    for input in pseudo_random_inputs(1, 300) {
-        sturdy_fuzz::backoff::run(&input);
-    }
-    sturdy_fuzz::backoff::run(&[]);
+    check("backoff", sturdy_fuzz::backoff::run);
+}
+
+#[test]
+fn retry() {
+    check("retry", sturdy_fuzz::retry::run);
+}
+
+#[test]
+fn health() {
+    check("health", sturdy_fuzz::health::run);
+}
+
+#[test]
+fn breaker() {
+    check("breaker", sturdy_fuzz::breaker::run);
 }

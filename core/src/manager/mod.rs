@@ -34,7 +34,7 @@
 //!
 //! # Failures
 //! [`task_failed`](Ledger::task_failed) asks the task's
-//! [`RetryState`](crate::retry::RetryState) (policy from [`LedgerConfig`]): a retry sets
+//! [`RetryState`] (policy from [`LedgerConfig`]): a retry sets
 //! a retry timer (the task is not runnable before it), a give-up fails the task for good
 //! (counted once). [`worker_failed`](Ledger::worker_failed), a suspicion of the
 //! deadline detector (in [`handle_timeout`](Ledger::handle_timeout)) and a lapsed lease
@@ -291,7 +291,9 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
 
     /// The next event, oldest first. The queue holds `EVENTS` entries; when it is full
     /// new events are dropped and counted in [`Stats::events_dropped`], so drain it after
-    /// every input.
+    /// every input. One input can emit several: a worker failure emits up to three per
+    /// task it was running plus two, so size `EVENTS` to at least four times the most
+    /// tasks that can run at once when a journal must see every event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop()
     }
@@ -771,7 +773,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         if t.epoch == 0 {
             t.retry = RetryState::new(now, task_seed(seed, idx));
         }
-        t.epoch += 1;
+        t.epoch = t.epoch.saturating_add(1);
         let epoch = t.epoch;
         t.state = TaskState::Running {
             worker,
