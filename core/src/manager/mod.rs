@@ -260,6 +260,17 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         })
     }
 
+    /// Whether `worker` would be given a task at `now`: alive, not silent past its
+    /// deadline, not marked critical, with a free slot, and its breaker admitting a call.
+    /// The original's `is_worker_unhealthy` is roughly the negation (without the slot).
+    /// `false` for an unknown worker.
+    pub fn can_take_task(&self, worker: WorkerId, now: Instant) -> bool {
+        let now = now.max(self.clock.latest());
+        self.workers
+            .get(worker.0 as usize)
+            .is_some_and(|w| w.can_take_task(now))
+    }
+
     /// Every worker's breaker state (the original's `circuit_breakers` statistic).
     pub fn breaker_states(&self) -> impl Iterator<Item = (WorkerId, BreakerState)> + '_ {
         self.workers
@@ -872,12 +883,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let mut i = start;
         for _ in 0..n {
             let w = &self.workers[i];
-            if w.load < w.capacity
-                && w.status.is_alive()
-                && w.health != WorkerHealth::Critical
-                && !w.detector.is_suspect(now)
-                && w.breaker_admits(now)
-            {
+            if w.can_take_task(now) {
                 if w.load == 0 && w.health == WorkerHealth::Healthy {
                     best = Some((i, w.health, 0, w.capacity));
                     break;

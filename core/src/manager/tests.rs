@@ -39,8 +39,11 @@ fn original_worker_failure_tracked_and_recovery_clears() {
     assert_eq!((s.failed_workers, s.total_worker_failures), (1, 1));
     // A failed worker's heartbeats are refused until it recovers.
     assert_eq!(l.heartbeat(w, secs(2)), Err(LedgerError::WorkerDown(w)));
+    assert!(!l.can_take_task(w, secs(2)), "unhealthy while failed");
     l.worker_recovered(w, secs(3)).unwrap();
     assert_eq!(l.worker(w).unwrap().status, WorkerStatus::Alive);
+    assert!(l.can_take_task(w, secs(3)));
+    assert!(!l.can_take_task(WorkerId(9), secs(3)));
     let s = l.stats();
     assert_eq!(
         (
@@ -141,6 +144,10 @@ fn original_four_worker_failures_open_its_breaker() {
     );
     // Recovered but still open: no task until it half-opens at 303 s.
     l.worker_recovered(w, secs(5)).unwrap();
+    assert!(
+        !l.can_take_task(w, secs(5)),
+        "unhealthy while its breaker is open"
+    );
     l.heartbeat(other, secs(5)).unwrap();
     l.worker_failed(other, FailureKind::WorkerCrash, secs(5))
         .unwrap();
@@ -148,6 +155,11 @@ fn original_four_worker_failures_open_its_breaker() {
     assert_eq!(l.assign(secs(6)), None);
     assert_eq!(l.poll_timeout(), Some(secs(35)));
     l.heartbeat(w, secs(290)).unwrap();
+    assert!(!l.can_take_task(w, secs(302)));
+    assert!(
+        l.can_take_task(w, secs(303)),
+        "its breaker admits a probe at 303 s"
+    );
     assert_eq!(l.assign(secs(302)), None);
     l.heartbeat(w, secs(303)).unwrap();
     let a = l.assign(secs(303)).unwrap();
