@@ -38,7 +38,6 @@
 //! # Ok(()) }
 //! ```
 
-mod breaker;
 pub mod checkpoint_store;
 #[cfg(feature = "tower")]
 mod classify;
@@ -51,11 +50,23 @@ mod tower_breaker;
 #[cfg(feature = "tower")]
 mod tower_retry;
 
-pub use breaker::{Breaker, BreakerCore, BreakerError, CallGuard, OwnedCallGuard};
+pub use sturdy_shared::breaker::{BreakerCore, BreakerError};
+pub use sturdy_shared::health::{Assessed, HealthReading, MonitorConfig, SampleError};
+
+/// The shared circuit breaker handle (from `sturdy-shared`) on tokio time: clone it
+/// freely, call it from any task or thread. See [`sturdy_shared::breaker`] for the
+/// closed fast path and the guard rules.
+pub type Breaker<B = sturdy_core::ConsecutiveBreaker> = sturdy_shared::Breaker<B, TokioClock>;
+/// A [`Breaker`]'s borrowed call guard.
+pub type CallGuard<'a, B = sturdy_core::ConsecutiveBreaker> =
+    sturdy_shared::breaker::CallGuard<'a, B, TokioClock>;
+/// A [`Breaker`]'s owned call guard (`'static`).
+pub type OwnedCallGuard<B = sturdy_core::ConsecutiveBreaker> =
+    sturdy_shared::breaker::OwnedCallGuard<B, TokioClock>;
 #[cfg(feature = "tower")]
 pub use classify::{ClassifyResult, ErrorsAreFailures, HttpStatus};
 pub use clock::TokioClock;
-pub use health_monitor::{Assessed, HealthMonitor, HealthReading, MonitorConfig, SampleError};
+pub use health_monitor::HealthMonitor;
 pub use retry::{TracingObserver, retry, retrying};
 pub use sturdy_core::retry_driver::{Classified, RetryError};
 #[cfg(feature = "tower")]
