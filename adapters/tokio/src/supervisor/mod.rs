@@ -44,6 +44,7 @@ mod record;
 use std::time::{Duration, SystemTime};
 
 use sturdy_core::backoff::{BackoffConfig, BackoffState};
+use sturdy_core::checkpoint::{self, DecodeError, Resume};
 use sturdy_core::health::HealthStatus;
 use sturdy_core::manager::{
     BreakerState, Event, Ledger, LedgerConfig, LedgerError, TaskState, WorkerHealth,
@@ -52,6 +53,8 @@ use sturdy_core::phi::{PhiAccrual, PhiConfig};
 use sturdy_core::retry::Decision;
 use sturdy_core::{FailureKind, Instant, TaskId, WorkerId};
 use tokio::sync::{mpsc, watch};
+
+use crate::checkpoint_store::CheckpointStore;
 
 pub use local::LocalPool;
 pub use pool::{Finish, Order, Report, Reporter, WorkerPool};
@@ -230,6 +233,48 @@ pub struct Supervisor<P: WorkerPool, const W: usize, const T: usize> {
     stop_tx: watch::Sender<Stop>,
     health: Option<watch::Receiver<HostHealth>>,
     summary: Summary,
+    checkpoints: Option<Checkpointing>,
+}
+
+struct Checkpointing {
+    store: CheckpointStore,
+    experiment: String,
+    every: Duration,
+    payload: Vec<u8>,
+    generation: u64,
+    last: tokio::time::Instant,
+}
+
+/// What a checkpoint of a run holds, read back by [`read_checkpoint`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SavedRun {
+    /// The checkpoint's generation.
+    pub generation: u64,
+    /// The caller's payload given to [`Supervisor::enable_checkpoints`].
+    pub payload: Vec<u8>,
+    /// Each task's state by ledger task id, as restored (running tasks come back
+    /// pending, charged one attempt).
+    pub states: Vec<TaskState>,
+}
+
+/// Decodes and verifies a checkpoint written by a [`Supervisor`] with up to `T` tasks,
+/// restores it into a scratch ledger, and returns what it holds.
+///
+/// # Errors
+/// Any [`DecodeError`]: truncated, bit-flipped, wrong version, too many tasks for `T`.
+pub fn read_checkpoint<const T: usize>(bytes: &[u8]) -> Result<SavedRun, DecodeError> {
+    let saved = checkpoint::decode(bytes)?;
+    let mut ledger = boxed_ledger::<1, T>(LedgerConfig::default());
+    saved.restore_into(&mut *ledger, Instant::ZERO)?;
+    let states = (0..saved.task_count())
+        .filter_map(|i| ledger.task(TaskId(i)).map(|v| v.state))
+        .collect();
+    Ok(SavedRun {
+        generation: saved.generation(),
+        payload: saved.payload().to_vec(),
+        states,
+    })
 }
 
 /// Builds a boxed ledger on a thread with a stack large enough for the value (a ledger
@@ -290,6 +335,7 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             stop_tx,
             health: None,
             summary: Summary::default(),
+            checkpoints: None,
         }))
     }
 
@@ -323,6 +369,80 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
     /// by [`HealthMonitor`](crate) reports).
     pub fn set_health(&mut self, health: watch::Receiver<HostHealth>) {
         self.health = Some(health);
+    }
+
+    /// Writes a checkpoint (the ledger's snapshot and `payload`, in the core's
+    /// [`checkpoint`] format) to `store` under `experiment` every `every` while
+    /// running, and once more when the run ends (finished, drained or aborted).
+    /// Generations continue after the newest one stored.
+    ///
+    /// # Errors
+    /// The store's directory cannot be listed, or `experiment` is not a valid name.
+    pub fn enable_checkpoints(
+        &mut self,
+        store: CheckpointStore,
+        experiment: impl Into<String>,
+        every: Duration,
+        payload: Vec<u8>,
+    ) -> std::io::Result<()> {
+        let experiment = experiment.into();
+        let generation = store.list(&experiment)?.last().copied().unwrap_or(0);
+        self.checkpoints = Some(Checkpointing {
+            store,
+            experiment,
+            every,
+            payload,
+            generation,
+            last: tokio::time::Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Writes a checkpoint now (crash-safe, see [`CheckpointStore::save`]); returns its
+    /// generation. `Ok(None)` when checkpoints are not enabled.
+    ///
+    /// # Errors
+    /// Encoding or the store's write failed; the previous checkpoints are intact.
+    pub fn checkpoint_now(&mut self) -> std::io::Result<Option<u64>> {
+        let Some(c) = self.checkpoints.as_mut() else {
+            return Ok(None);
+        };
+        let mut buf =
+            vec![0u8; checkpoint::max_encoded_len(self.ledger.task_count(), c.payload.len())];
+        let n = checkpoint::encode(&self.ledger, c.generation + 1, &c.payload, &mut buf)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        c.store.save(&c.experiment, c.generation + 1, &buf[..n])?;
+        c.generation += 1;
+        c.last = tokio::time::Instant::now();
+        Ok(Some(c.generation))
+    }
+
+    /// Restores a checkpoint's snapshot into this supervisor's ledger before [`run`]
+    /// (add the same tasks in the same order first): finished tasks stay finished and
+    /// are never run again; tasks that were running go back to pending, charged one
+    /// attempt.
+    ///
+    /// [`run`]: Self::run
+    ///
+    /// # Errors
+    /// Any [`DecodeError`]; the ledger is then unchanged.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<Resume, DecodeError> {
+        let now = self.now();
+        checkpoint::decode(bytes)?.restore_into(&mut *self.ledger, now)
+    }
+
+    fn checkpoint_if_due<O: Observer<P::Task>>(&mut self, observer: &mut O, force: bool) {
+        let due = self
+            .checkpoints
+            .as_ref()
+            .is_some_and(|c| force || c.last.elapsed() >= c.every);
+        if due {
+            let result = self.checkpoint_now();
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "checkpoint not written");
+            }
+            observer.checkpointed(result.as_ref().map(|g| g.unwrap_or(0)));
+        }
     }
 
     /// A handle to stop the run from elsewhere.
@@ -656,7 +776,19 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             if self.ledger.is_finished() || (stop != Stop::Run && self.running() == 0) {
                 break;
             }
-            let wake = self.next_wake();
+            self.checkpoint_if_due(observer, false);
+            let mut wake = self.next_wake();
+            if let Some(c) = &self.checkpoints {
+                let at = Instant::from_nanos(
+                    u64::try_from(
+                        (c.last + c.every)
+                            .saturating_duration_since(self.origin)
+                            .as_nanos(),
+                    )
+                    .unwrap_or(u64::MAX),
+                );
+                wake = Some(wake.map_or(at, |w| w.min(at)));
+            }
             let sleep_to = wake.map(|at| self.origin + Duration::from_nanos(at.as_nanos()));
             let health_changed = async {
                 match self.health.as_mut() {
@@ -689,6 +821,7 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             }
         }
         self.pool.shutdown();
+        self.checkpoint_if_due(observer, true);
         self.finish_summary(wall.elapsed(), *stop_rx.borrow() != Stop::Run)
     }
 

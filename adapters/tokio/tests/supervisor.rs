@@ -1,0 +1,176 @@
+//! The supervisor over in-process workers (`LocalPool`), in virtual time: the same
+//! guarantees the CLI gives with processes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sturdy_core::FailureKind;
+use sturdy_core::manager::LedgerConfig;
+use sturdy_core::retry::fixed_policy;
+use sturdy_tokio::checkpoint_store::{CheckpointStore, StoreConfig};
+use sturdy_tokio::supervisor::{
+    AttemptRecord, LocalPool, Observer, Summary, Supervisor, SupervisorConfig, Verdict,
+};
+
+#[derive(Default)]
+struct Tally {
+    done: BTreeMap<u64, u32>,
+    records: Vec<AttemptRecord>,
+}
+
+impl<T> Observer<T> for Tally {
+    fn attempt_ended(&mut self, rec: &AttemptRecord, _payload: &T) {
+        if rec.verdict == Verdict::Done {
+            *self.done.entry(rec.key).or_insert(0) += 1;
+        }
+        self.records.push(*rec);
+    }
+}
+
+fn config(max_attempts: u32) -> SupervisorConfig {
+    SupervisorConfig::new(LedgerConfig::new(
+        fixed_policy(max_attempts, Duration::from_millis(10)).unwrap(),
+    ))
+}
+
+#[tokio::test(start_paused = true)]
+async fn panicking_attempts_crash_their_worker_and_the_task_moves_on() {
+    let pool = LocalPool::new(
+        Duration::from_millis(100),
+        |n: u64, attempt: u32| async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if n % 7 == 0 && attempt == 1 {
+                panic!("worker dies under task {n}");
+            }
+            Ok(())
+        },
+    );
+    let mut sup: Box<Supervisor<_, 4, 64>> = Supervisor::new(config(3), pool, 3).unwrap();
+    for n in 0..50u64 {
+        sup.add_task(n, 0, n).unwrap();
+    }
+    let mut tally = Tally::default();
+    let s: Summary = sup.run(&mut tally).await;
+    assert_eq!((s.tasks, s.succeeded, s.failed.len()), (50, 50, 0));
+    // Tasks 0, 7, ..., 49: eight crashes, each charged and reassigned.
+    assert_eq!(s.worker_crashes, 8);
+    assert_eq!(s.attempts, 58);
+    assert!(tally.done.values().all(|&c| c == 1) && tally.done.len() == 50);
+    let crashed: Vec<u64> = tally
+        .records
+        .iter()
+        .filter(|r| r.finish.failure == Some(FailureKind::WorkerCrash))
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(crashed.len(), 8);
+    assert!(crashed.iter().all(|k| k % 7 == 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_and_permanent_failures_end_failed_for_good() {
+    let pool = LocalPool::new(
+        Duration::from_millis(100),
+        |n: u64, _attempt: u32| async move {
+            match n {
+                3 => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(())
+                }
+                5 => Err(FailureKind::Evaluation),
+                _ => Ok(()),
+            }
+        },
+    );
+    let cfg = config(2).with_task_timeout(Some(Duration::from_millis(200)));
+    let mut sup: Box<Supervisor<_, 2, 16>> = Supervisor::new(cfg, pool, 2).unwrap();
+    for n in 0..10u64 {
+        sup.add_task(n, 0, n).unwrap();
+    }
+    let start = tokio::time::Instant::now();
+    let mut tally = Tally::default();
+    let s = sup.run(&mut tally).await;
+    let mut failed = s.failed.clone();
+    failed.sort();
+    assert_eq!(
+        failed,
+        vec![(3, FailureKind::TaskTimeout), (5, FailureKind::Evaluation)]
+    );
+    assert_eq!(s.succeeded, 8);
+    assert_eq!(s.attempts, 12);
+    // Two 200 ms timeouts and a 10 ms retry delay, not an hour.
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let five: Vec<Verdict> = tally
+        .records
+        .iter()
+        .filter(|r| r.key == 5)
+        .map(|r| r.verdict)
+        .collect();
+    assert_eq!(five, [Verdict::Retry, Verdict::GaveUp]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_stops_dispatch_and_lets_running_attempts_finish() {
+    let pool = LocalPool::new(Duration::from_millis(100), |_n: u64, _a: u32| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(())
+    });
+    let mut sup: Box<Supervisor<_, 2, 32>> = Supervisor::new(config(3), pool, 2).unwrap();
+    for n in 0..20u64 {
+        sup.add_task(n, 0, n).unwrap();
+    }
+    let stop = sup.stop_handle();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        stop.drain();
+    });
+    let s = sup.run(&mut ()).await;
+    // Two workers, 100 ms each: 2 at 100 ms, 2 at 200 ms, the 2 started at 200 ms finish.
+    assert_eq!((s.succeeded, s.unfinished, s.interrupted), (6, 14, true));
+}
+
+#[tokio::test(start_paused = true)]
+async fn checkpoint_then_restore_never_runs_a_finished_task_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::open(dir.path(), StoreConfig::DEFAULT).unwrap();
+    let job = |_n: u64, _a: u32| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(())
+    };
+    let mut first: Box<Supervisor<_, 2, 32>> =
+        Supervisor::new(config(3), LocalPool::new(Duration::from_millis(50), job), 2).unwrap();
+    for n in 0..20u64 {
+        first.add_task(n, 0, n).unwrap();
+    }
+    first
+        .enable_checkpoints(
+            store.clone(),
+            "farm",
+            Duration::from_secs(60),
+            b"payload".to_vec(),
+        )
+        .unwrap();
+    let stop = first.stop_handle();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        stop.abort();
+    });
+    let s1 = first.run(&mut ()).await;
+    assert_eq!(s1.succeeded, 6);
+    let saved = store.load_latest("farm").unwrap().unwrap();
+
+    let mut second: Box<Supervisor<_, 2, 32>> =
+        Supervisor::new(config(3), LocalPool::new(Duration::from_millis(50), job), 2).unwrap();
+    for n in 0..20u64 {
+        second.add_task(n, 0, n).unwrap();
+    }
+    second.restore(&saved.bytes).unwrap();
+    let mut tally = Tally::default();
+    let s2 = second.run(&mut tally).await;
+    assert_eq!(s2.succeeded, 20);
+    assert_eq!(s2.attempts, 14);
+    assert_eq!(tally.done.len(), 14);
+}
