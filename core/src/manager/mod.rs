@@ -260,6 +260,17 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         })
     }
 
+    /// Whether `worker` would be given a task at `now`: alive, not silent past its
+    /// deadline, not marked critical, with a free slot, and its breaker admitting a call.
+    /// The original's `is_worker_unhealthy` is roughly the negation (without the slot).
+    /// `false` for an unknown worker.
+    pub fn can_take_task(&self, worker: WorkerId, now: Instant) -> bool {
+        let now = now.max(self.clock.latest());
+        self.workers
+            .get(worker.0 as usize)
+            .is_some_and(|w| w.can_take_task(now))
+    }
+
     /// Every worker's breaker state (the original's `circuit_breakers` statistic).
     pub fn breaker_states(&self) -> impl Iterator<Item = (WorkerId, BreakerState)> + '_ {
         self.workers
@@ -368,6 +379,38 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         self.stats.pending_tasks += 1;
         self.enqueue(idx, now);
         Ok(TaskId(idx))
+    }
+
+    /// Adds a task that earlier runs (before a restart without a checkpoint) already
+    /// tried `prior_attempts` times: attempt numbers and epochs continue from there, the
+    /// prior attempts count toward the policy's `max_attempts`, and the backoff resumes
+    /// where it was. With `prior_attempts` of 0 this is [`add_task`](Self::add_task).
+    ///
+    /// # Errors
+    /// [`LedgerError::TasksFull`].
+    pub fn add_task_with_prior_attempts(
+        &mut self,
+        prior_attempts: u32,
+        now: Instant,
+    ) -> Result<TaskId, LedgerError> {
+        let id = self.add_task(now)?;
+        if prior_attempts > 0 {
+            let now = self.clock.latest();
+            let policy = self.config.retry;
+            // Replays the prior failures on a policy that never gives up, so only the
+            // counts and the backoff move.
+            let replay = crate::retry::RetryPolicy::new(u32::MAX, *policy.backoff())
+                .map(|p| p.with_retryable(crate::failure::KindSet::all()));
+            let t = &mut self.tasks[id.0 as usize];
+            t.retry = RetryState::new(now, task_seed(self.config.seed, id.0));
+            if let Ok(replay) = replay {
+                for _ in 0..prior_attempts {
+                    let _ = t.retry.on_failure(&replay, FailureKind::Unknown, now);
+                }
+            }
+            t.epoch = prior_attempts;
+        }
+        Ok(id)
     }
 
     /// Sets a worker's health mark (from the supervisor's host and GPU assessment).
@@ -773,6 +816,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         if t.epoch == 0 {
             t.retry = RetryState::new(now, task_seed(seed, idx));
         }
+        // (A task added with prior attempts has its retry state already.)
         t.epoch = t.epoch.saturating_add(1);
         let epoch = t.epoch;
         t.state = TaskState::Running {
@@ -839,12 +883,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let mut i = start;
         for _ in 0..n {
             let w = &self.workers[i];
-            if w.load < w.capacity
-                && w.status.is_alive()
-                && w.health != WorkerHealth::Critical
-                && !w.detector.is_suspect(now)
-                && w.breaker_admits(now)
-            {
+            if w.can_take_task(now) {
                 if w.load == 0 && w.health == WorkerHealth::Healthy {
                     best = Some((i, w.health, 0, w.capacity));
                     break;
