@@ -14,7 +14,11 @@
 //!   a blocking thread, publishing the latest reading through `tokio::sync::watch`;
 //! - tower (feature `tower`, on by default): [`CircuitBreakerLayer`] and [`RetryLayer`]
 //!   for hyper, axum and tonic stacks, judging results with a [`ClassifyResult`]
-//!   ([`HttpStatus`] for HTTP).
+//!   ([`HttpStatus`] for HTTP);
+//! - [`supervisor`]: the async task farm that drives the core's ledger over a pool of
+//!   workers (in-process tokio tasks, or child processes as in the `sturdy` CLI);
+//! - [`checkpoint_store`]: a directory-backed checkpoint store with crash-safe writes,
+//!   verified reads and the last K kept.
 //!
 //! ```
 //! use std::time::Duration;
@@ -34,11 +38,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod checkpoint_store;
 #[cfg(feature = "tower")]
 mod classify;
 mod clock;
 mod health_monitor;
 mod retry;
+pub mod supervisor;
 #[cfg(feature = "tower")]
 mod tower_breaker;
 #[cfg(feature = "tower")]
