@@ -14,7 +14,7 @@
 //! [`DeadlineDetector`](crate::deadline::DeadlineDetector) fed by
 //! [`heartbeat`](Ledger::heartbeat) (an outside detector such as phi accrual reports
 //! through [`suspect_worker`](Ledger::suspect_worker)), and a
-//! [`ConsecutiveBreaker`](crate::breaker::ConsecutiveBreaker) (defaults after the
+//! [`ConsecutiveBreaker`] (defaults after the
 //! original: 3 failures in a row open it for 300 s, 2 successes in half-open close it;
 //! one trial task at a time while half-open). Failed attempts on a worker, its reported
 //! failures and its suspicions all count against its breaker; successes count for it.
