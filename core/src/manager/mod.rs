@@ -41,7 +41,8 @@
 //! (counted once). [`worker_failed`](Ledger::worker_failed), a suspicion of the
 //! deadline detector (in [`handle_timeout`](Ledger::handle_timeout)) and a lapsed lease
 //! return the worker's running tasks to pending, runnable at once, each charged one
-//! attempt (so a task that kills every worker still ends).
+//! attempt (so a task that kills every worker still ends). Tasks that were only waiting
+//! are never charged: a pending task is bound to no worker until it is assigned.
 //!
 //! # Driving it (sans-IO)
 //! Inputs take `now`; outputs are pulled. The order a supervisor follows:
