@@ -31,6 +31,8 @@ use sturdy_core::breaker::{
 };
 use sturdy_core::{Clock, FailureKind, Instant};
 
+use crate::striped::StripedCounter;
+
 /// The operations the shared handle needs from a core breaker; implemented for
 /// [`ConsecutiveBreaker`] and [`CircuitBreaker`]. Each method is the core's method of
 /// the same name.
@@ -131,7 +133,10 @@ const FAST: u64 = 1;
 
 struct Shared<B, C> {
     fast: Padded,
-    fast_calls: Padded,
+    /// Successes on the fast path, ever.
+    fast_calls: StripedCounter,
+    /// `fast_calls` when the current generation began (written under the lock).
+    fast_base: AtomicU64,
     core: Mutex<B>,
     clock: C,
     name: Box<str>,
@@ -206,7 +211,8 @@ impl<B: BreakerCore, C: Clock> Breaker<B, C> {
         Self {
             shared: Arc::new(Shared {
                 fast: Padded(AtomicU64::new(word)),
-                fast_calls: Padded::default(),
+                fast_calls: StripedCounter::default(),
+                fast_base: AtomicU64::new(0),
                 core: Mutex::new(core),
                 clock,
                 name: "breaker".into(),
@@ -320,7 +326,10 @@ impl<B: BreakerCore, C: Clock> Breaker<B, C> {
         shared.with_core(|core, _| {
             let mut m = core.metrics();
             if core.state() == State::Closed {
-                let fast = shared.fast_calls.0.load(Ordering::Relaxed);
+                let fast = shared
+                    .fast_calls
+                    .total()
+                    .wrapping_sub(shared.fast_base.load(Ordering::Relaxed));
                 m.calls = m
                     .calls
                     .saturating_add(u32::try_from(fast).unwrap_or(u32::MAX));
@@ -382,8 +391,9 @@ impl<B: BreakerCore, C: Clock> Shared<B, C> {
         let word = fast_word(core);
         let old = self.fast.0.load(Ordering::Relaxed);
         if old >> 1 != word >> 1 {
-            // A new generation: the fast-path count belonged to the old one.
-            self.fast_calls.0.store(0, Ordering::Relaxed);
+            // A new generation: the fast-path count so far belonged to the old one.
+            self.fast_base
+                .store(self.fast_calls.total(), Ordering::Relaxed);
         }
         if old != word {
             self.fast.0.store(word, Ordering::Release);
@@ -400,7 +410,7 @@ impl<B: BreakerCore, C: Clock> Shared<B, C> {
         match ticket {
             Ticket::Fast(word) => {
                 if outcome == Outcome::Success && self.fast.0.load(Ordering::Acquire) == word {
-                    self.fast_calls.0.fetch_add(1, Ordering::Relaxed);
+                    self.fast_calls.add_one();
                 } else if outcome != Outcome::Ignored {
                     self.finish_fast_slow(word, outcome);
                 }
