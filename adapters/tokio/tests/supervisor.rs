@@ -39,7 +39,7 @@ async fn panicking_attempts_crash_their_worker_and_the_task_moves_on() {
         Duration::from_millis(100),
         |n: u64, attempt: u32| async move {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            if n % 7 == 0 && attempt == 1 {
+            if n.is_multiple_of(7) && attempt == 1 {
                 panic!("worker dies under task {n}");
             }
             Ok(())
@@ -63,7 +63,7 @@ async fn panicking_attempts_crash_their_worker_and_the_task_moves_on() {
         .map(|r| r.key)
         .collect();
     assert_eq!(crashed.len(), 8);
-    assert!(crashed.iter().all(|k| k % 7 == 0));
+    assert!(crashed.iter().all(|k| k.is_multiple_of(7)));
 }
 
 #[tokio::test(start_paused = true)]
