@@ -20,19 +20,35 @@ fn policy(max_attempts: u32) -> RetryPolicy {
 
 /// A service answering from `script` (status, optional `Retry-After`), recording the
 /// virtual ms of each call.
-fn scripted(
-    script: Vec<(u16, Option<&'static str>)>,
-) -> (
-    impl Service<
+/// The virtual ms of each call.
+type CallLog = Arc<Mutex<Vec<u64>>>;
+
+/// What the tests wrap: an HTTP-shaped service that can be cloned and sent.
+trait Upstream:
+    Service<
         http::Request<String>,
         Response = http::Response<()>,
         Error = &'static str,
-        Future = impl Send,
+        Future: Send,
     > + Clone
     + Send
-    + 'static,
-    Arc<Mutex<Vec<u64>>>,
-) {
+    + 'static
+{
+}
+
+impl<S> Upstream for S where
+    S: Service<
+            http::Request<String>,
+            Response = http::Response<()>,
+            Error = &'static str,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+fn scripted(script: Vec<(u16, Option<&'static str>)>) -> (impl Upstream, CallLog) {
     let start = Instant::now();
     let calls = Arc::new(Mutex::new(Vec::new()));
     let log = calls.clone();
