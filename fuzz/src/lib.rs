@@ -7,5 +7,8 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod checkpoint;
 pub mod health;
+pub mod ledger;
+pub mod phi;
 pub mod retry;
