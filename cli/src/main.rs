@@ -1,5 +1,59 @@
-//! The `sturdy` command line (placeholder until `sturdy run` lands).
+//! `sturdy`: a fault-tolerant task farm (`sturdy run`) and a host health report
+//! (`sturdy probe`).
+//!
+//! `sturdy run TASKS` runs every shell command of TASKS on worker processes that may
+//! crash, hang or fail, and loses nothing and repeats nothing: failures are classified
+//! and retried with backoff, a crashed worker's task moves to another worker, a worker
+//! whose circuit breaker is open gets no work, every attempt is journaled, and
+//! `sturdy run --resume` after a crash of the master runs only what had not finished.
+//! The decisions are the core's ledger's (`sturdy_core::manager`), driven by the tokio
+//! supervisor (`sturdy_tokio::supervisor`); this crate holds the processes, files and
+//! signals.
+//!
+//! Exit codes: 0 every task succeeded; 1 some task failed for good, the run was
+//! interrupted, or its machinery failed; 2 bad input (nothing was run or overwritten).
+
+mod classify;
+mod error;
+mod health_gate;
+mod journal;
+mod oom;
+mod options;
+mod probe_cmd;
+mod process_pool;
+mod protocol;
+mod report;
+mod run;
+mod state_dir;
+mod tasks;
+mod worker;
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::error::{CliError, EXIT_BAD_INPUT};
+use crate::options::{Cli, Command};
 
 fn main() {
-    println!("sturdy: not yet");
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_BAD_INPUT } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let result: Result<i32, CliError> = match cli.command {
+        Command::Run(args) => run::run(*args),
+        Command::Probe(args) => probe_cmd::run(&args),
+        Command::Worker(args) => Ok(worker::run(Duration::from_millis(args.heartbeat_ms.max(1)))),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("sturdy: {e}");
+            std::process::exit(e.exit_code());
+        }
+    }
 }

@@ -15,11 +15,11 @@
 //! | 12 | 4 | CRC-32 (ISO-HDLC, the zlib/PNG one) of bytes 0..12 and of the body, little-endian |
 //! | 16 | n | body: postcard (generation, counters, task count, payload length), the payload bytes, then one postcard record per task |
 //!
-//! [`encode`] writes into the caller's buffer (no allocation) and returns the length;
-//! [`decode`] checks the frame, the CRC and every record before anything is restored,
+//! `encode` writes into the caller's buffer (no allocation) and returns the length;
+//! `decode` checks the frame, the CRC and every record before anything is restored,
 //! and returns a typed [`DecodeError`] for truncated, bit-flipped, wrong-magic,
 //! wrong-version, oversized or malformed input; it never panics.
-//! [`Checkpoint::restore_into`] then replaces a ledger's tasks and counters: finished
+//! `Checkpoint::restore_into` then replaces a ledger's tasks and counters: finished
 //! tasks stay finished (a restored ledger never runs a succeeded task again), running
 //! tasks go back to pending charged one attempt (their workers died with the process),
 //! and the generation to run next is the saved one plus one.
@@ -714,6 +714,37 @@ mod tests {
             }
             ran.sort();
             assert_eq!(ran, [(2, 2), (3, 2), (4, 1)]);
+        }
+
+        #[test]
+        fn restoring_over_running_work_frees_breaker_probes() {
+            let cfg = LedgerConfig::new(fixed_policy(5, Duration::ZERO).unwrap())
+                .with_breaker(1, Duration::from_secs(10), 1)
+                .unwrap();
+            let mut l: Ledger<1, 4> = Ledger::new(cfg);
+            let w = l.add_worker(1, secs(0)).unwrap();
+            let t = l.add_task(secs(0)).unwrap();
+            let a = l.assign(secs(0)).unwrap();
+            l.task_failed(t, a.epoch, FailureKind::Gpu, secs(0))
+                .unwrap();
+            l.heartbeat(w, secs(10)).unwrap();
+            let probe = l.assign(secs(10)).unwrap();
+            assert_eq!(probe.epoch, 2);
+            assert_eq!(l.worker(w).unwrap().breaker_metrics.probes_in_flight, 1);
+            let bytes = {
+                let mut buf = vec![0u8; 512];
+                let n = encode(&l, 1, &[], &mut buf).unwrap();
+                buf.truncate(n);
+                buf
+            };
+            decode(&bytes)
+                .unwrap()
+                .restore_into(&mut l, secs(11))
+                .unwrap();
+            assert_eq!(l.worker(w).unwrap().breaker_metrics.probes_in_flight, 0);
+            assert_eq!(l.worker(w).unwrap().load, 0);
+            let again = l.assign(secs(11)).unwrap();
+            assert_eq!((again.task, again.epoch), (t, 3));
         }
 
         #[test]

@@ -381,12 +381,12 @@ impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
 ///
 /// # Errors
 /// See [`Retry::run`].
-pub async fn retry<Tm, T, E, F, Fut, C, K>(
+pub fn retry<Tm, T, E, F, Fut, C, K>(
     timer: Tm,
     policy: &RetryPolicy,
     classify: C,
     op: F,
-) -> Result<T, RetryError<E>>
+) -> impl Future<Output = Result<T, RetryError<E>>>
 where
     Tm: Timer,
     F: FnMut() -> Fut,
@@ -394,7 +394,7 @@ where
     C: FnMut(&E) -> K,
     K: Into<Classified>,
 {
-    Retry::new(timer, policy).run(classify, op).await
+    Retry::new(timer, policy).run(classify, op)
 }
 
 /// Polls a lazily armed sleep towards `deadline`: ready as soon as `now >= deadline`

@@ -10,7 +10,10 @@
 //!
 //! - [`AsyncIoClock`]: `std::time::Instant` as the core's `Instant`, and the
 //!   [`Timer`](sturdy_core::retry_driver::Timer) of the core's retry driver;
-//! - [`retry`] / [`retrying`]: the core's async retry loop, with `tracing` events.
+//! - [`retry`] / [`retrying`]: the core's async retry loop, with `tracing` events;
+//! - [`Breaker`]: the shared circuit breaker handle of `sturdy-shared`, on this clock;
+//! - [`HealthMonitor`]: a fixed-rate health probe sampler, as a future to spawn on any
+//!   executor.
 //!
 //! ```
 //! use std::time::Duration;
@@ -30,8 +33,23 @@
 //! [RUSTSEC-2025-0052]: https://rustsec.org/advisories/RUSTSEC-2025-0052.html
 
 mod clock;
+mod health_monitor;
 mod retry;
 
 pub use clock::AsyncIoClock;
+pub use health_monitor::HealthMonitor;
+pub use sturdy_shared::breaker::{BreakerCore, BreakerError};
+pub use sturdy_shared::health::{Assessed, HealthReading, MonitorConfig, SampleError};
+
+/// The shared circuit breaker handle (from `sturdy-shared`) on the `std` monotonic
+/// clock: clone it freely, call it from any task or thread. See
+/// [`sturdy_shared::breaker`] for the closed fast path and the guard rules.
+pub type Breaker<B = sturdy_core::ConsecutiveBreaker> = sturdy_shared::Breaker<B, AsyncIoClock>;
+/// A [`Breaker`]'s borrowed call guard.
+pub type CallGuard<'a, B = sturdy_core::ConsecutiveBreaker> =
+    sturdy_shared::breaker::CallGuard<'a, B, AsyncIoClock>;
+/// A [`Breaker`]'s owned call guard (`'static`).
+pub type OwnedCallGuard<B = sturdy_core::ConsecutiveBreaker> =
+    sturdy_shared::breaker::OwnedCallGuard<B, AsyncIoClock>;
 pub use retry::{TracingObserver, retry, retrying};
 pub use sturdy_core::retry_driver::{Classified, RetryError};

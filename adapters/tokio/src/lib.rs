@@ -14,7 +14,11 @@
 //!   a blocking thread, publishing the latest reading through `tokio::sync::watch`;
 //! - tower (feature `tower`, on by default): [`CircuitBreakerLayer`] and [`RetryLayer`]
 //!   for hyper, axum and tonic stacks, judging results with a [`ClassifyResult`]
-//!   ([`HttpStatus`] for HTTP).
+//!   ([`HttpStatus`] for HTTP);
+//! - [`supervisor`]: the async task farm that drives the core's ledger over a pool of
+//!   workers (in-process tokio tasks, or child processes as in the `sturdy` CLI);
+//! - [`checkpoint_store`]: a directory-backed checkpoint store with crash-safe writes,
+//!   verified reads and the last K kept.
 //!
 //! ```
 //! use std::time::Duration;
@@ -34,22 +38,35 @@
 //! # Ok(()) }
 //! ```
 
-mod breaker;
+pub mod checkpoint_store;
 #[cfg(feature = "tower")]
 mod classify;
 mod clock;
 mod health_monitor;
 mod retry;
+pub mod supervisor;
 #[cfg(feature = "tower")]
 mod tower_breaker;
 #[cfg(feature = "tower")]
 mod tower_retry;
 
-pub use breaker::{Breaker, BreakerCore, BreakerError, CallGuard, OwnedCallGuard};
+pub use sturdy_shared::breaker::{BreakerCore, BreakerError};
+pub use sturdy_shared::health::{Assessed, HealthReading, MonitorConfig, SampleError};
+
+/// The shared circuit breaker handle (from `sturdy-shared`) on tokio time: clone it
+/// freely, call it from any task or thread. See [`sturdy_shared::breaker`] for the
+/// closed fast path and the guard rules.
+pub type Breaker<B = sturdy_core::ConsecutiveBreaker> = sturdy_shared::Breaker<B, TokioClock>;
+/// A [`Breaker`]'s borrowed call guard.
+pub type CallGuard<'a, B = sturdy_core::ConsecutiveBreaker> =
+    sturdy_shared::breaker::CallGuard<'a, B, TokioClock>;
+/// A [`Breaker`]'s owned call guard (`'static`).
+pub type OwnedCallGuard<B = sturdy_core::ConsecutiveBreaker> =
+    sturdy_shared::breaker::OwnedCallGuard<B, TokioClock>;
 #[cfg(feature = "tower")]
 pub use classify::{ClassifyResult, ErrorsAreFailures, HttpStatus};
 pub use clock::TokioClock;
-pub use health_monitor::{Assessed, HealthMonitor, HealthReading, MonitorConfig, SampleError};
+pub use health_monitor::HealthMonitor;
 pub use retry::{TracingObserver, retry, retrying};
 pub use sturdy_core::retry_driver::{Classified, RetryError};
 #[cfg(feature = "tower")]

@@ -64,16 +64,18 @@ pub fn retrying(policy: &RetryPolicy) -> Retry<'_, TokioClock, TracingObserver> 
 ///
 /// # Errors
 /// [`RetryError`] with the last error, the number of calls and the reason.
-pub async fn retry<T, E, F, Fut, C, K>(
+pub fn retry<T, E, F, Fut, C, K>(
     policy: &RetryPolicy,
     classify: C,
     op: F,
-) -> Result<T, RetryError<E>>
+) -> impl Future<Output = Result<T, RetryError<E>>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     C: FnMut(&E) -> K,
     K: Into<Classified>,
 {
-    retrying(policy).run(classify, op).await
+    // Not an `async fn`: returning the driver's future itself spares a layer of state
+    // machine on the success path.
+    retrying(policy).run(classify, op)
 }

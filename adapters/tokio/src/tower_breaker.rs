@@ -9,9 +9,9 @@ use sturdy_core::breaker::{ConsecutiveBreaker, Rejected};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::breaker::{Breaker, BreakerCore, BreakerError, OwnedCallGuard};
 use crate::classify::{ClassifyResult, ErrorsAreFailures};
 use crate::clock::TokioClock;
+use sturdy_shared::breaker::{Breaker, BreakerCore, BreakerError, OwnedCallGuard};
 
 /// Wraps a service with a circuit breaker: while the breaker is open a request is
 /// rejected at once with [`BreakerError::Rejected`] (the inner service is not called);

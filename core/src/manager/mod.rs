@@ -34,7 +34,7 @@
 //!
 //! # Failures
 //! [`task_failed`](Ledger::task_failed) asks the task's
-//! [`RetryState`](crate::retry::RetryState) (policy from [`LedgerConfig`]): a retry sets
+//! [`RetryState`] (policy from [`LedgerConfig`]): a retry sets
 //! a retry timer (the task is not runnable before it), a give-up fails the task for good
 //! (counted once). [`worker_failed`](Ledger::worker_failed), a suspicion of the
 //! deadline detector (in [`handle_timeout`](Ledger::handle_timeout)) and a lapsed lease
@@ -260,6 +260,17 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         })
     }
 
+    /// Whether `worker` would be given a task at `now`: alive, not silent past its
+    /// deadline, not marked critical, with a free slot, and its breaker admitting a call.
+    /// The original's `is_worker_unhealthy` is roughly the negation (without the slot).
+    /// `false` for an unknown worker.
+    pub fn can_take_task(&self, worker: WorkerId, now: Instant) -> bool {
+        let now = now.max(self.clock.latest());
+        self.workers
+            .get(worker.0 as usize)
+            .is_some_and(|w| w.can_take_task(now))
+    }
+
     /// Every worker's breaker state (the original's `circuit_breakers` statistic).
     pub fn breaker_states(&self) -> impl Iterator<Item = (WorkerId, BreakerState)> + '_ {
         self.workers
@@ -291,7 +302,9 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
 
     /// The next event, oldest first. The queue holds `EVENTS` entries; when it is full
     /// new events are dropped and counted in [`Stats::events_dropped`], so drain it after
-    /// every input.
+    /// every input. One input can emit several: a worker failure emits up to three per
+    /// task it was running plus two, so size `EVENTS` to at least four times the most
+    /// tasks that can run at once when a journal must see every event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop()
     }
@@ -366,6 +379,38 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         self.stats.pending_tasks += 1;
         self.enqueue(idx, now);
         Ok(TaskId(idx))
+    }
+
+    /// Adds a task that earlier runs (before a restart without a checkpoint) already
+    /// tried `prior_attempts` times: attempt numbers and epochs continue from there, the
+    /// prior attempts count toward the policy's `max_attempts`, and the backoff resumes
+    /// where it was. With `prior_attempts` of 0 this is [`add_task`](Self::add_task).
+    ///
+    /// # Errors
+    /// [`LedgerError::TasksFull`].
+    pub fn add_task_with_prior_attempts(
+        &mut self,
+        prior_attempts: u32,
+        now: Instant,
+    ) -> Result<TaskId, LedgerError> {
+        let id = self.add_task(now)?;
+        if prior_attempts > 0 {
+            let now = self.clock.latest();
+            let policy = self.config.retry;
+            // Replays the prior failures on a policy that never gives up, so only the
+            // counts and the backoff move.
+            let replay = crate::retry::RetryPolicy::new(u32::MAX, *policy.backoff())
+                .map(|p| p.with_retryable(crate::failure::KindSet::all()));
+            let t = &mut self.tasks[id.0 as usize];
+            t.retry = RetryState::new(now, task_seed(self.config.seed, id.0));
+            if let Ok(replay) = replay {
+                for _ in 0..prior_attempts {
+                    let _ = t.retry.on_failure(&replay, FailureKind::Unknown, now);
+                }
+            }
+            t.epoch = prior_attempts;
+        }
+        Ok(id)
     }
 
     /// Sets a worker's health mark (from the supervisor's host and GPU assessment).
@@ -771,7 +816,8 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         if t.epoch == 0 {
             t.retry = RetryState::new(now, task_seed(seed, idx));
         }
-        t.epoch += 1;
+        // (A task added with prior attempts has its retry state already.)
+        t.epoch = t.epoch.saturating_add(1);
         let epoch = t.epoch;
         t.state = TaskState::Running {
             worker,
@@ -837,12 +883,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let mut i = start;
         for _ in 0..n {
             let w = &self.workers[i];
-            if w.load < w.capacity
-                && w.status.is_alive()
-                && w.health != WorkerHealth::Critical
-                && !w.detector.is_suspect(now)
-                && w.breaker_admits(now)
-            {
+            if w.can_take_task(now) {
                 if w.load == 0 && w.health == WorkerHealth::Healthy {
                     best = Some((i, w.health, 0, w.capacity));
                     break;

@@ -108,6 +108,15 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         now: Instant,
     ) -> Restored {
         let now = self.clock.observe(now);
+        // Attempts running in this ledger end here: their breaker permits go back
+        // uncounted (a half-open probe slot must not stay busy).
+        for idx in 0..self.tasks.len() {
+            if let TaskState::Running { worker, .. } = self.tasks[idx].state
+                && let Some(p) = self.tasks[idx].permit.take()
+            {
+                self.with_breaker(worker.0 as usize, now, |b| b.release(p, now));
+            }
+        }
         self.tasks.clear();
         self.ready.clear();
         self.delayed.clear();

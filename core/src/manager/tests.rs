@@ -39,8 +39,11 @@ fn original_worker_failure_tracked_and_recovery_clears() {
     assert_eq!((s.failed_workers, s.total_worker_failures), (1, 1));
     // A failed worker's heartbeats are refused until it recovers.
     assert_eq!(l.heartbeat(w, secs(2)), Err(LedgerError::WorkerDown(w)));
+    assert!(!l.can_take_task(w, secs(2)), "unhealthy while failed");
     l.worker_recovered(w, secs(3)).unwrap();
     assert_eq!(l.worker(w).unwrap().status, WorkerStatus::Alive);
+    assert!(l.can_take_task(w, secs(3)));
+    assert!(!l.can_take_task(WorkerId(9), secs(3)));
     let s = l.stats();
     assert_eq!(
         (
@@ -141,6 +144,10 @@ fn original_four_worker_failures_open_its_breaker() {
     );
     // Recovered but still open: no task until it half-opens at 303 s.
     l.worker_recovered(w, secs(5)).unwrap();
+    assert!(
+        !l.can_take_task(w, secs(5)),
+        "unhealthy while its breaker is open"
+    );
     l.heartbeat(other, secs(5)).unwrap();
     l.worker_failed(other, FailureKind::WorkerCrash, secs(5))
         .unwrap();
@@ -148,6 +155,11 @@ fn original_four_worker_failures_open_its_breaker() {
     assert_eq!(l.assign(secs(6)), None);
     assert_eq!(l.poll_timeout(), Some(secs(35)));
     l.heartbeat(w, secs(290)).unwrap();
+    assert!(!l.can_take_task(w, secs(302)));
+    assert!(
+        l.can_take_task(w, secs(303)),
+        "its breaker admits a probe at 303 s"
+    );
     assert_eq!(l.assign(secs(302)), None);
     l.heartbeat(w, secs(303)).unwrap();
     let a = l.assign(secs(303)).unwrap();
@@ -700,6 +712,31 @@ fn retry_timer_is_enforced_and_poll_timeout_says_when() {
             ready_at: secs(15),
             at: secs(10)
         }]
+    );
+}
+
+#[test]
+fn prior_attempts_continue_numbering_and_count_toward_the_limit() {
+    // 3 attempts in total; 2 were made by an earlier run.
+    let mut l: Ledger<1, 4> = Ledger::new(config());
+    l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task_with_prior_attempts(2, secs(0)).unwrap();
+    assert_eq!(l.task(t).unwrap().attempts, 2);
+    let a = l.assign(secs(0)).unwrap();
+    assert_eq!((a.epoch, a.attempt), (3, 3));
+    assert_eq!(
+        l.task_failed(t, 3, FailureKind::Evaluation, secs(1)),
+        Ok(Decision::GiveUp(GiveUpReason::AttemptsExhausted {
+            attempts: 3
+        }))
+    );
+    // A fresh task next to it still has its three.
+    let u = l.add_task_with_prior_attempts(0, secs(1)).unwrap();
+    let b = l.assign(secs(1)).unwrap();
+    assert_eq!((b.task, b.epoch), (u, 1));
+    assert_eq!(
+        l.task_failed(u, 1, FailureKind::Evaluation, secs(1)),
+        Ok(Decision::RetryAfter(Duration::from_secs(5)))
     );
 }
 

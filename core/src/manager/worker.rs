@@ -98,6 +98,16 @@ pub struct WorkerView {
 }
 
 impl Worker {
+    /// Whether the ledger may give this worker a task at `now` (getter).
+    #[inline]
+    pub(crate) fn can_take_task(&self, now: Instant) -> bool {
+        self.load < self.capacity
+            && self.status.is_alive()
+            && self.health != WorkerHealth::Critical
+            && !self.detector.is_suspect(now)
+            && self.breaker_admits(now)
+    }
+
     /// Whether the breaker would admit a call at `now` (getter: mirrors
     /// `ConsecutiveBreaker::try_acquire` without changing it).
     #[inline]

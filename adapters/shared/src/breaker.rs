@@ -3,7 +3,7 @@
 //!
 //! The core decides; the handle reads the clock, holds a lock for the duration of one
 //! core call (never across an `.await`) and turns the core's events into `tracing`
-//! events (target `sturdy_tokio::breaker`: opened and probe-expired at `WARN`, the rest
+//! events (target `sturdy_shared::breaker`: opened and probe-expired at `WARN`, the rest
 //! at `INFO`).
 //!
 //! **Closed fast path.** While the breaker is closed and a success would change nothing
@@ -31,7 +31,7 @@ use sturdy_core::breaker::{
 };
 use sturdy_core::{Clock, FailureKind, Instant};
 
-use crate::clock::TokioClock;
+use crate::striped::StripedCounter;
 
 /// The operations the shared handle needs from a core breaker; implemented for
 /// [`ConsecutiveBreaker`] and [`CircuitBreaker`]. Each method is the core's method of
@@ -133,7 +133,10 @@ const FAST: u64 = 1;
 
 struct Shared<B, C> {
     fast: Padded,
-    fast_calls: Padded,
+    /// Successes on the fast path, ever.
+    fast_calls: StripedCounter,
+    /// `fast_calls` when the current generation began (written under the lock).
+    fast_base: AtomicU64,
     core: Mutex<B>,
     clock: C,
     name: Box<str>,
@@ -144,28 +147,34 @@ struct Shared<B, C> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use sturdy_core::breaker::{ConsecutiveBreaker, ConsecutiveConfig};
-/// use sturdy_tokio::{Breaker, BreakerError};
+/// use sturdy_core::FailureKind;
+/// use sturdy_core::breaker::{ConsecutiveBreaker, ConsecutiveConfig, State};
+/// use sturdy_shared::{Breaker, SharedManualClock};
 ///
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() -> Result<(), sturdy_core::ConfigError> {
-/// let breaker = Breaker::new(ConsecutiveBreaker::new(ConsecutiveConfig::new(
-///     2,                      // open after 2 failures in a row
-///     Duration::from_secs(5), // for 5 s
-///     1,                      // close after 1 successful probe
-/// )?));
+/// let clock = SharedManualClock::default();
+/// let breaker = Breaker::with_clock(
+///     ConsecutiveBreaker::new(ConsecutiveConfig::new(
+///         2,                      // open after 2 failures in a row
+///         Duration::from_secs(5), // for 5 s
+///         1,                      // close after 1 successful probe
+///     )?),
+///     clock.clone(),
+/// );
 /// for _ in 0..2 {
-///     let r = breaker.call(async { Err::<(), _>("refused") }).await;
-///     assert!(matches!(r, Err(BreakerError::Failed("refused"))));
+///     breaker.try_acquire().expect("closed").failure(FailureKind::Network);
 /// }
-/// // Open: rejected without calling.
-/// assert!(matches!(breaker.call(async { Ok::<_, &str>(1) }).await, Err(BreakerError::Rejected(_))));
-/// tokio::time::sleep(Duration::from_secs(5)).await;
+/// // Open: rejected, with the instant to come back.
+/// let rejected = breaker.try_acquire().unwrap_err();
+/// assert_eq!(rejected.retry_at.as_millis(), 5_000);
+/// clock.advance(Duration::from_secs(5));
 /// // Half-open: one probe passes and closes it.
-/// assert_eq!(breaker.call(async { Ok::<_, &str>(1) }).await.ok(), Some(1));
-/// # Ok(()) }
+/// let probe = breaker.try_acquire().expect("a probe");
+/// assert!(probe.is_probe());
+/// probe.success();
+/// assert_eq!(breaker.state(), State::Closed);
+/// # Ok::<(), sturdy_core::ConfigError>(())
 /// ```
-pub struct Breaker<B = ConsecutiveBreaker, C = TokioClock> {
+pub struct Breaker<B, C> {
     shared: Arc<Shared<B, C>>,
 }
 
@@ -186,11 +195,12 @@ impl<B: BreakerCore, C: Clock> fmt::Debug for Breaker<B, C> {
     }
 }
 
-impl<B: BreakerCore> Breaker<B, TokioClock> {
-    /// A shared handle around `core`, on tokio time (origin: now), named `"breaker"` in
-    /// `tracing` events.
+impl<B: BreakerCore, C: Clock + Default> Breaker<B, C> {
+    /// A shared handle around `core`, reading a default `C` clock (the adapters'
+    /// clocks fix their origin at their first reading), named `"breaker"` in `tracing`
+    /// events.
     pub fn new(core: B) -> Self {
-        Self::with_clock(core, TokioClock::with_origin(tokio::time::Instant::now()))
+        Self::with_clock(core, C::default())
     }
 }
 
@@ -201,7 +211,8 @@ impl<B: BreakerCore, C: Clock> Breaker<B, C> {
         Self {
             shared: Arc::new(Shared {
                 fast: Padded(AtomicU64::new(word)),
-                fast_calls: Padded::default(),
+                fast_calls: StripedCounter::default(),
+                fast_base: AtomicU64::new(0),
                 core: Mutex::new(core),
                 clock,
                 name: "breaker".into(),
@@ -315,7 +326,10 @@ impl<B: BreakerCore, C: Clock> Breaker<B, C> {
         shared.with_core(|core, _| {
             let mut m = core.metrics();
             if core.state() == State::Closed {
-                let fast = shared.fast_calls.0.load(Ordering::Relaxed);
+                let fast = shared
+                    .fast_calls
+                    .total()
+                    .wrapping_sub(shared.fast_base.load(Ordering::Relaxed));
                 m.calls = m
                     .calls
                     .saturating_add(u32::try_from(fast).unwrap_or(u32::MAX));
@@ -377,8 +391,9 @@ impl<B: BreakerCore, C: Clock> Shared<B, C> {
         let word = fast_word(core);
         let old = self.fast.0.load(Ordering::Relaxed);
         if old >> 1 != word >> 1 {
-            // A new generation: the fast-path count belonged to the old one.
-            self.fast_calls.0.store(0, Ordering::Relaxed);
+            // A new generation: the fast-path count so far belonged to the old one.
+            self.fast_base
+                .store(self.fast_calls.total(), Ordering::Relaxed);
         }
         if old != word {
             self.fast.0.store(word, Ordering::Release);
@@ -395,7 +410,7 @@ impl<B: BreakerCore, C: Clock> Shared<B, C> {
         match ticket {
             Ticket::Fast(word) => {
                 if outcome == Outcome::Success && self.fast.0.load(Ordering::Acquire) == word {
-                    self.fast_calls.0.fetch_add(1, Ordering::Relaxed);
+                    self.fast_calls.add_one();
                 } else if outcome != Outcome::Ignored {
                     self.finish_fast_slow(word, outcome);
                 }
@@ -425,7 +440,7 @@ impl<B: BreakerCore, C: Clock> Shared<B, C> {
 }
 
 fn emit(name: &str, ev: BreakerEvent) {
-    const T: &str = "sturdy_tokio::breaker";
+    const T: &str = "sturdy_shared::breaker";
     let at_ms = ev.at().as_millis();
     match ev {
         BreakerEvent::Opened { until, .. } => tracing::warn!(
@@ -502,7 +517,7 @@ impl<B: BreakerCore, C: Clock> CallGuard<'_, B, C> {
 /// A [`CallGuard`] that owns a clone of its [`Breaker`]: `'static`, `Send` and `Sync`.
 /// Same rules: record the outcome, or drop it to release the permit.
 #[must_use = "record the call's outcome; a dropped guard counts the call neither way"]
-pub struct OwnedCallGuard<B: BreakerCore = ConsecutiveBreaker, C: Clock = TokioClock> {
+pub struct OwnedCallGuard<B: BreakerCore, C: Clock> {
     breaker: Breaker<B, C>,
     ticket: Option<Ticket>,
 }

@@ -1,0 +1,22 @@
+//! # sturdy-shared
+//!
+//! The runtime-neutral half of sturdy's adapters: `std` only, no async runtime. The
+//! tokio and async-io adapters re-export these with their clocks.
+//!
+//! - [`breaker`]: [`Breaker`], a cheap, cloneable, `Send + Sync` handle around one of
+//!   the core's circuit breakers, with a lock-free closed path and guards that release
+//!   their permit when dropped unfinished;
+//! - [`health`]: what a health monitor publishes ([`HealthReading`](health::HealthReading))
+//!   and one panic-proof sampling step ([`Sampler`](health::Sampler));
+//! - [`striped`]: the per-thread striped counter behind the breaker's fast-path call
+//!   count;
+//! - [`SharedManualClock`]: a manual clock that threads can share, for tests and
+//!   simulations.
+
+pub mod breaker;
+pub mod health;
+mod manual_clock;
+pub mod striped;
+
+pub use breaker::{Breaker, BreakerCore, BreakerError, CallGuard, OwnedCallGuard};
+pub use manual_clock::SharedManualClock;

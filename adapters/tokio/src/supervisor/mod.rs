@@ -1,0 +1,718 @@
+//! The supervisor: drives the core's [`Ledger`] in real time over a pool of workers.
+//!
+//! It holds no fault-tolerance decision of its own. Dispatch is
+//! [`Ledger::assign`]; results go to [`Ledger::task_succeeded`] and
+//! [`Ledger::task_failed_with_code`] (the retry policy answers); heartbeats, leases,
+//! the per-worker circuit breakers and the deadline detector live in the ledger and are
+//! advanced by [`Ledger::handle_timeout`]. The supervisor only does what needs I/O:
+//! reads the clock, sleeps until [`Ledger::poll_timeout`], moves orders and reports
+//! between the ledger and the [`WorkerPool`], kills a worker the ledger stopped trusting
+//! (suspected silent, or whose task was taken away), restarts dead workers after a
+//! [`BackoffConfig`] delay, holds dispatch while the host is critical (health gating),
+//! and tells an [`Observer`] every attempt and event.
+//!
+//! Workers sit behind [`WorkerPool`]: [`LocalPool`] runs in-process tokio tasks for
+//! library users; the `sturdy` CLI runs child processes. Both get the same guarantees:
+//! every task runs until it succeeds or fails for good, a crashed worker's task is
+//! reassigned, a late result of a replaced attempt is rejected by its epoch.
+//!
+//! ```
+//! use std::time::Duration;
+//! use sturdy_core::FailureKind;
+//! use sturdy_core::manager::LedgerConfig;
+//! use sturdy_core::retry::fixed_policy;
+//! use sturdy_tokio::supervisor::{LocalPool, Supervisor, SupervisorConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let ledger = LedgerConfig::new(fixed_policy(3, Duration::from_millis(1)).unwrap());
+//! // Each task is a number; the job fails on its first attempt for odd numbers.
+//! let pool = LocalPool::new(Duration::from_millis(100), |n: u64, attempt: u32| async move {
+//!     if n % 2 == 1 && attempt == 1 { Err(FailureKind::Network) } else { Ok(()) }
+//! });
+//! let mut sup: Box<Supervisor<_, 4, 64>> =
+//!     Supervisor::new(SupervisorConfig::new(ledger), pool, 2).unwrap();
+//! for n in 0..10u64 { sup.add_task(n, 0, n).unwrap(); }
+//! let summary = sup.run(&mut ()).await;
+//! assert_eq!((summary.succeeded, summary.retries), (10, 5));
+//! # }
+//! ```
+
+mod local;
+mod pool;
+mod record;
+
+use std::time::{Duration, SystemTime};
+
+use sturdy_core::backoff::{BackoffConfig, BackoffState};
+use sturdy_core::health::HealthStatus;
+use sturdy_core::manager::{
+    BreakerState, Event, Ledger, LedgerConfig, LedgerError, TaskState, WorkerHealth,
+};
+use sturdy_core::phi::{PhiAccrual, PhiConfig};
+use sturdy_core::retry::Decision;
+use sturdy_core::{FailureKind, Instant, TaskId, WorkerId};
+use tokio::sync::{mpsc, watch};
+
+pub use local::LocalPool;
+pub use pool::{Finish, Order, Report, Reporter, WorkerPool};
+pub use record::{AttemptRecord, Observer, Summary, Verdict};
+
+use pool::Envelope;
+
+/// Settings of a [`Supervisor`] beyond the ledger's own.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SupervisorConfig {
+    /// The ledger's configuration (retry policy, deadline detector, lease, breakers).
+    pub ledger: LedgerConfig,
+    /// Delay before restarting a dead worker, growing with consecutive crashes of that
+    /// worker and reset by its next success. Default: exponential from 100 ms, doubling,
+    /// capped at 10 s, full jitter.
+    pub restart_backoff: BackoffConfig,
+    /// Per-attempt timeout handed to the workers in each [`Order`].
+    pub task_timeout: Option<Duration>,
+    /// Seed of the restart backoff's jitter.
+    pub seed: u64,
+    /// A phi accrual detector per worker (after Hayashibara et al. 2004, as Akka
+    /// computes it) in addition to the ledger's deadline detector: a worker whose phi
+    /// reaches the threshold is killed and restarted like a silent one.
+    pub phi: Option<PhiConfig>,
+}
+
+impl SupervisorConfig {
+    /// The defaults around a ledger configuration.
+    pub fn new(ledger: LedgerConfig) -> Self {
+        let restart_backoff =
+            BackoffConfig::exponential(Duration::from_millis(100), 2000, Duration::from_secs(10))
+                .unwrap_or_else(|_| BackoffConfig::constant(Duration::from_millis(100)));
+        Self {
+            ledger,
+            restart_backoff,
+            task_timeout: None,
+            seed: 0x5eed,
+            phi: None,
+        }
+    }
+
+    /// With a restart backoff.
+    pub fn with_restart_backoff(mut self, backoff: BackoffConfig) -> Self {
+        self.restart_backoff = backoff;
+        self
+    }
+
+    /// With a phi accrual detector per worker.
+    pub fn with_phi(mut self, phi: PhiConfig) -> Self {
+        self.phi = Some(phi);
+        self
+    }
+
+    /// With a per-attempt timeout.
+    pub fn with_task_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.task_timeout = timeout;
+        self
+    }
+}
+
+/// How far a stop request goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Stop {
+    /// Keep running.
+    Run,
+    /// Dispatch nothing new; let running attempts finish; then return.
+    Drain,
+    /// Kill running attempts with their workers and return at once.
+    Abort,
+}
+
+/// A cloneable handle that asks a running [`Supervisor`] to stop (for example from a
+/// signal handler: the first SIGINT drains, the second aborts).
+#[derive(Clone, Debug)]
+pub struct StopHandle(watch::Sender<Stop>);
+
+impl StopHandle {
+    /// Drain: no new dispatch, running attempts finish.
+    pub fn drain(&self) {
+        self.0.send_if_modified(|s| {
+            let change = *s < Stop::Drain;
+            if change {
+                *s = Stop::Drain;
+            }
+            change
+        });
+    }
+
+    /// Abort: running attempts are killed.
+    pub fn abort(&self) {
+        self.0.send_replace(Stop::Abort);
+    }
+
+    /// Escalates: the first call drains, the next aborts. Returns the new level.
+    pub fn escalate(&self) -> Stop {
+        let mut level = Stop::Run;
+        self.0.send_modify(|s| {
+            *s = if *s == Stop::Run {
+                Stop::Drain
+            } else {
+                Stop::Abort
+            };
+            level = *s;
+        });
+        level
+    }
+}
+
+/// The host's health as the supervisor uses it: the overall status gates dispatch
+/// (nothing new while [`HealthStatus::Critical`]); per-worker marks order it (a
+/// degraded worker is used last, a critical one not at all).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostHealth {
+    /// The host's assessment.
+    pub status: HealthStatus,
+    /// Marks for single workers (for example the worker of a degraded GPU).
+    pub workers: Vec<(WorkerId, WorkerHealth)>,
+}
+
+/// Why a task could not be added.
+#[derive(Debug)]
+pub struct AddTaskError<T> {
+    /// The ledger's refusal (its task table is full).
+    pub error: LedgerError,
+    /// The task, handed back.
+    pub payload: T,
+}
+
+impl<T> std::fmt::Display for AddTaskError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot add task: {}", self.error)
+    }
+}
+
+impl<T: std::fmt::Debug> std::error::Error for AddTaskError<T> {}
+
+struct TaskSlot<T> {
+    key: u64,
+    prior_attempts: u32,
+    payload: T,
+}
+
+#[derive(Clone, Copy)]
+struct Running {
+    task: TaskId,
+    epoch: u32,
+    attempt: u32,
+    started: SystemTime,
+}
+
+struct WorkerSlot {
+    incarnation: u64,
+    /// `Some(at)`: dead, to be restarted at `at`.
+    restart_at: Option<Instant>,
+    backoff: BackoffState,
+    running: Option<Running>,
+    phi: Option<PhiAccrual<PHI_WINDOW>>,
+}
+
+/// Heartbeat intervals the phi detector remembers per worker.
+const PHI_WINDOW: usize = 64;
+
+/// Drives a [`Ledger`] of `W` workers and `T` tasks over a [`WorkerPool`]. See the
+/// [module docs](self).
+pub struct Supervisor<P: WorkerPool, const W: usize, const T: usize> {
+    ledger: Box<Ledger<W, T>>,
+    pool: P,
+    config: SupervisorConfig,
+    tasks: Vec<TaskSlot<P::Task>>,
+    workers: Vec<WorkerSlot>,
+    origin: tokio::time::Instant,
+    tx: mpsc::UnboundedSender<Envelope>,
+    rx: mpsc::UnboundedReceiver<Envelope>,
+    stop_tx: watch::Sender<Stop>,
+    health: Option<watch::Receiver<HostHealth>>,
+    summary: Summary,
+}
+
+/// Builds a boxed ledger on a thread with a stack large enough for the value (a ledger
+/// of many tasks is megabytes and is built by value before it is boxed).
+fn boxed_ledger<const W: usize, const T: usize>(config: LedgerConfig) -> Box<Ledger<W, T>> {
+    let size = size_of::<Ledger<W, T>>();
+    if size < 256 * 1024 {
+        return Box::new(Ledger::new(config));
+    }
+    std::thread::Builder::new()
+        .name("sturdy-ledger-alloc".into())
+        .stack_size(size.saturating_mul(4).saturating_add(4 << 20))
+        .spawn(move || Box::new(Ledger::new(config)))
+        .ok()
+        .and_then(|h| h.join().ok())
+        .unwrap_or_else(|| panic!("cannot allocate a ledger of {size} bytes"))
+}
+
+impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
+    /// A supervisor of `workers` workers (capacity 1 each) with no task yet.
+    ///
+    /// # Errors
+    /// More workers than `W`, or zero.
+    pub fn new(
+        config: SupervisorConfig,
+        pool: P,
+        workers: usize,
+    ) -> Result<Box<Self>, LedgerError> {
+        if workers == 0 {
+            return Err(LedgerError::ZeroCapacity);
+        }
+        let mut ledger = boxed_ledger::<W, T>(config.ledger);
+        for _ in 0..workers {
+            ledger.add_worker(1, Instant::ZERO)?;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (stop_tx, _) = watch::channel(Stop::Run);
+        let slots = (0..workers)
+            .map(|i| WorkerSlot {
+                incarnation: 0,
+                restart_at: None,
+                backoff: BackoffState::new(
+                    config.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                ),
+                running: None,
+                phi: None,
+            })
+            .collect();
+        Ok(Box::new(Self {
+            ledger,
+            pool,
+            config,
+            tasks: Vec::new(),
+            workers: slots,
+            origin: tokio::time::Instant::now(),
+            tx,
+            rx,
+            stop_tx,
+            health: None,
+            summary: Summary::default(),
+        }))
+    }
+
+    /// Adds a task with the caller's `key` (shown in records), the number of attempts
+    /// earlier runs already made (`prior_attempts`, for resumed runs; attempt numbers
+    /// continue from it), and its payload.
+    ///
+    /// # Errors
+    /// The ledger's task table is full; the payload is handed back.
+    pub fn add_task(
+        &mut self,
+        key: u64,
+        prior_attempts: u32,
+        payload: P::Task,
+    ) -> Result<TaskId, AddTaskError<P::Task>> {
+        match self.ledger.add_task(self.now()) {
+            Ok(id) => {
+                debug_assert_eq!(id.0 as usize, self.tasks.len());
+                self.tasks.push(TaskSlot {
+                    key,
+                    prior_attempts,
+                    payload,
+                });
+                Ok(id)
+            }
+            Err(error) => Err(AddTaskError { error, payload }),
+        }
+    }
+
+    /// Gates dispatch on the host's health, read from a watch channel (for example fed
+    /// by [`HealthMonitor`](crate) reports).
+    pub fn set_health(&mut self, health: watch::Receiver<HostHealth>) {
+        self.health = Some(health);
+    }
+
+    /// A handle to stop the run from elsewhere.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop_tx.clone())
+    }
+
+    /// The ledger (statistics, task and worker views, checkpoints).
+    pub fn ledger(&self) -> &Ledger<W, T> {
+        &self.ledger
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &P {
+        &self.pool
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn reporter(&self, w: usize) -> Reporter {
+        Reporter {
+            worker: WorkerId(w as u32),
+            incarnation: self.workers[w].incarnation,
+            tx: self.tx.clone(),
+        }
+    }
+
+    fn gate_open(&self) -> bool {
+        self.health
+            .as_ref()
+            .is_none_or(|h| h.borrow().status != HealthStatus::Critical)
+    }
+
+    fn apply_health(&mut self) {
+        let Some(h) = self.health.as_mut() else {
+            return;
+        };
+        let marks = h.borrow_and_update().workers.clone();
+        for (w, mark) in marks {
+            let _ = self.ledger.set_worker_health(w, mark);
+        }
+    }
+
+    fn drain_events<O: Observer<P::Task>>(&mut self, observer: &mut O) {
+        while let Some(ev) = self.ledger.poll_event() {
+            match ev {
+                Event::Breaker {
+                    to: BreakerState::Open { .. },
+                    ..
+                } => self.summary.breaker_trips += 1,
+                Event::WorkerSuspected { worker, .. } => {
+                    // The ledger stopped trusting a silent worker and requeued its task:
+                    // make sure it is really gone before a second copy runs.
+                    self.worker_died(worker, false, observer);
+                }
+                _ => {}
+            }
+            observer.event(&ev);
+        }
+    }
+
+    /// Marks worker `w` dead: kills it (when `exited` is false), bumps its incarnation,
+    /// tells the ledger (when it exited on its own), closes its attempt, and schedules a
+    /// restart.
+    fn worker_died<O: Observer<P::Task>>(
+        &mut self,
+        worker: WorkerId,
+        exited: bool,
+        observer: &mut O,
+    ) {
+        let w = worker.0 as usize;
+        if w >= self.workers.len() || self.workers[w].restart_at.is_some() {
+            return;
+        }
+        let now = self.now();
+        if !exited {
+            self.pool.kill(worker);
+        }
+        self.summary.worker_crashes += 1;
+        let slot = &mut self.workers[w];
+        slot.incarnation += 1;
+        let delay = slot.backoff.next_delay(&self.config.restart_backoff);
+        slot.restart_at = Some(now.saturating_add(delay));
+        let alive = self
+            .ledger
+            .worker(worker)
+            .is_some_and(|v| v.status.is_alive());
+        if exited || alive {
+            let _ = self
+                .ledger
+                .worker_failed(worker, FailureKind::WorkerCrash, now);
+        }
+        observer.worker_restarting(worker, delay);
+        self.close_orphan(w, FailureKind::WorkerCrash, observer);
+    }
+
+    /// Closes worker `w`'s running attempt when the ledger no longer runs it there.
+    fn close_orphan<O: Observer<P::Task>>(
+        &mut self,
+        w: usize,
+        kind: FailureKind,
+        observer: &mut O,
+    ) {
+        let Some(run) = self.workers[w].running else {
+            return;
+        };
+        let still = self.ledger.task(run.task).is_some_and(|v| {
+            matches!(v.state, TaskState::Running { worker, epoch, .. } if worker.0 as usize == w && epoch == run.epoch)
+        });
+        if still {
+            return;
+        }
+        self.workers[w].running = None;
+        let verdict = match self.ledger.task(run.task).map(|v| v.state) {
+            Some(TaskState::Failed) => Verdict::GaveUp,
+            Some(TaskState::Succeeded) => Verdict::Stale,
+            _ => Verdict::Retry,
+        };
+        self.record(w, run, Finish::failed(kind), verdict, observer);
+        if self.workers[w].restart_at.is_none() {
+            // The ledger took the task away from a live worker (its lease lapsed): stop
+            // the old copy before the new one runs.
+            self.worker_died(WorkerId(w as u32), false, observer);
+        }
+    }
+
+    fn record<O: Observer<P::Task>>(
+        &mut self,
+        w: usize,
+        run: Running,
+        finish: Finish,
+        verdict: Verdict,
+        observer: &mut O,
+    ) {
+        let slot = &self.tasks[run.task.0 as usize];
+        let rec = AttemptRecord {
+            task: run.task,
+            key: slot.key,
+            attempt: run.attempt,
+            worker: WorkerId(w as u32),
+            epoch: run.epoch,
+            started: run.started,
+            ended: SystemTime::now(),
+            finish,
+            verdict,
+        };
+        observer.attempt_ended(&rec, &slot.payload);
+    }
+
+    fn handle<O: Observer<P::Task>>(&mut self, env: Envelope, observer: &mut O) {
+        let w = env.worker.0 as usize;
+        if w >= self.workers.len()
+            || env.incarnation != self.workers[w].incarnation
+            || self.workers[w].restart_at.is_some()
+        {
+            return; // a report from a worker since replaced
+        }
+        let now = self.now();
+        if let Some(phi) = self.workers[w].phi.as_mut() {
+            phi.heartbeat(now);
+        }
+        match env.report {
+            Report::Heartbeat => {
+                let _ = self.ledger.heartbeat(env.worker, now);
+            }
+            Report::Finished {
+                task,
+                epoch,
+                finish,
+            } => {
+                let _ = self.ledger.heartbeat(env.worker, now);
+                let verdict = match finish.failure {
+                    None => match self.ledger.task_succeeded(task, epoch, now) {
+                        Ok(_) => Verdict::Done,
+                        Err(_) => Verdict::Stale,
+                    },
+                    Some(kind) => {
+                        let code = finish.exit.or(finish.signal);
+                        match self
+                            .ledger
+                            .task_failed_with_code(task, epoch, kind, code, now)
+                        {
+                            Ok(Decision::RetryAfter(_)) => Verdict::Retry,
+                            Ok(_) => Verdict::GaveUp,
+                            Err(_) => Verdict::Stale,
+                        }
+                    }
+                };
+                if verdict == Verdict::Done {
+                    self.workers[w].backoff.reset();
+                }
+                let run = match self.workers[w].running {
+                    Some(r) if r.task == task && r.epoch == epoch => {
+                        self.workers[w].running = None;
+                        r
+                    }
+                    _ => Running {
+                        task,
+                        epoch,
+                        attempt: epoch,
+                        started: SystemTime::now(),
+                    },
+                };
+                if (task.0 as usize) < self.tasks.len() {
+                    self.record(w, run, finish, verdict, observer);
+                }
+            }
+            Report::Exited => self.worker_died(env.worker, true, observer),
+        }
+    }
+
+    fn restart_due(&mut self, now: Instant) {
+        for w in 0..self.workers.len() {
+            if self.workers[w].restart_at.is_some_and(|at| at <= now) {
+                self.workers[w].restart_at = None;
+                self.workers[w].phi = self.config.phi.map(|c| PhiAccrual::new(c, now));
+                let r = self.reporter(w);
+                self.pool.start(WorkerId(w as u32), r);
+                let _ = self.ledger.worker_recovered(WorkerId(w as u32), now);
+            }
+        }
+    }
+
+    fn dispatch_all<O: Observer<P::Task>>(&mut self, now: Instant, observer: &mut O) {
+        while let Some(a) = self.ledger.assign(now) {
+            let w = a.worker.0 as usize;
+            let slot = &self.tasks[a.task.0 as usize];
+            let attempt = slot.prior_attempts.saturating_add(a.attempt);
+            let order = Order {
+                task: a.task,
+                key: slot.key,
+                attempt,
+                epoch: a.epoch,
+                payload: &slot.payload,
+                timeout: self.config.task_timeout,
+            };
+            observer.attempt_started(a.worker, &order);
+            self.pool.dispatch(a.worker, order);
+            self.summary.attempts += 1;
+            if let Some(ws) = self.workers.get_mut(w) {
+                ws.running = Some(Running {
+                    task: a.task,
+                    epoch: a.epoch,
+                    attempt,
+                    started: SystemTime::now(),
+                });
+            }
+        }
+    }
+
+    fn running(&self) -> usize {
+        self.workers.iter().filter(|w| w.running.is_some()).count()
+    }
+
+    fn abort<O: Observer<P::Task>>(&mut self, observer: &mut O) {
+        for w in 0..self.workers.len() {
+            if let Some(run) = self.workers[w].running.take() {
+                self.pool.kill(WorkerId(w as u32));
+                self.workers[w].incarnation += 1;
+                self.record(
+                    w,
+                    run,
+                    Finish::failed(FailureKind::Cancelled),
+                    Verdict::Interrupted,
+                    observer,
+                );
+            }
+        }
+    }
+
+    fn check_phi<O: Observer<P::Task>>(&mut self, now: Instant, observer: &mut O) {
+        for w in 0..self.workers.len() {
+            let slot = &self.workers[w];
+            if slot.restart_at.is_none() && slot.phi.as_ref().is_some_and(|p| p.suspected(now)) {
+                self.worker_died(WorkerId(w as u32), false, observer);
+            }
+        }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let restart = self
+            .workers
+            .iter()
+            .filter_map(|w| match (&w.restart_at, &w.phi) {
+                (Some(at), _) => Some(*at),
+                (None, Some(phi)) => phi.poll_timeout(),
+                (None, None) => None,
+            })
+            .min();
+        match (self.ledger.poll_timeout(), restart) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs until every task succeeded or failed for good, or a stop request ends it;
+    /// returns the summary. Workers are started on entry and shut down on return.
+    pub async fn run<O: Observer<P::Task>>(&mut self, observer: &mut O) -> Summary {
+        let wall = std::time::Instant::now();
+        let mut stop_rx = self.stop_tx.subscribe();
+        let now = self.now();
+        for w in 0..self.workers.len() {
+            self.workers[w].phi = self.config.phi.map(|c| PhiAccrual::new(c, now));
+            let r = self.reporter(w);
+            self.pool.start(WorkerId(w as u32), r);
+            let _ = self.ledger.worker_recovered(WorkerId(w as u32), now);
+        }
+        self.apply_health();
+        loop {
+            let now = self.now();
+            self.ledger.handle_timeout(now);
+            self.drain_events(observer);
+            self.check_phi(now, observer);
+            for w in 0..self.workers.len() {
+                self.close_orphan(w, FailureKind::WorkerCrash, observer);
+            }
+            let stop = *stop_rx.borrow_and_update();
+            if stop == Stop::Abort {
+                self.abort(observer);
+                break;
+            }
+            if stop == Stop::Run {
+                self.restart_due(now);
+                if self.gate_open() {
+                    self.dispatch_all(now, observer);
+                    self.drain_events(observer);
+                }
+            }
+            if self.ledger.is_finished() || (stop != Stop::Run && self.running() == 0) {
+                break;
+            }
+            let wake = self.next_wake();
+            let sleep_to = wake.map(|at| self.origin + Duration::from_nanos(at.as_nanos()));
+            let health_changed = async {
+                match self.health.as_mut() {
+                    Some(h) => {
+                        if h.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = stop_rx.changed() => {}
+                env = self.rx.recv() => {
+                    if let Some(env) = env {
+                        self.handle(env, observer);
+                        while let Ok(env) = self.rx.try_recv() {
+                            self.handle(env, observer);
+                        }
+                    }
+                }
+                () = async {
+                    match sleep_to {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {}
+                () = health_changed => self.apply_health(),
+            }
+        }
+        self.pool.shutdown();
+        self.finish_summary(wall.elapsed(), *stop_rx.borrow() != Stop::Run)
+    }
+
+    fn finish_summary(&mut self, wall: Duration, stopped: bool) -> Summary {
+        let stats = self.ledger.stats();
+        let mut s = std::mem::take(&mut self.summary);
+        s.tasks = self.tasks.len();
+        s.succeeded = 0;
+        s.failed.clear();
+        s.unfinished = 0;
+        for (i, slot) in self.tasks.iter().enumerate() {
+            match self.ledger.task(TaskId(i as u32)) {
+                Some(v) if v.state == TaskState::Succeeded => s.succeeded += 1,
+                Some(v) if v.state == TaskState::Failed => s
+                    .failed
+                    .push((slot.key, v.last_failure.unwrap_or(FailureKind::Unknown))),
+                _ => s.unfinished += 1,
+            }
+        }
+        s.retries = stats.retries;
+        s.reassignments = stats.reassignments;
+        s.stale_results = stats.stale_results_rejected;
+        s.interrupted = stopped && s.unfinished > 0;
+        s.wall = wall;
+        s
+    }
+}

@@ -1,0 +1,43 @@
+//! `sturdy probe`: the host health report from `sturdy-probe`, judged by the core's
+//! rules (default thresholds), as a table, JSON or the Prometheus text format, once or
+//! every `--watch` interval.
+
+use std::io::Write;
+
+use sturdy_core::health::{HealthStatus, Thresholds};
+use sturdy_probe::{MIN_CPU_INTERVAL, Probe};
+
+use crate::error::CliError;
+use crate::options::ProbeArgs;
+
+/// Runs `sturdy probe`; the exit code is 0 unless the host is critical (then 1).
+///
+/// # Errors
+/// Writing to stdout failed.
+pub(crate) fn run(args: &ProbeArgs) -> Result<i32, CliError> {
+    let thresholds = Thresholds::default();
+    let mut probe = Probe::new();
+    // CPU use is a difference of two readings: take the first one now.
+    let _ = probe.sample();
+    std::thread::sleep(MIN_CPU_INTERVAL);
+    loop {
+        let health = probe.health(&thresholds);
+        let text = if args.json {
+            let mut j = sturdy_probe::json(&health);
+            j.push('\n');
+            j
+        } else if args.prometheus {
+            sturdy_probe::prometheus_health(&health)
+        } else {
+            health.to_string()
+        };
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|e| CliError::runtime(format!("cannot write the report: {e}")))?;
+        match args.watch {
+            Some(interval) => std::thread::sleep(interval),
+            None => return Ok(i32::from(health.status() == HealthStatus::Critical)),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Workers as child processes: each is `sturdy worker`, spoken to over its stdin and
+//! stdout with the framed protocol.
+//!
+//! A reader thread per worker turns frames into supervisor reports. When a worker's
+//! stdout closes (it died: a crash, an OOM kill, a `kill -9`), the thread kills the
+//! process group of the command the worker was running, so that no orphan races the
+//! attempt that replaces it, reaps the worker and reports it exited.
+
+use std::fs::OpenOptions;
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use sturdy_core::{TaskId, WorkerId};
+use sturdy_tokio::supervisor::{Order, Report, Reporter, WorkerPool};
+
+use crate::classify::classify;
+use crate::options::Slot;
+use crate::protocol::{self, FromWorker, RunOrder, ToWorker};
+use crate::state_dir::StateDir;
+
+struct ProcWorker {
+    pid: i32,
+    stdin: ChildStdin,
+    /// Process group of the running command, 0 when idle.
+    pgid: Arc<AtomicI32>,
+}
+
+/// The child-process pool of `sturdy run`.
+pub(crate) struct ProcessPool {
+    exe: PathBuf,
+    slots: Vec<Slot>,
+    heartbeat: Duration,
+    state: StateDir,
+    workers: Vec<Option<ProcWorker>>,
+}
+
+impl ProcessPool {
+    pub(crate) fn new(
+        exe: PathBuf,
+        slots: Vec<Slot>,
+        heartbeat: Duration,
+        state: StateDir,
+    ) -> Self {
+        let n = slots.len();
+        Self {
+            exe,
+            slots,
+            heartbeat,
+            state,
+            workers: (0..n).map(|_| None).collect(),
+        }
+    }
+}
+
+fn kill_group(pgid: i32) {
+    if pgid > 0 {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+}
+
+impl WorkerPool for ProcessPool {
+    type Task = String;
+
+    fn start(&mut self, worker: WorkerId, reporter: Reporter) {
+        let w = worker.0 as usize;
+        let slot = &self.slots[w];
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.state.root().join(format!("worker-{}.log", w + 1)));
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("worker")
+            .arg("--heartbeat-ms")
+            .arg(self.heartbeat.as_millis().max(1).to_string())
+            .env("STURDY_WORKER", (w + 1).to_string())
+            .env("STURDY_SLOT", &slot.label)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log.map_or_else(|_| Stdio::null(), Stdio::from));
+        if let Some(cvd) = &slot.cuda_visible_devices {
+            cmd.env("CUDA_VISIBLE_DEVICES", cvd);
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("sturdy: cannot start worker {}: {e}", w + 1);
+                reporter.send(Report::Exited);
+                return;
+            }
+        };
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            reporter.send(Report::Exited);
+            return;
+        };
+        let pgid = Arc::new(AtomicI32::new(0));
+        let pid = child.id() as i32;
+        let thread_pgid = pgid.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("sturdy-worker-{}", w + 1))
+            .spawn(move || {
+                let mut r = BufReader::new(stdout);
+                while let Ok(Some(payload)) = protocol::read_frame(&mut r) {
+                    let Ok(msg) = protocol::decode_payload::<FromWorker>(&payload) else {
+                        break;
+                    };
+                    let report = match msg {
+                        FromWorker::Ready { .. } | FromWorker::Heartbeat => Report::Heartbeat,
+                        FromWorker::Started { pgid, .. } => {
+                            thread_pgid.store(pgid, Ordering::SeqCst);
+                            continue;
+                        }
+                        FromWorker::Finished {
+                            id, epoch, outcome, ..
+                        } => {
+                            thread_pgid.store(0, Ordering::SeqCst);
+                            Report::Finished {
+                                task: TaskId(id),
+                                epoch: epoch as u32,
+                                finish: classify(&outcome),
+                            }
+                        }
+                    };
+                    if !reporter.send(report) {
+                        break;
+                    }
+                }
+                // The worker is gone (or talks nonsense): no orphan command may survive it.
+                kill_group(thread_pgid.swap(0, Ordering::SeqCst));
+                let _ = child.kill();
+                let _ = child.wait();
+                reporter.send(Report::Exited);
+            });
+        if spawned.is_err() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            return;
+        }
+        self.workers[w] = Some(ProcWorker { pid, stdin, pgid });
+    }
+
+    fn dispatch(&mut self, worker: WorkerId, order: Order<'_, String>) {
+        let w = worker.0 as usize;
+        let Some(Some(pw)) = self.workers.get_mut(w) else {
+            return;
+        };
+        let task = u32::try_from(order.key).unwrap_or(u32::MAX);
+        let run = ToWorker::Run(RunOrder {
+            id: order.task.0,
+            task,
+            attempt: order.attempt,
+            epoch: u64::from(order.epoch),
+            command: order.payload.clone(),
+            timeout_ms: order.timeout.map_or(0, |t| {
+                u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+            }),
+            stdout_path: self
+                .state
+                .output(task, order.attempt, "out")
+                .display()
+                .to_string(),
+            stderr_path: self
+                .state
+                .output(task, order.attempt, "err")
+                .display()
+                .to_string(),
+        });
+        // A broken pipe means the worker died; its reader thread reports it.
+        let _ = protocol::write_frame(&mut pw.stdin, &run);
+    }
+
+    fn kill(&mut self, worker: WorkerId) {
+        if let Some(Some(pw)) = self.workers.get_mut(worker.0 as usize).map(Option::take) {
+            let _ = kill(Pid::from_raw(pw.pid), Signal::SIGKILL);
+            kill_group(pw.pgid.swap(0, Ordering::SeqCst));
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for pw in self.workers.iter_mut().filter_map(Option::take) {
+            let mut stdin = pw.stdin;
+            let _ = protocol::write_frame(&mut stdin, &ToWorker::Shutdown);
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The state directory of a run: what it holds, and the checks that keep one run's
+//! state from being overwritten by another.
+//!
+//! ```text
+//! STATE/run.toml          the run's identity: format, task-list fingerprint, task count
+//! STATE/journal.tsv       every attempt (see `journal`)
+//! STATE/checkpoints/run/  ledger checkpoints (crash-safe, last K kept)
+//! STATE/out/T.A.out|err   stdout and stderr of attempt A of task T
+//! ```
+//!
+//! A fresh run refuses a directory that already holds a run (pass `--resume`, or pick
+//! another `--state-dir`); `--resume` refuses a directory made for a different task
+//! list. Both refusals happen before anything is written.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CliError;
+
+const FORMAT: u32 = 1;
+
+/// The identity of a run, stored as `run.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct RunMeta {
+    format: u32,
+    /// CRC-64 fingerprint of the task list, hexadecimal.
+    fingerprint: String,
+    tasks: usize,
+    /// Where the tasks came from, for people.
+    source: String,
+}
+
+/// An opened, validated state directory.
+#[derive(Clone, Debug)]
+pub(crate) struct StateDir {
+    root: PathBuf,
+    /// Whether a previous run's state was found (a resume).
+    pub(crate) resumed: bool,
+}
+
+/// The default state directory for a task list: `.sturdy/<fingerprint>`.
+pub(crate) fn default_path(fingerprint: u64) -> PathBuf {
+    PathBuf::from(".sturdy").join(format!("{fingerprint:016x}"))
+}
+
+impl StateDir {
+    /// Opens `root` for a run of a task list with this fingerprint and length.
+    ///
+    /// # Errors
+    /// (exit code 2) the directory cannot be created or written; it holds a run and
+    /// `resume` is false; `resume` is true and it holds a run of a different task list.
+    pub(crate) fn open(
+        root: &Path,
+        fingerprint: u64,
+        tasks: usize,
+        source: &str,
+        resume: bool,
+    ) -> Result<Self, CliError> {
+        let meta_path = root.join("run.toml");
+        let unwritable = |e: std::io::Error| {
+            CliError::input(format!(
+                "state directory {} is not writable: {e}",
+                root.display()
+            ))
+        };
+        let existing = match fs::read_to_string(&meta_path) {
+            Ok(text) => Some(toml::from_str::<RunMeta>(&text).map_err(|e| {
+                CliError::input(format!(
+                    "state directory {} holds an unreadable run.toml ({e}); refusing to touch it",
+                    root.display()
+                ))
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                return Err(CliError::input(format!(
+                    "state directory {} is not a directory",
+                    root.display()
+                )));
+            }
+            Err(e) => return Err(unwritable(e)),
+        };
+        let want = format!("{fingerprint:016x}");
+        match (&existing, resume) {
+            (Some(meta), false) => {
+                return Err(CliError::input(format!(
+                    "state directory {} already holds a run of {} tasks from {}; pass --resume to continue it, or choose another --state-dir",
+                    root.display(),
+                    meta.tasks,
+                    meta.source
+                )));
+            }
+            (Some(meta), true) if meta.fingerprint != want || meta.tasks != tasks => {
+                return Err(CliError::input(format!(
+                    "--resume: state directory {} was made for a different task list ({} tasks from {}, fingerprint {}; this list: {tasks} tasks, fingerprint {want}); nothing was changed",
+                    root.display(),
+                    meta.tasks,
+                    meta.source,
+                    meta.fingerprint
+                )));
+            }
+            (Some(meta), true) if meta.format != FORMAT => {
+                return Err(CliError::input(format!(
+                    "state directory {} has format {}, this sturdy reads format {FORMAT}",
+                    root.display(),
+                    meta.format
+                )));
+            }
+            _ => {}
+        }
+        fs::create_dir_all(root.join("out")).map_err(unwritable)?;
+        fs::create_dir_all(root.join("checkpoints")).map_err(unwritable)?;
+        if existing.is_none() {
+            let meta = RunMeta {
+                format: FORMAT,
+                fingerprint: want,
+                tasks,
+                source: source.to_owned(),
+            };
+            let text = toml::to_string(&meta).map_err(|e| CliError::runtime(e.to_string()))?;
+            let tmp = root.join(".run.toml.tmp");
+            let write = || -> std::io::Result<()> {
+                let mut f = fs::File::create(&tmp)?;
+                f.write_all(text.as_bytes())?;
+                f.sync_all()?;
+                fs::rename(&tmp, &meta_path)?;
+                fs::File::open(root)?.sync_all()
+            };
+            write().map_err(unwritable)?;
+        }
+        Ok(Self {
+            root: root.to_owned(),
+            resumed: existing.is_some(),
+        })
+    }
+
+    /// The journal file.
+    pub(crate) fn journal(&self) -> PathBuf {
+        self.root.join("journal.tsv")
+    }
+
+    /// The checkpoint store's root.
+    pub(crate) fn checkpoints(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+
+    /// Output file of one attempt's stream (`out` or `err`).
+    pub(crate) fn output(&self, task: u32, attempt: u32, stream: &str) -> PathBuf {
+        self.root
+            .join("out")
+            .join(format!("{task}.{attempt}.{stream}"))
+    }
+
+    /// The root.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_then_refused_then_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("state");
+        let s = StateDir::open(&root, 0xabc, 3, "t.txt", false).unwrap();
+        assert!(!s.resumed);
+        assert!(root.join("run.toml").exists());
+        let e = StateDir::open(&root, 0xabc, 3, "t.txt", false).unwrap_err();
+        assert!(e.to_string().contains("--resume"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            StateDir::open(&root, 0xabc, 3, "t.txt", true)
+                .unwrap()
+                .resumed
+        );
+        let before = fs::read_to_string(root.join("run.toml")).unwrap();
+        let e = StateDir::open(&root, 0xdef, 3, "u.txt", true).unwrap_err();
+        assert!(e.to_string().contains("different task list"), "{e}");
+        assert_eq!(fs::read_to_string(root.join("run.toml")).unwrap(), before);
+    }
+
+    #[test]
+    fn unwritable_directory_is_an_input_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        fs::write(&file, "x").unwrap();
+        let e = StateDir::open(&file.join("state"), 1, 1, "t", false).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("state directory"), "{e}");
+    }
+}

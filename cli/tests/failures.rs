@@ -1,0 +1,167 @@
+//! End to end: failing commands, timeouts and a broken slot.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn always_failing_task_fails_for_good_without_holding_up_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines: Vec<String> = (1..=20).map(|i| format!("echo ok {i}")).collect();
+    lines.insert(4, "echo broken >&2; exit 7".into());
+    let list = write_tasks(dir.path(), "tasks.txt", &lines);
+    let state = dir.path().join("state");
+    let out = sturdy()
+        .args([
+            "run",
+            "-j",
+            "2",
+            "--max-attempts",
+            "3",
+            "--backoff-base",
+            "10ms",
+            "--json",
+        ])
+        .arg("--state-dir")
+        .arg(&state)
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let s = summary(&out);
+    assert_eq!(s["succeeded"], 20);
+    assert_eq!(s["failed"], 1);
+    assert_eq!(s["failed_tasks"], serde_json::json!([[5, "evaluation"]]));
+    assert_eq!(s["failed_by_kind"], serde_json::json!({"evaluation": 1}));
+    let j = journal(&state);
+    let five: Vec<&Line> = j.iter().filter(|l| l.task == 5).collect();
+    assert_eq!(five.len(), 3, "{five:?}");
+    assert!(five.iter().all(|l| l.exit == "7" && l.kind == "evaluation"));
+    assert_eq!(
+        five.iter().map(|l| l.next.as_str()).collect::<Vec<_>>(),
+        ["retry", "retry", "gave_up"]
+    );
+    assert_eq!(
+        five.iter().map(|l| l.attempt).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let ok = successes(&j);
+    assert_eq!(ok.len(), 20);
+    assert!(!ok.contains_key(&5));
+    assert!(ok.values().all(|&n| n == 1));
+    // The command's stderr went to its attempt's file.
+    let err = std::fs::read_to_string(state.join("out/5.3.err")).unwrap();
+    assert_eq!(err, "broken\n");
+}
+
+#[test]
+fn task_over_timeout_is_killed_with_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("child.pid");
+    let cmd = format!("sleep 60 & echo $! > {}; sleep 60", pidfile.display());
+    let list = write_tasks(dir.path(), "tasks.txt", &[cmd, "echo fine".into()]);
+    let state = dir.path().join("state");
+    let started = Instant::now();
+    let out = sturdy()
+        .args([
+            "run",
+            "-j",
+            "2",
+            "--max-attempts",
+            "1",
+            "--task-timeout",
+            "700ms",
+            "--json",
+        ])
+        .arg("--state-dir")
+        .arg(&state)
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let s = summary(&out);
+    assert_eq!(s["failed_tasks"], serde_json::json!([[1, "task_timeout"]]));
+    assert_eq!(s["succeeded"], 1);
+    let j = journal(&state);
+    let first: Vec<&Line> = j.iter().filter(|l| l.task == 1).collect();
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (first[0].kind.as_str(), first[0].next.as_str()),
+        ("task_timeout", "gave_up")
+    );
+    // The background child of the command was killed with its process group.
+    let child: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(child) {
+        assert!(
+            Instant::now() < deadline,
+            "child {child} of the timed-out task survived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn broken_slot_trips_its_breaker_and_its_work_moves_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every command fails on the slot whose CUDA_VISIBLE_DEVICES is 7.
+    let lines: Vec<String> = (1..=30)
+        .map(|i| format!("test \"${{CUDA_VISIBLE_DEVICES:-none}}\" != 7 && sleep 0.02 && echo {i}"))
+        .collect();
+    let list = write_tasks(dir.path(), "tasks.txt", &lines);
+    let state = dir.path().join("state");
+    let out = sturdy()
+        .env_remove("CUDA_VISIBLE_DEVICES")
+        .args([
+            "run",
+            "--slots",
+            "cpu,cpu,gpu:7",
+            "--max-attempts",
+            "5",
+            "--backoff-base",
+            "5ms",
+        ])
+        .args([
+            "--breaker-failures",
+            "2",
+            "--breaker-open",
+            "60s",
+            "--json",
+            "--state-dir",
+        ])
+        .arg(&state)
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(&out);
+    assert_eq!(s["succeeded"], 30);
+    assert_eq!(s["breaker_trips"], 1);
+    let j = journal(&state);
+    assert_exactly_once(&j, 30);
+    let on_bad: Vec<&Line> = j.iter().filter(|l| l.worker == 3).collect();
+    // Two failures open the breaker; it stays open (60 s) for the rest of the run.
+    assert_eq!(on_bad.len(), 2, "{on_bad:?}");
+    assert!(
+        on_bad
+            .iter()
+            .all(|l| l.kind == "evaluation" && l.next == "retry")
+    );
+    assert!(j.iter().filter(|l| l.next == "done").all(|l| l.worker != 3));
+}
