@@ -96,6 +96,7 @@ pub fn run(data: &[u8]) {
     let Ok(input) = Input::arbitrary(&mut u) else {
         return;
     };
+    crate::debug(&input);
 
     // 1 and 2: arbitrary bytes, bare and framed.
     let _ = checkpoint::decode(&input.raw);

@@ -151,6 +151,7 @@ pub fn run(data: &[u8]) {
     let Ok(input) = Input::arbitrary(&mut u) else {
         return;
     };
+    crate::debug(&input);
     let Some(cfg) = config(&input) else {
         return;
     };

@@ -94,6 +94,7 @@ pub fn run(data: &[u8]) {
     let Ok(input) = Input::arbitrary(&mut u) else {
         return;
     };
+    crate::debug(&input);
     let ms = |v: u32| Duration::from_millis(v.into());
     let cfg = match PhiConfig::new(
         input.threshold,
