@@ -259,7 +259,9 @@ mod codec {
 
     const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
-    /// The body's fixed part.
+    /// The body's fixed part. Any change here, in `Stats`, in the task record or in the
+    /// types it holds (`RetryState`, `FailureKind`) changes the format: bump
+    /// [`FORMAT_VERSION`] (a test pins version 1's bytes).
     #[derive(serde::Serialize, serde::Deserialize)]
     struct BodyHeader {
         generation: u64,
@@ -745,6 +747,30 @@ mod tests {
             assert_eq!(l.worker(w).unwrap().load, 0);
             let again = l.assign(secs(11)).unwrap();
             assert_eq!((again.task, again.epoch), (t, 3));
+        }
+
+        /// Format version 1 as written by the first release: a build must keep reading
+        /// it, and must write these very bytes for the same ledger, or bump
+        /// [`FORMAT_VERSION`] (adding a counter to `Stats` or a field to `RetryState`
+        /// changes the format).
+        const GOLDEN_V1: &str = "5354434b0100000067000000be6445ee0302000100010001000004010201000000050278790201000001000003010001080101000001010102010001849580b6f3f8eeaec701018094ebdc038094ebdc0302008094ebdc030001010000010001dd9bdefaecc599cba60100000001000000000000000000";
+
+        #[test]
+        fn format_version_1_is_pinned() {
+            let golden: Vec<u8> = (0..GOLDEN_V1.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&GOLDEN_V1[i..i + 2], 16).unwrap())
+                .collect();
+            assert_eq!(encode_vec(&sample(), 3, b"xy"), golden);
+            let cp = decode(&golden).unwrap();
+            assert_eq!(
+                (cp.generation(), cp.payload(), cp.task_count()),
+                (3, &b"xy"[..], 5)
+            );
+            let mut r = L::default();
+            let resume = cp.restore_into(&mut r, secs(9)).unwrap();
+            let t = resume.tasks;
+            assert_eq!((t.succeeded, t.failed, t.pending, t.requeued), (1, 1, 3, 1));
         }
 
         #[test]

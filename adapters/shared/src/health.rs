@@ -75,8 +75,9 @@ impl std::error::Error for SampleError {}
 /// A reading callback, boxed.
 pub type Callback = Box<dyn FnMut(&HealthReading) + Send>;
 
-/// How a [`HealthMonitor`] runs: the sampling period, the thresholds, an optional
-/// callback.
+/// How a health monitor (`sturdy_tokio::HealthMonitor`,
+/// `sturdy_async_std::HealthMonitor`) runs: the sampling period, the thresholds, an
+/// optional callback.
 pub struct MonitorConfig {
     period: Duration,
     thresholds: Thresholds,

@@ -1,5 +1,7 @@
 //! How a tower layer tells a failed call from a successful one.
 
+use std::time::Duration;
+
 use sturdy_core::FailureKind;
 use sturdy_core::breaker::Outcome;
 
@@ -13,6 +15,13 @@ use sturdy_core::breaker::Outcome;
 pub trait ClassifyResult<Res, Err> {
     /// The outcome of a call that returned `result`.
     fn classify(&self, result: &Result<Res, Err>) -> Outcome;
+
+    /// A server's hint for the delay before the next attempt, carried by a failed
+    /// `result` (HTTP `Retry-After`, gRPC pushback); `None` by default.
+    fn retry_after(&self, result: &Result<Res, Err>) -> Option<Duration> {
+        let _ = result;
+        None
+    }
 }
 
 impl<Res, Err, F> ClassifyResult<Res, Err> for F
@@ -44,6 +53,9 @@ impl<Res, Err> ClassifyResult<Res, Err> for ErrorsAreFailures {
 /// [`FailureKind::Network`] (overload: back off), any other `5xx` is
 /// [`FailureKind::Unknown`]; every other status (`2xx`, `3xx`, the client's own `4xx`
 /// mistakes) is a success for the breaker and is not retried.
+///
+/// A `Retry-After` header in delay-seconds form (RFC 9110 §10.2.3) is the retry-after
+/// hint; the HTTP-date form is ignored (it would need the wall clock).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HttpStatus;
 
@@ -65,6 +77,16 @@ impl<B, Err> ClassifyResult<http::Response<B>, Err> for HttpStatus {
             Ok(resp) => Self::outcome(resp.status()),
             Err(_) => Outcome::Failure(FailureKind::Network),
         }
+    }
+
+    fn retry_after(&self, result: &Result<http::Response<B>, Err>) -> Option<Duration> {
+        let value = result
+            .as_ref()
+            .ok()?
+            .headers()
+            .get(http::header::RETRY_AFTER)?;
+        let secs: u64 = value.to_str().ok()?.trim().parse().ok()?;
+        Some(Duration::from_secs(secs))
     }
 }
 
@@ -90,5 +112,23 @@ mod tests {
             ErrorsAreFailures.classify(&Ok::<(), ()>(())),
             Outcome::Success
         );
+        assert_eq!(ErrorsAreFailures.retry_after(&Err::<(), ()>(())), None);
+
+        let with = |v: &str| -> Result<http::Response<()>, ()> {
+            Ok(http::Response::builder()
+                .status(503)
+                .header(http::header::RETRY_AFTER, v)
+                .body(())
+                .unwrap())
+        };
+        assert_eq!(
+            HttpStatus.retry_after(&with("120")),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            HttpStatus.retry_after(&with("Wed, 21 Oct 2015 07:28:00 GMT")),
+            None
+        );
+        assert_eq!(HttpStatus.retry_after(&err), None);
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sturdy_core::breaker::Outcome;
 use sturdy_core::retry::{GiveUpReason, RetryPolicy};
-use sturdy_core::retry_driver::RetryError;
+use sturdy_core::retry_driver::{Classified, RetryError};
 use sturdy_core::{ConfigError, FailureKind};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -48,7 +48,9 @@ impl<Req, F: Fn(&Req) -> Option<Req>> CloneRequest<Req> for F {
 /// does not retry, an optional per-attempt timeout, `tracing` events).
 ///
 /// Each result is judged by a [`ClassifyResult`] ([`ErrorsAreFailures`] by default,
-/// [`HttpStatus`](crate::HttpStatus) for HTTP). A failed *response* (an HTTP 503) that
+/// [`HttpStatus`](crate::HttpStatus) for HTTP), which may also read a server's
+/// retry-after hint (HTTP `Retry-After`): the next delay is then the larger of the hint
+/// and the backoff draw, never above the backoff cap. A failed *response* (an HTTP 503) that
 /// exhausts the policy is returned as the response, so the caller sees the last
 /// status; a failed *error* is returned as [`RetryError::Failed`] with the attempt
 /// count and the reason. Each attempt waits for the inner service to be ready on its
@@ -143,15 +145,15 @@ pub struct RetryService<S, K = ErrorsAreFailures, R = ByClone> {
 /// One failed attempt, as the retry driver sees it.
 enum Attempt<Res, Err> {
     /// A response the classifier called a failure.
-    Response(Res, FailureKind),
+    Response(Res, Classified),
     /// An error from the service.
-    Error(Err, FailureKind),
+    Error(Err, Classified),
 }
 
 impl<Res, Err> Attempt<Res, Err> {
-    fn kind(&self) -> FailureKind {
+    fn classified(&self) -> Classified {
         match self {
-            Self::Response(_, k) | Self::Error(_, k) => *k,
+            Self::Response(_, c) | Self::Error(_, c) => *c,
         }
     }
 }
@@ -207,9 +209,9 @@ where
                 .run(
                     |a: &Attempt<S::Response, Option<S::Error>>| {
                         if no_more.load(Ordering::Relaxed) {
-                            FailureKind::Permanent
+                            Classified::from(FailureKind::Permanent)
                         } else {
-                            a.kind()
+                            a.classified()
                         }
                     },
                     move || {
@@ -229,17 +231,23 @@ where
                             let Some(req) = req else {
                                 // Unreachable in practice: the template is only
                                 // taken once and that attempt is never retried.
-                                return Err(Attempt::Error(None, FailureKind::Permanent));
+                                return Err(Attempt::Error(None, FailureKind::Permanent.into()));
                             };
                             let out = match poll_fn(|cx| svc.poll_ready(cx)).await {
                                 Ok(()) => svc.call(req).await,
                                 Err(e) => Err(e),
                             };
                             match classify.classify(&out) {
-                                Outcome::Failure(kind) => Err(match out {
-                                    Ok(res) => Attempt::Response(res, kind),
-                                    Err(e) => Attempt::Error(Some(e), kind),
-                                }),
+                                Outcome::Failure(kind) => {
+                                    let c = Classified {
+                                        kind,
+                                        retry_after: classify.retry_after(&out),
+                                    };
+                                    Err(match out {
+                                        Ok(res) => Attempt::Response(res, c),
+                                        Err(e) => Attempt::Error(Some(e), c),
+                                    })
+                                }
                                 _ => match out {
                                     Ok(res) => Ok(Ok(res)),
                                     Err(e) => Ok(Err(e)),

@@ -12,10 +12,12 @@
 //! Registered with a capacity ([`add_worker`](Ledger::add_worker)); each has a status
 //! (alive, suspect, failed), a health mark set by the supervisor ([`WorkerHealth`]), a
 //! [`DeadlineDetector`](crate::deadline::DeadlineDetector) fed by
-//! [`heartbeat`](Ledger::heartbeat), and a consecutive-failure circuit breaker
-//! (defaults after the original: 3 failures open it for 300 s, 2 successes in half-open
-//! close it). Failed attempts on a worker, its reported failures and its suspicions all
-//! count against its breaker; successes count for it.
+//! [`heartbeat`](Ledger::heartbeat) (an outside detector such as phi accrual reports
+//! through [`suspect_worker`](Ledger::suspect_worker)), and a
+//! [`ConsecutiveBreaker`] (defaults after the
+//! original: 3 failures in a row open it for 300 s, 2 successes in half-open close it;
+//! one trial task at a time while half-open). Failed attempts on a worker, its reported
+//! failures and its suspicions all count against its breaker; successes count for it.
 //!
 //! # Tasks
 //! [`TaskState::Pending`] → [`TaskState::Running`] `{ worker, epoch, lease }` →
@@ -39,14 +41,17 @@
 //! (counted once). [`worker_failed`](Ledger::worker_failed), a suspicion of the
 //! deadline detector (in [`handle_timeout`](Ledger::handle_timeout)) and a lapsed lease
 //! return the worker's running tasks to pending, runnable at once, each charged one
-//! attempt (so a task that kills every worker still ends).
+//! attempt (so a task that kills every worker still ends). Tasks that were only waiting
+//! are never charged: a pending task is bound to no worker until it is assigned.
 //!
 //! # Driving it (sans-IO)
 //! Inputs take `now`; outputs are pulled. The order a supervisor follows:
 //! 1. `add_worker` / `add_task` (or restore a checkpoint, see
-//!    [`checkpoint`](crate::checkpoint)), then on every wake-up:
+//!    [`checkpoint`](crate::checkpoint), then replay the journal written after it with
+//!    `mark_succeeded` / `mark_failed`; or, without a checkpoint,
+//!    `add_task_with_prior_attempts`), then on every wake-up:
 //! 2. feed what arrived: `heartbeat`, `task_succeeded`, `task_failed`, `worker_failed`,
-//!    `worker_recovered`, `set_worker_health`;
+//!    `suspect_worker`, `worker_recovered`, `set_worker_health`;
 //! 3. `handle_timeout(now)` (detector deadlines, leases, retry timers, breakers);
 //! 4. `assign(now)` in a loop until it returns `None`, dispatching each assignment;
 //! 5. drain `poll_event()` (journal, metrics);

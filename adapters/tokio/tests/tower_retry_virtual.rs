@@ -1,0 +1,141 @@
+//! `RetryLayer` around an in-process service in virtual time: exact call times, the
+//! server's `Retry-After` hint, and a request that cannot be copied.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sturdy_core::backoff::{BackoffConfig, Jitter};
+use sturdy_core::retry::{GiveUpReason, RetryPolicy};
+use sturdy_tokio::{HttpStatus, RetryLayer};
+use tokio::time::Instant;
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+fn policy(max_attempts: u32) -> RetryPolicy {
+    let b = BackoffConfig::exponential(Duration::from_millis(100), 2_000, Duration::from_secs(5))
+        .unwrap()
+        .with_jitter(Jitter::None)
+        .unwrap();
+    RetryPolicy::new(max_attempts, b).unwrap()
+}
+
+/// A service answering from `script` (status, optional `Retry-After`), recording the
+/// virtual ms of each call.
+/// The virtual ms of each call.
+type CallLog = Arc<Mutex<Vec<u64>>>;
+
+/// What the tests wrap: an HTTP-shaped service that can be cloned and sent.
+trait Upstream:
+    Service<
+        http::Request<String>,
+        Response = http::Response<()>,
+        Error = &'static str,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> Upstream for S where
+    S: Service<
+            http::Request<String>,
+            Response = http::Response<()>,
+            Error = &'static str,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+fn scripted(script: Vec<(u16, Option<&'static str>)>) -> (impl Upstream, CallLog) {
+    let start = Instant::now();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let log = calls.clone();
+    let svc = service_fn(move |_req: http::Request<String>| {
+        let mut log = log.lock().unwrap();
+        log.push(start.elapsed().as_millis() as u64);
+        let (status, hint) = script[(log.len() - 1).min(script.len() - 1)];
+        let mut resp = http::Response::builder().status(status);
+        if let Some(h) = hint {
+            resp = resp.header(http::header::RETRY_AFTER, h);
+        }
+        let resp = resp.body(()).unwrap();
+        async move { Ok::<_, &'static str>(resp) }
+    });
+    (svc, calls)
+}
+
+fn req() -> http::Request<String> {
+    http::Request::get("http://upstream/")
+        .body(String::new())
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_times_and_the_retry_after_hint() {
+    // 503, 503 with Retry-After: 2 (above the 200 ms draw), then 200.
+    let (inner, calls) = scripted(vec![(503, None), (503, Some("2")), (200, None)]);
+    let mut svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy(5)).classify(HttpStatus))
+        .service(inner);
+    let resp = svc.ready().await.unwrap().call(req()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(*calls.lock().unwrap(), [0, 100, 2100]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn exhausted_returns_the_last_response_and_client_errors_are_not_retried() {
+    let (inner, calls) = scripted(vec![(502, None)]);
+    let mut svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy(3)).classify(HttpStatus))
+        .service(inner);
+    let resp = svc.ready().await.unwrap().call(req()).await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(*calls.lock().unwrap(), [0, 100, 300]);
+
+    let (inner, calls) = scripted(vec![(404, None)]);
+    let mut svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy(3)).classify(HttpStatus))
+        .service(inner);
+    let resp = svc.ready().await.unwrap().call(req()).await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(*calls.lock().unwrap(), [0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_cannot_be_copied_is_sent_once() {
+    let (inner, calls) = scripted(vec![(503, None)]);
+    let mut svc = ServiceBuilder::new()
+        .layer(
+            RetryLayer::new(policy(3))
+                .classify(HttpStatus)
+                .clone_request(|_: &http::Request<String>| None),
+        )
+        .service(inner);
+    let resp = svc.ready().await.unwrap().call(req()).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(*calls.lock().unwrap(), [0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn service_errors_give_up_with_the_count_and_reason() {
+    let start = Instant::now();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let log = calls.clone();
+    let inner = service_fn(move |_: http::Request<String>| {
+        log.lock().unwrap().push(start.elapsed().as_millis() as u64);
+        async { Err::<http::Response<()>, _>("connection refused") }
+    });
+    let mut svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy(3)).classify(HttpStatus))
+        .service(inner);
+    let err = svc.ready().await.unwrap().call(req()).await.unwrap_err();
+    assert_eq!(err.attempts(), 3);
+    assert_eq!(
+        err.reason(),
+        GiveUpReason::AttemptsExhausted { attempts: 3 }
+    );
+    assert_eq!(err.into_error(), Some("connection refused"));
+    assert_eq!(*calls.lock().unwrap(), [0, 100, 300]);
+}
