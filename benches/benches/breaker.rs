@@ -7,6 +7,10 @@
 //! `CircuitBreaker` over a 100-call count window (recloser's shape), each
 //! `try_acquire(now)` then `record(permit, Outcome::Success, now)`.
 //!
+//! sturdy-tokio's `Breaker` is the shared handle (`Clone + Send + Sync`, a lock-free
+//! closed path) around a `ConsecutiveBreaker::original()`: `try_acquire()` then
+//! `guard.success()`.
+//!
 //! Each peer in its default configuration:
 //! - failsafe: `Config::new().build()` (consecutive failures with an exponential open
 //!   time), `call(|| Ok(()))`;
@@ -80,6 +84,11 @@ fn closed_path(c: &mut Criterion) {
         });
     });
 
+    let shared = sturdy_tokio::Breaker::new(ConsecutiveBreaker::new(ConsecutiveConfig::original()));
+    g.bench_function("sturdy_tokio_shared", |b| {
+        b.iter(|| black_box(&shared).try_acquire().expect("closed").success());
+    });
+
     let failsafe = failsafe::Config::new().build();
     g.bench_function("failsafe", |b| {
         b.iter(|| black_box(&failsafe).call(|| Ok::<(), ()>(())));
@@ -125,6 +134,15 @@ fn two_threads_one_breaker(c: &mut Criterion) {
         b.iter_custom(|iters| {
             two_threads(iters, || {
                 black_box(&counter).fetch_add(1, Ordering::AcqRel);
+            })
+        });
+    });
+
+    let shared = sturdy_tokio::Breaker::new(ConsecutiveBreaker::new(ConsecutiveConfig::original()));
+    g.bench_function("sturdy_tokio_shared", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, || {
+                black_box(&shared).try_acquire().expect("closed").success();
             })
         });
     });

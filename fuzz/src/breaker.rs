@@ -89,19 +89,18 @@ fn counted(bits: u16) -> KindSet {
 
 const MS: u64 = 1_000_000;
 
-/// Findings 1 and 2 (open, reported to the breaker's author; see `README.md`):
-/// `Permit`'s docs say a permit recorded or released twice is ignored, but
-/// 1. a permit issued on the closed path and recorded again counts again (one permit
-///    recorded three times opens `ConsecutiveConfig::original()`); reproducer
-///    `regressions/pending/breaker/closed-permit-recorded-twice`;
-/// 2. a half-open probe permit handed back twice frees whichever probe holds its slot
-///    now, so more probes run than `half_open_permits`; reproducer
-///    `regressions/pending/breaker/probe-permit-recorded-twice-frees-another-probe`.
+/// Finding 1 (open, reported to the breaker's author; see `README.md`): `Permit`'s docs
+/// say a permit recorded or released twice is ignored, but a permit issued on the closed
+/// path and recorded again counts again (one permit recorded three times opens
+/// `ConsecutiveConfig::original()`); reproducer
+/// `regressions/pending/breaker/closed-permit-recorded-twice`. While it is open, the
+/// drivers do not replay closed-path permits of the current generation, so the fuzzer
+/// can look for other findings. Set to `false` once the core settles it (in code or in
+/// its docs), and move the reproducer to `regressions/breaker/`.
 ///
-/// While they are open, the drivers replay only permits of an older generation (which
-/// must change nothing), so the fuzzer can look for other findings. Set to `false`
-/// once the core settles them, and move the reproducers to `regressions/breaker/`.
-const SKIP_CURRENT_GENERATION_REPLAY: bool = true;
+/// (Finding 2, a probe permit handed back twice freeing another probe's slot, is fixed
+/// by the core's probe tickets; its reproducer is in `regressions/breaker/`.)
+const SKIP_CLOSED_PATH_REPLAY: bool = true;
 
 /// The reference model of [`ConsecutiveBreaker`], from its documentation.
 struct Model {
@@ -217,15 +216,13 @@ impl Model {
         }
     }
     fn record(&mut self, held: Held, outcome: Outcome, now: Instant) {
-        if held.generation != self.generation {
-            return;
-        }
         let failed = match outcome {
             Outcome::Success => Some(false),
             Outcome::Failure(k) if self.counted.contains(k) => Some(true),
             _ => None,
         };
-        if self.state == State::Closed && held.probe.is_none() {
+        if self.state == State::Closed && held.generation == self.generation && held.probe.is_none()
+        {
             match failed {
                 Some(false) => {
                     self.run = 0;
@@ -243,6 +240,7 @@ impl Model {
             }
             return;
         }
+        // Every other input first makes the time-driven transitions due at `now`.
         self.advance(now);
         if held.generation != self.generation {
             return;
@@ -267,21 +265,16 @@ impl Model {
                     }
                 }
             }
-            State::Disabled => {
-                self.calls = self.calls.saturating_add(1);
-                if failed {
-                    self.failures = self.failures.saturating_add(1);
-                }
-            }
-            State::MetricsOnly => {
+            State::Disabled | State::MetricsOnly => {
                 self.calls = self.calls.saturating_add(1);
                 if failed {
                     self.failures = self.failures.saturating_add(1);
                     self.run = self.run.saturating_add(1);
-                    if self.run == self.threshold {
-                        self.push(BreakerEvent::ThresholdExceeded { at: now });
-                    }
                 } else {
+                    self.run = 0;
+                }
+                if self.state == State::MetricsOnly && self.run >= self.threshold {
+                    self.push(BreakerEvent::ThresholdExceeded { at: now });
                     self.run = 0;
                 }
             }
@@ -289,9 +282,6 @@ impl Model {
         }
     }
     fn release(&mut self, held: Held, now: Instant) {
-        if held.generation != self.generation || held.probe.is_none() {
-            return;
-        }
         self.advance(now);
         if held.generation == self.generation {
             self.free_probe(held.probe);
@@ -413,7 +403,8 @@ fn consecutive(input: &Input) {
                 }
                 let h = if from_returned {
                     let h = list[usize::from(i) % list.len()];
-                    if SKIP_CURRENT_GENERATION_REPLAY && h.generation == m.generation {
+                    if SKIP_CLOSED_PATH_REPLAY && h.generation == m.generation && h.probe.is_none()
+                    {
                         continue;
                     }
                     h
@@ -421,16 +412,10 @@ fn consecutive(input: &Input) {
                     list.swap_remove(usize::from(i) % list.len())
                 };
                 b.record(h.real, o.outcome(), now);
-                if from_returned {
-                    // Documented: a permit recorded or released twice is ignored. The
-                    // model lets only the time-driven transitions due at `now` happen
-                    // (what `handle_timeout(now)` would do).
-                    if h.generation == m.generation && h.probe.is_some() {
-                        m.advance(t);
-                    }
-                } else {
-                    m.record(h, o.outcome(), t);
-                }
+                // A permit handed back twice changes nothing beyond the timers due at
+                // `now`: the model's probe ids are never reused, so its `record` ignores
+                // a probe handed back before.
+                m.record(h, o.outcome(), t);
                 if !from_returned {
                     returned.push(h);
                 }
@@ -587,7 +572,8 @@ fn windowed<W: SlidingWindow + Clone>(input: &Input, window: W) {
             Op::Replay(i, o) => {
                 if !returned.is_empty() {
                     let p = returned[usize::from(i) % returned.len()];
-                    if SKIP_CURRENT_GENERATION_REPLAY && p.generation() == b.generation() {
+                    if SKIP_CLOSED_PATH_REPLAY && p.generation() == b.generation() && !p.is_probe()
+                    {
                         continue;
                     }
                     // Let time-driven transitions happen first, then the replay must
@@ -652,6 +638,7 @@ pub fn run(data: &[u8]) {
     let Ok(input) = Input::arbitrary(&mut u) else {
         return;
     };
+    crate::debug(&input);
     consecutive(&input);
     windowed(&input, CountWindow::<16>::new());
     let bucket = Duration::from_millis(input.windowed.bucket_ms.into());

@@ -126,6 +126,7 @@ pub fn run(data: &[u8]) {
     let Ok(input) = Input::arbitrary(&mut u) else {
         return;
     };
+    crate::debug(&input);
     let Some(t) = thresholds(&input) else {
         return;
     };

@@ -7,5 +7,16 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod checkpoint;
 pub mod health;
+pub mod ledger;
+pub mod phi;
 pub mod retry;
+
+/// Prints the decoded input when `STURDY_FUZZ_DEBUG` is set: for triage, with
+/// `cargo fuzz run TARGET ARTIFACT` or `cargo test` on a saved input.
+fn debug(input: &impl core::fmt::Debug) {
+    if std::env::var_os("STURDY_FUZZ_DEBUG").is_some() {
+        eprintln!("{input:#?}");
+    }
+}

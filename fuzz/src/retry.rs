@@ -56,6 +56,7 @@ pub fn run(data: &[u8]) {
     let Ok(input) = Input::arbitrary(&mut u) else {
         return;
     };
+    crate::debug(&input);
     let ms = |v: u64| Duration::from_millis(v);
     let Ok(backoff) = BackoffConfig::exponential(
         ms(u64::from(input.base_ms)),

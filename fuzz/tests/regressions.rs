@@ -65,3 +65,18 @@ fn health() {
 fn breaker() {
     check("breaker", sturdy_fuzz::breaker::run);
 }
+
+#[test]
+fn ledger() {
+    check("ledger", sturdy_fuzz::ledger::run);
+}
+
+#[test]
+fn checkpoint() {
+    check("checkpoint", sturdy_fuzz::checkpoint::run);
+}
+
+#[test]
+fn phi() {
+    check("phi", sturdy_fuzz::phi::run);
+}
