@@ -60,7 +60,7 @@ vs_xargs=$(awk -v a="$sw" -v b="$xw" 'BEGIN { printf "%.2f", a / b }')
 vs_parallel=$(awk -v a="$pw" -v b="$sw" 'BEGIN { printf "%.1f", a / b }')
 
 table=$(cat <<TABLE
-$N \`true\` commands on $J workers, median of $RUNS runs ($(date -u +%Y-%m-%d), $(nproc) CPUs, $(uname -sr)):
+$N \`true\` commands on $J workers, median of $RUNS runs ($(date -u +%Y-%m-%d), $(nproc) CPUs, $(uname -sr), load average $(cut -d" " -f1-3 /proc/loadavg) at the end):
 
 | tool | wall (s) | CPU, all processes (s) | master CPU (s) |
 |---|---|---|---|
