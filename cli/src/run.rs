@@ -310,12 +310,12 @@ async fn drive<const T: usize>(
         sup.add_task(u64::from(n), prior, tasks.commands[n as usize - 1].clone())
             .map_err(|e| CliError::input(e.to_string()))?;
     }
-    if settings.health_gate {
-        sup.set_health(crate::health_gate::spawn(
-            sturdy_probe::Probe::new(),
-            settings.slots.clone(),
-        ));
-    }
+    let _monitor = settings.health_gate.then(|| {
+        let (monitor, health) =
+            crate::health_gate::spawn(sturdy_probe::Probe::new(), settings.slots.clone());
+        sup.set_health(health);
+        monitor
+    });
     let stop = sup.stop_handle();
     let signals = tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
