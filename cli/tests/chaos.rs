@@ -153,6 +153,15 @@ fn master_sigkilled_mid_run_then_resume_runs_each_task_once() {
 
 #[test]
 fn a_stopped_worker_misses_its_heartbeats_and_its_task_moves() {
+    stopped_worker_is_replaced(&["--heartbeat-timeout", "600ms"]);
+}
+
+#[test]
+fn the_phi_accrual_detector_also_catches_a_stopped_worker() {
+    stopped_worker_is_replaced(&["--phi-threshold", "8"]);
+}
+
+fn stopped_worker_is_replaced(detector: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let lines: Vec<String> = (1..=20).map(|i| format!("sleep 0.1; echo {i}")).collect();
     let list = write_tasks(dir.path(), "tasks.txt", &lines);
