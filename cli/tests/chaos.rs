@@ -167,15 +167,8 @@ fn stopped_worker_is_replaced(detector: &[&str]) {
     let list = write_tasks(dir.path(), "tasks.txt", &lines);
     let state = dir.path().join("state");
     let child = sturdy()
-        .args([
-            "run",
-            "-j",
-            "2",
-            "--heartbeat-interval",
-            "100ms",
-            "--heartbeat-timeout",
-            "600ms",
-        ])
+        .args(["run", "-j", "2", "--heartbeat-interval", "100ms"])
+        .args(detector)
         .args(["--max-attempts", "5", "--json", "--state-dir"])
         .arg(&state)
         .arg(&list)
