@@ -242,11 +242,9 @@ fn plan(
             ));
             continue;
         }
-        let prior = if gave_up.contains(&n) {
-            0
-        } else {
-            hist.get(&n).map_or(0, |h| h.attempts)
-        };
+        // Attempt numbers continue across runs (a retried failed task gets a fresh
+        // --max-attempts budget, numbered after its earlier attempts).
+        let prior = hist.get(&n).map_or(0, |h| h.attempts);
         todo.push((n, prior));
     }
     if retry_failed {
