@@ -66,8 +66,12 @@ use crate::error::ConfigError;
 
 /// How often to checkpoint: every `every` generations, generation 0 included (the
 /// original's `should_checkpoint`, default 10). Shape: one `u64`.
+///
+/// Deserializing (feature `serde`) checks the rules of the constructors: a value no
+/// constructor would build is an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "CheckpointIntervalUnchecked"))]
 pub struct CheckpointInterval {
     every: u64,
 }
@@ -100,6 +104,21 @@ impl Default for CheckpointInterval {
     /// The original's 10 generations.
     fn default() -> Self {
         Self { every: 10 }
+    }
+}
+
+/// The serialized shape of [`CheckpointInterval`], checked on the way in.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct CheckpointIntervalUnchecked {
+    every: u64,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<CheckpointIntervalUnchecked> for CheckpointInterval {
+    type Error = ConfigError;
+    fn try_from(u: CheckpointIntervalUnchecked) -> Result<Self, ConfigError> {
+        Self::new(u.every)
     }
 }
 
