@@ -242,11 +242,9 @@ fn plan(
             ));
             continue;
         }
-        let prior = if gave_up.contains(&n) {
-            0
-        } else {
-            hist.get(&n).map_or(0, |h| h.attempts)
-        };
+        // Attempt numbers continue across runs (a retried failed task gets a fresh
+        // --max-attempts budget, numbered after its earlier attempts).
+        let prior = hist.get(&n).map_or(0, |h| h.attempts);
         todo.push((n, prior));
     }
     if retry_failed {
@@ -310,12 +308,12 @@ async fn drive<const T: usize>(
         sup.add_task(u64::from(n), prior, tasks.commands[n as usize - 1].clone())
             .map_err(|e| CliError::input(e.to_string()))?;
     }
-    if settings.health_gate {
-        sup.set_health(crate::health_gate::spawn(
-            sturdy_probe::Probe::new(),
-            settings.slots.clone(),
-        ));
-    }
+    let _monitor = settings.health_gate.then(|| {
+        let (monitor, health) =
+            crate::health_gate::spawn(sturdy_probe::Probe::new(), settings.slots.clone());
+        sup.set_health(health);
+        monitor
+    });
     let stop = sup.stop_handle();
     let signals = tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};

@@ -174,3 +174,55 @@ async fn checkpoint_then_restore_never_runs_a_finished_task_again() {
     assert_eq!(s2.attempts, 14);
     assert_eq!(tally.done.len(), 14);
 }
+
+#[derive(Default)]
+struct StartTimes(Vec<tokio::time::Instant>);
+
+impl<T> Observer<T> for StartTimes {
+    fn attempt_started(
+        &mut self,
+        _w: sturdy_core::WorkerId,
+        _o: &sturdy_tokio::supervisor::Order<'_, T>,
+    ) {
+        self.0.push(tokio::time::Instant::now());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_critical_host_holds_dispatch_until_it_recovers() {
+    use sturdy_core::health::HealthStatus;
+    use sturdy_tokio::supervisor::HostHealth;
+    let pool = LocalPool::new(Duration::from_millis(100), |_n: u64, _a: u32| async move {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Ok(())
+    });
+    let mut sup: Box<Supervisor<_, 2, 16>> = Supervisor::new(config(3), pool, 2).unwrap();
+    for n in 0..5u64 {
+        sup.add_task(n, 0, n).unwrap();
+    }
+    let (tx, rx) = tokio::sync::watch::channel(HostHealth {
+        status: HealthStatus::Critical,
+        workers: Vec::new(),
+    });
+    sup.set_health(rx);
+    let start = tokio::time::Instant::now();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        tx.send_replace(HostHealth {
+            status: HealthStatus::Healthy,
+            workers: Vec::new(),
+        });
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(tx);
+    });
+    let mut starts = StartTimes::default();
+    let s = sup.run(&mut starts).await;
+    assert_eq!(s.succeeded, 5);
+    assert_eq!(starts.0.len(), 5);
+    assert!(
+        starts
+            .0
+            .iter()
+            .all(|t| t.duration_since(start) >= Duration::from_secs(2))
+    );
+}

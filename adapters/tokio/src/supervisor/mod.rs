@@ -683,6 +683,8 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             };
             observer.attempt_started(a.worker, &order);
             self.pool.dispatch(a.worker, order);
+            // Drain as we go: a burst of assignments must not overflow the event queue.
+            self.drain_events(observer);
             self.summary.attempts += 1;
             if let Some(ws) = self.workers.get_mut(w) {
                 ws.running = Some(Running {
