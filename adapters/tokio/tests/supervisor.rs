@@ -226,3 +226,63 @@ async fn a_critical_host_holds_dispatch_until_it_recovers() {
             .all(|t| t.duration_since(start) >= Duration::from_secs(2))
     );
 }
+
+/// A deterministic mix of crashes (panics), retryable errors, hangs past the timeout
+/// and successes, from a seed.
+fn fate(seed: u64, n: u64, attempt: u32) -> u64 {
+    let mut x = seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(attempt) << 40;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x % 100
+}
+
+#[tokio::test(start_paused = true)]
+async fn random_chaos_never_loses_or_repeats_a_task() {
+    for seed in 0..20u64 {
+        let pool = LocalPool::new(
+            Duration::from_millis(50),
+            move |n: u64, attempt: u32| async move {
+                let f = fate(seed, n, attempt);
+                tokio::time::sleep(Duration::from_millis(1 + f % 7)).await;
+                match f {
+                    0..=9 => panic!("chaos: crash"),
+                    10..=29 => Err(FailureKind::Network),
+                    30..=34 => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        Ok(())
+                    }
+                    _ => Ok(()),
+                }
+            },
+        );
+        let cfg = config(4).with_task_timeout(Some(Duration::from_millis(300)));
+        let mut sup: Box<Supervisor<_, 4, 64>> = Supervisor::new(cfg, pool, 3).unwrap();
+        for n in 0..40u64 {
+            sup.add_task(n, 0, n).unwrap();
+        }
+        let mut tally = Tally::default();
+        let s = sup.run(&mut tally).await;
+        assert_eq!(s.succeeded + s.failed.len(), 40, "seed {seed}: {s:?}");
+        assert_eq!(s.unfinished, 0);
+        assert!(
+            tally.done.values().all(|&c| c == 1),
+            "seed {seed}: a task succeeded twice"
+        );
+        assert_eq!(tally.done.len(), s.succeeded);
+        for (key, kind) in &s.failed {
+            assert!(
+                !tally.done.contains_key(key),
+                "seed {seed}: task {key} both done and failed"
+            );
+            let attempts: Vec<&AttemptRecord> =
+                tally.records.iter().filter(|r| r.key == *key).collect();
+            // Every attempt is charged once, whatever its kind: four attempts, then give up.
+            assert_eq!(attempts.len(), 4, "seed {seed} task {key}: {attempts:?}");
+            assert_eq!(attempts.last().unwrap().finish.failure, Some(*kind));
+            assert_eq!(attempts.last().unwrap().verdict, Verdict::GaveUp);
+        }
+        assert_eq!(s.attempts as usize, tally.records.len(), "seed {seed}");
+        assert_eq!(s.stale_results, 0);
+    }
+}

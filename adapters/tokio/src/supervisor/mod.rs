@@ -8,7 +8,7 @@
 //! reads the clock, sleeps until [`Ledger::poll_timeout`], moves orders and reports
 //! between the ledger and the [`WorkerPool`], kills a worker the ledger stopped trusting
 //! (suspected silent, or whose task was taken away), restarts dead workers after a
-//! [`BackoffConfig`] delay, holds dispatch while the host is critical (health gating),
+//! [`BackoffConfig`](sturdy_core::backoff::BackoffConfig) delay, holds dispatch while the host is critical (health gating),
 //! and tells an [`Observer`] every attempt and event.
 //!
 //! Workers sit behind [`WorkerPool`]: [`LocalPool`] runs in-process tokio tasks for
@@ -37,144 +37,36 @@
 //! # }
 //! ```
 
+mod config;
 mod local;
 mod pool;
 mod record;
+mod saved_run;
+mod stop;
 
 use std::time::{Duration, SystemTime};
 
-use sturdy_core::backoff::{BackoffConfig, BackoffState};
+use sturdy_core::backoff::BackoffState;
 use sturdy_core::checkpoint::{self, DecodeError, Resume};
 use sturdy_core::health::HealthStatus;
-use sturdy_core::manager::{
-    BreakerState, Event, Ledger, LedgerConfig, LedgerError, TaskState, WorkerHealth,
-};
-use sturdy_core::phi::{PhiAccrual, PhiConfig};
+use sturdy_core::manager::{BreakerState, Event, Ledger, LedgerError, TaskState};
+use sturdy_core::phi::PhiAccrual;
 use sturdy_core::retry::Decision;
 use sturdy_core::{FailureKind, Instant, TaskId, WorkerId};
 use tokio::sync::{mpsc, watch};
 
 use crate::checkpoint_store::CheckpointStore;
 
+pub use config::{HostHealth, SupervisorConfig};
 pub use local::LocalPool;
 pub use pool::{Finish, Order, Report, Reporter, WorkerPool};
 pub use record::{AttemptRecord, Observer, Summary, Verdict};
+pub use saved_run::{SavedRun, read_checkpoint};
+pub use stop::{Stop, StopHandle};
+
+use saved_run::boxed_ledger;
 
 use pool::Envelope;
-
-/// Settings of a [`Supervisor`] beyond the ledger's own.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct SupervisorConfig {
-    /// The ledger's configuration (retry policy, deadline detector, lease, breakers).
-    pub ledger: LedgerConfig,
-    /// Delay before restarting a dead worker, growing with consecutive crashes of that
-    /// worker and reset by its next success. Default: exponential from 100 ms, doubling,
-    /// capped at 10 s, full jitter.
-    pub restart_backoff: BackoffConfig,
-    /// Per-attempt timeout handed to the workers in each [`Order`].
-    pub task_timeout: Option<Duration>,
-    /// Seed of the restart backoff's jitter.
-    pub seed: u64,
-    /// A phi accrual detector per worker (after Hayashibara et al. 2004, as Akka
-    /// computes it) in addition to the ledger's deadline detector: a worker whose phi
-    /// reaches the threshold is killed and restarted like a silent one.
-    pub phi: Option<PhiConfig>,
-}
-
-impl SupervisorConfig {
-    /// The defaults around a ledger configuration.
-    pub fn new(ledger: LedgerConfig) -> Self {
-        let restart_backoff =
-            BackoffConfig::exponential(Duration::from_millis(100), 2000, Duration::from_secs(10))
-                .unwrap_or_else(|_| BackoffConfig::constant(Duration::from_millis(100)));
-        Self {
-            ledger,
-            restart_backoff,
-            task_timeout: None,
-            seed: 0x5eed,
-            phi: None,
-        }
-    }
-
-    /// With a restart backoff.
-    pub fn with_restart_backoff(mut self, backoff: BackoffConfig) -> Self {
-        self.restart_backoff = backoff;
-        self
-    }
-
-    /// With a phi accrual detector per worker.
-    pub fn with_phi(mut self, phi: PhiConfig) -> Self {
-        self.phi = Some(phi);
-        self
-    }
-
-    /// With a per-attempt timeout.
-    pub fn with_task_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.task_timeout = timeout;
-        self
-    }
-}
-
-/// How far a stop request goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Stop {
-    /// Keep running.
-    Run,
-    /// Dispatch nothing new; let running attempts finish; then return.
-    Drain,
-    /// Kill running attempts with their workers and return at once.
-    Abort,
-}
-
-/// A cloneable handle that asks a running [`Supervisor`] to stop (for example from a
-/// signal handler: the first SIGINT drains, the second aborts).
-#[derive(Clone, Debug)]
-pub struct StopHandle(watch::Sender<Stop>);
-
-impl StopHandle {
-    /// Drain: no new dispatch, running attempts finish.
-    pub fn drain(&self) {
-        self.0.send_if_modified(|s| {
-            let change = *s < Stop::Drain;
-            if change {
-                *s = Stop::Drain;
-            }
-            change
-        });
-    }
-
-    /// Abort: running attempts are killed.
-    pub fn abort(&self) {
-        self.0.send_replace(Stop::Abort);
-    }
-
-    /// Escalates: the first call drains, the next aborts. Returns the new level.
-    pub fn escalate(&self) -> Stop {
-        let mut level = Stop::Run;
-        self.0.send_modify(|s| {
-            *s = if *s == Stop::Run {
-                Stop::Drain
-            } else {
-                Stop::Abort
-            };
-            level = *s;
-        });
-        level
-    }
-}
-
-/// The host's health as the supervisor uses it: the overall status gates dispatch
-/// (nothing new while [`HealthStatus::Critical`]); per-worker marks order it (a
-/// degraded worker is used last, a critical one not at all).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostHealth {
-    /// The host's assessment.
-    pub status: HealthStatus,
-    /// Marks for single workers (for example the worker of a degraded GPU).
-    pub workers: Vec<(WorkerId, WorkerHealth)>,
-}
 
 /// Why a task could not be added.
 #[derive(Debug)]
@@ -243,54 +135,6 @@ struct Checkpointing {
     payload: Vec<u8>,
     generation: u64,
     last: tokio::time::Instant,
-}
-
-/// What a checkpoint of a run holds, read back by [`read_checkpoint`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SavedRun {
-    /// The checkpoint's generation.
-    pub generation: u64,
-    /// The caller's payload given to [`Supervisor::enable_checkpoints`].
-    pub payload: Vec<u8>,
-    /// Each task's state by ledger task id, as restored (running tasks come back
-    /// pending, charged one attempt).
-    pub states: Vec<TaskState>,
-}
-
-/// Decodes and verifies a checkpoint written by a [`Supervisor`] with up to `T` tasks,
-/// restores it into a scratch ledger, and returns what it holds.
-///
-/// # Errors
-/// Any [`DecodeError`]: truncated, bit-flipped, wrong version, too many tasks for `T`.
-pub fn read_checkpoint<const T: usize>(bytes: &[u8]) -> Result<SavedRun, DecodeError> {
-    let saved = checkpoint::decode(bytes)?;
-    let mut ledger = boxed_ledger::<1, T>(LedgerConfig::default());
-    saved.restore_into(&mut *ledger, Instant::ZERO)?;
-    let states = (0..saved.task_count())
-        .filter_map(|i| ledger.task(TaskId(i)).map(|v| v.state))
-        .collect();
-    Ok(SavedRun {
-        generation: saved.generation(),
-        payload: saved.payload().to_vec(),
-        states,
-    })
-}
-
-/// Builds a boxed ledger on a thread with a stack large enough for the value (a ledger
-/// of many tasks is megabytes and is built by value before it is boxed).
-fn boxed_ledger<const W: usize, const T: usize>(config: LedgerConfig) -> Box<Ledger<W, T>> {
-    let size = size_of::<Ledger<W, T>>();
-    if size < 256 * 1024 {
-        return Box::new(Ledger::new(config));
-    }
-    std::thread::Builder::new()
-        .name("sturdy-ledger-alloc".into())
-        .stack_size(size.saturating_mul(4).saturating_add(4 << 20))
-        .spawn(move || Box::new(Ledger::new(config)))
-        .ok()
-        .and_then(|h| h.join().ok())
-        .unwrap_or_else(|| panic!("cannot allocate a ledger of {size} bytes"))
 }
 
 impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
