@@ -455,7 +455,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             WorkerStatus::Suspect { .. } => {
                 w.status = WorkerStatus::Alive;
                 self.stats.failed_workers = self.stats.failed_workers.saturating_sub(1);
-                self.stats.recovery_attempts += 1;
+                self.stats.recovery_attempts = self.stats.recovery_attempts.saturating_add(1);
                 self.events.push(Event::WorkerRecovered { worker, at: now });
             }
             WorkerStatus::Alive => {}
@@ -532,7 +532,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             self.stats.failed_workers += 1;
         }
         w.status = WorkerStatus::Failed { kind, since: now };
-        self.stats.total_worker_failures += 1;
+        self.stats.total_worker_failures = self.stats.total_worker_failures.saturating_add(1);
         self.events.push(Event::WorkerFailed {
             worker,
             kind,
@@ -579,7 +579,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         if !w.status.is_alive() {
             w.status = WorkerStatus::Alive;
             self.stats.failed_workers = self.stats.failed_workers.saturating_sub(1);
-            self.stats.recovery_attempts += 1;
+            self.stats.recovery_attempts = self.stats.recovery_attempts.saturating_add(1);
             self.events.push(Event::WorkerRecovered { worker, at: now });
         }
         Ok(())
@@ -847,7 +847,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         w.load += 1;
         self.stats.pending_tasks -= 1;
         self.stats.running_tasks += 1;
-        self.stats.assignments += 1;
+        self.stats.assignments = self.stats.assignments.saturating_add(1);
         self.events.push(Event::Assigned {
             task: TaskId(idx),
             worker,
@@ -1042,7 +1042,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         });
         t.last_kind = Some(kind);
         t.state = TaskState::Pending;
-        self.stats.total_task_failures += 1;
+        self.stats.total_task_failures = self.stats.total_task_failures.saturating_add(1);
         self.events.push(Event::AttemptFailed {
             task,
             worker: Some(worker),
@@ -1062,7 +1062,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                     Some(reason) => {
                         t.ready_at = now;
                         t.requeued = true;
-                        self.stats.reassignments += 1;
+                        self.stats.reassignments = self.stats.reassignments.saturating_add(1);
                         self.events.push(Event::Requeued {
                             task,
                             worker,
@@ -1073,10 +1073,10 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                     }
                     None => {
                         t.ready_at = now + delay;
-                        self.stats.retries += 1;
+                        self.stats.retries = self.stats.retries.saturating_add(1);
                         self.events.push(Event::RetryScheduled {
                             task,
-                            attempt: epoch + 1,
+                            attempt: epoch.saturating_add(1),
                             delay,
                             ready_at: t.ready_at,
                             at: now,
@@ -1144,7 +1144,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let silence = self.workers[i].detector.silence(now);
         self.workers[i].status = WorkerStatus::Suspect { since: now };
         self.stats.failed_workers += 1;
-        self.stats.total_worker_failures += 1;
+        self.stats.total_worker_failures = self.stats.total_worker_failures.saturating_add(1);
         self.events.push(Event::WorkerSuspected {
             worker: WorkerId(i as u32),
             silence,
@@ -1210,7 +1210,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         } else {
             StaleReason::OldEpoch { current: t.epoch }
         };
-        self.stats.stale_results_rejected += 1;
+        self.stats.stale_results_rejected = self.stats.stale_results_rejected.saturating_add(1);
         self.events.push(Event::StaleResult {
             task,
             epoch,
