@@ -6,7 +6,7 @@
 //! in the file are errors.
 //!
 //! Durations take a unit (`250ms`, `30s`, `2m`, `1h 30m`); a bare number means seconds,
-//! as in GNU parallel's `--timeout`.
+//! as in GNU parallel's `--timeout`. A duration is at most [`MAX_DURATION`] (a year).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -64,8 +64,8 @@ pub(crate) struct ProbeArgs {
     /// Print the Prometheus text format.
     #[arg(long)]
     pub(crate) prometheus: bool,
-    /// Sample again every INTERVAL (for example `5s`) until interrupted.
-    #[arg(long, value_name = "INTERVAL", value_parser = parse_duration)]
+    /// Sample again every INTERVAL (for example `5s`; at least 1s) until interrupted.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_watch)]
     pub(crate) watch: Option<Duration>,
 }
 
@@ -176,36 +176,77 @@ pub(crate) struct RunArgs {
     pub(crate) keep_checkpoints: Option<u32>,
 }
 
+/// The longest duration any option takes: 365 days. Longer ones are refused rather
+/// than left to overflow the clocks' arithmetic.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn at_most_a_year(s: &str, d: Duration) -> Result<Duration, String> {
+    if d > MAX_DURATION {
+        return Err(format!("`{s}` is too long: a duration is at most 365 days"));
+    }
+    Ok(d)
+}
+
 /// Parses a duration: a humantime string (`250ms`, `2m 30s`) or a bare number of
-/// seconds (`1.5`).
+/// seconds (`1.5`), at most [`MAX_DURATION`].
 ///
 /// # Errors
-/// Anything else, or a negative or non-finite number.
+/// Anything else, a negative or non-finite number, or more than [`MAX_DURATION`].
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if let Ok(secs) = t.parse::<f64>() {
+        if secs.is_finite() && secs > MAX_DURATION.as_secs_f64() {
+            return at_most_a_year(s, Duration::MAX);
+        }
         return Duration::try_from_secs_f64(secs)
             .map_err(|_| format!("`{s}` is not a duration: seconds must be finite and >= 0"));
     }
     humantime::parse_duration(t)
         .map_err(|e| format!("`{s}` is not a duration ({e}); use e.g. 250ms, 30s, 2m"))
+        .and_then(|d| at_most_a_year(s, d))
 }
 
+/// A duration in the config file: a string as on the command line, or a number of
+/// seconds.
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Secs(f64),
-        Text(String),
+    struct DurationVisitor;
+    impl serde::de::Visitor<'_> for DurationVisitor {
+        type Value = Duration;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a duration like \"30s\" or \"250ms\", or a number of seconds")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+            parse_duration(v).map_err(E::custom)
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Duration, E> {
+            parse_duration(&v.to_string()).map_err(E::custom)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Duration, E> {
+            parse_duration(&v.to_string()).map_err(E::custom)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
+            parse_duration(&v.to_string()).map_err(E::custom)
+        }
     }
-    match Raw::deserialize(d)? {
-        Raw::Secs(s) => Duration::try_from_secs_f64(s)
-            .map(Some)
-            .map_err(|_| serde::de::Error::custom("seconds must be finite and >= 0")),
-        Raw::Text(t) => parse_duration(&t)
-            .map(Some)
-            .map_err(serde::de::Error::custom),
+    d.deserialize_any(DurationVisitor).map(Some)
+}
+
+/// The shortest `sturdy probe --watch` interval: a CPU reading needs a gap between two
+/// samples, and a report per second is as often as a person reads one.
+pub(crate) const MIN_WATCH: Duration = Duration::from_secs(1);
+
+/// Parses `--watch`: a duration of at least [`MIN_WATCH`].
+///
+/// # Errors
+/// Not a duration, or shorter than [`MIN_WATCH`].
+pub(crate) fn parse_watch(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < MIN_WATCH {
+        return Err(format!(
+            "`{s}` is too short: watch at most once a second (1s)"
+        ));
     }
+    Ok(d)
 }
 
 /// A worker slot.
@@ -318,6 +359,12 @@ impl Settings {
                 cli.$f.or(file.$f)
             };
         }
+        if file.workers.is_some() && file.slots.is_some() {
+            return Err(CliError::input(format!(
+                "config file {}: give either `workers` or `slots`, not both",
+                cli.config.as_deref().unwrap_or(Path::new("")).display()
+            )));
+        }
         let slots = match (
             cli.workers,
             cli.slots.clone(),
@@ -366,7 +413,14 @@ impl Settings {
                 "'--heartbeat-interval' must be at least 10ms",
             ));
         }
-        let detector = match (pick!(heartbeat_timeout), pick!(phi_threshold)) {
+        // A detector named on the command line replaces the file's, whichever it is.
+        let (heartbeat_timeout, phi_threshold) =
+            if cli.heartbeat_timeout.is_some() || cli.phi_threshold.is_some() {
+                (cli.heartbeat_timeout, cli.phi_threshold)
+            } else {
+                (file.heartbeat_timeout, file.phi_threshold)
+            };
+        let detector = match (heartbeat_timeout, phi_threshold) {
             (Some(_), Some(_)) => {
                 return Err(CliError::input(
                     "give either '--heartbeat-timeout' or '--phi-threshold', not both",
@@ -390,6 +444,13 @@ impl Settings {
                 Detector::Deadline(t)
             }
         };
+        let resume = cli.resume || file.resume;
+        let retry_failed = cli.retry_failed || file.retry_failed;
+        if retry_failed && !resume {
+            return Err(CliError::input(
+                "'--retry-failed' (retry-failed) needs '--resume' (resume)",
+            ));
+        }
         let task_timeout = pick!(task_timeout);
         if task_timeout == Some(Duration::ZERO) {
             return Err(CliError::input("'--task-timeout' must be > 0"));
@@ -420,8 +481,8 @@ impl Settings {
             )?,
             breaker_open,
             state_dir: pick!(state_dir),
-            resume: cli.resume || file.resume,
-            retry_failed: cli.retry_failed || file.retry_failed,
+            resume,
+            retry_failed,
             health_gate: cli.health_gate || file.health_gate,
             json: cli.json || file.json,
             checkpoint_interval,
@@ -523,5 +584,74 @@ mod tests {
         std::fs::write(&cfg, "max-atempts = 7\n").unwrap();
         let e = parse(&["sturdy", "run", "t", "--config", c]).unwrap_err();
         assert!(e.contains("max-atempts"), "{e}");
+    }
+
+    #[test]
+    fn durations_over_a_year_are_refused_not_overflowed() {
+        // These panicked in the arithmetic of the clocks (heartbeat timeout = 3 x the
+        // interval; the checkpoint timer) instead of being refused.
+        for opt in [
+            "--heartbeat-interval",
+            "--checkpoint-interval",
+            "--task-timeout",
+        ] {
+            let e = parse(&["sturdy", "run", "t", opt, "1e19"]).unwrap_err();
+            assert!(e.contains("at most 365 days"), "{opt}: {e}");
+            let e = parse(&["sturdy", "run", "t", opt, "400days"]).unwrap_err();
+            assert!(e.contains("at most 365 days"), "{opt}: {e}");
+        }
+        let s = parse(&["sturdy", "run", "t", "--heartbeat-interval", "365days"]).unwrap();
+        assert_eq!(s.heartbeat_interval, MAX_DURATION);
+        assert_eq!(
+            s.detector,
+            Detector::Deadline(MAX_DURATION * 3),
+            "the default timeout is 3 intervals"
+        );
+        assert_eq!(
+            parse_watch("0").unwrap_err(),
+            "`0` is too short: watch at most once a second (1s)"
+        );
+        assert_eq!(parse_watch("2s"), Ok(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn config_file_conflicts_and_wrong_types_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("sturdy.toml");
+        let c = cfg.to_str().unwrap();
+        std::fs::write(&cfg, "workers = 4\nslots = [\"cpu\"]\n").unwrap();
+        let e = parse(&["sturdy", "run", "t", "--config", c]).unwrap_err();
+        assert!(e.contains("either `workers` or `slots`"), "{e}");
+        std::fs::write(&cfg, "task-timeout = true\n").unwrap();
+        let e = parse(&["sturdy", "run", "t", "--config", c]).unwrap_err();
+        assert!(e.contains("a duration like \"30s\""), "{e}");
+        std::fs::write(&cfg, "task-timeout = 90\nbackoff-base = 0.25\n").unwrap();
+        let s = parse(&["sturdy", "run", "t", "--config", c]).unwrap();
+        assert_eq!(s.task_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(s.backoff_base, Duration::from_millis(250));
+        std::fs::write(&cfg, "retry-failed = true\n").unwrap();
+        let e = parse(&["sturdy", "run", "t", "--config", c]).unwrap_err();
+        assert!(e.contains("needs '--resume'"), "{e}");
+        assert!(
+            parse(&["sturdy", "run", "t", "--config", c, "--resume"])
+                .unwrap()
+                .retry_failed
+        );
+        // The command line's detector wins over the file's other one.
+        std::fs::write(&cfg, "phi-threshold = 8\n").unwrap();
+        let s = parse(&[
+            "sturdy",
+            "run",
+            "t",
+            "--config",
+            c,
+            "--heartbeat-timeout",
+            "5s",
+        ])
+        .unwrap();
+        assert_eq!(s.detector, Detector::Deadline(Duration::from_secs(5)));
+        std::fs::write(&cfg, "heartbeat-timeout = \"5s\"\n").unwrap();
+        let s = parse(&["sturdy", "run", "t", "--config", c, "--phi-threshold", "9"]).unwrap();
+        assert_eq!(s.detector, Detector::Phi(9.0));
     }
 }

@@ -219,7 +219,7 @@ impl FinalSummary {
                 .failed_tasks
                 .iter()
                 .take(20)
-                .map(|(t, _)| t.to_string())
+                .map(|(t, _)| format!("#{t}"))
                 .collect();
             let more = self.failed_tasks.len().saturating_sub(20);
             out.push_str(&format!(

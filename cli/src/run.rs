@@ -15,7 +15,7 @@ use sturdy_core::FailureKind;
 use sturdy_core::WorkerId;
 use sturdy_core::backoff::{BackoffConfig, Jitter};
 use sturdy_core::deadline::DeadlineConfig;
-use sturdy_core::manager::{LedgerConfig, TaskState};
+use sturdy_core::manager::{BreakerState, Event, LedgerConfig, TaskState};
 use sturdy_core::phi::PhiConfig;
 use sturdy_core::retry::RetryPolicy;
 use sturdy_tokio::checkpoint_store::{CheckpointStore, StoreConfig};
@@ -127,6 +127,8 @@ struct RunObserver {
     journal: Journal,
     journal_error: Option<std::io::Error>,
     progress: Progress,
+    /// `--breaker-open`, for the note that a worker's breaker opened.
+    breaker_open: Duration,
 }
 
 impl Observer<String> for RunObserver {
@@ -160,6 +162,23 @@ impl Observer<String> for RunObserver {
             self.journal_error.get_or_insert(e);
         }
         self.progress.attempt(rec, command);
+    }
+
+    fn event(&mut self, event: &Event) {
+        // Without this note a run whose every breaker is open sits silent for
+        // --breaker-open.
+        if let Event::Breaker {
+            worker,
+            to: BreakerState::Open { .. },
+            ..
+        } = event
+        {
+            self.progress.note(&format!(
+                "worker {}: circuit breaker open; no new task for it for {:?}",
+                worker.0 + 1,
+                self.breaker_open
+            ));
+        }
     }
 
     fn checkpointed(&mut self, result: Result<u64, &std::io::Error>) {
@@ -402,6 +421,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         journal,
         journal_error: None,
         progress: Progress::new(tasks.len() as u64, already, settings.json),
+        breaker_open: settings.breaker_open,
     };
     if state.resumed && !settings.json {
         eprintln!(

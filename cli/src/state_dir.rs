@@ -9,8 +9,10 @@
 //! ```
 //!
 //! A fresh run refuses a directory that already holds a run (pass `--resume`, or pick
-//! another `--state-dir`); `--resume` refuses a directory made for a different task
-//! list. Both refusals happen before anything is written.
+//! another `--state-dir`), and a non-empty directory that holds no run (`--state-dir .`
+//! would otherwise mix a journal and outputs into the files there, or read a stray
+//! `journal.tsv` as this run's history); `--resume` refuses a directory made for a
+//! different task list. The refusals happen before anything is written.
 
 use std::fs;
 use std::io::Write;
@@ -82,6 +84,19 @@ impl StateDir {
             }
             Err(e) => return Err(unwritable(e)),
         };
+        // (A `.run.toml.tmp` is what a fresh run that died writing `run.toml` leaves.)
+        if existing.is_none()
+            && let Ok(entries) = fs::read_dir(root)
+            && let Some(entry) = entries
+                .filter_map(Result::ok)
+                .find(|e| e.file_name() != ".run.toml.tmp")
+        {
+            return Err(CliError::input(format!(
+                "state directory {} is not empty and holds no sturdy run (it has {}); choose a new or empty --state-dir",
+                root.display(),
+                entry.file_name().to_string_lossy()
+            )));
+        }
         let want = format!("{fingerprint:016x}");
         match (&existing, resume) {
             (Some(meta), false) => {
@@ -110,8 +125,7 @@ impl StateDir {
             }
             _ => {}
         }
-        fs::create_dir_all(root.join("out")).map_err(unwritable)?;
-        fs::create_dir_all(root.join("checkpoints")).map_err(unwritable)?;
+        fs::create_dir_all(root).map_err(unwritable)?;
         if existing.is_none() {
             let meta = RunMeta {
                 format: FORMAT,
@@ -130,6 +144,9 @@ impl StateDir {
             };
             write().map_err(unwritable)?;
         }
+        // After run.toml, so that a directory this fails in is recognised as a run.
+        fs::create_dir_all(root.join("out")).map_err(unwritable)?;
+        fs::create_dir_all(root.join("checkpoints")).map_err(unwritable)?;
         Ok(Self {
             root: root.to_owned(),
             resumed: existing.is_some(),
@@ -182,6 +199,33 @@ mod tests {
         let e = StateDir::open(&root, 0xdef, 3, "u.txt", true).unwrap_err();
         assert!(e.to_string().contains("different task list"), "{e}");
         assert_eq!(fs::read_to_string(root.join("run.toml")).unwrap(), before);
+    }
+
+    #[test]
+    fn a_non_empty_directory_without_a_run_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("journal.tsv"), "precious\n").unwrap();
+        for resume in [false, true] {
+            let e = StateDir::open(dir.path(), 1, 1, "t", resume).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            assert!(
+                e.to_string()
+                    .contains("holds no sturdy run (it has journal.tsv)"),
+                "{e}"
+            );
+        }
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["journal.tsv"]);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("journal.tsv")).unwrap(),
+            "precious\n"
+        );
+        let empty = dir.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        assert!(!StateDir::open(&empty, 1, 1, "t", false).unwrap().resumed);
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! line, with its trailing `\r` removed, is one command for `sh -c`. Task numbers count
 //! the commands from 1 in file order (GNU parallel's `{#}`); they are what the journal,
 //! the summary and `STURDY_TASK` show.
+//!
+//! A command is one argument of `sh -c`, so it can hold no NUL byte and at most
+//! [`MAX_COMMAND`] bytes (Linux's `MAX_ARG_STRLEN`, 32 pages, less the NUL); a list
+//! with such a line is refused before anything runs.
 
 use std::io::Read;
 use std::path::Path;
@@ -20,23 +24,41 @@ pub(crate) struct TaskList {
     pub(crate) fingerprint: u64,
 }
 
+/// The longest command, in bytes: Linux refuses a longer single argument to `execve`
+/// (`MAX_ARG_STRLEN` = 131 072 bytes, its terminating NUL included) with `E2BIG`.
+pub(crate) const MAX_COMMAND: usize = 32 * 4096 - 1;
+
 const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
 
 impl TaskList {
     /// Parses the text of a task list. `source` names it in errors.
     ///
     /// # Errors
-    /// The list holds no command.
+    /// The list holds no command, or a line with a NUL byte or over [`MAX_COMMAND`]
+    /// bytes.
     pub(crate) fn parse(text: &str, source: &str) -> Result<Self, CliError> {
-        let commands: Vec<String> = text
-            .lines()
-            .map(|l| l.strip_suffix('\r').unwrap_or(l))
-            .filter(|l| {
-                let t = l.trim_start();
-                !t.is_empty() && !t.starts_with('#')
-            })
-            .map(str::to_owned)
-            .collect();
+        let mut commands: Vec<String> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let l = line.strip_suffix('\r').unwrap_or(line);
+            let t = l.trim_start();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            if l.contains('\0') {
+                return Err(CliError::input(format!(
+                    "tasks file {source}, line {}: a command cannot hold a NUL byte",
+                    i + 1
+                )));
+            }
+            if l.len() > MAX_COMMAND {
+                return Err(CliError::input(format!(
+                    "tasks file {source}, line {}: the command is {} bytes; a command can be at most {MAX_COMMAND} bytes (Linux's MAX_ARG_STRLEN)",
+                    i + 1,
+                    l.len()
+                )));
+            }
+            commands.push(l.to_owned());
+        }
         if commands.is_empty() {
             return Err(CliError::input(format!(
                 "tasks file {source} holds no command (blank lines and # comments are skipped)"
@@ -60,14 +82,14 @@ impl TaskList {
     /// # Errors
     /// The file is missing or unreadable, is not UTF-8, or holds no command.
     pub(crate) fn load(path: &Path) -> Result<Self, CliError> {
-        let text = if path.as_os_str() == "-" {
-            let mut s = String::new();
+        let bytes = if path.as_os_str() == "-" {
+            let mut b = Vec::new();
             std::io::stdin()
-                .read_to_string(&mut s)
+                .read_to_end(&mut b)
                 .map_err(|e| CliError::input(format!("cannot read the tasks from stdin: {e}")))?;
-            s
+            b
         } else {
-            std::fs::read_to_string(path).map_err(|e| {
+            std::fs::read(path).map_err(|e| {
                 CliError::input(format!("cannot read tasks file {}: {e}", path.display()))
             })?
         };
@@ -76,13 +98,24 @@ impl TaskList {
         } else {
             path.display().to_string()
         };
-        Self::parse(&text, &name)
+        Self::parse(&decode(bytes, &name)?, &name)
     }
 
     /// How many commands the list holds.
     pub(crate) fn len(&self) -> usize {
         self.commands.len()
     }
+}
+
+/// The text of a task list, or an error naming the first line that is not UTF-8.
+fn decode(bytes: Vec<u8>, source: &str) -> Result<String, CliError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count();
+        CliError::input(format!(
+            "tasks file {source}, line {line}: not UTF-8 (byte {at} of the file)"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -116,6 +149,36 @@ mod tests {
         assert_eq!(a.fingerprint, same.fingerprint);
         assert_ne!(a.fingerprint, swapped.fingerprint);
         assert_ne!(a.fingerprint, joined.fingerprint);
+    }
+
+    #[test]
+    fn nul_bytes_and_overlong_commands_are_refused_by_line() {
+        let e = TaskList::parse("echo a\n# c\necho a\0b\n", "t.txt").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("t.txt, line 3: "), "{e}");
+        assert!(e.to_string().contains("NUL"), "{e}");
+        let longest = "x".repeat(MAX_COMMAND);
+        assert_eq!(
+            TaskList::parse(&longest, "t").unwrap().commands[0].len(),
+            MAX_COMMAND
+        );
+        let e = TaskList::parse(&format!("true\n{longest}y\n"), "t.txt").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("line 2: the command is 131072 bytes"),
+            "{e}"
+        );
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn non_utf8_names_the_line() {
+        let e = decode(b"echo a\necho \xff\n".to_vec(), "t.txt").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tasks file t.txt, line 2: not UTF-8 (byte 12 of the file)"
+        );
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]

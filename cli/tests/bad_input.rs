@@ -149,3 +149,39 @@ fn resume_against_a_different_task_list_changes_nothing() {
         (Some(2), Some(0))
     );
 }
+
+#[test]
+fn a_command_too_long_for_sh_is_refused_not_left_hanging() {
+    // A 2 MB line used to be dispatched in a frame over the protocol's limit, never
+    // started, and the run (even after SIGTERM) waited for it forever.
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("true #{}\necho ok\n", "x".repeat(2 << 20));
+    std::fs::write(dir.path().join("t.txt"), long).unwrap();
+    let (code, err) = stderr_of(&["run", "t.txt", "--state-dir", "st"], dir.path());
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("t.txt, line 1: the command is 2097158 bytes"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("st").exists(),
+        "a state directory was created"
+    );
+}
+
+#[test]
+fn a_non_empty_state_directory_without_a_run_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.txt"), "true\n").unwrap();
+    let (code, err) = stderr_of(&["run", "t.txt", "-j", "1", "--state-dir", "."], dir.path());
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("state directory . is not empty and holds no sturdy run"),
+        "{err}"
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec!["t.txt"]);
+}
