@@ -741,6 +741,43 @@ fn prior_attempts_continue_numbering_and_count_toward_the_limit() {
 }
 
 #[test]
+fn any_number_of_prior_attempts_is_added_at_bounded_cost() {
+    // Replaying u32::MAX failures one by one took minutes; the count still holds.
+    let mut l: Ledger<1, 4> = Ledger::new(config());
+    l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task_with_prior_attempts(u32::MAX, secs(0)).unwrap();
+    assert_eq!(l.task(t).unwrap().attempts, u32::MAX);
+    let a = l.assign(secs(0)).unwrap();
+    assert_eq!(
+        l.task_failed(t, a.epoch, FailureKind::Evaluation, secs(1)),
+        Ok(Decision::GiveUp(GiveUpReason::AttemptsExhausted {
+            attempts: u32::MAX
+        }))
+    );
+    // Past the replay limit the backoff stays where the replay left it: at the cap.
+    let doubling = crate::backoff::BackoffConfig::exponential(
+        Duration::from_millis(1),
+        2_000,
+        Duration::from_secs(60),
+    )
+    .unwrap()
+    .with_jitter(crate::backoff::Jitter::None)
+    .unwrap();
+    let p = crate::retry::RetryPolicy::new(u32::MAX, doubling).unwrap();
+    let mut l: Ledger<1, 4> = Ledger::new(LedgerConfig::new(p));
+    l.add_worker(1, secs(0)).unwrap();
+    let t = l
+        .add_task_with_prior_attempts(MAX_REPLAYED_ATTEMPTS + 10, secs(0))
+        .unwrap();
+    let a = l.assign(secs(0)).unwrap();
+    assert_eq!(a.attempt, MAX_REPLAYED_ATTEMPTS + 11);
+    assert_eq!(
+        l.task_failed(t, a.epoch, FailureKind::Evaluation, secs(1)),
+        Ok(Decision::RetryAfter(Duration::from_secs(60)))
+    );
+}
+
+#[test]
 fn health_marks_critical_gets_nothing_degraded_last() {
     let mut l: Ledger<3, 8> = Ledger::new(config());
     let w0 = l.add_worker(2, secs(0)).unwrap();
