@@ -356,6 +356,10 @@ fn outside_detector_suspicion_and_disabled_deadline() {
         l.suspect_worker(WorkerId(5), secs(23)),
         Err(LedgerError::UnknownWorker(WorkerId(5)))
     );
+    // A clock that jumps to its maximum does not make a disabled deadline fire.
+    l.handle_timeout(Instant::MAX);
+    assert!(l.worker(w1).unwrap().status.is_alive());
+    assert_eq!(l.stats().total_worker_failures, 1);
 }
 
 #[test]
