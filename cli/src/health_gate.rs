@@ -1,8 +1,8 @@
 //! `--health-gate`: a background sampler that feeds the supervisor the host's health.
 //!
-//! A blocking thread samples the machine (the `sturdy-probe` probe, or any
-//! [`HealthProbe`]) every [`INTERVAL`], judges the sample with the core's rules and
-//! default [`Thresholds`], and publishes a [`HostHealth`]: the overall status (the
+//! The tokio adapter's [`HealthMonitor`] samples the machine (the `sturdy-probe` probe,
+//! or any [`HealthProbe`]) every [`INTERVAL`] on a blocking thread; each sample is judged
+//! with the core's rules and default [`Thresholds`] into a [`HostHealth`]: the overall status (the
 //! supervisor dispatches nothing new while it is critical) and, for each `gpu:IDS` slot,
 //! the worst status of its GPUs as that worker's health mark (degraded workers get work
 //! last, critical ones none). A sample that fails publishes `Unknown`, which does not
@@ -14,6 +14,7 @@ use sturdy_core::WorkerId;
 use sturdy_core::health::{HealthProbe, HealthStatus, Thresholds, assess, assess_gpu};
 use sturdy_core::manager::WorkerHealth;
 use sturdy_tokio::supervisor::HostHealth;
+use sturdy_tokio::{HealthMonitor, MonitorConfig};
 use tokio::sync::watch;
 
 use crate::options::Slot;
@@ -65,38 +66,72 @@ pub(crate) fn judge(
     }
 }
 
-/// Starts sampling with `probe`; returns the channel the supervisor watches.
-pub(crate) fn spawn<P>(mut probe: P, slots: Vec<Slot>) -> watch::Receiver<HostHealth>
+/// Starts sampling with `probe` on the tokio adapter's [`HealthMonitor`] (every
+/// [`INTERVAL`], on a blocking thread) and returns the monitor (sampling stops when it is
+/// dropped) and the channel the supervisor watches.
+pub(crate) fn spawn<P>(probe: P, slots: Vec<Slot>) -> (HealthMonitor, watch::Receiver<HostHealth>)
 where
     P: HealthProbe + Send + 'static,
 {
     let thresholds = Thresholds::default();
-    let first = match probe.sample() {
-        Ok(s) => judge(&s, &thresholds, &slots),
-        Err(_) => HostHealth {
-            status: HealthStatus::Unknown,
-            workers: Vec::new(),
-        },
-    };
-    let (tx, rx) = watch::channel(first);
-    let _ = std::thread::Builder::new()
-        .name("sturdy-health-gate".into())
-        .spawn(move || {
-            let mut next = std::time::Instant::now() + INTERVAL;
-            loop {
-                std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
-                next += INTERVAL;
-                let health = match probe.sample() {
-                    Ok(s) => judge(&s, &thresholds, &slots),
-                    Err(_) => HostHealth {
-                        status: HealthStatus::Unknown,
-                        workers: Vec::new(),
-                    },
-                };
-                if tx.send(health).is_err() {
-                    return;
-                }
+    let config = MonitorConfig::new(INTERVAL)
+        .unwrap_or_else(|e| unreachable!("a 2 s period is valid: {e}"))
+        .thresholds(thresholds);
+    let monitor = HealthMonitor::spawn(probe, config);
+    let mut readings = monitor.subscribe();
+    let (tx, rx) = watch::channel(unknown());
+    tokio::spawn(async move {
+        while readings.changed().await.is_ok() {
+            let health = match readings.borrow_and_update().as_ref().map(|r| &r.result) {
+                Some(Ok(assessed)) => judge(&assessed.sample, &thresholds, &slots),
+                Some(Err(_)) | None => unknown(),
+            };
+            if tx.send(health).is_err() {
+                return;
             }
-        });
-    rx
+        }
+    });
+    (monitor, rx)
+}
+
+fn unknown() -> HostHealth {
+    HostHealth {
+        status: HealthStatus::Unknown,
+        workers: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sturdy_core::health::{GpuReadout, GpuSample, MachineSample};
+
+    fn gpu(index: u32, temp_c: f32) -> GpuSample {
+        let mut g = GpuSample::new(index);
+        g.temperature_c = Some(temp_c);
+        g
+    }
+
+    #[test]
+    fn a_hot_gpu_marks_its_slot_and_the_host() {
+        let mut sample = MachineSample::default();
+        let mut gpus = GpuReadout::default();
+        gpus.push(gpu(0, 40.0)).unwrap();
+        gpus.push(gpu(1, 99.0)).unwrap();
+        sample.gpus = gpus;
+        let slots = [
+            crate::options::parse_slot("gpu:0").unwrap(),
+            crate::options::parse_slot("gpu:1").unwrap(),
+            crate::options::parse_slot("cpu").unwrap(),
+        ];
+        let h = judge(&sample, &Thresholds::default(), &slots);
+        assert_eq!(h.status, HealthStatus::Critical);
+        assert_eq!(
+            h.workers,
+            vec![
+                (WorkerId(0), WorkerHealth::Healthy),
+                (WorkerId(1), WorkerHealth::Critical)
+            ]
+        );
+    }
 }

@@ -9,6 +9,7 @@
 //! `SIGKILL` is classified unknown instead.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 /// The cgroup v2 directory of this process, from `/proc/self/cgroup`.
 fn cgroup_dir() -> Option<PathBuf> {
@@ -25,9 +26,12 @@ pub(crate) fn parse_oom_kill(events: &str) -> Option<u64> {
     })
 }
 
-/// The current OOM-kill count of this process's cgroup, or `None` when unknown.
+/// The current OOM-kill count of this process's cgroup, or `None` when unknown. The
+/// cgroup's path is looked up once per process.
 pub(crate) fn oom_kill_count() -> Option<u64> {
-    let text = std::fs::read_to_string(cgroup_dir()?.join("memory.events")).ok()?;
+    static EVENTS: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let path = EVENTS.get_or_init(|| cgroup_dir().map(|d| d.join("memory.events")));
+    let text = std::fs::read_to_string(path.as_ref()?).ok()?;
     parse_oom_kill(&text)
 }
 

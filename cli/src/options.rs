@@ -156,7 +156,10 @@ pub(crate) struct RunArgs {
     #[arg(long, requires = "resume")]
     #[serde(default)]
     pub(crate) retry_failed: bool,
-    /// Dispatch nothing new while the host's health assessment is critical.
+    /// Dispatch nothing new while the host's health assessment is critical (sampled every
+    /// 2 s: CPU, memory or disk above 95 %, a GPU fault); a worker whose GPU is degraded
+    /// gets work last, a critical one none. A farm that saturates every CPU throttles
+    /// itself under this gate.
     #[arg(long)]
     #[serde(default)]
     pub(crate) health_gate: bool,

@@ -8,6 +8,7 @@
 
 use std::fs::OpenOptions;
 use std::io::BufReader;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::Arc;
@@ -75,6 +76,9 @@ impl WorkerPool for ProcessPool {
             .append(true)
             .open(self.state.root().join(format!("worker-{}.log", w + 1)));
         let mut cmd = Command::new(&self.exe);
+        // A process group of its own: a Ctrl-C on the terminal reaches the master (which
+        // drains) but not the workers, so that running commands can finish.
+        cmd.process_group(0);
         cmd.arg("worker")
             .arg("--heartbeat-ms")
             .arg(self.heartbeat.as_millis().max(1).to_string())

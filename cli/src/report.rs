@@ -25,7 +25,7 @@ impl Progress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(total);
             let style = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta}) {msg}",
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} tasks (eta {eta}) {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
@@ -121,7 +121,19 @@ pub(crate) struct FinalSummary {
     pub(crate) stale_results: u64,
     pub(crate) interrupted: bool,
     pub(crate) wall_seconds: f64,
+    /// CPU time (user + system) of the master process itself, all its threads, not its
+    /// workers or their commands.
+    pub(crate) master_cpu_seconds: f64,
     pub(crate) state_dir: String,
+}
+
+/// CPU time (user + system) this process used so far, in seconds.
+pub(crate) fn own_cpu_seconds() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
+        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+        t(u.user_time()) + t(u.system_time())
+    })
 }
 
 impl FinalSummary {
@@ -159,6 +171,7 @@ impl FinalSummary {
             stale_results: s.stale_results,
             interrupted: s.interrupted,
             wall_seconds: s.wall.as_secs_f64(),
+            master_cpu_seconds: own_cpu_seconds(),
             state_dir,
         }
     }
@@ -227,7 +240,10 @@ impl FinalSummary {
         out.push_str(&format!("  reassignments   {}\n", self.reassignments));
         out.push_str(&format!("  worker crashes  {}\n", self.worker_crashes));
         out.push_str(&format!("  breaker trips   {}\n", self.breaker_trips));
-        out.push_str(&format!("  wall time       {:.2}s\n", self.wall_seconds));
+        out.push_str(&format!(
+            "  wall time       {:.2}s (master CPU {:.2}s)\n",
+            self.wall_seconds, self.master_cpu_seconds
+        ));
         out.push_str(&format!(
             "  journal         {}/journal.tsv\n",
             self.state_dir

@@ -8,19 +8,19 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sturdy_core::FailureKind;
 use sturdy_core::WorkerId;
 use sturdy_core::backoff::{BackoffConfig, Jitter};
 use sturdy_core::deadline::DeadlineConfig;
-use sturdy_core::manager::LedgerConfig;
+use sturdy_core::manager::{LedgerConfig, TaskState};
 use sturdy_core::phi::PhiConfig;
 use sturdy_core::retry::RetryPolicy;
 use sturdy_tokio::checkpoint_store::{CheckpointStore, StoreConfig};
 use sturdy_tokio::supervisor::{
-    AttemptRecord, Observer, Stop, Summary, Supervisor, SupervisorConfig, Verdict,
+    AttemptRecord, Observer, Stop, Summary, Supervisor, SupervisorConfig, Verdict, read_checkpoint,
 };
 
 use crate::error::CliError;
@@ -37,12 +37,53 @@ pub(crate) const MAX_WORKERS: usize = 256;
 pub(crate) const MAX_TASKS: usize = 262_144;
 const EXPERIMENT: &str = "run";
 
-/// The checkpoint payload of the CLI: which tasks had finished.
+/// The CLI's payload in each checkpoint: which task list, and the task number of each
+/// ledger task id of the run that wrote it.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct RunCheckpoint {
     fingerprint: u64,
-    done: Vec<u32>,
-    gave_up: Vec<u32>,
+    keys: Vec<u32>,
+}
+
+/// Reads the newest valid checkpoint: `(done, gave_up)` task numbers it records.
+fn checkpoint_outcomes(store: &CheckpointStore, fingerprint: u64) -> (Vec<u32>, Vec<u32>) {
+    let mut found = None;
+    for generation in store.list(EXPERIMENT).unwrap_or_default().into_iter().rev() {
+        let read = store
+            .load(EXPERIMENT, generation)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                read_checkpoint::<1024>(&bytes)
+                    .or_else(|_| read_checkpoint::<16_384>(&bytes))
+                    .or_else(|_| read_checkpoint::<MAX_TASKS>(&bytes))
+                    .map_err(|e| e.to_string())
+            });
+        match read {
+            Ok(saved) => {
+                found = Some(saved);
+                break;
+            }
+            Err(e) => eprintln!("sturdy: warning: skipping checkpoint {generation}: {e}"),
+        }
+    }
+    let Some(saved) = found else {
+        return (Vec::new(), Vec::new());
+    };
+    let Ok(payload) = postcard::from_bytes::<RunCheckpoint>(&saved.payload) else {
+        return (Vec::new(), Vec::new());
+    };
+    if payload.fingerprint != fingerprint {
+        return (Vec::new(), Vec::new());
+    }
+    let (mut done, mut gave_up) = (Vec::new(), Vec::new());
+    for (state, key) in saved.states.iter().zip(&payload.keys) {
+        match state {
+            TaskState::Succeeded => done.push(*key),
+            TaskState::Failed => gave_up.push(*key),
+            _ => {}
+        }
+    }
+    (done, gave_up)
 }
 
 fn kind_of(name: &str) -> FailureKind {
@@ -86,47 +127,14 @@ struct RunObserver {
     journal: Journal,
     journal_error: Option<std::io::Error>,
     progress: Progress,
-    store: CheckpointStore,
-    fingerprint: u64,
-    done: BTreeSet<u32>,
-    gave_up: BTreeSet<u32>,
-    last_checkpoint: Instant,
-    checkpoint_interval: Duration,
-    generation: u64,
-}
-
-impl RunObserver {
-    fn checkpoint(&mut self) {
-        if let Err(e) = self.journal.sync() {
-            self.journal_error.get_or_insert(e);
-        }
-        let payload = RunCheckpoint {
-            fingerprint: self.fingerprint,
-            done: self.done.iter().copied().collect(),
-            gave_up: self.gave_up.iter().copied().collect(),
-        };
-        let bytes = postcard::to_allocvec(&payload).unwrap_or_default();
-        self.generation += 1;
-        if let Err(e) = self.store.save(EXPERIMENT, self.generation, &bytes) {
-            self.progress
-                .note(&format!("sturdy: checkpoint not written: {e}"));
-        }
-        self.last_checkpoint = Instant::now();
-    }
 }
 
 impl Observer<String> for RunObserver {
     fn attempt_ended(&mut self, rec: &AttemptRecord, command: &String) {
         let task = u32::try_from(rec.key).unwrap_or(u32::MAX);
         let next = match rec.verdict {
-            Verdict::Done => {
-                self.done.insert(task);
-                Next::Done
-            }
-            Verdict::GaveUp => {
-                self.gave_up.insert(task);
-                Next::GaveUp
-            }
+            Verdict::Done => Next::Done,
+            Verdict::GaveUp => Next::GaveUp,
             Verdict::Stale => Next::Stale,
             Verdict::Interrupted => Next::Interrupted,
             _ => Next::Retry,
@@ -152,8 +160,16 @@ impl Observer<String> for RunObserver {
             self.journal_error.get_or_insert(e);
         }
         self.progress.attempt(rec, command);
-        if self.last_checkpoint.elapsed() >= self.checkpoint_interval {
-            self.checkpoint();
+    }
+
+    fn checkpointed(&mut self, result: Result<u64, &std::io::Error>) {
+        // The journal goes to disk with each checkpoint.
+        if let Err(e) = self.journal.sync() {
+            self.journal_error.get_or_insert(e);
+        }
+        if let Err(e) = result {
+            self.progress
+                .note(&format!("sturdy: checkpoint not written: {e}"));
         }
     }
 
@@ -172,7 +188,6 @@ struct Plan {
     todo: Vec<(u32, u32)>,
     done_before: BTreeSet<u32>,
     gave_up_before: Vec<(u64, FailureKind)>,
-    gave_up_set: BTreeSet<u32>,
 }
 
 fn plan(
@@ -188,13 +203,11 @@ fn plan(
     }
     let mut done: BTreeSet<u32> = BTreeSet::new();
     let mut gave_up: BTreeSet<u32> = BTreeSet::new();
-    if let Ok(Some(ck)) = store.load_latest(EXPERIMENT)
-        && let Ok(c) = postcard::from_bytes::<RunCheckpoint>(&ck.bytes)
-        && c.fingerprint == tasks.fingerprint
-    {
-        done.extend(c.done);
-        gave_up.extend(c.gave_up);
-    }
+    // The journal is the record of every attempt; the checkpoint (synced with the
+    // journal) backs it up should journal lines be lost.
+    let (ck_done, ck_gave_up) = checkpoint_outcomes(store, tasks.fingerprint);
+    done.extend(ck_done);
+    gave_up.extend(ck_gave_up);
     let mut last_kind: HashMap<u32, FailureKind> = HashMap::new();
     for (t, h) in &hist {
         if h.done {
@@ -229,11 +242,9 @@ fn plan(
             ));
             continue;
         }
-        let prior = if gave_up.contains(&n) {
-            0
-        } else {
-            hist.get(&n).map_or(0, |h| h.attempts)
-        };
+        // Attempt numbers continue across runs (a retried failed task gets a fresh
+        // --max-attempts budget, numbered after its earlier attempts).
+        let prior = hist.get(&n).map_or(0, |h| h.attempts);
         todo.push((n, prior));
     }
     if retry_failed {
@@ -243,7 +254,6 @@ fn plan(
         todo,
         done_before: done,
         gave_up_before,
-        gave_up_set: gave_up,
     })
 }
 
@@ -252,6 +262,7 @@ async fn drive<const T: usize>(
     tasks: &TaskList,
     plan: &Plan,
     state: &StateDir,
+    store: CheckpointStore,
     observer: &mut RunObserver,
 ) -> Result<Summary, CliError> {
     let exe = std::env::current_exe()
@@ -277,16 +288,32 @@ async fn drive<const T: usize>(
     let mut sup =
         Supervisor::<ProcessPool, MAX_WORKERS, T>::new(config, pool, settings.slots.len())
             .map_err(|e| CliError::input(format!("cannot set up the workers: {e}")))?;
+    let payload = RunCheckpoint {
+        fingerprint: tasks.fingerprint,
+        keys: plan.todo.iter().map(|&(n, _)| n).collect(),
+    };
+    sup.enable_checkpoints(
+        store,
+        EXPERIMENT,
+        settings.checkpoint_interval,
+        postcard::to_allocvec(&payload).unwrap_or_default(),
+    )
+    .map_err(|e| {
+        CliError::input(format!(
+            "state directory {} is not writable: {e}",
+            state.root().display()
+        ))
+    })?;
     for &(n, prior) in &plan.todo {
         sup.add_task(u64::from(n), prior, tasks.commands[n as usize - 1].clone())
             .map_err(|e| CliError::input(e.to_string()))?;
     }
-    if settings.health_gate {
-        sup.set_health(crate::health_gate::spawn(
-            sturdy_probe::Probe::new(),
-            settings.slots.clone(),
-        ));
-    }
+    let _monitor = settings.health_gate.then(|| {
+        let (monitor, health) =
+            crate::health_gate::spawn(sturdy_probe::Probe::new(), settings.slots.clone());
+        sup.set_health(health);
+        monitor
+    });
     let stop = sup.stop_handle();
     let signals = tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -370,23 +397,11 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             root.display()
         ))
     })?;
-    let generation = store
-        .list(EXPERIMENT)
-        .ok()
-        .and_then(|g| g.last().copied())
-        .unwrap_or(0);
     let already = (plan.done_before.len() + plan.gave_up_before.len()) as u64;
     let mut observer = RunObserver {
         journal,
         journal_error: None,
         progress: Progress::new(tasks.len() as u64, already, settings.json),
-        store,
-        fingerprint: tasks.fingerprint,
-        done: plan.done_before.clone(),
-        gave_up: plan.gave_up_set.clone(),
-        last_checkpoint: Instant::now(),
-        checkpoint_interval: settings.checkpoint_interval,
-        generation,
     };
     if state.resumed && !settings.json {
         eprintln!(
@@ -404,14 +419,37 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
     let n = plan.todo.len();
     let summary = runtime.block_on(async {
         if n <= 1024 {
-            drive::<1024>(&settings, &tasks, &plan, &state, &mut observer).await
+            drive::<1024>(
+                &settings,
+                &tasks,
+                &plan,
+                &state,
+                store.clone(),
+                &mut observer,
+            )
+            .await
         } else if n <= 16_384 {
-            drive::<16_384>(&settings, &tasks, &plan, &state, &mut observer).await
+            drive::<16_384>(
+                &settings,
+                &tasks,
+                &plan,
+                &state,
+                store.clone(),
+                &mut observer,
+            )
+            .await
         } else {
-            drive::<MAX_TASKS>(&settings, &tasks, &plan, &state, &mut observer).await
+            drive::<MAX_TASKS>(
+                &settings,
+                &tasks,
+                &plan,
+                &state,
+                store.clone(),
+                &mut observer,
+            )
+            .await
         }
     })?;
-    observer.checkpoint();
     observer.progress.finish();
     let fin = FinalSummary::new(
         &summary,

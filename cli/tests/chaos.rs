@@ -150,3 +150,64 @@ fn master_sigkilled_mid_run_then_resume_runs_each_task_once() {
     assert_eq!(s["attempts"].as_u64().unwrap() as usize, 200 - done_before);
     assert_exactly_once(&journal(&state), 200);
 }
+
+#[test]
+fn a_stopped_worker_misses_its_heartbeats_and_its_task_moves() {
+    stopped_worker_is_replaced(&["--heartbeat-timeout", "600ms"]);
+}
+
+#[test]
+fn the_phi_accrual_detector_also_catches_a_stopped_worker() {
+    stopped_worker_is_replaced(&["--phi-threshold", "8"]);
+}
+
+fn stopped_worker_is_replaced(detector: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (1..=20).map(|i| format!("sleep 0.1; echo {i}")).collect();
+    let list = write_tasks(dir.path(), "tasks.txt", &lines);
+    let state = dir.path().join("state");
+    let child = sturdy()
+        .args(["run", "-j", "2", "--heartbeat-interval", "100ms"])
+        .args(detector)
+        .args(["--max-attempts", "5", "--json", "--state-dir"])
+        .arg(&state)
+        .arg(&list)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let workers = loop {
+        let w = children(child.id(), "sturdy");
+        if w.len() == 2
+            && std::fs::read_dir(state.join("out"))
+                .map(|d| d.count())
+                .unwrap_or(0)
+                >= 2
+        {
+            break w;
+        }
+        assert!(Instant::now() < deadline, "workers did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Freeze one worker: it stays alive but silent.
+    kill(Pid::from_raw(workers[0]), Signal::SIGSTOP).unwrap();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = journal(&state);
+    assert_exactly_once(&j, 20);
+    assert!(
+        j.iter().any(|l| l.kind == "worker_crash"),
+        "no worker_crash line"
+    );
+    assert!(summary(&out)["worker_crashes"].as_u64().unwrap() >= 1);
+    // The frozen worker was killed, not left behind.
+    assert!(!alive(workers[0]));
+}

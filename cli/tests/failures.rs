@@ -165,3 +165,68 @@ fn broken_slot_trips_its_breaker_and_its_work_moves_elsewhere() {
     );
     assert!(j.iter().filter(|l| l.next == "done").all(|l| l.worker != 3));
 }
+
+#[test]
+fn resume_skips_failed_tasks_unless_asked_to_retry_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("fixed");
+    // Fails until the flag file exists.
+    let lines = vec![
+        "echo a".to_owned(),
+        format!("test -e {}", flag.display()),
+        "echo c".to_owned(),
+    ];
+    let list = write_tasks(dir.path(), "tasks.txt", &lines);
+    let state = dir.path().join("state");
+    let run = |extra: &[&str]| {
+        sturdy()
+            .args([
+                "run",
+                "-j",
+                "2",
+                "--max-attempts",
+                "2",
+                "--backoff-base",
+                "5ms",
+                "--json",
+            ])
+            .args(extra)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg(&list)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        summary(&out)["failed_tasks"],
+        serde_json::json!([[2, "evaluation"]])
+    );
+    // A plain resume runs nothing: the failed task is finished (failed for good).
+    let out = run(&["--resume"]);
+    assert_eq!(out.status.code(), Some(1));
+    let s = summary(&out);
+    assert_eq!(
+        (s["attempts"].as_u64(), s["failed"].as_u64()),
+        (Some(0), Some(1))
+    );
+    // Fixed, and asked to retry failed tasks: only task 2 runs again, and succeeds.
+    std::fs::write(&flag, "").unwrap();
+    let out = run(&["--resume", "--retry-failed"]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = summary(&out);
+    assert_eq!(
+        (s["attempts"].as_u64(), s["succeeded"].as_u64()),
+        (Some(1), Some(3))
+    );
+    let j = journal(&state);
+    assert_exactly_once(&j, 3);
+    let two: Vec<(u32, &str)> = j
+        .iter()
+        .filter(|l| l.task == 2)
+        .map(|l| (l.attempt, l.next.as_str()))
+        .collect();
+    assert_eq!(two, [(1, "retry"), (2, "gave_up"), (3, "done")]);
+    assert!(state.join("out/2.3.out").exists());
+}

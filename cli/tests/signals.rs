@@ -7,7 +7,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use nix::sys::signal::{Signal, kill};
+use std::os::unix::process::CommandExt;
+
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 fn wait_for_running(state: &std::path::Path, master: u32, child: &mut std::process::Child) {
@@ -33,6 +35,7 @@ fn first_signal_drains_second_kills_and_resume_finishes() {
     let state = dir.path().join("state");
     let start = || {
         sturdy()
+            .process_group(0)
             .args(["run", "-j", "2", "--json", "--state-dir"])
             .arg(&state)
             .arg(&list)
@@ -42,11 +45,12 @@ fn first_signal_drains_second_kills_and_resume_finishes() {
             .unwrap()
     };
 
-    // One SIGINT: the two running tasks finish, nothing new starts.
+    // One SIGINT to the master's whole process group, as a Ctrl-C on a terminal sends
+    // it: the two running tasks finish, nothing new starts.
     let mut run = start();
     let master = run.id();
     wait_for_running(&state, master, &mut run);
-    kill(Pid::from_raw(master as i32), Signal::SIGINT).unwrap();
+    killpg(Pid::from_raw(master as i32), Signal::SIGINT).unwrap();
     let out = run.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let s = summary(&out);

@@ -81,8 +81,12 @@ pub enum Jitter {
 /// A validated backoff schedule. Build it with [`constant`](Self::constant),
 /// [`linear`](Self::linear) or [`exponential`](Self::exponential), then
 /// [`with_jitter`](Self::with_jitter). Shape: 32 bytes, `Copy`.
+///
+/// Deserializing (feature `serde`) checks the rules of the constructors: a value no
+/// constructor would build is an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "BackoffConfigUnchecked"))]
 pub struct BackoffConfig {
     growth: Growth,
     base_ns: u64,
@@ -203,8 +207,10 @@ impl BackoffConfig {
     }
 
     /// The un-jittered, capped delay before retry `attempt` (1 = the first retry; 0 reads
-    /// as 1), in nanoseconds. Exponential schedules cost at most one step per doubling up
-    /// to the cap (tens of steps), never `attempt` steps.
+    /// as 1), in nanoseconds. Exponential schedules cost one multiplication per retry
+    /// until the cap is reached, never more: tens of steps for a doubling, at most about
+    /// 45 000 for the smallest multiplier (1.001) from 1 ns to the largest cap; never
+    /// `attempt` steps once the cap is reached.
     pub fn raw_delay_ns(&self, attempt: u32) -> u64 {
         let n = attempt.max(1) as u64;
         match self.growth {
@@ -278,6 +284,42 @@ impl BackoffConfig {
 fn grow_exponential(d: u64, multiplier_permille: u32, cap: u64) -> u64 {
     let v = (d as u128 * multiplier_permille as u128).div_ceil(1_000);
     if v >= cap as u128 { cap } else { v as u64 }
+}
+
+/// The serialized shape of [`BackoffConfig`], checked on the way in by the rules of
+/// its constructors.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct BackoffConfigUnchecked {
+    growth: Growth,
+    base_ns: u64,
+    cap_ns: u64,
+    jitter: Jitter,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<BackoffConfigUnchecked> for BackoffConfig {
+    type Error = ConfigError;
+    fn try_from(u: BackoffConfigUnchecked) -> Result<Self, ConfigError> {
+        let (base, cap) = (
+            Duration::from_nanos(u.base_ns),
+            Duration::from_nanos(u.cap_ns),
+        );
+        let c = match u.growth {
+            Growth::Constant if u.cap_ns != u.base_ns => {
+                return Err(ConfigError::new(
+                    "cap",
+                    "must equal base for a constant schedule",
+                ));
+            }
+            Growth::Constant => Self::constant(base),
+            Growth::Linear { step_ns } => Self::linear(base, Duration::from_nanos(step_ns), cap)?,
+            Growth::Exponential {
+                multiplier_permille,
+            } => Self::exponential(base, multiplier_permille, cap)?,
+        };
+        c.with_jitter(u.jitter)
+    }
 }
 
 /// Where a caller is in a schedule: the retry count, the last un-jittered delay, the

@@ -66,8 +66,12 @@ use crate::error::ConfigError;
 
 /// How often to checkpoint: every `every` generations, generation 0 included (the
 /// original's `should_checkpoint`, default 10). Shape: one `u64`.
+///
+/// Deserializing (feature `serde`) checks the rules of the constructors: a value no
+/// constructor would build is an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "CheckpointIntervalUnchecked"))]
 pub struct CheckpointInterval {
     every: u64,
 }
@@ -100,6 +104,21 @@ impl Default for CheckpointInterval {
     /// The original's 10 generations.
     fn default() -> Self {
         Self { every: 10 }
+    }
+}
+
+/// The serialized shape of [`CheckpointInterval`], checked on the way in.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct CheckpointIntervalUnchecked {
+    every: u64,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<CheckpointIntervalUnchecked> for CheckpointInterval {
+    type Error = ConfigError;
+    fn try_from(u: CheckpointIntervalUnchecked) -> Result<Self, ConfigError> {
+        Self::new(u.every)
     }
 }
 
@@ -905,6 +924,54 @@ mod tests {
             extra.push(0);
             assert_eq!(decode(&frame(&extra)).unwrap_err(), DecodeError::Malformed);
             assert!(decode(&frame(body)).is_ok());
+        }
+
+        /// A body with a valid CRC whose counters and epoch sit at their limits (a
+        /// forgery, or a ledger that ran very long): restoring and running on must not
+        /// overflow.
+        #[test]
+        fn forged_counters_and_epochs_at_their_limits_never_overflow() {
+            let stats = Stats {
+                total_task_failures: u64::MAX,
+                recovery_attempts: u64::MAX,
+                retries: u64::MAX,
+                assignments: u64::MAX,
+                ..Stats::default()
+            };
+            let rec = TaskRecord {
+                state: SavedState::Pending,
+                epoch: u32::MAX,
+                retried: false,
+                last_kind: None,
+                last_worker: Some(0),
+                retry: Some(RetryState::new(Instant::ZERO, 1)),
+            };
+            let mut body = vec![0u8; 512];
+            let mut n = postcard::to_slice(&(u64::MAX, stats, 1u32, 0u32), &mut body)
+                .unwrap()
+                .len();
+            n += postcard::to_slice(&rec, &mut body[n..]).unwrap().len();
+            let bytes = frame(&body[..n]);
+            let saved = decode(&bytes).unwrap();
+            let cfg = LedgerConfig::new(fixed_policy(3, Duration::from_secs(1)).unwrap());
+            let mut l = L::new(cfg);
+            let w = l.add_worker(1, secs(0)).unwrap();
+            saved.restore_into(&mut l, secs(0)).unwrap();
+            assert_eq!(l.stats().recovery_attempts, u64::MAX);
+            let a = l.assign(secs(0)).unwrap();
+            assert_eq!((a.task, a.worker, a.epoch), (TaskId(0), w, u32::MAX));
+            l.task_failed(a.task, a.epoch, FailureKind::Network, secs(1))
+                .unwrap();
+            let s = l.stats();
+            assert_eq!(
+                (s.total_task_failures, s.retries, s.assignments),
+                (u64::MAX, u64::MAX, u64::MAX)
+            );
+            let scheduled = core::iter::from_fn(|| l.poll_event()).find_map(|e| match e {
+                Event::RetryScheduled { attempt, .. } => Some(attempt),
+                _ => None,
+            });
+            assert_eq!(scheduled, Some(u32::MAX));
         }
 
         #[test]

@@ -137,7 +137,8 @@ impl DeadlineDetector {
     }
 
     /// Whether the worker is suspect at `now` (`now >= deadline`). A `now` earlier than
-    /// the latest seen reads as the latest seen.
+    /// the latest seen reads as the latest seen. A deadline of [`Instant::MAX`] (a
+    /// disabled detector, or one that saturated) is "never", even at `Instant::MAX`.
     #[inline]
     pub fn is_suspect(&self, now: Instant) -> bool {
         let now = if now < self.clock.latest() {
@@ -145,7 +146,8 @@ impl DeadlineDetector {
         } else {
             now
         };
-        now >= self.deadline()
+        let deadline = self.deadline();
+        deadline != Instant::MAX && now >= deadline
     }
 
     /// When the last heartbeat arrived, if one did since registration.
@@ -223,6 +225,10 @@ mod tests {
         assert!(!d.is_suspect(Instant::from_secs(1_000_000_000)));
         d.heartbeat(Instant::from_secs(6));
         assert_eq!(d.deadline(), Instant::MAX);
+        // Not even at the end of time (a clock that jumped to its maximum).
+        assert!(!d.is_suspect(Instant::MAX));
+        d.heartbeat(Instant::MAX);
+        assert!(!d.is_suspect(Instant::MAX));
     }
 
     #[test]

@@ -194,7 +194,7 @@ impl TryFrom<PhiConfigUnchecked> for PhiConfig {
 /// ```
 pub fn phi(elapsed_ms: f64, mean_ms: f64, std_dev_ms: f64) -> f64 {
     let y = (elapsed_ms - mean_ms) / std_dev_ms;
-    if y.is_nan() {
+    if y.is_nan() || std_dev_ms <= 0.0 {
         return if elapsed_ms > mean_ms { MAX_PHI } else { 0.0 };
     }
     // P(later) = 1 / (1 + e^a), a = y (1.5976 + 0.070566 y²); φ = log10(1 + e^a).
@@ -681,6 +681,17 @@ mod tests {
                 prop_assert!(d.phi(at) >= 8.0);
                 prop_assert!(at == d.last_heartbeat() || d.phi(Instant::from_nanos(at.as_nanos() - 1)) < 8.0);
             }
+        }
+
+        /// A σ that is not positive gives what the docs say: all or nothing.
+        #[test]
+        fn phi_fn_without_a_positive_sigma_is_all_or_nothing(
+            sd in prop_oneof![Just(0.0f64), Just(-0.0), Just(f64::NAN), Just(f64::NEG_INFINITY), -1.0e6f64..0.0],
+            mean in -1.0e4f64..1.0e6,
+            gap in 1.0e-3f64..1.0e6,
+        ) {
+            prop_assert_eq!(phi(mean + gap, mean, sd), MAX_PHI);
+            prop_assert_eq!(phi(mean - gap, mean, sd), 0.0);
         }
 
         /// The pure function is monotone in elapsed time for any mean and σ.

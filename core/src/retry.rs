@@ -46,8 +46,12 @@ use crate::failure::{FailureKind, KindSet};
 use crate::time::{Instant, Monotonic, duration_to_nanos};
 
 /// How a task or call is retried. Shape: about 80 bytes, `Copy`.
+///
+/// Deserializing (feature `serde`) checks the rules of the constructors: a value no
+/// constructor would build is an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "RetryPolicyUnchecked"))]
 pub struct RetryPolicy {
     max_attempts: u32,
     backoff: BackoffConfig,
@@ -299,6 +303,11 @@ impl RetryState {
         Decision::RetryAfter(delay)
     }
 
+    /// Counts `n` more calls made without moving the backoff (saturating).
+    pub(crate) fn add_attempts(&mut self, n: u32) {
+        self.attempts = self.attempts.saturating_add(n);
+    }
+
     /// The attempt succeeded: the state is finished.
     pub fn on_success(&mut self, now: Instant) {
         self.clock.observe(now);
@@ -328,8 +337,12 @@ impl RetryState {
 /// Each new request deposits `ratio_permille / 1000` of a token; each retry withdraws one
 /// token; `min_retries_per_sec` tokens trickle in every second whatever the traffic (the
 /// floor); the bucket holds at most `max_tokens`, so only recent traffic counts.
+///
+/// Deserializing (feature `serde`) checks the rules of the constructors: a value no
+/// constructor would build is an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "RetryBudgetConfigUnchecked"))]
 pub struct RetryBudgetConfig {
     ratio_permille: u32,
     min_retries_per_sec: u32,
@@ -376,6 +389,50 @@ impl Default for RetryBudgetConfig {
     }
 }
 
+/// The serialized shape of [`RetryPolicy`], checked on the way in by the rules of its
+/// constructors (the backoff and the budget check themselves).
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct RetryPolicyUnchecked {
+    max_attempts: u32,
+    backoff: BackoffConfig,
+    max_elapsed: Option<Duration>,
+    retryable: KindSet,
+    budget: Option<RetryBudgetConfig>,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<RetryPolicyUnchecked> for RetryPolicy {
+    type Error = ConfigError;
+    fn try_from(u: RetryPolicyUnchecked) -> Result<Self, ConfigError> {
+        let mut p = Self::new(u.max_attempts, u.backoff)?.with_retryable(u.retryable);
+        if let Some(limit) = u.max_elapsed {
+            p = p.with_max_elapsed(limit)?;
+        }
+        if let Some(budget) = u.budget {
+            p = p.with_budget(budget);
+        }
+        Ok(p)
+    }
+}
+
+/// The serialized shape of [`RetryBudgetConfig`], checked on the way in.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct RetryBudgetConfigUnchecked {
+    ratio_permille: u32,
+    min_retries_per_sec: u32,
+    max_tokens: u32,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<RetryBudgetConfigUnchecked> for RetryBudgetConfig {
+    type Error = ConfigError;
+    fn try_from(u: RetryBudgetConfigUnchecked) -> Result<Self, ConfigError> {
+        Self::new(u.ratio_permille, u.min_retries_per_sec, u.max_tokens)
+    }
+}
+
 /// A shared retry budget: a token bucket in thousandths of a token. Shape: 40 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -416,7 +473,10 @@ impl RetryBudget {
     /// A new request (a first attempt) started: deposits `ratio_permille` milli-tokens.
     pub fn record_request(&mut self, now: Instant) {
         self.refill(now);
-        self.milli_tokens = (self.milli_tokens + self.config.ratio_permille as u64).min(self.cap());
+        self.milli_tokens = self
+            .milli_tokens
+            .saturating_add(self.config.ratio_permille as u64)
+            .min(self.cap());
     }
 
     /// Takes one token for a retry; `false` when the budget is empty.

@@ -229,7 +229,9 @@ impl<W: SlidingWindow, const E: usize> CircuitBreaker<W, E> {
     /// Hands back a permit with the call's outcome, at `now`. The call's latency is
     /// `now - permit.issued_at()`; above the slow-call bound it is a slow call.
     ///
-    /// A permit from an older generation, or one already handed back, changes nothing.
+    /// A permit from an older generation, or a half-open probe already handed back,
+    /// changes nothing. A closed-state permit carries no ticket: each must be handed back
+    /// once (see [`Permit`]).
     #[inline]
     pub fn record(&mut self, permit: Permit, outcome: Outcome, now: Instant) {
         let now = self.machine.clock.observe(now);

@@ -29,8 +29,12 @@ pub const CIRCUIT_MAX_PROBES: usize = 16;
 /// design: 3 failures in a row open it for 300 s, 2 successful probes close it.
 ///
 /// Shape: 32 bytes; `Copy`.
+///
+/// Deserializing (feature `serde`) checks the rules of the constructors: a value no
+/// constructor would build is an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "ConsecutiveConfigUnchecked"))]
 pub struct ConsecutiveConfig {
     pub(crate) open_ns: u64,
     pub(crate) permit_timeout_ns: u64,
@@ -188,8 +192,12 @@ fn rate_to_ppm(field: &'static str, rate: f32) -> Result<u32, ConfigError> {
 /// all but cancelled and permanent.
 ///
 /// Shape: 80 bytes; `Copy`.
+///
+/// Deserializing (feature `serde`) checks the rules of the constructors: a value no
+/// constructor would build is an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "BreakerConfigUnchecked"))]
 #[non_exhaustive]
 pub struct BreakerConfig {
     pub(crate) open: BackoffConfig,
@@ -400,6 +408,81 @@ impl BreakerConfig {
 }
 
 /// A constant schedule without jitter: every open period lasts `open`.
+/// The serialized shape of [`ConsecutiveConfig`], checked on the way in by the rules of
+/// its constructors.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct ConsecutiveConfigUnchecked {
+    open_ns: u64,
+    permit_timeout_ns: u64,
+    failure_threshold: u32,
+    success_threshold: u16,
+    counted: KindSet,
+    half_open_permits: u8,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<ConsecutiveConfigUnchecked> for ConsecutiveConfig {
+    type Error = ConfigError;
+    fn try_from(u: ConsecutiveConfigUnchecked) -> Result<Self, ConfigError> {
+        Ok(Self::new(
+            u.failure_threshold,
+            Duration::from_nanos(u.open_ns),
+            u.success_threshold,
+        )?
+        .with_permit_timeout(Duration::from_nanos(u.permit_timeout_ns))?
+        .with_half_open_permits(u.half_open_permits)?
+        .with_counted_kinds(u.counted))
+    }
+}
+
+/// The serialized shape of [`BreakerConfig`], checked on the way in by the rules of its
+/// `with_*` methods (the open schedule checks itself).
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct BreakerConfigUnchecked {
+    open: BackoffConfig,
+    slow_call_ns: u64,
+    permit_timeout_ns: u64,
+    failure_rate_ppm: u32,
+    slow_rate_ppm: u32,
+    minimum_calls: u32,
+    consecutive_failures: u32,
+    success_threshold: u16,
+    counted: KindSet,
+    half_open_permits: u8,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<BreakerConfigUnchecked> for BreakerConfig {
+    type Error = ConfigError;
+    fn try_from(u: BreakerConfigUnchecked) -> Result<Self, ConfigError> {
+        let ppm = |field, v: u32| {
+            if v == 0 || v as u64 > PPM {
+                Err(ConfigError::new(field, "must be in (0, 1]"))
+            } else {
+                Ok(v)
+            }
+        };
+        let mut c = Self::new()
+            .with_open_backoff(u.open)?
+            .with_permit_timeout(Duration::from_nanos(u.permit_timeout_ns))?
+            .with_minimum_calls(u.minimum_calls)?
+            .with_success_threshold(u.success_threshold)?
+            .with_half_open_permits(u.half_open_permits)?
+            .with_counted_kinds(u.counted);
+        c.failure_rate_ppm = ppm("failure_rate_threshold", u.failure_rate_ppm)?;
+        if u.slow_rate_ppm != 0 {
+            c.slow_rate_ppm = ppm("slow_call_rate_threshold", u.slow_rate_ppm)?;
+            c.slow_call_ns = u.slow_call_ns;
+        }
+        if u.consecutive_failures != 0 {
+            c = c.with_consecutive_failures(u.consecutive_failures)?;
+        }
+        Ok(c)
+    }
+}
+
 pub(crate) fn fixed_schedule(open: Duration) -> BackoffConfig {
     let c = BackoffConfig::constant(open);
     // Turning jitter off cannot fail (only decorrelated jitter is checked).

@@ -15,9 +15,13 @@ use crate::time::Instant;
 /// A permit carries the **generation** of the breaker's state when it was issued (every
 /// transition starts a new one), the instant it was issued (the call's latency for the
 /// slow-call rule is `now - issued_at` at `record`), and, for a half-open probe, its
-/// probe ticket (which frees exactly its own slot). It is `Copy` so that adapters can keep it in a drop guard; recording or
-/// releasing one twice, or a permit from an older generation (issued before the latest
-/// transition), is **ignored**: late outcomes never restart or extend an open period.
+/// probe ticket (which frees exactly its own slot). It is `Copy` so that adapters can
+/// keep it in a drop guard. A permit from an older generation (issued before the latest
+/// transition) is **ignored**: late outcomes never restart or extend an open period; so
+/// is a half-open probe handed back twice (its ticket frees its slot once). A permit
+/// issued while closed, disabled or metrics-only carries no ticket (the closed path
+/// keeps no per-call state): hand each one back **once**, since recording it again
+/// counts again.
 ///
 /// Shape: 16 bytes.
 #[must_use = "a permit must be handed back with `record` or `release`, or a half-open probe slot stays busy until it expires"]

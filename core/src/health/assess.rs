@@ -17,9 +17,9 @@ use super::xid::{XidClass, classify_xid};
 ///   (`memory_effective_total_bytes`): `used / limit` (the cgroup's usage against its
 ///   limit), else `(limit - available) / limit`. Without one: `(total - available) /
 ///   total` (`MemAvailable`, as node_exporter's mixin), else `used / total`. Missing, or
-///   a total of 0: unknown.
+///   a total of 0, or more available than the total: unknown.
 /// - Each disk's used % (`total - available`) against [`Thresholds::disk_percent`];
-///   missing or a total of 0: unknown. No disk at all: unknown. Disks left out of a
+///   missing, a total of 0, or more available than the total: unknown. No disk at all: unknown. Disks left out of a
 ///   full sample list: unknown.
 ///
 /// GPUs (source: NVIDIA DCGM's health watches):
@@ -124,11 +124,12 @@ fn assess_host_into(host: &HostSample, t: &Thresholds, report: &mut HealthReport
     );
 
     let memory = host.effective_memory_total_bytes().and_then(|total| {
-        let from_available = host.memory_available_bytes.map(|a| total.saturating_sub(a));
+        // More available than the total is an inconsistent reading: unknown, never 0 %.
+        let from_available = host.memory_available_bytes.map(|a| total.checked_sub(a));
         let used = if host.memory_effective_total_bytes.is_some() {
-            host.memory_used_bytes.or(from_available)
+            host.memory_used_bytes.or(from_available.flatten())
         } else {
-            from_available.or(host.memory_used_bytes)
+            from_available.unwrap_or(host.memory_used_bytes)
         };
         ratio_percent(used?, total)
     });
@@ -171,7 +172,7 @@ fn assess_host_into(host: &HostSample, t: &Thresholds, report: &mut HealthReport
 
 fn disk_used_percent(disk: &DiskSample) -> Option<f64> {
     let total = disk.total_bytes?;
-    ratio_percent(total.saturating_sub(disk.available_bytes?), total)
+    ratio_percent(total.checked_sub(disk.available_bytes?)?, total)
 }
 
 fn assess_gpus_into(gpus: &GpuReadout, t: &Thresholds, report: &mut HealthReport) {
@@ -458,6 +459,48 @@ mod tests {
         gpu.memory_total_bytes = Some(0);
         let r = assess_gpu(&gpu, &Thresholds::default());
         assert_eq!(texts(&r), ["unknown: GPU 2: GPU memory used not read"]);
+    }
+
+    #[test]
+    fn more_available_than_total_is_unknown_not_healthy() {
+        let t = Thresholds::default();
+        let mut host = healthy_host();
+        host.memory_effective_total_bytes = None;
+        host.memory_used_bytes = None;
+        host.memory_total_bytes = Some(16 * GIB);
+        host.memory_available_bytes = Some(17 * GIB);
+        host.disks[0].available_bytes = host.disks[0].total_bytes.map(|t| t + 1);
+        let r = assess_host(&host, &t);
+        assert_eq!(r.status, HealthStatus::Unknown);
+        assert_eq!(
+            texts(&r),
+            [
+                "unknown: host: memory used not read",
+                "unknown: disk /: disk used not read"
+            ]
+        );
+        // Without a limit, an inconsistent available figure is not replaced by used.
+        host.memory_used_bytes = Some(GIB);
+        assert_eq!(assess_host(&host, &t).issues[0].value, None);
+        // Under a limit, the container's usage is judged whatever `available` says.
+        host.memory_effective_total_bytes = Some(4 * GIB);
+        host.memory_used_bytes = Some(4 * GIB);
+        assert_eq!(assess_host(&host, &t).issues[0].value, Some(100.0));
+        host.memory_used_bytes = None;
+        assert_eq!(assess_host(&host, &t).issues[0].value, None);
+    }
+
+    #[test]
+    fn a_limit_above_physical_memory_is_no_limit() {
+        let mut host = healthy_host();
+        // cgroup v1's "unlimited" sentinel passed through: 15.5 of 16 GiB is still
+        // 96.9 %, not 0 %.
+        host.memory_effective_total_bytes = Some(9_223_372_036_854_771_712);
+        host.memory_used_bytes = Some(16 * GIB - GIB / 2);
+        let r = assess_host(&host, &Thresholds::default());
+        assert_eq!(r.status, HealthStatus::Critical);
+        assert_eq!(r.issues[0].metric, Metric::MemoryPercent);
+        assert_eq!(r.issues[0].value, Some(96.875));
     }
 
     #[test]

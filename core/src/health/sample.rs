@@ -151,11 +151,25 @@ impl HostSample {
         })
     }
 
-    /// The memory total that percentages are computed against, bytes:
-    /// `memory_effective_total_bytes` when known, else `memory_total_bytes`.
+    /// The memory total that percentages are computed against, bytes: the smaller of
+    /// `memory_effective_total_bytes` and `memory_total_bytes` when both are known
+    /// (a container limit above physical memory, such as cgroup v1's "unlimited"
+    /// sentinel, is no limit), else whichever is known.
+    ///
+    /// ```
+    /// use sturdy_core::health::HostSample;
+    /// let mut h = HostSample::default();
+    /// h.memory_total_bytes = Some(16 << 30);
+    /// h.memory_effective_total_bytes = Some(9_223_372_036_854_771_712);
+    /// assert_eq!(h.effective_memory_total_bytes(), Some(16 << 30));
+    /// h.memory_effective_total_bytes = Some(4 << 30);
+    /// assert_eq!(h.effective_memory_total_bytes(), Some(4 << 30));
+    /// ```
     pub fn effective_memory_total_bytes(&self) -> Option<u64> {
-        self.memory_effective_total_bytes
-            .or(self.memory_total_bytes)
+        match (self.memory_effective_total_bytes, self.memory_total_bytes) {
+            (Some(limit), Some(total)) => Some(limit.min(total)),
+            (limit, total) => limit.or(total),
+        }
     }
 }
 

@@ -10,8 +10,12 @@ use crate::breaker::ConsecutiveConfig;
 
 /// How a [`Ledger`](super::Ledger) decides. Build with [`new`](Self::new) or
 /// [`default`](Self::default), then the `with_*` methods. Shape: about 160 bytes, `Copy`.
+///
+/// Deserializing (feature `serde`) checks the rules of the constructors: a value no
+/// constructor would build is an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "LedgerConfigUnchecked"))]
 #[non_exhaustive]
 pub struct LedgerConfig {
     pub(crate) retry: RetryPolicy,
@@ -136,4 +140,28 @@ impl LedgerConfig {
 /// A breaker config for a ledger: no probe timeout (a trial task's lease bounds it).
 fn ledger_breaker(c: ConsecutiveConfig) -> ConsecutiveConfig {
     c.with_permit_timeout(Duration::MAX).unwrap_or(c)
+}
+
+/// The serialized shape of [`LedgerConfig`], checked on the way in (the retry policy
+/// and the breaker check themselves).
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct LedgerConfigUnchecked {
+    retry: RetryPolicy,
+    deadline: DeadlineConfig,
+    lease: Duration,
+    breaker: ConsecutiveConfig,
+    seed: u64,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<LedgerConfigUnchecked> for LedgerConfig {
+    type Error = ConfigError;
+    fn try_from(u: LedgerConfigUnchecked) -> Result<Self, ConfigError> {
+        Ok(Self::new(u.retry)
+            .with_deadline(u.deadline)
+            .with_lease(u.lease)?
+            .with_breaker_config(u.breaker)
+            .with_seed(u.seed))
+    }
 }

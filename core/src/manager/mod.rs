@@ -129,6 +129,10 @@ pub use stats::Stats;
 pub use task::{Assignment, TaskState, TaskView};
 pub use worker::{WorkerHealth, WorkerStatus, WorkerView};
 
+/// The most prior failures [`Ledger::add_task_with_prior_attempts`] replays through the
+/// backoff schedule: 4096 (far past the cap of any schedule that grows by 1 % a step).
+pub const MAX_REPLAYED_ATTEMPTS: u32 = 4096;
+
 use event::EventQueue;
 use task::Task;
 use worker::{NIL, Worker};
@@ -390,6 +394,8 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
     /// tried `prior_attempts` times: attempt numbers and epochs continue from there, the
     /// prior attempts count toward the policy's `max_attempts`, and the backoff resumes
     /// where it was. With `prior_attempts` of 0 this is [`add_task`](Self::add_task).
+    /// At most [`MAX_REPLAYED_ATTEMPTS`] prior failures move the backoff; any beyond only
+    /// count (so the cost is bounded for any `prior_attempts`, up to `u32::MAX`).
     ///
     /// # Errors
     /// [`LedgerError::TasksFull`].
@@ -408,11 +414,13 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                 .map(|p| p.with_retryable(crate::failure::KindSet::all()));
             let t = &mut self.tasks[id.0 as usize];
             t.retry = RetryState::new(now, task_seed(self.config.seed, id.0));
+            let replayed = prior_attempts.min(MAX_REPLAYED_ATTEMPTS);
             if let Ok(replay) = replay {
-                for _ in 0..prior_attempts {
+                for _ in 0..replayed {
                     let _ = t.retry.on_failure(&replay, FailureKind::Unknown, now);
                 }
             }
+            t.retry.add_attempts(prior_attempts - replayed);
             t.epoch = prior_attempts;
         }
         Ok(id)
@@ -455,7 +463,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             WorkerStatus::Suspect { .. } => {
                 w.status = WorkerStatus::Alive;
                 self.stats.failed_workers = self.stats.failed_workers.saturating_sub(1);
-                self.stats.recovery_attempts += 1;
+                self.stats.recovery_attempts = self.stats.recovery_attempts.saturating_add(1);
                 self.events.push(Event::WorkerRecovered { worker, at: now });
             }
             WorkerStatus::Alive => {}
@@ -532,7 +540,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             self.stats.failed_workers += 1;
         }
         w.status = WorkerStatus::Failed { kind, since: now };
-        self.stats.total_worker_failures += 1;
+        self.stats.total_worker_failures = self.stats.total_worker_failures.saturating_add(1);
         self.events.push(Event::WorkerFailed {
             worker,
             kind,
@@ -579,7 +587,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         if !w.status.is_alive() {
             w.status = WorkerStatus::Alive;
             self.stats.failed_workers = self.stats.failed_workers.saturating_sub(1);
-            self.stats.recovery_attempts += 1;
+            self.stats.recovery_attempts = self.stats.recovery_attempts.saturating_add(1);
             self.events.push(Event::WorkerRecovered { worker, at: now });
         }
         Ok(())
@@ -847,7 +855,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         w.load += 1;
         self.stats.pending_tasks -= 1;
         self.stats.running_tasks += 1;
-        self.stats.assignments += 1;
+        self.stats.assignments = self.stats.assignments.saturating_add(1);
         self.events.push(Event::Assigned {
             task: TaskId(idx),
             worker,
@@ -1042,7 +1050,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         });
         t.last_kind = Some(kind);
         t.state = TaskState::Pending;
-        self.stats.total_task_failures += 1;
+        self.stats.total_task_failures = self.stats.total_task_failures.saturating_add(1);
         self.events.push(Event::AttemptFailed {
             task,
             worker: Some(worker),
@@ -1062,7 +1070,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                     Some(reason) => {
                         t.ready_at = now;
                         t.requeued = true;
-                        self.stats.reassignments += 1;
+                        self.stats.reassignments = self.stats.reassignments.saturating_add(1);
                         self.events.push(Event::Requeued {
                             task,
                             worker,
@@ -1073,10 +1081,10 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                     }
                     None => {
                         t.ready_at = now + delay;
-                        self.stats.retries += 1;
+                        self.stats.retries = self.stats.retries.saturating_add(1);
                         self.events.push(Event::RetryScheduled {
                             task,
-                            attempt: epoch + 1,
+                            attempt: epoch.saturating_add(1),
                             delay,
                             ready_at: t.ready_at,
                             at: now,
@@ -1144,7 +1152,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let silence = self.workers[i].detector.silence(now);
         self.workers[i].status = WorkerStatus::Suspect { since: now };
         self.stats.failed_workers += 1;
-        self.stats.total_worker_failures += 1;
+        self.stats.total_worker_failures = self.stats.total_worker_failures.saturating_add(1);
         self.events.push(Event::WorkerSuspected {
             worker: WorkerId(i as u32),
             silence,
@@ -1210,7 +1218,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         } else {
             StaleReason::OldEpoch { current: t.epoch }
         };
-        self.stats.stale_results_rejected += 1;
+        self.stats.stale_results_rejected = self.stats.stale_results_rejected.saturating_add(1);
         self.events.push(Event::StaleResult {
             task,
             epoch,

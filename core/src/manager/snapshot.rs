@@ -142,7 +142,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             events_dropped: 0,
             ..*stats
         };
-        self.stats.recovery_attempts += 1;
+        self.stats.recovery_attempts = self.stats.recovery_attempts.saturating_add(1);
         let mut out = Restored::default();
         let mut running: u32 = 0;
         for rec in records.clone() {

@@ -3,7 +3,8 @@
 
 /// Counters, with the original design's meanings (its `get_statistics()` keys) and a few
 /// more. Every counter is consistent with the events the ledger emitted (see the
-/// field docs). Shape: 96 bytes, `Copy`.
+/// field docs). Counters saturate at their maximum, never wrap (a restored checkpoint
+/// may start them anywhere). Shape: 96 bytes, `Copy`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]

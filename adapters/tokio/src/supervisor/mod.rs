@@ -8,7 +8,7 @@
 //! reads the clock, sleeps until [`Ledger::poll_timeout`], moves orders and reports
 //! between the ledger and the [`WorkerPool`], kills a worker the ledger stopped trusting
 //! (suspected silent, or whose task was taken away), restarts dead workers after a
-//! [`BackoffConfig`] delay, holds dispatch while the host is critical (health gating),
+//! [`BackoffConfig`](sturdy_core::backoff::BackoffConfig) delay, holds dispatch while the host is critical (health gating),
 //! and tells an [`Observer`] every attempt and event.
 //!
 //! Workers sit behind [`WorkerPool`]: [`LocalPool`] runs in-process tokio tasks for
@@ -37,141 +37,36 @@
 //! # }
 //! ```
 
+mod config;
 mod local;
 mod pool;
 mod record;
+mod saved_run;
+mod stop;
 
 use std::time::{Duration, SystemTime};
 
-use sturdy_core::backoff::{BackoffConfig, BackoffState};
+use sturdy_core::backoff::BackoffState;
+use sturdy_core::checkpoint::{self, DecodeError, Resume};
 use sturdy_core::health::HealthStatus;
-use sturdy_core::manager::{
-    BreakerState, Event, Ledger, LedgerConfig, LedgerError, TaskState, WorkerHealth,
-};
-use sturdy_core::phi::{PhiAccrual, PhiConfig};
+use sturdy_core::manager::{BreakerState, Event, Ledger, LedgerError, TaskState};
+use sturdy_core::phi::PhiAccrual;
 use sturdy_core::retry::Decision;
 use sturdy_core::{FailureKind, Instant, TaskId, WorkerId};
 use tokio::sync::{mpsc, watch};
 
+use crate::checkpoint_store::CheckpointStore;
+
+pub use config::{HostHealth, SupervisorConfig};
 pub use local::LocalPool;
 pub use pool::{Finish, Order, Report, Reporter, WorkerPool};
 pub use record::{AttemptRecord, Observer, Summary, Verdict};
+pub use saved_run::{SavedRun, read_checkpoint};
+pub use stop::{Stop, StopHandle};
+
+use saved_run::boxed_ledger;
 
 use pool::Envelope;
-
-/// Settings of a [`Supervisor`] beyond the ledger's own.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct SupervisorConfig {
-    /// The ledger's configuration (retry policy, deadline detector, lease, breakers).
-    pub ledger: LedgerConfig,
-    /// Delay before restarting a dead worker, growing with consecutive crashes of that
-    /// worker and reset by its next success. Default: exponential from 100 ms, doubling,
-    /// capped at 10 s, full jitter.
-    pub restart_backoff: BackoffConfig,
-    /// Per-attempt timeout handed to the workers in each [`Order`].
-    pub task_timeout: Option<Duration>,
-    /// Seed of the restart backoff's jitter.
-    pub seed: u64,
-    /// A phi accrual detector per worker (after Hayashibara et al. 2004, as Akka
-    /// computes it) in addition to the ledger's deadline detector: a worker whose phi
-    /// reaches the threshold is killed and restarted like a silent one.
-    pub phi: Option<PhiConfig>,
-}
-
-impl SupervisorConfig {
-    /// The defaults around a ledger configuration.
-    pub fn new(ledger: LedgerConfig) -> Self {
-        let restart_backoff =
-            BackoffConfig::exponential(Duration::from_millis(100), 2000, Duration::from_secs(10))
-                .unwrap_or_else(|_| BackoffConfig::constant(Duration::from_millis(100)));
-        Self {
-            ledger,
-            restart_backoff,
-            task_timeout: None,
-            seed: 0x5eed,
-            phi: None,
-        }
-    }
-
-    /// With a restart backoff.
-    pub fn with_restart_backoff(mut self, backoff: BackoffConfig) -> Self {
-        self.restart_backoff = backoff;
-        self
-    }
-
-    /// With a phi accrual detector per worker.
-    pub fn with_phi(mut self, phi: PhiConfig) -> Self {
-        self.phi = Some(phi);
-        self
-    }
-
-    /// With a per-attempt timeout.
-    pub fn with_task_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.task_timeout = timeout;
-        self
-    }
-}
-
-/// How far a stop request goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Stop {
-    /// Keep running.
-    Run,
-    /// Dispatch nothing new; let running attempts finish; then return.
-    Drain,
-    /// Kill running attempts with their workers and return at once.
-    Abort,
-}
-
-/// A cloneable handle that asks a running [`Supervisor`] to stop (for example from a
-/// signal handler: the first SIGINT drains, the second aborts).
-#[derive(Clone, Debug)]
-pub struct StopHandle(watch::Sender<Stop>);
-
-impl StopHandle {
-    /// Drain: no new dispatch, running attempts finish.
-    pub fn drain(&self) {
-        self.0.send_if_modified(|s| {
-            let change = *s < Stop::Drain;
-            if change {
-                *s = Stop::Drain;
-            }
-            change
-        });
-    }
-
-    /// Abort: running attempts are killed.
-    pub fn abort(&self) {
-        self.0.send_replace(Stop::Abort);
-    }
-
-    /// Escalates: the first call drains, the next aborts. Returns the new level.
-    pub fn escalate(&self) -> Stop {
-        let mut level = Stop::Run;
-        self.0.send_modify(|s| {
-            *s = if *s == Stop::Run {
-                Stop::Drain
-            } else {
-                Stop::Abort
-            };
-            level = *s;
-        });
-        level
-    }
-}
-
-/// The host's health as the supervisor uses it: the overall status gates dispatch
-/// (nothing new while [`HealthStatus::Critical`]); per-worker marks order it (a
-/// degraded worker is used last, a critical one not at all).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostHealth {
-    /// The host's assessment.
-    pub status: HealthStatus,
-    /// Marks for single workers (for example the worker of a degraded GPU).
-    pub workers: Vec<(WorkerId, WorkerHealth)>,
-}
 
 /// Why a task could not be added.
 #[derive(Debug)]
@@ -230,22 +125,16 @@ pub struct Supervisor<P: WorkerPool, const W: usize, const T: usize> {
     stop_tx: watch::Sender<Stop>,
     health: Option<watch::Receiver<HostHealth>>,
     summary: Summary,
+    checkpoints: Option<Checkpointing>,
 }
 
-/// Builds a boxed ledger on a thread with a stack large enough for the value (a ledger
-/// of many tasks is megabytes and is built by value before it is boxed).
-fn boxed_ledger<const W: usize, const T: usize>(config: LedgerConfig) -> Box<Ledger<W, T>> {
-    let size = size_of::<Ledger<W, T>>();
-    if size < 256 * 1024 {
-        return Box::new(Ledger::new(config));
-    }
-    std::thread::Builder::new()
-        .name("sturdy-ledger-alloc".into())
-        .stack_size(size.saturating_mul(4).saturating_add(4 << 20))
-        .spawn(move || Box::new(Ledger::new(config)))
-        .ok()
-        .and_then(|h| h.join().ok())
-        .unwrap_or_else(|| panic!("cannot allocate a ledger of {size} bytes"))
+struct Checkpointing {
+    store: CheckpointStore,
+    experiment: String,
+    every: Duration,
+    payload: Vec<u8>,
+    generation: u64,
+    last: tokio::time::Instant,
 }
 
 impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
@@ -290,6 +179,7 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             stop_tx,
             health: None,
             summary: Summary::default(),
+            checkpoints: None,
         }))
     }
 
@@ -323,6 +213,80 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
     /// by [`HealthMonitor`](crate) reports).
     pub fn set_health(&mut self, health: watch::Receiver<HostHealth>) {
         self.health = Some(health);
+    }
+
+    /// Writes a checkpoint (the ledger's snapshot and `payload`, in the core's
+    /// [`checkpoint`] format) to `store` under `experiment` every `every` while
+    /// running, and once more when the run ends (finished, drained or aborted).
+    /// Generations continue after the newest one stored.
+    ///
+    /// # Errors
+    /// The store's directory cannot be listed, or `experiment` is not a valid name.
+    pub fn enable_checkpoints(
+        &mut self,
+        store: CheckpointStore,
+        experiment: impl Into<String>,
+        every: Duration,
+        payload: Vec<u8>,
+    ) -> std::io::Result<()> {
+        let experiment = experiment.into();
+        let generation = store.list(&experiment)?.last().copied().unwrap_or(0);
+        self.checkpoints = Some(Checkpointing {
+            store,
+            experiment,
+            every,
+            payload,
+            generation,
+            last: tokio::time::Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Writes a checkpoint now (crash-safe, see [`CheckpointStore::save`]); returns its
+    /// generation. `Ok(None)` when checkpoints are not enabled.
+    ///
+    /// # Errors
+    /// Encoding or the store's write failed; the previous checkpoints are intact.
+    pub fn checkpoint_now(&mut self) -> std::io::Result<Option<u64>> {
+        let Some(c) = self.checkpoints.as_mut() else {
+            return Ok(None);
+        };
+        let mut buf =
+            vec![0u8; checkpoint::max_encoded_len(self.ledger.task_count(), c.payload.len())];
+        let n = checkpoint::encode(&self.ledger, c.generation + 1, &c.payload, &mut buf)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        c.store.save(&c.experiment, c.generation + 1, &buf[..n])?;
+        c.generation += 1;
+        c.last = tokio::time::Instant::now();
+        Ok(Some(c.generation))
+    }
+
+    /// Restores a checkpoint's snapshot into this supervisor's ledger before [`run`]
+    /// (add the same tasks in the same order first): finished tasks stay finished and
+    /// are never run again; tasks that were running go back to pending, charged one
+    /// attempt.
+    ///
+    /// [`run`]: Self::run
+    ///
+    /// # Errors
+    /// Any [`DecodeError`]; the ledger is then unchanged.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<Resume, DecodeError> {
+        let now = self.now();
+        checkpoint::decode(bytes)?.restore_into(&mut *self.ledger, now)
+    }
+
+    fn checkpoint_if_due<O: Observer<P::Task>>(&mut self, observer: &mut O, force: bool) {
+        let due = self
+            .checkpoints
+            .as_ref()
+            .is_some_and(|c| force || c.last.elapsed() >= c.every);
+        if due {
+            let result = self.checkpoint_now();
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "checkpoint not written");
+            }
+            observer.checkpointed(result.as_ref().map(|g| g.unwrap_or(0)));
+        }
     }
 
     /// A handle to stop the run from elsewhere.
@@ -563,6 +527,8 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             };
             observer.attempt_started(a.worker, &order);
             self.pool.dispatch(a.worker, order);
+            // Drain as we go: a burst of assignments must not overflow the event queue.
+            self.drain_events(observer);
             self.summary.attempts += 1;
             if let Some(ws) = self.workers.get_mut(w) {
                 ws.running = Some(Running {
@@ -656,7 +622,19 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             if self.ledger.is_finished() || (stop != Stop::Run && self.running() == 0) {
                 break;
             }
-            let wake = self.next_wake();
+            self.checkpoint_if_due(observer, false);
+            let mut wake = self.next_wake();
+            if let Some(c) = &self.checkpoints {
+                let at = Instant::from_nanos(
+                    u64::try_from(
+                        (c.last + c.every)
+                            .saturating_duration_since(self.origin)
+                            .as_nanos(),
+                    )
+                    .unwrap_or(u64::MAX),
+                );
+                wake = Some(wake.map_or(at, |w| w.min(at)));
+            }
             let sleep_to = wake.map(|at| self.origin + Duration::from_nanos(at.as_nanos()));
             let health_changed = async {
                 match self.health.as_mut() {
@@ -689,6 +667,7 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             }
         }
         self.pool.shutdown();
+        self.checkpoint_if_due(observer, true);
         self.finish_summary(wall.elapsed(), *stop_rx.borrow() != Stop::Run)
     }
 

@@ -78,6 +78,10 @@ pub trait Observer<T> {
     fn event(&mut self, event: &Event) {
         let _ = event;
     }
+    /// A checkpoint was written (its generation) or failed.
+    fn checkpointed(&mut self, result: Result<u64, &std::io::Error>) {
+        let _ = result;
+    }
     /// A worker process or task died and will be restarted after `delay`.
     fn worker_restarting(&mut self, worker: WorkerId, delay: Duration) {
         let _ = (worker, delay);

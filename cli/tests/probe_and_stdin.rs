@@ -1,0 +1,66 @@
+//! End to end: `sturdy probe` on the real host, and a task list read from stdin.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::*;
+
+#[test]
+fn probe_prints_a_judged_report_in_each_format() {
+    let out = sturdy().args(["probe", "--json"]).output().unwrap();
+    // 0 unless the host is critical (a busy CI machine can be).
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = v["report"]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        ["healthy", "degraded", "critical", "unknown"].contains(&status.as_str()),
+        "{v}"
+    );
+    assert_eq!(out.status.code() == Some(1), status == "critical");
+    let out = sturdy().args(["probe", "--prometheus"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("sturdy_health_status"), "{text}");
+    let out = sturdy().arg("probe").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("STATUS "), "{text}");
+    let out = sturdy()
+        .args(["probe", "--json", "--prometheus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn tasks_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = sturdy()
+        .args(["run", "-", "-j", "2", "--json", "--state-dir", "st"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"# from a pipe\necho \"$STURDY_TASK of worker $STURDY_WORKER\"\n\necho two\n")
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(summary(&out)["succeeded"], 2);
+    let first = std::fs::read_to_string(dir.path().join("st/out/1.1.out")).unwrap();
+    assert!(first.starts_with("1 of worker "), "{first}");
+    let second = std::fs::read_to_string(dir.path().join("st/out/2.1.out")).unwrap();
+    assert_eq!(second, "two\n");
+}
