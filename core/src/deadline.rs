@@ -34,15 +34,31 @@ use crate::error::ConfigError;
 use crate::time::{Instant, Monotonic};
 
 /// The detector's rules: how long a silence may last. Shape: two `Duration`s (32 bytes),
-/// `Copy`.
+/// `Copy`. Built by [`new`](Self::new), [`disabled`](Self::disabled) or
+/// [`default`](Self::default); deserializing (feature `serde`) checks the rules of `new`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "DeadlineConfigUnchecked"))]
 #[non_exhaustive]
 pub struct DeadlineConfig {
-    /// The longest silence after a heartbeat before the worker is suspect.
-    pub timeout: Duration,
-    /// The longest wait for the first heartbeat after registration (or recovery).
-    pub grace: Duration,
+    timeout: Duration,
+    grace: Duration,
+}
+
+/// The serialized shape of [`DeadlineConfig`], checked on the way in.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct DeadlineConfigUnchecked {
+    timeout: Duration,
+    grace: Duration,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<DeadlineConfigUnchecked> for DeadlineConfig {
+    type Error = ConfigError;
+    fn try_from(u: DeadlineConfigUnchecked) -> Result<Self, ConfigError> {
+        Self::new(u.timeout, u.grace)
+    }
 }
 
 impl DeadlineConfig {
@@ -59,6 +75,16 @@ impl DeadlineConfig {
             return Err(ConfigError::new("grace", "must be > 0"));
         }
         Ok(Self { timeout, grace })
+    }
+
+    /// The longest silence after a heartbeat before the worker is suspect.
+    pub const fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The longest wait for the first heartbeat after registration (or recovery).
+    pub const fn grace(&self) -> Duration {
+        self.grace
     }
 }
 

@@ -239,7 +239,8 @@ impl<const N: usize> PhiAccrual<N> {
     const NONZERO: () = assert!(N > 0, "PhiAccrual needs a window of at least one interval");
 
     /// A detector that starts watching at `now`. The window holds the two bootstrap
-    /// intervals (the first-heartbeat estimate ± a quarter). Before the first heartbeat,
+    /// intervals (the first-heartbeat estimate ± a quarter; with `N` = 1 only the
+    /// second, the estimate plus a quarter). Before the first heartbeat,
     /// φ grows from `now` as if a heartbeat had come then, so a node that never sends
     /// one is suspected (after about 4.5 s with the defaults).
     pub fn new(config: PhiConfig, now: Instant) -> Self {
@@ -378,7 +379,8 @@ impl<const N: usize> PhiAccrual<N> {
         Duration::from_nanos(self.std_deviation_ns() as u64)
     }
 
-    /// How many intervals the window holds (2 to `N`; the two bootstrap ones count).
+    /// How many intervals the window holds (2 to `N`, or 1 when `N` is 1; the bootstrap
+    /// ones count).
     pub fn samples(&self) -> usize {
         self.intervals.len()
     }

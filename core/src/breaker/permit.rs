@@ -60,7 +60,8 @@ pub struct Rejected {
     /// The earliest instant at which the breaker may admit again by itself: the end of
     /// the open period, or, when every half-open probe slot is busy, the expiry of the
     /// oldest probe. [`Instant::MAX`] when only a manual `reset` will admit
-    /// ([`State::ForcedOpen`]).
+    /// ([`State::ForcedOpen`]), or when the busy probes never expire (no permit timeout):
+    /// then a probe handed back frees a slot.
     pub retry_at: Instant,
     /// The state that refused.
     pub state: State,
@@ -68,10 +69,16 @@ pub struct Rejected {
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.retry_at == Instant::MAX {
+        if self.state == State::ForcedOpen {
             write!(
                 f,
                 "circuit breaker {}: call rejected until reset",
+                self.state
+            )
+        } else if self.retry_at == Instant::MAX {
+            write!(
+                f,
+                "circuit breaker {}: call rejected until a probe reports back",
                 self.state
             )
         } else {
@@ -128,6 +135,15 @@ mod tests {
         assert_eq!(
             f.to_string(),
             "circuit breaker forced_open: call rejected until reset"
+        );
+        // Half-open with every probe out and no permit timeout: no reset is needed.
+        let h = Rejected {
+            retry_at: Instant::MAX,
+            state: State::HalfOpen,
+        };
+        assert_eq!(
+            h.to_string(),
+            "circuit breaker half_open: call rejected until a probe reports back"
         );
     }
 }
