@@ -896,11 +896,14 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let mut i = start;
         for _ in 0..n {
             let w = &self.workers[i];
-            if w.can_take_task(now) {
-                if w.load == 0 && w.health == WorkerHealth::Healthy {
+            // The cheap comparison of health and load first: the admission checks
+            // (liveness, heartbeat deadline, breaker) only for a worker that would win.
+            if w.load == 0 && w.health == WorkerHealth::Healthy {
+                if w.can_take_task(now) {
                     best = Some((i, w.health, 0, w.capacity));
                     break;
                 }
+            } else {
                 let better = match best {
                     None => true,
                     Some((_, h, l, c)) => {
@@ -909,7 +912,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                                 && (w.load as u64) * (c as u64) < (l as u64) * (w.capacity as u64))
                     }
                 };
-                if better {
+                if better && w.can_take_task(now) {
                     best = Some((i, w.health, w.load, w.capacity));
                 }
             }
