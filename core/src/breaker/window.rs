@@ -84,17 +84,19 @@ impl<const N: usize> SlidingWindow for CountWindow<N> {
     #[inline]
     fn record(&mut self, _now: Instant, failed: bool, slow: bool) {
         let head = self.head as usize;
-        if self.len as usize == N {
-            let old = self.ring[head];
-            self.totals.failures -= (old & FAILED) as u32;
-            self.totals.slow_calls -= ((old & SLOW) >> 1) as u32;
+        // The outcome leaving the ring (none while it fills).
+        let old = if self.len as usize == N {
+            self.ring[head]
         } else {
             self.len += 1;
             self.totals.calls += 1;
-        }
+            0
+        };
         self.ring[head] = (failed as u8) | ((slow as u8) << 1);
-        self.totals.failures += failed as u32;
-        self.totals.slow_calls += slow as u32;
+        // Each count written once: separate `-=` and `+=` on the pair of counts
+        // compiled to stores of different widths, stalling the next call's loads.
+        self.totals.failures = self.totals.failures - (old & FAILED) as u32 + failed as u32;
+        self.totals.slow_calls = self.totals.slow_calls - ((old & SLOW) >> 1) as u32 + slow as u32;
         self.head = if head + 1 == N { 0 } else { self.head + 1 };
     }
 
