@@ -717,6 +717,46 @@ mod tests {
             }
         }
 
+        /// The cached μ and σ equal those recomputed from the window's sums, and
+        /// `is_available` (which skips φ at or before μ) agrees with `phi < threshold`,
+        /// thresholds around φ(μ) = log10(2) included.
+        #[test]
+        fn cached_statistics_and_the_shortcut_agree_with_phi(
+            gaps in proptest::collection::vec(1u64..5_000_000_000, 0..40),
+            probes in proptest::collection::vec(0u64..20_000_000_000, 1..20),
+            threshold in prop_oneof![
+                Just(0.1f64), Just(0.3), Just(core::f64::consts::LOG10_2), Just(0.302),
+                Just(0.31), Just(1.0), Just(8.0), 1.0e-3f64..20.0,
+            ],
+            pause_ms in 0u64..5_000,
+            min_sd_us in 1u64..500_000,
+        ) {
+            let cfg = PhiConfig::new(
+                8.0,
+                Duration::from_micros(min_sd_us),
+                Duration::from_millis(pause_ms),
+                Duration::from_millis(1000),
+            ).unwrap();
+            let mut d = PhiAccrual::<8>::new(cfg, Instant::ZERO);
+            let mut t = 0u64;
+            for g in gaps {
+                t += g;
+                d.heartbeat(Instant::from_nanos(t));
+                let mu = d.mean_ns() / NS_PER_MS + pause_ms as f64;
+                let sigma = (d.std_deviation_ns() / NS_PER_MS).max(min_sd_us as f64 / 1_000.0);
+                prop_assert_eq!(d.mu_ms, mu);
+                prop_assert_eq!(d.sigma_ms, sigma);
+            }
+            for p in probes {
+                let now = Instant::from_nanos(t + p);
+                let v = d.phi(now);
+                let elapsed_ms = p as f64 / NS_PER_MS;
+                prop_assert_eq!(v, phi(elapsed_ms, d.mu_ms, d.sigma_ms));
+                prop_assert_eq!(d.is_available(now, threshold), v < threshold);
+                prop_assert_eq!(d.suspected(now), v >= 8.0);
+            }
+        }
+
         /// A σ that is not positive gives what the docs say: all or nothing.
         #[test]
         fn phi_fn_without_a_positive_sigma_is_all_or_nothing(
