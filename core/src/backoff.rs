@@ -207,8 +207,10 @@ impl BackoffConfig {
     }
 
     /// The un-jittered, capped delay before retry `attempt` (1 = the first retry; 0 reads
-    /// as 1), in nanoseconds. Exponential schedules cost at most one step per doubling up
-    /// to the cap (tens of steps), never `attempt` steps.
+    /// as 1), in nanoseconds. Exponential schedules cost one multiplication per retry
+    /// until the cap is reached, never more: tens of steps for a doubling, at most about
+    /// 45 000 for the smallest multiplier (1.001) from 1 ns to the largest cap; never
+    /// `attempt` steps once the cap is reached.
     pub fn raw_delay_ns(&self, attempt: u32) -> u64 {
         let n = attempt.max(1) as u64;
         match self.growth {

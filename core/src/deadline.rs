@@ -34,15 +34,31 @@ use crate::error::ConfigError;
 use crate::time::{Instant, Monotonic};
 
 /// The detector's rules: how long a silence may last. Shape: two `Duration`s (32 bytes),
-/// `Copy`.
+/// `Copy`. Built by [`new`](Self::new), [`disabled`](Self::disabled) or
+/// [`default`](Self::default); deserializing (feature `serde`) checks the rules of `new`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "DeadlineConfigUnchecked"))]
 #[non_exhaustive]
 pub struct DeadlineConfig {
-    /// The longest silence after a heartbeat before the worker is suspect.
-    pub timeout: Duration,
-    /// The longest wait for the first heartbeat after registration (or recovery).
-    pub grace: Duration,
+    timeout: Duration,
+    grace: Duration,
+}
+
+/// The serialized shape of [`DeadlineConfig`], checked on the way in.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct DeadlineConfigUnchecked {
+    timeout: Duration,
+    grace: Duration,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<DeadlineConfigUnchecked> for DeadlineConfig {
+    type Error = ConfigError;
+    fn try_from(u: DeadlineConfigUnchecked) -> Result<Self, ConfigError> {
+        Self::new(u.timeout, u.grace)
+    }
 }
 
 impl DeadlineConfig {
@@ -59,6 +75,16 @@ impl DeadlineConfig {
             return Err(ConfigError::new("grace", "must be > 0"));
         }
         Ok(Self { timeout, grace })
+    }
+
+    /// The longest silence after a heartbeat before the worker is suspect.
+    pub const fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The longest wait for the first heartbeat after registration (or recovery).
+    pub const fn grace(&self) -> Duration {
+        self.grace
     }
 }
 
@@ -137,7 +163,8 @@ impl DeadlineDetector {
     }
 
     /// Whether the worker is suspect at `now` (`now >= deadline`). A `now` earlier than
-    /// the latest seen reads as the latest seen.
+    /// the latest seen reads as the latest seen. A deadline of [`Instant::MAX`] (a
+    /// disabled detector, or one that saturated) is "never", even at `Instant::MAX`.
     #[inline]
     pub fn is_suspect(&self, now: Instant) -> bool {
         let now = if now < self.clock.latest() {
@@ -145,7 +172,8 @@ impl DeadlineDetector {
         } else {
             now
         };
-        now >= self.deadline()
+        let deadline = self.deadline();
+        deadline != Instant::MAX && now >= deadline
     }
 
     /// When the last heartbeat arrived, if one did since registration.
@@ -223,6 +251,10 @@ mod tests {
         assert!(!d.is_suspect(Instant::from_secs(1_000_000_000)));
         d.heartbeat(Instant::from_secs(6));
         assert_eq!(d.deadline(), Instant::MAX);
+        // Not even at the end of time (a clock that jumped to its maximum).
+        assert!(!d.is_suspect(Instant::MAX));
+        d.heartbeat(Instant::MAX);
+        assert!(!d.is_suspect(Instant::MAX));
     }
 
     #[test]

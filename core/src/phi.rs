@@ -71,6 +71,10 @@ const MAX_INTERVAL_NS: u64 = 1 << 48;
 
 const NS_PER_MS: f64 = 1.0e6;
 
+/// An upper bound of φ at or before μ (y ≤ 0): φ(μ) = log10(2) ≈ 0.30103, plus margin
+/// for rounding in `exp` and `log1p`.
+const PHI_AT_MEAN_BOUND: f64 = 0.302;
+
 /// Settings of a [`PhiAccrual`] detector, after Akka's cluster failure detector.
 ///
 /// | setting                      | default | Akka key                      |
@@ -233,13 +237,24 @@ pub struct PhiAccrual<const N: usize> {
     last: Instant,
     heartbeats: u64,
     clock: Monotonic,
+    /// The acceptable heartbeat pause, ms (from the config, converted once).
+    pause_ms: f64,
+    /// The minimum standard deviation, ms (from the config, converted once).
+    min_sd_ms: f64,
+    /// The μ of φ: mean interval plus the acceptable pause, ms; kept up to date by
+    /// `record` so that φ does not recompute it from the sums.
+    mu_ms: f64,
+    /// The σ of φ: the window's standard deviation, at least the minimum, ms; kept up
+    /// to date by `record`.
+    sigma_ms: f64,
 }
 
 impl<const N: usize> PhiAccrual<N> {
     const NONZERO: () = assert!(N > 0, "PhiAccrual needs a window of at least one interval");
 
     /// A detector that starts watching at `now`. The window holds the two bootstrap
-    /// intervals (the first-heartbeat estimate ± a quarter). Before the first heartbeat,
+    /// intervals (the first-heartbeat estimate ± a quarter; with `N` = 1 only the
+    /// second, the estimate plus a quarter). Before the first heartbeat,
     /// φ grows from `now` as if a heartbeat had come then, so a node that never sends
     /// one is suspected (after about 4.5 s with the defaults).
     pub fn new(config: PhiConfig, now: Instant) -> Self {
@@ -252,6 +267,10 @@ impl<const N: usize> PhiAccrual<N> {
             last: now,
             heartbeats: 0,
             clock: Monotonic::new(now),
+            pause_ms: duration_to_nanos(config.acceptable_heartbeat_pause) as f64 / NS_PER_MS,
+            min_sd_ms: duration_to_nanos(config.min_std_deviation) as f64 / NS_PER_MS,
+            mu_ms: 0.0,
+            sigma_ms: 0.0,
         };
         let e = duration_to_nanos(config.first_heartbeat_estimate);
         d.record(e - e / 4);
@@ -271,6 +290,8 @@ impl<const N: usize> PhiAccrual<N> {
             self.sum += u128::from(x);
             self.sum_sq += u128::from(x) * u128::from(x);
         }
+        self.mu_ms = self.mean_ns() / NS_PER_MS + self.pause_ms;
+        self.sigma_ms = (self.std_deviation_ns() / NS_PER_MS).max(self.min_sd_ms);
     }
 
     /// A heartbeat arrived at `now`.
@@ -286,7 +307,7 @@ impl<const N: usize> PhiAccrual<N> {
         if now <= self.last && self.heartbeats > 0 {
             return;
         }
-        if self.heartbeats > 0 && self.phi(now) < self.config.threshold {
+        if self.heartbeats > 0 && self.available_at(now, self.config.threshold) {
             self.record(duration_to_nanos(now - self.last));
         }
         self.last = now;
@@ -297,22 +318,34 @@ impl<const N: usize> PhiAccrual<N> {
     /// merely late, as `-log10` of that probability. In `[0, MAX_PHI]`, never NaN,
     /// non-decreasing in `now`. A `now` earlier than the last heartbeat reads as zero
     /// silence.
+    #[inline]
     pub fn phi(&self, now: Instant) -> f64 {
-        let elapsed_ms = duration_to_nanos(now - self.last) as f64 / NS_PER_MS;
-        let pause_ms = duration_to_nanos(self.config.acceptable_heartbeat_pause) as f64 / NS_PER_MS;
-        let min_sd_ms = duration_to_nanos(self.config.min_std_deviation) as f64 / NS_PER_MS;
-        let sd_ms = self.std_deviation_ns() / NS_PER_MS;
-        phi(
-            elapsed_ms,
-            self.mean_ns() / NS_PER_MS + pause_ms,
-            sd_ms.max(min_sd_ms),
-        )
+        phi(self.elapsed_ms(now), self.mu_ms, self.sigma_ms)
+    }
+
+    /// The silence since the last heartbeat at `now`, ms.
+    #[inline]
+    fn elapsed_ms(&self, now: Instant) -> f64 {
+        duration_to_nanos(now - self.last) as f64 / NS_PER_MS
+    }
+
+    /// Whether φ at `now` is below `threshold`. Exactly
+    /// `self.phi(now) < threshold`, without evaluating φ in the common case: a silence
+    /// no longer than μ gives y ≤ 0, so φ ≤ log10(2) ≈ 0.30103, below any threshold
+    /// above [`PHI_AT_MEAN_BOUND`].
+    #[inline]
+    fn available_at(&self, now: Instant, threshold: f64) -> bool {
+        let elapsed_ms = self.elapsed_ms(now);
+        if elapsed_ms <= self.mu_ms && threshold > PHI_AT_MEAN_BOUND {
+            return true;
+        }
+        phi(elapsed_ms, self.mu_ms, self.sigma_ms) < threshold
     }
 
     /// Whether φ at `now` is below `threshold` (Akka's `isAvailable`). A NaN
     /// threshold makes nothing available.
     pub fn is_available(&self, now: Instant, threshold: f64) -> bool {
-        self.phi(now) < threshold
+        self.available_at(now, threshold)
     }
 
     /// Whether φ at `now` has reached the configured threshold.
@@ -378,7 +411,8 @@ impl<const N: usize> PhiAccrual<N> {
         Duration::from_nanos(self.std_deviation_ns() as u64)
     }
 
-    /// How many intervals the window holds (2 to `N`; the two bootstrap ones count).
+    /// How many intervals the window holds (2 to `N`, or 1 when `N` is 1; the bootstrap
+    /// ones count).
     pub fn samples(&self) -> usize {
         self.intervals.len()
     }
@@ -680,6 +714,46 @@ mod tests {
             if let Some(at) = d.poll_timeout() {
                 prop_assert!(d.phi(at) >= 8.0);
                 prop_assert!(at == d.last_heartbeat() || d.phi(Instant::from_nanos(at.as_nanos() - 1)) < 8.0);
+            }
+        }
+
+        /// The cached μ and σ equal those recomputed from the window's sums, and
+        /// `is_available` (which skips φ at or before μ) agrees with `phi < threshold`,
+        /// thresholds around φ(μ) = log10(2) included.
+        #[test]
+        fn cached_statistics_and_the_shortcut_agree_with_phi(
+            gaps in proptest::collection::vec(1u64..5_000_000_000, 0..40),
+            probes in proptest::collection::vec(0u64..20_000_000_000, 1..20),
+            threshold in prop_oneof![
+                Just(0.1f64), Just(0.3), Just(core::f64::consts::LOG10_2), Just(0.302),
+                Just(0.31), Just(1.0), Just(8.0), 1.0e-3f64..20.0,
+            ],
+            pause_ms in 0u64..5_000,
+            min_sd_us in 1u64..500_000,
+        ) {
+            let cfg = PhiConfig::new(
+                8.0,
+                Duration::from_micros(min_sd_us),
+                Duration::from_millis(pause_ms),
+                Duration::from_millis(1000),
+            ).unwrap();
+            let mut d = PhiAccrual::<8>::new(cfg, Instant::ZERO);
+            let mut t = 0u64;
+            for g in gaps {
+                t += g;
+                d.heartbeat(Instant::from_nanos(t));
+                let mu = d.mean_ns() / NS_PER_MS + pause_ms as f64;
+                let sigma = (d.std_deviation_ns() / NS_PER_MS).max(min_sd_us as f64 / 1_000.0);
+                prop_assert_eq!(d.mu_ms, mu);
+                prop_assert_eq!(d.sigma_ms, sigma);
+            }
+            for p in probes {
+                let now = Instant::from_nanos(t + p);
+                let v = d.phi(now);
+                let elapsed_ms = p as f64 / NS_PER_MS;
+                prop_assert_eq!(v, phi(elapsed_ms, d.mu_ms, d.sigma_ms));
+                prop_assert_eq!(d.is_available(now, threshold), v < threshold);
+                prop_assert_eq!(d.suspected(now), v >= 8.0);
             }
         }
 

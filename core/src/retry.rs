@@ -303,6 +303,11 @@ impl RetryState {
         Decision::RetryAfter(delay)
     }
 
+    /// Counts `n` more calls made without moving the backoff (saturating).
+    pub(crate) fn add_attempts(&mut self, n: u32) {
+        self.attempts = self.attempts.saturating_add(n);
+    }
+
     /// The attempt succeeded: the state is finished.
     pub fn on_success(&mut self, now: Instant) {
         self.clock.observe(now);

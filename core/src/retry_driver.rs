@@ -300,7 +300,11 @@ impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
     /// [`RetryError::Failed`] with the last error, or [`RetryError::TimedOut`] when the
     /// last attempt ran past the per-attempt timeout; both carry the number of calls
     /// and the [`GiveUpReason`].
-    pub async fn run<T, E, F, Fut, C, K>(self, classify: C, op: F) -> Result<T, RetryError<E>>
+    pub fn run<T, E, F, Fut, C, K>(
+        self,
+        mut classify: C,
+        mut op: F,
+    ) -> impl Future<Output = Result<T, RetryError<E>>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -314,62 +318,66 @@ impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
             seed,
             mut observer,
         } = self;
-        let (mut op, mut classify) = (op, classify);
-        let new_state = |now: Instant| {
-            let seed = match seed {
-                Some(s) => s,
-                None => timer.jitter_seed(now),
+        // An `async` block rather than an `async fn`: its captures are used where they
+        // lie, while an `async fn` first moves each argument into its body's locals, a
+        // copy that stalls on the success path (store forwarding).
+        async move {
+            let new_state = |now: Instant| {
+                let seed = match seed {
+                    Some(s) => s,
+                    None => timer.jitter_seed(now),
+                };
+                RetryState::new(now, seed)
             };
-            RetryState::new(now, seed)
-        };
-        // Only `max_elapsed` reads the start time: read the clock up front for it alone.
-        let mut state = policy.max_elapsed().map(|_| new_state(timer.now()));
-        loop {
-            let attempt = op();
-            let failure = match attempt_timeout {
-                None => match attempt.await {
-                    Ok(v) => return Ok(v),
-                    Err(e) => Err(e),
-                },
-                Some(timeout) => {
-                    let deadline = timer.now().saturating_add(timeout);
-                    match race(&timer, deadline, attempt).await {
-                        Some(Ok(v)) => return Ok(v),
-                        Some(Err(e)) => Err(e),
-                        None => Ok(timeout),
+            // Only `max_elapsed` reads the start time: read the clock up front for it alone.
+            let mut state = policy.max_elapsed().map(|_| new_state(timer.now()));
+            loop {
+                let attempt = op();
+                let failure = match attempt_timeout {
+                    None => match attempt.await {
+                        Ok(v) => return Ok(v),
+                        Err(e) => Err(e),
+                    },
+                    Some(timeout) => {
+                        let deadline = timer.now().saturating_add(timeout);
+                        match race(&timer, deadline, attempt).await {
+                            Some(Ok(v)) => return Ok(v),
+                            Some(Err(e)) => Err(e),
+                            None => Ok(timeout),
+                        }
                     }
-                }
-            };
-            let (kind, retry_after) = match &failure {
-                Err(e) => {
-                    let c: Classified = classify(e).into();
-                    (c.kind, c.retry_after)
-                }
-                Ok(_timeout) => (FailureKind::TaskTimeout, None),
-            };
-            let now = timer.now();
-            let st = state.get_or_insert_with(|| new_state(now));
-            let attempt_no = st.attempts();
-            match st.on_failure_with(policy, kind, now, retry_after, None) {
-                Decision::RetryAfter(delay) => {
-                    observer.on_retry(attempt_no, kind, delay);
-                    drop(failure);
-                    sleep_until(&timer, now.saturating_add(delay)).await;
-                }
-                Decision::GiveUp(reason) => {
-                    observer.on_give_up(attempt_no, kind, reason);
-                    return Err(match failure {
-                        Err(error) => RetryError::Failed {
-                            error,
-                            attempts: attempt_no,
-                            reason,
-                        },
-                        Ok(timeout) => RetryError::TimedOut {
-                            timeout,
-                            attempts: attempt_no,
-                            reason,
-                        },
-                    });
+                };
+                let (kind, retry_after) = match &failure {
+                    Err(e) => {
+                        let c: Classified = classify(e).into();
+                        (c.kind, c.retry_after)
+                    }
+                    Ok(_timeout) => (FailureKind::TaskTimeout, None),
+                };
+                let now = timer.now();
+                let st = state.get_or_insert_with(|| new_state(now));
+                let attempt_no = st.attempts();
+                match st.on_failure_with(policy, kind, now, retry_after, None) {
+                    Decision::RetryAfter(delay) => {
+                        observer.on_retry(attempt_no, kind, delay);
+                        drop(failure);
+                        sleep_until(&timer, now.saturating_add(delay)).await;
+                    }
+                    Decision::GiveUp(reason) => {
+                        observer.on_give_up(attempt_no, kind, reason);
+                        return Err(match failure {
+                            Err(error) => RetryError::Failed {
+                                error,
+                                attempts: attempt_no,
+                                reason,
+                            },
+                            Ok(timeout) => RetryError::TimedOut {
+                                timeout,
+                                attempts: attempt_no,
+                                reason,
+                            },
+                        });
+                    }
                 }
             }
         }

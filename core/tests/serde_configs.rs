@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use sturdy_core::backoff::{BackoffConfig, BackoffState, Jitter};
 use sturdy_core::breaker::{BreakerConfig, ConsecutiveConfig};
 use sturdy_core::checkpoint::CheckpointInterval;
+use sturdy_core::deadline::DeadlineConfig;
 use sturdy_core::manager::LedgerConfig;
 use sturdy_core::retry::{RetryBudget, RetryBudgetConfig, RetryPolicy};
 use sturdy_core::{Instant, KindSet};
@@ -191,6 +192,10 @@ fn breaker_configs_no_constructor_builds_are_refused() {
 #[test]
 fn ledger_configs_and_intervals_no_constructor_builds_are_refused() {
     refused::<CheckpointInterval, _>(&0u64);
+    refused::<DeadlineConfig, _>(&(Duration::ZERO, Duration::from_secs(1)));
+    refused::<DeadlineConfig, _>(&(Duration::from_secs(1), Duration::ZERO));
+    round_trip(DeadlineConfig::disabled());
+    round_trip(DeadlineConfig::new(Duration::from_secs(3), Duration::from_secs(9)).unwrap());
     let d = LedgerConfig::default();
     let ok: LedgerConfig = postcard::from_bytes(&bytes(&d)).unwrap();
     assert_eq!(ok, d);

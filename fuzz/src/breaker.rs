@@ -89,19 +89,6 @@ fn counted(bits: u16) -> KindSet {
 
 const MS: u64 = 1_000_000;
 
-/// Finding 1 (open, reported to the breaker's author; see `README.md`): `Permit`'s docs
-/// say a permit recorded or released twice is ignored, but a permit issued on the closed
-/// path and recorded again counts again (one permit recorded three times opens
-/// `ConsecutiveConfig::original()`); reproducer
-/// `regressions/pending/breaker/closed-permit-recorded-twice`. While it is open, the
-/// drivers do not replay closed-path permits of the current generation, so the fuzzer
-/// can look for other findings. Set to `false` once the core settles it (in code or in
-/// its docs), and move the reproducer to `regressions/breaker/`.
-///
-/// (Finding 2, a probe permit handed back twice freeing another probe's slot, is fixed
-/// by the core's probe tickets; its reproducer is in `regressions/breaker/`.)
-const SKIP_CLOSED_PATH_REPLAY: bool = true;
-
 /// The reference model of [`ConsecutiveBreaker`], from its documentation.
 struct Model {
     threshold: u32,
@@ -402,19 +389,17 @@ fn consecutive(input: &Input) {
                     continue;
                 }
                 let h = if from_returned {
-                    let h = list[usize::from(i) % list.len()];
-                    if SKIP_CLOSED_PATH_REPLAY && h.generation == m.generation && h.probe.is_none()
-                    {
-                        continue;
-                    }
-                    h
+                    list[usize::from(i) % list.len()]
                 } else {
                     list.swap_remove(usize::from(i) % list.len())
                 };
                 b.record(h.real, o.outcome(), now);
-                // A permit handed back twice changes nothing beyond the timers due at
-                // `now`: the model's probe ids are never reused, so its `record` ignores
-                // a probe handed back before.
+                // A permit handed back twice, as documented: a probe or a stale permit
+                // changes nothing beyond the timers due at `now` (the model's probe ids
+                // are never reused, so its `record` ignores a probe handed back before);
+                // a permit of the current generation issued while closed, disabled or
+                // metrics-only carries no ticket and counts again (finding 1 in
+                // `README.md`, settled in the core's docs).
                 m.record(h, o.outcome(), t);
                 if !from_returned {
                     returned.push(h);
@@ -572,10 +557,6 @@ fn windowed<W: SlidingWindow + Clone>(input: &Input, window: W) {
             Op::Replay(i, o) => {
                 if !returned.is_empty() {
                     let p = returned[usize::from(i) % returned.len()];
-                    if SKIP_CLOSED_PATH_REPLAY && p.generation() == b.generation() && !p.is_probe()
-                    {
-                        continue;
-                    }
                     // Let time-driven transitions happen first, then the replay must
                     // change nothing at all.
                     b.handle_timeout(now);

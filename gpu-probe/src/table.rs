@@ -88,7 +88,8 @@ pub fn table(sample: &MachineSample) -> String {
     );
     for d in &h.disks {
         let used = match (d.total_bytes, d.available_bytes) {
-            (Some(total), Some(avail)) => Some(total.saturating_sub(avail)),
+            // More available than the total is no figure (the health rules say unknown).
+            (Some(total), Some(avail)) => total.checked_sub(avail),
             _ => None,
         };
         let _ = writeln!(
@@ -174,6 +175,33 @@ pub fn write_table(w: &mut impl io::Write, sample: &MachineSample) -> io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sturdy_core::health::DiskSample;
+
+    #[test]
+    fn a_disk_with_more_available_than_total_is_unknown_not_empty() {
+        let mut s = MachineSample::default();
+        s.host
+            .push_disk(DiskSample::new("/odd", Some(10), Some(20)))
+            .unwrap();
+        s.host
+            .push_disk(DiskSample::new("/half", Some(10), Some(5)))
+            .unwrap();
+        let text = table(&s);
+        let row = |m: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(m))
+                .unwrap()
+                .split_whitespace()
+                .last()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(row("/odd"), "unknown");
+        assert!(
+            text.lines()
+                .any(|l| l.contains("/half") && l.ends_with("50.0 %"))
+        );
+    }
 
     #[test]
     fn bytes_in_binary_units() {

@@ -188,18 +188,25 @@ impl<W: SlidingWindow, const E: usize> CircuitBreaker<W, E> {
     #[inline]
     pub fn try_acquire(&mut self, now: Instant) -> Result<Permit, Rejected> {
         let now = self.machine.clock.observe(now);
-        if self.machine.state.admits_all() {
-            return Ok(Permit {
-                issued_at: now,
-                generation: self.machine.generation,
-                probe: NO_PROBE,
-            });
-        }
-        self.acquire_slow(now)
+        // The slow path hands back only the probe ticket, and the permit is built here
+        // on both paths: a permit returned through the slow path's `Result` would go
+        // through memory on the closed path too (a store-forwarding stall).
+        let probe = if self.machine.state.admits_all() {
+            NO_PROBE
+        } else {
+            self.acquire_slow(now)?
+        };
+        Ok(Permit {
+            issued_at: now,
+            generation: self.machine.generation,
+            probe,
+        })
     }
 
+    /// The non-admitting states: the probe ticket of a half-open probe (`NO_PROBE`
+    /// should `advance` leave an admitting state), or the refusal.
     #[cold]
-    fn acquire_slow(&mut self, now: Instant) -> Result<Permit, Rejected> {
+    fn acquire_slow(&mut self, now: Instant) -> Result<u32, Rejected> {
         self.advance(now);
         let retry_at = match self.machine.state {
             State::HalfOpen => match self.machine.take_probe(
@@ -208,11 +215,7 @@ impl<W: SlidingWindow, const E: usize> CircuitBreaker<W, E> {
                 self.config.permit_timeout_ns,
             ) {
                 Ok(probe) => {
-                    return Ok(Permit {
-                        issued_at: now,
-                        generation: self.machine.generation,
-                        probe,
-                    });
+                    return Ok(probe);
                 }
                 Err(at) => at,
             },
@@ -229,7 +232,9 @@ impl<W: SlidingWindow, const E: usize> CircuitBreaker<W, E> {
     /// Hands back a permit with the call's outcome, at `now`. The call's latency is
     /// `now - permit.issued_at()`; above the slow-call bound it is a slow call.
     ///
-    /// A permit from an older generation, or one already handed back, changes nothing.
+    /// A permit from an older generation, or a half-open probe already handed back,
+    /// changes nothing. A closed-state permit carries no ticket: each must be handed back
+    /// once (see [`Permit`]).
     #[inline]
     pub fn record(&mut self, permit: Permit, outcome: Outcome, now: Instant) {
         let now = self.machine.clock.observe(now);

@@ -166,18 +166,25 @@ impl ConsecutiveBreaker {
     #[inline]
     pub fn try_acquire(&mut self, now: Instant) -> Result<Permit, Rejected> {
         let now = self.machine.clock.observe(now);
-        if self.machine.state.admits_all() {
-            return Ok(Permit {
-                issued_at: now,
-                generation: self.machine.generation,
-                probe: NO_PROBE,
-            });
-        }
-        self.acquire_slow(now)
+        // The slow path hands back only the probe ticket, and the permit is built here
+        // on both paths: a permit returned through the slow path's `Result` would go
+        // through memory on the closed path too (a store-forwarding stall).
+        let probe = if self.machine.state.admits_all() {
+            NO_PROBE
+        } else {
+            self.acquire_slow(now)?
+        };
+        Ok(Permit {
+            issued_at: now,
+            generation: self.machine.generation,
+            probe,
+        })
     }
 
+    /// The non-admitting states: the probe ticket of a half-open probe (`NO_PROBE`
+    /// should `advance` leave an admitting state), or the refusal.
     #[cold]
-    fn acquire_slow(&mut self, now: Instant) -> Result<Permit, Rejected> {
+    fn acquire_slow(&mut self, now: Instant) -> Result<u32, Rejected> {
         self.advance(now);
         let retry_at = match self.machine.state {
             State::HalfOpen => {
@@ -187,11 +194,7 @@ impl ConsecutiveBreaker {
                     self.config.permit_timeout_ns,
                 ) {
                     Ok(probe) => {
-                        return Ok(Permit {
-                            issued_at: now,
-                            generation: self.machine.generation,
-                            probe,
-                        });
+                        return Ok(probe);
                     }
                     Err(at) => at,
                 }
@@ -199,11 +202,7 @@ impl ConsecutiveBreaker {
             State::Open { until } => until,
             // `advance` never leaves an admitting state, but stay total.
             s if s.admits_all() => {
-                return Ok(Permit {
-                    issued_at: now,
-                    generation: self.machine.generation,
-                    probe: NO_PROBE,
-                });
+                return Ok(NO_PROBE);
             }
             _ => Instant::MAX,
         };
@@ -216,7 +215,9 @@ impl ConsecutiveBreaker {
 
     /// Hands back a permit with the call's outcome, at `now`.
     ///
-    /// A permit from an older generation, or one already handed back, changes nothing.
+    /// A permit from an older generation, or a half-open probe already handed back,
+    /// changes nothing. A closed-state permit carries no ticket: each must be handed back
+    /// once (see [`Permit`]).
     /// Closed: a counted failure extends the run and opens the breaker at
     /// `failure_threshold`; a success resets the run to zero. Half-open: a success
     /// counts toward `success_threshold`, a counted failure reopens. Ignored outcomes and

@@ -15,9 +15,13 @@ use crate::time::Instant;
 /// A permit carries the **generation** of the breaker's state when it was issued (every
 /// transition starts a new one), the instant it was issued (the call's latency for the
 /// slow-call rule is `now - issued_at` at `record`), and, for a half-open probe, its
-/// probe ticket (which frees exactly its own slot). It is `Copy` so that adapters can keep it in a drop guard; recording or
-/// releasing one twice, or a permit from an older generation (issued before the latest
-/// transition), is **ignored**: late outcomes never restart or extend an open period.
+/// probe ticket (which frees exactly its own slot). It is `Copy` so that adapters can
+/// keep it in a drop guard. A permit from an older generation (issued before the latest
+/// transition) is **ignored**: late outcomes never restart or extend an open period; so
+/// is a half-open probe handed back twice (its ticket frees its slot once). A permit
+/// issued while closed, disabled or metrics-only carries no ticket (the closed path
+/// keeps no per-call state): hand each one back **once**, since recording it again
+/// counts again.
 ///
 /// Shape: 16 bytes.
 #[must_use = "a permit must be handed back with `record` or `release`, or a half-open probe slot stays busy until it expires"]
@@ -56,7 +60,8 @@ pub struct Rejected {
     /// The earliest instant at which the breaker may admit again by itself: the end of
     /// the open period, or, when every half-open probe slot is busy, the expiry of the
     /// oldest probe. [`Instant::MAX`] when only a manual `reset` will admit
-    /// ([`State::ForcedOpen`]).
+    /// ([`State::ForcedOpen`]), or when the busy probes never expire (no permit timeout):
+    /// then a probe handed back frees a slot.
     pub retry_at: Instant,
     /// The state that refused.
     pub state: State,
@@ -64,10 +69,16 @@ pub struct Rejected {
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.retry_at == Instant::MAX {
+        if self.state == State::ForcedOpen {
             write!(
                 f,
                 "circuit breaker {}: call rejected until reset",
+                self.state
+            )
+        } else if self.retry_at == Instant::MAX {
+            write!(
+                f,
+                "circuit breaker {}: call rejected until a probe reports back",
                 self.state
             )
         } else {
@@ -124,6 +135,15 @@ mod tests {
         assert_eq!(
             f.to_string(),
             "circuit breaker forced_open: call rejected until reset"
+        );
+        // Half-open with every probe out and no permit timeout: no reset is needed.
+        let h = Rejected {
+            retry_at: Instant::MAX,
+            state: State::HalfOpen,
+        };
+        assert_eq!(
+            h.to_string(),
+            "circuit breaker half_open: call rejected until a probe reports back"
         );
     }
 }

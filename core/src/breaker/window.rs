@@ -84,17 +84,19 @@ impl<const N: usize> SlidingWindow for CountWindow<N> {
     #[inline]
     fn record(&mut self, _now: Instant, failed: bool, slow: bool) {
         let head = self.head as usize;
-        if self.len as usize == N {
-            let old = self.ring[head];
-            self.totals.failures -= (old & FAILED) as u32;
-            self.totals.slow_calls -= ((old & SLOW) >> 1) as u32;
+        // The outcome leaving the ring (none while it fills).
+        let old = if self.len as usize == N {
+            self.ring[head]
         } else {
             self.len += 1;
             self.totals.calls += 1;
-        }
+            0
+        };
         self.ring[head] = (failed as u8) | ((slow as u8) << 1);
-        self.totals.failures += failed as u32;
-        self.totals.slow_calls += slow as u32;
+        // Each count written once: separate `-=` and `+=` on the pair of counts
+        // compiled to stores of different widths, stalling the next call's loads.
+        self.totals.failures = self.totals.failures - (old & FAILED) as u32 + failed as u32;
+        self.totals.slow_calls = self.totals.slow_calls - ((old & SLOW) >> 1) as u32 + slow as u32;
         self.head = if head + 1 == N { 0 } else { self.head + 1 };
     }
 
@@ -164,11 +166,18 @@ impl<const B: usize> TimeWindow<B> {
     pub const fn bucket_width(&self) -> Duration {
         Duration::from_nanos(self.width_ns)
     }
+
+    /// The number of the bucket holding `now`. `u64::MAX` marks an empty bucket, so the
+    /// last instant of a 1 ns-wide window ([`Instant::MAX`]) joins the bucket before it.
+    const fn number(&self, now: Instant) -> u64 {
+        let n = now.as_nanos() / self.width_ns;
+        if n == u64::MAX { n - 1 } else { n }
+    }
 }
 
 impl<const B: usize> SlidingWindow for TimeWindow<B> {
     fn record(&mut self, now: Instant, failed: bool, slow: bool) {
-        let number = now.as_nanos() / self.width_ns;
+        let number = self.number(now);
         let b = &mut self.buckets[(number % B as u64) as usize];
         if b.number != number {
             *b = Bucket { number, ..EMPTY };
@@ -179,7 +188,7 @@ impl<const B: usize> SlidingWindow for TimeWindow<B> {
     }
 
     fn totals(&self, now: Instant) -> WindowTotals {
-        let current = now.as_nanos() / self.width_ns;
+        let current = self.number(now);
         let oldest = current.saturating_sub(B as u64 - 1);
         let mut t = WindowTotals::default();
         for b in &self.buckets {
@@ -266,6 +275,18 @@ mod tests {
             TimeWindow::<3>::new(Duration::ZERO).unwrap_err().field(),
             "bucket_width"
         );
+    }
+
+    #[test]
+    fn time_window_counts_outcomes_at_the_end_of_time() {
+        // 1 ns buckets: Instant::MAX would be bucket u64::MAX, the empty marker.
+        let mut w = TimeWindow::<2>::new(Duration::from_nanos(1)).unwrap();
+        w.record(Instant::MAX, true, false);
+        w.record(Instant::MAX, false, true);
+        assert_eq!(w.totals(Instant::MAX), t(2, 1, 1));
+        let mut w = TimeWindow::<2>::new(Duration::from_secs(1)).unwrap();
+        w.record(Instant::MAX, true, false);
+        assert_eq!(w.totals(Instant::MAX), t(1, 1, 0));
     }
 
     #[test]

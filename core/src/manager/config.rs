@@ -49,8 +49,8 @@ impl LedgerConfig {
         }
     }
 
-    /// Workers are suspect after `deadline.timeout` without a heartbeat (or
-    /// `deadline.grace` after registration without any).
+    /// Workers are suspect after `deadline.timeout()` without a heartbeat (or
+    /// `deadline.grace()` after registration without any).
     pub fn with_deadline(mut self, deadline: DeadlineConfig) -> Self {
         self.deadline = deadline;
         self

@@ -129,6 +129,10 @@ pub use stats::Stats;
 pub use task::{Assignment, TaskState, TaskView};
 pub use worker::{WorkerHealth, WorkerStatus, WorkerView};
 
+/// The most prior failures [`Ledger::add_task_with_prior_attempts`] replays through the
+/// backoff schedule: 4096 (far past the cap of any schedule that grows by 1 % a step).
+pub const MAX_REPLAYED_ATTEMPTS: u32 = 4096;
+
 use event::EventQueue;
 use task::Task;
 use worker::{NIL, Worker};
@@ -390,6 +394,8 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
     /// tried `prior_attempts` times: attempt numbers and epochs continue from there, the
     /// prior attempts count toward the policy's `max_attempts`, and the backoff resumes
     /// where it was. With `prior_attempts` of 0 this is [`add_task`](Self::add_task).
+    /// At most [`MAX_REPLAYED_ATTEMPTS`] prior failures move the backoff; any beyond only
+    /// count (so the cost is bounded for any `prior_attempts`, up to `u32::MAX`).
     ///
     /// # Errors
     /// [`LedgerError::TasksFull`].
@@ -408,11 +414,13 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                 .map(|p| p.with_retryable(crate::failure::KindSet::all()));
             let t = &mut self.tasks[id.0 as usize];
             t.retry = RetryState::new(now, task_seed(self.config.seed, id.0));
+            let replayed = prior_attempts.min(MAX_REPLAYED_ATTEMPTS);
             if let Ok(replay) = replay {
-                for _ in 0..prior_attempts {
+                for _ in 0..replayed {
                     let _ = t.retry.on_failure(&replay, FailureKind::Unknown, now);
                 }
             }
+            t.retry.add_attempts(prior_attempts - replayed);
             t.epoch = prior_attempts;
         }
         Ok(id)
@@ -888,11 +896,14 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let mut i = start;
         for _ in 0..n {
             let w = &self.workers[i];
-            if w.can_take_task(now) {
-                if w.load == 0 && w.health == WorkerHealth::Healthy {
+            // The cheap comparison of health and load first: the admission checks
+            // (liveness, heartbeat deadline, breaker) only for a worker that would win.
+            if w.load == 0 && w.health == WorkerHealth::Healthy {
+                if w.can_take_task(now) {
                     best = Some((i, w.health, 0, w.capacity));
                     break;
                 }
+            } else {
                 let better = match best {
                     None => true,
                     Some((_, h, l, c)) => {
@@ -901,7 +912,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                                 && (w.load as u64) * (c as u64) < (l as u64) * (w.capacity as u64))
                     }
                 };
-                if better {
+                if better && w.can_take_task(now) {
                     best = Some((i, w.health, w.load, w.capacity));
                 }
             }

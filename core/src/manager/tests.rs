@@ -356,6 +356,10 @@ fn outside_detector_suspicion_and_disabled_deadline() {
         l.suspect_worker(WorkerId(5), secs(23)),
         Err(LedgerError::UnknownWorker(WorkerId(5)))
     );
+    // A clock that jumps to its maximum does not make a disabled deadline fire.
+    l.handle_timeout(Instant::MAX);
+    assert!(l.worker(w1).unwrap().status.is_alive());
+    assert_eq!(l.stats().total_worker_failures, 1);
 }
 
 #[test]
@@ -737,6 +741,43 @@ fn prior_attempts_continue_numbering_and_count_toward_the_limit() {
     assert_eq!(
         l.task_failed(u, 1, FailureKind::Evaluation, secs(1)),
         Ok(Decision::RetryAfter(Duration::from_secs(5)))
+    );
+}
+
+#[test]
+fn any_number_of_prior_attempts_is_added_at_bounded_cost() {
+    // Replaying u32::MAX failures one by one took minutes; the count still holds.
+    let mut l: Ledger<1, 4> = Ledger::new(config());
+    l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task_with_prior_attempts(u32::MAX, secs(0)).unwrap();
+    assert_eq!(l.task(t).unwrap().attempts, u32::MAX);
+    let a = l.assign(secs(0)).unwrap();
+    assert_eq!(
+        l.task_failed(t, a.epoch, FailureKind::Evaluation, secs(1)),
+        Ok(Decision::GiveUp(GiveUpReason::AttemptsExhausted {
+            attempts: u32::MAX
+        }))
+    );
+    // Past the replay limit the backoff stays where the replay left it: at the cap.
+    let doubling = crate::backoff::BackoffConfig::exponential(
+        Duration::from_millis(1),
+        2_000,
+        Duration::from_secs(60),
+    )
+    .unwrap()
+    .with_jitter(crate::backoff::Jitter::None)
+    .unwrap();
+    let p = crate::retry::RetryPolicy::new(u32::MAX, doubling).unwrap();
+    let mut l: Ledger<1, 4> = Ledger::new(LedgerConfig::new(p));
+    l.add_worker(1, secs(0)).unwrap();
+    let t = l
+        .add_task_with_prior_attempts(MAX_REPLAYED_ATTEMPTS + 10, secs(0))
+        .unwrap();
+    let a = l.assign(secs(0)).unwrap();
+    assert_eq!(a.attempt, MAX_REPLAYED_ATTEMPTS + 11);
+    assert_eq!(
+        l.task_failed(t, a.epoch, FailureKind::Evaluation, secs(1)),
+        Ok(Decision::RetryAfter(Duration::from_secs(60)))
     );
 }
 
