@@ -3,6 +3,7 @@
 //! duration.
 
 use super::config::{BreakerConfig, CIRCUIT_MAX_PROBES};
+use super::drive::Drive;
 use super::event::{BreakerEvent, EventQueue};
 use super::metrics::Metrics;
 use super::permit::{Outcome, Permit, Rejected};
@@ -100,10 +101,8 @@ impl<W: SlidingWindow, const E: usize> CircuitBreaker<W, E> {
         snapshot: &BreakerSnapshot,
     ) -> Result<Self, ConfigError> {
         let mut b = Self::new(config, window, 0)?;
-        b.machine
-            .restore(snapshot.state, snapshot.generation, snapshot.latest);
+        b.machine.restore(snapshot);
         b.run = snapshot.consecutive_failures;
-        b.machine.reopens = snapshot.reopens.min(u16::MAX as u32) as u16;
         b.rejected = snapshot.rejected;
         if let Some(backoff) = snapshot.open_backoff {
             b.backoff = backoff;
@@ -167,15 +166,8 @@ impl<W: SlidingWindow, const E: usize> CircuitBreaker<W, E> {
 
     /// The persistent state, for [`restore`](Self::restore).
     pub fn snapshot(&self) -> BreakerSnapshot {
-        BreakerSnapshot {
-            state: self.machine.state,
-            generation: self.machine.generation,
-            latest: self.machine.clock.latest(),
-            consecutive_failures: self.run,
-            reopens: self.machine.reopens as u32,
-            rejected: self.rejected,
-            open_backoff: Some(self.backoff),
-        }
+        self.machine
+            .snapshot(self.run, self.rejected, Some(self.backoff))
     }
 
     // ----- inputs -----
@@ -200,32 +192,6 @@ impl<W: SlidingWindow, const E: usize> CircuitBreaker<W, E> {
             issued_at: now,
             generation: self.machine.generation,
             probe,
-        })
-    }
-
-    /// The non-admitting states: the probe ticket of a half-open probe (`NO_PROBE`
-    /// should `advance` leave an admitting state), or the refusal.
-    #[cold]
-    fn acquire_slow(&mut self, now: Instant) -> Result<u32, Rejected> {
-        self.advance(now);
-        let retry_at = match self.machine.state {
-            State::HalfOpen => match self.machine.take_probe(
-                now,
-                self.config.half_open_permits,
-                self.config.permit_timeout_ns,
-            ) {
-                Ok(probe) => {
-                    return Ok(probe);
-                }
-                Err(at) => at,
-            },
-            State::Open { until } => until,
-            _ => Instant::MAX,
-        };
-        self.rejected = self.rejected.saturating_add(1);
-        Err(Rejected {
-            retry_at,
-            state: self.machine.state,
         })
     }
 
@@ -323,18 +289,13 @@ impl<W: SlidingWindow, const E: usize> CircuitBreaker<W, E> {
     /// Hands back a permit whose call never produced an outcome (dropped, cancelled):
     /// counts neither way; a half-open probe frees its slot. Stale permits change nothing.
     pub fn release(&mut self, permit: Permit, now: Instant) {
-        let now = self.machine.clock.observe(now);
-        self.advance(now);
-        if permit.generation == self.machine.generation && permit.probe != NO_PROBE {
-            self.machine.free_probe(permit.probe);
-        }
+        self.release_permit(permit, now);
     }
 
     /// Makes the time-driven transitions due at `now` (open to half-open; an expired
     /// probe counts as failed and reopens). Spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let now = self.machine.clock.observe(now);
-        self.advance(now);
+        self.handle_timeout_at(now);
     }
 
     /// The oldest event not yet pulled, from a queue of `E`; when full, the oldest is
@@ -347,76 +308,64 @@ impl<W: SlidingWindow, const E: usize> CircuitBreaker<W, E> {
 
     /// Opens the breaker until [`reset`](Self::reset).
     pub fn force_open(&mut self, now: Instant) {
-        let now = self.machine.clock.observe(now);
-        self.machine.enter(State::ForcedOpen);
-        self.events.push(BreakerEvent::ForcedOpen { at: now });
+        self.enter_by_hand(State::ForcedOpen, now);
     }
 
     /// Admits every call until [`reset`](Self::reset); outcomes are still measured, no
     /// rule is judged.
     pub fn disable(&mut self, now: Instant) {
-        let now = self.machine.clock.observe(now);
-        self.machine.enter(State::Disabled);
-        self.events.push(BreakerEvent::Disabled { at: now });
+        self.enter_by_hand(State::Disabled, now);
     }
 
     /// Admits every call until [`reset`](Self::reset); rules are judged and a rule that
     /// holds emits [`BreakerEvent::ThresholdExceeded`] (then the window starts over)
     /// instead of opening.
     pub fn metrics_only(&mut self, now: Instant) {
-        let now = self.machine.clock.observe(now);
-        self.machine.enter(State::MetricsOnly);
-        self.window.clear();
-        self.run = 0;
-        self.events.push(BreakerEvent::MetricsOnly { at: now });
+        self.enter_by_hand(State::MetricsOnly, now);
     }
 
     /// Back to closed with an empty window and a fresh open-duration schedule (the
     /// rejected count stays), from any state.
     pub fn reset(&mut self, now: Instant) {
-        let now = self.machine.clock.observe(now);
-        self.close(now);
+        self.enter_by_hand(State::Closed, now);
+    }
+}
+
+impl<W: SlidingWindow, const E: usize> Drive<CIRCUIT_MAX_PROBES> for CircuitBreaker<W, E> {
+    #[inline]
+    fn machine(&mut self) -> &mut Machine<CIRCUIT_MAX_PROBES> {
+        &mut self.machine
     }
 
-    // ----- transitions -----
-
-    fn advance(&mut self, now: Instant) {
-        match self.machine.state {
-            State::Open { until } if now >= until => {
-                self.machine.enter(State::HalfOpen);
-                self.events.push(BreakerEvent::HalfOpened { at: now });
-            }
-            State::HalfOpen => {
-                if let Some(expiry) = self.machine.earliest_probe_expiry()
-                    && now >= expiry
-                {
-                    self.events.push(BreakerEvent::ProbeExpired { at: now });
-                    self.reopen(now);
-                }
-            }
-            _ => {}
-        }
+    fn probe_limits(&self) -> (u8, u64) {
+        (self.config.half_open_permits, self.config.permit_timeout_ns)
     }
 
-    fn open(&mut self, now: Instant) {
-        let d = self.backoff.next_delay_ns(&self.config.open);
-        let until = Instant::from_nanos(now.as_nanos().saturating_add(d.max(1)));
-        self.machine.enter(State::Open { until });
-        self.events.push(BreakerEvent::Opened { at: now, until });
+    fn emit(&mut self, ev: BreakerEvent) {
+        self.events.push(ev);
     }
 
-    fn reopen(&mut self, now: Instant) {
-        self.machine.reopens = self.machine.reopens.saturating_add(1);
-        self.open(now);
+    fn count_rejected(&mut self) {
+        self.rejected = self.rejected.saturating_add(1);
     }
 
-    fn close(&mut self, now: Instant) {
-        self.machine.enter(State::Closed);
+    fn open_ns(&mut self) -> u64 {
+        self.backoff.next_delay_ns(&self.config.open).max(1)
+    }
+
+    fn probe_expired(&mut self, now: Instant) {
+        self.events.push(BreakerEvent::ProbeExpired { at: now });
+    }
+
+    fn restart_rule(&mut self) {
         self.window.clear();
         self.run = 0;
-        self.machine.reopens = 0;
+    }
+
+    fn clear_on_close(&mut self) {
+        self.window.clear();
+        self.run = 0;
         self.backoff.reset();
-        self.events.push(BreakerEvent::Closed { at: now });
     }
 }
 

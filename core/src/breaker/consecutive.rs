@@ -6,6 +6,7 @@
 //! success) is a handful of integer compares and stores: no division, no float, no loop.
 
 use super::config::{CONSECUTIVE_MAX_PROBES, ConsecutiveConfig};
+use super::drive::Drive;
 use super::event::{BreakerEvent, EventSlot};
 use super::metrics::Metrics;
 use super::permit::{Outcome, Permit, Rejected};
@@ -83,10 +84,8 @@ impl ConsecutiveBreaker {
     /// using `config`. Probe slots start free.
     pub fn restore(config: ConsecutiveConfig, snapshot: &BreakerSnapshot) -> Self {
         let mut b = Self::new(config);
-        b.machine
-            .restore(snapshot.state, snapshot.generation, snapshot.latest);
+        b.machine.restore(snapshot);
         b.run = snapshot.consecutive_failures;
-        b.machine.reopens = snapshot.reopens.min(u16::MAX as u32) as u16;
         b.rejected = snapshot.rejected.min(u32::MAX as u64) as u32;
         b
     }
@@ -140,15 +139,7 @@ impl ConsecutiveBreaker {
 
     /// The persistent state, for [`restore`](Self::restore).
     pub fn snapshot(&self) -> BreakerSnapshot {
-        BreakerSnapshot {
-            state: self.machine.state,
-            generation: self.machine.generation,
-            latest: self.machine.clock.latest(),
-            consecutive_failures: self.run,
-            reopens: self.machine.reopens as u32,
-            rejected: self.rejected as u64,
-            open_backoff: None,
-        }
+        self.machine.snapshot(self.run, self.rejected as u64, None)
     }
 
     // ----- inputs -----
@@ -178,38 +169,6 @@ impl ConsecutiveBreaker {
             issued_at: now,
             generation: self.machine.generation,
             probe,
-        })
-    }
-
-    /// The non-admitting states: the probe ticket of a half-open probe (`NO_PROBE`
-    /// should `advance` leave an admitting state), or the refusal.
-    #[cold]
-    fn acquire_slow(&mut self, now: Instant) -> Result<u32, Rejected> {
-        self.advance(now);
-        let retry_at = match self.machine.state {
-            State::HalfOpen => {
-                match self.machine.take_probe(
-                    now,
-                    self.config.half_open_permits,
-                    self.config.permit_timeout_ns,
-                ) {
-                    Ok(probe) => {
-                        return Ok(probe);
-                    }
-                    Err(at) => at,
-                }
-            }
-            State::Open { until } => until,
-            // `advance` never leaves an admitting state, but stay total.
-            s if s.admits_all() => {
-                return Ok(NO_PROBE);
-            }
-            _ => Instant::MAX,
-        };
-        self.rejected = self.rejected.saturating_add(1);
-        Err(Rejected {
-            retry_at,
-            state: self.machine.state,
         })
     }
 
@@ -310,19 +269,14 @@ impl ConsecutiveBreaker {
     /// counts neither way; a half-open probe frees its slot. Stale permits change
     /// nothing. Adapters call it from their drop guards.
     pub fn release(&mut self, permit: Permit, now: Instant) {
-        let now = self.machine.clock.observe(now);
-        self.advance(now);
-        if permit.generation == self.machine.generation && permit.probe != NO_PROBE {
-            self.machine.free_probe(permit.probe);
-        }
+        self.release_permit(permit, now);
     }
 
     /// Makes the time-driven transitions due at `now`: open to half-open at the end of
     /// the open period; a half-open probe past its permit timeout counts as failed and
     /// reopens the breaker. Spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let now = self.machine.clock.observe(now);
-        self.advance(now);
+        self.handle_timeout_at(now);
     }
 
     /// The oldest event not yet pulled. The small breaker keeps one: an event not
@@ -336,76 +290,65 @@ impl ConsecutiveBreaker {
 
     /// Opens the breaker until [`reset`](Self::reset) (isolates the dependency).
     pub fn force_open(&mut self, now: Instant) {
-        let now = self.machine.clock.observe(now);
-        self.machine.enter(State::ForcedOpen);
-        self.events.push(BreakerEvent::ForcedOpen { at: now });
+        self.enter_by_hand(State::ForcedOpen, now);
     }
 
     /// Admits every call until [`reset`](Self::reset); outcomes are still counted in the
     /// metrics (the run of failures included), no rule is judged, no transition happens.
     pub fn disable(&mut self, now: Instant) {
-        let now = self.machine.clock.observe(now);
-        self.machine.enter(State::Disabled);
-        self.events.push(BreakerEvent::Disabled { at: now });
+        self.enter_by_hand(State::Disabled, now);
     }
 
     /// Admits every call until [`reset`](Self::reset); the rule is judged and a run
     /// reaching the threshold emits [`BreakerEvent::ThresholdExceeded`] instead of
     /// opening (then the run starts over).
     pub fn metrics_only(&mut self, now: Instant) {
-        let now = self.machine.clock.observe(now);
-        self.machine.enter(State::MetricsOnly);
-        self.run = 0;
-        self.events.push(BreakerEvent::MetricsOnly { at: now });
+        self.enter_by_hand(State::MetricsOnly, now);
     }
 
     /// Back to closed with empty counts (the rejected count stays), from any state.
     pub fn reset(&mut self, now: Instant) {
-        let now = self.machine.clock.observe(now);
-        self.close(now);
+        self.enter_by_hand(State::Closed, now);
+    }
+}
+
+impl Drive<CONSECUTIVE_MAX_PROBES> for ConsecutiveBreaker {
+    #[inline]
+    fn machine(&mut self) -> &mut Machine<CONSECUTIVE_MAX_PROBES> {
+        &mut self.machine
     }
 
-    // ----- transitions -----
-
-    fn advance(&mut self, now: Instant) {
-        match self.machine.state {
-            State::Open { until } if now >= until => {
-                self.machine.enter(State::HalfOpen);
-                self.events.push(BreakerEvent::HalfOpened { at: now });
-            }
-            State::HalfOpen => {
-                if let Some(expiry) = self.machine.earliest_probe_expiry()
-                    && now >= expiry
-                {
-                    // The `Opened` event that follows says it; with one event slot a
-                    // `ProbeExpired` event would only be replaced at once.
-                    self.calls = self.calls.saturating_add(1);
-                    self.failures = self.failures.saturating_add(1);
-                    self.reopen(now);
-                }
-            }
-            _ => {}
-        }
+    fn probe_limits(&self) -> (u8, u64) {
+        (self.config.half_open_permits, self.config.permit_timeout_ns)
     }
 
-    fn open(&mut self, now: Instant) {
-        let until = Instant::from_nanos(now.as_nanos().saturating_add(self.config.open_ns));
-        self.machine.enter(State::Open { until });
-        self.events.push(BreakerEvent::Opened { at: now, until });
+    fn emit(&mut self, ev: BreakerEvent) {
+        self.events.push(ev);
     }
 
-    fn reopen(&mut self, now: Instant) {
-        self.machine.reopens = self.machine.reopens.saturating_add(1);
-        self.open(now);
+    fn count_rejected(&mut self) {
+        self.rejected = self.rejected.saturating_add(1);
     }
 
-    fn close(&mut self, now: Instant) {
-        self.machine.enter(State::Closed);
+    fn open_ns(&mut self) -> u64 {
+        self.config.open_ns
+    }
+
+    fn probe_expired(&mut self, _now: Instant) {
+        // The `Opened` event that follows says it; with one event slot a
+        // `ProbeExpired` event would only be replaced at once.
+        self.calls = self.calls.saturating_add(1);
+        self.failures = self.failures.saturating_add(1);
+    }
+
+    fn restart_rule(&mut self) {
+        self.run = 0;
+    }
+
+    fn clear_on_close(&mut self) {
         self.run = 0;
         self.calls = 0;
         self.failures = 0;
-        self.machine.reopens = 0;
-        self.events.push(BreakerEvent::Closed { at: now });
     }
 }
 

@@ -87,6 +87,7 @@
 mod circuit;
 mod config;
 mod consecutive;
+mod drive;
 mod event;
 mod metrics;
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The breaker's states and the state machine both breakers share: the state with its
 //! deadline, the generation, the monotonic watermark and the half-open probe slots.
 
+use super::snapshot::BreakerSnapshot;
+use crate::backoff::BackoffState;
 use crate::time::{Instant, Monotonic};
 
 /// Where a breaker is. Deadlines live inside the variants (after smoltcp), so a state
@@ -116,14 +118,34 @@ impl<const P: usize> Machine<P> {
         self.probe_successes = 0;
     }
 
-    /// Restores a state and generation from a snapshot; no probe is in flight.
-    pub(crate) fn restore(&mut self, state: State, generation: u32, latest: Instant) {
-        self.state = state;
-        self.generation = generation;
-        self.clock = Monotonic::new(latest);
+    /// Restores the state, generation, watermark and reopens from a snapshot; no probe
+    /// is in flight.
+    pub(crate) fn restore(&mut self, snapshot: &BreakerSnapshot) {
+        self.state = snapshot.state;
+        self.generation = snapshot.generation;
+        self.clock = Monotonic::new(snapshot.latest);
+        self.reopens = snapshot.reopens.min(u16::MAX as u32) as u16;
         self.tickets = [NO_PROBE; P];
         self.in_flight = 0;
         self.probe_successes = 0;
+    }
+
+    /// The persistent state, with the breaker's own counts.
+    pub(crate) fn snapshot(
+        &self,
+        consecutive_failures: u32,
+        rejected: u64,
+        open_backoff: Option<BackoffState>,
+    ) -> BreakerSnapshot {
+        BreakerSnapshot {
+            state: self.state,
+            generation: self.generation,
+            latest: self.clock.latest(),
+            consecutive_failures,
+            reopens: self.reopens as u32,
+            rejected,
+            open_backoff,
+        }
     }
 
     /// Takes a free probe slot if fewer than `limit` are busy and returns its ticket;
