@@ -140,27 +140,6 @@ fn flag(v: Option<bool>) -> Option<f64> {
     v.map(|b| if b { 1.0 } else { 0.0 })
 }
 
-const THROTTLE_NAMES: [(ThrottleReasons, &str); 9] = [
-    (ThrottleReasons::GPU_IDLE, "gpu_idle"),
-    (
-        ThrottleReasons::APPLICATIONS_CLOCKS_SETTING,
-        "applications_clocks_setting",
-    ),
-    (ThrottleReasons::SW_POWER_CAP, "sw_power_cap"),
-    (ThrottleReasons::HW_SLOWDOWN, "hw_slowdown"),
-    (ThrottleReasons::SYNC_BOOST, "sync_boost"),
-    (ThrottleReasons::SW_THERMAL_SLOWDOWN, "sw_thermal_slowdown"),
-    (ThrottleReasons::HW_THERMAL_SLOWDOWN, "hw_thermal_slowdown"),
-    (
-        ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN,
-        "hw_power_brake_slowdown",
-    ),
-    (
-        ThrottleReasons::DISPLAY_CLOCK_SETTING,
-        "display_clock_setting",
-    ),
-];
-
 fn gpu(e: &mut Exposition, g: &GpuSample) {
     let l = format!(
         "gpu=\"{}\",uuid=\"{}\",name=\"{}\"",
@@ -242,7 +221,7 @@ fn gpu(e: &mut Exposition, g: &GpuSample) {
         flag(g.row_remap_failure),
     );
     if let Some(t) = g.throttle_reasons {
-        for (bit, name) in THROTTLE_NAMES {
+        for (bit, name) in ThrottleReasons::NAMES {
             e.gauge(
                 "sturdy_gpu_throttle_reason",
                 "1 when this NVML clocks event (throttle) reason holds the clocks down.",

@@ -181,6 +181,24 @@ impl HostSample {
 pub struct ThrottleReasons(pub u64);
 
 impl ThrottleReasons {
+    /// Every named reason with its stable, lower-case name (as NVML's
+    /// `nvmlClocksEventReasons` constants name them): used by `Display` and by
+    /// exporters that label metrics per reason.
+    pub const NAMES: [(Self, &'static str); 9] = [
+        (Self::GPU_IDLE, "gpu_idle"),
+        (
+            Self::APPLICATIONS_CLOCKS_SETTING,
+            "applications_clocks_setting",
+        ),
+        (Self::SW_POWER_CAP, "sw_power_cap"),
+        (Self::HW_SLOWDOWN, "hw_slowdown"),
+        (Self::SYNC_BOOST, "sync_boost"),
+        (Self::SW_THERMAL_SLOWDOWN, "sw_thermal_slowdown"),
+        (Self::HW_THERMAL_SLOWDOWN, "hw_thermal_slowdown"),
+        (Self::HW_POWER_BRAKE_SLOWDOWN, "hw_power_brake_slowdown"),
+        (Self::DISPLAY_CLOCK_SETTING, "display_clock_setting"),
+    ];
+
     /// No reason: clocks are not held down.
     pub const NONE: Self = Self(0);
     /// The GPU is idle (`GpuIdle`, 0x1). Harmless.
@@ -244,32 +262,12 @@ impl fmt::Display for ThrottleReasons {
     /// Names the set bits, `|`-separated (`hw_slowdown|hw_thermal_slowdown`); `none`
     /// when empty; unknown bits as hex.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const NAMES: [(ThrottleReasons, &str); 9] = [
-            (ThrottleReasons::GPU_IDLE, "gpu_idle"),
-            (
-                ThrottleReasons::APPLICATIONS_CLOCKS_SETTING,
-                "applications_clocks_setting",
-            ),
-            (ThrottleReasons::SW_POWER_CAP, "sw_power_cap"),
-            (ThrottleReasons::HW_SLOWDOWN, "hw_slowdown"),
-            (ThrottleReasons::SYNC_BOOST, "sync_boost"),
-            (ThrottleReasons::SW_THERMAL_SLOWDOWN, "sw_thermal_slowdown"),
-            (ThrottleReasons::HW_THERMAL_SLOWDOWN, "hw_thermal_slowdown"),
-            (
-                ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN,
-                "hw_power_brake_slowdown",
-            ),
-            (
-                ThrottleReasons::DISPLAY_CLOCK_SETTING,
-                "display_clock_setting",
-            ),
-        ];
         if self.is_empty() {
             return f.write_str("none");
         }
         let mut rest = self.0;
         let mut first = true;
-        for (bit, name) in NAMES {
+        for (bit, name) in Self::NAMES {
             if self.contains(bit) {
                 if !first {
                     f.write_str("|")?;
