@@ -25,6 +25,7 @@ mod protocol;
 mod report;
 mod run;
 mod state_dir;
+mod state_lock;
 mod tasks;
 mod worker;
 

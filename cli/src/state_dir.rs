@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! STATE/run.toml          the run's identity: format, task-list fingerprint, task count
+//! STATE/lock              held (flock) by the one master that owns the directory
 //! STATE/journal.tsv       every attempt (see `journal`)
 //! STATE/checkpoints/run/  ledger checkpoints (crash-safe, last K kept)
 //! STATE/out/T.A.out|err   stdout and stderr of attempt A of task T
@@ -12,15 +13,20 @@
 //! another `--state-dir`), and a non-empty directory that holds no run (`--state-dir .`
 //! would otherwise mix a journal and outputs into the files there, or read a stray
 //! `journal.tsv` as this run's history); `--resume` refuses a directory made for a
-//! different task list. The refusals happen before anything is written.
+//! different task list. The refusals happen before anything is written (but the lock
+//! file: a directory that is empty or holds a run is locked before it is read, see
+//! `state_lock`).
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::CliError;
+use crate::state_lock::{LOCK_FILE, StateLock};
 
 const FORMAT: u32 = 1;
 
@@ -41,6 +47,8 @@ pub(crate) struct StateDir {
     root: PathBuf,
     /// Whether a previous run's state was found (a resume).
     pub(crate) resumed: bool,
+    /// The directory's lock, held while any clone lives.
+    lock: Arc<StateLock>,
 }
 
 /// The default state directory for a task list: `.sturdy/<fingerprint>`.
@@ -68,6 +76,22 @@ impl StateDir {
                 root.display()
             ))
         };
+        // (A `.run.toml.tmp` is what a fresh run that died writing `run.toml` leaves.)
+        // (`lock` is what a master that never wrote `run.toml` leaves.)
+        if !meta_path.exists()
+            && let Ok(entries) = fs::read_dir(root)
+            && let Some(entry) = entries
+                .filter_map(Result::ok)
+                .find(|e| e.file_name() != ".run.toml.tmp" && e.file_name() != LOCK_FILE)
+        {
+            return Err(CliError::input(format!(
+                "state directory {} is not empty and holds no sturdy run (it has {}); choose a new or empty --state-dir",
+                root.display(),
+                entry.file_name().to_string_lossy()
+            )));
+        }
+        // Everything below runs under the lock: one master per directory.
+        let lock = Arc::new(StateLock::acquire(root)?);
         let existing = match fs::read_to_string(&meta_path) {
             Ok(text) => Some(toml::from_str::<RunMeta>(&text).map_err(|e| {
                 CliError::input(format!(
@@ -84,19 +108,6 @@ impl StateDir {
             }
             Err(e) => return Err(unwritable(e)),
         };
-        // (A `.run.toml.tmp` is what a fresh run that died writing `run.toml` leaves.)
-        if existing.is_none()
-            && let Ok(entries) = fs::read_dir(root)
-            && let Some(entry) = entries
-                .filter_map(Result::ok)
-                .find(|e| e.file_name() != ".run.toml.tmp")
-        {
-            return Err(CliError::input(format!(
-                "state directory {} is not empty and holds no sturdy run (it has {}); choose a new or empty --state-dir",
-                root.display(),
-                entry.file_name().to_string_lossy()
-            )));
-        }
         let want = format!("{fingerprint:016x}");
         match (&existing, resume) {
             (Some(meta), false) => {
@@ -150,6 +161,7 @@ impl StateDir {
         Ok(Self {
             root: root.to_owned(),
             resumed: existing.is_some(),
+            lock,
         })
     }
 
@@ -174,6 +186,12 @@ impl StateDir {
     pub(crate) fn root(&self) -> &Path {
         &self.root
     }
+
+    /// Whether the directory this run locked is still at its path (false once it was
+    /// deleted, moved or replaced under the running master).
+    pub(crate) fn still_in_place(&self) -> bool {
+        self.lock.still_in_place()
+    }
 }
 
 #[cfg(test)]
@@ -187,14 +205,15 @@ mod tests {
         let s = StateDir::open(&root, 0xabc, 3, "t.txt", false).unwrap();
         assert!(!s.resumed);
         assert!(root.join("run.toml").exists());
+        let e = StateDir::open(&root, 0xabc, 3, "t.txt", true).unwrap_err();
+        assert!(e.to_string().contains("in use by another sturdy run"), "{e}");
+        drop(s);
         let e = StateDir::open(&root, 0xabc, 3, "t.txt", false).unwrap_err();
         assert!(e.to_string().contains("--resume"), "{e}");
         assert_eq!(e.exit_code(), 2);
-        assert!(
-            StateDir::open(&root, 0xabc, 3, "t.txt", true)
-                .unwrap()
-                .resumed
-        );
+        let resumed = StateDir::open(&root, 0xabc, 3, "t.txt", true).unwrap();
+        assert!(resumed.resumed);
+        drop(resumed);
         let before = fs::read_to_string(root.join("run.toml")).unwrap();
         let e = StateDir::open(&root, 0xdef, 3, "u.txt", true).unwrap_err();
         assert!(e.to_string().contains("different task list"), "{e}");
