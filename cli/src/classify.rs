@@ -9,7 +9,10 @@
 //! | killed by `SIGKILL` otherwise (someone else killed it) | `unknown` |
 //! | killed by another signal (`SIGSEGV`, `SIGABRT`, ...) | `evaluation` |
 //! | ran past `--task-timeout` (its process group was killed) | `task_timeout` |
-//! | could not be started (output file, `sh` missing) | `unknown` |
+//! | could not be started (`sh` missing) | `unknown` |
+//!
+//! An output file that cannot be written (full disk, state directory deleted) is no
+//! task's failure: it stops the run (see `storage_fault`).
 //!
 //! A worker process that vanishes (closed pipe) or goes silent past the heartbeat
 //! timeout is a `worker_crash`, decided by the supervisor, not here.
@@ -41,7 +44,10 @@ pub(crate) fn classify(outcome: &Outcome) -> Finish {
             Finish::process(Some(FailureKind::Evaluation), None, Some(signal))
         }
         Outcome::TimedOut => Finish::process(Some(FailureKind::TaskTimeout), None, Some(SIGKILL)),
-        Outcome::SpawnFailed(_) => Finish::process(Some(FailureKind::Unknown), None, None),
+        // (The pool stops the run on a storage failure before it would be classified.)
+        Outcome::SpawnFailed(_) | Outcome::StorageFailed { .. } => {
+            Finish::process(Some(FailureKind::Unknown), None, None)
+        }
     }
 }
 

@@ -20,12 +20,14 @@ mod journal;
 mod oom;
 mod options;
 mod probe_cmd;
+mod process_fence;
 mod process_pool;
 mod protocol;
 mod report;
 mod run;
 mod state_dir;
 mod state_lock;
+mod storage_fault;
 mod tasks;
 mod worker;
 

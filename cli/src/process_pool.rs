@@ -3,8 +3,12 @@
 //!
 //! A reader thread per worker turns frames into supervisor reports. When a worker's
 //! stdout closes (it died: a crash, an OOM kill, a `kill -9`), the thread kills the
-//! process group of the command the worker was running, so that no orphan races the
-//! attempt that replaces it, reaps the worker and reports it exited.
+//! process group of the command the worker was running and every process carrying the
+//! worker's mark (see `process_fence`), reaps the worker, and only then reports it
+//! exited, so that no orphan races the attempt that replaces it. A worker the
+//! supervisor kills (silent, suspected, its lease lapsed) is fenced the same way before
+//! `kill` returns. A worker's report that an output file could not be written trips the
+//! run's `StorageFault` instead of reaching the supervisor as a task failure.
 
 use std::fs::OpenOptions;
 use std::io::BufReader;
@@ -22,14 +26,18 @@ use sturdy_tokio::supervisor::{Order, Report, Reporter, WorkerPool};
 
 use crate::classify::classify;
 use crate::options::Slot;
-use crate::protocol::{self, FromWorker, RunOrder, ToWorker};
+use crate::process_fence;
+use crate::protocol::{self, FromWorker, Outcome, RunOrder, ToWorker};
 use crate::state_dir::StateDir;
+use crate::storage_fault::StorageFault;
 
 struct ProcWorker {
     pid: i32,
     stdin: ChildStdin,
     /// Process group of the running command, 0 when idle.
     pgid: Arc<AtomicI32>,
+    /// This worker start's mark (`STURDY_OWNER`).
+    mark: String,
 }
 
 /// The child-process pool of `sturdy run`.
@@ -39,6 +47,12 @@ pub(crate) struct ProcessPool {
     heartbeat: Duration,
     state: StateDir,
     workers: Vec<Option<ProcWorker>>,
+    /// Worker starts per slot (the last part of a mark).
+    starts: Vec<u64>,
+    /// The state directory's run mark.
+    run_mark: String,
+    kill_grace: Duration,
+    fault: StorageFault,
 }
 
 impl ProcessPool {
@@ -47,15 +61,35 @@ impl ProcessPool {
         slots: Vec<Slot>,
         heartbeat: Duration,
         state: StateDir,
+        kill_grace: Duration,
+        fault: StorageFault,
     ) -> Self {
         let n = slots.len();
         Self {
             exe,
             slots,
             heartbeat,
+            run_mark: process_fence::run_mark(state.root()),
             state,
             workers: (0..n).map(|_| None).collect(),
+            starts: vec![0; n],
+            kill_grace,
+            fault,
         }
+    }
+}
+
+/// Kills what a dead worker may have left: its command's process group, then every
+/// process with its mark; says so when something would not die.
+fn fence(pgid: i32, mark: &str) {
+    kill_group(pgid);
+    let swept = process_fence::kill_worker_marked(mark);
+    if swept.left > 0 {
+        eprintln!(
+            "sturdy: warning: {} process(es) of a dead worker ({}={mark}) did not die after SIGKILL",
+            swept.left,
+            process_fence::OWNER_VAR
+        );
     }
 }
 
@@ -79,9 +113,12 @@ impl WorkerPool for ProcessPool {
         // A process group of its own: a Ctrl-C on the terminal reaches the master (which
         // drains) but not the workers, so that running commands can finish.
         cmd.process_group(0);
+        self.starts[w] += 1;
+        let mark = process_fence::worker_mark(&self.run_mark, w, self.starts[w]);
         cmd.arg("worker")
             .arg("--heartbeat-ms")
             .arg(self.heartbeat.as_millis().max(1).to_string())
+            .env(process_fence::OWNER_VAR, &mark)
             .env("STURDY_WORKER", (w + 1).to_string())
             .env("STURDY_SLOT", &slot.label)
             .stdin(Stdio::piped())
@@ -107,6 +144,7 @@ impl WorkerPool for ProcessPool {
         let pgid = Arc::new(AtomicI32::new(0));
         let pid = child.id() as i32;
         let thread_pgid = pgid.clone();
+        let (thread_mark, fault) = (mark.clone(), self.fault.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("sturdy-worker-{}", w + 1))
             .spawn(move || {
@@ -120,6 +158,16 @@ impl WorkerPool for ProcessPool {
                         FromWorker::Started { pgid, .. } => {
                             thread_pgid.store(pgid, Ordering::SeqCst);
                             continue;
+                        }
+                        FromWorker::Finished {
+                            outcome: Outcome::StorageFailed { path, error },
+                            ..
+                        } => {
+                            thread_pgid.store(0, Ordering::SeqCst);
+                            // Stops the run before the supervisor reads another report;
+                            // the attempt is journaled interrupted, charged to no one.
+                            fault.trip(format!("cannot write {path}: {error}"));
+                            Report::Heartbeat
                         }
                         FromWorker::Finished {
                             id, epoch, outcome, ..
@@ -137,16 +185,21 @@ impl WorkerPool for ProcessPool {
                     }
                 }
                 // The worker is gone (or talks nonsense): no orphan command may survive it.
-                kill_group(thread_pgid.swap(0, Ordering::SeqCst));
                 let _ = child.kill();
                 let _ = child.wait();
+                fence(thread_pgid.swap(0, Ordering::SeqCst), &thread_mark);
                 reporter.send(Report::Exited);
             });
         if spawned.is_err() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             return;
         }
-        self.workers[w] = Some(ProcWorker { pid, stdin, pgid });
+        self.workers[w] = Some(ProcWorker {
+            pid,
+            stdin,
+            pgid,
+            mark,
+        });
     }
 
     fn dispatch(&mut self, worker: WorkerId, order: Order<'_, String>) {
@@ -164,6 +217,7 @@ impl WorkerPool for ProcessPool {
             timeout_ms: order.timeout.map_or(0, |t| {
                 u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
             }),
+            kill_grace_ms: u64::try_from(self.kill_grace.as_millis()).unwrap_or(u64::MAX),
             stdout_path: self
                 .state
                 .output(task, order.attempt, "out")
@@ -182,7 +236,7 @@ impl WorkerPool for ProcessPool {
     fn kill(&mut self, worker: WorkerId) {
         if let Some(Some(pw)) = self.workers.get_mut(worker.0 as usize).map(Option::take) {
             let _ = kill(Pid::from_raw(pw.pid), Signal::SIGKILL);
-            kill_group(pw.pgid.swap(0, Ordering::SeqCst));
+            fence(pw.pgid.swap(0, Ordering::SeqCst), &pw.mark);
         }
     }
 

@@ -38,7 +38,11 @@ pub(crate) struct RunOrder {
     pub(crate) command: String,
     /// Kill the command's process group after this many ms (0: no limit).
     pub(crate) timeout_ms: u64,
-    /// File that receives the command's stdout (created or truncated).
+    /// On a timeout, ms between `SIGTERM` and `SIGKILL` to the group (0: `SIGKILL` at
+    /// once).
+    pub(crate) kill_grace_ms: u64,
+    /// File that receives the command's stdout (created or truncated; the worker
+    /// copies the command's stdout pipe into it).
     pub(crate) stdout_path: String,
     /// File that receives the command's stderr (created or truncated).
     pub(crate) stderr_path: String,
@@ -91,8 +95,16 @@ pub(crate) enum Outcome {
     },
     /// It ran past its timeout and its whole process group was killed.
     TimedOut,
-    /// It could not be started (for example the output file could not be created).
+    /// It could not be started (`sh` missing, no process left).
     SpawnFailed(String),
+    /// The farm's own storage failed: an output file of the state directory could not
+    /// be created or written. Not the task's failure; the master stops the run.
+    StorageFailed {
+        /// The file.
+        path: String,
+        /// The OS error.
+        error: String,
+    },
 }
 
 /// Writes one frame and flushes.
@@ -163,6 +175,7 @@ mod tests {
             epoch: 99,
             command: "echo hi".into(),
             timeout_ms: 1500,
+            kill_grace_ms: 2000,
             stdout_path: "/tmp/o".into(),
             stderr_path: "/tmp/e".into(),
         });

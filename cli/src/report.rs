@@ -125,6 +125,9 @@ pub(crate) struct FinalSummary {
     /// workers or their commands.
     pub(crate) master_cpu_seconds: f64,
     pub(crate) state_dir: String,
+    /// Why the run stopped on a failure of its own storage (the state directory full,
+    /// failing or deleted), naming the path and the OS error; `None` when it did not.
+    pub(crate) storage_fault: Option<String>,
 }
 
 /// CPU time (user + system) this process used so far, in seconds.
@@ -173,16 +176,20 @@ impl FinalSummary {
             wall_seconds: s.wall.as_secs_f64(),
             master_cpu_seconds: own_cpu_seconds(),
             state_dir,
+            storage_fault: None,
         }
     }
 
+    /// Every task succeeded, and that is on record (no storage fault).
     pub(crate) fn all_succeeded(&self) -> bool {
-        self.succeeded == self.tasks
+        self.succeeded == self.tasks && self.storage_fault.is_none()
     }
 
     pub(crate) fn to_text(&self) -> String {
         let mut out = String::new();
-        let status = if self.all_succeeded() {
+        let status = if self.storage_fault.is_some() {
+            "stopped: the state directory is full or failing (fix it, then --resume)"
+        } else if self.all_succeeded() {
             "all tasks succeeded"
         } else if self.interrupted {
             "interrupted (resume with --resume)"

@@ -29,6 +29,7 @@ use crate::options::{Detector, JitterArg, RunArgs, Settings};
 use crate::process_pool::ProcessPool;
 use crate::report::{FinalSummary, Progress};
 use crate::state_dir::{self, StateDir};
+use crate::storage_fault::StorageFault;
 use crate::tasks::TaskList;
 
 /// Workers a run can have (the ledger's `WORKERS`).
@@ -125,7 +126,10 @@ fn ledger_config(s: &Settings) -> Result<LedgerConfig, CliError> {
 
 struct RunObserver {
     journal: Journal,
-    journal_error: Option<std::io::Error>,
+    /// Where the journal is, for messages.
+    journal_path: PathBuf,
+    /// Tripped when an outcome cannot be journaled: the run stops at once.
+    fault: StorageFault,
     progress: Progress,
     /// `--breaker-open`, for the note that a worker's breaker opened.
     breaker_open: Duration,
@@ -155,11 +159,11 @@ impl Observer<String> for RunObserver {
             command,
         };
         if let Err(e) = self.journal.append(&line) {
-            if self.journal_error.is_none() {
-                self.progress
-                    .note(&format!("sturdy: journal write failed: {e}"));
-            }
-            self.journal_error.get_or_insert(e);
+            // The outcome is not durable: nothing more may be dispatched.
+            self.fault.trip(format!(
+                "cannot write the journal {}: {e}",
+                self.journal_path.display()
+            ));
         }
         self.progress.attempt(rec, command);
     }
@@ -184,7 +188,10 @@ impl Observer<String> for RunObserver {
     fn checkpointed(&mut self, result: Result<u64, &std::io::Error>) {
         // The journal goes to disk with each checkpoint.
         if let Err(e) = self.journal.sync() {
-            self.journal_error.get_or_insert(e);
+            self.fault.trip(format!(
+                "cannot sync the journal {}: {e}",
+                self.journal_path.display()
+            ));
         }
         if let Err(e) = result {
             self.progress
@@ -291,6 +298,8 @@ async fn drive<const T: usize>(
         settings.slots.clone(),
         settings.heartbeat_interval,
         state.clone(),
+        Duration::from_secs(2), // TODO(merge): settings.kill_grace
+        observer.fault.clone(),
     );
     let mut config =
         SupervisorConfig::new(ledger_config(settings)?).with_task_timeout(settings.task_timeout);
@@ -333,6 +342,29 @@ async fn drive<const T: usize>(
         sup.set_health(health);
         monitor
     });
+    observer.fault.arm(sup.stop_handle());
+    // The state directory deleted or replaced under the run: noticed within a heartbeat
+    // interval, it stops the run (the outputs and the journal have nowhere to go).
+    let watchdog = {
+        let (state, fault, every) = (
+            state.clone(),
+            observer.fault.clone(),
+            settings.heartbeat_interval,
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if !state.still_in_place() {
+                    fault.trip(format!(
+                        "state directory {} was deleted or replaced while the run was going",
+                        state.root().display()
+                    ));
+                    return;
+                }
+            }
+        })
+    };
     let stop = sup.stop_handle();
     let signals = tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -357,6 +389,7 @@ async fn drive<const T: usize>(
     });
     let summary = sup.run(observer).await;
     signals.abort();
+    watchdog.abort();
     Ok(summary)
 }
 
@@ -392,6 +425,16 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         &source,
         settings.resume,
     )?;
+    // What an earlier master of this directory left running (a stopped worker and its
+    // command, when that master was killed) dies before anything runs again.
+    let swept = crate::process_fence::kill_run_marked(&crate::process_fence::run_mark(&root));
+    if swept.killed > 0 {
+        eprintln!(
+            "sturdy: killed {} process(es) left running by an earlier run of {}",
+            swept.killed,
+            root.display()
+        );
+    }
     if settings.resume && !state.resumed {
         eprintln!(
             "sturdy: --resume: {} holds no earlier run; starting fresh",
@@ -419,7 +462,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
     let already = (plan.done_before.len() + plan.gave_up_before.len()) as u64;
     let mut observer = RunObserver {
         journal,
-        journal_error: None,
+        journal_path: state.journal(),
+        fault: StorageFault::default(),
         progress: Progress::new(tasks.len() as u64, already, settings.json),
         breaker_open: settings.breaker_open,
     };
@@ -471,21 +515,23 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         }
     })?;
     observer.progress.finish();
-    let fin = FinalSummary::new(
+    let mut fin = FinalSummary::new(
         &summary,
         tasks.len(),
         plan.done_before.len(),
         &plan.gave_up_before,
         root.display().to_string(),
     );
+    fin.storage_fault = observer.fault.message();
     if settings.json {
         println!("{}", serde_json::to_string_pretty(&fin).unwrap_or_default());
     } else {
         print!("{}", fin.to_text());
     }
-    if let Some(e) = observer.journal_error {
+    if let Some(e) = &fin.storage_fault {
         return Err(CliError::runtime(format!(
-            "the journal could not be written: {e}"
+            "stopped: the state directory {} is full or failing: {e}; nothing more was dispatched and running commands were killed. Free space (or restore the directory) and run the same command with --resume: only the attempts that were in flight run again",
+            root.display()
         )));
     }
     Ok(if fin.all_succeeded() {

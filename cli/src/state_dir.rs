@@ -206,7 +206,10 @@ mod tests {
         assert!(!s.resumed);
         assert!(root.join("run.toml").exists());
         let e = StateDir::open(&root, 0xabc, 3, "t.txt", true).unwrap_err();
-        assert!(e.to_string().contains("in use by another sturdy run"), "{e}");
+        assert!(
+            e.to_string().contains("in use by another sturdy run"),
+            "{e}"
+        );
         drop(s);
         let e = StateDir::open(&root, 0xabc, 3, "t.txt", false).unwrap_err();
         assert!(e.to_string().contains("--resume"), "{e}");

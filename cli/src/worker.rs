@@ -4,20 +4,26 @@
 //! It reads [`ToWorker`] frames on stdin and writes [`FromWorker`] frames on stdout
 //! (see [`crate::protocol`]). Each command runs as `sh -c COMMAND` in a process group
 //! of its own, with stdin from `/dev/null`, stdout and stderr to the files the order
-//! names, and `STURDY_TASK` and `STURDY_ATTEMPT` in its environment (`STURDY_WORKER`
-//! and, for a GPU slot, `CUDA_VISIBLE_DEVICES` come from the worker's own environment,
-//! set by the master). A heartbeat goes out every interval, busy or idle.
+//! names (through pipes the worker copies, so that a full or vanished state directory is
+//! the worker's to see, never the command's), and `STURDY_TASK` and `STURDY_ATTEMPT` in
+//! its environment (`STURDY_WORKER`, `STURDY_OWNER` and, for a GPU slot,
+//! `CUDA_VISIBLE_DEVICES` come from the worker's own environment, set by the master). A
+//! heartbeat goes out every interval, busy or idle.
 //!
-//! A command over its timeout has its whole process group killed with `SIGKILL` and is
-//! reported as timed out. When the master goes away (stdin closes or stdout breaks), the
-//! worker kills the command's process group and exits, so that a resumed run never
-//! races a command left over from the old one.
+//! A command over its timeout gets `SIGTERM` on its whole process group, then, after
+//! the order's kill grace, `SIGKILL`, and is reported as timed out. An output file that
+//! cannot be created or written is reported as a storage failure (the master stops the
+//! run), whatever the command did. When the master goes away (stdin closes or stdout
+//! breaks), the worker kills the command's process group and every process carrying
+//! its mark (`process_fence`) and exits, so that a resumed run never races a command
+//! left over from the old one.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
@@ -81,32 +87,67 @@ pub(crate) fn run(heartbeat: Duration) -> i32 {
                     return 0;
                 }
             }
-            Ok(Event::Order(ToWorker::Shutdown) | Event::MasterGone) | Err(_) => return 0,
+            Ok(Event::Order(ToWorker::Shutdown)) => return 0,
+            Ok(Event::MasterGone) | Err(_) => {
+                kill_own_marked();
+                return 0;
+            }
             Ok(Event::ChildExit(_)) => {}
         }
     }
 }
 
 fn kill_group(pgid: i32) {
-    // ESRCH (the group is already gone) is the expected case after a normal exit.
-    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    signal_group(pgid, Signal::SIGKILL);
 }
+
+fn signal_group(pgid: i32, signal: Signal) {
+    // ESRCH (the group is already gone) is the expected case after a normal exit.
+    let _ = killpg(Pid::from_raw(pgid), signal);
+}
+
+/// The first error met writing a command's output, as `(path, error)`.
+type WriteError = Arc<Mutex<Option<(String, String)>>>;
+
+/// Copies a command's output pipe into its file until the pipe closes. A write error
+/// is remembered (the first one) and the rest is drained unwritten, so that the command
+/// never blocks or sees the farm's storage fail.
+fn copy_output(mut from: impl Read, mut to: File, path: String, error: WriteError) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut failed = false;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        if !failed && let Err(e) = to.write_all(&buf[..n]) {
+            failed = true;
+            let mut g = error.lock().unwrap_or_else(PoisonError::into_inner);
+            g.get_or_insert((path.clone(), e.to_string()));
+        }
+    }
+}
+
+/// Test hook: pause this many ms between spawning a command and reporting its process
+/// group, so that an end-to-end test can kill the worker in that window.
+const PAUSE_BEFORE_STARTED: &str = "STURDY_TEST_PAUSE_BEFORE_STARTED_MS";
 
 /// Runs one attempt; returns false when the worker must exit (the master is gone or
 /// asked to shut down).
 fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>) -> bool {
     let started = Instant::now();
-    let outputs = File::create(&order.stdout_path)
-        .and_then(|o| File::create(&order.stderr_path).map(|e| (o, e)));
-    let (out, err) = match outputs {
+    let open = |path: &str| {
+        File::create(path).map_err(|e| Outcome::StorageFailed {
+            path: path.to_owned(),
+            error: e.to_string(),
+        })
+    };
+    let (out, err) = match open(&order.stdout_path).and_then(|o| Ok((o, open(&order.stderr_path)?)))
+    {
         Ok(files) => files,
-        Err(e) => {
-            return report(
-                order,
-                Outcome::SpawnFailed(format!("output file: {e}")),
-                started,
-            );
-        }
+        Err(outcome) => return report(order, outcome, started),
     };
     let oom_before = oom::oom_kill_count();
     let spawned = Command::new("sh")
@@ -115,8 +156,8 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
         .env("STURDY_TASK", order.task.to_string())
         .env("STURDY_ATTEMPT", order.attempt.to_string())
         .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .process_group(0)
         .spawn();
     let mut child = match spawned {
@@ -124,6 +165,41 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
         Err(e) => return report(order, Outcome::SpawnFailed(format!("sh: {e}")), started),
     };
     let pgid = child.id() as i32;
+    let write_error = WriteError::default();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    for (pipe, file, path) in [
+        (
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            out,
+            &order.stdout_path,
+        ),
+        (
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            err,
+            &order.stderr_path,
+        ),
+    ] {
+        if let Some(pipe) = pipe {
+            let (error, path, done) = (write_error.clone(), path.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                copy_output(pipe, file, path, error);
+                let _ = done.send(());
+            });
+        }
+    }
+    drop(done_tx);
+    if let Some(ms) = std::env::var(PAUSE_BEFORE_STARTED)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
     if send(&FromWorker::Started {
         id: order.id,
         epoch: order.epoch,
@@ -139,24 +215,37 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
     std::thread::spawn(move || {
         let _ = waiter_tx.send(Event::ChildExit(child.wait()));
     });
-    let deadline =
-        (order.timeout_ms > 0).then(|| started + Duration::from_millis(order.timeout_ms));
+    let grace = Duration::from_millis(order.kill_grace_ms);
+    // The next signal the timeout sends the group, and when.
+    let mut next_kill = (order.timeout_ms > 0).then(|| {
+        let at = started + Duration::from_millis(order.timeout_ms);
+        (
+            at,
+            if grace.is_zero() {
+                Signal::SIGKILL
+            } else {
+                Signal::SIGTERM
+            },
+        )
+    });
     let mut shutdown_after = false;
     let mut timed_out = false;
     let status = loop {
-        let ev = match deadline {
-            Some(d) if !timed_out => {
-                match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+        let ev = match next_kill {
+            Some((at, signal)) => {
+                match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
                     Ok(ev) => ev,
                     Err(RecvTimeoutError::Timeout) => {
                         timed_out = true;
-                        kill_group(pgid);
+                        signal_group(pgid, signal);
+                        next_kill = (signal == Signal::SIGTERM)
+                            .then(|| (Instant::now() + grace, Signal::SIGKILL));
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => Event::MasterGone,
                 }
             }
-            _ => rx.recv().unwrap_or(Event::MasterGone),
+            None => rx.recv().unwrap_or(Event::MasterGone),
         };
         match ev {
             Event::ChildExit(status) => break status,
@@ -169,6 +258,7 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
             }
             Event::MasterGone => {
                 kill_group(pgid);
+                kill_own_marked();
                 // Wait for the reap so that nothing of ours outlives the worker.
                 while let Ok(ev) = rx.recv() {
                     if matches!(ev, Event::ChildExit(_)) {
@@ -179,7 +269,28 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
             }
         }
     };
-    let outcome = if timed_out {
+    if timed_out {
+        // What ignored the SIGTERM, or outlived its shell, goes now.
+        kill_group(pgid);
+    }
+    // The output is complete once both pipes closed; a process that escaped the group
+    // and holds them open is not waited for past a second.
+    let until = Instant::now() + Duration::from_secs(1);
+    for _ in 0..2 {
+        if done_rx
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+            .is_err()
+        {
+            break;
+        }
+    }
+    let write_failed = write_error
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    let outcome = if let Some((path, error)) = write_failed {
+        Outcome::StorageFailed { path, error }
+    } else if timed_out {
         Outcome::TimedOut
     } else {
         match status {
@@ -188,6 +299,14 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
         }
     };
     report(order, outcome, started) && !shutdown_after
+}
+
+/// Kills every other process that carries this worker's mark (its command's children
+/// that left the command's process group).
+fn kill_own_marked() {
+    if let Ok(mark) = std::env::var(crate::process_fence::OWNER_VAR) {
+        crate::process_fence::kill_worker_marked(&mark);
+    }
 }
 
 /// Turns an exit status into an [`Outcome`]. `sh` reports a child killed by signal `s`

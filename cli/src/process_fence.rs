@@ -1,0 +1,192 @@
+//! Fencing of processes: every process a worker starts carries a mark, and a dead
+//! worker's marked processes are killed before its task runs anywhere else.
+//!
+//! The master starts each worker with `STURDY_OWNER=<run>.<master pid>.<slot>.<n>` in
+//! its environment (`<run>` names the state directory, `<n>` counts the slot's worker
+//! starts); the worker's commands and everything they start inherit it. When the
+//! master decides a worker is dead (its pipe closed, its heartbeats stopped, φ suspects
+//! it, its lease lapsed) it kills the worker, the process group of its command (which
+//! the worker reported when it started it), and then every process whose environment
+//! holds that worker's mark, scanning `/proc` again until none is left alive. That
+//! holds under `SIGKILL` of any one process:
+//!
+//! - a worker killed after it spawned its command but before it reported the command's
+//!   process group: the mark finds the command;
+//! - a command that left its process group (`setsid`, as under GNU parallel, or a
+//!   daemonizing step): the mark finds it, unless it also cleared its environment
+//!   (`env -i`), which nothing can see;
+//! - the master killed: each worker sees its pipe close and kills its command's group
+//!   and its marked processes itself; a worker that cannot (it is stopped with
+//!   `SIGSTOP`) is killed, with its command, by the next master of the same state
+//!   directory (`--resume`), which sweeps every process marked with the directory's
+//!   `<run>` before it starts a worker.
+//!
+//! Reading `/proc/PID/environ` needs the same user (or root); processes of other users
+//! are never touched.
+
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The environment variable that marks a worker's processes.
+pub(crate) const OWNER_VAR: &str = "STURDY_OWNER";
+
+const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
+
+/// The mark prefix of every process of runs in state directory `root`:
+/// `sturdy-<CRC-64 of its canonical path>`.
+pub(crate) fn run_mark(root: &Path) -> String {
+    let path = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_owned());
+    format!(
+        "sturdy-{:016x}",
+        CRC64.checksum(path.as_os_str().as_encoded_bytes())
+    )
+}
+
+/// The mark of one worker start: `<run>.<master pid>.<slot>.<n>`.
+pub(crate) fn worker_mark(run: &str, slot: usize, start: u64) -> String {
+    format!("{run}.{}.{}.{start}", std::process::id(), slot + 1)
+}
+
+/// The value of [`OWNER_VAR`] in a process's environment, if it is readable and set.
+fn owner_of(pid: i32) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let key = format!("{OWNER_VAR}=");
+    env.split(|&b| b == 0)
+        .find_map(|kv| kv.strip_prefix(key.as_bytes()))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_owned)
+}
+
+/// Whether `pid` is a live process (not a zombie, not gone).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .and_then(|i| stat.get(i + 2..i + 3))
+            .is_some_and(|s| s != "Z" && s != "X")
+    })
+}
+
+/// What a sweep did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Swept {
+    /// Processes sent `SIGKILL`.
+    pub(crate) killed: usize,
+    /// Marked processes still alive when the sweep gave up (stuck in the kernel).
+    pub(crate) left: usize,
+}
+
+/// Kills (`SIGKILL`) every live process but this one whose mark satisfies `marked`,
+/// and scans again until none is left alive (a process that forks while it is being
+/// killed is caught by the next scan), for at most about a second.
+pub(crate) fn kill_marked(marked: impl Fn(&str) -> bool) -> Swept {
+    let me = std::process::id() as i32;
+    let mut killed = std::collections::BTreeSet::new();
+    let mut left = 0;
+    for _ in 0..200 {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            break;
+        };
+        left = 0;
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid == me || !owner_of(pid).is_some_and(|m| marked(&m)) || !alive(pid) {
+                continue;
+            }
+            left += 1;
+            if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+                killed.insert(pid);
+            }
+        }
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Swept {
+        killed: killed.len(),
+        left,
+    }
+}
+
+/// Kills every process of exactly this worker mark (see [`kill_marked`]).
+pub(crate) fn kill_worker_marked(mark: &str) -> Swept {
+    kill_marked(|m| m == mark)
+}
+
+/// Kills every process left by any earlier master of the state directory whose run mark
+/// is `run` (see [`kill_marked`]).
+pub(crate) fn kill_run_marked(run: &str) -> Swept {
+    let prefix = format!("{run}.");
+    kill_marked(|m| m.starts_with(&prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn marks_name_the_directory_and_the_worker_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = run_mark(dir.path());
+        assert!(a.starts_with("sturdy-") && a.len() == 23, "{a}");
+        assert_eq!(a, run_mark(&dir.path().join(".")));
+        assert_ne!(a, run_mark(&dir.path().join("other")));
+        assert_eq!(
+            worker_mark(&a, 2, 7),
+            format!("{a}.{}.3.7", std::process::id())
+        );
+    }
+
+    #[test]
+    fn a_sweep_kills_marked_processes_even_outside_their_group_and_spares_others() {
+        let mark = format!("sturdy-test.{}.1.{}", std::process::id(), line!());
+        // A marked shell whose child leaves the process group, and an unmarked one.
+        let mut marked = Command::new("sh")
+            .arg("-c")
+            .arg("setsid sleep 30 & sleep 30")
+            .env(OWNER_VAR, &mark)
+            .spawn()
+            .unwrap();
+        let mut other = Command::new("sleep")
+            .arg("30")
+            .env(OWNER_VAR, format!("{mark}0"))
+            .spawn()
+            .unwrap();
+        // Wait until the setsid'd sleep exists (two marked processes).
+        let count = || {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+                .filter(|&p| owner_of(p).as_deref() == Some(mark.as_str()) && alive(p))
+                .count()
+        };
+        for _ in 0..400 {
+            if count() >= 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(count(), 3, "sh, its sleep and the setsid'd sleep");
+        let swept = kill_worker_marked(&mark);
+        assert_eq!(swept, Swept { killed: 3, left: 0 });
+        let _ = marked.wait();
+        assert_eq!(count(), 0);
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "the unmarked sleep lives"
+        );
+        let _ = other.kill();
+        let _ = other.wait();
+    }
+}
