@@ -168,8 +168,33 @@ impl Journal {
     ///
     /// # Errors
     /// The write failed (disk full, ...).
+    ///
+    /// A write that fails part-way (a full disk) is cut back off the file where
+    /// possible, so that the journal never holds half a line.
     pub(crate) fn append(&mut self, rec: &Record<'_>) -> io::Result<()> {
-        self.file.write_all(rec.to_line().as_bytes())
+        let line = rec.to_line();
+        let mut written = 0;
+        while written < line.len() {
+            match self.file.write(&line.as_bytes()[written..]) {
+                Ok(0) => {
+                    let _ = self.cut_back(written);
+                    return Err(io::Error::from(io::ErrorKind::WriteZero));
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = self.cut_back(written);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the last `n` bytes written (a partial line).
+    fn cut_back(&mut self, n: usize) -> io::Result<()> {
+        let len = self.file.metadata()?.len();
+        self.file.set_len(len.saturating_sub(n as u64))
     }
 
     /// Syncs the journal's data to disk.
