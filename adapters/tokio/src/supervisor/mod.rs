@@ -453,6 +453,11 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
         match env.report {
             Report::Heartbeat => {
                 let _ = self.ledger.heartbeat(env.worker, now);
+                // A worker that came up and reports is healthy to restart: a crash
+                // storm from outside (kills spread over every worker) must not grow the
+                // restart delays of them all; only a worker that dies before it ever
+                // reports backs off further.
+                self.workers[w].backoff.reset();
             }
             Report::Finished {
                 task,
