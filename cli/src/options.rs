@@ -6,7 +6,9 @@
 //! in the file are errors.
 //!
 //! Durations take a unit (`250ms`, `30s`, `2m`, `1h 30m`); a bare number means seconds,
-//! as in GNU parallel's `--timeout`. A duration is at most [`MAX_DURATION`] (a year).
+//! as in GNU parallel's `--timeout`. A duration is at most [`MAX_DURATION`] (a year);
+//! the timing options whose tiny values would leave the run doing nothing useful have a
+//! floor ([`MIN_TASK_TIMEOUT`], [`MIN_HEARTBEAT_INTERVAL`], [`MIN_CHECKPOINT_INTERVAL`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +17,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 use crate::error::CliError;
+use crate::run::MAX_WORKERS;
 
 /// sturdy: keep a batch of jobs running through crashes, hangs and failures.
 #[derive(Debug, Parser)]
@@ -95,12 +98,13 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
     pub(crate) config: Option<PathBuf>,
-    /// Number of workers (default: the number of CPUs).
+    /// Number of workers, 1 to 256 (default: the number of CPUs, at most 256).
     #[arg(long, short = 'j', value_name = "N", conflicts_with = "slots",
-          value_parser = clap::value_parser!(u32).range(1..=1024))]
+          value_parser = parse_workers)]
     pub(crate) workers: Option<u32>,
     /// One worker per slot, comma-separated: `cpu`, or `gpu:IDS` which sets
-    /// CUDA_VISIBLE_DEVICES=IDS for that worker (IDS like `0` or `0+1` for two devices).
+    /// CUDA_VISIBLE_DEVICES=IDS for that worker (IDS like `0` or `0+1` for two devices);
+    /// at most 256 slots.
     #[arg(long, value_name = "SLOTS", value_delimiter = ',')]
     pub(crate) slots: Option<Vec<String>>,
     /// Attempts per task before it fails for good (default 3, the original's).
@@ -117,11 +121,17 @@ pub(crate) struct RunArgs {
     /// Jitter on the retry delay (default full).
     #[arg(long, value_name = "KIND")]
     pub(crate) jitter: Option<JitterArg>,
-    /// Kill an attempt's whole process group after this long (default: no limit).
+    /// Kill an attempt's whole process group after this long (default: no limit; at
+    /// least 10ms).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub(crate) task_timeout: Option<Duration>,
-    /// How often a worker heartbeats (default 1s).
+    /// How long a timed-out command's process group has between SIGTERM and SIGKILL
+    /// (default 2s; 0 sends SIGKILL at once; at most 1h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(crate) kill_grace: Option<Duration>,
+    /// How often a worker heartbeats (default 1s; at least 10ms).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub(crate) heartbeat_interval: Option<Duration>,
@@ -167,7 +177,7 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     #[serde(default)]
     pub(crate) json: bool,
-    /// Write a checkpoint this often (default 10s).
+    /// Write a checkpoint this often (default 10s; at least 10ms).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub(crate) checkpoint_interval: Option<Duration>,
@@ -229,6 +239,49 @@ fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration
         }
     }
     d.deserialize_any(DurationVisitor).map(Some)
+}
+
+/// The shortest `--task-timeout`: a shorter one kills every command before `sh` has
+/// started it.
+pub(crate) const MIN_TASK_TIMEOUT: Duration = Duration::from_millis(10);
+/// The shortest `--heartbeat-interval`: a shorter one keeps the master busy reading
+/// heartbeats.
+pub(crate) const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(10);
+/// The shortest `--checkpoint-interval`: a shorter one writes checkpoints back to back
+/// instead of running tasks.
+pub(crate) const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(10);
+/// The default `--kill-grace`.
+pub(crate) const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(2);
+/// The longest `--kill-grace`.
+pub(crate) const MAX_KILL_GRACE: Duration = Duration::from_secs(3600);
+
+/// The rule every way of giving the number of workers is checked by.
+fn workers_rule() -> String {
+    format!("must be in 1..={MAX_WORKERS} (a run takes at most {MAX_WORKERS} workers)")
+}
+
+/// Parses `--workers`: a number in `1..=MAX_WORKERS`.
+///
+/// # Errors
+/// Not a number, or out of range.
+pub(crate) fn parse_workers(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_WORKERS as u32).contains(&n) => Ok(n),
+        Ok(_) => Err(workers_rule()),
+        Err(_) => Err(format!("not a number of workers; {}", workers_rule())),
+    }
+}
+
+/// Refuses a duration option below its floor, naming the option and the floor.
+fn at_least(name: &str, d: Duration, floor: Duration) -> Result<Duration, CliError> {
+    if d < floor {
+        return Err(CliError::input(format!(
+            "invalid value {} for '{name}': must be at least {}",
+            humantime::format_duration(d),
+            humantime::format_duration(floor)
+        )));
+    }
+    Ok(d)
 }
 
 /// The shortest `sturdy probe --watch` interval: a CPU reading needs a gap between two
@@ -307,6 +360,12 @@ pub(crate) struct Settings {
     pub(crate) backoff_cap: Duration,
     pub(crate) jitter: JitterArg,
     pub(crate) task_timeout: Option<Duration>,
+    /// `--kill-grace`: SIGTERM, then SIGKILL this much later, for a timed-out command.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the worker's timeout kill does not read it yet")
+    )]
+    pub(crate) kill_grace: Duration,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) detector: Detector,
     pub(crate) breaker_failures: u32,
@@ -346,8 +405,10 @@ impl Settings {
     /// result.
     ///
     /// # Errors
-    /// An unreadable or malformed config file, an out-of-range value, zero workers, a
-    /// bad slot, a backoff cap below its base, a zero heartbeat interval, a heartbeat
+    /// An unreadable or malformed config file, an out-of-range value, workers (or slots)
+    /// outside `1..=MAX_WORKERS`, a bad slot, a backoff cap below its base, a duration
+    /// below its floor (`--task-timeout`, `--heartbeat-interval`,
+    /// `--checkpoint-interval`: 10ms) or a `--kill-grace` over an hour, a heartbeat
     /// timeout not above the interval.
     pub(crate) fn resolve(cli: RunArgs) -> Result<Self, CliError> {
         let file = match &cli.config {
@@ -372,7 +433,12 @@ impl Settings {
             file.slots.clone(),
         ) {
             (Some(n), _, _, _) | (None, None, Some(n), None) => {
-                let n = check_range("--workers", n, 1, 1024)?;
+                if parse_workers(&n.to_string()).is_err() {
+                    return Err(CliError::input(format!(
+                        "invalid value {n} for '--workers': {}",
+                        workers_rule()
+                    )));
+                }
                 vec![
                     Slot {
                         label: "cpu".into(),
@@ -385,10 +451,21 @@ impl Settings {
                 if s.is_empty() {
                     return Err(CliError::input("'--slots' names no slot"));
                 }
+                if s.len() > MAX_WORKERS {
+                    return Err(CliError::input(format!(
+                        "invalid value for '--slots': {} slots are {} workers; '--workers' {}",
+                        s.len(),
+                        s.len(),
+                        workers_rule()
+                    )));
+                }
                 s.iter().map(|x| parse_slot(x)).collect::<Result<_, _>>()?
             }
             (None, None, None, None) => {
-                let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+                // A host with more CPUs than a run takes workers gets the most it takes.
+                let n = std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .min(MAX_WORKERS);
                 vec![
                     Slot {
                         label: "cpu".into(),
@@ -407,12 +484,11 @@ impl Settings {
                 "'--backoff-cap' ({backoff_cap:?}) must be >= '--backoff-base' ({backoff_base:?})"
             )));
         }
-        let heartbeat_interval = pick!(heartbeat_interval).unwrap_or(Duration::from_secs(1));
-        if heartbeat_interval < Duration::from_millis(10) {
-            return Err(CliError::input(
-                "'--heartbeat-interval' must be at least 10ms",
-            ));
-        }
+        let heartbeat_interval = at_least(
+            "--heartbeat-interval",
+            pick!(heartbeat_interval).unwrap_or(Duration::from_secs(1)),
+            MIN_HEARTBEAT_INTERVAL,
+        )?;
         // A detector named on the command line replaces the file's, whichever it is.
         let (heartbeat_timeout, phi_threshold) =
             if cli.heartbeat_timeout.is_some() || cli.phi_threshold.is_some() {
@@ -451,14 +527,22 @@ impl Settings {
                 "'--retry-failed' (retry-failed) needs '--resume' (resume)",
             ));
         }
-        let task_timeout = pick!(task_timeout);
-        if task_timeout == Some(Duration::ZERO) {
-            return Err(CliError::input("'--task-timeout' must be > 0"));
+        let task_timeout = pick!(task_timeout)
+            .map(|t| at_least("--task-timeout", t, MIN_TASK_TIMEOUT))
+            .transpose()?;
+        let kill_grace = pick!(kill_grace).unwrap_or(DEFAULT_KILL_GRACE);
+        if kill_grace > MAX_KILL_GRACE {
+            return Err(CliError::input(format!(
+                "invalid value {} for '--kill-grace': must be at most {} (0 kills at once)",
+                humantime::format_duration(kill_grace),
+                humantime::format_duration(MAX_KILL_GRACE)
+            )));
         }
-        let checkpoint_interval = pick!(checkpoint_interval).unwrap_or(Duration::from_secs(10));
-        if checkpoint_interval.is_zero() {
-            return Err(CliError::input("'--checkpoint-interval' must be > 0"));
-        }
+        let checkpoint_interval = at_least(
+            "--checkpoint-interval",
+            pick!(checkpoint_interval).unwrap_or(Duration::from_secs(10)),
+            MIN_CHECKPOINT_INTERVAL,
+        )?;
         let breaker_open = pick!(breaker_open).unwrap_or(Duration::from_secs(30));
         if breaker_open.is_zero() {
             return Err(CliError::input("'--breaker-open' must be > 0"));
@@ -471,6 +555,7 @@ impl Settings {
             backoff_cap,
             jitter: pick!(jitter).unwrap_or(JitterArg::Full),
             task_timeout,
+            kill_grace,
             heartbeat_interval,
             detector,
             breaker_failures: check_range(
@@ -584,6 +669,118 @@ mod tests {
         std::fs::write(&cfg, "max-atempts = 7\n").unwrap();
         let e = parse(&["sturdy", "run", "t", "--config", c]).unwrap_err();
         assert!(e.contains("max-atempts"), "{e}");
+    }
+
+    #[test]
+    fn workers_have_one_limit_and_one_message_however_given() {
+        let rule = "must be in 1..=256 (a run takes at most 256 workers)";
+        assert_eq!(
+            parse(&["sturdy", "run", "t", "-j", "256"])
+                .unwrap()
+                .slots
+                .len(),
+            256
+        );
+        for n in ["0", "257", "1024"] {
+            let e = parse(&["sturdy", "run", "t", "--workers", n]).unwrap_err();
+            assert!(
+                e.contains(&format!("invalid value '{n}' for '--workers <N>': {rule}")),
+                "{e}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("sturdy.toml");
+        let c = cfg.to_str().unwrap();
+        std::fs::write(&cfg, "workers = 300\n").unwrap();
+        let e = parse(&["sturdy", "run", "t", "--config", c]).unwrap_err();
+        assert_eq!(e, format!("invalid value 300 for '--workers': {rule}"));
+        let many = vec!["cpu"; 257].join(",");
+        let e = parse(&["sturdy", "run", "t", "--slots", &many]).unwrap_err();
+        assert_eq!(
+            e,
+            format!("invalid value for '--slots': 257 slots are 257 workers; '--workers' {rule}")
+        );
+        let s = parse(&["sturdy", "run", "t", "--slots", &vec!["cpu"; 256].join(",")]).unwrap();
+        assert_eq!(s.slots.len(), 256);
+        // The default never exceeds the limit, however many CPUs the host has.
+        let s = parse(&["sturdy", "run", "t"]).unwrap();
+        assert!(
+            (1..=MAX_WORKERS).contains(&s.slots.len()),
+            "{}",
+            s.slots.len()
+        );
+    }
+
+    #[test]
+    fn timing_options_below_their_floor_are_refused_naming_both() {
+        for (opt, floor) in [
+            ("--task-timeout", "10ms"),
+            ("--heartbeat-interval", "10ms"),
+            ("--checkpoint-interval", "10ms"),
+        ] {
+            for v in ["0", "9ms", "1ns"] {
+                let e = parse(&["sturdy", "run", "t", opt, v]).unwrap_err();
+                assert_eq!(
+                    e,
+                    format!(
+                        "invalid value {} for '{opt}': must be at least {floor}",
+                        if v == "0" { "0s" } else { v }
+                    )
+                );
+            }
+        }
+        let s = parse(&[
+            "sturdy",
+            "run",
+            "t",
+            "--task-timeout",
+            "10ms",
+            "--heartbeat-interval",
+            "10ms",
+            "--checkpoint-interval",
+            "10ms",
+        ])
+        .unwrap();
+        assert_eq!(s.task_timeout, Some(Duration::from_millis(10)));
+        assert_eq!(s.heartbeat_interval, Duration::from_millis(10));
+        assert_eq!(s.checkpoint_interval, Duration::from_millis(10));
+        // The floor holds in the config file too.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("sturdy.toml");
+        std::fs::write(&cfg, "task-timeout = \"5ms\"\n").unwrap();
+        let e = parse(&["sturdy", "run", "t", "--config", cfg.to_str().unwrap()]).unwrap_err();
+        assert_eq!(
+            e,
+            "invalid value 5ms for '--task-timeout': must be at least 10ms"
+        );
+    }
+
+    #[test]
+    fn kill_grace_defaults_to_two_seconds_allows_zero_and_at_most_an_hour() {
+        assert_eq!(
+            parse(&["sturdy", "run", "t"]).unwrap().kill_grace,
+            Duration::from_secs(2)
+        );
+        let s = parse(&["sturdy", "run", "t", "--kill-grace", "0"]).unwrap();
+        assert_eq!(s.kill_grace, Duration::ZERO);
+        let s = parse(&["sturdy", "run", "t", "--kill-grace", "1h"]).unwrap();
+        assert_eq!(s.kill_grace, Duration::from_secs(3600));
+        let e = parse(&["sturdy", "run", "t", "--kill-grace", "61m"]).unwrap_err();
+        assert_eq!(
+            e,
+            "invalid value 1h 1m for '--kill-grace': must be at most 1h (0 kills at once)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("sturdy.toml");
+        let c = cfg.to_str().unwrap();
+        std::fs::write(&cfg, "kill-grace = \"500ms\"\n").unwrap();
+        let s = parse(&["sturdy", "run", "t", "--config", c]).unwrap();
+        assert_eq!(s.kill_grace, Duration::from_millis(500));
+        let s = parse(&["sturdy", "run", "t", "--config", c, "--kill-grace", "3s"]).unwrap();
+        assert_eq!(s.kill_grace, Duration::from_secs(3));
+        std::fs::write(&cfg, "kill-grace = \"2h\"\n").unwrap();
+        let e = parse(&["sturdy", "run", "t", "--config", c]).unwrap_err();
+        assert!(e.contains("'--kill-grace': must be at most 1h"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The task list: one shell command per line.
 //!
 //! Blank lines and lines whose first non-blank character is `#` are skipped; every other
-//! line, with its trailing `\r` removed, is one command for `sh -c`. Task numbers count
+//! line, with its trailing `\r` removed, is one command for `sh -c`. A UTF-8 byte-order
+//! mark at the start of the text (as some Windows editors write) is not part of the
+//! first command and is dropped. Task numbers count
 //! the commands from 1 in file order (GNU parallel's `{#}`); they are what the journal,
 //! the summary and `STURDY_TASK` show.
 //!
@@ -37,6 +39,7 @@ impl TaskList {
     /// The list holds no command, or a line with a NUL byte or over [`MAX_COMMAND`]
     /// bytes.
     pub(crate) fn parse(text: &str, source: &str) -> Result<Self, CliError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut commands: Vec<String> = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let l = line.strip_suffix('\r').unwrap_or(line);
@@ -131,6 +134,19 @@ mod tests {
         .unwrap();
         assert_eq!(t.commands, vec!["echo a".to_owned(), "  echo b".to_owned()]);
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_command() {
+        let t = TaskList::parse("\u{feff}echo a\r\necho b\n", "t").unwrap();
+        assert_eq!(t.commands, vec!["echo a".to_owned(), "echo b".to_owned()]);
+        let plain = TaskList::parse("echo a\necho b\n", "t").unwrap();
+        assert_eq!(t.fingerprint, plain.fingerprint);
+        // Only a leading one: elsewhere it is the command's own text.
+        let t = TaskList::parse("echo a\n\u{feff}echo b\n", "t").unwrap();
+        assert_eq!(t.commands[1], "\u{feff}echo b");
+        // A list that is only a mark (and a comment) holds no command.
+        assert!(TaskList::parse("\u{feff}# c\n", "t").is_err());
     }
 
     #[test]

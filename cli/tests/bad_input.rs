@@ -80,6 +80,27 @@ fn zero_workers() {
 }
 
 #[test]
+fn more_workers_than_a_run_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.txt"), "true\n").unwrap();
+    let rule = "must be in 1..=256 (a run takes at most 256 workers)";
+    let (code, err) = stderr_of(&["run", "t.txt", "--workers", "300"], dir.path());
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains(&format!("invalid value '300' for '--workers <N>': {rule}")),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("c.toml"), "workers = 300\n").unwrap();
+    let (code, err) = stderr_of(&["run", "t.txt", "--config", "c.toml"], dir.path());
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        err,
+        format!("sturdy: invalid value 300 for '--workers': {rule}\n")
+    );
+    assert!(!dir.path().join(".sturdy").exists());
+}
+
+#[test]
 fn bad_config_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("t.txt"), "true\n").unwrap();

@@ -64,3 +64,52 @@ fn tasks_from_stdin() {
     let second = std::fs::read_to_string(dir.path().join("st/out/2.1.out")).unwrap();
     assert_eq!(second, "two\n");
 }
+
+/// A task list saved with a UTF-8 byte-order mark (as Notepad does) runs its first
+/// command, from a file and from stdin; the mark used to stay in the command (exit 127).
+#[test]
+fn a_byte_order_mark_does_not_break_the_first_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("bom.txt");
+    std::fs::write(&list, "\u{feff}echo first > effect-file\r\necho second\r\n").unwrap();
+    let out = sturdy()
+        .args(["run", "-j", "1", "--json", "--state-dir", "st"])
+        .arg(&list)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(summary(&out)["succeeded"], 2);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("effect-file")).unwrap(),
+        "first\n"
+    );
+    let lines = journal(&dir.path().join("st"));
+    assert_eq!(lines[0].command, "echo first > effect-file");
+
+    let mut child = sturdy()
+        .args(["run", "-", "-j", "1", "--json", "--state-dir", "st2"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all("\u{feff}echo piped > effect-stdin\n".as_bytes())
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("effect-stdin")).unwrap(),
+        "piped\n"
+    );
+}
