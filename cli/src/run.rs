@@ -298,7 +298,7 @@ async fn drive<const T: usize>(
         settings.slots.clone(),
         settings.heartbeat_interval,
         state.clone(),
-        Duration::from_secs(2), // TODO(merge): settings.kill_grace
+        settings.kill_grace,
         observer.fault.clone(),
     );
     let mut config =
