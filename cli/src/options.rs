@@ -361,10 +361,6 @@ pub(crate) struct Settings {
     pub(crate) jitter: JitterArg,
     pub(crate) task_timeout: Option<Duration>,
     /// `--kill-grace`: SIGTERM, then SIGKILL this much later, for a timed-out command.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the worker's timeout kill does not read it yet")
-    )]
     pub(crate) kill_grace: Duration,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) detector: Detector,
