@@ -190,6 +190,14 @@ pub enum GiveUpReason {
     },
     /// The shared retry budget had no token.
     BudgetExhausted,
+    /// The task's workers crashed under it more often than the ledger's crash limit
+    /// allows ([`LedgerConfig::with_crash_limit`](crate::manager::LedgerConfig::with_crash_limit)):
+    /// not a decision of a [`RetryState`], which counts only the task's own failures, but
+    /// of the [`Ledger`](crate::manager::Ledger) (after Dask's `allowed-failures`).
+    CrashLimit {
+        /// Crashes counted, the one that gave up included (the limit plus one).
+        crashes: u32,
+    },
     /// The state had already succeeded or given up.
     Finished,
 }
@@ -207,6 +215,9 @@ impl fmt::Display for GiveUpReason {
                 )
             }
             Self::BudgetExhausted => f.write_str("retry budget exhausted"),
+            Self::CrashLimit { crashes } => {
+                write!(f, "gave up after its worker crashed {crashes} times")
+            }
             Self::Finished => f.write_str("retry state already finished"),
         }
     }

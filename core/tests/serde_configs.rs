@@ -199,7 +199,25 @@ fn ledger_configs_and_intervals_no_constructor_builds_are_refused() {
     let d = LedgerConfig::default();
     let ok: LedgerConfig = postcard::from_bytes(&bytes(&d)).unwrap();
     assert_eq!(ok, d);
-    let fields = |lease: Duration| (*d.retry(), *d.deadline(), lease, *d.breaker(), d.seed());
+    let fields = |lease: Duration| {
+        (
+            *d.retry(),
+            *d.deadline(),
+            lease,
+            *d.breaker(),
+            d.seed(),
+            d.crash_limit(),
+            d.crashes_open_breaker(),
+        )
+    };
     assert_eq!(bytes(&fields(d.lease())), bytes(&d));
+    // The crash rules travel too (every value is valid).
+    let c = d.with_crash_limit(0).with_crashes_open_breaker(false);
+    let back: LedgerConfig = postcard::from_bytes(&bytes(&c)).unwrap();
+    assert_eq!(
+        (back.crash_limit(), back.crashes_open_breaker()),
+        (0, false)
+    );
+    assert_eq!(back, c);
     refused::<LedgerConfig, _>(&fields(Duration::ZERO));
 }

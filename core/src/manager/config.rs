@@ -1,4 +1,4 @@
-//! The ledger's rules: retry policy, heartbeat deadline, lease and breaker.
+//! The ledger's rules: retry policy, crash limit, heartbeat deadline, lease and breaker.
 
 use core::time::Duration;
 
@@ -23,12 +23,19 @@ pub struct LedgerConfig {
     pub(crate) lease: Duration,
     pub(crate) breaker: ConsecutiveConfig,
     pub(crate) seed: u64,
+    pub(crate) crash_limit: u32,
+    pub(crate) crashes_open_breaker: bool,
 }
+
+/// The default crash limit: a task may be under 3 worker crashes and requeued each time;
+/// the 4th fails it for good (Dask's `distributed.scheduler.allowed-failures` default).
+const DEFAULT_CRASH_LIMIT: u32 = 3;
 
 impl Default for LedgerConfig {
     /// The original's defaults made sound: [`RetryPolicy::default`] (3 attempts in
     /// total, 5 s doubling to 300 s, full jitter), heartbeat timeout and grace 30 s, lease
-    /// 30 s, breaker 3 consecutive failures / open 300 s / 2 successes to close, seed 0.
+    /// 30 s, breaker 3 consecutive failures / open 300 s / 2 successes to close, seed 0,
+    /// crash limit 3, crashes count against the worker's breaker.
     fn default() -> Self {
         Self {
             retry: RetryPolicy::default(),
@@ -36,6 +43,8 @@ impl Default for LedgerConfig {
             lease: Duration::from_secs(30),
             breaker: ledger_breaker(ConsecutiveConfig::original()),
             seed: 0,
+            crash_limit: DEFAULT_CRASH_LIMIT,
+            crashes_open_breaker: true,
         }
     }
 }
@@ -111,6 +120,33 @@ impl LedgerConfig {
         self
     }
 
+    /// How many crashes under a task it survives (after Dask's `allowed-failures`).
+    /// A crash is an attempt lost because its worker failed
+    /// ([`worker_failed`](super::Ledger::worker_failed)), was suspected (the deadline
+    /// detector or [`suspect_worker`](super::Ledger::suspect_worker)) or let the task's
+    /// lease lapse. A crash does not consume an attempt of the retry policy's
+    /// `max_attempts` and does not move its backoff: it counts on the task's own crash
+    /// counter, and the task is requeued, runnable at once, while the counter is at most
+    /// `limit`; the crash that takes it above `limit` (the `limit + 1`-th) fails the task
+    /// for good ([`GiveUpReason::CrashLimit`](crate::retry::GiveUpReason::CrashLimit)).
+    /// `0` fails a task at its first crash. Default 3. Every `u32` is valid.
+    pub fn with_crash_limit(mut self, limit: u32) -> Self {
+        self.crash_limit = limit;
+        self
+    }
+
+    /// Whether crashes count against the crashed worker's circuit breaker. `true` (the
+    /// default, the original's behaviour): a worker failure or a suspicion records one
+    /// failure on the worker's breaker, and a lapsed lease records its permit as a
+    /// `TaskTimeout` failure. `false`: none of the three ever counts against the breaker
+    /// (the permits of the lost attempts are released uncounted); for a farm whose
+    /// workers are its own processes, where a crash is a kill from outside, not the
+    /// slot's fault. A task's own failures (`task_failed`) count either way.
+    pub fn with_crashes_open_breaker(mut self, open: bool) -> Self {
+        self.crashes_open_breaker = open;
+        self
+    }
+
     /// The tasks' retry policy.
     pub const fn retry(&self) -> &RetryPolicy {
         &self.retry
@@ -135,6 +171,17 @@ impl LedgerConfig {
     pub const fn seed(&self) -> u64 {
         self.seed
     }
+
+    /// Crashes a task survives (see [`with_crash_limit`](Self::with_crash_limit)).
+    pub const fn crash_limit(&self) -> u32 {
+        self.crash_limit
+    }
+
+    /// Whether crashes count against the worker's breaker (see
+    /// [`with_crashes_open_breaker`](Self::with_crashes_open_breaker)).
+    pub const fn crashes_open_breaker(&self) -> bool {
+        self.crashes_open_breaker
+    }
 }
 
 /// A breaker config for a ledger: no probe timeout (a trial task's lease bounds it).
@@ -143,7 +190,8 @@ fn ledger_breaker(c: ConsecutiveConfig) -> ConsecutiveConfig {
 }
 
 /// The serialized shape of [`LedgerConfig`], checked on the way in (the retry policy
-/// and the breaker check themselves).
+/// and the breaker check themselves). The two crash fields are last and default when
+/// absent (a self-describing config written before they existed still reads).
 #[cfg(feature = "serde")]
 #[derive(serde::Deserialize)]
 struct LedgerConfigUnchecked {
@@ -152,6 +200,20 @@ struct LedgerConfigUnchecked {
     lease: Duration,
     breaker: ConsecutiveConfig,
     seed: u64,
+    #[serde(default = "default_crash_limit")]
+    crash_limit: u32,
+    #[serde(default = "default_true")]
+    crashes_open_breaker: bool,
+}
+
+#[cfg(feature = "serde")]
+const fn default_crash_limit() -> u32 {
+    DEFAULT_CRASH_LIMIT
+}
+
+#[cfg(feature = "serde")]
+const fn default_true() -> bool {
+    true
 }
 
 #[cfg(feature = "serde")]
@@ -162,6 +224,8 @@ impl TryFrom<LedgerConfigUnchecked> for LedgerConfig {
             .with_deadline(u.deadline)
             .with_lease(u.lease)?
             .with_breaker_config(u.breaker)
-            .with_seed(u.seed))
+            .with_seed(u.seed)
+            .with_crash_limit(u.crash_limit)
+            .with_crashes_open_breaker(u.crashes_open_breaker))
     }
 }

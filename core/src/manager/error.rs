@@ -32,6 +32,16 @@ pub enum LedgerError {
     /// The worker was reported failed: heartbeats are refused until
     /// `worker_recovered`.
     WorkerDown(WorkerId),
+    /// [`add_task_resumed`](super::Ledger::add_task_resumed) was given more own failures
+    /// and crashes than attempts made (`own_failures + crashes > attempts_made`).
+    ResumeCounts {
+        /// Attempts made, as given.
+        attempts_made: u32,
+        /// Own failures, as given.
+        own_failures: u32,
+        /// Crashes, as given.
+        crashes: u32,
+    },
 }
 
 impl fmt::Display for LedgerError {
@@ -46,6 +56,15 @@ impl fmt::Display for LedgerError {
             Self::UnknownWorker(w) => write!(f, "unknown {w}"),
             Self::TaskFinished(t) => write!(f, "{t} already finished"),
             Self::WorkerDown(w) => write!(f, "{w} is marked failed; recover it first"),
+            Self::ResumeCounts {
+                attempts_made,
+                own_failures,
+                crashes,
+            } => write!(
+                f,
+                "own_failures + crashes must be <= attempts_made \
+                 ({own_failures} + {crashes} > {attempts_made})"
+            ),
         }
     }
 }

@@ -87,8 +87,9 @@ pub enum Event {
         /// When.
         at: Instant,
     },
-    /// An attempt failed (reported by the supervisor, or charged because the worker
-    /// failed, went silent or let the lease lapse).
+    /// An attempt failed: reported by the supervisor (an own failure of the task), or
+    /// lost because the worker failed, went silent or let the lease lapse (a crash,
+    /// counted on the task's crash counter), or lost in a restore.
     AttemptFailed {
         /// The task.
         task: TaskId,
@@ -116,8 +117,8 @@ pub enum Event {
         /// When.
         at: Instant,
     },
-    /// A running task went back to pending without a result (its attempt was charged);
-    /// it is runnable at once.
+    /// A running task went back to pending without a result (a crash under the crash
+    /// limit, or a restore); it is runnable at once.
     Requeued {
         /// The task.
         task: TaskId,
@@ -130,7 +131,8 @@ pub enum Event {
         /// When.
         at: Instant,
     },
-    /// A task failed for good (counted once).
+    /// A task failed for good (counted once): the retry policy gave up, or a crash took
+    /// it past the crash limit ([`GiveUpReason::CrashLimit`]).
     GaveUp {
         /// The task.
         task: TaskId,

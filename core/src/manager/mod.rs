@@ -16,14 +16,22 @@
 //! through [`suspect_worker`](Ledger::suspect_worker)), and a
 //! [`ConsecutiveBreaker`] (defaults after the
 //! original: 3 failures in a row open it for 300 s, 2 successes in half-open close it;
-//! one trial task at a time while half-open). Failed attempts on a worker, its reported
-//! failures and its suspicions all count against its breaker; successes count for it.
+//! one trial task at a time while half-open). Failed attempts on a worker count against
+//! its breaker, successes for it; its reported failures, its suspicions and its lapsed
+//! leases count against it too unless
+//! [`with_crashes_open_breaker(false)`](LedgerConfig::with_crashes_open_breaker)
+//! (then they never touch it: the lost attempts' permits go back uncounted).
 //!
 //! # Tasks
 //! [`TaskState::Pending`] → [`TaskState::Running`] `{ worker, epoch, lease }` →
 //! [`TaskState::Succeeded`] or, through retries, [`TaskState::Failed`]. Each assignment
-//! increments the task's epoch, which is also its attempt number. A result counts only
-//! with the current epoch:
+//! increments the task's epoch, which is also its attempt number: every run of a task,
+//! whether it follows its own failure or a crash, gets a new, larger epoch, so attempt
+//! numbers never repeat. A task keeps two counts of its failed attempts: its own failures
+//! (reported with [`task_failed`](Ledger::task_failed)), which the retry policy's
+//! `max_attempts` bounds, and its crashes (attempts lost with their worker), which the
+//! crash limit bounds ([`TaskView::crashes`]). A result counts only with the current
+//! epoch:
 //! - a result with an older epoch (the task was reassigned since) is rejected and
 //!   counted;
 //! - the current attempt's result completes the task exactly once; a second one is
@@ -32,24 +40,44 @@
 //!   reassigned is accepted, and the task is not run again.
 //!
 //! A running task holds a lease (default 30 s) that every heartbeat of its worker renews;
-//! a task whose lease lapses goes back to pending once and is charged an attempt.
+//! a task whose lease lapses goes back to pending once and counts a crash.
 //!
 //! # Failures
-//! [`task_failed`](Ledger::task_failed) asks the task's
-//! [`RetryState`] (policy from [`LedgerConfig`]): a retry sets
-//! a retry timer (the task is not runnable before it), a give-up fails the task for good
-//! (counted once). [`worker_failed`](Ledger::worker_failed), a suspicion of the
-//! deadline detector (in [`handle_timeout`](Ledger::handle_timeout)) and a lapsed lease
-//! return the worker's running tasks to pending, runnable at once, each charged one
-//! attempt (so a task that kills every worker still ends). Tasks that were only waiting
-//! are never charged: a pending task is bound to no worker until it is assigned.
+//! - **Its own failure.** [`task_failed`](Ledger::task_failed) asks the task's
+//!   [`RetryState`] (policy from [`LedgerConfig`]): a retry sets a retry timer (the task
+//!   is not runnable before it; the delay follows the backoff over its own failures
+//!   only), a give-up fails the task for good (counted once). `max_attempts` counts the
+//!   task's own attempts: with `max_attempts` of 3, its 1st and 2nd own failures are
+//!   retried and its 3rd gives up (`AttemptsExhausted { attempts: 3 }`), however many
+//!   crashes came between them.
+//! - **A crash.** [`worker_failed`](Ledger::worker_failed), a suspicion (the deadline
+//!   detector in [`handle_timeout`](Ledger::handle_timeout), or
+//!   [`suspect_worker`](Ledger::suspect_worker)) and a lapsed lease take the worker's
+//!   running tasks (for a lease, that one task) back without asking the retry policy:
+//!   no attempt of `max_attempts` is used and the backoff does not move. Each such task
+//!   counts one crash (an `AttemptFailed` event, of the worker failure's kind, or
+//!   `WorkerCrash` for a suspicion, or `TaskTimeout` for a lapsed lease). While its
+//!   crashes are at most the crash limit ([`LedgerConfig::with_crash_limit`], default 3)
+//!   it is pending and runnable at once (`Requeued`); the crash that takes it above the
+//!   limit fails it for good (`GaveUp` with
+//!   [`GiveUpReason::CrashLimit`](crate::retry::GiveUpReason::CrashLimit), counted in
+//!   [`Stats::failed_tasks`]). So an innocent task survives a crash storm of `limit`
+//!   crashes, and a poison task that kills every worker still ends, at its
+//!   `limit + 1`-th crash. (After Dask's `allowed-failures`.)
+//! - **A restore.** A task that was running when a checkpoint was taken lost its worker
+//!   with the process that crashed: it is charged an attempt of the retry policy, as an
+//!   own failure of kind `WorkerCrash` (the crash counter is not in the checkpoint, and
+//!   the retry state is, so a task that crashes the whole supervisor still ends).
+//!
+//! Tasks that were only waiting are never charged: a pending task is bound to no worker
+//! until it is assigned.
 //!
 //! # Driving it (sans-IO)
 //! Inputs take `now`; outputs are pulled. The order a supervisor follows:
 //! 1. `add_worker` / `add_task` (or restore a checkpoint, see
 //!    [`checkpoint`](crate::checkpoint), then replay the journal written after it with
-//!    `mark_succeeded` / `mark_failed`; or, without a checkpoint,
-//!    `add_task_with_prior_attempts`), then on every wake-up:
+//!    `mark_succeeded` / `mark_failed`; or, without a checkpoint, `add_task_resumed`
+//!    or `add_task_with_prior_attempts`), then on every wake-up:
 //! 2. feed what arrived: `heartbeat`, `task_succeeded`, `task_failed`, `worker_failed`,
 //!    `suspect_worker`, `worker_recovered`, `set_worker_health`;
 //! 3. `handle_timeout(now)` (detector deadlines, leases, retry timers, breakers);
@@ -129,8 +157,8 @@ pub use stats::Stats;
 pub use task::{Assignment, TaskState, TaskView};
 pub use worker::{WorkerHealth, WorkerStatus, WorkerView};
 
-/// The most prior failures [`Ledger::add_task_with_prior_attempts`] replays through the
-/// backoff schedule: 4096 (far past the cap of any schedule that grows by 1 % a step).
+/// The most prior own failures [`Ledger::add_task_resumed`] (and
+/// [`Ledger::add_task_with_prior_attempts`]) replays through the backoff schedule: 4096 (far past the cap of any schedule that grows by 1 % a step).
 pub const MAX_REPLAYED_ATTEMPTS: u32 = 4096;
 
 use event::EventQueue;
@@ -391,11 +419,13 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
     }
 
     /// Adds a task that earlier runs (before a restart without a checkpoint) already
-    /// tried `prior_attempts` times: attempt numbers and epochs continue from there, the
-    /// prior attempts count toward the policy's `max_attempts`, and the backoff resumes
-    /// where it was. With `prior_attempts` of 0 this is [`add_task`](Self::add_task).
-    /// At most [`MAX_REPLAYED_ATTEMPTS`] prior failures move the backoff; any beyond only
-    /// count (so the cost is bounded for any `prior_attempts`, up to `u32::MAX`).
+    /// tried `prior_attempts` times, each counted as an own failure:
+    /// `add_task_resumed(prior_attempts, prior_attempts, 0, now)`. Attempt numbers and
+    /// epochs continue from there, the prior attempts count toward the policy's
+    /// `max_attempts`, and the backoff resumes where it was. With `prior_attempts` of 0
+    /// this is [`add_task`](Self::add_task). At most [`MAX_REPLAYED_ATTEMPTS`] prior
+    /// failures move the backoff; any beyond only count (so the cost is bounded for any
+    /// `prior_attempts`, up to `u32::MAX`).
     ///
     /// # Errors
     /// [`LedgerError::TasksFull`].
@@ -404,24 +434,62 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         prior_attempts: u32,
         now: Instant,
     ) -> Result<TaskId, LedgerError> {
+        self.add_task_resumed(prior_attempts, prior_attempts, 0, now)
+    }
+
+    /// Adds a task that earlier runs (before a restart without a checkpoint) already
+    /// started `attempts_made` times, of which `own_failures` failed on their own
+    /// (reported failures) and `crashes` were lost with their worker (the rest ended
+    /// without a verdict, such as attempts cut off by the restart).
+    ///
+    /// - Epochs and attempt numbers continue: the next assignment is attempt (and epoch)
+    ///   `attempts_made + 1`, and [`TaskView::attempts`] reads `attempts_made` at once.
+    /// - `own_failures` count toward the retry policy's `max_attempts` and move the
+    ///   backoff as if they had just happened (at most [`MAX_REPLAYED_ATTEMPTS`] move it;
+    ///   any beyond only count, so the cost is bounded up to `u32::MAX`): with
+    ///   `max_attempts` of 3 and 2 own failures, the next own failure gives up.
+    /// - `crashes` preset the task's crash counter: the next crash counts
+    ///   `crashes + 1` against the crash limit.
+    ///
+    /// With all three 0 this is [`add_task`](Self::add_task). Nothing is checked against
+    /// the limits here: a task resumed at or past them still runs once more.
+    ///
+    /// # Errors
+    /// [`LedgerError::TasksFull`]; [`LedgerError::ResumeCounts`] when
+    /// `own_failures + crashes` exceeds `attempts_made` (nothing is added).
+    pub fn add_task_resumed(
+        &mut self,
+        attempts_made: u32,
+        own_failures: u32,
+        crashes: u32,
+        now: Instant,
+    ) -> Result<TaskId, LedgerError> {
+        if u64::from(own_failures) + u64::from(crashes) > u64::from(attempts_made) {
+            return Err(LedgerError::ResumeCounts {
+                attempts_made,
+                own_failures,
+                crashes,
+            });
+        }
         let id = self.add_task(now)?;
-        if prior_attempts > 0 {
+        if attempts_made > 0 {
             let now = self.clock.latest();
             let policy = self.config.retry;
-            // Replays the prior failures on a policy that never gives up, so only the
-            // counts and the backoff move.
+            // Replays the prior own failures on a policy that never gives up, so only
+            // the counts and the backoff move.
             let replay = crate::retry::RetryPolicy::new(u32::MAX, *policy.backoff())
                 .map(|p| p.with_retryable(crate::failure::KindSet::all()));
             let t = &mut self.tasks[id.0 as usize];
             t.retry = RetryState::new(now, task_seed(self.config.seed, id.0));
-            let replayed = prior_attempts.min(MAX_REPLAYED_ATTEMPTS);
+            let replayed = own_failures.min(MAX_REPLAYED_ATTEMPTS);
             if let Ok(replay) = replay {
                 for _ in 0..replayed {
                     let _ = t.retry.on_failure(&replay, FailureKind::Unknown, now);
                 }
             }
-            t.retry.add_attempts(prior_attempts - replayed);
-            t.epoch = prior_attempts;
+            t.retry.add_attempts(own_failures - replayed);
+            t.epoch = attempts_made;
+            t.crashes = crashes;
         }
         Ok(id)
     }
@@ -519,9 +587,11 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
 
     /// The supervisor reports `worker` failed (crashed, killed, unreachable): it gets no
     /// task until [`worker_recovered`](Self::worker_recovered); its breaker records a
-    /// failure; its running tasks go back to pending, each charged an attempt of `kind`.
-    /// Reporting an already failed worker counts again (the original: four reports open
-    /// its breaker).
+    /// failure (unless [`crashes_open_breaker`](LedgerConfig::crashes_open_breaker) is
+    /// off); each of its running tasks counts a crash of `kind` (not an attempt of the
+    /// retry policy) and goes back to pending, runnable at once, or fails for good past
+    /// the crash limit (see the [module docs](self#failures)). Reporting an already
+    /// failed worker counts again on its breaker (the original: four reports open it).
     ///
     /// # Errors
     /// [`LedgerError::UnknownWorker`].
@@ -547,14 +617,18 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             at: now,
         });
         self.requeue_worker(i, kind, RequeueReason::WorkerFailed, now);
-        self.breaker_fail(i, kind, now);
+        if self.config.crashes_open_breaker {
+            self.breaker_fail(i, kind, now);
+        }
         Ok(())
     }
 
     /// An outside failure detector (for example a
     /// [`PhiAccrual`](crate::phi::PhiAccrual) over the worker's heartbeats) suspects
     /// `worker`: the same as the built-in deadline detector's suspicion. Its running
-    /// tasks go back to pending (charged), its breaker records a failure, and its next
+    /// tasks count a crash each and go back to pending (or fail for good past the crash
+    /// limit), its breaker records a failure (unless
+    /// [`crashes_open_breaker`](LedgerConfig::crashes_open_breaker) is off), and its next
     /// heartbeat brings it back. Suspecting a worker that is not alive changes nothing.
     ///
     /// # Errors
@@ -766,8 +840,9 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
     // ----- inputs: time --------------------------------------------------------------
 
     /// Does what is due at `now`: retry timers that passed make their tasks runnable;
-    /// alive workers silent past their deadline become suspect (their running tasks go
-    /// back to pending, charged); lapsed leases requeue their tasks (charged, once);
+    /// alive workers silent past their deadline become suspect (their running tasks count
+    /// a crash each and go back to pending); lapsed leases requeue their tasks (a crash
+    /// each, once); a task past the crash limit fails for good instead;
     /// open breakers whose period passed half-open. O(workers + work done).
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.clock.observe(now);
@@ -1026,20 +1101,17 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         });
     }
 
-    /// Charges a failed attempt to task `idx` (already unlinked from its worker and
-    /// counted pending) and applies the retry policy. With a `requeue` reason the task
-    /// is runnable at once (the failure was its worker's); otherwise it waits for the
-    /// retry delay.
-    fn charge(
+    /// Records the failed attempt of task `idx` (already unlinked from its worker and
+    /// counted pending): history, last kind, counter, `AttemptFailed`. The task is
+    /// pending afterwards; the caller decides what follows.
+    fn record_failed_attempt(
         &mut self,
         idx: u32,
         worker: WorkerId,
         kind: FailureKind,
         code: Option<i32>,
-        requeue: Option<RequeueReason>,
         now: Instant,
-    ) -> Decision {
-        let policy = self.config.retry;
+    ) {
         let task = TaskId(idx);
         let t = &mut self.tasks[idx as usize];
         let epoch = t.epoch;
@@ -1062,57 +1134,116 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             kind,
             at: now,
         });
+    }
+
+    /// Marks task `idx` (pending, just failed) as retried once, for the statistics.
+    fn note_retried(&mut self, idx: u32) {
+        let t = &mut self.tasks[idx as usize];
+        if !t.retried {
+            t.retried = true;
+            self.stats.tasks_with_retries += 1;
+        }
+    }
+
+    /// Makes task `idx` (pending, just failed) runnable at once after losing its attempt
+    /// for `reason`.
+    fn requeue(&mut self, idx: u32, worker: WorkerId, reason: RequeueReason, now: Instant) {
+        self.note_retried(idx);
+        let t = &mut self.tasks[idx as usize];
+        t.ready_at = now;
+        t.requeued = true;
+        let epoch = t.epoch;
+        self.stats.reassignments = self.stats.reassignments.saturating_add(1);
+        self.events.push(Event::Requeued {
+            task: TaskId(idx),
+            worker,
+            epoch,
+            reason,
+            at: now,
+        });
+        self.enqueue(idx, now);
+    }
+
+    /// Fails task `idx` (pending, just failed) for good.
+    fn give_up(&mut self, idx: u32, kind: FailureKind, reason: GiveUpReason, now: Instant) {
+        let t = &mut self.tasks[idx as usize];
+        t.state = TaskState::Failed;
+        let attempts = t.epoch;
+        self.stats.pending_tasks -= 1;
+        self.stats.failed_tasks += 1;
+        self.events.push(Event::GaveUp {
+            task: TaskId(idx),
+            attempts,
+            kind,
+            reason,
+            at: now,
+        });
+    }
+
+    /// Charges a failed attempt to task `idx` (already unlinked from its worker and
+    /// counted pending) and applies the retry policy: the task's own failure, or (with
+    /// `requeue` of `Restored`) an attempt lost in a restore. With a `requeue` reason the
+    /// task is runnable at once; otherwise it waits for the retry delay.
+    fn charge(
+        &mut self,
+        idx: u32,
+        worker: WorkerId,
+        kind: FailureKind,
+        code: Option<i32>,
+        requeue: Option<RequeueReason>,
+        now: Instant,
+    ) -> Decision {
+        let policy = self.config.retry;
+        self.record_failed_attempt(idx, worker, kind, code, now);
+        let t = &mut self.tasks[idx as usize];
         let decision = t.retry.on_failure(&policy, kind, now);
-        match decision {
-            Decision::RetryAfter(delay) => {
-                if !t.retried {
-                    t.retried = true;
-                    self.stats.tasks_with_retries += 1;
-                }
-                match requeue {
-                    Some(reason) => {
-                        t.ready_at = now;
-                        t.requeued = true;
-                        self.stats.reassignments = self.stats.reassignments.saturating_add(1);
-                        self.events.push(Event::Requeued {
-                            task,
-                            worker,
-                            epoch,
-                            reason,
-                            at: now,
-                        });
-                    }
-                    None => {
-                        t.ready_at = now + delay;
-                        self.stats.retries = self.stats.retries.saturating_add(1);
-                        self.events.push(Event::RetryScheduled {
-                            task,
-                            attempt: epoch.saturating_add(1),
-                            delay,
-                            ready_at: t.ready_at,
-                            at: now,
-                        });
-                    }
-                }
-                self.enqueue(idx, now);
-            }
-            Decision::GiveUp(reason) => {
-                t.state = TaskState::Failed;
-                self.stats.pending_tasks -= 1;
-                self.stats.failed_tasks += 1;
-                self.events.push(Event::GaveUp {
-                    task,
-                    attempts: epoch,
-                    kind,
-                    reason,
+        match (decision, requeue) {
+            (Decision::RetryAfter(_), Some(reason)) => self.requeue(idx, worker, reason, now),
+            (Decision::RetryAfter(delay), None) => {
+                self.note_retried(idx);
+                let t = &mut self.tasks[idx as usize];
+                t.ready_at = now + delay;
+                let (epoch, ready_at) = (t.epoch, t.ready_at);
+                self.stats.retries = self.stats.retries.saturating_add(1);
+                self.events.push(Event::RetryScheduled {
+                    task: TaskId(idx),
+                    attempt: epoch.saturating_add(1),
+                    delay,
+                    ready_at,
                     at: now,
                 });
+                self.enqueue(idx, now);
             }
+            (Decision::GiveUp(reason), _) => self.give_up(idx, kind, reason, now),
         }
         decision
     }
 
-    /// Requeues every task running on worker `wi`, each charged an attempt of `kind`.
+    /// Counts a crash against task `idx` (already unlinked from its worker and counted
+    /// pending): its attempt was lost with its worker for `reason`. The retry policy is
+    /// not asked (no attempt of `max_attempts`, no backoff step): the task is requeued,
+    /// runnable at once, while its crashes are at most the crash limit, and fails for
+    /// good (`CrashLimit`) at the crash that takes it above.
+    fn crash(
+        &mut self,
+        idx: u32,
+        worker: WorkerId,
+        kind: FailureKind,
+        reason: RequeueReason,
+        now: Instant,
+    ) {
+        self.record_failed_attempt(idx, worker, kind, None, now);
+        let t = &mut self.tasks[idx as usize];
+        t.crashes = t.crashes.saturating_add(1);
+        let crashes = t.crashes;
+        if crashes > self.config.crash_limit {
+            self.give_up(idx, kind, GiveUpReason::CrashLimit { crashes }, now);
+        } else {
+            self.requeue(idx, worker, reason, now);
+        }
+    }
+
+    /// Requeues every task running on worker `wi`, each counting a crash of `kind`.
     fn requeue_worker(
         &mut self,
         wi: usize,
@@ -1123,14 +1254,15 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let worker = WorkerId(wi as u32);
         while self.workers[wi].head != NIL {
             let idx = self.workers[wi].head;
-            // The attempt is charged to the task below; the worker's failure is counted
-            // once against its breaker by the caller, so the permit goes back uncounted.
+            // The crash is counted on the task below; the worker's failure is counted
+            // once against its breaker by the caller (if at all), so the permit goes
+            // back uncounted.
             if let Some(p) = self.unlink(idx, wi) {
                 self.with_breaker(wi, now, |b| b.release(p, now));
             }
             self.stats.running_tasks -= 1;
             self.stats.pending_tasks += 1;
-            self.charge(idx, worker, kind, None, Some(reason), now);
+            self.crash(idx, worker, kind, reason, now);
         }
     }
 
@@ -1150,7 +1282,8 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         }
     }
 
-    /// Marks alive worker `i` suspect: requeues its tasks, counts a failure.
+    /// Marks alive worker `i` suspect: requeues its tasks (a crash each), counts a
+    /// failure on its breaker (if crashes count there).
     fn suspect(&mut self, i: usize, now: Instant) {
         let silence = self.workers[i].detector.silence(now);
         self.workers[i].status = WorkerStatus::Suspect { since: now };
@@ -1167,7 +1300,9 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             RequeueReason::WorkerSuspected,
             now,
         );
-        self.breaker_fail(i, FailureKind::WorkerCrash, now);
+        if self.config.crashes_open_breaker {
+            self.breaker_fail(i, FailureKind::WorkerCrash, now);
+        }
     }
 
     fn expire_leases(&mut self, wi: usize, now: Instant) {
@@ -1188,18 +1323,21 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                     let permit = self.unlink(cur, wi);
                     self.stats.running_tasks -= 1;
                     self.stats.pending_tasks += 1;
-                    self.breaker_record(
-                        wi,
-                        permit,
-                        Outcome::Failure(FailureKind::TaskTimeout),
-                        now,
-                    );
-                    self.charge(
+                    if self.config.crashes_open_breaker {
+                        self.breaker_record(
+                            wi,
+                            permit,
+                            Outcome::Failure(FailureKind::TaskTimeout),
+                            now,
+                        );
+                    } else if let Some(p) = permit {
+                        self.with_breaker(wi, now, |b| b.release(p, now));
+                    }
+                    self.crash(
                         cur,
                         worker,
                         FailureKind::TaskTimeout,
-                        None,
-                        Some(RequeueReason::LeaseExpired),
+                        RequeueReason::LeaseExpired,
                         now,
                     );
                 } else if lease < earliest {

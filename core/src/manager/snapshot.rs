@@ -7,6 +7,10 @@
 //! crash and register again), retry timers (the clock's origin changes with the process;
 //! pending tasks are runnable at once after a restore), the failure histories or the
 //! event queue.
+//!
+//! Nor does it keep a task's crash counter ([`TaskView::crashes`](super::TaskView::crashes)):
+//! a restored task's crash count starts at 0 (its own failures, in the retry state, are
+//! kept). The encoded format is the same as before crash counting.
 
 use crate::failure::{FailureKind, WorkerId};
 use crate::retry::RetryState;
@@ -66,7 +70,9 @@ pub struct Restored {
     /// Tasks pending now (runnable at once), the requeued ones included.
     pub pending: u32,
     /// Tasks that were running when the snapshot was taken: back to pending, each
-    /// charged one attempt (or failed for good when that was their last).
+    /// charged one attempt of the retry policy (not a crash: crash counts are not saved,
+    /// and the saved attempts bound a task that crashes the whole process), or failed
+    /// for good when that was their last.
     pub requeued: u32,
 }
 

@@ -27,7 +27,8 @@ pub enum TaskState {
     },
     /// Succeeded (a result was accepted; it is never run again).
     Succeeded,
-    /// Failed for good (the retry policy gave up).
+    /// Failed for good (the retry policy gave up, or its workers crashed under it more
+    /// often than the crash limit allows).
     Failed,
 }
 
@@ -69,6 +70,12 @@ pub struct TaskView {
     pub epoch: u32,
     /// Attempts started so far (equal to the epoch).
     pub attempts: u32,
+    /// Crashes counted under it: attempts lost because their worker failed, was
+    /// suspected or let the lease lapse (see
+    /// [`LedgerConfig::with_crash_limit`](super::LedgerConfig::with_crash_limit)). They
+    /// do not count toward the retry policy's `max_attempts`. Starts at 0 after a
+    /// checkpoint restore (checkpoints do not keep it).
+    pub crashes: u32,
     /// For a pending task, when its retry timer passes (it may run from then on).
     pub ready_at: Option<Instant>,
     /// The kind of its latest failure, if any.
@@ -87,6 +94,8 @@ pub(crate) struct Task<const H: usize> {
     pub(crate) last_worker: u32,
     pub(crate) last_kind: Option<FailureKind>,
     pub(crate) retried: bool,
+    /// Crashes counted under it (attempts lost with their worker).
+    pub(crate) crashes: u32,
     /// Pending because its attempt was lost (worker failed, lease lapsed, restore), not
     /// because the attempt reported a result: a late success of that attempt counts.
     pub(crate) requeued: bool,
@@ -108,6 +117,7 @@ impl<const H: usize> Task<H> {
             last_worker: NIL,
             last_kind: None,
             retried: false,
+            crashes: 0,
             requeued: false,
             permit: None,
             next: NIL,
@@ -122,6 +132,7 @@ impl<const H: usize> Task<H> {
             state: self.state,
             epoch: self.epoch,
             attempts: self.epoch,
+            crashes: self.crashes,
             ready_at: matches!(self.state, TaskState::Pending).then_some(self.ready_at),
             last_failure: self.last_kind,
             last_worker: (self.last_worker != NIL).then_some(WorkerId(self.last_worker)),
