@@ -120,6 +120,12 @@ fn ledger_config(s: &Settings) -> Result<LedgerConfig, CliError> {
         .with_deadline(deadline)
         .with_lease(timeout.saturating_mul(2))
         .and_then(|c| c.with_breaker(s.breaker_failures, s.breaker_open, 1))
+        // A worker is our own process: its crash is an outside kill or an OOM kill, not
+        // the slot's fault, and not the task's (counted apart, see --max-worker-crashes).
+        .map(|c| {
+            c.with_crash_limit(s.max_worker_crashes)
+                .with_crashes_open_breaker(false)
+        })
         .map(|c| c.with_seed(std::process::id().into()))
         .map_err(bad)
 }
