@@ -132,6 +132,14 @@ struct RunObserver {
 }
 
 impl Observer<String> for RunObserver {
+    fn attempt_started(
+        &mut self,
+        worker: WorkerId,
+        _order: &sturdy_tokio::supervisor::Order<'_, String>,
+    ) {
+        self.progress.started(worker.0);
+    }
+
     fn attempt_ended(&mut self, rec: &AttemptRecord, command: &String) {
         let task = u32::try_from(rec.key).unwrap_or(u32::MAX);
         let next = match rec.verdict {
