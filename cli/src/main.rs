@@ -23,6 +23,7 @@ mod probe_cmd;
 mod process_pool;
 mod protocol;
 mod report;
+mod resume;
 mod run;
 mod state_dir;
 mod tasks;
