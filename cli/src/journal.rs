@@ -24,13 +24,15 @@
 //! and at the end of the run; a crash of the whole machine (power loss, kernel panic)
 //! can lose the lines written since the last sync, and the tasks they recorded then run
 //! again on `--resume` (at least once across machine crashes; exactly once across
-//! crashes of the process). A torn last line is skipped when the journal is read.
+//! crashes of the process). A torn last line is skipped when the journal is read; what
+//! the lines say is checked against the task list by `resume`.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use sturdy_core::FailureKind;
 
 /// The first line of every journal.
 pub(crate) const MAGIC: &str = "# sturdy journal v1";
@@ -123,15 +125,118 @@ impl Record<'_> {
     }
 }
 
-/// What a journal says about one task.
+/// What a journal says about one task: built by [`TaskHistory::record`] from the
+/// lines the caller accepts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TaskHistory {
-    /// Attempts recorded (stale ones excluded).
-    pub(crate) attempts: u32,
+    /// The largest attempt number on any of its lines, `stale` and `interrupted` ones
+    /// included: the next attempt is numbered after it.
+    pub(crate) max_attempt: u32,
     /// Whether an attempt succeeded.
     pub(crate) done: bool,
     /// Whether the task failed for good (and did not succeed).
     pub(crate) gave_up: bool,
+    /// The failure kind of its last `gave_up` line.
+    pub(crate) gave_up_kind: Option<FailureKind>,
+    /// Failed attempts of its own (a `retry` or `gave_up` line of any kind but
+    /// `worker_crash`).
+    pub(crate) own_failures: u32,
+    /// Attempts lost to a worker crash (a `retry` or `gave_up` line of kind
+    /// `worker_crash`).
+    pub(crate) crashes: u32,
+}
+
+impl TaskHistory {
+    /// Adds one line of the task.
+    pub(crate) fn record(&mut self, e: &Entry<'_>) {
+        self.max_attempt = self.max_attempt.max(e.attempt);
+        let kind = e
+            .kind
+            .map(|k| FailureKind::from_name(k).unwrap_or(FailureKind::Unknown));
+        match e.next {
+            Next::Done => {
+                self.done = true;
+                self.gave_up = false;
+            }
+            Next::GaveUp => {
+                self.gave_up = !self.done;
+                self.gave_up_kind = Some(kind.unwrap_or(FailureKind::Unknown));
+            }
+            Next::Retry | Next::Stale | Next::Interrupted => {}
+        }
+        if matches!(e.next, Next::Retry | Next::GaveUp) {
+            match kind {
+                Some(FailureKind::WorkerCrash) => self.crashes += 1,
+                Some(_) => self.own_failures += 1,
+                None => {}
+            }
+        }
+    }
+}
+
+/// One attempt line read back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Entry<'a> {
+    /// Its line number in the file, from 1.
+    pub(crate) line: usize,
+    pub(crate) task: u32,
+    pub(crate) attempt: u32,
+    /// The failure kind's name, `None` for `-`.
+    pub(crate) kind: Option<&'a str>,
+    pub(crate) next: Next,
+    pub(crate) command: &'a str,
+}
+
+/// A journal read back whole.
+#[derive(Clone, Debug)]
+pub(crate) struct JournalText {
+    text: String,
+}
+
+impl JournalText {
+    /// Wraps a journal's text (bytes that are not UTF-8 become U+FFFD).
+    pub(crate) fn new(bytes: &[u8]) -> Self {
+        Self {
+            text: String::from_utf8_lossy(bytes).into_owned(),
+        }
+    }
+
+    /// Whether it starts with the format line or the column header (a journal this
+    /// program began; one truncated to nothing, or some other file, does not).
+    pub(crate) fn has_header(&self) -> bool {
+        self.text
+            .split('\n')
+            .take(2)
+            .any(|l| l == HEADER || l == MAGIC)
+    }
+
+    /// Its attempt lines in order: `Ok` for each line that parses, `Err(line number)`
+    /// for each that does not (a torn write). The format line, the header, other `#`
+    /// lines and blank lines are skipped.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = Result<Entry<'_>, usize>> {
+        // Split on `\n` only: a command may end in `\r`, which `lines()` would drop.
+        self.text.split('\n').enumerate().filter_map(|(i, line)| {
+            if line.starts_with('#') || line == HEADER || line.is_empty() {
+                return None;
+            }
+            Some(parse_line(i + 1, line).ok_or(i + 1))
+        })
+    }
+}
+
+fn parse_line(line_no: usize, line: &str) -> Option<Entry<'_>> {
+    let cols: Vec<&str> = line.splitn(12, '\t').collect();
+    if cols.len() != 12 {
+        return None;
+    }
+    Some(Entry {
+        line: line_no,
+        task: cols[0].parse().ok()?,
+        attempt: cols[1].parse().ok()?,
+        kind: (cols[9] != "-").then_some(cols[9]),
+        next: Next::parse(cols[10])?,
+        command: cols[11],
+    })
 }
 
 /// The appending journal writer.
@@ -206,54 +311,16 @@ impl Journal {
     }
 }
 
-/// Reads a journal into per-task histories (keyed by task number). Lines that do not
-/// parse (a torn write after a machine crash) are counted in the second value and
-/// skipped.
+/// Reads the journal at `path`: `None` when there is no such file.
 ///
 /// # Errors
-/// The file cannot be read.
-pub(crate) fn read(path: &Path) -> io::Result<(HashMap<u32, TaskHistory>, usize)> {
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((HashMap::new(), 0)),
-        Err(e) => return Err(e),
-    };
-    let text = String::from_utf8_lossy(&text);
-    let mut map: HashMap<u32, TaskHistory> = HashMap::new();
-    let mut skipped = 0;
-    for line in text.lines() {
-        if line.starts_with('#') || line == HEADER || line.is_empty() {
-            continue;
-        }
-        let cols: Vec<&str> = line.splitn(12, '\t').collect();
-        let parsed = (cols.len() == 12)
-            .then(|| {
-                Some((
-                    cols[0].parse::<u32>().ok()?,
-                    cols[1].parse::<u32>().ok()?,
-                    Next::parse(cols[10])?,
-                ))
-            })
-            .flatten();
-        let Some((task, attempt, next)) = parsed else {
-            skipped += 1;
-            continue;
-        };
-        let h = map.entry(task).or_default();
-        match next {
-            Next::Stale => {}
-            Next::Done => {
-                h.done = true;
-                h.attempts = h.attempts.max(attempt);
-            }
-            Next::GaveUp => {
-                h.gave_up = !h.done;
-                h.attempts = h.attempts.max(attempt);
-            }
-            Next::Retry | Next::Interrupted => h.attempts = h.attempts.max(attempt),
-        }
+/// The file exists but cannot be read.
+pub(crate) fn read(path: &Path) -> io::Result<Option<JournalText>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(JournalText::new(&bytes))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
-    Ok((map, skipped))
 }
 
 #[cfg(test)]
@@ -285,10 +352,21 @@ mod tests {
         );
     }
 
+    fn histories(j: &JournalText) -> std::collections::BTreeMap<u32, TaskHistory> {
+        let mut m = std::collections::BTreeMap::new();
+        for e in j.entries().flatten() {
+            m.entry(e.task)
+                .or_insert_with(TaskHistory::default)
+                .record(&e);
+        }
+        m
+    }
+
     #[test]
-    fn reads_back_histories_and_skips_torn_lines() {
+    fn reads_back_entries_with_line_numbers_and_skips_torn_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.tsv");
+        assert!(read(&path).unwrap().is_none());
         let mut j = Journal::open(&path).unwrap();
         j.append(&rec(1, 1, Next::Retry)).unwrap();
         j.append(&rec(1, 2, Next::Done)).unwrap();
@@ -302,28 +380,92 @@ mod tests {
         // Reopening closes the torn line, so the next record starts on its own line.
         let mut j = Journal::open(&path).unwrap();
         j.append(&rec(5, 1, Next::Done)).unwrap();
-        let (map, skipped) = read(&path).unwrap();
-        assert_eq!(skipped, 1);
+        let text = read(&path).unwrap().unwrap();
+        assert!(text.has_header());
+        let all: Vec<_> = text.entries().collect();
+        assert_eq!(all.len(), 6);
+        assert_eq!(all[4], Err(7), "the torn line, after the 2 header lines");
+        assert_eq!(
+            all[0],
+            Ok(Entry {
+                line: 3,
+                task: 1,
+                attempt: 1,
+                kind: Some("evaluation"),
+                next: Next::Retry,
+                command: "echo a\tb",
+            })
+        );
+        assert_eq!(all[5].unwrap().line, 8);
+        assert_eq!(all[5].unwrap().kind, None);
+        let map = histories(&text);
         assert_eq!(
             map[&1],
             TaskHistory {
-                attempts: 2,
+                max_attempt: 2,
                 done: true,
-                gave_up: false
+                own_failures: 1,
+                ..TaskHistory::default()
             }
         );
         assert_eq!(
             map[&2],
             TaskHistory {
-                attempts: 1,
-                done: false,
-                gave_up: true
+                max_attempt: 1,
+                gave_up: true,
+                gave_up_kind: Some(FailureKind::Evaluation),
+                own_failures: 1,
+                ..TaskHistory::default()
             }
         );
-        assert_eq!(map[&3], TaskHistory::default());
+        // A stale line counts for numbering only.
+        assert_eq!(
+            map[&3],
+            TaskHistory {
+                max_attempt: 5,
+                ..TaskHistory::default()
+            }
+        );
         assert!(map[&5].done);
         assert!(!map.contains_key(&4));
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with(&format!("{MAGIC}\n{HEADER}\n")));
+        let raw = std::fs::read_to_string(&path).unwrap();
+        assert!(raw.starts_with(&format!("{MAGIC}\n{HEADER}\n")));
+    }
+
+    #[test]
+    fn crashes_and_own_failures_are_counted_apart() {
+        let text = JournalText::new(
+            format!(
+                "{MAGIC}\n{HEADER}\n\
+                 7\t1\t1\t1\t0\t0\t0\t-\t-\tworker_crash\tretry\tx\n\
+                 7\t2\t2\t2\t0\t0\t0\t1\t-\tevaluation\tretry\tx\n\
+                 7\t3\t2\t3\t0\t0\t0\t-\t9\ttask_timeout\tretry\tx\n\
+                 7\t6\t2\t3\t0\t0\t0\t-\t9\tworker_crash\tstale\tx\n\
+                 7\t4\t2\t4\t0\t0\t0\t-\t15\tunknown\tinterrupted\tx\n\
+                 7\t5\t2\t5\t0\t0\t0\t-\t-\tworker_crash\tgave_up\tx\r\n"
+            )
+            .as_bytes(),
+        );
+        let e: Vec<_> = text.entries().map(Result::unwrap).collect();
+        assert_eq!(e[5].command, "x\r", "a command keeps its own trailing CR");
+        assert_eq!(
+            histories(&text)[&7],
+            TaskHistory {
+                max_attempt: 6,
+                done: false,
+                gave_up: true,
+                gave_up_kind: Some(FailureKind::WorkerCrash),
+                own_failures: 2,
+                crashes: 2,
+            }
+        );
+    }
+
+    #[test]
+    fn a_journal_without_its_header_is_told_apart() {
+        assert!(!JournalText::new(b"").has_header());
+        assert!(!JournalText::new(b"1\t1\t1\t1\t0\t0\t0\t0\t-\t-\tdone\tx\n").has_header());
+        assert!(JournalText::new(format!("{MAGIC}\n").as_bytes()).has_header());
+        assert!(JournalText::new(format!("{HEADER}\n").as_bytes()).has_header());
     }
 }

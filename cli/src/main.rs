@@ -24,6 +24,7 @@ mod process_fence;
 mod process_pool;
 mod protocol;
 mod report;
+mod resume;
 mod run;
 mod state_dir;
 mod state_lock;

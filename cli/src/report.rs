@@ -1,7 +1,7 @@
 //! What a person sees during and after a run: the progress bar (on a terminal) or
 //! plain lines (otherwise), and the final summary as text or JSON.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -11,25 +11,88 @@ use sturdy_core::FailureKind;
 use sturdy_tokio::supervisor::{AttemptRecord, Summary, Verdict};
 
 /// Progress display: a bar on a terminal, otherwise a line per failed attempt and a
-/// line at every tenth of the run.
+/// line at every tenth of the run. Both show how many attempts are running and how many
+/// tasks failed for good, and an estimate of the time left only when one can be made
+/// (see [`eta`]).
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     total: u64,
+    /// Tasks finished (succeeded or failed for good), earlier runs included.
     done: u64,
+    /// Tasks finished in this run.
+    done_here: u64,
+    /// Tasks failed for good in this run.
+    failed: u64,
+    /// When each worker's running attempt started, by worker index.
+    running: HashMap<u32, Instant>,
     next_line: u64,
     started: Instant,
+}
+
+/// The time left, from the rate at which this run finished tasks: `None` (show no
+/// estimate) before any task finished here, when nothing is left, when it rounds to 0 s,
+/// or when an attempt has already been running longer than the estimate (the rate so
+/// far says nothing about such a task).
+pub(crate) fn eta(
+    elapsed: Duration,
+    finished_here: u64,
+    remaining: u64,
+    oldest_running: Option<Duration>,
+) -> Option<Duration> {
+    if finished_here == 0 || remaining == 0 {
+        return None;
+    }
+    let secs = elapsed.as_secs_f64() * remaining as f64 / finished_here as f64;
+    let eta = Duration::try_from_secs_f64(secs).ok()?;
+    let eta = Duration::from_secs(eta.as_secs());
+    if eta.is_zero() || oldest_running.is_some_and(|age| age > eta) {
+        return None;
+    }
+    Some(eta)
+}
+
+/// What the bar shows after its `pos/len tasks`: `3 running, 1 failed for good, eta 2m
+/// 5s` (the last part only with an estimate).
+pub(crate) fn status(running: usize, failed: u64, eta: Option<Duration>) -> String {
+    let mut s = format!("{running} running, {failed} failed for good");
+    if let Some(eta) = eta {
+        s.push_str(&format!(", eta {}", humantime::format_duration(eta)));
+    }
+    s
+}
+
+/// A plain progress line: `progress: 30/300 tasks finished, 4 running, 0 failed for
+/// good (0.2s elapsed, eta 5s)`.
+pub(crate) fn progress_line(
+    done: u64,
+    total: u64,
+    running: usize,
+    failed: u64,
+    elapsed: Duration,
+    eta: Option<Duration>,
+) -> String {
+    format!(
+        "progress: {done}/{total} tasks finished, {running} running, {failed} failed for good ({:.1}s elapsed{})",
+        elapsed.as_secs_f64(),
+        eta.map_or_else(String::new, |e| format!(
+            ", eta {}",
+            humantime::format_duration(e)
+        ))
+    )
 }
 
 impl Progress {
     pub(crate) fn new(total: u64, already_done: u64, quiet: bool) -> Self {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(total);
+            // No `{eta}`: indicatif's shows `0s` while long tasks still run.
             let style = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} tasks (eta {eta}) {msg}",
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} tasks, {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar.set_position(already_done);
+            bar.set_message(status(0, 0, None));
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
@@ -37,6 +100,9 @@ impl Progress {
             bar,
             total,
             done: already_done,
+            done_here: 0,
+            failed: 0,
+            running: HashMap::new(),
             next_line: already_done + total.div_ceil(10).max(1),
             started: Instant::now(),
         }
@@ -49,10 +115,34 @@ impl Progress {
         }
     }
 
+    fn eta(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let oldest = self.running.values().map(|t| now - *t).max();
+        eta(
+            self.started.elapsed(),
+            self.done_here,
+            self.total.saturating_sub(self.done),
+            oldest,
+        )
+    }
+
+    /// An attempt started on worker index `worker`.
+    pub(crate) fn started(&mut self, worker: u32) {
+        self.running.insert(worker, Instant::now());
+        if let Some(b) = &self.bar {
+            b.set_message(status(self.running.len(), self.failed, self.eta()));
+        }
+    }
+
     /// An attempt ended.
     pub(crate) fn attempt(&mut self, rec: &AttemptRecord, command: &str) {
+        self.running.remove(&rec.worker.0);
         if matches!(rec.verdict, Verdict::Done | Verdict::GaveUp) {
             self.done += 1;
+            self.done_here += 1;
+        }
+        if rec.verdict == Verdict::GaveUp {
+            self.failed += 1;
         }
         if let Some(kind) = rec.finish.failure {
             let how = match (rec.finish.exit, rec.finish.signal) {
@@ -74,13 +164,21 @@ impl Progress {
             ));
         }
         match &self.bar {
-            Some(b) => b.set_position(self.done),
+            Some(b) => {
+                b.set_position(self.done);
+                b.set_message(status(self.running.len(), self.failed, self.eta()));
+            }
             None if self.done >= self.next_line || self.done == self.total => {
                 eprintln!(
-                    "progress: {}/{} tasks finished ({:.1}s)",
-                    self.done,
-                    self.total,
-                    self.started.elapsed().as_secs_f64()
+                    "{}",
+                    progress_line(
+                        self.done,
+                        self.total,
+                        self.running.len(),
+                        self.failed,
+                        self.started.elapsed(),
+                        self.eta(),
+                    )
                 );
                 self.next_line = self.done + self.total.div_ceil(10).max(1);
             }
@@ -256,5 +354,45 @@ impl FinalSummary {
             self.state_dir
         ));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn eta_only_from_a_rate_and_never_zero() {
+        // 10 finished in 20 s, 30 left: 60 s.
+        assert_eq!(eta(S(20), 10, 30, None), Some(S(60)));
+        assert_eq!(eta(S(20), 10, 30, Some(S(59))), Some(S(60)));
+        // An attempt running longer than the estimate: no estimate.
+        assert_eq!(eta(S(20), 10, 30, Some(S(61))), None);
+        // Nothing finished in this run yet (a resume), or nothing left.
+        assert_eq!(eta(S(20), 0, 30, None), None);
+        assert_eq!(eta(S(20), 10, 0, Some(S(100))), None);
+        // Under a second: no "eta 0s".
+        assert_eq!(eta(Duration::from_millis(100), 10, 5, None), None);
+        // Whole seconds.
+        assert_eq!(eta(Duration::from_millis(2500), 1, 1, None), Some(S(2)));
+    }
+
+    #[test]
+    fn the_bar_and_the_lines_show_running_and_failed_counts() {
+        assert_eq!(status(4, 1, None), "4 running, 1 failed for good");
+        assert_eq!(
+            status(0, 0, Some(S(125))),
+            "0 running, 0 failed for good, eta 2m 5s"
+        );
+        assert_eq!(
+            progress_line(30, 300, 4, 2, Duration::from_millis(1234), None),
+            "progress: 30/300 tasks finished, 4 running, 2 failed for good (1.2s elapsed)"
+        );
+        assert_eq!(
+            progress_line(30, 300, 4, 0, S(3), Some(S(27))),
+            "progress: 30/300 tasks finished, 4 running, 0 failed for good (3.0s elapsed, eta 27s)"
+        );
     }
 }

@@ -6,28 +6,27 @@
 //! a second kills them (they are journaled `interrupted` and run again on resume). In
 //! both cases the journal is synced, a checkpoint written, and `--resume` continues.
 
-use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use sturdy_core::FailureKind;
 use sturdy_core::WorkerId;
 use sturdy_core::backoff::{BackoffConfig, Jitter};
 use sturdy_core::deadline::DeadlineConfig;
-use sturdy_core::manager::{BreakerState, Event, LedgerConfig, TaskState};
+use sturdy_core::manager::{BreakerState, Event, LedgerConfig};
 use sturdy_core::phi::PhiConfig;
 use sturdy_core::retry::RetryPolicy;
 use sturdy_tokio::checkpoint_store::{CheckpointStore, StoreConfig};
 use sturdy_tokio::supervisor::{
-    AttemptRecord, Observer, Stop, Summary, Supervisor, SupervisorConfig, Verdict, read_checkpoint,
+    AttemptRecord, Observer, Stop, Summary, Supervisor, SupervisorConfig, Verdict,
 };
 
 use crate::error::CliError;
-use crate::journal::{self, Journal, Next, Record};
+use crate::journal::{Journal, Next, Record};
 use crate::options::{Detector, JitterArg, RunArgs, Settings};
 use crate::process_pool::ProcessPool;
 use crate::report::{FinalSummary, Progress};
+use crate::resume::{EXPERIMENT, Plan, RunCheckpoint, plan};
 use crate::state_dir::{self, StateDir};
 use crate::storage_fault::StorageFault;
 use crate::tasks::TaskList;
@@ -36,60 +35,6 @@ use crate::tasks::TaskList;
 pub(crate) const MAX_WORKERS: usize = 256;
 /// Tasks a run can have (the largest ledger's `TASKS`).
 pub(crate) const MAX_TASKS: usize = 262_144;
-const EXPERIMENT: &str = "run";
-
-/// The CLI's payload in each checkpoint: which task list, and the task number of each
-/// ledger task id of the run that wrote it.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct RunCheckpoint {
-    fingerprint: u64,
-    keys: Vec<u32>,
-}
-
-/// Reads the newest valid checkpoint: `(done, gave_up)` task numbers it records.
-fn checkpoint_outcomes(store: &CheckpointStore, fingerprint: u64) -> (Vec<u32>, Vec<u32>) {
-    let mut found = None;
-    for generation in store.list(EXPERIMENT).unwrap_or_default().into_iter().rev() {
-        let read = store
-            .load(EXPERIMENT, generation)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                read_checkpoint::<1024>(&bytes)
-                    .or_else(|_| read_checkpoint::<16_384>(&bytes))
-                    .or_else(|_| read_checkpoint::<MAX_TASKS>(&bytes))
-                    .map_err(|e| e.to_string())
-            });
-        match read {
-            Ok(saved) => {
-                found = Some(saved);
-                break;
-            }
-            Err(e) => eprintln!("sturdy: warning: skipping checkpoint {generation}: {e}"),
-        }
-    }
-    let Some(saved) = found else {
-        return (Vec::new(), Vec::new());
-    };
-    let Ok(payload) = postcard::from_bytes::<RunCheckpoint>(&saved.payload) else {
-        return (Vec::new(), Vec::new());
-    };
-    if payload.fingerprint != fingerprint {
-        return (Vec::new(), Vec::new());
-    }
-    let (mut done, mut gave_up) = (Vec::new(), Vec::new());
-    for (state, key) in saved.states.iter().zip(&payload.keys) {
-        match state {
-            TaskState::Succeeded => done.push(*key),
-            TaskState::Failed => gave_up.push(*key),
-            _ => {}
-        }
-    }
-    (done, gave_up)
-}
-
-fn kind_of(name: &str) -> FailureKind {
-    FailureKind::from_name(name).unwrap_or(FailureKind::Unknown)
-}
 
 fn ledger_config(s: &Settings) -> Result<LedgerConfig, CliError> {
     let bad = |e: sturdy_core::ConfigError| CliError::input(format!("invalid setting: {e}"));
@@ -142,6 +87,14 @@ struct RunObserver {
 }
 
 impl Observer<String> for RunObserver {
+    fn attempt_started(
+        &mut self,
+        worker: WorkerId,
+        _order: &sturdy_tokio::supervisor::Order<'_, String>,
+    ) {
+        self.progress.started(worker.0);
+    }
+
     fn attempt_ended(&mut self, rec: &AttemptRecord, command: &String) {
         let task = u32::try_from(rec.key).unwrap_or(u32::MAX);
         let next = match rec.verdict {
@@ -214,81 +167,6 @@ impl Observer<String> for RunObserver {
     }
 }
 
-/// What is left to do, from the journal and the newest valid checkpoint.
-struct Plan {
-    /// `(task number, attempts made before)` of the tasks to run.
-    todo: Vec<(u32, u32)>,
-    done_before: BTreeSet<u32>,
-    gave_up_before: Vec<(u64, FailureKind)>,
-}
-
-fn plan(
-    tasks: &TaskList,
-    state: &StateDir,
-    store: &CheckpointStore,
-    retry_failed: bool,
-) -> Result<Plan, CliError> {
-    let (hist, torn) = journal::read(&state.journal())
-        .map_err(|e| CliError::runtime(format!("cannot read the journal: {e}")))?;
-    if torn > 0 {
-        eprintln!("sturdy: skipped {torn} unreadable journal line(s) (torn write)");
-    }
-    let mut done: BTreeSet<u32> = BTreeSet::new();
-    let mut gave_up: BTreeSet<u32> = BTreeSet::new();
-    // The journal is the record of every attempt; the checkpoint (synced with the
-    // journal) backs it up should journal lines be lost.
-    let (ck_done, ck_gave_up) = checkpoint_outcomes(store, tasks.fingerprint);
-    done.extend(ck_done);
-    gave_up.extend(ck_gave_up);
-    let mut last_kind: HashMap<u32, FailureKind> = HashMap::new();
-    for (t, h) in &hist {
-        if h.done {
-            done.insert(*t);
-        } else if h.gave_up {
-            gave_up.insert(*t);
-            last_kind.insert(*t, FailureKind::Unknown);
-        }
-    }
-    // The kind of a give-up, for the summary: the last failing line of the task.
-    if !gave_up.is_empty()
-        && let Ok(text) = std::fs::read_to_string(state.journal())
-    {
-        for line in text.lines().filter(|l| l.contains("\tgave_up\t")) {
-            let cols: Vec<&str> = line.splitn(12, '\t').collect();
-            if let (Some(t), Some(k)) = (cols.first().and_then(|t| t.parse().ok()), cols.get(9)) {
-                last_kind.insert(t, kind_of(k));
-            }
-        }
-    }
-    gave_up.retain(|t| !done.contains(t));
-    let mut todo = Vec::new();
-    let mut gave_up_before = Vec::new();
-    for n in 1..=tasks.len() as u32 {
-        if done.contains(&n) {
-            continue;
-        }
-        if gave_up.contains(&n) && !retry_failed {
-            gave_up_before.push((
-                u64::from(n),
-                last_kind.get(&n).copied().unwrap_or(FailureKind::Unknown),
-            ));
-            continue;
-        }
-        // Attempt numbers continue across runs (a retried failed task gets a fresh
-        // --max-attempts budget, numbered after its earlier attempts).
-        let prior = hist.get(&n).map_or(0, |h| h.attempts);
-        todo.push((n, prior));
-    }
-    if retry_failed {
-        gave_up.clear();
-    }
-    Ok(Plan {
-        todo,
-        done_before: done,
-        gave_up_before,
-    })
-}
-
 async fn drive<const T: usize>(
     settings: &Settings,
     tasks: &TaskList,
@@ -324,7 +202,7 @@ async fn drive<const T: usize>(
             .map_err(|e| CliError::input(format!("cannot set up the workers: {e}")))?;
     let payload = RunCheckpoint {
         fingerprint: tasks.fingerprint,
-        keys: plan.todo.iter().map(|&(n, _)| n).collect(),
+        keys: plan.todo.iter().map(|&(n, ..)| n).collect(),
     };
     sup.enable_checkpoints(
         store,
@@ -338,7 +216,7 @@ async fn drive<const T: usize>(
             state.root().display()
         ))
     })?;
-    for &(n, prior) in &plan.todo {
+    for &(n, prior, ..) in &plan.todo {
         sup.add_task(u64::from(n), prior, tasks.commands[n as usize - 1].clone())
             .map_err(|e| CliError::input(e.to_string()))?;
     }

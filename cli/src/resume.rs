@@ -1,0 +1,612 @@
+//! What a run still has to do: the [`Plan`] worked out from what the state directory
+//! holds (the journal, the newest valid checkpoint, the attempts' output files), each
+//! checked against the task list before it is believed.
+//!
+//! - A journal line whose task number is outside `1..=N`, or whose command is not that
+//!   task's command in the list, is ignored with a warning naming its line (a wrong but
+//!   valid task number must not mark another task done). So is a checkpoint entry
+//!   outside `1..=N`. The counts of a run can therefore never exceed its task list.
+//! - Attempt numbers are never reused: a task's next attempt is numbered after the
+//!   largest attempt of any of its journal lines (stale and interrupted ones included)
+//!   and of any `out/T.A.out` or `.err` file (an attempt in flight when the master was
+//!   `SIGKILL`ed has output files and no journal line).
+//! - A resumed directory whose record is gone (no journal, or one without its header
+//!   and lines, no valid checkpoint) while `out/` holds attempts' output is refused:
+//!   continuing would run finished tasks again. With the journal gone but a valid
+//!   checkpoint, the run continues from the checkpoint after a loud warning.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sturdy_core::FailureKind;
+use sturdy_core::manager::TaskState;
+use sturdy_tokio::checkpoint_store::CheckpointStore;
+use sturdy_tokio::supervisor::read_checkpoint;
+
+use crate::error::CliError;
+use crate::journal::{self, TaskHistory};
+use crate::run::MAX_TASKS;
+use crate::state_dir::StateDir;
+use crate::tasks::TaskList;
+
+/// The checkpoint store's experiment name for a run.
+pub(crate) const EXPERIMENT: &str = "run";
+
+/// Line-level warnings of one kind shown before the rest are only counted.
+const SHOWN: usize = 20;
+
+/// The CLI's payload in each checkpoint: which task list, and the task number of each
+/// ledger task id of the run that wrote it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct RunCheckpoint {
+    pub(crate) fingerprint: u64,
+    pub(crate) keys: Vec<u32>,
+}
+
+/// What is left to do, from the journal, the newest valid checkpoint and the output
+/// files.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// `(task number, attempts made, own failures, worker crashes)` of the tasks to
+    /// run, in task order. Attempts made is the largest attempt number seen for the
+    /// task (journal or output files), so the next is numbered after it. Own failures
+    /// and crashes count its journal's `retry`/`gave_up` lines by kind (`worker_crash`
+    /// is a crash); both are 0 for a task that had failed for good and runs again by
+    /// `--retry-failed`, which gets a fresh budget.
+    pub(crate) todo: Vec<(u32, u32, u32, u32)>,
+    /// Tasks that succeeded in earlier runs.
+    pub(crate) done_before: BTreeSet<u32>,
+    /// Tasks that failed for good in earlier runs (and are not run again), with the
+    /// kind of their last failure.
+    pub(crate) gave_up_before: Vec<(u64, FailureKind)>,
+}
+
+/// What the newest valid checkpoint records.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct CheckpointOutcomes {
+    /// Its generation; `None` when no checkpoint is valid for this task list.
+    pub(crate) generation: Option<u64>,
+    pub(crate) done: Vec<u32>,
+    pub(crate) gave_up: Vec<u32>,
+}
+
+/// Collects warnings; line-level ones of a kind past [`SHOWN`] are only counted.
+#[derive(Debug, Default)]
+struct Warnings {
+    shown: Vec<String>,
+    more: BTreeMap<&'static str, usize>,
+    per_kind: BTreeMap<&'static str, usize>,
+}
+
+impl Warnings {
+    fn push(&mut self, text: String) {
+        self.shown.push(text);
+    }
+
+    fn line(&mut self, kind: &'static str, text: impl FnOnce() -> String) {
+        let n = self.per_kind.entry(kind).or_insert(0);
+        *n += 1;
+        if *n <= SHOWN {
+            self.shown.push(text());
+        } else {
+            *self.more.entry(kind).or_insert(0) += 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        for (kind, n) in std::mem::take(&mut self.more) {
+            self.shown
+                .push(format!("{n} more {kind} like these; ignored as well"));
+        }
+        self.shown
+    }
+}
+
+/// `text`, cut to 60 characters for a message.
+fn short(text: &str) -> String {
+    match text.char_indices().nth(60) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// The `(done, gave_up)` task numbers a checkpoint's payload and task states record,
+/// entries outside `1..=tasks` left out with a warning. `Err` when the checkpoint is of
+/// another task list.
+fn outcomes_of(
+    generation: u64,
+    payload: &[u8],
+    states: &[TaskState],
+    tasks: usize,
+    fingerprint: u64,
+    warnings: &mut Warnings,
+) -> Result<(Vec<u32>, Vec<u32>), String> {
+    let payload = postcard::from_bytes::<RunCheckpoint>(payload)
+        .map_err(|e| format!("checkpoint {generation}: unreadable payload ({e})"))?;
+    if payload.fingerprint != fingerprint {
+        return Err(format!(
+            "checkpoint {generation} is of a different task list (fingerprint {:016x})",
+            payload.fingerprint
+        ));
+    }
+    let (mut done, mut gave_up) = (Vec::new(), Vec::new());
+    for (state, &key) in states.iter().zip(&payload.keys) {
+        if key == 0 || key as usize > tasks {
+            warnings.line("checkpoint entries", || {
+                format!("checkpoint {generation}: task {key} is outside 1..={tasks}; ignored")
+            });
+            continue;
+        }
+        match state {
+            TaskState::Succeeded => done.push(key),
+            TaskState::Failed => gave_up.push(key),
+            _ => {}
+        }
+    }
+    Ok((done, gave_up))
+}
+
+/// Reads the newest valid checkpoint of this task list (skipping, with a warning, any
+/// newer one that does not decode or is of another list).
+fn checkpoint_outcomes(
+    store: &CheckpointStore,
+    tasks: &TaskList,
+    warnings: &mut Warnings,
+) -> CheckpointOutcomes {
+    for generation in store.list(EXPERIMENT).unwrap_or_default().into_iter().rev() {
+        let read = store
+            .load(EXPERIMENT, generation)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                read_checkpoint::<1024>(&bytes)
+                    .or_else(|_| read_checkpoint::<16_384>(&bytes))
+                    .or_else(|_| read_checkpoint::<MAX_TASKS>(&bytes))
+                    .map_err(|e| e.to_string())
+            });
+        let saved = match read {
+            Ok(saved) => saved,
+            Err(e) => {
+                warnings.push(format!("skipping checkpoint {generation}: {e}"));
+                continue;
+            }
+        };
+        match outcomes_of(
+            saved.generation,
+            &saved.payload,
+            &saved.states,
+            tasks.len(),
+            tasks.fingerprint,
+            warnings,
+        ) {
+            Ok((done, gave_up)) => {
+                return CheckpointOutcomes {
+                    generation: Some(saved.generation),
+                    done,
+                    gave_up,
+                };
+            }
+            Err(e) => warnings.push(format!("skipping {e}")),
+        }
+    }
+    CheckpointOutcomes::default()
+}
+
+/// The largest attempt number of each task among the output files `T.A.out` and
+/// `T.A.err` in `out`, tasks outside `1..=tasks` left out.
+pub(crate) fn attempts_in_outputs(out: &Path, tasks: usize) -> BTreeMap<u32, u32> {
+    let mut max = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return max;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name
+            .strip_suffix(".out")
+            .or_else(|| name.strip_suffix(".err"))
+        else {
+            continue;
+        };
+        let Some((t, a)) = stem.split_once('.') else {
+            continue;
+        };
+        let (Ok(t), Ok(a)) = (t.parse::<u32>(), a.parse::<u32>()) else {
+            continue;
+        };
+        if t >= 1 && t as usize <= tasks {
+            let m = max.entry(t).or_insert(0);
+            *m = (*m).max(a);
+        }
+    }
+    max
+}
+
+/// Works out what is left to do, printing the warnings on stderr.
+///
+/// # Errors
+/// (exit code 2) a resumed directory whose record is gone while attempts' outputs
+/// remain; (exit code 1) the journal exists but cannot be read.
+pub(crate) fn plan(
+    tasks: &TaskList,
+    state: &StateDir,
+    store: &CheckpointStore,
+    retry_failed: bool,
+) -> Result<Plan, CliError> {
+    let (plan, warnings) = plan_quietly(tasks, state, store, retry_failed)?;
+    for w in warnings {
+        eprintln!("sturdy: warning: {w}");
+    }
+    Ok(plan)
+}
+
+/// [`plan`], returning the warnings instead of printing them.
+fn plan_quietly(
+    tasks: &TaskList,
+    state: &StateDir,
+    store: &CheckpointStore,
+    retry_failed: bool,
+) -> Result<(Plan, Vec<String>), CliError> {
+    let n = tasks.len();
+    let mut warnings = Warnings::default();
+    let journal_path = state.journal();
+    let text = journal::read(&journal_path).map_err(|e| {
+        CliError::runtime(format!(
+            "cannot read the journal {}: {e}",
+            journal_path.display()
+        ))
+    })?;
+    let mut hist: BTreeMap<u32, TaskHistory> = BTreeMap::new();
+    let mut torn = Vec::new();
+    let mut accepted = 0usize;
+    if let Some(text) = &text {
+        for entry in text.entries() {
+            let e = match entry {
+                Ok(e) => e,
+                Err(line) => {
+                    torn.push(line);
+                    continue;
+                }
+            };
+            if e.task == 0 || e.task as usize > n {
+                warnings.line("journal lines outside the task list", || {
+                    format!(
+                        "journal.tsv line {}: task {} is outside 1..={n}; ignored",
+                        e.line, e.task
+                    )
+                });
+                continue;
+            }
+            let want = &tasks.commands[e.task as usize - 1];
+            if e.command != want.as_str() {
+                warnings.line("journal lines with another command", || {
+                    format!(
+                        "journal.tsv line {}: the command {:?} is not task {}'s ({:?}); ignored",
+                        e.line,
+                        short(e.command),
+                        e.task,
+                        short(want)
+                    )
+                });
+                continue;
+            }
+            accepted += 1;
+            hist.entry(e.task).or_default().record(&e);
+        }
+    }
+    if !torn.is_empty() {
+        let lines: Vec<String> = torn.iter().take(SHOWN).map(ToString::to_string).collect();
+        warnings.push(format!(
+            "skipped {} unreadable journal line(s) (torn write): line {}{}",
+            torn.len(),
+            lines.join(", "),
+            if torn.len() > SHOWN { ", ..." } else { "" }
+        ));
+    }
+    // The journal is the record of every attempt; the checkpoint (synced with the
+    // journal) backs it up should journal lines be lost.
+    let ck = checkpoint_outcomes(store, tasks, &mut warnings);
+    let outputs = attempts_in_outputs(&state.root().join("out"), n);
+
+    let journal_usable = text.as_ref().is_some_and(|t| t.has_header()) || accepted > 0;
+    if state.resumed && !journal_usable {
+        let what = if text.is_none() {
+            format!("{} is missing", journal_path.display())
+        } else {
+            format!(
+                "{} holds no header and no line of this task list",
+                journal_path.display()
+            )
+        };
+        match ck.generation {
+            Some(g) => warnings.push(format!(
+                "THE JOURNAL IS GONE: {what}; continuing from checkpoint {g} ({} done, {} failed for good): tasks that finished after it was written will run again",
+                ck.done.len(),
+                ck.gave_up.len()
+            )),
+            None if !outputs.is_empty() => {
+                return Err(CliError::input(format!(
+                    "--resume: the record of the run in {} is gone: {what}, and no valid checkpoint is in {}, while {} holds the output of attempts of {} task(s); resuming would run finished tasks again. Restore journal.tsv, or start over in a new --state-dir",
+                    state.root().display(),
+                    state.checkpoints().display(),
+                    state.root().join("out").display(),
+                    outputs.len()
+                )));
+            }
+            None => {}
+        }
+    }
+
+    let mut done: BTreeSet<u32> = ck.done.into_iter().collect();
+    let mut gave_up: BTreeSet<u32> = ck.gave_up.into_iter().collect();
+    for (t, h) in &hist {
+        if h.done {
+            done.insert(*t);
+        } else if h.gave_up {
+            gave_up.insert(*t);
+        }
+    }
+    gave_up.retain(|t| !done.contains(t));
+    let mut todo = Vec::new();
+    let mut gave_up_before = Vec::new();
+    for t in 1..=n as u32 {
+        if done.contains(&t) {
+            continue;
+        }
+        let h = hist.get(&t).copied().unwrap_or_default();
+        let failed_before = gave_up.contains(&t);
+        if failed_before && !retry_failed {
+            gave_up_before.push((u64::from(t), h.gave_up_kind.unwrap_or(FailureKind::Unknown)));
+            continue;
+        }
+        // Attempt numbers continue across runs (a retried failed task gets a fresh
+        // --max-attempts budget, numbered after its earlier attempts).
+        let made = h.max_attempt.max(outputs.get(&t).copied().unwrap_or(0));
+        let (own, crashes) = if failed_before {
+            (0, 0)
+        } else {
+            (h.own_failures, h.crashes)
+        };
+        todo.push((t, made, own, crashes));
+    }
+    Ok((
+        Plan {
+            todo,
+            done_before: done,
+            gave_up_before,
+        },
+        warnings.finish(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sturdy_tokio::checkpoint_store::StoreConfig;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        tasks: TaskList,
+        state: StateDir,
+        store: CheckpointStore,
+    }
+
+    /// A resumed state directory of `n` tasks `echo T`, holding `journal` lines (after
+    /// the header, when `header`) and output files `outs`.
+    fn fixture(n: u32, header: bool, journal: &[&str], outs: &[&str]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let text: Vec<String> = (1..=n).map(|t| format!("echo {t}")).collect();
+        let tasks = TaskList::parse(&text.join("\n"), "t").unwrap();
+        let root = dir.path().join("state");
+        StateDir::open(&root, tasks.fingerprint, tasks.len(), "t", false).unwrap();
+        let state = StateDir::open(&root, tasks.fingerprint, tasks.len(), "t", true).unwrap();
+        let mut j = String::new();
+        if header {
+            j.push_str(&format!("{}\n{}\n", journal::MAGIC, journal::HEADER));
+        }
+        for l in journal {
+            j.push_str(l);
+            j.push('\n');
+        }
+        if header || !journal.is_empty() {
+            std::fs::write(state.journal(), j).unwrap();
+        }
+        for o in outs {
+            std::fs::write(root.join("out").join(o), "").unwrap();
+        }
+        let store =
+            CheckpointStore::open(state.checkpoints(), StoreConfig::new(5, 1).unwrap()).unwrap();
+        Fixture {
+            _dir: dir,
+            tasks,
+            state,
+            store,
+        }
+    }
+
+    fn line(task: u32, attempt: u32, kind: &str, next: &str, command: &str) -> String {
+        format!("{task}\t{attempt}\t1\t1\t0.000\t0.000\t0.000\t-\t-\t{kind}\t{next}\t{command}")
+    }
+
+    fn run(f: &Fixture, retry_failed: bool) -> Result<(Plan, Vec<String>), CliError> {
+        plan_quietly(&f.tasks, &f.state, &f.store, retry_failed)
+    }
+
+    #[test]
+    fn lines_outside_the_list_or_of_another_command_are_ignored_by_line() {
+        let lines = [
+            line(1, 1, "-", "done", "echo 1"),
+            line(4, 1, "-", "done", "echo 4"),
+            // Task 2's number, task 3's command: must not mark task 2 done.
+            line(2, 1, "-", "done", "echo 3"),
+            line(0, 1, "-", "done", "echo 0"),
+        ];
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let f = fixture(3, true, &refs, &[]);
+        let (plan, warnings) = run(&f, false).unwrap();
+        assert_eq!(
+            warnings,
+            vec![
+                "journal.tsv line 4: task 4 is outside 1..=3; ignored".to_owned(),
+                "journal.tsv line 5: the command \"echo 3\" is not task 2's (\"echo 2\"); ignored"
+                    .to_owned(),
+                "journal.tsv line 6: task 0 is outside 1..=3; ignored".to_owned(),
+            ]
+        );
+        assert_eq!(plan.done_before, BTreeSet::from([1]));
+        assert_eq!(plan.todo, vec![(2, 0, 0, 0), (3, 0, 0, 0)]);
+    }
+
+    #[test]
+    fn the_done_count_never_exceeds_the_list() {
+        let lines: Vec<String> = (1..=40)
+            .map(|t| line(t, 1, "-", "done", &format!("echo {t}")))
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let f = fixture(30, true, &refs, &[]);
+        let (plan, warnings) = run(&f, false).unwrap();
+        assert_eq!(plan.done_before.len(), 30);
+        assert_eq!(plan.done_before.last(), Some(&30));
+        assert!(plan.todo.is_empty());
+        assert_eq!(warnings.len(), 10);
+        assert_eq!(
+            warnings[9],
+            "journal.tsv line 42: task 40 is outside 1..=30; ignored"
+        );
+    }
+
+    #[test]
+    fn many_bad_lines_are_summarised_after_twenty() {
+        let lines: Vec<String> = (1..=25)
+            .map(|t| line(1000 + t, 1, "-", "done", "x"))
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let f = fixture(3, true, &refs, &[]);
+        let (_, warnings) = run(&f, false).unwrap();
+        assert_eq!(warnings.len(), 21);
+        assert_eq!(
+            warnings[20],
+            "5 more journal lines outside the task list like these; ignored as well"
+        );
+    }
+
+    #[test]
+    fn attempts_are_numbered_after_every_line_and_output_file() {
+        let lines = [
+            line(1, 1, "worker_crash", "retry", "echo 1"),
+            line(1, 2, "evaluation", "retry", "echo 1"),
+            line(1, 7, "worker_crash", "stale", "echo 1"),
+            line(2, 1, "task_timeout", "retry", "echo 2"),
+            line(2, 2, "unknown", "interrupted", "echo 2"),
+        ];
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        // Task 2's attempt 3 and task 3's attempt 1 were in flight at a SIGKILL;
+        // 9.1.out is of no task of the list, notes.txt of no attempt.
+        let outs = ["2.3.out", "2.3.err", "3.1.err", "9.1.out", "notes.txt"];
+        let f = fixture(3, true, &refs, &outs);
+        let (plan, warnings) = run(&f, false).unwrap();
+        assert_eq!(warnings, Vec::<String>::new());
+        assert_eq!(plan.todo, vec![(1, 7, 1, 1), (2, 3, 1, 0), (3, 1, 0, 0)]);
+    }
+
+    #[test]
+    fn failed_tasks_keep_their_kind_and_a_retried_one_gets_a_fresh_budget() {
+        let lines = [
+            line(1, 1, "evaluation", "retry", "echo 1"),
+            line(1, 2, "out_of_memory", "gave_up", "echo 1"),
+            line(2, 1, "worker_crash", "retry", "echo 2"),
+        ];
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let f = fixture(2, true, &refs, &[]);
+        let (plan, _) = run(&f, false).unwrap();
+        assert_eq!(plan.gave_up_before, vec![(1, FailureKind::OutOfMemory)]);
+        assert_eq!(plan.todo, vec![(2, 1, 0, 1)]);
+        let (plan, _) = run(&f, true).unwrap();
+        assert!(plan.gave_up_before.is_empty());
+        assert_eq!(plan.todo, vec![(1, 2, 0, 0), (2, 1, 0, 1)]);
+    }
+
+    #[test]
+    fn a_run_whose_record_is_gone_is_refused_when_outputs_remain() {
+        for header in [false, true] {
+            // No journal at all (header false, no lines), or only the header.
+            let f = fixture(3, header, &[], &["1.1.out", "2.1.err"]);
+            let got = run(&f, false);
+            if header {
+                // The header alone is a record: nothing finished yet.
+                assert_eq!(
+                    got.unwrap().0.todo,
+                    vec![(1, 1, 0, 0), (2, 1, 0, 0), (3, 0, 0, 0)]
+                );
+                continue;
+            }
+            let e = got.unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            let msg = e.to_string();
+            let root = f.state.root().display().to_string();
+            assert!(
+                msg.starts_with(&format!(
+                    "--resume: the record of the run in {root} is gone: {root}/journal.tsv is missing"
+                )),
+                "{msg}"
+            );
+            assert!(msg.contains("attempts of 2 task(s)"), "{msg}");
+            assert!(msg.contains("would run finished tasks again"), "{msg}");
+            assert!(msg.contains("Restore journal.tsv, or start over in a new --state-dir"));
+            assert!(!f.state.journal().exists(), "nothing was written");
+        }
+        // A journal truncated to nothing is no record either.
+        let f = fixture(3, false, &[], &["1.1.out"]);
+        std::fs::write(f.state.journal(), "").unwrap();
+        let msg = run(&f, false).unwrap_err().to_string();
+        assert!(
+            msg.contains("journal.tsv holds no header and no line"),
+            "{msg}"
+        );
+        // Without outputs nothing had started: nothing to lose.
+        let f = fixture(3, false, &[], &[]);
+        assert_eq!(run(&f, false).unwrap().0.todo.len(), 3);
+        // A journal that lost its header but holds lines of this list is a record.
+        let l = line(1, 1, "-", "done", "echo 1");
+        let f = fixture(3, false, &[l.as_str()], &["1.1.out"]);
+        assert_eq!(run(&f, false).unwrap().0.done_before, BTreeSet::from([1]));
+    }
+
+    #[test]
+    fn checkpoint_entries_outside_the_list_are_ignored() {
+        let payload = postcard::to_allocvec(&RunCheckpoint {
+            fingerprint: 0xf00d,
+            keys: vec![1, 301, 2, 0, 3],
+        })
+        .unwrap();
+        let states = [
+            TaskState::Succeeded,
+            TaskState::Succeeded,
+            TaskState::Failed,
+            TaskState::Succeeded,
+            TaskState::Pending,
+        ];
+        let mut w = Warnings::default();
+        let got = outcomes_of(12, &payload, &states, 300, 0xf00d, &mut w);
+        assert_eq!(got, Ok((vec![1], vec![2])));
+        assert_eq!(
+            w.finish(),
+            vec![
+                "checkpoint 12: task 301 is outside 1..=300; ignored".to_owned(),
+                "checkpoint 12: task 0 is outside 1..=300; ignored".to_owned(),
+            ]
+        );
+        let mut w = Warnings::default();
+        assert_eq!(
+            outcomes_of(12, &payload, &states, 300, 0xbeef, &mut w),
+            Err("checkpoint 12 is of a different task list (fingerprint 000000000000f00d)".into())
+        );
+    }
+
+    #[test]
+    fn long_commands_are_cut_in_messages() {
+        assert_eq!(short("abc"), "abc");
+        let long = "é".repeat(70);
+        assert_eq!(short(&long), format!("{}...", "é".repeat(60)));
+    }
+}
