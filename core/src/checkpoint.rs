@@ -21,8 +21,11 @@
 //! wrong-version, oversized or malformed input; it never panics.
 //! `Checkpoint::restore_into` then replaces a ledger's tasks and counters: finished
 //! tasks stay finished (a restored ledger never runs a succeeded task again), running
-//! tasks go back to pending charged one attempt (their workers died with the process),
-//! and the generation to run next is the saved one plus one.
+//! tasks go back to pending charged one attempt of the retry policy (their workers died
+//! with the process), and the generation to run next is the saved one plus one. A
+//! checkpoint does not keep the tasks' crash counters
+//! ([`TaskView::crashes`](crate::manager::TaskView::crashes)): a restored task's crash
+//! count starts at 0.
 //!
 //! ```
 //! # #[cfg(feature = "postcard")] {
@@ -645,6 +648,46 @@ mod tests {
             let n = encode(l, generation, payload, &mut buf).unwrap();
             buf.truncate(n);
             buf
+        }
+
+        #[test]
+        fn crash_counts_are_not_saved_and_restart_at_zero() {
+            // A task that crashed twice, then is running at the checkpoint: restored, it
+            // keeps its epoch and its own attempts, its crash count starts at 0, and the
+            // lost run is charged to the retry policy (not counted as a crash).
+            let cfg = LedgerConfig::new(fixed_policy(2, Duration::from_secs(1)).unwrap())
+                .with_crashes_open_breaker(false);
+            let mut l = L::new(cfg);
+            let w = l.add_worker(1, secs(0)).unwrap();
+            let t = l.add_task(secs(0)).unwrap();
+            for n in 1..=2 {
+                l.worker_recovered(w, secs(n)).unwrap();
+                assert_eq!(l.assign(secs(n)).unwrap().epoch, n as u32);
+                l.worker_failed(w, FailureKind::WorkerCrash, secs(n))
+                    .unwrap();
+            }
+            l.worker_recovered(w, secs(3)).unwrap();
+            assert_eq!(l.assign(secs(3)).unwrap().epoch, 3);
+            assert_eq!(l.task(t).unwrap().crashes, 2);
+            let bytes = encode_vec(&l, 0, &[]);
+            let mut r = L::new(cfg);
+            let w = r.add_worker(1, secs(10)).unwrap();
+            let resume = decode(&bytes)
+                .unwrap()
+                .restore_into(&mut r, secs(10))
+                .unwrap();
+            assert_eq!(resume.tasks.requeued, 1);
+            let v = r.task(t).unwrap();
+            assert_eq!((v.state, v.epoch, v.crashes), (TaskState::Pending, 3, 0));
+            // The restore used the second and last own attempt: an own failure ends it.
+            let a = r.assign(secs(10)).unwrap();
+            assert_eq!((a.worker, a.epoch), (w, 4));
+            assert_eq!(
+                r.task_failed(t, 4, FailureKind::Evaluation, secs(11)),
+                Ok(crate::retry::Decision::GiveUp(
+                    crate::retry::GiveUpReason::AttemptsExhausted { attempts: 2 }
+                ))
+            );
         }
 
         #[test]

@@ -41,8 +41,11 @@ struct Run {
     ok: bool,
 }
 
+/// Innocent tasks in a crash storm: the crash limit is as generous as the attempts, so
+/// every task can succeed in the end (the default limit of 3 would fail some for good).
 fn config() -> LedgerConfig {
     LedgerConfig::new(fixed_policy(1_000, Duration::from_millis(100)).unwrap())
+        .with_crash_limit(1_000)
         .with_deadline(DeadlineConfig::new(Duration::from_secs(3), Duration::from_secs(3)).unwrap())
         .with_lease(Duration::from_secs(6))
         .unwrap()

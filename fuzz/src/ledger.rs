@@ -8,7 +8,10 @@
 //! accepted at most once, a finished task never runs again, and stays finished); never
 //! two live runs of one task with the same epoch (every assignment's epoch is new for
 //! its task); no worker runs more tasks than its capacity; the statistics agree with the
-//! tasks. At the end, with every worker back and time moving on, every task finishes:
+//! tasks; a task's crash count stays within the crash limit plus one (or its preset
+//! count plus one, for a task resumed past the limit) and the attempts made, and a task
+//! past that has failed for good; a resumed task keeps the counts
+//! it was given (inconsistent ones are refused). At the end, with every worker back and time moving on, every task finishes:
 //! none waits forever.
 
 use core::time::Duration;
@@ -17,7 +20,9 @@ use std::collections::{HashMap, HashSet};
 use arbitrary::{Arbitrary, Unstructured};
 use sturdy_core::backoff::BackoffConfig;
 use sturdy_core::deadline::DeadlineConfig;
-use sturdy_core::manager::{Assignment, Ledger, LedgerConfig, TaskState, WorkerHealth};
+use sturdy_core::manager::{
+    Assignment, Ledger, LedgerConfig, LedgerError, TaskState, WorkerHealth,
+};
 use sturdy_core::retry::RetryPolicy;
 use sturdy_core::{FailureKind, Instant, TaskId, WorkerId};
 
@@ -29,6 +34,8 @@ type Small = Ledger<WORKERS, TASKS, 8, 2>;
 enum Op {
     AddWorker(u8),
     AddTask,
+    /// `add_task_resumed(attempts % 8, own % 8, crashes % 8)`.
+    AddTaskResumed(u8, u8, u8),
     Assign,
     /// Report success for an assignment (index modulo those made; may be stale).
     Succeed(u8),
@@ -52,6 +59,8 @@ struct Input {
     lease_ms: u16,
     breaker_failures: u8,
     breaker_open_ms: u16,
+    crash_limit: u8,
+    crashes_open_breaker: bool,
     ops: Vec<Op>,
 }
 
@@ -66,6 +75,8 @@ fn config(input: &Input) -> Option<LedgerConfig> {
     let retry = RetryPolicy::new(u32::from(input.max_attempts % 6).max(1), backoff).ok()?;
     let deadline = DeadlineConfig::new(ms(input.timeout_ms), ms(input.timeout_ms)).ok()?;
     LedgerConfig::new(retry)
+        .with_crash_limit(u32::from(input.crash_limit % 4))
+        .with_crashes_open_breaker(input.crashes_open_breaker)
         .with_deadline(deadline)
         .with_lease(ms(input.lease_ms))
         .ok()?
@@ -79,6 +90,9 @@ fn config(input: &Input) -> Option<LedgerConfig> {
 
 struct Tracker {
     tasks: u32,
+    crash_limit: u32,
+    /// Crash counts preset by `add_task_resumed` (may exceed the limit).
+    preset_crashes: HashMap<u32, u32>,
     /// Epochs handed out per task.
     epochs: HashMap<u32, HashSet<u32>>,
     succeeded: HashSet<u32>,
@@ -95,6 +109,22 @@ fn check(l: &Small, tr: &mut Tracker, step: usize) {
     let mut load = [0u32; WORKERS];
     for i in 0..tr.tasks {
         let v = l.task(TaskId(i)).expect("every added task is there");
+        // A resumed task may start past the limit; its next crash fails it.
+        let preset = tr.preset_crashes.get(&i).copied().unwrap_or(0);
+        let limit = tr.crash_limit.max(preset);
+        assert!(
+            v.crashes <= limit + 1 && v.crashes <= v.epoch,
+            "step {step}: task {i} counts {} crashes in {} attempts (limit {limit})",
+            v.crashes,
+            v.epoch,
+        );
+        if v.crashes > limit {
+            assert_eq!(
+                v.state,
+                TaskState::Failed,
+                "step {step}: task {i} past the crash limit"
+            );
+        }
         match v.state {
             TaskState::Pending => pending += 1,
             TaskState::Running { worker, epoch, .. } => {
@@ -158,6 +188,8 @@ pub fn run(data: &[u8]) {
     let mut l: Small = Ledger::new(cfg);
     let mut tr = Tracker {
         tasks: 0,
+        crash_limit: cfg.crash_limit(),
+        preset_crashes: HashMap::new(),
         epochs: HashMap::new(),
         succeeded: HashSet::new(),
         finished: HashSet::new(),
@@ -176,6 +208,30 @@ pub fn run(data: &[u8]) {
             Op::AddTask => {
                 if l.add_task(now).is_ok() {
                     tr.tasks += 1;
+                }
+            }
+            Op::AddTaskResumed(a, o, c) => {
+                let (made, own, crashes) = (u32::from(a % 8), u32::from(o % 8), u32::from(c % 8));
+                match l.add_task_resumed(made, own, crashes, now) {
+                    Ok(t) => {
+                        assert!(own + crashes <= made, "step {step}: counts not checked");
+                        tr.tasks += 1;
+                        tr.preset_crashes.insert(t.0, crashes);
+                        let v = l.task(t).expect("just added");
+                        assert_eq!(
+                            (v.state, v.epoch, v.attempts, v.crashes),
+                            (TaskState::Pending, made, made, crashes),
+                            "step {step}: resumed task"
+                        );
+                    }
+                    Err(LedgerError::ResumeCounts { .. }) => {
+                        assert!(
+                            own + crashes > made,
+                            "step {step}: consistent counts refused"
+                        );
+                    }
+                    Err(LedgerError::TasksFull { .. }) => {}
+                    Err(e) => panic!("step {step}: unexpected {e:?}"),
                 }
             }
             Op::Assign => {

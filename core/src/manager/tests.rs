@@ -5,8 +5,10 @@ use core::time::Duration;
 use std::vec::Vec as StdVec;
 
 use super::*;
+use crate::breaker::ConsecutiveBreaker;
 use crate::deadline::DeadlineConfig;
 use crate::retry::{GiveUpReason, fixed_policy};
+use std::string::ToString;
 
 fn secs(s: u64) -> Instant {
     Instant::from_secs(s)
@@ -782,6 +784,440 @@ fn any_number_of_prior_attempts_is_added_at_bounded_cost() {
 }
 
 #[test]
+fn innocent_task_survives_its_crash_limit_with_one_attempt() {
+    // max_attempts 1: an own failure would end it at once, yet three crashes (one of
+    // each kind) do not use that attempt; the run after them succeeds.
+    let cfg = LedgerConfig::new(fixed_policy(1, Duration::from_secs(5)).unwrap())
+        .with_lease(Duration::from_secs(10))
+        .unwrap()
+        .with_deadline(
+            DeadlineConfig::new(Duration::from_secs(60), Duration::from_secs(60)).unwrap(),
+        );
+    assert_eq!((cfg.crash_limit(), cfg.crashes_open_breaker()), (3, true));
+    let mut l: Ledger<4, 4> = Ledger::new(cfg);
+    let w: StdVec<_> = (0..4).map(|_| l.add_worker(1, secs(0)).unwrap()).collect();
+    let t = l.add_task(secs(0)).unwrap();
+    let mut epochs = StdVec::new();
+
+    let a = l.assign(secs(0)).unwrap();
+    epochs.push(a.epoch);
+    l.worker_failed(a.worker, FailureKind::WorkerCrash, secs(1))
+        .unwrap();
+    assert_eq!(l.task(t).unwrap().crashes, 1);
+    let a = l.assign(secs(1)).unwrap();
+    epochs.push(a.epoch);
+    l.suspect_worker(a.worker, secs(2)).unwrap();
+    assert_eq!(l.task(t).unwrap().crashes, 2);
+    let a = l.assign(secs(2)).unwrap();
+    epochs.push(a.epoch);
+    drain(&mut l);
+    // Nobody renews the lease: it lapses at 12 s, the third crash.
+    l.handle_timeout(secs(12));
+    assert_eq!(
+        drain(&mut l),
+        [
+            Event::LeaseExpired {
+                task: t,
+                worker: w[2],
+                epoch: 3,
+                at: secs(12)
+            },
+            Event::AttemptFailed {
+                task: t,
+                worker: Some(w[2]),
+                epoch: 3,
+                attempt: 3,
+                kind: FailureKind::TaskTimeout,
+                at: secs(12)
+            },
+            Event::Requeued {
+                task: t,
+                worker: w[2],
+                epoch: 3,
+                reason: RequeueReason::LeaseExpired,
+                at: secs(12)
+            },
+        ]
+    );
+    let a = l.assign(secs(12)).unwrap();
+    epochs.push(a.epoch);
+    assert_eq!(a.worker, w[3]);
+    l.task_succeeded(t, a.epoch, secs(13)).unwrap();
+
+    assert_eq!(epochs, (1..=4).collect::<StdVec<u32>>());
+    let v = l.task(t).unwrap();
+    assert_eq!(
+        (v.state, v.epoch, v.attempts, v.crashes),
+        (TaskState::Succeeded, 4, 4, 3)
+    );
+    assert_eq!(v.last_failure, Some(FailureKind::TaskTimeout));
+    let s = l.stats();
+    assert_eq!(
+        (
+            s.succeeded_tasks,
+            s.failed_tasks,
+            s.total_task_failures,
+            s.reassignments,
+            s.retries,
+            s.tasks_with_retries
+        ),
+        (1, 0, 3, 3, 0, 1)
+    );
+    let hist: StdVec<_> = l.failure_history(t).map(|e| (e.attempt, e.kind)).collect();
+    assert_eq!(
+        hist,
+        [
+            (1, FailureKind::WorkerCrash),
+            (2, FailureKind::WorkerCrash),
+            (3, FailureKind::TaskTimeout)
+        ]
+    );
+}
+
+#[test]
+fn poison_task_fails_for_good_at_crash_limit_plus_one() {
+    // A task that kills every worker it runs on: requeued after crashes 1..=3, failed for
+    // good at the 4th, with plenty of its own attempts left.
+    let cfg = LedgerConfig::new(fixed_policy(10, Duration::from_secs(5)).unwrap())
+        .with_crashes_open_breaker(false);
+    let mut l: Ledger<1, 2> = Ledger::new(cfg);
+    let w = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    for n in 1..=4u32 {
+        let now = secs(u64::from(n) * 10);
+        l.worker_recovered(w, now).unwrap();
+        let a = l.assign(now).unwrap();
+        assert_eq!((a.task, a.epoch, a.attempt), (t, n, n));
+        drain(&mut l);
+        l.worker_failed(w, FailureKind::Gpu, now).unwrap();
+        let last = *drain(&mut l).last().unwrap();
+        if n <= 3 {
+            assert_eq!(
+                last,
+                Event::Requeued {
+                    task: t,
+                    worker: w,
+                    epoch: n,
+                    reason: RequeueReason::WorkerFailed,
+                    at: now
+                }
+            );
+            assert_eq!(l.task(t).unwrap().state, TaskState::Pending);
+        } else {
+            assert_eq!(
+                last,
+                Event::GaveUp {
+                    task: t,
+                    attempts: 4,
+                    kind: FailureKind::Gpu,
+                    reason: GiveUpReason::CrashLimit { crashes: 4 },
+                    at: now
+                }
+            );
+        }
+        assert_eq!(l.task(t).unwrap().crashes, n);
+    }
+    let v = l.task(t).unwrap();
+    assert_eq!(
+        (v.state, v.epoch, v.last_failure),
+        (TaskState::Failed, 4, Some(FailureKind::Gpu))
+    );
+    assert!(l.is_finished());
+    let s = l.stats();
+    assert_eq!(
+        (s.failed_tasks, s.pending_tasks, s.reassignments, s.retries),
+        (1, 0, 3, 0)
+    );
+    l.worker_recovered(w, secs(50)).unwrap();
+    assert_eq!(l.assign(secs(50)), None);
+    assert_eq!(
+        l.task_succeeded(t, 4, secs(50)),
+        Err(ResultError::Stale(StaleReason::Finished))
+    );
+    assert_eq!(
+        GiveUpReason::CrashLimit { crashes: 4 }.to_string(),
+        "gave up after its worker crashed 4 times"
+    );
+
+    // A limit of 0 fails a task at its first crash; a suspicion's kind is WorkerCrash.
+    let mut l: Ledger<1, 2> = Ledger::new(config().with_crash_limit(0));
+    assert_eq!(l.config().crash_limit(), 0);
+    let w = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    let a = l.assign(secs(0)).unwrap();
+    drain(&mut l);
+    l.suspect_worker(w, secs(1)).unwrap();
+    assert!(drain(&mut l).contains(&Event::GaveUp {
+        task: t,
+        attempts: a.epoch,
+        kind: FailureKind::WorkerCrash,
+        reason: GiveUpReason::CrashLimit { crashes: 1 },
+        at: secs(1)
+    }));
+    assert_eq!(l.stats().failed_tasks, 1);
+}
+
+#[test]
+fn own_failures_are_limited_by_max_attempts_whatever_the_crashes() {
+    // max_attempts 3, backoff 5 s doubling: crash, crash, own failure (retried after
+    // 5 s), crash, own failure (retried after 10 s: the crash did not move the
+    // backoff), own failure: the third own failure gives up, at epoch 6.
+    let backoff = crate::backoff::BackoffConfig::exponential(
+        Duration::from_secs(5),
+        2_000,
+        Duration::from_secs(60),
+    )
+    .unwrap()
+    .with_jitter(crate::backoff::Jitter::None)
+    .unwrap();
+    let cfg = LedgerConfig::new(crate::retry::RetryPolicy::new(3, backoff).unwrap())
+        .with_crashes_open_breaker(false);
+    let mut l: Ledger<1, 2> = Ledger::new(cfg);
+    let w = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    let mut now = secs(0);
+    let run = |l: &mut Ledger<1, 2>, now: Instant| {
+        l.worker_recovered(w, now).unwrap();
+        l.heartbeat(w, now).unwrap();
+        l.handle_timeout(now);
+        l.assign(now).unwrap()
+    };
+    let crash = |l: &mut Ledger<1, 2>, now: Instant| {
+        l.worker_failed(w, FailureKind::WorkerCrash, now).unwrap();
+    };
+    let a = run(&mut l, now);
+    assert_eq!(a.epoch, 1);
+    crash(&mut l, now);
+    let a = run(&mut l, now);
+    assert_eq!(a.epoch, 2);
+    crash(&mut l, now);
+    let a = run(&mut l, now);
+    assert_eq!(a.epoch, 3);
+    assert_eq!(
+        l.task_failed(t, 3, FailureKind::Evaluation, now),
+        Ok(Decision::RetryAfter(Duration::from_secs(5)))
+    );
+    now = now + Duration::from_secs(5);
+    let a = run(&mut l, now);
+    assert_eq!(a.epoch, 4);
+    crash(&mut l, now);
+    let a = run(&mut l, now);
+    assert_eq!(a.epoch, 5);
+    assert_eq!(
+        l.task_failed(t, 5, FailureKind::Evaluation, now),
+        Ok(Decision::RetryAfter(Duration::from_secs(10)))
+    );
+    now = now + Duration::from_secs(10);
+    let a = run(&mut l, now);
+    assert_eq!(a.epoch, 6);
+    drain(&mut l);
+    assert_eq!(
+        l.task_failed(t, 6, FailureKind::Evaluation, now),
+        Ok(Decision::GiveUp(GiveUpReason::AttemptsExhausted {
+            attempts: 3
+        }))
+    );
+    assert_eq!(
+        *drain(&mut l).last().unwrap(),
+        Event::GaveUp {
+            task: t,
+            attempts: 6,
+            kind: FailureKind::Evaluation,
+            reason: GiveUpReason::AttemptsExhausted { attempts: 3 },
+            at: now
+        }
+    );
+    let v = l.task(t).unwrap();
+    assert_eq!(
+        (v.state, v.epoch, v.attempts, v.crashes),
+        (TaskState::Failed, 6, 6, 3)
+    );
+    let s = l.stats();
+    assert_eq!(
+        (
+            s.failed_tasks,
+            s.total_task_failures,
+            s.retries,
+            s.reassignments
+        ),
+        (1, 6, 2, 3)
+    );
+}
+
+#[test]
+fn crashes_open_the_breaker_only_when_configured() {
+    // Off: ten worker failures, suspicions and lapsed leases (with tasks running)
+    // leave the breaker closed and its counts untouched.
+    let cfg = config()
+        .with_crash_limit(100)
+        .with_crashes_open_breaker(false)
+        .with_lease(Duration::from_secs(10))
+        .unwrap()
+        .with_deadline(
+            DeadlineConfig::new(Duration::from_secs(60), Duration::from_secs(60)).unwrap(),
+        );
+    assert!(!cfg.crashes_open_breaker());
+    let mut l: Ledger<1, 2> = Ledger::new(cfg);
+    let w = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    for n in 1..=10u64 {
+        let now = secs(n);
+        l.worker_recovered(w, now).unwrap();
+        let a = l.assign(now).expect("the breaker admits the worker");
+        assert_eq!(a.epoch, n as u32);
+        l.worker_failed(w, FailureKind::WorkerCrash, now).unwrap();
+    }
+    l.worker_recovered(w, secs(11)).unwrap();
+    assert_eq!(l.assign(secs(11)).unwrap().epoch, 11);
+    l.suspect_worker(w, secs(12)).unwrap();
+    l.heartbeat(w, secs(13)).unwrap();
+    assert_eq!(l.assign(secs(13)).unwrap().epoch, 12);
+    l.handle_timeout(secs(23)); // the lease lapses
+    let v = l.worker(w).unwrap();
+    assert_eq!(v.breaker, BreakerState::Closed);
+    assert_eq!(
+        v.breaker_metrics,
+        ConsecutiveBreaker::new(*cfg.breaker()).metrics()
+    );
+    assert!(
+        !drain(&mut l)
+            .iter()
+            .any(|e| matches!(e, Event::Breaker { .. }))
+    );
+    assert_eq!(l.task(t).unwrap().crashes, 12);
+    assert_eq!(l.stats().total_worker_failures, 11);
+    let a = l.assign(secs(23)).unwrap();
+    assert_eq!(a.epoch, 13);
+    // The task's own failures still count against the breaker.
+    l.task_failed(t, 13, FailureKind::Evaluation, secs(23))
+        .unwrap();
+    assert_eq!(l.worker(w).unwrap().breaker_metrics.consecutive_failures, 1);
+
+    // On (the default): the third worker failure opens it, for 300 s.
+    let mut l: Ledger<1, 2> = Ledger::new(config());
+    let w = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    for n in 1..=3u64 {
+        l.worker_recovered(w, secs(n)).unwrap();
+        assert_eq!(l.assign(secs(n)).unwrap().epoch, n as u32);
+        l.worker_failed(w, FailureKind::WorkerCrash, secs(n))
+            .unwrap();
+    }
+    let until = secs(303);
+    assert_eq!(l.worker(w).unwrap().breaker, BreakerState::Open { until });
+    assert!(drain(&mut l).contains(&Event::Breaker {
+        worker: w,
+        from: BreakerState::Closed,
+        to: BreakerState::Open { until },
+        at: secs(3)
+    }));
+    l.worker_recovered(w, secs(4)).unwrap();
+    assert_eq!(l.assign(secs(4)), None);
+    assert_eq!(l.task(t).unwrap().crashes, 3);
+}
+
+#[test]
+fn resumed_task_continues_epochs_and_both_counts() {
+    // (Its three own failures below would open a breaker of 3.)
+    let cfg = config()
+        .with_crashes_open_breaker(false)
+        .with_breaker(10, Duration::from_secs(300), 1)
+        .unwrap();
+    let mut l: Ledger<1, 4> = Ledger::new(cfg);
+    let w = l.add_worker(1, secs(0)).unwrap();
+    // 5 attempts made: 1 own failure, 2 crashes, 2 cut off by the restart.
+    let t = l.add_task_resumed(5, 1, 2, secs(0)).unwrap();
+    let v = l.task(t).unwrap();
+    assert_eq!((v.epoch, v.attempts, v.crashes), (5, 5, 2));
+    assert_eq!(v.state, TaskState::Pending);
+    let a = l.assign(secs(0)).unwrap();
+    assert_eq!((a.epoch, a.attempt), (6, 6));
+    // Own attempts: 1 + 1 < 3, retried.
+    assert_eq!(
+        l.task_failed(t, 6, FailureKind::Evaluation, secs(1)),
+        Ok(Decision::RetryAfter(Duration::from_secs(5)))
+    );
+    // Crash 3 is within the limit, crash 4 is past it.
+    l.heartbeat(w, secs(6)).unwrap();
+    l.handle_timeout(secs(6));
+    assert_eq!(l.assign(secs(6)).unwrap().epoch, 7);
+    l.worker_failed(w, FailureKind::WorkerCrash, secs(7))
+        .unwrap();
+    assert_eq!(l.task(t).unwrap().state, TaskState::Pending);
+    l.worker_recovered(w, secs(7)).unwrap();
+    assert_eq!(l.assign(secs(7)).unwrap().epoch, 8);
+    drain(&mut l);
+    l.worker_failed(w, FailureKind::WorkerCrash, secs(8))
+        .unwrap();
+    assert_eq!(
+        *drain(&mut l).last().unwrap(),
+        Event::GaveUp {
+            task: t,
+            attempts: 8,
+            kind: FailureKind::WorkerCrash,
+            reason: GiveUpReason::CrashLimit { crashes: 4 },
+            at: secs(8)
+        }
+    );
+
+    // 4 attempts made, 2 of them own failures: the next own failure is the third.
+    l.worker_recovered(w, secs(9)).unwrap();
+    let u = l.add_task_resumed(4, 2, 1, secs(9)).unwrap();
+    let a = l.assign(secs(9)).unwrap();
+    assert_eq!((a.task, a.epoch), (u, 5));
+    assert_eq!(
+        l.task_failed(u, 5, FailureKind::Evaluation, secs(9)),
+        Ok(Decision::GiveUp(GiveUpReason::AttemptsExhausted {
+            attempts: 3
+        }))
+    );
+    assert_eq!(l.task(u).unwrap().crashes, 1);
+
+    // Prior attempts are all own failures; inconsistent counts add nothing.
+    let p = l.add_task_with_prior_attempts(2, secs(9)).unwrap();
+    let v = l.task(p).unwrap();
+    assert_eq!((v.epoch, v.crashes), (2, 0));
+    let a = l.assign(secs(9)).unwrap();
+    assert_eq!(
+        l.task_failed(p, a.epoch, FailureKind::Evaluation, secs(9)),
+        Ok(Decision::GiveUp(GiveUpReason::AttemptsExhausted {
+            attempts: 3
+        }))
+    );
+    assert_eq!(
+        l.add_task_resumed(2, 2, 1, secs(9)),
+        Err(LedgerError::ResumeCounts {
+            attempts_made: 2,
+            own_failures: 2,
+            crashes: 1
+        })
+    );
+    assert_eq!(
+        l.add_task_resumed(u32::MAX, u32::MAX, 1, secs(9)),
+        Err(LedgerError::ResumeCounts {
+            attempts_made: u32::MAX,
+            own_failures: u32::MAX,
+            crashes: 1
+        })
+    );
+    assert_eq!(l.task_count(), 3);
+    assert_eq!(
+        LedgerError::ResumeCounts {
+            attempts_made: 2,
+            own_failures: 2,
+            crashes: 1
+        }
+        .to_string(),
+        "own_failures + crashes must be <= attempts_made (2 + 1 > 2)"
+    );
+    // All zero is add_task.
+    let z = l.add_task_resumed(0, 0, 0, secs(9)).unwrap();
+    let v = l.task(z).unwrap();
+    assert_eq!((v.epoch, v.crashes), (0, 0));
+    assert_eq!(l.assign(secs(9)).unwrap().epoch, 1);
+}
+
+#[test]
 fn health_marks_critical_gets_nothing_degraded_last() {
     let mut l: Ledger<3, 8> = Ledger::new(config());
     let w0 = l.add_worker(2, secs(0)).unwrap();
@@ -934,8 +1370,14 @@ mod properties {
 
     proptest! {
         #[test]
-        fn random_operations_keep_the_invariants(ops in proptest::collection::vec(op(), 1..200)) {
+        fn random_operations_keep_the_invariants(
+            ops in proptest::collection::vec(op(), 1..200),
+            crashes_open_breaker in any::<bool>(),
+        ) {
+            const CRASH_LIMIT: u32 = 2;
             let cfg = LedgerConfig::new(fixed_policy(3, Duration::from_secs(2)).unwrap())
+                .with_crash_limit(CRASH_LIMIT)
+                .with_crashes_open_breaker(crashes_open_breaker)
                 .with_deadline(DeadlineConfig::new(Duration::from_secs(8), Duration::from_secs(8)).unwrap())
                 .with_lease(Duration::from_secs(6)).unwrap()
                 .with_breaker(3, Duration::from_secs(20), 1).unwrap();
@@ -993,7 +1435,14 @@ mod properties {
                         Event::AttemptFailed { .. } => tally.attempt_failed += 1,
                         Event::RetryScheduled { .. } => tally.retries += 1,
                         Event::Requeued { .. } => tally.requeued += 1,
-                        Event::GaveUp { .. } => tally.gave_up += 1,
+                        Event::GaveUp { task, reason, .. } => {
+                            tally.gave_up += 1;
+                            // A crash gives up exactly past the limit.
+                            if let GiveUpReason::CrashLimit { crashes } = reason {
+                                prop_assert_eq!(crashes, CRASH_LIMIT + 1);
+                                prop_assert_eq!(l.task(task).unwrap().crashes, crashes);
+                            }
+                        }
                         Event::StaleResult { .. } => tally.stale += 1,
                         Event::WorkerFailed { .. } | Event::WorkerSuspected { .. } => tally.worker_failures += 1,
                         Event::WorkerRecovered { .. } => tally.recovered += 1,
@@ -1004,7 +1453,11 @@ mod properties {
                 let s = l.stats();
                 let (mut p, mut r, mut ok, mut failed) = (0u32, 0u32, 0u32, 0u32);
                 for i in 0..l.task_count() {
-                    match l.task(TaskId(i as u32)).unwrap().state {
+                    let v = l.task(TaskId(i as u32)).unwrap();
+                    // Crashes are bounded by the limit and by the attempts made.
+                    prop_assert!(v.crashes <= CRASH_LIMIT + 1 && v.crashes <= v.epoch);
+                    prop_assert!(v.crashes <= CRASH_LIMIT || v.state == TaskState::Failed);
+                    match v.state {
                         TaskState::Pending => p += 1,
                         TaskState::Running { worker, .. } => {
                             r += 1;
