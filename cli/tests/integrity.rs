@@ -117,9 +117,10 @@ fn a_second_master_on_a_locked_state_dir_exits_2_and_resume_after_sigkill_works(
     std::thread::sleep(Duration::from_millis(500));
     let fx = effects(&fx);
     assert_eq!(fx.len(), 12);
-    for (t, a) in &fx {
-        assert_eq!(a.len(), 1, "task {t} ran to its effect {} times", a.len());
-    }
+    // A command that ended just before its master died, unrecorded, runs again: at most
+    // one per worker of the killed master.
+    let again = fx.values().filter(|a| a.len() > 1).count();
+    assert!(again <= 2, "ran to their effect again: {fx:?}");
     assert_exactly_once(&journal(&state), 12);
 }
 
