@@ -60,7 +60,7 @@
 //!   crashes are at most the crash limit ([`LedgerConfig::with_crash_limit`], default 3)
 //!   it is pending and runnable at once (`Requeued`); the crash that takes it above the
 //!   limit fails it for good (`GaveUp` with
-//!   [`GiveUpReason::CrashLimit`](crate::retry::GiveUpReason::CrashLimit), counted in
+//!   [`GiveUpReason::CrashLimit`], counted in
 //!   [`Stats::failed_tasks`]). So an innocent task survives a crash storm of `limit`
 //!   crashes, and a poison task that kills every worker still ends, at its
 //!   `limit + 1`-th crash. (After Dask's `allowed-failures`.)
