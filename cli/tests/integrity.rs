@@ -191,7 +191,9 @@ fn a_stopped_worker_and_its_command_die_when_a_resumed_master_takes_over() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(err.contains("left running by an earlier run"), "{err}");
+    // (Whether the old command is still there to be swept depends on the kernel: the
+    // stopped worker's group is orphaned by the master's death and gets SIGHUP and
+    // SIGCONT; what must hold is the effect count below.)
     std::thread::sleep(Duration::from_millis(2000));
     assert!(!alive(workers[0]), "the stopped worker was killed");
     let fx = effects(&fx);
