@@ -316,3 +316,47 @@ fn a_deleted_state_directory_stops_the_run_within_a_heartbeat_without_blaming_ta
     assert_eq!(s["breaker_trips"], 0, "{s}");
     assert!(lines_in(&fx) < 200);
 }
+
+#[test]
+fn a_removed_output_directory_stops_the_run_naming_the_path_without_blaming_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (list, fx) = effect_tasks(dir.path(), 200, "sleep 0.05");
+    let state = dir.path().join("state");
+    let child = start(&list, &state, &["--workers", "2", "--json"]);
+    wait_for("some effects", || lines_in(&fx) >= 5);
+    std::fs::remove_dir_all(state.join("out")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("full or failing") && err.contains(&state.join("out").display().to_string()),
+        "{err}"
+    );
+    let s = summary(&out);
+    assert_eq!(s["failed"], 0, "no task was blamed: {s}");
+    assert_eq!(s["breaker_trips"], 0, "{s}");
+    let j = journal(&state);
+    assert!(
+        j.iter().all(|l| l.next != "gave_up" && l.next != "retry"),
+        "no attempt was charged: {j:?}"
+    );
+    assert!(lines_in(&fx) < 200, "it stopped dispatching");
+    // The journal is intact: --resume (with out/ back) finishes the rest, and each
+    // task's success is recorded once.
+    let out = sturdy()
+        .args(["run", "--resume", "--workers", "2", "--state-dir"])
+        .arg(&state)
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_exactly_once(&journal(&state), 200);
+    let fx = effects(&fx);
+    assert_eq!(fx.len(), 200);
+    assert!(fx.values().filter(|a| a.len() > 1).count() <= 2, "{fx:?}");
+}
