@@ -40,7 +40,7 @@
 //! [`Thresholds`](sturdy_core::health::Thresholds); [`Probe::health`] does the same on a
 //! probe the caller keeps.
 //!
-//! Formats: [`json`] (serde), [`table`], [`prometheus`] and [`prometheus_health`] (text
+//! Formats: [`Document`] (the JSON report with its timestamp and schema version), [`json`] (serde), [`table`], [`prometheus`] and [`prometheus_health`] (text
 //! exposition 0.0.4), each also as a `write_*` function over [`std::io::Write`]. System
 //! information (the original's `get_system_info`): [`Probe::system_info`].
 //!
@@ -50,6 +50,7 @@
 mod cgroup;
 mod cpu;
 mod disks;
+mod document;
 mod json;
 mod nvml_source;
 mod probe;
@@ -62,6 +63,7 @@ mod table;
 
 pub use cpu::{MIN_CPU_INTERVAL, parse_proc_stat};
 pub use disks::{MountSelection, PSEUDO_FILESYSTEMS, is_pseudo, select_mounts};
+pub use document::{Document, SCHEMA_VERSION};
 pub use json::{json, write_json};
 pub use nvml_source::NvmlSource;
 pub use probe::{Probe, ProbeConfig};

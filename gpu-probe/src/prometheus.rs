@@ -3,15 +3,17 @@
 //! Base units as the Prometheus naming conventions ask: bytes, seconds, degrees Celsius,
 //! watts, and ratios from 0 to 1 (a percentage is divided by 100). Counters end in
 //! `_total`. Host metrics follow node_exporter's names under the `sturdy_` prefix; every
-//! GPU series carries the labels `gpu` (index), `uuid` and `name`. A reading that is
-//! missing is left out (no series), never exported as 0.
+//! GPU series carries DCGM exporter's labels `gpu` (index), `UUID` and `modelName` (the
+//! last two only when known: no label ever has an empty value). A reading that is
+//! missing is left out (no series), never exported as 0. The crate's README maps each
+//! family to its node_exporter or DCGM exporter counterpart.
 //!
 //! Families:
 //! - `sturdy_cpu_busy_ratio`; `sturdy_memory_{total,effective_total,used,available}_bytes`;
 //!   `sturdy_swap_{total,used}_bytes`; `sturdy_load{1,5,15}`;
 //! - `sturdy_filesystem_{size,avail}_bytes{mountpoint}`, `sturdy_filesystems_omitted`;
-//! - `sturdy_gpu_info{gpu,uuid,name}` (always 1), `sturdy_gpus_available{reason}` (1 when
-//!   the GPU part was read, else 0 with the reason);
+//! - `sturdy_gpu_info{gpu,UUID,modelName}` (always 1), `sturdy_gpus_available` (1 when
+//!   the GPU part was read, else 0 with a `reason` label);
 //! - per GPU: `utilization_ratio`, `memory_{used,total}_bytes`,
 //!   `temperature_celsius`, `slowdown_temperature_celsius`, `shutdown_temperature_celsius`,
 //!   `power_watts`, `power_limit_watts`, `ecc_volatile_uncorrected_errors_total`,
@@ -141,12 +143,15 @@ fn flag(v: Option<bool>) -> Option<f64> {
 }
 
 fn gpu(e: &mut Exposition, g: &GpuSample) {
-    let l = format!(
-        "gpu=\"{}\",uuid=\"{}\",name=\"{}\"",
-        g.index,
-        escape(g.uuid.as_ref().map_or("", |s| s.as_str())),
-        escape(g.name.as_ref().map_or("", |s| s.as_str()))
-    );
+    // DCGM exporter's label names, so that its series and these join; a label whose
+    // value is unknown is left out (never an empty value).
+    let mut l = format!("gpu=\"{}\"", g.index);
+    if let Some(uuid) = g.uuid.as_ref().filter(|s| !s.is_empty()) {
+        let _ = write!(l, ",UUID=\"{}\"", escape(uuid));
+    }
+    if let Some(name) = g.name.as_ref().filter(|s| !s.is_empty()) {
+        let _ = write!(l, ",modelName=\"{}\"", escape(name));
+    }
     e.gauge(
         "sturdy_gpu_info",
         "A GPU the probe read (always 1); its labels identify it.",
@@ -362,7 +367,7 @@ fn exposition(sample: &MachineSample) -> Exposition {
             e.gauge(
                 "sturdy_gpus_available",
                 "1 when the GPUs could be read; 0 with the reason.",
-                "reason=\"\"",
+                "",
                 Some(1.0),
             );
             for g in readout.devices() {

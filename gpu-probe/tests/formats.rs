@@ -154,7 +154,7 @@ fn validate(text: &str) -> HashMap<String, f64> {
 fn prometheus_output_is_valid_with_base_units_and_gpu_labels() {
     let text = sturdy_probe::prometheus(&sample_with_gpu());
     let s = validate(&text);
-    let gpu0 = r#"gpu="0",uuid="GPU-1c2e",name="NVIDIA \"H100\" 80GB""#;
+    let gpu0 = r#"gpu="0",UUID="GPU-1c2e",modelName="NVIDIA \"H100\" 80GB""#;
     assert_eq!(s["sturdy_cpu_busy_ratio"], 0.25);
     assert_eq!(s["sturdy_memory_total_bytes"], (64u64 << 30) as f64);
     assert_eq!(
@@ -169,7 +169,9 @@ fn prometheus_output_is_valid_with_base_units_and_gpu_labels() {
         10.0
     );
     assert!(!s.contains_key(r#"sturdy_filesystem_avail_bytes{mountpoint="/mnt/we\"ird\\path"}"#));
-    assert_eq!(s[r#"sturdy_gpus_available{reason=""}"#], 1.0);
+    assert_eq!(s["sturdy_gpus_available"], 1.0);
+    // No label anywhere has an empty value.
+    assert!(!text.contains("=\"\""), "{text}");
     assert_eq!(s[&format!("sturdy_gpu_utilization_ratio{{{gpu0}}}")], 0.5);
     assert_eq!(
         s[&format!("sturdy_gpu_temperature_celsius{{{gpu0}}}")],
@@ -198,7 +200,7 @@ fn prometheus_output_is_valid_with_base_units_and_gpu_labels() {
         1.0
     );
     // the device with nothing read: identified, but no invented readings
-    let gpu1 = r#"gpu="1",uuid="",name="""#;
+    let gpu1 = r#"gpu="1""#;
     assert_eq!(s[&format!("sturdy_gpu_info{{{gpu1}}}")], 1.0);
     assert!(!s.contains_key(&format!("sturdy_gpu_temperature_celsius{{{gpu1}}}")));
     assert_eq!(s[&format!("sturdy_gpu_xid_watched{{{gpu1}}}")], 0.0);
@@ -255,7 +257,7 @@ fn json_round_trips_through_serde() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["host"]["cpu_percent"], 25.0);
     assert_eq!(
-        v["gpus"]["Devices"]["devices"][0]["recent_xids"],
+        v["gpus"]["devices"]["devices"][0]["recent_xids"],
         serde_json::json!([79, 79, 13])
     );
     let mut buf = Vec::new();
@@ -289,5 +291,137 @@ fn prometheus_health_adds_the_verdict_as_a_state_set() {
         critical as f64
     );
     let v: serde_json::Value = serde_json::from_str(&sturdy_probe::json(&h)).unwrap();
-    assert_eq!(v["report"]["status"], "Critical");
+    assert_eq!(v["report"]["status"], "critical");
+}
+
+#[test]
+fn json_enum_values_are_snake_case_like_the_text_and_prometheus_outputs() {
+    use sturdy_core::health::{Device, HealthStatus, Metric, Severity, XidClass};
+    let name = |v: serde_json::Value| v.as_str().map(str::to_owned);
+    for s in [
+        HealthStatus::Healthy,
+        HealthStatus::Unknown,
+        HealthStatus::Degraded,
+        HealthStatus::Critical,
+    ] {
+        assert_eq!(
+            name(serde_json::to_value(s).unwrap()).as_deref(),
+            Some(s.as_str())
+        );
+    }
+    for s in [Severity::Unknown, Severity::Degraded, Severity::Critical] {
+        assert_eq!(
+            name(serde_json::to_value(s).unwrap()).as_deref(),
+            Some(s.as_str())
+        );
+    }
+    for m in [
+        Metric::CpuPercent,
+        Metric::GpuEccUncorrected,
+        Metric::GpuRetiredPagesPending,
+        Metric::GpuXid,
+    ] {
+        assert_eq!(
+            name(serde_json::to_value(m).unwrap()).as_deref(),
+            Some(m.as_str())
+        );
+    }
+    for k in [
+        UnavailableKind::LibraryNotFound,
+        UnavailableKind::DriverNotLoaded,
+        UnavailableKind::NoPermission,
+    ] {
+        assert_eq!(
+            name(serde_json::to_value(k).unwrap()).as_deref(),
+            Some(k.as_str())
+        );
+    }
+    for x in [XidClass::DeviceCritical, XidClass::ApplicationFault] {
+        assert_eq!(
+            name(serde_json::to_value(x).unwrap()).as_deref(),
+            Some(x.as_str())
+        );
+    }
+    assert_eq!(
+        serde_json::to_value(Device::Host).unwrap(),
+        serde_json::json!("host")
+    );
+    assert_eq!(
+        serde_json::to_value(Device::Gpu(3)).unwrap(),
+        serde_json::json!({"gpu": 3})
+    );
+    let unavailable = serde_json::to_value(GpuReadout::Unavailable(GpuUnavailable::new(
+        UnavailableKind::LibraryNotFound,
+    )))
+    .unwrap();
+    assert_eq!(
+        unavailable,
+        serde_json::json!({"unavailable": {"kind": "library_not_found", "detail": null}})
+    );
+}
+
+#[test]
+fn throttle_reasons_are_names_in_json_and_read_back() {
+    use sturdy_core::health::ThrottleReasons;
+    let t = ThrottleReasons::SW_POWER_CAP
+        .union(ThrottleReasons::HW_SLOWDOWN)
+        .union(ThrottleReasons(1 << 40));
+    let v = serde_json::to_value(t).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!(["sw_power_cap", "hw_slowdown", "bit_40"])
+    );
+    assert_eq!(serde_json::from_value::<ThrottleReasons>(v).unwrap(), t);
+    assert_eq!(
+        serde_json::to_value(ThrottleReasons::NONE).unwrap(),
+        serde_json::json!([])
+    );
+    let err = serde_json::from_str::<ThrottleReasons>(r#"["hw_slowdown", "too_hot"]"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("too_hot"), "{err}");
+    // Inside a sample, as the probe writes it.
+    let text = sturdy_probe::json(&sample_with_gpu());
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["gpus"]["devices"]["devices"][0]["throttle_reasons"],
+        serde_json::json!(["hw_slowdown"])
+    );
+}
+
+#[test]
+fn the_json_document_has_a_schema_version_a_timestamp_and_the_effective_memory_of_prometheus() {
+    use std::time::{Duration, UNIX_EPOCH};
+    use sturdy_core::health::Thresholds;
+    let at = UNIX_EPOCH + Duration::from_millis(1_796_553_600_123);
+    // A container limit (8 GiB of 64): the same effective total as the Prometheus gauge.
+    let h = sturdy_probe::SystemHealth::judge(sample_with_gpu(), &Thresholds::default());
+    let doc = sturdy_probe::Document::new(&h, at);
+    let line = doc.to_line();
+    assert!(!line.contains('\n'), "one line: {line}");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["schema_version"], sturdy_probe::SCHEMA_VERSION);
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["timestamp"], "2026-12-06T10:40:00.123Z");
+    assert_eq!(v["memory_limited_by_container"], true);
+    let prom = validate(&sturdy_probe::prometheus(&h.sample));
+    assert_eq!(
+        v["sample"]["host"]["memory_effective_total_bytes"].as_f64(),
+        Some(prom["sturdy_memory_effective_total_bytes"])
+    );
+    // No limit: the effective total is physical memory, in both outputs.
+    let mut plain = sample_with_gpu();
+    plain.host.memory_effective_total_bytes = None;
+    let h = sturdy_probe::SystemHealth::judge(plain, &Thresholds::default());
+    let v: serde_json::Value =
+        serde_json::from_str(&sturdy_probe::Document::new(&h, at).to_line()).unwrap();
+    assert_eq!(v["memory_limited_by_container"], false);
+    assert_eq!(
+        v["sample"]["host"]["memory_effective_total_bytes"],
+        serde_json::json!(64u64 << 30)
+    );
+    assert_eq!(
+        validate(&sturdy_probe::prometheus(&h.sample))["sturdy_memory_effective_total_bytes"],
+        (64u64 << 30) as f64
+    );
 }

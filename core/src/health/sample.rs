@@ -176,9 +176,97 @@ impl HostSample {
 /// Why a GPU's clocks are held down: a set of NVML "clocks event reasons"
 /// (`nvmlClocksEventReasons`, formerly "throttle reasons"), with NVML's own bit values
 /// so that a probe passes the mask through unchanged. Unknown bits are kept.
+///
+/// With the `serde` feature it serializes as a list of names, not a bit mask:
+/// `["sw_power_cap", "hw_slowdown"]` (the [`NAMES`](Self::NAMES) in bit order), an
+/// unknown bit as `"bit_N"` (N from 0 to 63), the empty set as `[]`; it reads the same
+/// names back (an unknown name is an error that names it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ThrottleReasons(pub u64);
+
+/// `"bit_0"` to `"bit_63"`: the names of bits that [`ThrottleReasons::NAMES`] does not know.
+#[cfg(feature = "serde")]
+const BIT_NAMES: [&str; 64] = {
+    macro_rules! bits {
+        ($($n:literal)*) => { [$(concat!("bit_", $n)),*] };
+    }
+    bits!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
+          32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63)
+};
+
+#[cfg(feature = "serde")]
+impl ThrottleReasons {
+    /// The stable name of the single bit `bit` (0..64).
+    fn bit_name(bit: u32) -> &'static str {
+        let mask = 1u64 << bit;
+        Self::NAMES
+            .iter()
+            .find(|(b, _)| b.0 == mask)
+            .map_or(BIT_NAMES[bit as usize], |(_, n)| n)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for ThrottleReasons {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.count_ones() as usize))?;
+        for bit in 0..64 {
+            if self.0 & (1u64 << bit) != 0 {
+                seq.serialize_element(Self::bit_name(bit))?;
+            }
+        }
+        seq.end()
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for ThrottleReasons {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// One name, read into its bit.
+        struct Bit(u64);
+        impl<'de> serde::Deserialize<'de> for Bit {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl serde::de::Visitor<'_> for V {
+                    type Value = Bit;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str(
+                            "a clocks event reason name such as \"hw_slowdown\" or \"bit_12\"",
+                        )
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Bit, E> {
+                        (0..64)
+                            .find(|&b| ThrottleReasons::bit_name(b) == v)
+                            .map(|b| Bit(1u64 << b))
+                            .ok_or_else(|| {
+                                E::unknown_variant(v, &["gpu_idle", "hw_slowdown", "bit_N", "..."])
+                            })
+                    }
+                }
+                d.deserialize_str(V)
+            }
+        }
+        struct Seq;
+        impl<'de> serde::de::Visitor<'de> for Seq {
+            type Value = ThrottleReasons;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of clocks event reason names")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut bits = 0;
+                while let Some(Bit(b)) = a.next_element()? {
+                    bits |= b;
+                }
+                Ok(ThrottleReasons(bits))
+            }
+        }
+        d.deserialize_seq(Seq)
+    }
+}
 
 impl ThrottleReasons {
     /// Every named reason with its stable, lower-case name (as NVML's
@@ -357,6 +445,7 @@ impl GpuSample {
 /// Why no GPU could be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum UnavailableKind {
     /// The GPU management library (NVML, `libnvidia-ml.so`) is not installed: usually a
@@ -429,6 +518,7 @@ impl fmt::Display for GpuUnavailable {
 /// The GPU part of a [`MachineSample`].
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 #[allow(
     clippy::large_enum_variant,
