@@ -68,8 +68,17 @@ pub(crate) struct ProbeArgs {
     #[arg(long)]
     pub(crate) prometheus: bool,
     /// Sample again every INTERVAL (for example `5s`; at least 1s) until interrupted.
-    #[arg(long, value_name = "INTERVAL", value_parser = parse_watch)]
+    /// With `--json`, one JSON object per line (NDJSON). Not with `--prometheus`: a
+    /// scraper wants one exposition per scrape, which `--listen` serves.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_watch, conflicts_with = "prometheus")]
     pub(crate) watch: Option<Duration>,
+    /// Serve the report over HTTP on ADDR (`127.0.0.1:9464`; port 0 picks a free one,
+    /// printed on stderr) instead of printing it: `/metrics` (the Prometheus text of the
+    /// latest sample), `/livez` (200 while the sampling loop is alive), `/readyz` (503
+    /// while the host is critical or not sampled yet). Samples every `--watch` interval
+    /// (default 5s).
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["json", "prometheus"])]
+    pub(crate) listen: Option<std::net::SocketAddr>,
 }
 
 /// Jitter applied to the retry backoff.
