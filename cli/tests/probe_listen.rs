@@ -87,6 +87,7 @@ fn listen_serves_metrics_livez_and_readyz_consistently() {
             assert!(!name.contains("=\"\""), "empty label value: {l}");
         }
     }
+    promtool_check(&metrics);
     let critical = metrics.contains("sturdy_health_status{status=\"critical\"} 1\n");
     assert!(
         critical || metrics.contains("sturdy_health_status{status=\"critical\"} 0\n"),
@@ -113,6 +114,31 @@ fn listen_serves_metrics_livez_and_readyz_consistently() {
     let (missing, _, _) = get(addr, "/nothing");
     assert_eq!(missing, 404);
     drop(child);
+}
+
+/// `promtool check metrics` accepts `text` (promtool comes with Debian's `prometheus`).
+fn promtool_check(text: &str) {
+    let mut p = match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(p) => p,
+        Err(e) => panic!(
+            "promtool is needed to check the exposition ({e}): \
+             apt-get update && apt-get install -y prometheus"
+        ),
+    };
+    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
