@@ -130,6 +130,7 @@
 mod config;
 mod error;
 mod event;
+pub mod record;
 #[cfg(feature = "postcard")]
 pub(crate) mod snapshot;
 mod stats;
@@ -146,6 +147,7 @@ use crate::failure::{FailureEvent, FailureKind, TaskId, WorkerId};
 use crate::retry::{Decision, GiveUpReason, RetryState};
 use crate::rng::SplitMix64;
 use crate::time::{Instant, Monotonic};
+use record::{Lost, Report};
 
 pub use crate::breaker::State as BreakerState;
 pub use config::LedgerConfig;
@@ -685,21 +687,22 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let Some(t) = self.tasks.get(idx) else {
             return Err(ResultError::UnknownTask(task));
         };
+        if let Err(reason) = t.record().accept(epoch, Report::Success) {
+            return Err(self.reject(task, epoch, reason, now));
+        }
         let worker = match t.state {
-            TaskState::Running {
-                worker, epoch: e, ..
-            } if e == epoch => {
+            TaskState::Running { worker, .. } => {
                 let permit = self.unlink(idx as u32, worker.0 as usize);
                 self.stats.running_tasks -= 1;
                 self.breaker_record(worker.0 as usize, permit, Outcome::Success, now);
                 Some(worker)
             }
-            // Requeued when its worker failed, not yet reassigned: the work is done.
-            TaskState::Pending if epoch != 0 && epoch == t.epoch && t.requeued => {
+            // Its claim was lost (requeued when its worker failed), not yet reassigned:
+            // the work is done.
+            _ => {
                 self.stats.pending_tasks -= 1;
                 (t.last_worker != NIL).then_some(WorkerId(t.last_worker))
             }
-            _ => return Err(self.reject(task, epoch, now)),
         };
         let t = &mut self.tasks[idx];
         t.state = TaskState::Succeeded;
@@ -750,18 +753,18 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let Some(t) = self.tasks.get(idx) else {
             return Err(ResultError::UnknownTask(task));
         };
-        match t.state {
-            TaskState::Running {
-                worker, epoch: e, ..
-            } if e == epoch => {
-                let permit = self.unlink(idx as u32, worker.0 as usize);
-                self.stats.running_tasks -= 1;
-                self.stats.pending_tasks += 1;
-                self.breaker_record(worker.0 as usize, permit, Outcome::Failure(kind), now);
-                Ok(self.charge(idx as u32, worker, kind, code, None, now))
-            }
-            _ => Err(self.reject(task, epoch, now)),
+        if let Err(reason) = t.record().accept(epoch, Report::Failure) {
+            return Err(self.reject(task, epoch, reason, now));
         }
+        // Accepted: the newest claim, open, so the task is running.
+        let TaskState::Running { worker, .. } = t.state else {
+            return Err(self.reject(task, epoch, StaleReason::AlreadyCharged, now));
+        };
+        let permit = self.unlink(idx as u32, worker.0 as usize);
+        self.stats.running_tasks -= 1;
+        self.stats.pending_tasks += 1;
+        self.breaker_record(worker.0 as usize, permit, Outcome::Failure(kind), now);
+        Ok(self.charge(idx as u32, worker, kind, code, None, now))
     }
 
     /// Records that `task` succeeded, whatever its epoch: for a supervisor replaying its
@@ -1232,14 +1235,21 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         reason: RequeueReason,
         now: Instant,
     ) {
+        let t = &self.tasks[idx as usize];
+        let lost = t.record().on_lost(t.epoch, self.config.crash_limit);
         self.record_failed_attempt(idx, worker, kind, None, now);
-        let t = &mut self.tasks[idx as usize];
-        t.crashes = t.crashes.saturating_add(1);
-        let crashes = t.crashes;
-        if crashes > self.config.crash_limit {
-            self.give_up(idx, kind, GiveUpReason::CrashLimit { crashes }, now);
-        } else {
-            self.requeue(idx, worker, reason, now);
+        match lost {
+            Ok(Lost::GiveUp { crashes, .. }) => {
+                self.tasks[idx as usize].crashes = crashes;
+                self.give_up(idx, kind, GiveUpReason::CrashLimit { crashes }, now);
+            }
+            Ok(Lost::Requeue(record)) => {
+                self.tasks[idx as usize].crashes = record.crashes;
+                self.requeue(idx, worker, reason, now);
+            }
+            // Only a running attempt is lost (every caller unlinked one): nothing to
+            // charge; the task runs again.
+            Err(_) => self.requeue(idx, worker, reason, now),
         }
     }
 
@@ -1349,16 +1359,15 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         self.workers[wi].lease_check = earliest;
     }
 
-    /// Rejects a result for `task` at `epoch`, counting it.
-    fn reject(&mut self, task: TaskId, epoch: u32, now: Instant) -> ResultError {
-        let t = &self.tasks[task.0 as usize];
-        let reason = if t.state.is_finished() {
-            StaleReason::Finished
-        } else if epoch != 0 && epoch == t.epoch && matches!(t.state, TaskState::Pending) {
-            StaleReason::AlreadyCharged
-        } else {
-            StaleReason::OldEpoch { current: t.epoch }
-        };
+    /// Rejects a result for `task` at `epoch` for `reason` (from the record rules),
+    /// counting it.
+    fn reject(
+        &mut self,
+        task: TaskId,
+        epoch: u32,
+        reason: StaleReason,
+        now: Instant,
+    ) -> ResultError {
         self.stats.stale_results_rejected = self.stats.stale_results_rejected.saturating_add(1);
         self.events.push(Event::StaleResult {
             task,

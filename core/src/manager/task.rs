@@ -7,6 +7,7 @@ use crate::failure::{FailureEvent, FailureKind, TaskId, WorkerId};
 use crate::retry::RetryState;
 use crate::time::Instant;
 
+use super::record::{Phase, Record};
 use super::worker::NIL;
 
 /// Where a task stands.
@@ -123,6 +124,28 @@ impl<const H: usize> Task<H> {
             next: NIL,
             prev: NIL,
             history: HistoryBuf::new(),
+        }
+    }
+
+    /// The task's record, for the rules of [`record`](super::record): the phase from
+    /// the state (a pending task is `Open` before its first claim, `Lost` when its
+    /// claim was lost with its worker, `Retrying` after its own failure), claims = the
+    /// epoch, own failures = those the retry state retried (no rule reads them; a
+    /// final give-up's own failure is not among them).
+    pub(crate) fn record(&self) -> Record {
+        let phase = match self.state {
+            TaskState::Running { .. } => Phase::Claimed,
+            TaskState::Succeeded => Phase::Done,
+            TaskState::Failed => Phase::GaveUp,
+            TaskState::Pending if self.epoch == 0 => Phase::Open,
+            TaskState::Pending if self.requeued => Phase::Lost,
+            TaskState::Pending => Phase::Retrying,
+        };
+        Record {
+            phase,
+            claims: self.epoch,
+            crashes: self.crashes,
+            own_failures: self.retry.attempts().saturating_sub(1),
         }
     }
 
