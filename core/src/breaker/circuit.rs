@@ -655,7 +655,7 @@ mod tests {
             let got: Vec<_> = (0..5).map(|_| b.try_acquire(s(60))).collect();
             let admitted = got.iter().filter(|r| r.is_ok()).count();
             assert_eq!(admitted, permits as usize);
-            for r in got.iter().filter_map(|r| r.err()) {
+            for r in got.iter().filter_map(|r| r.as_ref().err()) {
                 assert_eq!((r.retry_at, r.state), (s(120), State::HalfOpen));
             }
             assert_eq!(b.metrics().probes_in_flight, permits);
@@ -693,11 +693,13 @@ mod tests {
     fn late_outcomes_and_backward_clock() {
         let mut b = rate_breaker(2);
         let late: Vec<Permit> = (0..4).map(|_| b.try_acquire(s(10)).unwrap()).collect();
-        b.record(late[0], NET, s(11));
-        b.record(late[1], NET, s(11));
+        let mut late = late.into_iter();
+        let mut next = || late.next().unwrap();
+        b.record(next(), NET, s(11));
+        b.record(next(), NET, s(11));
         assert_eq!(b.state(), State::Open { until: s(21) });
-        b.record(late[2], NET, s(15));
-        b.record(late[3], NET, s(5)); // late and with a clock that jumped back
+        b.record(next(), NET, s(15));
+        b.record(next(), NET, s(5)); // late and with a clock that jumped back
         assert_eq!(b.state(), State::Open { until: s(21) });
         assert_eq!(b.try_acquire(s(0)).unwrap_err().retry_at, s(21));
         assert_eq!(b.poll_timeout(), Some(s(21)));

@@ -102,6 +102,7 @@ pub use config::{BreakerConfig, CIRCUIT_MAX_PROBES, CONSECUTIVE_MAX_PROBES, Cons
 pub use consecutive::ConsecutiveBreaker;
 pub use event::{BreakerEvent, EventQueue};
 pub use metrics::Metrics;
+pub(crate) use permit::ParkedPermit;
 pub use permit::{Outcome, Permit, Rejected};
 pub use snapshot::BreakerSnapshot;
 pub use state::State;

@@ -376,10 +376,12 @@ proptest! {
                 }
                 Op::Record(i, _, keep, _) | Op::Release(i, keep, _) if !held.is_empty() => {
                     let i = i % held.len();
-                    let (a, b, m) = held[i];
-                    if !keep {
-                        let _ = held.swap_remove(i);
-                    }
+                    // A kept permit comes back again later (as a cloned ledger's could).
+                    let (a, b, m) = if keep {
+                        (held[i].0.dup(), held[i].1.dup(), held[i].2)
+                    } else {
+                        held.swap_remove(i)
+                    };
                     if let Op::Record(_, sel, _, _) = op {
                         let (o, counted) = outcome(sel);
                         small.record(a, o, now);

@@ -2,7 +2,7 @@
 
 use heapless::HistoryBuf;
 
-use crate::breaker::Permit;
+use crate::breaker::ParkedPermit;
 use crate::failure::{FailureEvent, FailureKind, TaskId, WorkerId};
 use crate::retry::RetryState;
 use crate::time::Instant;
@@ -100,7 +100,7 @@ pub(crate) struct Task<const H: usize> {
     /// because the attempt reported a result: a late success of that attempt counts.
     pub(crate) requeued: bool,
     /// The worker's breaker permit while running.
-    pub(crate) permit: Option<Permit>,
+    pub(crate) permit: Option<ParkedPermit>,
     /// Links in the list of tasks running on the same worker.
     pub(crate) next: u32,
     pub(crate) prev: u32,
