@@ -70,7 +70,7 @@ pub use breaker::{
     BreakerConfig, BreakerEvent, CircuitBreaker, ConsecutiveBreaker, ConsecutiveConfig, Outcome,
     Permit, Rejected,
 };
-pub use error::ConfigError;
+pub use error::{ConfigError, unwrap_config};
 pub use failure::{FailureEvent, FailureKind, KindSet, TaskId, WorkerId};
 /// The `heapless` crate the samples and lists of the core are built on, re-exported so
 /// that users name the same version.

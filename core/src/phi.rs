@@ -97,15 +97,21 @@ pub struct PhiConfig {
 }
 
 impl Default for PhiConfig {
-    /// Akka's cluster defaults: threshold 8, min σ 100 ms, pause 3 s, first estimate 1 s.
+    /// [`PhiConfig::AKKA`].
     fn default() -> Self {
-        Self {
-            threshold: 8.0,
-            min_std_deviation: Duration::from_millis(100),
-            acceptable_heartbeat_pause: Duration::from_secs(3),
-            first_heartbeat_estimate: Duration::from_secs(1),
-        }
+        Self::AKKA
     }
+}
+
+impl PhiConfig {
+    /// Akka's cluster defaults: threshold 8, min σ 100 ms, pause 3 s, first estimate 1 s.
+    /// The [`Default`].
+    pub const AKKA: Self = Self {
+        threshold: 8.0,
+        min_std_deviation: Duration::from_millis(100),
+        acceptable_heartbeat_pause: Duration::from_secs(3),
+        first_heartbeat_estimate: Duration::from_secs(1),
+    };
 }
 
 impl PhiConfig {
@@ -120,7 +126,7 @@ impl PhiConfig {
     ///   be > 0.
     ///
     /// Errors name the field and the rule.
-    pub fn new(
+    pub const fn new(
         threshold: f64,
         min_std_deviation: Duration,
         acceptable_heartbeat_pause: Duration,
