@@ -4,7 +4,7 @@
 //!   (a run of counted failures opens it; open until a deadline; at most
 //!   `half_open_permits` probes; `success_threshold` probe successes close it; a failed
 //!   or expired probe reopens; stale permits change nothing; manual modes; one event
-//!   slot keeping the newest event). After every step the state, generation, deadline,
+//!   slot keeping the newest event: the breaker with an event queue of 1). After every step the state, generation, deadline,
 //!   metrics and pulled events must equal the model's, and every decision must too.
 //! - [`CircuitBreaker`] over a count window and over a time window, against invariants:
 //!   never more probes than permits, no deadline while closed, rates in `[0, 1]`, a
@@ -324,7 +324,8 @@ fn consecutive(input: &Input) {
         }
     }
     let cfg = cfg.with_counted_kinds(counted(input.counted_bits));
-    let mut b = ConsecutiveBreaker::new(cfg);
+    // An event queue of 1: the model keeps the newest event, as the breaker once did.
+    let mut b = ConsecutiveBreaker::<1>::with_event_capacity(cfg);
     let mut m = Model {
         threshold: cfg.failure_threshold(),
         open_ns: u64::from(input.open_ms) * MS,
@@ -464,7 +465,7 @@ fn consecutive(input: &Input) {
             assert_eq!(b.poll_timeout(), None);
         }
         // Snapshot and restore keep the state, generation and run.
-        let r = ConsecutiveBreaker::restore(cfg, &b.snapshot());
+        let r = ConsecutiveBreaker::<1>::restore_with_event_capacity(cfg, &b.snapshot());
         assert_eq!((r.state(), r.generation()), (b.state(), b.generation()));
         assert_eq!(r.metrics().consecutive_failures, x.consecutive_failures);
     }

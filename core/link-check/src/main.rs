@@ -20,7 +20,8 @@ use sturdy_core::retry::{Decision, RetryPolicy, RetryState};
 use sturdy_core::{FailureKind, Instant};
 
 // The documented size of the small breaker holds on this target too.
-const _: () = assert!(size_of::<ConsecutiveBreaker>() == 128);
+const _: () = assert!(size_of::<ConsecutiveBreaker>() == 152);
+const _: () = assert!(size_of::<ConsecutiveBreaker<1>>() == 128);
 
 #[panic_handler]
 fn panic(_: &PanicInfo<'_>) -> ! {

@@ -393,7 +393,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             status: WorkerStatus::Alive,
             health: WorkerHealth::Healthy,
             detector: crate::deadline::DeadlineDetector::new(self.config.deadline, now),
-            breaker: ConsecutiveBreaker::new(self.config.breaker),
+            breaker: ConsecutiveBreaker::with_event_capacity(self.config.breaker),
             head: NIL,
             lease_check: Instant::MAX,
         };
@@ -1059,7 +1059,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         &mut self,
         wi: usize,
         now: Instant,
-        f: impl FnOnce(&mut ConsecutiveBreaker) -> R,
+        f: impl FnOnce(&mut ConsecutiveBreaker<1>) -> R,
     ) -> R {
         let b = &mut self.workers[wi].breaker;
         let from = b.state();

@@ -66,7 +66,8 @@ pub(crate) struct Worker {
     pub(crate) status: WorkerStatus,
     pub(crate) health: WorkerHealth,
     pub(crate) detector: DeadlineDetector,
-    pub(crate) breaker: ConsecutiveBreaker,
+    /// Event queue of 1: the ledger reads states, never the breaker's events.
+    pub(crate) breaker: ConsecutiveBreaker<1>,
     /// First running task on this worker (an intrusive list through the tasks), or NIL.
     pub(crate) head: u32,
     /// A lower bound of the earliest lease among its running tasks.
