@@ -5,7 +5,8 @@
 //! - [`EmbassyClock`]: `embassy_time::Instant` as the core's `Instant`, and the
 //!   [`Timer`](sturdy_core::retry_driver::Timer) of the core's retry driver;
 //! - [`retry`] / [`retrying`]: the core's async retry loop, sleeping with
-//!   `embassy_time::Timer`.
+//!   `embassy_time::Timer`; [`retry_with_context`] lends a `&mut` peripheral to each
+//!   attempt and hands it back.
 //!
 //! This crate enables no `tick-hz-*` feature of embassy-time: the tick rate is the
 //! application's choice (its time driver, in its own `Cargo.toml`).
@@ -30,5 +31,5 @@ mod clock;
 mod retry;
 
 pub use clock::EmbassyClock;
-pub use retry::{retry, retrying};
+pub use retry::{retry, retry_with_context, retrying};
 pub use sturdy_core::retry_driver::{Classified, RetryError};

@@ -40,3 +40,49 @@ where
     // machine on the success path.
     retrying(policy).run(classify, op)
 }
+
+/// As [`retry`], lending `context` to `op` by `&mut` on each attempt and handing it
+/// back with the result: the form for a peripheral driver whose methods take
+/// `&mut self` (a closure that captured the `&mut` could not hand it to each attempt's
+/// future). `op` is an async closure; `context` may be the driver itself or a `&mut`
+/// to it.
+///
+/// ```
+/// use core::time::Duration;
+/// use sturdy_core::{FailureKind, retry::fixed_policy};
+///
+/// # #[derive(Debug)] struct Nack;
+/// struct Sensor;
+/// impl Sensor {
+///     async fn read(&mut self) -> Result<i16, Nack> { Ok(215) }
+/// }
+///
+/// // In an embassy task that owns the sensor:
+/// async fn sample(sensor: &mut Sensor) -> Result<i16, sturdy_embassy::RetryError<Nack>> {
+///     let policy = fixed_policy(5, Duration::from_millis(200)).expect("valid policy");
+///     let (_sensor, out) = sturdy_embassy::retry_with_context(
+///         &policy,
+///         sensor,
+///         |_e: &Nack| FailureKind::Network,
+///         async |s: &mut &mut Sensor| s.read().await,
+///     )
+///     .await;
+///     out
+/// }
+/// ```
+///
+/// # Errors
+/// [`RetryError`] in the second element; the context comes back either way.
+pub fn retry_with_context<Ctx, T, E, F, C, K>(
+    policy: &RetryPolicy,
+    context: Ctx,
+    classify: C,
+    op: F,
+) -> impl Future<Output = (Ctx, Result<T, RetryError<E>>)>
+where
+    F: AsyncFnMut(&mut Ctx) -> Result<T, E>,
+    C: FnMut(&E) -> K,
+    K: Into<Classified>,
+{
+    retrying(policy).run_with_context(context, classify, op)
+}

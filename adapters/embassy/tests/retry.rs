@@ -11,7 +11,7 @@ use embassy_time::MockDriver;
 use sturdy_core::backoff::{BackoffConfig, Jitter};
 use sturdy_core::retry::{GiveUpReason, RetryPolicy, fixed_policy};
 use sturdy_core::{Clock, FailureKind, Instant};
-use sturdy_embassy::{EmbassyClock, RetryError, retry, retrying};
+use sturdy_embassy::{EmbassyClock, RetryError, retry, retry_with_context, retrying};
 
 /// The mock driver is one global: tests take turns.
 static DRIVER: Mutex<()> = Mutex::new(());
@@ -185,4 +185,72 @@ fn conversions_round_up_and_saturate() {
         EmbassyClock::from_embassy(embassy_time::Instant::MAX),
         Instant::MAX
     );
+}
+
+/// A firmware-style I2C sensor: `read` takes `&mut self`, as embedded-hal drivers do.
+struct Sensor {
+    reads: Vec<u64>,
+    nacks: usize,
+}
+
+impl Sensor {
+    async fn read(&mut self) -> Result<i16, Fault> {
+        self.reads.push(now_ms());
+        // The bus transfer takes 2 ms.
+        embassy_time::Timer::after_millis(2).await;
+        if self.reads.len() <= self.nacks {
+            Err(Fault::Nack)
+        } else {
+            Ok(215)
+        }
+    }
+}
+
+#[test]
+fn a_mut_sensor_is_lent_to_each_attempt_and_handed_back() {
+    let _turn = DRIVER.lock().unwrap_or_else(|p| p.into_inner());
+    MockDriver::get().reset();
+
+    let policy = fixed_policy(4, Duration::from_millis(10)).unwrap();
+    let mut sensor = Sensor {
+        reads: Vec::new(),
+        nacks: 2,
+    };
+    // Before: `retry(&policy, classify, || sensor.read())` does not compile ("captured
+    // variable cannot escape `FnMut` closure body"). Now the sensor is lent per attempt.
+    let (back, out) = run(
+        retry_with_context(
+            &policy,
+            &mut sensor,
+            classify,
+            async |s: &mut &mut Sensor| s.read().await,
+        ),
+        1_000,
+    )
+    .unwrap();
+    assert_eq!(out, Ok(215));
+    // Reads at 0, then 2 + 10, then 14 + 10 ms; the sensor is usable again at once.
+    assert_eq!(back.reads, [0, 12, 24]);
+    back.nacks = 0;
+    assert_eq!(run(sensor.read(), 10), Some(Ok(215)));
+    assert_eq!(sensor.reads.len(), 4);
+
+    // Owned, with an attempt timeout shorter than the transfer: every attempt is
+    // dropped mid-transfer, and the sensor still comes back with the error.
+    let owned = Sensor {
+        reads: Vec::new(),
+        nacks: 0,
+    };
+    let start = now_ms();
+    let (owned, out) = run(
+        retrying(&policy)
+            .attempt_timeout(Duration::from_millis(1))
+            .unwrap()
+            .run_with_context(owned, classify, async |s: &mut Sensor| s.read().await),
+        1_000,
+    )
+    .unwrap();
+    assert_eq!(owned.reads.len(), 4);
+    assert_eq!(owned.reads[0], start);
+    assert!(matches!(out, Err(RetryError::TimedOut { attempts: 4, .. })));
 }

@@ -16,8 +16,55 @@ use sturdy_core::deadline::{DeadlineConfig, DeadlineDetector};
 use sturdy_core::health::{DiskSample, GpuSample, MachineSample, Thresholds, assess};
 use sturdy_core::manager::{Ledger, LedgerConfig};
 use sturdy_core::phi::{PhiAccrual, PhiConfig};
-use sturdy_core::retry::{Decision, RetryPolicy, RetryState};
-use sturdy_core::{FailureKind, Instant};
+use sturdy_core::retry::{Decision, RetryPolicy, RetryState, fixed_policy};
+use sturdy_core::retry_driver::{Timer, retry_with_context};
+use sturdy_core::{FailureKind, Instant, unwrap_config};
+
+/// A policy built at compile time by the validating constructors.
+static POLICY: RetryPolicy = unwrap_config(fixed_policy(3, Duration::from_millis(5)));
+
+/// A clock that jumps to each deadline, for the retry driver.
+struct Jump(core::cell::Cell<Instant>);
+
+impl Timer for &Jump {
+    type Sleep = core::future::Ready<()>;
+    fn now(&self) -> Instant {
+        self.0.get()
+    }
+    fn sleep_until(&self, deadline: Instant) -> Self::Sleep {
+        self.0.set(deadline);
+        core::future::ready(())
+    }
+}
+
+/// A peripheral whose reads borrow it mutably.
+struct Sensor(u32);
+
+impl Sensor {
+    async fn read(&mut self) -> Result<u32, FailureKind> {
+        self.0 += 1;
+        if black_box(self.0) < 2 { Err(FailureKind::Network) } else { Ok(self.0) }
+    }
+}
+
+/// The retry driver's context form, polled with a no-op waker (every sleep is ready).
+fn retry_paths() {
+    use core::future::Future;
+    use core::task::{Context, Poll, Waker};
+    let clock = Jump(core::cell::Cell::new(Instant::ZERO));
+    let mut sensor = Sensor(0);
+    let fut = retry_with_context(&clock, &POLICY, &mut sensor, |k: &FailureKind| *k, async |s: &mut &mut Sensor| {
+        s.read().await
+    });
+    let mut fut = core::pin::pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..black_box(8) {
+        if let Poll::Ready((_, out)) = fut.as_mut().poll(&mut cx) {
+            black_box(out.is_ok());
+            break;
+        }
+    }
+}
 
 // The documented size of the small breaker holds on this target too.
 const _: () = assert!(size_of::<ConsecutiveBreaker>() == 152);
@@ -118,5 +165,9 @@ pub extern "C" fn _start() -> ! {
     let _ = sample.gpus.push(gpu);
     black_box(assess(&sample, &Thresholds::default()).status);
     ledger_paths(seed);
+    retry_paths();
+    let mut roomy = ConsecutiveBreaker::<8>::with_event_capacity(ConsecutiveConfig::original());
+    roomy.force_open(now);
+    black_box(roomy.poll_event());
     loop {}
 }
