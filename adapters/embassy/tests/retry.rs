@@ -169,6 +169,31 @@ fn attempt_timeout_and_cancellation() {
 }
 
 #[test]
+fn from_and_into_between_core_and_embassy_time() {
+    // Instants: exact from embassy, rounded up to the tick into embassy (1 MHz here).
+    let core_at: Instant = embassy_time::Instant::from_ticks(1_500).into();
+    assert_eq!(core_at, Instant::from_micros(1_500));
+    let tick: embassy_time::Instant = Instant::from_nanos(1_000_001).into();
+    assert_eq!(tick.as_ticks(), 1_001);
+    assert_eq!(
+        embassy_time::Instant::from(Instant::MAX),
+        embassy_time::Instant::from_ticks(u64::MAX / 1_000 + 1)
+    );
+    assert_eq!(Instant::from(embassy_time::Instant::MAX), Instant::MAX);
+    // Spans: the core's spans are `core::time::Duration`, which embassy-time converts.
+    let span: Duration = embassy_time::Duration::from_micros(2_500).into();
+    assert_eq!(span, Duration::from_micros(2_500));
+    let back = embassy_time::Duration::try_from(Duration::from_millis(3)).unwrap();
+    assert_eq!(back.as_ticks(), 3_000);
+    // A deadline computed in the core and slept on in embassy-time.
+    let deadline = Instant::from(embassy_time::Instant::from_ticks(10)) + span;
+    assert_eq!(
+        embassy_time::Instant::from(deadline),
+        embassy_time::Instant::from_ticks(2_510)
+    );
+}
+
+#[test]
 fn conversions_round_up_and_saturate() {
     let at = Instant::from_nanos(1_500);
     // 1 MHz ticks in the tests: 1.5 µs rounds up to 2 ticks.
