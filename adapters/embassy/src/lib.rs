@@ -6,7 +6,10 @@
 //!   [`Timer`](sturdy_core::retry_driver::Timer) of the core's retry driver;
 //! - [`retry`] / [`retrying`]: the core's async retry loop, sleeping with
 //!   `embassy_time::Timer`; [`retry_with_context`] lends a `&mut` peripheral to each
-//!   attempt and hands it back.
+//!   attempt and hands it back;
+//! - [`SharedBreaker`]: a core circuit breaker shared by tasks over `embassy-sync`'s
+//!   blocking mutex (the raw mutex is the application's), with drop-releasing
+//!   [`CallGuard`]s.
 //!
 //! This crate enables no `tick-hz-*` feature of embassy-time: the tick rate is the
 //! application's choice (its time driver, in its own `Cargo.toml`).
@@ -27,9 +30,11 @@
 //! ```
 #![no_std]
 
+mod breaker;
 mod clock;
 mod retry;
 
+pub use breaker::{BreakerCore, CallGuard, SharedBreaker};
 pub use clock::EmbassyClock;
 pub use retry::{retry, retry_with_context, retrying};
 pub use sturdy_core::retry_driver::{Classified, RetryError};
