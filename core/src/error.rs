@@ -7,6 +7,7 @@ use core::fmt;
 ///
 /// Shape: two `&'static str` (no allocation); `Copy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ConfigError {
     field: &'static str,
     rule: &'static str,

@@ -111,6 +111,7 @@ pub trait Timer {
 ///
 /// A classifier may return a bare [`FailureKind`]; it converts into this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Classified {
     /// The failure's kind; a kind the policy does not retry stops the loop at once.
     pub kind: FailureKind,
@@ -141,6 +142,7 @@ impl From<FailureKind> for Classified {
 /// Why a retried operation failed in the end: the last attempt's failure, the number of
 /// calls made and the reason the loop gave up.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum RetryError<E> {
     /// The last attempt returned `error`.

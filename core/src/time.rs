@@ -142,6 +142,23 @@ impl fmt::Debug for Instant {
     }
 }
 
+#[cfg(feature = "defmt")]
+impl defmt::Format for Instant {
+    /// As `Debug`: `Instant(1.500000 ms)`, `Instant::MAX`.
+    fn format(&self, f: defmt::Formatter<'_>) {
+        if *self == Self::MAX {
+            defmt::write!(f, "Instant::MAX");
+        } else {
+            defmt::write!(
+                f,
+                "Instant({=u64}.{=u64:06} ms)",
+                self.0 / 1_000_000,
+                self.0 % 1_000_000
+            );
+        }
+    }
+}
+
 #[cfg(feature = "embassy-time")]
 impl From<embassy_time::Instant> for Instant {
     /// Exact: `ticks * 1e9 / TICK_HZ` ns, saturating at [`Instant::MAX`].

@@ -12,6 +12,7 @@ use sturdy_core::{Clock, Instant};
 ///
 /// Shape: zero-sized; `Copy`, `Send + Sync`.
 #[derive(Clone, Copy, Debug, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct EmbassyClock;
 
 impl EmbassyClock {

@@ -11,6 +11,11 @@
 //!   blocking mutex (the raw mutex is the application's), with drop-releasing
 //!   [`CallGuard`]s.
 //!
+//! Feature `defmt`: `defmt::Format` for every core type firmware logs (instants, breaker
+//! states and events, outcomes, refusals, retry errors and reasons, config errors;
+//! spans are `core::time::Duration`, which defmt formats itself) and a
+//! `DefmtObserver` for the retry loop.
+//!
 //! This crate enables no `tick-hz-*` feature of embassy-time: the tick rate is the
 //! application's choice (its time driver, in its own `Cargo.toml`).
 //!
@@ -36,5 +41,30 @@ mod retry;
 
 pub use breaker::{BreakerCore, CallGuard, SharedBreaker};
 pub use clock::EmbassyClock;
+#[cfg(feature = "defmt")]
+pub use retry::DefmtObserver;
 pub use retry::{retry, retry_with_context, retrying};
 pub use sturdy_core::retry_driver::{Classified, RetryError};
+
+/// What firmware logs is `defmt::Format` (checked when this crate builds with `defmt`).
+#[cfg(feature = "defmt")]
+const _: () = {
+    const fn formats<T: defmt::Format>() {}
+    use sturdy_core::breaker::{BreakerEvent, Metrics, Outcome, Rejected, State};
+    formats::<sturdy_core::Instant>();
+    formats::<core::time::Duration>();
+    formats::<State>();
+    formats::<BreakerEvent>();
+    formats::<Outcome>();
+    formats::<Rejected>();
+    formats::<Metrics>();
+    formats::<sturdy_core::FailureKind>();
+    formats::<sturdy_core::ConfigError>();
+    formats::<sturdy_core::retry::Decision>();
+    formats::<sturdy_core::retry::GiveUpReason>();
+    formats::<RetryError<u8>>();
+    formats::<Classified>();
+    formats::<sturdy_core::manager::Event>();
+    formats::<sturdy_core::health::HealthStatus>();
+    formats::<embassy_time::Instant>();
+};

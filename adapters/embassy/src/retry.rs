@@ -7,6 +7,45 @@ use sturdy_core::retry_driver::{Classified, Retry, RetryError};
 
 use crate::clock::EmbassyClock;
 
+/// A retry observer that logs with `defmt` (feature `defmt`): each retry at `debug`,
+/// each give-up at `warn`, with the attempt, the failure kind and the delay or reason.
+///
+/// `sturdy_embassy::retrying(&policy).observer(DefmtObserver).run(..)`.
+#[cfg(feature = "defmt")]
+#[derive(Clone, Copy, Debug, Default, defmt::Format)]
+pub struct DefmtObserver;
+
+#[cfg(feature = "defmt")]
+impl sturdy_core::retry_driver::RetryObserver for DefmtObserver {
+    fn on_retry(
+        &mut self,
+        attempt: u32,
+        kind: sturdy_core::FailureKind,
+        delay: core::time::Duration,
+    ) {
+        defmt::debug!(
+            "attempt {=u32} failed ({}); retrying in {=u64} ms",
+            attempt,
+            kind,
+            delay.as_millis() as u64
+        );
+    }
+
+    fn on_give_up(
+        &mut self,
+        attempt: u32,
+        kind: sturdy_core::FailureKind,
+        reason: sturdy_core::retry::GiveUpReason,
+    ) {
+        defmt::warn!(
+            "attempt {=u32} failed ({}); giving up: {}",
+            attempt,
+            kind,
+            reason
+        );
+    }
+}
+
 /// A retry on embassy-time, to configure before [`run`](Retry::run):
 /// `.attempt_timeout(d)?`, `.seed(s)`, `.observer(o)` (an observer can log with
 /// `defmt` or `log`).

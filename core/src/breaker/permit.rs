@@ -39,6 +39,7 @@ use crate::time::Instant;
 /// Shape: 16 bytes.
 #[must_use = "a permit must be handed back with `record` or `release`, or a half-open probe slot stays busy until it expires"]
 #[derive(Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Permit {
     pub(crate) issued_at: Instant,
     pub(crate) generation: u32,
@@ -113,6 +114,7 @@ impl ParkedPermit {
 ///
 /// Shape: 24 bytes; `Copy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Rejected {
     /// The earliest instant at which the breaker may admit again by itself: the end of
     /// the open period, or, when every half-open probe slot is busy, the expiry of the
@@ -152,6 +154,7 @@ impl core::error::Error for Rejected {}
 
 /// How a call ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum Outcome {

@@ -11,6 +11,7 @@ pub const MAX_ISSUES: usize = 32;
 
 /// How bad one issue is. Ordered: `Unknown < Degraded < Critical`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Severity {
     /// A reading that the rules need was missing or invalid: nothing is known to be
@@ -43,6 +44,7 @@ impl fmt::Display for Severity {
 /// are none. Ordered: `Healthy < Unknown < Degraded < Critical`, so a known fault
 /// outranks a missing reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum HealthStatus {
     /// Every required reading was present and within its levels.

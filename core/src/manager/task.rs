@@ -11,6 +11,7 @@ use super::worker::NIL;
 
 /// Where a task stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum TaskState {
@@ -42,6 +43,7 @@ impl TaskState {
 /// What the supervisor gets from [`Ledger::assign`](super::Ledger::assign): run `task`
 /// on `worker`, and report the result with `epoch`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 #[must_use = "an assignment not dispatched is only recovered when its lease lapses"]

@@ -11,6 +11,7 @@ pub(crate) const NIL: u32 = u32::MAX;
 
 /// Whether a worker is up, as far as the ledger knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum WorkerStatus {
@@ -46,6 +47,7 @@ impl WorkerStatus {
 /// Critical workers get no new task (their running tasks go on); degraded workers get
 /// tasks only when no healthy worker can take one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum WorkerHealth {
