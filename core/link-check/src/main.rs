@@ -16,6 +16,7 @@ use sturdy_core::deadline::{DeadlineConfig, DeadlineDetector};
 use sturdy_core::health::{DiskSample, GpuSample, MachineSample, Thresholds, assess};
 use sturdy_core::manager::{Ledger, LedgerConfig};
 use sturdy_core::phi::{PhiAccrual, PhiConfig};
+use sturdy_core::phi32::PhiAccrualF32;
 use sturdy_core::retry::{Decision, RetryPolicy, RetryState, fixed_policy};
 use sturdy_core::retry_driver::{Timer, retry_with_context};
 use sturdy_core::{FailureKind, Instant, unwrap_config};
@@ -73,12 +74,7 @@ const _: () = assert!(size_of::<ConsecutiveBreaker<1>>() == 128);
 #[panic_handler]
 fn panic(_: &PanicInfo<'_>) -> ! {
     // Failure detection and health rules: the phi detector and assess().
-    let mut phi = PhiAccrual::<32>::new(PhiConfig::default(), Instant::ZERO);
-    for s in 1..black_box(5u64) {
-        phi.heartbeat(Instant::from_secs(s));
-    }
-    black_box(phi.phi(Instant::from_secs(black_box(9))));
-    black_box(phi.poll_timeout());
+    phi_paths();
     let mut sample = MachineSample::default();
     sample.host.cpu_percent = Some(black_box(97.0));
     let _ = sample.host.push_disk(DiskSample::new("/", Some(100), Some(black_box(3))));
@@ -87,6 +83,35 @@ fn panic(_: &PanicInfo<'_>) -> ! {
     let _ = sample.gpus.push(gpu);
     black_box(assess(&sample, &Thresholds::default()).status);
     loop {}
+}
+
+// RAM of the phi detectors on this target, as documented in `sturdy_core::phi32`.
+const _: () = assert!(size_of::<PhiAccrual<1000>>() == PHI_F64_RAM);
+const _: () = assert!(size_of::<PhiAccrualF32<1000>>() == PHI_F32_RAM);
+const PHI_F64_RAM: usize = 8_160;
+const PHI_F32_RAM: usize = 4_064;
+
+/// The phi detector: f64 by default, `PhiAccrualF32` with the feature `phi-f32`, none
+/// with `no-phi` (the three builds measure each detector's code size).
+fn phi_paths() {
+    #[cfg(not(any(feature = "phi-f32", feature = "no-phi")))]
+    {
+        let mut phi = PhiAccrual::<32>::new(PhiConfig::default(), Instant::ZERO);
+        for s in 1..black_box(5u64) {
+            phi.heartbeat(Instant::from_secs(s));
+        }
+        black_box(phi.phi(Instant::from_secs(black_box(9))));
+        black_box(phi.poll_timeout());
+    }
+    #[cfg(all(feature = "phi-f32", not(feature = "no-phi")))]
+    {
+        let mut phi = PhiAccrualF32::<32>::new(PhiConfig::default(), Instant::ZERO);
+        for s in 1..black_box(5u64) {
+            phi.heartbeat(Instant::from_secs(s));
+        }
+        black_box(phi.phi(Instant::from_secs(black_box(9))));
+        black_box(phi.poll_timeout());
+    }
 }
 
 /// The fault-tolerance manager's hot paths and the checkpoint encoder.
@@ -151,12 +176,7 @@ pub extern "C" fn _start() -> ! {
         black_box((windowed.poll_event(), windowed.metrics()));
     }
     // Failure detection and health rules: the phi detector and assess().
-    let mut phi = PhiAccrual::<32>::new(PhiConfig::default(), Instant::ZERO);
-    for s in 1..black_box(5u64) {
-        phi.heartbeat(Instant::from_secs(s));
-    }
-    black_box(phi.phi(Instant::from_secs(black_box(9))));
-    black_box(phi.poll_timeout());
+    phi_paths();
     let mut sample = MachineSample::default();
     sample.host.cpu_percent = Some(black_box(97.0));
     let _ = sample.host.push_disk(DiskSample::new("/", Some(100), Some(black_box(3))));
