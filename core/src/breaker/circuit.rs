@@ -199,8 +199,8 @@ impl<W: SlidingWindow, const E: usize> CircuitBreaker<W, E> {
     /// `now - permit.issued_at()`; above the slow-call bound it is a slow call.
     ///
     /// A permit from an older generation, or a half-open probe already handed back,
-    /// changes nothing. A closed-state permit carries no ticket: each must be handed back
-    /// once (see [`Permit`]).
+    /// changes nothing. Takes the permit by value: a permit is handed back once (recording
+    /// one twice does not compile; see [`Permit`]).
     #[inline]
     pub fn record(&mut self, permit: Permit, outcome: Outcome, now: Instant) {
         let now = self.machine.clock.observe(now);

@@ -207,8 +207,8 @@ impl<const E: usize> ConsecutiveBreaker<E> {
     /// Hands back a permit with the call's outcome, at `now`.
     ///
     /// A permit from an older generation, or a half-open probe already handed back,
-    /// changes nothing. A closed-state permit carries no ticket: each must be handed back
-    /// once (see [`Permit`]).
+    /// changes nothing. Takes the permit by value: a permit is handed back once (recording
+    /// one twice does not compile; see [`Permit`]).
     /// Closed: a counted failure extends the run and opens the breaker at
     /// `failure_threshold`; a success resets the run to zero. Half-open: a success
     /// counts toward `success_threshold`, a counted failure reopens. Ignored outcomes and
