@@ -99,7 +99,7 @@ const MAX_MULTIPLIER_PERMILLE: u32 = 1_000_000;
 
 impl BackoffConfig {
     /// The same `delay` before every retry (zero allowed: retry at once), full jitter.
-    pub fn constant(delay: Duration) -> Self {
+    pub const fn constant(delay: Duration) -> Self {
         let d = duration_to_nanos(delay);
         Self {
             growth: Growth::Constant,
@@ -113,7 +113,11 @@ impl BackoffConfig {
     ///
     /// # Errors
     /// `cap` below `base`.
-    pub fn linear(base: Duration, step: Duration, cap: Duration) -> Result<Self, ConfigError> {
+    pub const fn linear(
+        base: Duration,
+        step: Duration,
+        cap: Duration,
+    ) -> Result<Self, ConfigError> {
         let (base_ns, cap_ns) = (duration_to_nanos(base), duration_to_nanos(cap));
         if cap_ns < base_ns {
             return Err(ConfigError::new("cap", "must be >= base"));
@@ -134,7 +138,7 @@ impl BackoffConfig {
     /// # Errors
     /// `base` zero (the schedule would never grow), `multiplier_permille` outside
     /// 1000..=1 000 000, `cap` below `base`.
-    pub fn exponential(
+    pub const fn exponential(
         base: Duration,
         multiplier_permille: u32,
         cap: Duration,
@@ -175,8 +179,8 @@ impl BackoffConfig {
     ///
     /// # Errors
     /// [`Jitter::Decorrelated`] with a zero `base` (it would draw zero forever).
-    pub fn with_jitter(mut self, jitter: Jitter) -> Result<Self, ConfigError> {
-        if jitter == Jitter::Decorrelated && self.base_ns == 0 {
+    pub const fn with_jitter(mut self, jitter: Jitter) -> Result<Self, ConfigError> {
+        if matches!(jitter, Jitter::Decorrelated) && self.base_ns == 0 {
             return Err(ConfigError::new(
                 "base",
                 "must be > 0 with decorrelated jitter",

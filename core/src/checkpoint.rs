@@ -147,6 +147,7 @@ pub const fn max_encoded_len(tasks: usize, payload: usize) -> usize {
 
 /// Why a checkpoint could not be written. Nothing useful is in the buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum EncodeError {
     /// The buffer is too small; `needed` bytes always suffice
@@ -183,6 +184,7 @@ impl core::error::Error for EncodeError {}
 
 /// Why bytes are not a usable checkpoint. Nothing was restored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum DecodeError {
     /// Fewer bytes than the header or the length field says.

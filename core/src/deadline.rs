@@ -67,7 +67,7 @@ impl DeadlineConfig {
     ///
     /// # Errors
     /// A zero `timeout` or a zero `grace` (every worker would be suspect at once).
-    pub fn new(timeout: Duration, grace: Duration) -> Result<Self, ConfigError> {
+    pub const fn new(timeout: Duration, grace: Duration) -> Result<Self, ConfigError> {
         if timeout.is_zero() {
             return Err(ConfigError::new("timeout", "must be > 0"));
         }
@@ -102,14 +102,20 @@ impl DeadlineConfig {
 }
 
 impl Default for DeadlineConfig {
-    /// The original's master: dead after 30 s without a heartbeat (workers heartbeat
-    /// every 10 s); the grace period for the first heartbeat is the same 30 s.
+    /// [`DeadlineConfig::ORIGINAL`].
     fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(30),
-            grace: Duration::from_secs(30),
-        }
+        Self::ORIGINAL
     }
+}
+
+impl DeadlineConfig {
+    /// The original's master: dead after 30 s without a heartbeat (workers heartbeat
+    /// every 10 s); the grace period for the first heartbeat is the same 30 s. The
+    /// [`Default`].
+    pub const ORIGINAL: Self = Self {
+        timeout: Duration::from_secs(30),
+        grace: Duration::from_secs(30),
+    };
 }
 
 /// Watches one worker's heartbeats. Shape: about 64 bytes, `Copy`.

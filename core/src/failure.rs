@@ -14,6 +14,7 @@ use crate::time::Instant;
 /// Each kind has a default retryability ([`FailureKind::retryable_by_default`]), which a
 /// [`KindSet`] in a retry policy can override.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum FailureKind {
@@ -96,6 +97,7 @@ impl fmt::Display for FailureKind {
 
 /// A set of [`FailureKind`]s, as a bit set. Shape: one `u16`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct KindSet(u16);
 
@@ -146,11 +148,13 @@ impl Default for KindSet {
 
 /// Identifies a task in a ledger (an index the supervisor assigns).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TaskId(pub u32);
 
 /// Identifies a worker in a ledger (an index the supervisor assigns).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct WorkerId(pub u32);
 
@@ -171,6 +175,7 @@ impl fmt::Display for WorkerId {
 ///
 /// Shape: about 40 bytes; `Copy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FailureEvent {
     /// When the failure was recorded.

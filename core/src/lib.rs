@@ -22,7 +22,9 @@
 //! - [`manager`]: the fault-tolerance manager, a [`Ledger`](manager::Ledger) of workers and tasks;
 //! - [`checkpoint`]: checkpoint intervals and (feature `postcard`) CRC-framed ledger snapshots;
 //! - [`health`]: host and GPU samples, the probe trait, and the health rules;
-//! - [`phi`]: the φ accrual failure detector (Hayashibara et al. 2004, as in Akka).
+//! - [`phi`]: the φ accrual failure detector (Hayashibara et al. 2004, as in Akka);
+//! - [`phi32`]: the same detector in single precision, for FPUs without doubles (half
+//!   the RAM, no soft-float; sizes for thumbv7em in its docs).
 //!
 //! A retry loop, the way every adapter drives it:
 //! ```
@@ -61,6 +63,7 @@ pub mod failure;
 pub mod health;
 pub mod manager;
 pub mod phi;
+pub mod phi32;
 pub mod retry;
 pub mod retry_driver;
 pub mod rng;
@@ -70,7 +73,7 @@ pub use breaker::{
     BreakerConfig, BreakerEvent, CircuitBreaker, ConsecutiveBreaker, ConsecutiveConfig, Outcome,
     Permit, Rejected,
 };
-pub use error::ConfigError;
+pub use error::{ConfigError, unwrap_config};
 pub use failure::{FailureEvent, FailureKind, KindSet, TaskId, WorkerId};
 /// The `heapless` crate the samples and lists of the core are built on, re-exported so
 /// that users name the same version.

@@ -67,7 +67,7 @@ impl RetryPolicy {
     ///
     /// # Errors
     /// `max_attempts` of zero.
-    pub fn new(max_attempts: u32, backoff: BackoffConfig) -> Result<Self, ConfigError> {
+    pub const fn new(max_attempts: u32, backoff: BackoffConfig) -> Result<Self, ConfigError> {
         if max_attempts == 0 {
             return Err(ConfigError::new(
                 "max_attempts",
@@ -88,7 +88,7 @@ impl RetryPolicy {
     ///
     /// # Errors
     /// A zero `max_elapsed`.
-    pub fn with_max_elapsed(mut self, max_elapsed: Duration) -> Result<Self, ConfigError> {
+    pub const fn with_max_elapsed(mut self, max_elapsed: Duration) -> Result<Self, ConfigError> {
         if max_elapsed.is_zero() {
             return Err(ConfigError::new("max_elapsed", "must be > 0"));
         }
@@ -97,14 +97,14 @@ impl RetryPolicy {
     }
 
     /// Retries exactly the kinds in `retryable`.
-    pub fn with_retryable(mut self, retryable: KindSet) -> Self {
+    pub const fn with_retryable(mut self, retryable: KindSet) -> Self {
         self.retryable = retryable;
         self
     }
 
     /// Names the retry budget the callers of this policy share (the budget's state is a
     /// separate [`RetryBudget`], passed to [`RetryState::on_failure_with`]).
-    pub fn with_budget(mut self, budget: RetryBudgetConfig) -> Self {
+    pub const fn with_budget(mut self, budget: RetryBudgetConfig) -> Self {
         self.budget = Some(budget);
         self
     }
@@ -136,33 +136,28 @@ impl RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// The original's defaults made sound: 3 calls in total, 5 s doubling, capped at
-    /// 300 s (the original had no cap), full jitter.
+    /// [`RetryPolicy::ORIGINAL`].
     fn default() -> Self {
-        let backoff =
-            BackoffConfig::exponential(Duration::from_secs(5), 2_000, Duration::from_secs(300));
-        match backoff {
-            Ok(b) => Self {
-                max_attempts: 3,
-                backoff: b,
-                max_elapsed: None,
-                retryable: KindSet::retryable_defaults(),
-                budget: None,
-            },
-            // The constants above are valid; this arm is never taken.
-            Err(_) => Self {
-                max_attempts: 3,
-                backoff: BackoffConfig::constant(Duration::from_secs(5)),
-                max_elapsed: None,
-                retryable: KindSet::retryable_defaults(),
-                budget: None,
-            },
-        }
+        Self::ORIGINAL
     }
+}
+
+impl RetryPolicy {
+    /// The original's defaults made sound: 3 calls in total, 5 s doubling, capped at
+    /// 300 s (the original had no cap), full jitter. The [`Default`].
+    pub const ORIGINAL: Self = crate::error::unwrap_config(Self::new(
+        3,
+        crate::error::unwrap_config(BackoffConfig::exponential(
+            Duration::from_secs(5),
+            2_000,
+            Duration::from_secs(300),
+        )),
+    ));
 }
 
 /// What to do after a failed attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Decision {
     /// Sleep this long, then call again.
@@ -173,6 +168,7 @@ pub enum Decision {
 
 /// Why a retry state gave up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum GiveUpReason {
@@ -367,7 +363,7 @@ impl RetryBudgetConfig {
     ///
     /// # Errors
     /// `max_tokens` of zero; `ratio_permille` above 1000 (more retries than requests).
-    pub fn new(
+    pub const fn new(
         ratio_permille: u32,
         min_retries_per_sec: u32,
         max_tokens: u32,
@@ -508,11 +504,11 @@ impl RetryBudget {
 }
 
 /// A retry policy with no jitter and a constant delay: handy in tests.
-pub fn fixed_policy(max_attempts: u32, delay: Duration) -> Result<RetryPolicy, ConfigError> {
-    RetryPolicy::new(
-        max_attempts,
-        BackoffConfig::constant(delay).with_jitter(Jitter::None)?,
-    )
+pub const fn fixed_policy(max_attempts: u32, delay: Duration) -> Result<RetryPolicy, ConfigError> {
+    match BackoffConfig::constant(delay).with_jitter(Jitter::None) {
+        Ok(backoff) => RetryPolicy::new(max_attempts, backoff),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

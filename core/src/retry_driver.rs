@@ -111,6 +111,7 @@ pub trait Timer {
 ///
 /// A classifier may return a bare [`FailureKind`]; it converts into this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Classified {
     /// The failure's kind; a kind the policy does not retry stops the loop at once.
     pub kind: FailureKind,
@@ -141,6 +142,7 @@ impl From<FailureKind> for Classified {
 /// Why a retried operation failed in the end: the last attempt's failure, the number of
 /// calls made and the reason the loop gave up.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum RetryError<E> {
     /// The last attempt returned `error`.
@@ -347,39 +349,164 @@ impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
                         }
                     }
                 };
-                let (kind, retry_after) = match &failure {
-                    Err(e) => {
-                        let c: Classified = classify(e).into();
-                        (c.kind, c.retry_after)
+                let now = timer.now();
+                let st = state.get_or_insert_with(|| new_state(now));
+                match judge(policy, st, &mut observer, &mut classify, failure, now) {
+                    Ok(at) => sleep_until(&timer, at).await,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+
+    /// As [`run`](Self::run), lending `context` to `op` by `&mut` on each attempt and
+    /// handing it back with the result at the end (after backon's
+    /// `RetryableWithContext`). For an operation that needs a borrow it cannot keep
+    /// between attempts: a `&mut` peripheral, a connection, a buffer. `Ctx` may be the
+    /// peripheral itself (owned, handed back) or a `&mut` to it.
+    ///
+    /// `op` is an async closure: `async |sensor: &mut Sensor| sensor.read().await`.
+    /// The attempt's future holds the borrow only while it runs (a timed-out attempt is
+    /// dropped before the sleep), so every attempt gets the context afresh.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use sturdy_core::retry::fixed_policy;
+    /// use sturdy_core::retry_driver::Retry;
+    /// use sturdy_core::FailureKind;
+    /// # use core::future::{ready, Ready, Future};
+    /// # use core::cell::Cell;
+    /// # use sturdy_core::Instant;
+    /// # use sturdy_core::retry_driver::Timer;
+    /// # struct Virtual<'a>(&'a Cell<Instant>);
+    /// # impl Timer for Virtual<'_> {
+    /// #     type Sleep = Ready<()>;
+    /// #     fn now(&self) -> Instant { self.0.get() }
+    /// #     fn sleep_until(&self, t: Instant) -> Ready<()> { self.0.set(t); ready(()) }
+    /// # }
+    /// # let clock = Cell::new(Instant::ZERO);
+    /// # let timer = Virtual(&clock);
+    /// # fn block_on<F: Future>(f: F) -> F::Output {
+    /// #     let mut f = core::pin::pin!(f);
+    /// #     let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+    /// #     loop { if let core::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+    /// # }
+    ///
+    /// struct Sensor { reads: u32 }
+    /// impl Sensor {
+    ///     async fn read(&mut self) -> Result<i16, &'static str> {
+    ///         self.reads += 1;
+    ///         if self.reads < 3 { Err("nack") } else { Ok(215) }
+    ///     }
+    /// }
+    ///
+    /// let policy = fixed_policy(4, Duration::from_millis(100))?;
+    /// let mut sensor = Sensor { reads: 0 };
+    /// let (sensor, out) = block_on(Retry::new(timer, &policy).run_with_context(
+    ///     &mut sensor,
+    ///     |_e: &&str| FailureKind::Network,
+    ///     async |s: &mut &mut Sensor| s.read().await,
+    /// ));
+    /// assert_eq!(out, Ok(215));
+    /// assert_eq!(sensor.reads, 3);
+    /// # Ok::<(), sturdy_core::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`run`](Self::run), in the second element; the context comes back either way.
+    pub fn run_with_context<Ctx, T, E, F, C, K>(
+        self,
+        mut context: Ctx,
+        mut classify: C,
+        mut op: F,
+    ) -> impl Future<Output = (Ctx, Result<T, RetryError<E>>)>
+    where
+        F: AsyncFnMut(&mut Ctx) -> Result<T, E>,
+        C: FnMut(&E) -> K,
+        K: Into<Classified>,
+    {
+        let Self {
+            timer,
+            policy,
+            attempt_timeout,
+            seed,
+            mut observer,
+        } = self;
+        async move {
+            let new_state = |now: Instant| {
+                let seed = match seed {
+                    Some(s) => s,
+                    None => timer.jitter_seed(now),
+                };
+                RetryState::new(now, seed)
+            };
+            let mut state = policy.max_elapsed().map(|_| new_state(timer.now()));
+            loop {
+                let attempt = op(&mut context);
+                let failure = match attempt_timeout {
+                    None => match attempt.await {
+                        Ok(v) => return (context, Ok(v)),
+                        Err(e) => Err(e),
+                    },
+                    Some(timeout) => {
+                        let deadline = timer.now().saturating_add(timeout);
+                        match race(&timer, deadline, attempt).await {
+                            Some(Ok(v)) => return (context, Ok(v)),
+                            Some(Err(e)) => Err(e),
+                            None => Ok(timeout),
+                        }
                     }
-                    Ok(_timeout) => (FailureKind::TaskTimeout, None),
                 };
                 let now = timer.now();
                 let st = state.get_or_insert_with(|| new_state(now));
-                let attempt_no = st.attempts();
-                match st.on_failure_with(policy, kind, now, retry_after, None) {
-                    Decision::RetryAfter(delay) => {
-                        observer.on_retry(attempt_no, kind, delay);
-                        drop(failure);
-                        sleep_until(&timer, now.saturating_add(delay)).await;
-                    }
-                    Decision::GiveUp(reason) => {
-                        observer.on_give_up(attempt_no, kind, reason);
-                        return Err(match failure {
-                            Err(error) => RetryError::Failed {
-                                error,
-                                attempts: attempt_no,
-                                reason,
-                            },
-                            Ok(timeout) => RetryError::TimedOut {
-                                timeout,
-                                attempts: attempt_no,
-                                reason,
-                            },
-                        });
-                    }
+                match judge(policy, st, &mut observer, &mut classify, failure, now) {
+                    Ok(at) => sleep_until(&timer, at).await,
+                    Err(e) => return (context, Err(e)),
                 }
             }
+        }
+    }
+}
+
+/// After a failed attempt (`Err(error)`, or `Ok(timeout)` when it timed out): the
+/// instant to call again, or the final error. Tells `observer`.
+fn judge<E, O: RetryObserver, K: Into<Classified>>(
+    policy: &RetryPolicy,
+    state: &mut RetryState,
+    observer: &mut O,
+    classify: impl FnOnce(&E) -> K,
+    failure: Result<Duration, E>,
+    now: Instant,
+) -> Result<Instant, RetryError<E>> {
+    let (kind, retry_after) = match &failure {
+        Err(e) => {
+            let c: Classified = classify(e).into();
+            (c.kind, c.retry_after)
+        }
+        Ok(_timeout) => (FailureKind::TaskTimeout, None),
+    };
+    let attempt_no = state.attempts();
+    match state.on_failure_with(policy, kind, now, retry_after, None) {
+        Decision::RetryAfter(delay) => {
+            observer.on_retry(attempt_no, kind, delay);
+            // The error is dropped here, before the sleep.
+            drop(failure);
+            Ok(now.saturating_add(delay))
+        }
+        Decision::GiveUp(reason) => {
+            observer.on_give_up(attempt_no, kind, reason);
+            Err(match failure {
+                Err(error) => RetryError::Failed {
+                    error,
+                    attempts: attempt_no,
+                    reason,
+                },
+                Ok(timeout) => RetryError::TimedOut {
+                    timeout,
+                    attempts: attempt_no,
+                    reason,
+                },
+            })
         }
     }
 }
@@ -403,6 +530,28 @@ where
     K: Into<Classified>,
 {
     Retry::new(timer, policy).run(classify, op)
+}
+
+/// Calls `op` with `context` lent by `&mut` on each attempt, under `policy` on `timer`,
+/// until it succeeds or the policy gives up; hands `context` back with the result.
+/// Shorthand for `Retry::new(timer, policy).run_with_context(context, classify, op)`.
+///
+/// # Errors
+/// See [`Retry::run_with_context`].
+pub fn retry_with_context<Tm, Ctx, T, E, F, C, K>(
+    timer: Tm,
+    policy: &RetryPolicy,
+    context: Ctx,
+    classify: C,
+    op: F,
+) -> impl Future<Output = (Ctx, Result<T, RetryError<E>>)>
+where
+    Tm: Timer,
+    F: AsyncFnMut(&mut Ctx) -> Result<T, E>,
+    C: FnMut(&E) -> K,
+    K: Into<Classified>,
+{
+    Retry::new(timer, policy).run_with_context(context, classify, op)
 }
 
 /// Polls a lazily armed sleep towards `deadline`: ready as soon as `now >= deadline`
@@ -834,5 +983,110 @@ mod tests {
             "failure kind task_timeout is not retryable (attempt 1 timed out after 20 ms)"
         );
         assert_eq!(t.into_error(), None);
+    }
+
+    /// A firmware-style peripheral: every read borrows it mutably; a read may hang.
+    struct Sensor {
+        reads: u32,
+        /// Reads that fail with a NACK before one succeeds.
+        nacks: u32,
+        /// Which read (1-based) hangs until it is dropped.
+        hangs_on: u32,
+        samples: Vec<(u32, Instant)>,
+    }
+
+    impl Sensor {
+        async fn read(&mut self, v: &Virtual) -> Result<i16, E> {
+            self.reads += 1;
+            self.samples.push((self.reads, v.now.get()));
+            if self.reads == self.hangs_on {
+                v.sleep(Duration::from_secs(3600)).await;
+            }
+            if self.reads <= self.nacks {
+                Err(E::Transient)
+            } else {
+                Ok(215)
+            }
+        }
+    }
+
+    #[test]
+    fn context_is_lent_by_mut_on_each_attempt_and_handed_back() {
+        let v = Virtual::default();
+        let policy = fixed_policy(5, Duration::from_millis(10)).unwrap();
+        let mut sensor = Sensor {
+            reads: 0,
+            nacks: 2,
+            hangs_on: 0,
+            samples: Vec::new(),
+        };
+        // The context is a `&mut Sensor` that the caller keeps using afterwards.
+        let (back, out) = v.run(retry_with_context(
+            &v,
+            &policy,
+            &mut sensor,
+            classify,
+            async |s: &mut &mut Sensor| s.read(&v).await,
+        ));
+        assert_eq!(out, Ok(215));
+        back.reads += 100;
+        assert_eq!(sensor.reads, 103);
+        assert_eq!(
+            sensor.samples,
+            [
+                (1, Instant::ZERO),
+                (2, Instant::from_millis(10)),
+                (3, Instant::from_millis(20))
+            ]
+        );
+
+        // An owned context comes back too, with the final error.
+        let owned = Sensor {
+            reads: 0,
+            nacks: 9,
+            hangs_on: 0,
+            samples: Vec::new(),
+        };
+        let (owned, out) = v.run(Retry::new(&v, &policy).run_with_context(
+            owned,
+            classify,
+            async |s: &mut Sensor| s.read(&v).await,
+        ));
+        assert_eq!(owned.reads, 5);
+        assert_eq!(
+            out,
+            Err(RetryError::Failed {
+                error: E::Transient,
+                attempts: 5,
+                reason: GiveUpReason::AttemptsExhausted { attempts: 5 }
+            })
+        );
+    }
+
+    #[test]
+    fn a_timed_out_attempt_gives_the_context_back_for_the_next() {
+        let v = Virtual::default();
+        let policy = fixed_policy(3, Duration::from_millis(10)).unwrap();
+        let mut sensor = Sensor {
+            reads: 0,
+            nacks: 0,
+            hangs_on: 1,
+            samples: Vec::new(),
+        };
+        let (_, out) = v.run(
+            Retry::new(&v, &policy)
+                .attempt_timeout(Duration::from_millis(20))
+                .unwrap()
+                .run_with_context(&mut sensor, classify, async |s: &mut &mut Sensor| {
+                    s.read(&v).await
+                }),
+        );
+        assert_eq!(out, Ok(215));
+        // The first read hung and was dropped at 20 ms; the retry read at 30 ms.
+        assert_eq!(
+            sensor.samples,
+            [(1, Instant::ZERO), (2, Instant::from_millis(30))]
+        );
+        assert_eq!(v.live_sleeps.get(), 0);
     }
 }

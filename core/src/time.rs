@@ -19,7 +19,18 @@ use core::time::Duration;
 /// A point in time: nanoseconds since an adapter-chosen, monotonic origin.
 ///
 /// Shape: one `u64` (8 bytes); the range covers about 584 years from the origin.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// `Debug` reads in milliseconds with a unit, exact to the nanosecond:
+/// `Instant(1.500000 ms)`, and `Instant::MAX` ("never"); `Display` in seconds.
+///
+/// With the feature `embassy-time`, `From` converts to and from
+/// `embassy_time::Instant` (ticks since boot at the application's `TICK_HZ`): from
+/// embassy exactly (128-bit arithmetic, saturating at [`Instant::MAX`]), to embassy
+/// rounded **up** to the next tick (a deadline never fires early), saturating at
+/// `embassy_time::Instant::MAX`. Spans need nothing from sturdy: the core's spans are
+/// `core::time::Duration`, which embassy-time converts itself
+/// (`From<embassy_time::Duration>`, `TryFrom<core::time::Duration>`).
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Instant(u64);
 
@@ -120,6 +131,61 @@ impl Sub for Instant {
     }
 }
 
+impl fmt::Debug for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Self::MAX {
+            return f.write_str("Instant::MAX");
+        }
+        let ms = self.0 / 1_000_000;
+        let ns = self.0 % 1_000_000;
+        write!(f, "Instant({ms}.{ns:06} ms)")
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Instant {
+    /// As `Debug`: `Instant(1.500000 ms)`, `Instant::MAX`.
+    fn format(&self, f: defmt::Formatter<'_>) {
+        if *self == Self::MAX {
+            defmt::write!(f, "Instant::MAX");
+        } else {
+            defmt::write!(
+                f,
+                "Instant({=u64}.{=u64:06} ms)",
+                self.0 / 1_000_000,
+                self.0 % 1_000_000
+            );
+        }
+    }
+}
+
+#[cfg(feature = "embassy-time")]
+impl From<embassy_time::Instant> for Instant {
+    /// Exact: `ticks * 1e9 / TICK_HZ` ns, saturating at [`Instant::MAX`].
+    fn from(at: embassy_time::Instant) -> Self {
+        let ns = at.as_ticks() as u128 * 1_000_000_000 / embassy_time::TICK_HZ as u128;
+        Self(if ns > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            ns as u64
+        })
+    }
+}
+
+#[cfg(feature = "embassy-time")]
+impl From<Instant> for embassy_time::Instant {
+    /// Rounded up to the next tick (a deadline never fires early), saturating at
+    /// `embassy_time::Instant::MAX`.
+    fn from(at: Instant) -> Self {
+        let ticks = (at.0 as u128 * embassy_time::TICK_HZ as u128).div_ceil(1_000_000_000);
+        Self::from_ticks(if ticks > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            ticks as u64
+        })
+    }
+}
+
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.0 / 1_000_000_000;
@@ -217,7 +283,30 @@ impl Monotonic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::format;
     use std::string::ToString;
+
+    #[test]
+    fn debug_reads_in_milliseconds_with_a_unit() {
+        assert_eq!(
+            format!("{:?}", Instant::from_micros(1_500)),
+            "Instant(1.500000 ms)"
+        );
+        assert_eq!(
+            format!("{:?}", Instant::from_secs(3)),
+            "Instant(3000.000000 ms)"
+        );
+        assert_eq!(
+            format!("{:?}", Instant::from_nanos(7)),
+            "Instant(0.000007 ms)"
+        );
+        assert_eq!(format!("{:?}", Instant::ZERO), "Instant(0.000000 ms)");
+        assert_eq!(format!("{:?}", Instant::MAX), "Instant::MAX");
+        assert_eq!(
+            format!("{:?}", Some(Instant::from_millis(2))),
+            "Some(Instant(2.000000 ms))"
+        );
+    }
 
     #[test]
     fn arithmetic_saturates() {

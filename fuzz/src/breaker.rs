@@ -4,7 +4,7 @@
 //!   (a run of counted failures opens it; open until a deadline; at most
 //!   `half_open_permits` probes; `success_threshold` probe successes close it; a failed
 //!   or expired probe reopens; stale permits change nothing; manual modes; one event
-//!   slot keeping the newest event). After every step the state, generation, deadline,
+//!   slot keeping the newest event: the breaker with an event queue of 1). After every step the state, generation, deadline,
 //!   metrics and pulled events must equal the model's, and every decision must too.
 //! - [`CircuitBreaker`] over a count window and over a time window, against invariants:
 //!   never more probes than permits, no deadline while closed, rates in `[0, 1]`, a
@@ -28,7 +28,10 @@ enum Op {
     /// Record the held permit at this index (modulo) with this outcome.
     Record(u8, RawOutcome),
     Release(u8),
-    /// Record a permit again after it was handed back (must change nothing).
+    /// Was: record a permit again after it was handed back. Since `Permit` is neither
+    /// `Copy` nor `Clone` (issue 16) that does not compile; the op stays so that saved
+    /// inputs decode the same, and now only lets the timers due at `now` run.
+    #[allow(dead_code, reason = "kept so that saved inputs decode the same")]
     Replay(u8, RawOutcome),
     HandleTimeout,
     PollEvent,
@@ -114,7 +117,6 @@ struct Model {
 }
 
 /// A permit held by the driver, with what the model knows of it.
-#[derive(Clone, Copy)]
 struct Held {
     real: Permit,
     generation: u32,
@@ -202,7 +204,7 @@ impl Model {
             None => false,
         }
     }
-    fn record(&mut self, held: Held, outcome: Outcome, now: Instant) {
+    fn record(&mut self, held: &Held, outcome: Outcome, now: Instant) {
         let failed = match outcome {
             Outcome::Success => Some(false),
             Outcome::Failure(k) if self.counted.contains(k) => Some(true),
@@ -268,7 +270,7 @@ impl Model {
             _ => {}
         }
     }
-    fn release(&mut self, held: Held, now: Instant) {
+    fn release(&mut self, held: &Held, now: Instant) {
         self.advance(now);
         if held.generation == self.generation {
             self.free_probe(held.probe);
@@ -322,7 +324,8 @@ fn consecutive(input: &Input) {
         }
     }
     let cfg = cfg.with_counted_kinds(counted(input.counted_bits));
-    let mut b = ConsecutiveBreaker::new(cfg);
+    // An event queue of 1: the model keeps the newest event, as the breaker once did.
+    let mut b = ConsecutiveBreaker::<1>::with_event_capacity(cfg);
     let mut m = Model {
         threshold: cfg.failure_threshold(),
         open_ns: u64::from(input.open_ms) * MS,
@@ -346,7 +349,6 @@ fn consecutive(input: &Input) {
     };
     let mut now = Instant::from_secs(1);
     let mut held: Vec<Held> = Vec::new();
-    let mut returned: Vec<Held> = Vec::new();
     for (step, op) in input.ops.iter().enumerate() {
         if let Op::Clock(d) = *op {
             now = move_clock(now, d);
@@ -378,41 +380,26 @@ fn consecutive(input: &Input) {
                     (r, m) => panic!("step {step}: breaker {r:?}, model {m:?}"),
                 }
             }
-            Op::Record(i, o) | Op::Replay(i, o) => {
-                let from_returned = matches!(op, Op::Replay(..));
-                let list = if from_returned {
-                    &mut returned
-                } else {
-                    &mut held
-                };
-                if list.is_empty() {
+            Op::Record(i, o) => {
+                if held.is_empty() {
                     continue;
                 }
-                let h = if from_returned {
-                    list[usize::from(i) % list.len()]
-                } else {
-                    list.swap_remove(usize::from(i) % list.len())
-                };
-                b.record(h.real, o.outcome(), now);
-                // A permit handed back twice, as documented: a probe or a stale permit
-                // changes nothing beyond the timers due at `now` (the model's probe ids
-                // are never reused, so its `record` ignores a probe handed back before);
-                // a permit of the current generation issued while closed, disabled or
-                // metrics-only carries no ticket and counts again (finding 1 in
-                // `README.md`, settled in the core's docs).
-                m.record(h, o.outcome(), t);
-                if !from_returned {
-                    returned.push(h);
-                }
+                let h = held.swap_remove(usize::from(i) % held.len());
+                let outcome = o.outcome();
+                m.record(&h, outcome, t);
+                b.record(h.real, outcome, now);
+            }
+            Op::Replay(..) => {
+                b.handle_timeout(now);
+                m.advance(t);
             }
             Op::Release(i) => {
                 if held.is_empty() {
                     continue;
                 }
                 let h = held.swap_remove(usize::from(i) % held.len());
+                m.release(&h, t);
                 b.release(h.real, now);
-                m.release(h, t);
-                returned.push(h);
             }
             Op::HandleTimeout => {
                 b.handle_timeout(now);
@@ -478,7 +465,7 @@ fn consecutive(input: &Input) {
             assert_eq!(b.poll_timeout(), None);
         }
         // Snapshot and restore keep the state, generation and run.
-        let r = ConsecutiveBreaker::restore(cfg, &b.snapshot());
+        let r = ConsecutiveBreaker::<1>::restore_with_event_capacity(cfg, &b.snapshot());
         assert_eq!((r.state(), r.generation()), (b.state(), b.generation()));
         assert_eq!(r.metrics().consecutive_failures, x.consecutive_failures);
     }
@@ -522,7 +509,6 @@ fn windowed<W: SlidingWindow + Clone>(input: &Input, window: W) {
     let permits = cfg.half_open_permits();
     let mut now = Instant::from_secs(1);
     let mut held: Vec<Permit> = Vec::new();
-    let mut returned: Vec<Permit> = Vec::new();
     let mut last_event = Instant::ZERO;
     for (step, op) in input.ops.iter().enumerate() {
         let latest = now.max(b.snapshot().latest);
@@ -551,28 +537,14 @@ fn windowed<W: SlidingWindow + Clone>(input: &Input, window: W) {
                 if !held.is_empty() {
                     let p = held.swap_remove(usize::from(i) % held.len());
                     b.record(p, o.outcome(), now);
-                    returned.push(p);
                 }
             }
-            Op::Replay(i, o) => {
-                if !returned.is_empty() {
-                    let p = returned[usize::from(i) % returned.len()];
-                    // Let time-driven transitions happen first, then the replay must
-                    // change nothing at all.
-                    b.handle_timeout(now);
-                    let before = (b.state(), b.generation(), b.metrics(), b.poll_timeout());
-                    b.record(p, o.outcome(), now);
-                    if p.generation() != before.1 || p.is_probe() {
-                        let after = (b.state(), b.generation(), b.metrics(), b.poll_timeout());
-                        assert_eq!(before, after, "step {step}: stale or freed permit counted");
-                    }
-                }
-            }
+            // A replayed permit no longer compiles (see `Op::Replay`): timers only.
+            Op::Replay(..) => b.handle_timeout(now),
             Op::Release(i) => {
                 if !held.is_empty() {
                     let p = held.swap_remove(usize::from(i) % held.len());
                     b.release(p, now);
-                    returned.push(p);
                 }
             }
             Op::HandleTimeout => b.handle_timeout(now),

@@ -51,5 +51,5 @@ pub type CallGuard<'a, B = sturdy_core::ConsecutiveBreaker> =
 /// A [`Breaker`]'s owned call guard (`'static`).
 pub type OwnedCallGuard<B = sturdy_core::ConsecutiveBreaker> =
     sturdy_shared::breaker::OwnedCallGuard<B, AsyncIoClock>;
-pub use retry::{TracingObserver, retry, retrying};
+pub use retry::{TracingObserver, retry, retry_with_context, retrying};
 pub use sturdy_core::retry_driver::{Classified, RetryError};

@@ -12,20 +12,21 @@ use sturdy_core::{Clock, Instant};
 ///
 /// Shape: zero-sized; `Copy`, `Send + Sync`.
 #[derive(Clone, Copy, Debug, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct EmbassyClock;
 
 impl EmbassyClock {
     /// The core instant of an embassy instant (nanoseconds since boot, saturating).
+    /// The same as `Instant::from(at)` (the core's feature `embassy-time`).
     pub fn from_embassy(at: embassy_time::Instant) -> Instant {
-        let ns = at.as_ticks() as u128 * 1_000_000_000 / embassy_time::TICK_HZ as u128;
-        Instant::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+        at.into()
     }
 
     /// The embassy instant of a core `at`, rounded up to the next tick (saturating at
     /// `embassy_time::Instant::MAX`, which is "never").
+    /// The same as `embassy_time::Instant::from(at)`.
     pub fn to_embassy(at: Instant) -> embassy_time::Instant {
-        let ticks = (at.as_nanos() as u128 * embassy_time::TICK_HZ as u128).div_ceil(1_000_000_000);
-        embassy_time::Instant::from_ticks(u64::try_from(ticks).unwrap_or(u64::MAX))
+        at.into()
     }
 }
 

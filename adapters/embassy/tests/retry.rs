@@ -11,7 +11,7 @@ use embassy_time::MockDriver;
 use sturdy_core::backoff::{BackoffConfig, Jitter};
 use sturdy_core::retry::{GiveUpReason, RetryPolicy, fixed_policy};
 use sturdy_core::{Clock, FailureKind, Instant};
-use sturdy_embassy::{EmbassyClock, RetryError, retry, retrying};
+use sturdy_embassy::{EmbassyClock, RetryError, retry, retry_with_context, retrying};
 
 /// The mock driver is one global: tests take turns.
 static DRIVER: Mutex<()> = Mutex::new(());
@@ -169,6 +169,31 @@ fn attempt_timeout_and_cancellation() {
 }
 
 #[test]
+fn from_and_into_between_core_and_embassy_time() {
+    // Instants: exact from embassy, rounded up to the tick into embassy (1 MHz here).
+    let core_at: Instant = embassy_time::Instant::from_ticks(1_500).into();
+    assert_eq!(core_at, Instant::from_micros(1_500));
+    let tick: embassy_time::Instant = Instant::from_nanos(1_000_001).into();
+    assert_eq!(tick.as_ticks(), 1_001);
+    assert_eq!(
+        embassy_time::Instant::from(Instant::MAX),
+        embassy_time::Instant::from_ticks(u64::MAX / 1_000 + 1)
+    );
+    assert_eq!(Instant::from(embassy_time::Instant::MAX), Instant::MAX);
+    // Spans: the core's spans are `core::time::Duration`, which embassy-time converts.
+    let span: Duration = embassy_time::Duration::from_micros(2_500).into();
+    assert_eq!(span, Duration::from_micros(2_500));
+    let back = embassy_time::Duration::try_from(Duration::from_millis(3)).unwrap();
+    assert_eq!(back.as_ticks(), 3_000);
+    // A deadline computed in the core and slept on in embassy-time.
+    let deadline = Instant::from(embassy_time::Instant::from_ticks(10)) + span;
+    assert_eq!(
+        embassy_time::Instant::from(deadline),
+        embassy_time::Instant::from_ticks(2_510)
+    );
+}
+
+#[test]
 fn conversions_round_up_and_saturate() {
     let at = Instant::from_nanos(1_500);
     // 1 MHz ticks in the tests: 1.5 µs rounds up to 2 ticks.
@@ -185,4 +210,72 @@ fn conversions_round_up_and_saturate() {
         EmbassyClock::from_embassy(embassy_time::Instant::MAX),
         Instant::MAX
     );
+}
+
+/// A firmware-style I2C sensor: `read` takes `&mut self`, as embedded-hal drivers do.
+struct Sensor {
+    reads: Vec<u64>,
+    nacks: usize,
+}
+
+impl Sensor {
+    async fn read(&mut self) -> Result<i16, Fault> {
+        self.reads.push(now_ms());
+        // The bus transfer takes 2 ms.
+        embassy_time::Timer::after_millis(2).await;
+        if self.reads.len() <= self.nacks {
+            Err(Fault::Nack)
+        } else {
+            Ok(215)
+        }
+    }
+}
+
+#[test]
+fn a_mut_sensor_is_lent_to_each_attempt_and_handed_back() {
+    let _turn = DRIVER.lock().unwrap_or_else(|p| p.into_inner());
+    MockDriver::get().reset();
+
+    let policy = fixed_policy(4, Duration::from_millis(10)).unwrap();
+    let mut sensor = Sensor {
+        reads: Vec::new(),
+        nacks: 2,
+    };
+    // Before: `retry(&policy, classify, || sensor.read())` does not compile ("captured
+    // variable cannot escape `FnMut` closure body"). Now the sensor is lent per attempt.
+    let (back, out) = run(
+        retry_with_context(
+            &policy,
+            &mut sensor,
+            classify,
+            async |s: &mut &mut Sensor| s.read().await,
+        ),
+        1_000,
+    )
+    .unwrap();
+    assert_eq!(out, Ok(215));
+    // Reads at 0, then 2 + 10, then 14 + 10 ms; the sensor is usable again at once.
+    assert_eq!(back.reads, [0, 12, 24]);
+    back.nacks = 0;
+    assert_eq!(run(sensor.read(), 10), Some(Ok(215)));
+    assert_eq!(sensor.reads.len(), 4);
+
+    // Owned, with an attempt timeout shorter than the transfer: every attempt is
+    // dropped mid-transfer, and the sensor still comes back with the error.
+    let owned = Sensor {
+        reads: Vec::new(),
+        nacks: 0,
+    };
+    let start = now_ms();
+    let (owned, out) = run(
+        retrying(&policy)
+            .attempt_timeout(Duration::from_millis(1))
+            .unwrap()
+            .run_with_context(owned, classify, async |s: &mut Sensor| s.read().await),
+        1_000,
+    )
+    .unwrap();
+    assert_eq!(owned.reads.len(), 4);
+    assert_eq!(owned.reads[0], start);
+    assert!(matches!(out, Err(RetryError::TimedOut { attempts: 4, .. })));
 }

@@ -468,7 +468,7 @@ fn emit(name: &str, ev: BreakerEvent) {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 enum Ticket {
     /// Admitted on the fast path, in the generation of this word.
     Fast(u64),
@@ -506,7 +506,7 @@ impl<B: BreakerCore, C: Clock> CallGuard<'_, B, C> {
 
     /// Whether this call is a half-open probe.
     pub fn is_probe(&self) -> bool {
-        matches!(self.ticket, Some(Ticket::Core(p)) if p.is_probe())
+        matches!(&self.ticket, Some(Ticket::Core(p)) if p.is_probe())
     }
 
     fn take(mut self) -> Option<Ticket> {
@@ -532,7 +532,7 @@ impl<B: BreakerCore, C: Clock> OwnedCallGuard<B, C> {
 
     /// Whether this call is a half-open probe.
     pub fn is_probe(&self) -> bool {
-        matches!(self.ticket, Some(Ticket::Core(p)) if p.is_probe())
+        matches!(&self.ticket, Some(Ticket::Core(p)) if p.is_probe())
     }
 }
 

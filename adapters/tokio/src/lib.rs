@@ -67,7 +67,7 @@ pub type OwnedCallGuard<B = sturdy_core::ConsecutiveBreaker> =
 pub use classify::{ClassifyResult, ErrorsAreFailures, HttpStatus};
 pub use clock::TokioClock;
 pub use health_monitor::HealthMonitor;
-pub use retry::{TracingObserver, retry, retrying};
+pub use retry::{TracingObserver, retry, retry_with_context, retrying};
 pub use sturdy_core::retry_driver::{Classified, RetryError};
 #[cfg(feature = "tower")]
 pub use tower_breaker::{CircuitBreakerLayer, CircuitBreakerService, ResponseFuture};

@@ -79,3 +79,25 @@ where
     // machine on the success path.
     retrying(policy).run(classify, op)
 }
+
+/// As [`retry`], lending `context` to `op` by `&mut` on each attempt and handing it
+/// back with the result (after backon's `RetryableWithContext`): for an operation
+/// that needs a borrow it cannot keep between attempts, such as a `&mut` client or
+/// buffer. `op` is an async closure: `async |conn: &mut Conn| conn.query().await`.
+/// Sleeps on tokio time; retries and give-ups are `tracing` events.
+///
+/// # Errors
+/// [`RetryError`] in the second element; the context comes back either way.
+pub fn retry_with_context<Ctx, T, E, F, C, K>(
+    policy: &RetryPolicy,
+    context: Ctx,
+    classify: C,
+    op: F,
+) -> impl Future<Output = (Ctx, Result<T, RetryError<E>>)>
+where
+    F: AsyncFnMut(&mut Ctx) -> Result<T, E>,
+    C: FnMut(&E) -> K,
+    K: Into<Classified>,
+{
+    retrying(policy).run_with_context(context, classify, op)
+}

@@ -199,8 +199,8 @@ impl<W: SlidingWindow, const E: usize> CircuitBreaker<W, E> {
     /// `now - permit.issued_at()`; above the slow-call bound it is a slow call.
     ///
     /// A permit from an older generation, or a half-open probe already handed back,
-    /// changes nothing. A closed-state permit carries no ticket: each must be handed back
-    /// once (see [`Permit`]).
+    /// changes nothing. Takes the permit by value: a permit is handed back once (recording
+    /// one twice does not compile; see [`Permit`]).
     #[inline]
     pub fn record(&mut self, permit: Permit, outcome: Outcome, now: Instant) {
         let now = self.machine.clock.observe(now);
@@ -655,7 +655,7 @@ mod tests {
             let got: Vec<_> = (0..5).map(|_| b.try_acquire(s(60))).collect();
             let admitted = got.iter().filter(|r| r.is_ok()).count();
             assert_eq!(admitted, permits as usize);
-            for r in got.iter().filter_map(|r| r.err()) {
+            for r in got.iter().filter_map(|r| r.as_ref().err()) {
                 assert_eq!((r.retry_at, r.state), (s(120), State::HalfOpen));
             }
             assert_eq!(b.metrics().probes_in_flight, permits);
@@ -693,11 +693,13 @@ mod tests {
     fn late_outcomes_and_backward_clock() {
         let mut b = rate_breaker(2);
         let late: Vec<Permit> = (0..4).map(|_| b.try_acquire(s(10)).unwrap()).collect();
-        b.record(late[0], NET, s(11));
-        b.record(late[1], NET, s(11));
+        let mut late = late.into_iter();
+        let mut next = || late.next().unwrap();
+        b.record(next(), NET, s(11));
+        b.record(next(), NET, s(11));
         assert_eq!(b.state(), State::Open { until: s(21) });
-        b.record(late[2], NET, s(15));
-        b.record(late[3], NET, s(5)); // late and with a clock that jumped back
+        b.record(next(), NET, s(15));
+        b.record(next(), NET, s(5)); // late and with a clock that jumped back
         assert_eq!(b.state(), State::Open { until: s(21) });
         assert_eq!(b.try_acquire(s(0)).unwrap_err().retry_at, s(21));
         assert_eq!(b.poll_timeout(), Some(s(21)));

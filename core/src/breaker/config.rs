@@ -167,13 +167,19 @@ impl Default for ConsecutiveConfig {
 const PPM: u64 = 1_000_000;
 
 /// Converts a rate in `(0, 1]` to parts per million (rounded to nearest).
-fn rate_to_ppm(field: &'static str, rate: f32) -> Result<u32, ConfigError> {
+const fn rate_to_ppm(field: &'static str, rate: f32) -> Result<u32, ConfigError> {
     // `!(rate > 0.0)` also rejects NaN.
     if !(rate > 0.0 && rate <= 1.0) {
         return Err(ConfigError::new(field, "must be in (0, 1]"));
     }
     let ppm = (rate as f64 * PPM as f64 + 0.5) as u32;
-    Ok(ppm.clamp(1, PPM as u32))
+    Ok(if ppm < 1 {
+        1
+    } else if ppm > PPM as u32 {
+        PPM as u32
+    } else {
+        ppm
+    })
 }
 
 /// Configuration of the windowed [`CircuitBreaker`](super::CircuitBreaker).
@@ -222,7 +228,7 @@ impl Default for BreakerConfig {
 
 impl BreakerConfig {
     /// The defaults (see the type's docs).
-    pub fn new() -> Self {
+    pub const fn new() -> Self {
         Self {
             open: fixed_schedule(Duration::from_secs(60)),
             slow_call_ns: u64::MAX,
@@ -241,8 +247,11 @@ impl BreakerConfig {
     ///
     /// # Errors
     /// `rate` outside `(0, 1]` (NaN included).
-    pub fn with_failure_rate_threshold(mut self, rate: f32) -> Result<Self, ConfigError> {
-        self.failure_rate_ppm = rate_to_ppm("failure_rate_threshold", rate)?;
+    pub const fn with_failure_rate_threshold(mut self, rate: f32) -> Result<Self, ConfigError> {
+        self.failure_rate_ppm = match rate_to_ppm("failure_rate_threshold", rate) {
+            Ok(ppm) => ppm,
+            Err(e) => return Err(e),
+        };
         Ok(self)
     }
 
@@ -251,8 +260,15 @@ impl BreakerConfig {
     ///
     /// # Errors
     /// `rate` outside `(0, 1]`.
-    pub fn with_slow_calls(mut self, duration: Duration, rate: f32) -> Result<Self, ConfigError> {
-        self.slow_rate_ppm = rate_to_ppm("slow_call_rate_threshold", rate)?;
+    pub const fn with_slow_calls(
+        mut self,
+        duration: Duration,
+        rate: f32,
+    ) -> Result<Self, ConfigError> {
+        self.slow_rate_ppm = match rate_to_ppm("slow_call_rate_threshold", rate) {
+            Ok(ppm) => ppm,
+            Err(e) => return Err(e),
+        };
         self.slow_call_ns = duration_to_nanos(duration);
         Ok(self)
     }
@@ -261,7 +277,7 @@ impl BreakerConfig {
     ///
     /// # Errors
     /// `calls` zero.
-    pub fn with_minimum_calls(mut self, calls: u32) -> Result<Self, ConfigError> {
+    pub const fn with_minimum_calls(mut self, calls: u32) -> Result<Self, ConfigError> {
         if calls == 0 {
             return Err(ConfigError::new("minimum_calls", "must be >= 1"));
         }
@@ -273,7 +289,7 @@ impl BreakerConfig {
     ///
     /// # Errors
     /// `failures` zero.
-    pub fn with_consecutive_failures(mut self, failures: u32) -> Result<Self, ConfigError> {
+    pub const fn with_consecutive_failures(mut self, failures: u32) -> Result<Self, ConfigError> {
         if failures == 0 {
             return Err(ConfigError::new("consecutive_failures", "must be >= 1"));
         }
@@ -285,7 +301,7 @@ impl BreakerConfig {
     ///
     /// # Errors
     /// `open` zero.
-    pub fn with_open_duration(mut self, open: Duration) -> Result<Self, ConfigError> {
+    pub const fn with_open_duration(mut self, open: Duration) -> Result<Self, ConfigError> {
         if duration_to_nanos(open) == 0 {
             return Err(ConfigError::new("open_duration", "must be > 0"));
         }
@@ -298,8 +314,8 @@ impl BreakerConfig {
     ///
     /// # Errors
     /// A schedule whose cap is zero (every open period would be empty).
-    pub fn with_open_backoff(mut self, schedule: BackoffConfig) -> Result<Self, ConfigError> {
-        if schedule.cap() == Duration::ZERO {
+    pub const fn with_open_backoff(mut self, schedule: BackoffConfig) -> Result<Self, ConfigError> {
+        if schedule.cap().is_zero() {
             return Err(ConfigError::new("open_backoff", "must have a cap > 0"));
         }
         self.open = schedule;
@@ -310,7 +326,7 @@ impl BreakerConfig {
     ///
     /// # Errors
     /// `permits` outside `1..=CIRCUIT_MAX_PROBES` (16).
-    pub fn with_half_open_permits(mut self, permits: u8) -> Result<Self, ConfigError> {
+    pub const fn with_half_open_permits(mut self, permits: u8) -> Result<Self, ConfigError> {
         if permits == 0 || permits as usize > CIRCUIT_MAX_PROBES {
             return Err(ConfigError::new(
                 "half_open_permits",
@@ -325,7 +341,7 @@ impl BreakerConfig {
     ///
     /// # Errors
     /// `successes` zero.
-    pub fn with_success_threshold(mut self, successes: u16) -> Result<Self, ConfigError> {
+    pub const fn with_success_threshold(mut self, successes: u16) -> Result<Self, ConfigError> {
         if successes == 0 {
             return Err(ConfigError::new("success_threshold", "must be >= 1"));
         }
@@ -337,7 +353,7 @@ impl BreakerConfig {
     ///
     /// # Errors
     /// `timeout` zero.
-    pub fn with_permit_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
+    pub const fn with_permit_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
         let ns = duration_to_nanos(timeout);
         if ns == 0 {
             return Err(ConfigError::new("permit_timeout", "must be > 0"));
@@ -483,10 +499,13 @@ impl TryFrom<BreakerConfigUnchecked> for BreakerConfig {
     }
 }
 
-pub(crate) fn fixed_schedule(open: Duration) -> BackoffConfig {
+pub(crate) const fn fixed_schedule(open: Duration) -> BackoffConfig {
     let c = BackoffConfig::constant(open);
     // Turning jitter off cannot fail (only decorrelated jitter is checked).
-    c.with_jitter(Jitter::None).unwrap_or(c)
+    match c.with_jitter(Jitter::None) {
+        Ok(c) => c,
+        Err(_) => c,
+    }
 }
 
 #[cfg(test)]

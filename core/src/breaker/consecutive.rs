@@ -1,13 +1,14 @@
 //! The small circuit breaker: opens after a run of consecutive failures.
 //!
 //! Built for many instances side by side (one per worker in a fixed-capacity array): it
-//! is `Copy`, holds its config, and takes 128 bytes on 64-bit targets and on thumbv7em (checked by the link check)
-//! (see [`ConsecutiveBreaker`]). The closed path (`try_acquire` then `record` of a
+//! is `Copy`, holds its config, and takes 152 bytes with its default event queue of 4
+//! on 64-bit targets and on thumbv7em (checked by the link check); see
+//! [`ConsecutiveBreaker`]. The closed path (`try_acquire` then `record` of a
 //! success) is a handful of integer compares and stores: no division, no float, no loop.
 
 use super::config::{CONSECUTIVE_MAX_PROBES, ConsecutiveConfig};
 use super::drive::Drive;
-use super::event::{BreakerEvent, EventSlot};
+use super::event::{BreakerEvent, EventRing};
 use super::metrics::Metrics;
 use super::permit::{Outcome, Permit, Rejected};
 use super::snapshot::BreakerSnapshot;
@@ -36,8 +37,17 @@ use crate::time::Instant;
 /// - failure kinds outside the counted set (by default cancelled and permanent) count
 ///   neither way.
 ///
-/// Shape: 128 bytes, `Copy`. One pending event is kept (the newest); see
-/// [`poll_event`](Self::poll_event).
+/// **Events.** Transitions queue up in a FIFO of capacity `E` (default
+/// [`CONSECUTIVE_EVENTS`] = 4); when full, the oldest is dropped and counted in
+/// [`Metrics::events_dropped`]. One input causes at most one event here (at most one
+/// transition; an expired probe is reported by the `Opened` event of the reopening,
+/// not by a `ProbeExpired` event), so a caller that drains after every input never
+/// loses one; the default 4 also keeps a whole cycle (opened, half-opened, closed) and
+/// a manual change between drains. `ConsecutiveBreaker::<E>::with_event_capacity` picks
+/// another capacity (1 keeps only the newest event, as this breaker did before).
+///
+/// Shape: `112 + 8 * ceil((9 * E + 4) / 8)` bytes (152 for the default `E = 4`, 128 for
+/// `E = 1`), `Copy`.
 ///
 /// ```
 /// use core::time::Duration;
@@ -56,23 +66,43 @@ use crate::time::Instant;
 /// assert_eq!(b.poll_timeout(), Some(Instant::from_secs(310)));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConsecutiveBreaker {
+pub struct ConsecutiveBreaker<const E: usize = CONSECUTIVE_EVENTS> {
     machine: Machine<CONSECUTIVE_MAX_PROBES>,
     config: ConsecutiveConfig,
-    events: EventSlot,
+    events: EventRing<E>,
     run: u32,
     calls: u32,
     failures: u32,
     rejected: u32,
 }
 
+/// The default capacity of a [`ConsecutiveBreaker`]'s event queue: more than the one
+/// event an input can cause; a whole open, half-open, closed cycle and one more.
+pub const CONSECUTIVE_EVENTS: usize = 4;
+
 impl ConsecutiveBreaker {
-    /// A closed breaker with `config`, its clock watermark at [`Instant::ZERO`].
+    /// A closed breaker with `config` and the default event queue
+    /// ([`CONSECUTIVE_EVENTS`]), its clock watermark at [`Instant::ZERO`].
     pub const fn new(config: ConsecutiveConfig) -> Self {
+        Self::with_event_capacity(config)
+    }
+
+    /// A breaker with the default event queue restored from `snapshot` (taken with
+    /// [`snapshot`](Self::snapshot)), using `config`. Probe slots start free.
+    pub fn restore(config: ConsecutiveConfig, snapshot: &BreakerSnapshot) -> Self {
+        Self::restore_with_event_capacity(config, snapshot)
+    }
+}
+
+impl<const E: usize> ConsecutiveBreaker<E> {
+    /// A closed breaker with `config` and an event queue of `E` (1..=255; another `E`
+    /// fails to compile), its clock watermark at [`Instant::ZERO`]:
+    /// `ConsecutiveBreaker::<8>::with_event_capacity(config)`.
+    pub const fn with_event_capacity(config: ConsecutiveConfig) -> Self {
         Self {
             machine: Machine::new(),
             config,
-            events: EventSlot::new(),
+            events: EventRing::new(),
             run: 0,
             calls: 0,
             failures: 0,
@@ -80,10 +110,12 @@ impl ConsecutiveBreaker {
         }
     }
 
-    /// A breaker restored from `snapshot` (taken with [`snapshot`](Self::snapshot)),
-    /// using `config`. Probe slots start free.
-    pub fn restore(config: ConsecutiveConfig, snapshot: &BreakerSnapshot) -> Self {
-        let mut b = Self::new(config);
+    /// As [`restore`](ConsecutiveBreaker::restore), with an event queue of `E`.
+    pub fn restore_with_event_capacity(
+        config: ConsecutiveConfig,
+        snapshot: &BreakerSnapshot,
+    ) -> Self {
+        let mut b = Self::with_event_capacity(config);
         b.machine.restore(snapshot);
         b.run = snapshot.consecutive_failures;
         b.rejected = snapshot.rejected.min(u32::MAX as u64) as u32;
@@ -175,8 +207,8 @@ impl ConsecutiveBreaker {
     /// Hands back a permit with the call's outcome, at `now`.
     ///
     /// A permit from an older generation, or a half-open probe already handed back,
-    /// changes nothing. A closed-state permit carries no ticket: each must be handed back
-    /// once (see [`Permit`]).
+    /// changes nothing. Takes the permit by value: a permit is handed back once (recording
+    /// one twice does not compile; see [`Permit`]).
     /// Closed: a counted failure extends the run and opens the breaker at
     /// `failure_threshold`; a success resets the run to zero. Half-open: a success
     /// counts toward `success_threshold`, a counted failure reopens. Ignored outcomes and
@@ -279,9 +311,9 @@ impl ConsecutiveBreaker {
         self.handle_timeout_at(now);
     }
 
-    /// The oldest event not yet pulled. The small breaker keeps one: an event not
-    /// pulled before the next one is replaced and counted in
-    /// [`Metrics::events_dropped`]; the current [`state`](Self::state) is always exact.
+    /// The oldest event not yet pulled, from a queue of `E`: when full, the oldest is
+    /// dropped and counted in [`Metrics::events_dropped`]; the current
+    /// [`state`](Self::state) is always exact.
     pub fn poll_event(&mut self) -> Option<BreakerEvent> {
         self.events.pop(self.config.open_ns)
     }
@@ -312,7 +344,7 @@ impl ConsecutiveBreaker {
     }
 }
 
-impl Drive<CONSECUTIVE_MAX_PROBES> for ConsecutiveBreaker {
+impl<const E: usize> Drive<CONSECUTIVE_MAX_PROBES> for ConsecutiveBreaker<E> {
     #[inline]
     fn machine(&mut self) -> &mut Machine<CONSECUTIVE_MAX_PROBES> {
         &mut self.machine
@@ -335,8 +367,8 @@ impl Drive<CONSECUTIVE_MAX_PROBES> for ConsecutiveBreaker {
     }
 
     fn probe_expired(&mut self, _now: Instant) {
-        // The `Opened` event that follows says it; with one event slot a
-        // `ProbeExpired` event would only be replaced at once.
+        // The `Opened` event that follows says it (one event per input, and with an
+        // event queue of 1 a `ProbeExpired` event would only be replaced at once).
         self.calls = self.calls.saturating_add(1);
         self.failures = self.failures.saturating_add(1);
     }
@@ -470,15 +502,56 @@ mod tests {
         b.record(p, NET, s(410));
         assert_eq!(b.state(), State::Open { until: s(710) });
         assert_eq!(b.metrics().reopens, 1);
-        // One event slot: the HalfOpened event was replaced by the Opened one.
+        // Three state changes between drains: the default queue keeps all three (the
+        // breaker once had one slot and kept only the last, with 2 dropped).
         assert_eq!(
             events(&mut b),
-            [BreakerEvent::Opened {
-                at: s(410),
-                until: s(710)
-            }]
+            [
+                BreakerEvent::Opened {
+                    at: s(3),
+                    until: s(303)
+                },
+                BreakerEvent::HalfOpened { at: s(400) },
+                BreakerEvent::Opened {
+                    at: s(410),
+                    until: s(710)
+                },
+            ]
         );
-        assert_eq!(b.metrics().events_dropped, 2);
+        assert_eq!(b.metrics().events_dropped, 0);
+    }
+
+    #[test]
+    fn event_capacity_is_a_parameter() {
+        fn three_changes<const E: usize>(b: &mut ConsecutiveBreaker<E>) -> Vec<BreakerEvent> {
+            for t in 1..=3 {
+                let p = b.try_acquire(s(t)).unwrap();
+                b.record(p, NET, s(t));
+            }
+            let p = b.try_acquire(s(400)).unwrap();
+            b.record(p, NET, s(410));
+            core::iter::from_fn(|| b.poll_event()).collect()
+        }
+        let cfg = ConsecutiveConfig::original();
+        let mut one = ConsecutiveBreaker::<1>::with_event_capacity(cfg);
+        let opened = BreakerEvent::Opened {
+            at: s(410),
+            until: s(710),
+        };
+        assert_eq!(three_changes(&mut one), [opened]);
+        assert_eq!(one.metrics().events_dropped, 2);
+        let mut two = ConsecutiveBreaker::<2>::with_event_capacity(cfg);
+        assert_eq!(
+            three_changes(&mut two),
+            [BreakerEvent::HalfOpened { at: s(400) }, opened]
+        );
+        assert_eq!(two.metrics().events_dropped, 1);
+        let mut three = ConsecutiveBreaker::<3>::with_event_capacity(cfg);
+        assert_eq!(three_changes(&mut three).len(), 3);
+        assert_eq!(three.metrics().events_dropped, 0);
+        // Restored with a capacity of its own.
+        let r = ConsecutiveBreaker::<2>::restore_with_event_capacity(cfg, &three.snapshot());
+        assert_eq!(r.state(), State::Open { until: s(710) });
     }
 
     fn half_open_with_permits(permits: u8) -> ConsecutiveBreaker {
@@ -501,9 +574,9 @@ mod tests {
             let mut b = half_open_with_permits(permits);
             assert!(b.would_admit(s(11)));
             let results: Vec<_> = (0..5).map(|_| b.try_acquire(s(11))).collect();
-            let admitted: Vec<Permit> = results.iter().filter_map(|r| r.ok()).collect();
-            assert_eq!(admitted.len(), permits as usize);
-            for r in results.iter().filter_map(|r| r.err()) {
+            let admitted = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(admitted, permits as usize);
+            for r in results.iter().filter_map(|r| r.as_ref().err()) {
                 // Rejected at once, told to come back when the oldest probe expires.
                 assert_eq!(r.retry_at, s(16));
                 assert_eq!(r.state, State::HalfOpen);
@@ -512,7 +585,8 @@ mod tests {
             assert_eq!(b.metrics().probes_in_flight, permits);
             assert!(!b.would_admit(s(11)));
             // A finished probe frees its slot for exactly one more caller.
-            b.record(admitted[0], Outcome::Success, s(12));
+            let first = results.into_iter().find_map(Result::ok).unwrap();
+            b.record(first, Outcome::Success, s(12));
             assert!(b.try_acquire(s(12)).is_ok());
             assert!(b.try_acquire(s(12)).is_err());
         }
@@ -522,12 +596,15 @@ mod tests {
     fn released_probe_frees_its_slot_without_counting() {
         let mut b = half_open_with_permits(1);
         let p = b.try_acquire(s(11)).unwrap();
+        // Only a copy the crate makes (a cloned ledger's parked permit) can come back
+        // twice; the probe's ticket still frees its slot once.
+        let (again, late) = (p.dup(), p.dup());
         b.release(p, s(12));
         assert_eq!(b.metrics().probes_in_flight, 0);
         assert_eq!(b.state(), State::HalfOpen);
         // Releasing twice or recording after release changes nothing.
-        b.release(p, s(12));
-        b.record(p, Outcome::Success, s(12));
+        b.release(again, s(12));
+        b.record(late, Outcome::Success, s(12));
         let p2 = b.try_acquire(s(13)).unwrap();
         b.record(p2, Outcome::Success, s(13));
         // success_threshold is 3: one success so far (the released one did not count).
@@ -571,22 +648,25 @@ mod tests {
     #[test]
     fn failures_arriving_while_open_change_nothing() {
         let mut b = ConsecutiveBreaker::new(ConsecutiveConfig::original());
-        let slow: Vec<Permit> = (0..5).map(|_| b.try_acquire(s(1)).unwrap()).collect();
-        for p in &slow[..3] {
-            b.record(*p, NET, s(2));
+        let mut slow: Vec<Permit> = (0..5).map(|_| b.try_acquire(s(1)).unwrap()).collect();
+        let last = slow.pop().unwrap();
+        let mut slow = slow.into_iter();
+        for p in slow.by_ref().take(3) {
+            b.record(p, NET, s(2));
         }
         assert_eq!(b.state(), State::Open { until: s(302) });
         let g = b.generation();
         // Two more in-flight calls fail late, while open: no restart, no extension.
-        for p in &slow[3..] {
-            b.record(*p, NET, s(100));
+        let late = last.dup();
+        for p in slow.chain([last]) {
+            b.record(p, NET, s(100));
         }
         assert_eq!(b.state(), State::Open { until: s(302) });
         assert_eq!(b.generation(), g);
         assert_eq!(b.metrics().failures, 3);
         // ...nor after the breaker moved on to half-open.
         b.handle_timeout(s(302));
-        b.record(slow[4], NET, s(303));
+        b.record(late, NET, s(303));
         assert_eq!(b.state(), State::HalfOpen);
     }
 
@@ -652,7 +732,13 @@ mod tests {
         assert_eq!(b.poll_timeout(), None);
 
         b.metrics_only(s(20));
-        assert_eq!(events(&mut b), [BreakerEvent::MetricsOnly { at: s(20) }]);
+        assert_eq!(
+            events(&mut b),
+            [
+                BreakerEvent::Disabled { at: s(10) },
+                BreakerEvent::MetricsOnly { at: s(20) }
+            ]
+        );
         for t in 21..=23 {
             call(&mut b, NET, s(t)).unwrap();
         }
@@ -689,7 +775,11 @@ mod tests {
 
     #[test]
     fn documented_size() {
-        assert_eq!(size_of::<ConsecutiveBreaker>(), 128);
+        // 112 + 8 * ceil((9 * E + 4) / 8), as documented.
+        assert_eq!(size_of::<ConsecutiveBreaker>(), 152);
+        assert_eq!(size_of::<ConsecutiveBreaker<1>>(), 128);
+        assert_eq!(size_of::<ConsecutiveBreaker<2>>(), 136);
+        assert_eq!(size_of::<ConsecutiveBreaker<8>>(), 192);
         assert_eq!(size_of::<ConsecutiveConfig>(), 32);
         assert_eq!(size_of::<Permit>(), 16);
         assert_eq!(size_of::<State>(), 16);

@@ -10,6 +10,7 @@ use crate::time::Instant;
 ///
 /// Shape: 24 bytes; `Copy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum BreakerEvent {
@@ -135,14 +136,17 @@ impl<const E: usize> EventQueue<E> {
     }
 }
 
-/// The one-event slot of the small [`ConsecutiveBreaker`](super::ConsecutiveBreaker): a
-/// queue of capacity one that keeps the newest event, stored compactly (the kind and
-/// the instant; an `Opened` event's `until` is rebuilt from the fixed open duration) so
-/// the breaker stays small and `Copy`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct EventSlot {
-    at: Instant,
-    kind: u8,
+/// The event queue of the small [`ConsecutiveBreaker`](super::ConsecutiveBreaker): a
+/// FIFO of capacity `E` (1..=255, checked at compile time) that, like [`EventQueue`],
+/// drops and counts the **oldest** event when full. Events are stored compactly (the
+/// kind and the instant, 9 bytes each; an `Opened` event's `until` is rebuilt from the
+/// fixed open duration) so that the breaker stays small and `Copy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EventRing<const E: usize> {
+    at: [Instant; E],
+    kind: [u8; E],
+    head: u8,
+    len: u8,
     dropped: u16,
 }
 
@@ -156,22 +160,27 @@ const DISABLED: u8 = 6;
 const METRICS_ONLY: u8 = 7;
 const THRESHOLD_EXCEEDED: u8 = 8;
 
-impl EventSlot {
+impl<const E: usize> EventRing<E> {
     pub(crate) const fn new() -> Self {
+        const {
+            assert!(
+                E >= 1 && E <= 255,
+                "the event queue's capacity E must be in 1..=255"
+            )
+        };
         Self {
-            at: Instant::ZERO,
-            kind: NONE,
+            at: [Instant::ZERO; E],
+            kind: [NONE; E],
+            head: 0,
+            len: 0,
             dropped: 0,
         }
     }
 
-    /// Stores `ev`, replacing (and counting) an event not yet pulled.
+    /// Appends `ev`, dropping (and counting) the oldest event if full.
+    #[inline]
     pub(crate) fn push(&mut self, ev: BreakerEvent) {
-        if self.kind != NONE {
-            self.dropped = self.dropped.saturating_add(1);
-        }
-        self.at = ev.at();
-        self.kind = match ev {
+        let kind = match ev {
             BreakerEvent::Opened { .. } => OPENED,
             BreakerEvent::HalfOpened { .. } => HALF_OPENED,
             BreakerEvent::Closed { .. } => CLOSED,
@@ -181,12 +190,29 @@ impl EventSlot {
             BreakerEvent::MetricsOnly { .. } => METRICS_ONLY,
             BreakerEvent::ThresholdExceeded { .. } => THRESHOLD_EXCEEDED,
         };
+        let (head, len) = (usize::from(self.head), usize::from(self.len));
+        let slot = if len == E {
+            self.dropped = self.dropped.saturating_add(1);
+            self.head = ((head + 1) % E) as u8;
+            head
+        } else {
+            self.len += 1;
+            (head + len) % E
+        };
+        self.at[slot] = ev.at();
+        self.kind[slot] = kind;
     }
 
-    /// Takes the event; an `Opened` event gets `until = at + open_ns`.
+    /// Takes the oldest event; an `Opened` event gets `until = at + open_ns`.
     pub(crate) fn pop(&mut self, open_ns: u64) -> Option<BreakerEvent> {
-        let at = self.at;
-        let ev = match self.kind {
+        if self.len == 0 {
+            return None;
+        }
+        let head = usize::from(self.head);
+        self.head = ((head + 1) % E) as u8;
+        self.len -= 1;
+        let at = self.at[head];
+        Some(match self.kind[head] {
             OPENED => BreakerEvent::Opened {
                 at,
                 until: Instant::from_nanos(at.as_nanos().saturating_add(open_ns)),
@@ -197,11 +223,8 @@ impl EventSlot {
             FORCED_OPEN => BreakerEvent::ForcedOpen { at },
             DISABLED => BreakerEvent::Disabled { at },
             METRICS_ONLY => BreakerEvent::MetricsOnly { at },
-            THRESHOLD_EXCEEDED => BreakerEvent::ThresholdExceeded { at },
-            _ => return None,
-        };
-        self.kind = NONE;
-        Some(ev)
+            _ => BreakerEvent::ThresholdExceeded { at },
+        })
     }
 
     pub(crate) const fn dropped(&self) -> u16 {
@@ -234,8 +257,8 @@ mod tests {
     }
 
     #[test]
-    fn slot_keeps_the_newest() {
-        let mut s = EventSlot::new();
+    fn ring_of_one_keeps_the_newest() {
+        let mut s = EventRing::<1>::new();
         s.push(closed(1));
         s.push(closed(2));
         assert_eq!(s.dropped(), 1);
@@ -261,5 +284,24 @@ mod tests {
         }
         assert_eq!(s.dropped(), 1);
         assert_eq!(closed(7).at(), Instant::from_secs(7));
+    }
+
+    #[test]
+    fn ring_keeps_order_drops_the_oldest_and_wraps() {
+        let mut r = EventRing::<3>::new();
+        for s in 1..=3 {
+            r.push(closed(s));
+        }
+        assert_eq!(r.dropped(), 0);
+        r.push(closed(4)); // full: 1 goes
+        assert_eq!(r.dropped(), 1);
+        assert_eq!(r.pop(0), Some(closed(2)));
+        r.push(closed(5)); // wraps around the array's end
+        assert_eq!(
+            core::iter::from_fn(|| r.pop(0)).collect::<std::vec::Vec<_>>(),
+            [closed(3), closed(4), closed(5)]
+        );
+        assert_eq!(r.pop(0), None);
+        assert_eq!(r.dropped(), 1);
     }
 }

@@ -7,6 +7,7 @@
 /// [`ConsecutiveBreaker`](super::ConsecutiveBreaker), the outcomes since it last closed
 /// (or was reset). Ignored outcomes and kinds outside the counted set are not in them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Metrics {

@@ -9,7 +9,7 @@
 //!
 //! Two breakers share that machine:
 //! - [`ConsecutiveBreaker`]: opens after a run of consecutive failures, fixed open
-//!   duration; 128 bytes, `Copy`, for one breaker per worker in a fixed array;
+//!   duration; 152 bytes, `Copy`, for one breaker per worker in a fixed array;
 //! - [`CircuitBreaker`]: failure rate and slow-call rate over a sliding window (a
 //!   count-based ring, [`CountWindow`], or time-based buckets, [`TimeWindow`]), a minimum
 //!   number of calls, an optional consecutive-failure rule, and an open duration drawn
@@ -53,7 +53,7 @@
 //! let mut breaker = ConsecutiveBreaker::new(cfg);
 //! let mut now = Instant::ZERO;
 //! let mut log = Vec::new();
-//! // Pull events after each input: the small breaker keeps only the newest one.
+//! // Pull events after each input (the queue holds 4 by default).
 //! let mut drain = |b: &mut ConsecutiveBreaker| {
 //!     while let Some(ev) = b.poll_event() {
 //!         log.push(ev);
@@ -99,9 +99,10 @@ mod window;
 
 pub use circuit::CircuitBreaker;
 pub use config::{BreakerConfig, CIRCUIT_MAX_PROBES, CONSECUTIVE_MAX_PROBES, ConsecutiveConfig};
-pub use consecutive::ConsecutiveBreaker;
+pub use consecutive::{CONSECUTIVE_EVENTS, ConsecutiveBreaker};
 pub use event::{BreakerEvent, EventQueue};
 pub use metrics::Metrics;
+pub(crate) use permit::ParkedPermit;
 pub use permit::{Outcome, Permit, Rejected};
 pub use snapshot::BreakerSnapshot;
 pub use state::State;

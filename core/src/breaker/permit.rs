@@ -15,17 +15,31 @@ use crate::time::Instant;
 /// A permit carries the **generation** of the breaker's state when it was issued (every
 /// transition starts a new one), the instant it was issued (the call's latency for the
 /// slow-call rule is `now - issued_at` at `record`), and, for a half-open probe, its
-/// probe ticket (which frees exactly its own slot). It is `Copy` so that adapters can
-/// keep it in a drop guard. A permit from an older generation (issued before the latest
-/// transition) is **ignored**: late outcomes never restart or extend an open period; so
-/// is a half-open probe handed back twice (its ticket frees its slot once). A permit
-/// issued while closed, disabled or metrics-only carries no ticket (the closed path
-/// keeps no per-call state): hand each one back **once**, since recording it again
-/// counts again.
+/// probe ticket (which frees exactly its own slot). A permit from an older generation
+/// (issued before the latest transition) is **ignored**: late outcomes never restart or
+/// extend an open period.
+///
+/// A permit is neither `Copy` nor `Clone`: `record` and `release` take it by value, so
+/// each call is counted at most once and a permit handed back twice does not compile
+/// (a copied permit recorded twice counted two failures, and opened a breaker of
+/// threshold 2 after one failed call):
+///
+/// ```compile_fail,E0382
+/// use sturdy_core::{ConsecutiveBreaker, ConsecutiveConfig, FailureKind, Instant, Outcome};
+///
+/// let mut b = ConsecutiveBreaker::new(ConsecutiveConfig::original());
+/// let now = Instant::from_secs(1);
+/// let permit = b.try_acquire(now).unwrap();
+/// b.record(permit, Outcome::Failure(FailureKind::Network), now);
+/// b.record(permit, Outcome::Failure(FailureKind::Network), now); // use of moved value
+/// ```
+///
+/// Adapters that keep a permit in a drop guard hold it in an `Option` and `take()` it.
 ///
 /// Shape: 16 bytes.
 #[must_use = "a permit must be handed back with `record` or `release`, or a half-open probe slot stays busy until it expires"]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Permit {
     pub(crate) issued_at: Instant,
     pub(crate) generation: u32,
@@ -52,10 +66,55 @@ impl Permit {
     }
 }
 
+/// A [`Permit`] parked in a container that must stay `Clone` (the ledger keeps each
+/// running task's permit in its task record). Only the crate builds and unparks one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ParkedPermit {
+    issued_at: Instant,
+    generation: u32,
+    probe: u32,
+}
+
+impl Permit {
+    /// Parks the permit (see [`ParkedPermit`]).
+    pub(crate) const fn park(self) -> ParkedPermit {
+        ParkedPermit {
+            issued_at: self.issued_at,
+            generation: self.generation,
+            probe: self.probe,
+        }
+    }
+}
+
+#[cfg(test)]
+impl Permit {
+    /// A second copy of the permit, for tests of the defences against a permit handed
+    /// back twice (still reachable through a cloned ledger's parked permits).
+    pub(crate) const fn dup(&self) -> Self {
+        Self {
+            issued_at: self.issued_at,
+            generation: self.generation,
+            probe: self.probe,
+        }
+    }
+}
+
+impl ParkedPermit {
+    /// The permit again, to hand back.
+    pub(crate) const fn unpark(self) -> Permit {
+        Permit {
+            issued_at: self.issued_at,
+            generation: self.generation,
+            probe: self.probe,
+        }
+    }
+}
+
 /// A refusal: the call must not be made. Says when to come back.
 ///
 /// Shape: 24 bytes; `Copy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Rejected {
     /// The earliest instant at which the breaker may admit again by itself: the end of
     /// the open period, or, when every half-open probe slot is busy, the expiry of the
@@ -95,6 +154,7 @@ impl core::error::Error for Rejected {}
 
 /// How a call ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum Outcome {

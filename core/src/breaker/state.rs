@@ -10,6 +10,7 @@ use crate::time::{Instant, Monotonic};
 ///
 /// Shape: 16 bytes (a tag and one [`Instant`]); `Copy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum State {

@@ -11,6 +11,7 @@ pub const MAX_ISSUES: usize = 32;
 
 /// How bad one issue is. Ordered: `Unknown < Degraded < Critical`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Severity {
@@ -44,6 +45,7 @@ impl fmt::Display for Severity {
 /// are none. Ordered: `Healthy < Unknown < Degraded < Critical`, so a known fault
 /// outranks a missing reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum HealthStatus {

@@ -29,12 +29,15 @@ impl Level {
         self.critical
     }
 
-    fn check(self, field: &'static str, percent: bool) -> Result<Self, ConfigError> {
+    const fn check(self, field: &'static str, percent: bool) -> Result<Self, ConfigError> {
         if !self.warning.is_finite() || !self.critical.is_finite() {
             return Err(ConfigError::new(field, "levels must be finite numbers"));
         }
         if percent
-            && !((0.0..=100.0).contains(&self.warning) && (0.0..=100.0).contains(&self.critical))
+            && !(self.warning >= 0.0
+                && self.warning <= 100.0
+                && self.critical >= 0.0
+                && self.critical <= 100.0)
         {
             return Err(ConfigError::new(
                 field,
@@ -112,77 +115,113 @@ pub struct Thresholds {
 }
 
 impl Default for Thresholds {
-    /// The defaults in the table of [`Thresholds`].
+    /// [`Thresholds::DEFAULT`].
     fn default() -> Self {
-        Self {
-            cpu_percent: Level::raw(90.0, 95.0),
-            memory_percent: Level::raw(90.0, 95.0),
-            disk_percent: Level::raw(90.0, 95.0),
-            gpu_memory_percent: Level::raw(90.0, 95.0),
-            gpu_temperature_c: Level::raw(80.0, 85.0),
-            gpu_shutdown_headroom_c: 5.0,
-            expected_gpus: 0,
-        }
+        Self::DEFAULT
     }
+}
+
+impl Thresholds {
+    /// The defaults in the table of [`Thresholds`]; the [`Default`].
+    pub const DEFAULT: Self = Self {
+        cpu_percent: Level::raw(90.0, 95.0),
+        memory_percent: Level::raw(90.0, 95.0),
+        disk_percent: Level::raw(90.0, 95.0),
+        gpu_memory_percent: Level::raw(90.0, 95.0),
+        gpu_temperature_c: Level::raw(80.0, 85.0),
+        gpu_shutdown_headroom_c: 5.0,
+        expected_gpus: 0,
+    };
 }
 
 impl Thresholds {
     /// The defaults with node_exporter's mixin disk levels: warning above 95 % used (5 %
     /// available), critical above 97 % used (3 % available).
-    pub fn node_exporter_disks() -> Self {
+    pub const fn node_exporter_disks() -> Self {
         Self {
             disk_percent: Level::raw(95.0, 97.0),
-            ..Self::default()
+            ..Self::DEFAULT
         }
     }
 
     /// CPU busy levels, %. Errors (field `cpu_percent`) unless both are in `[0, 100]`
     /// and `warning <= critical`.
-    pub fn with_cpu_percent(mut self, warning: f32, critical: f32) -> Result<Self, ConfigError> {
-        self.cpu_percent = Level::raw(warning, critical).check("cpu_percent", true)?;
+    pub const fn with_cpu_percent(
+        mut self,
+        warning: f32,
+        critical: f32,
+    ) -> Result<Self, ConfigError> {
+        self.cpu_percent = match Level::raw(warning, critical).check("cpu_percent", true) {
+            Ok(level) => level,
+            Err(e) => return Err(e),
+        };
         Ok(self)
     }
 
     /// Memory used levels, % of the effective total (a container limit when there is
     /// one). Errors (field `memory_percent`) as for CPU.
-    pub fn with_memory_percent(mut self, warning: f32, critical: f32) -> Result<Self, ConfigError> {
-        self.memory_percent = Level::raw(warning, critical).check("memory_percent", true)?;
+    pub const fn with_memory_percent(
+        mut self,
+        warning: f32,
+        critical: f32,
+    ) -> Result<Self, ConfigError> {
+        self.memory_percent = match Level::raw(warning, critical).check("memory_percent", true) {
+            Ok(level) => level,
+            Err(e) => return Err(e),
+        };
         Ok(self)
     }
 
     /// Disk used levels, % of each filesystem (used = total - available to users).
     /// Errors (field `disk_percent`) as for CPU.
-    pub fn with_disk_percent(mut self, warning: f32, critical: f32) -> Result<Self, ConfigError> {
-        self.disk_percent = Level::raw(warning, critical).check("disk_percent", true)?;
+    pub const fn with_disk_percent(
+        mut self,
+        warning: f32,
+        critical: f32,
+    ) -> Result<Self, ConfigError> {
+        self.disk_percent = match Level::raw(warning, critical).check("disk_percent", true) {
+            Ok(level) => level,
+            Err(e) => return Err(e),
+        };
         Ok(self)
     }
 
     /// GPU memory used levels, %. Errors (field `gpu_memory_percent`) as for CPU.
-    pub fn with_gpu_memory_percent(
+    pub const fn with_gpu_memory_percent(
         mut self,
         warning: f32,
         critical: f32,
     ) -> Result<Self, ConfigError> {
         self.gpu_memory_percent =
-            Level::raw(warning, critical).check("gpu_memory_percent", true)?;
+            match Level::raw(warning, critical).check("gpu_memory_percent", true) {
+                Ok(level) => level,
+                Err(e) => return Err(e),
+            };
         Ok(self)
     }
 
     /// GPU temperature levels, °C, used when a device does not report its own slowdown
     /// or shutdown temperature. Errors (field `gpu_temperature_c`) unless finite and
     /// `warning <= critical`.
-    pub fn with_gpu_temperature_c(
+    pub const fn with_gpu_temperature_c(
         mut self,
         warning: f32,
         critical: f32,
     ) -> Result<Self, ConfigError> {
-        self.gpu_temperature_c = Level::raw(warning, critical).check("gpu_temperature_c", false)?;
+        self.gpu_temperature_c =
+            match Level::raw(warning, critical).check("gpu_temperature_c", false) {
+                Ok(level) => level,
+                Err(e) => return Err(e),
+            };
         Ok(self)
     }
 
     /// How far below a device's own shutdown temperature it is judged critical, °C.
     /// Errors (field `gpu_shutdown_headroom_c`) unless finite and `>= 0`.
-    pub fn with_gpu_shutdown_headroom_c(mut self, headroom: f32) -> Result<Self, ConfigError> {
+    pub const fn with_gpu_shutdown_headroom_c(
+        mut self,
+        headroom: f32,
+    ) -> Result<Self, ConfigError> {
         if !(headroom.is_finite() && headroom >= 0.0) {
             return Err(ConfigError::new(
                 "gpu_shutdown_headroom_c",

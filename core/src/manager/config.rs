@@ -32,35 +32,40 @@ pub struct LedgerConfig {
 const DEFAULT_CRASH_LIMIT: u32 = 3;
 
 impl Default for LedgerConfig {
-    /// The original's defaults made sound: [`RetryPolicy::default`] (3 attempts in
-    /// total, 5 s doubling to 300 s, full jitter), heartbeat timeout and grace 30 s, lease
-    /// 30 s, breaker 3 consecutive failures / open 300 s / 2 successes to close, seed 0,
-    /// crash limit 3, crashes count against the worker's breaker.
+    /// [`LedgerConfig::ORIGINAL`].
     fn default() -> Self {
-        Self {
-            retry: RetryPolicy::default(),
-            deadline: DeadlineConfig::default(),
-            lease: Duration::from_secs(30),
-            breaker: ledger_breaker(ConsecutiveConfig::original()),
-            seed: 0,
-            crash_limit: DEFAULT_CRASH_LIMIT,
-            crashes_open_breaker: true,
-        }
+        Self::ORIGINAL
     }
 }
 
 impl LedgerConfig {
+    /// The original's defaults made sound: [`RetryPolicy::default`] (3 attempts in
+    /// total, 5 s doubling to 300 s, full jitter), heartbeat timeout and grace 30 s, lease
+    /// 30 s, breaker 3 consecutive failures / open 300 s / 2 successes to close, seed 0,
+    /// crash limit 3, crashes count against the worker's breaker. The [`Default`].
+    pub const ORIGINAL: Self = Self {
+        retry: RetryPolicy::ORIGINAL,
+        deadline: DeadlineConfig::ORIGINAL,
+        lease: Duration::from_secs(30),
+        breaker: ledger_breaker(ConsecutiveConfig::original()),
+        seed: 0,
+        crash_limit: DEFAULT_CRASH_LIMIT,
+        crashes_open_breaker: true,
+    };
+}
+
+impl LedgerConfig {
     /// The defaults with `retry` as the tasks' retry policy.
-    pub fn new(retry: RetryPolicy) -> Self {
+    pub const fn new(retry: RetryPolicy) -> Self {
         Self {
             retry,
-            ..Self::default()
+            ..Self::ORIGINAL
         }
     }
 
     /// Workers are suspect after `deadline.timeout()` without a heartbeat (or
     /// `deadline.grace()` after registration without any).
-    pub fn with_deadline(mut self, deadline: DeadlineConfig) -> Self {
+    pub const fn with_deadline(mut self, deadline: DeadlineConfig) -> Self {
         self.deadline = deadline;
         self
     }
@@ -70,7 +75,7 @@ impl LedgerConfig {
     ///
     /// # Errors
     /// A zero `lease`.
-    pub fn with_lease(mut self, lease: Duration) -> Result<Self, ConfigError> {
+    pub const fn with_lease(mut self, lease: Duration) -> Result<Self, ConfigError> {
         if lease.is_zero() {
             return Err(ConfigError::new("lease", "must be > 0"));
         }
@@ -86,20 +91,19 @@ impl LedgerConfig {
     /// # Errors
     /// A zero `failure_threshold`, `success_threshold` or `open_for`;
     /// `success_threshold` above 65 535.
-    pub fn with_breaker(
+    pub const fn with_breaker(
         mut self,
         failure_threshold: u32,
         open_for: Duration,
         success_threshold: u32,
     ) -> Result<Self, ConfigError> {
-        let Ok(successes) = u16::try_from(success_threshold) else {
+        if success_threshold > u16::MAX as u32 {
             return Err(ConfigError::new("success_threshold", "must be <= 65535"));
-        };
-        self.breaker = ledger_breaker(ConsecutiveConfig::new(
-            failure_threshold,
-            open_for,
-            successes,
-        )?);
+        }
+        match ConsecutiveConfig::new(failure_threshold, open_for, success_threshold as u16) {
+            Ok(c) => self.breaker = ledger_breaker(c),
+            Err(e) => return Err(e),
+        }
         Ok(self)
     }
 
@@ -108,14 +112,14 @@ impl LedgerConfig {
     /// back, through its result, its lease or its worker's failure, so the defaults set
     /// no probe timeout; a finite one here counts a trial task running longer than it as
     /// failed.
-    pub fn with_breaker_config(mut self, breaker: ConsecutiveConfig) -> Self {
+    pub const fn with_breaker_config(mut self, breaker: ConsecutiveConfig) -> Self {
         self.breaker = breaker;
         self
     }
 
     /// The seed of the retry jitter (each task draws from its own stream derived from
     /// it); the same seed gives the same delays.
-    pub fn with_seed(mut self, seed: u64) -> Self {
+    pub const fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
     }
@@ -130,7 +134,7 @@ impl LedgerConfig {
     /// `limit`; the crash that takes it above `limit` (the `limit + 1`-th) fails the task
     /// for good ([`GiveUpReason::CrashLimit`](crate::retry::GiveUpReason::CrashLimit)).
     /// `0` fails a task at its first crash. Default 3. Every `u32` is valid.
-    pub fn with_crash_limit(mut self, limit: u32) -> Self {
+    pub const fn with_crash_limit(mut self, limit: u32) -> Self {
         self.crash_limit = limit;
         self
     }
@@ -142,7 +146,7 @@ impl LedgerConfig {
     /// (the permits of the lost attempts are released uncounted); for a farm whose
     /// workers are its own processes, where a crash is a kill from outside, not the
     /// slot's fault. A task's own failures (`task_failed`) count either way.
-    pub fn with_crashes_open_breaker(mut self, open: bool) -> Self {
+    pub const fn with_crashes_open_breaker(mut self, open: bool) -> Self {
         self.crashes_open_breaker = open;
         self
     }
@@ -185,8 +189,11 @@ impl LedgerConfig {
 }
 
 /// A breaker config for a ledger: no probe timeout (a trial task's lease bounds it).
-fn ledger_breaker(c: ConsecutiveConfig) -> ConsecutiveConfig {
-    c.with_permit_timeout(Duration::MAX).unwrap_or(c)
+const fn ledger_breaker(c: ConsecutiveConfig) -> ConsecutiveConfig {
+    match c.with_permit_timeout(Duration::MAX) {
+        Ok(c) => c,
+        Err(_) => c,
+    }
 }
 
 /// The serialized shape of [`LedgerConfig`], checked on the way in (the retry policy

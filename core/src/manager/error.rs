@@ -8,6 +8,7 @@ use super::event::StaleReason;
 
 /// An input the ledger refused. Nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum LedgerError {
     /// The task table is full (`capacity` tasks, the `TASKS` parameter).
@@ -73,6 +74,7 @@ impl core::error::Error for LedgerError {}
 
 /// A result (or lease renewal) the ledger did not accept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum ResultError {
     /// No such task in this ledger (not counted).

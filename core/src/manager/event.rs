@@ -13,6 +13,7 @@ use crate::breaker::State as BreakerState;
 
 /// Why a running task went back to pending without a result from its worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum RequeueReason {
@@ -29,6 +30,7 @@ pub enum RequeueReason {
 
 /// Why a result was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum StaleReason {
@@ -58,6 +60,7 @@ impl fmt::Display for StaleReason {
 /// Something that happened in the ledger. Every variant carries `at`, the ledger's time
 /// (the latest `now` seen) when it happened. Shape: at most 48 bytes, `Copy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum Event {

@@ -142,7 +142,7 @@ mod worker;
 use heapless::binary_heap::Min;
 use heapless::{BinaryHeap, Deque, Vec};
 
-use crate::breaker::{ConsecutiveBreaker, Outcome, Permit};
+use crate::breaker::{ConsecutiveBreaker, Outcome, ParkedPermit, Permit};
 use crate::failure::{FailureEvent, FailureKind, TaskId, WorkerId};
 use crate::retry::{Decision, GiveUpReason, RetryState};
 use crate::rng::SplitMix64;
@@ -395,7 +395,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             status: WorkerStatus::Alive,
             health: WorkerHealth::Healthy,
             detector: crate::deadline::DeadlineDetector::new(self.config.deadline, now),
-            breaker: ConsecutiveBreaker::new(self.config.breaker),
+            breaker: ConsecutiveBreaker::with_event_capacity(self.config.breaker),
             head: NIL,
             lease_check: Instant::MAX,
         };
@@ -916,7 +916,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             lease,
         };
         t.last_worker = wi as u32;
-        t.permit = Some(permit);
+        t.permit = Some(permit.park());
         t.requeued = false;
         // Link at the head of the worker's list.
         let head = self.workers[wi].head;
@@ -1048,7 +1048,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let t = &mut self.tasks[idx as usize];
         t.prev = NIL;
         t.next = NIL;
-        let permit = t.permit.take();
+        let permit = t.permit.take().map(ParkedPermit::unpark);
         let w = &mut self.workers[wi];
         w.load -= 1;
         if w.load == 0 {
@@ -1062,7 +1062,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         &mut self,
         wi: usize,
         now: Instant,
-        f: impl FnOnce(&mut ConsecutiveBreaker) -> R,
+        f: impl FnOnce(&mut ConsecutiveBreaker<1>) -> R,
     ) -> R {
         let b = &mut self.workers[wi].breaker;
         let from = b.state();

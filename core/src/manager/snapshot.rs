@@ -120,7 +120,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             if let TaskState::Running { worker, .. } = self.tasks[idx].state
                 && let Some(p) = self.tasks[idx].permit.take()
             {
-                self.with_breaker(worker.0 as usize, now, |b| b.release(p, now));
+                self.with_breaker(worker.0 as usize, now, |b| b.release(p.unpark(), now));
             }
         }
         self.tasks.clear();

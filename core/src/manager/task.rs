@@ -2,7 +2,7 @@
 
 use heapless::HistoryBuf;
 
-use crate::breaker::Permit;
+use crate::breaker::ParkedPermit;
 use crate::failure::{FailureEvent, FailureKind, TaskId, WorkerId};
 use crate::retry::RetryState;
 use crate::time::Instant;
@@ -12,6 +12,7 @@ use super::worker::NIL;
 
 /// Where a task stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum TaskState {
@@ -43,6 +44,7 @@ impl TaskState {
 /// What the supervisor gets from [`Ledger::assign`](super::Ledger::assign): run `task`
 /// on `worker`, and report the result with `epoch`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 #[must_use = "an assignment not dispatched is only recovered when its lease lapses"]
@@ -101,7 +103,7 @@ pub(crate) struct Task<const H: usize> {
     /// because the attempt reported a result: a late success of that attempt counts.
     pub(crate) requeued: bool,
     /// The worker's breaker permit while running.
-    pub(crate) permit: Option<Permit>,
+    pub(crate) permit: Option<ParkedPermit>,
     /// Links in the list of tasks running on the same worker.
     pub(crate) next: u32,
     pub(crate) prev: u32,

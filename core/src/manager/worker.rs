@@ -11,6 +11,7 @@ pub(crate) const NIL: u32 = u32::MAX;
 
 /// Whether a worker is up, as far as the ledger knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum WorkerStatus {
@@ -46,6 +47,7 @@ impl WorkerStatus {
 /// Critical workers get no new task (their running tasks go on); degraded workers get
 /// tasks only when no healthy worker can take one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum WorkerHealth {
@@ -66,7 +68,8 @@ pub(crate) struct Worker {
     pub(crate) status: WorkerStatus,
     pub(crate) health: WorkerHealth,
     pub(crate) detector: DeadlineDetector,
-    pub(crate) breaker: ConsecutiveBreaker,
+    /// Event queue of 1: the ledger reads states, never the breaker's events.
+    pub(crate) breaker: ConsecutiveBreaker<1>,
     /// First running task on this worker (an intrusive list through the tasks), or NIL.
     pub(crate) head: u32,
     /// A lower bound of the earliest lease among its running tasks.
