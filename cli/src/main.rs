@@ -19,6 +19,7 @@ mod health_gate;
 mod journal;
 mod oom;
 mod options;
+mod output;
 mod probe_cmd;
 mod process_fence;
 mod process_pool;
@@ -30,6 +31,7 @@ mod state_dir;
 mod state_lock;
 mod storage_fault;
 mod tasks;
+mod template;
 mod worker;
 
 use std::time::Duration;

@@ -41,6 +41,11 @@ pub(crate) struct RunOrder {
     /// On a timeout, ms between `SIGTERM` and `SIGKILL` to the group (0: `SIGKILL` at
     /// once).
     pub(crate) kill_grace_ms: u64,
+    /// Wait this many ms before starting the command (`--delay`); its timeout and
+    /// runtime count from the start.
+    pub(crate) delay_ms: u64,
+    /// Run the command under `nice -n` this niceness (`--nice`).
+    pub(crate) nice: Option<i32>,
     /// File that receives the command's stdout (created or truncated; the worker
     /// copies the command's stdout pipe into it).
     pub(crate) stdout_path: String,
@@ -176,6 +181,8 @@ mod tests {
             command: "echo hi".into(),
             timeout_ms: 1500,
             kill_grace_ms: 2000,
+            delay_ms: 30,
+            nice: Some(5),
             stdout_path: "/tmp/o".into(),
             stderr_path: "/tmp/e".into(),
         });

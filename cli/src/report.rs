@@ -27,6 +27,9 @@ pub(crate) struct Progress {
     running: HashMap<u32, Instant>,
     next_line: u64,
     started: Instant,
+    /// Whether a task's stderr output left sturdy's stderr in the middle of a line: the
+    /// next progress line starts on a new one.
+    pub(crate) stderr_mid_line: bool,
 }
 
 /// The time left, from the rate at which this run finished tasks: `None` (show no
@@ -105,13 +108,33 @@ impl Progress {
             running: HashMap::new(),
             next_line: already_done + total.div_ceil(10).max(1),
             started: Instant::now(),
+            stderr_mid_line: false,
         }
     }
 
-    fn line(&self, text: &str) {
+    /// Runs `f` (which prints the tasks' output) with the bar cleared from the
+    /// terminal, so that output and bar never share a line.
+    pub(crate) fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.bar {
+            Some(b) => b.suspend(f),
+            None => f(),
+        }
+    }
+
+    /// Writes one line on stderr, on a line of its own.
+    fn eprint_line(&mut self, text: &str) {
+        let nl = if std::mem::take(&mut self.stderr_mid_line) {
+            "\n"
+        } else {
+            ""
+        };
+        eprintln!("{nl}{text}");
+    }
+
+    fn line(&mut self, text: &str) {
         match &self.bar {
             Some(b) => b.println(text),
-            None => eprintln!("{text}"),
+            None => self.eprint_line(text),
         }
     }
 
@@ -169,17 +192,15 @@ impl Progress {
                 b.set_message(status(self.running.len(), self.failed, self.eta()));
             }
             None if self.done >= self.next_line || self.done == self.total => {
-                eprintln!(
-                    "{}",
-                    progress_line(
-                        self.done,
-                        self.total,
-                        self.running.len(),
-                        self.failed,
-                        self.started.elapsed(),
-                        self.eta(),
-                    )
+                let line = progress_line(
+                    self.done,
+                    self.total,
+                    self.running.len(),
+                    self.failed,
+                    self.started.elapsed(),
+                    self.eta(),
                 );
+                self.eprint_line(&line);
                 self.next_line = self.done + self.total.div_ceil(10).max(1);
             }
             None => {}
@@ -187,7 +208,7 @@ impl Progress {
     }
 
     /// A note for the user (signals, worker restarts).
-    pub(crate) fn note(&self, text: &str) {
+    pub(crate) fn note(&mut self, text: &str) {
         self.line(text);
     }
 

@@ -10,6 +10,10 @@
 //! `CUDA_VISIBLE_DEVICES` come from the worker's own environment, set by the master). A
 //! heartbeat goes out every interval, busy or idle.
 //!
+//! With `--nice N` the command runs as `nice -n N sh -c COMMAND` (`nice` execs `sh`,
+//! so the process group is the same). With `--delay` the order says how long to wait
+//! before the start.
+//!
 //! A command over its timeout gets `SIGTERM` on its whole process group, then, after
 //! the order's kill grace, `SIGKILL`, and is reported as timed out. An output file that
 //! cannot be created or written is reported as a storage failure (the master stops the
@@ -137,6 +141,28 @@ const PAUSE_BEFORE_STARTED: &str = "STURDY_TEST_PAUSE_BEFORE_STARTED_MS";
 /// Runs one attempt; returns false when the worker must exit (the master is gone or
 /// asked to shut down).
 fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>) -> bool {
+    // `--delay`: wait (heartbeating) before the start; the master's death ends the wait.
+    let mut shutdown_after = false;
+    let until = Instant::now() + Duration::from_millis(order.delay_ms);
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match rx.recv_timeout(left) {
+            Err(RecvTimeoutError::Timeout) => break,
+            Ok(Event::Order(ToWorker::Shutdown)) => shutdown_after = true,
+            Ok(Event::Order(ToWorker::Run(other))) => eprintln!(
+                "sturdy worker: busy with task {}, ignoring an order for task {}",
+                order.task, other.task
+            ),
+            Ok(Event::ChildExit(_)) => {}
+            Ok(Event::MasterGone) | Err(RecvTimeoutError::Disconnected) => {
+                kill_own_marked();
+                return false;
+            }
+        }
+    }
     let started = Instant::now();
     let open = |path: &str| {
         File::create(path).map_err(|e| Outcome::StorageFailed {
@@ -150,7 +176,15 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
         Err(outcome) => return report(order, outcome, started),
     };
     let oom_before = oom::oom_kill_count();
-    let spawned = Command::new("sh")
+    let mut command = match order.nice {
+        Some(n) => {
+            let mut c = Command::new("nice");
+            c.arg("-n").arg(n.to_string()).arg("sh");
+            c
+        }
+        None => Command::new("sh"),
+    };
+    let spawned = command
         .arg("-c")
         .arg(&order.command)
         .env("STURDY_TASK", order.task.to_string())
@@ -228,7 +262,6 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
             },
         )
     });
-    let mut shutdown_after = false;
     let mut timed_out = false;
     let status = loop {
         let ev = match next_kill {
