@@ -252,6 +252,15 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     #[serde(default)]
     pub(crate) resume: bool,
+    /// Fix and re-run (GNU parallel's `--resume-failed`): continue the run in the state
+    /// directory with this task list, which may differ from the recorded one in its
+    /// commands (not in its number of tasks): tasks that succeeded are not run again;
+    /// those that failed for good or never finished run under their new command. The
+    /// earlier commands are kept in `STATE/amended.tsv`, so that later `--resume`s of
+    /// the new list read the whole journal. Implies `--resume --retry-failed`.
+    #[arg(long)]
+    #[serde(default)]
+    pub(crate) resume_failed: bool,
     /// With --resume, run again the tasks that had failed for good.
     #[arg(long, requires = "resume")]
     #[serde(default)]
@@ -764,6 +773,8 @@ pub(crate) struct Settings {
     pub(crate) state_dir: Option<PathBuf>,
     pub(crate) resume: bool,
     pub(crate) retry_failed: bool,
+    /// `--resume-failed`.
+    pub(crate) resume_failed: bool,
     pub(crate) health_gate: bool,
     pub(crate) json: bool,
     pub(crate) checkpoint_interval: Duration,
@@ -917,8 +928,9 @@ impl Settings {
                 Detector::Deadline(t)
             }
         };
-        let resume = cli.resume || file.resume;
-        let retry_failed = cli.retry_failed || file.retry_failed;
+        let resume_failed = cli.resume_failed || file.resume_failed;
+        let resume = cli.resume || file.resume || resume_failed;
+        let retry_failed = cli.retry_failed || file.retry_failed || resume_failed;
         if retry_failed && !resume {
             return Err(CliError::input(
                 "'--retry-failed' (retry-failed) needs '--resume' (resume)",
@@ -1000,6 +1012,7 @@ impl Settings {
             state_dir: pick!(state_dir),
             resume,
             retry_failed,
+            resume_failed,
             health_gate: cli.health_gate
                 || file.health_gate
                 || cli.load.or(file.load).is_some()

@@ -31,7 +31,7 @@ use crate::output::{Ending, Tag, TaskOutput};
 use crate::process_pool::PoolExtras;
 use crate::process_pool::ProcessPool;
 use crate::report::{FinalSummary, Progress};
-use crate::resume::{EXPERIMENT, Plan, RunCheckpoint, plan};
+use crate::resume::{EXPERIMENT, Plan, RunCheckpoint, plan, write_amended};
 use crate::state_dir::{self, StateDir};
 use crate::storage_fault::StorageFault;
 use crate::tasks::TaskList;
@@ -432,9 +432,26 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         .state_dir
         .clone()
         .unwrap_or_else(|| state_dir::default_path(tasks.fingerprint));
+    // --resume-failed opens the directory as the list it was made for (same number of
+    // tasks), and records the new list once the plan is made.
+    let retext = if settings.resume_failed {
+        match StateDir::recorded(&root) {
+            Some((old, n)) if n == tasks.len() && old != tasks.fingerprint => Some(old),
+            Some((_, n)) if n != tasks.len() => {
+                return Err(CliError::input(format!(
+                    "--resume-failed: state directory {} holds a run of {n} tasks; this list has {}: a fixed list keeps the number of tasks; nothing was changed",
+                    root.display(),
+                    tasks.len()
+                )));
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
     let state = StateDir::open(
         &root,
-        tasks.fingerprint,
+        retext.unwrap_or(tasks.fingerprint),
         tasks.len(),
         &source,
         settings.resume,
@@ -466,7 +483,28 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             root.display()
         ))
     })?;
-    let mut plan = plan(&tasks, &state, &store, settings.retry_failed)?;
+    let mut plan = plan(&tasks, &state, &store, settings.retry_failed, retext)?;
+    if retext.is_some() {
+        let record = write_amended(&state.amended(), &plan.retexted)
+            .and_then(|()| state.set_fingerprint(tasks.fingerprint));
+        record.map_err(|e| {
+            CliError::runtime(format!(
+                "--resume-failed: cannot record the new task list in {}: {e}",
+                root.display()
+            ))
+        })?;
+        if !settings.json {
+            eprintln!(
+                "sturdy: --resume-failed: {} task(s) have a new command; those that had not succeeded run under it (earlier commands kept in {})",
+                plan.retexted
+                    .iter()
+                    .map(|(t, _)| t)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len(),
+                state.amended().display()
+            );
+        }
+    }
     let mut keep_order: Vec<u32> = plan.todo.iter().map(|&(n, ..)| n).collect();
     keep_order.sort_unstable();
     if settings.shuf {

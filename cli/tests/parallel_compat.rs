@@ -532,3 +532,86 @@ fn relative_jobs_count_from_the_cpus() {
         assert_eq!(workers, want, "-j {j}");
     }
 }
+
+#[test]
+fn resume_failed_reruns_only_failed_tasks_under_their_fixed_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let list = |lines: &[&str]| {
+        std::fs::write(d.join("tasks.txt"), lines.join("\n") + "\n").unwrap();
+    };
+    let run = |extra: &[&str], input: &[&str]| {
+        sturdy()
+            .current_dir(d)
+            .args(["run", "--state-dir", "s", "--max-attempts", "1", "-k"])
+            .args(extra)
+            .args(input)
+            .output()
+            .unwrap()
+    };
+    list(&["echo one", "echo broken; exit 3", "echo three"]);
+    let first = run(&[], &["tasks.txt"]);
+    assert_eq!(first.status.code(), Some(1));
+    assert_eq!(text(&first.stdout), "one\nbroken\nthree\n");
+    // The fixed list: plain --resume refuses it, --resume-failed runs task 2 only.
+    list(&["echo one", "echo fixed", "echo three"]);
+    let refused = run(&["--resume"], &["tasks.txt"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    let fixed = run(&["--resume-failed"], &["tasks.txt"]);
+    assert_eq!(fixed.status.code(), Some(0), "{}", text(&fixed.stderr));
+    assert_eq!(text(&fixed.stdout), "fixed\n");
+    let j = journal(&d.join("s"));
+    assert_exactly_once(&j, 3);
+    let two: Vec<(String, String)> = j
+        .iter()
+        .filter(|l| l.task == 2)
+        .map(|l| (l.next.clone(), l.command.clone()))
+        .collect();
+    assert_eq!(
+        two,
+        vec![
+            ("gave_up".to_owned(), "echo broken; exit 3".to_owned()),
+            ("done".to_owned(), "echo fixed".to_owned()),
+        ]
+    );
+    // Later resumes of the new list read the whole journal: nothing runs, no warning.
+    let again = run(&["--resume"], &["tasks.txt"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert!(again.stdout.is_empty());
+    assert!(
+        !text(&again.stderr).contains("warning"),
+        "{}",
+        text(&again.stderr)
+    );
+    // A list with another number of tasks is refused, nothing changed.
+    list(&["echo one", "echo fixed"]);
+    let other = run(&["--resume-failed"], &["tasks.txt"]);
+    assert_eq!(other.status.code(), Some(2));
+    assert!(
+        text(&other.stderr).contains("keeps the number of tasks"),
+        "{}",
+        text(&other.stderr)
+    );
+}
+
+#[test]
+fn resume_failed_takes_a_fixed_template_in_argument_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |extra: &[&str], template: &str| {
+        sturdy()
+            .current_dir(d)
+            .args(["run", "--state-dir", "s", "--max-attempts", "1", "-k"])
+            .args(extra)
+            .args([template, ":::", "a", "b", "c"])
+            .output()
+            .unwrap()
+    };
+    let first = run(&[], "test {} != b && echo {}");
+    assert_eq!(first.status.code(), Some(1));
+    assert_eq!(text(&first.stdout), "a\nc\n");
+    let fixed = run(&["--resume-failed"], "echo fixed {}");
+    assert_eq!(fixed.status.code(), Some(0), "{}", text(&fixed.stderr));
+    assert_eq!(text(&fixed.stdout), "fixed b\n");
+    assert_exactly_once(&journal(&d.join("s")), 3);
+}
