@@ -123,6 +123,12 @@ pub(crate) struct RunArgs {
     #[arg(long, short = 'k')]
     #[serde(default)]
     pub(crate) keep_order: bool,
+    /// Print each line of the tasks' output as soon as it is complete (a task's last
+    /// partial line when it ends), instead of each task's output whole when it ends;
+    /// an attempt that is retried has printed its lines too.
+    #[arg(long, conflicts_with_all = ["keep_order", "json"])]
+    #[serde(default)]
+    pub(crate) line_buffer: bool,
     /// Prefix each line of a task's output with its arguments (its command in
     /// command-list mode) and a tab.
     #[arg(long)]
@@ -744,6 +750,7 @@ pub(crate) struct Settings {
     pub(crate) quote: bool,
     pub(crate) dry_run: bool,
     pub(crate) keep_order: bool,
+    pub(crate) line_buffer: bool,
     pub(crate) tag: bool,
     pub(crate) tagstring: Option<String>,
     pub(crate) results: Option<PathBuf>,
@@ -978,6 +985,7 @@ impl Settings {
             quote: cli.quote || file.quote,
             dry_run: cli.dry_run || file.dry_run,
             keep_order: cli.keep_order || file.keep_order,
+            line_buffer: cli.line_buffer || file.line_buffer,
             tag: cli.tag || file.tag,
             tagstring: pick!(tagstring),
             results: pick!(results),

@@ -11,7 +11,7 @@
 //! run's `StorageFault` instead of reaching the supervisor as a task failure.
 
 use std::fs::OpenOptions;
-use std::io::BufReader;
+use std::io::{BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};
@@ -59,6 +59,11 @@ pub(crate) struct ProcessPool {
     last_start: Option<std::time::Instant>,
     /// Runtimes in ms of the attempts that succeeded, for `--timeout N%`.
     runtimes: Arc<Mutex<Vec<u64>>>,
+    /// `--line-buffer`.
+    line_buffer: Option<LineBuffer>,
+    /// The task number of each ledger task id dispatched (for the reader threads'
+    /// tags), shared with them.
+    keys: Arc<Mutex<std::collections::HashMap<u32, u32>>>,
 }
 
 /// The pool's share of GNU parallel's options.
@@ -71,6 +76,42 @@ pub(crate) struct PoolExtras {
     /// `--timeout N%`: an attempt's limit is N % of the median runtime of the attempts
     /// that succeeded, once [`MEDIAN_AFTER`] have.
     pub(crate) timeout_percent: Option<f64>,
+}
+
+/// `--line-buffer`: each task's output printed line by line as it comes, each line
+/// prefixed by the task's tag (`tags[task - 1]` and a tab) when there are tags.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LineBuffer {
+    pub(crate) tags: Arc<Vec<String>>,
+}
+
+/// Prints the complete lines of `pending` (plus `more`), keeping a trailing partial
+/// line; with `all`, the partial line too.
+fn print_lines(pending: &mut Vec<u8>, more: &[u8], tag: Option<&str>, stderr: bool, all: bool) {
+    pending.extend_from_slice(more);
+    let end = if all {
+        pending.len()
+    } else {
+        pending
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1)
+    };
+    if end == 0 {
+        return;
+    }
+    let chunk: Vec<u8> = pending.drain(..end).collect();
+    let text = match tag {
+        Some(t) => crate::output::tagged(t, &chunk),
+        None => chunk,
+    };
+    let _ = if stderr {
+        let mut e = std::io::stderr().lock();
+        e.write_all(&text).and_then(|()| e.flush())
+    } else {
+        let mut o = std::io::stdout().lock();
+        o.write_all(&text).and_then(|()| o.flush())
+    };
 }
 
 /// Successes needed before `--timeout N%` applies (a median of fewer says little).
@@ -117,7 +158,15 @@ impl ProcessPool {
             extras: PoolExtras::default(),
             last_start: None,
             runtimes: Arc::default(),
+            line_buffer: None,
+            keys: Arc::default(),
         }
+    }
+
+    /// Sets `--line-buffer`.
+    pub(crate) fn with_line_buffer(mut self, lb: Option<LineBuffer>) -> Self {
+        self.line_buffer = lb;
+        self
     }
 
     /// Sets `--delay`, `--nice` and `--timeout N%`.
@@ -193,6 +242,7 @@ impl WorkerPool for ProcessPool {
         let pid = child.id() as i32;
         let thread_pgid = pgid.clone();
         let (thread_mark, fault) = (mark.clone(), self.fault.clone());
+        let (line_buffer, keys) = (self.line_buffer.clone(), self.keys.clone());
         let runtimes = self
             .extras
             .timeout_percent
@@ -202,12 +252,37 @@ impl WorkerPool for ProcessPool {
             .name(format!("sturdy-worker-{}", w + 1))
             .spawn(move || {
                 let mut r = BufReader::new(stdout);
+                // `--line-buffer`: the partial last line of stdout and of stderr.
+                let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+                let tag_of = |id: u32| -> Option<String> {
+                    let lb = line_buffer.as_ref()?;
+                    let task = *keys
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get(&id)?;
+                    lb.tags.get(task as usize - 1).cloned()
+                };
                 while let Ok(Some(payload)) = protocol::read_frame(&mut r) {
                     let Ok(msg) = protocol::decode_payload::<FromWorker>(&payload) else {
                         break;
                     };
+                    if let FromWorker::Finished { id, .. } = &msg
+                        && line_buffer.is_some()
+                    {
+                        let tag = tag_of(*id);
+                        for (i, p) in partial.iter_mut().enumerate() {
+                            print_lines(p, &[], tag.as_deref(), i == 1, true);
+                        }
+                    }
                     let report = match msg {
                         FromWorker::Ready { .. } | FromWorker::Heartbeat => Report::Heartbeat,
+                        FromWorker::Output { id, stderr, bytes } => {
+                            let tag = tag_of(id);
+                            let p = &mut partial[usize::from(stderr)];
+                            print_lines(p, &bytes, tag.as_deref(), stderr, false);
+                            // Not a heartbeat: the detectors read heartbeats' rhythm.
+                            continue;
+                        }
                         FromWorker::Started { pgid, .. } => {
                             thread_pgid.store(pgid, Ordering::SeqCst);
                             continue;
@@ -269,6 +344,12 @@ impl WorkerPool for ProcessPool {
             return;
         };
         let task = u32::try_from(order.key).unwrap_or(u32::MAX);
+        if self.line_buffer.is_some() {
+            self.keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(order.task.0, task);
+        }
         let now = std::time::Instant::now();
         let delay_ms = match self.extras.delay {
             Some(d) => {
@@ -301,6 +382,7 @@ impl WorkerPool for ProcessPool {
             kill_grace_ms: u64::try_from(self.kill_grace.as_millis()).unwrap_or(u64::MAX),
             delay_ms,
             nice: self.extras.nice,
+            stream: self.line_buffer.is_some(),
             stdout_path: self
                 .state
                 .output(task, order.attempt, "out")

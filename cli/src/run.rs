@@ -28,8 +28,8 @@ use crate::journal::{Journal, Next, Record};
 use crate::options::{Detector, JitterArg, RunArgs, Settings};
 use crate::options::{Halt, HaltOn, InputSpec};
 use crate::output::{Ending, Tag, TaskOutput};
-use crate::process_pool::PoolExtras;
 use crate::process_pool::ProcessPool;
+use crate::process_pool::{LineBuffer, PoolExtras};
 use crate::report::{FinalSummary, Progress};
 use crate::resume::{EXPERIMENT, Plan, RunCheckpoint, plan, write_amended};
 use crate::state_dir::{self, StateDir};
@@ -281,7 +281,10 @@ async fn drive<const T: usize>(
         delay: settings.delay,
         nice: settings.nice,
         timeout_percent: settings.timeout_percent,
-    });
+    })
+    .with_line_buffer(settings.line_buffer.then(|| LineBuffer {
+        tags: std::sync::Arc::new(tags_of(settings, tasks)),
+    }));
     let mut config =
         SupervisorConfig::new(ledger_config(settings)?).with_task_timeout(settings.task_timeout);
     if let Detector::Phi(threshold) = settings.detector {
@@ -515,8 +518,13 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         (None, true) => Some(Tag::Args),
         (None, false) => None,
     };
+    if settings.line_buffer && settings.keep_order {
+        return Err(CliError::input(
+            "'--line-buffer' prints lines as they come; it cannot keep task order ('--keep-order')",
+        ));
+    }
     let output = TaskOutput::new(
-        !settings.json,
+        !settings.json && !settings.line_buffer,
         tag,
         settings.results.clone(),
         settings.joblog.as_deref(),
@@ -553,7 +561,12 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         halted: None,
         journal_path: state.journal(),
         fault: StorageFault::default(),
-        progress: Progress::new(tasks.len() as u64, already, settings.json),
+        // No bar while other threads print lines (--line-buffer): plain progress lines.
+        progress: Progress::new(
+            tasks.len() as u64,
+            already,
+            settings.json || settings.line_buffer,
+        ),
         breaker_open: settings.breaker_open,
     };
     if state.resumed && !settings.json {
@@ -654,6 +667,26 @@ fn shuffle<T>(items: &mut [T], mut seed: u64) {
     for i in (1..items.len()).rev() {
         let j = (next() % (i as u64 + 1)) as usize;
         items.swap(i, j);
+    }
+}
+
+/// Each task's tag for `--line-buffer` (empty without `--tag`/`--tagstring`).
+fn tags_of(settings: &Settings, tasks: &TaskList) -> Vec<String> {
+    let args = |i: usize| tasks.args.get(i).map_or(&[][..], Vec::as_slice);
+    match (&settings.tagstring, settings.tag) {
+        (Some(s), _) => (0..tasks.len())
+            .map(|i| Template::fill(s, args(i), i as u64 + 1))
+            .collect(),
+        (None, true) => (0..tasks.len())
+            .map(|i| {
+                if tasks.args.is_empty() {
+                    tasks.commands[i].clone()
+                } else {
+                    args(i).join(" ")
+                }
+            })
+            .collect(),
+        (None, false) => Vec::new(),
     }
 }
 

@@ -116,7 +116,13 @@ type WriteError = Arc<Mutex<Option<(String, String)>>>;
 /// Copies a command's output pipe into its file until the pipe closes. A write error
 /// is remembered (the first one) and the rest is drained unwritten, so that the command
 /// never blocks or sees the farm's storage fail.
-fn copy_output(mut from: impl Read, mut to: File, path: String, error: WriteError) {
+fn copy_output(
+    mut from: impl Read,
+    mut to: File,
+    path: String,
+    error: WriteError,
+    stream: Option<(u32, bool)>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut failed = false;
     loop {
@@ -126,6 +132,14 @@ fn copy_output(mut from: impl Read, mut to: File, path: String, error: WriteErro
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
+        if let Some((id, stderr)) = stream {
+            // A master that is gone is noticed by the heartbeat and the reader.
+            let _ = send(&FromWorker::Output {
+                id,
+                stderr,
+                bytes: buf[..n].to_vec(),
+            });
+        }
         if !failed && let Err(e) = to.write_all(&buf[..n]) {
             failed = true;
             let mut g = error.lock().unwrap_or_else(PoisonError::into_inner);
@@ -201,7 +215,7 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
     let pgid = child.id() as i32;
     let write_error = WriteError::default();
     let (done_tx, done_rx) = mpsc::channel::<()>();
-    for (pipe, file, path) in [
+    for (pipe, file, path, is_err) in [
         (
             child
                 .stdout
@@ -209,6 +223,7 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
                 .map(|p| Box::new(p) as Box<dyn Read + Send>),
             out,
             &order.stdout_path,
+            false,
         ),
         (
             child
@@ -217,12 +232,14 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
                 .map(|p| Box::new(p) as Box<dyn Read + Send>),
             err,
             &order.stderr_path,
+            true,
         ),
     ] {
         if let Some(pipe) = pipe {
             let (error, path, done) = (write_error.clone(), path.clone(), done_tx.clone());
+            let stream = order.stream.then_some((order.id, is_err));
             std::thread::spawn(move || {
-                copy_output(pipe, file, path, error);
+                copy_output(pipe, file, path, error, stream);
                 let _ = done.send(());
             });
         }

@@ -615,3 +615,35 @@ fn resume_failed_takes_a_fixed_template_in_argument_mode() {
     assert_eq!(text(&fixed.stdout), "fixed b\n");
     assert_exactly_once(&journal(&d.join("s")), 3);
 }
+
+#[test]
+fn line_buffer_prints_each_line_as_it_comes() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The task prints a line, then waits (up to 20 s) for the test to have read it.
+    let mut child = sturdy()
+        .current_dir(d)
+        .args(["run", "--state-dir", "s", "--line-buffer", "--tag"])
+        .args([
+            "echo start; i=0; while [ ! -e go ] && [ $i -lt 2000 ]; do sleep 0.01; i=$((i+1)); done; [ -e go ] && echo end || echo gave up; printf partial; : {}",
+            ":::",
+            "a",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    lines.read_line(&mut first).unwrap();
+    assert_eq!(first, "a\tstart\n");
+    std::fs::write(d.join("go"), "").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut lines, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(rest, "a\tend\na\tpartial");
+    // The state directory still has the attempt's whole output.
+    let out = std::fs::read_to_string(d.join("s/out/1.1.out")).unwrap();
+    assert_eq!(out, "start\nend\npartial");
+}
