@@ -228,7 +228,7 @@ fn checkpoint_outcomes(
             saved.generation,
             &saved.payload,
             &saved.states,
-            tasks.len(),
+            tasks.max_number() as usize,
             fingerprint,
             warnings,
         ) {
@@ -309,7 +309,7 @@ fn plan_quietly(
     retry_failed: bool,
     retext: Option<u64>,
 ) -> Result<(Plan, Vec<String>), CliError> {
-    let n = tasks.len();
+    let n = tasks.max_number() as usize;
     let earlier = read_amended(&state.amended());
     let mut retexted = BTreeSet::new();
     let mut warnings = Warnings::default();
@@ -341,11 +341,19 @@ fn plan_quietly(
                 });
                 continue;
             }
-            let want = &tasks.commands[e.task as usize - 1];
+            let Some(want) = tasks.command(e.task) else {
+                warnings.line("journal lines outside the task list", || {
+                    format!(
+                        "journal.tsv line {}: task {} is not a task of the list (its line is blank or a comment); ignored",
+                        e.line, e.task
+                    )
+                });
+                continue;
+            };
             let amended = earlier.get(&e.task).is_some_and(|c| c.contains(e.command));
-            if e.command != want.as_str() && !amended && retext.is_some() {
+            if e.command != want && !amended && retext.is_some() {
                 retexted.insert((e.task, e.command.to_owned()));
-            } else if e.command != want.as_str() && !amended {
+            } else if e.command != want && !amended {
                 warnings.line("journal lines with another command", || {
                     format!(
                         "journal.tsv line {}: the command {:?} is not task {}'s ({:?}); ignored",
@@ -416,7 +424,7 @@ fn plan_quietly(
     gave_up.retain(|t| !done.contains(t));
     let mut todo = Vec::new();
     let mut gave_up_before = Vec::new();
-    for t in 1..=n as u32 {
+    for &t in &tasks.numbers {
         if done.contains(&t) {
             continue;
         }

@@ -317,7 +317,8 @@ async fn drive<const T: usize>(
         ))
     })?;
     for &(n, prior, ..) in &plan.todo {
-        sup.add_task(u64::from(n), prior, tasks.commands[n as usize - 1].clone())
+        let command = tasks.command(n).unwrap_or_default().to_owned();
+        sup.add_task(u64::from(n), prior, command)
             .map_err(|e| CliError::input(e.to_string()))?;
     }
     let _monitor = settings.health_gate.then(|| {
@@ -671,23 +672,19 @@ fn shuffle<T>(items: &mut [T], mut seed: u64) {
 }
 
 /// Each task's tag for `--line-buffer` (empty without `--tag`/`--tagstring`).
+/// `tags[n - 1]` is task `n`'s (empty for a line that is no task).
 fn tags_of(settings: &Settings, tasks: &TaskList) -> Vec<String> {
     let args = |i: usize| tasks.args.get(i).map_or(&[][..], Vec::as_slice);
-    match (&settings.tagstring, settings.tag) {
-        (Some(s), _) => (0..tasks.len())
-            .map(|i| Template::fill(s, args(i), i as u64 + 1))
-            .collect(),
-        (None, true) => (0..tasks.len())
-            .map(|i| {
-                if tasks.args.is_empty() {
-                    tasks.commands[i].clone()
-                } else {
-                    args(i).join(" ")
-                }
-            })
-            .collect(),
-        (None, false) => Vec::new(),
+    let mut tags = vec![String::new(); tasks.max_number() as usize];
+    for (i, &n) in tasks.numbers.iter().enumerate() {
+        tags[n as usize - 1] = match (&settings.tagstring, settings.tag) {
+            (Some(s), _) => Template::fill(s, args(i), u64::from(n)),
+            (None, true) if tasks.args.is_empty() => tasks.commands[i].clone(),
+            (None, true) => args(i).join(" "),
+            (None, false) => return Vec::new(),
+        };
     }
+    tags
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 //! Blank lines and lines whose first non-blank character is `#` are skipped; every other
 //! line, with its trailing `\r` removed, is one command for `sh -c`. A UTF-8 byte-order
 //! mark at the start of the text (as some Windows editors write) is not part of the
-//! first command and is dropped. Task numbers count
-//! the commands from 1 in file order (GNU parallel's `{#}`); they are what the journal,
-//! the summary and `STURDY_TASK` show.
+//! first command and is dropped. A task's number is its line number in the list (so
+//! `task 6` is line 6, whatever comments come before it); it is what the journal, the
+//! summary and `STURDY_TASK` show.
 //!
 //! Argument mode (`sturdy run 'gzip -9 {}' ::: a b`, `:::: files.txt`): each task is
 //! a combination of the input sources' values put into the command template (see
@@ -25,8 +25,12 @@ use crate::template::Template;
 /// The parsed task list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct TaskList {
-    /// The commands, in file order; task number `n` is `commands[n - 1]`.
+    /// The commands, in file order; `commands[i]` is task `numbers[i]`.
     pub(crate) commands: Vec<String>,
+    /// The task number of each command: its line number in a task list (blank and
+    /// comment lines have none), its combination's number in argument mode
+    /// (`1..=len`). Increasing.
+    pub(crate) numbers: Vec<u32>,
     /// In argument mode, each task's arguments (one per input source, or the columns
     /// with `--colsep`), for `--tag`, `--tagstring` and `--results`; empty in
     /// command-list mode.
@@ -51,6 +55,7 @@ impl TaskList {
     pub(crate) fn parse(text: &str, source: &str) -> Result<Self, CliError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut commands: Vec<String> = Vec::new();
+        let mut numbers: Vec<u32> = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let l = line.strip_suffix('\r').unwrap_or(line);
             let t = l.trim_start();
@@ -71,6 +76,7 @@ impl TaskList {
                 )));
             }
             commands.push(l.to_owned());
+            numbers.push(u32::try_from(i + 1).unwrap_or(u32::MAX));
         }
         if commands.is_empty() {
             return Err(CliError::input(format!(
@@ -78,8 +84,9 @@ impl TaskList {
             )));
         }
         Ok(Self {
-            fingerprint: fingerprint(&commands),
+            fingerprint: fingerprint(&commands, &numbers),
             commands,
+            numbers,
             args: Vec::new(),
         })
     }
@@ -155,9 +162,11 @@ impl TaskList {
                 *i = 0;
             }
         }
+        let numbers: Vec<u32> = (1..=commands.len() as u32).collect();
         Ok(Self {
-            fingerprint: fingerprint(&commands),
+            fingerprint: fingerprint(&commands, &numbers),
             commands,
+            numbers,
             args: all_args,
         })
     }
@@ -191,16 +200,40 @@ impl TaskList {
     pub(crate) fn len(&self) -> usize {
         self.commands.len()
     }
+
+    /// The largest task number (the last command's line in a task list).
+    pub(crate) fn max_number(&self) -> u32 {
+        self.numbers.last().copied().unwrap_or(0)
+    }
+
+    /// The index in [`TaskList::commands`] of task `n`, if `n` is a task.
+    pub(crate) fn index_of(&self, n: u32) -> Option<usize> {
+        self.numbers.binary_search(&n).ok()
+    }
+
+    /// The command of task `n`, if `n` is a task.
+    pub(crate) fn command(&self, n: u32) -> Option<&str> {
+        self.index_of(n).map(|i| self.commands[i].as_str())
+    }
 }
 
 /// The CRC-64 fingerprint of a list of commands (their count, then each one's length
-/// and bytes).
-fn fingerprint(commands: &[String]) -> u64 {
+/// and bytes), and of their task numbers when these are not `1..=len` (a list without
+/// blank or comment lines keeps the fingerprint it had before task numbers were line
+/// numbers, as its numbers did not change).
+fn fingerprint(commands: &[String], numbers: &[u32]) -> u64 {
     let mut digest = CRC64.digest();
     digest.update(&(commands.len() as u64).to_le_bytes());
     for c in commands {
         digest.update(&(c.len() as u64).to_le_bytes());
         digest.update(c.as_bytes());
+    }
+    let dense = numbers.iter().zip(1u32..).all(|(&n, i)| n == i);
+    if !dense {
+        digest.update(b"numbers");
+        for n in numbers {
+            digest.update(&n.to_le_bytes());
+        }
     }
     digest.finalize()
 }
@@ -284,12 +317,25 @@ mod tests {
     }
 
     #[test]
+    fn task_numbers_are_line_numbers() {
+        let t = TaskList::parse("# c\necho a\n\necho b\n", "t").unwrap();
+        assert_eq!(t.numbers, vec![2, 4]);
+        assert_eq!(t.command(4), Some("echo b"));
+        assert_eq!(t.command(3), None);
+        assert_eq!(t.max_number(), 4);
+        assert_eq!(t.index_of(2), Some(0));
+    }
+
+    #[test]
     fn fingerprint_tells_lists_apart() {
         let a = TaskList::parse("echo a\necho b\n", "t").unwrap();
-        let same = TaskList::parse("# c\necho a\n\necho b", "t").unwrap();
+        let same = TaskList::parse("echo a\necho b", "t").unwrap();
+        // Other task numbers (a comment moved the commands down) are another list.
+        let renumbered = TaskList::parse("# c\necho a\n\necho b", "t").unwrap();
         let swapped = TaskList::parse("echo b\necho a\n", "t").unwrap();
         let joined = TaskList::parse("echo aecho b\n", "t").unwrap();
         assert_eq!(a.fingerprint, same.fingerprint);
+        assert_ne!(a.fingerprint, renumbered.fingerprint);
         assert_ne!(a.fingerprint, swapped.fingerprint);
         assert_ne!(a.fingerprint, joined.fingerprint);
     }

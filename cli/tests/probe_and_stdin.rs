@@ -59,9 +59,10 @@ fn tasks_from_stdin() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(summary(&out)["succeeded"], 2);
-    let first = std::fs::read_to_string(dir.path().join("st/out/1.1.out")).unwrap();
-    assert!(first.starts_with("1 of worker "), "{first}");
-    let second = std::fs::read_to_string(dir.path().join("st/out/2.1.out")).unwrap();
+    // Task numbers are line numbers: the comment is line 1, the blank line 3.
+    let first = std::fs::read_to_string(dir.path().join("st/out/2.1.out")).unwrap();
+    assert!(first.starts_with("2 of worker "), "{first}");
+    let second = std::fs::read_to_string(dir.path().join("st/out/4.1.out")).unwrap();
     assert_eq!(second, "two\n");
 }
 
