@@ -123,6 +123,12 @@ pub(crate) struct RunArgs {
     #[arg(long, short = 'k')]
     #[serde(default)]
     pub(crate) keep_order: bool,
+    /// Keep every attempt's stdout and stderr in the state directory (`out/T.A.out`,
+    /// `.err`). By default, once a task has ended and its output was printed, only the
+    /// last 4 KiB of its last attempt's stderr stay.
+    #[arg(long)]
+    #[serde(default)]
+    pub(crate) keep_output: bool,
     /// Print each line of the tasks' output as soon as it is complete (a task's last
     /// partial line when it ends), instead of each task's output whole when it ends;
     /// an attempt that is retried has printed its lines too.
@@ -750,6 +756,7 @@ pub(crate) struct Settings {
     pub(crate) quote: bool,
     pub(crate) dry_run: bool,
     pub(crate) keep_order: bool,
+    pub(crate) keep_output: bool,
     pub(crate) line_buffer: bool,
     pub(crate) tag: bool,
     pub(crate) tagstring: Option<String>,
@@ -986,6 +993,7 @@ impl Settings {
             dry_run: cli.dry_run || file.dry_run,
             keep_order: cli.keep_order || file.keep_order,
             line_buffer: cli.line_buffer || file.line_buffer,
+            keep_output: cli.keep_output || file.keep_output,
             tag: cli.tag || file.tag,
             tagstring: pick!(tagstring),
             results: pick!(results),

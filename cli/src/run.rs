@@ -99,6 +99,10 @@ struct RunObserver {
     failed: u64,
     /// Set when `--halt` stopped the run: on what.
     halted: Option<HaltOn>,
+    /// `--keep-output`: keep every attempt's output files.
+    keep_output: bool,
+    /// The attempts of each task that this run journaled, until the task ends.
+    journaled: std::collections::HashMap<u32, Vec<u32>>,
     /// Where the journal is, for messages.
     journal_path: PathBuf,
     /// Tripped when an outcome cannot be journaled: the run stops at once.
@@ -146,8 +150,15 @@ impl Observer<String> for RunObserver {
                 self.journal_path.display()
             ));
         }
+        if !matches!(rec.verdict, Verdict::Stale | Verdict::Interrupted) {
+            self.journaled.entry(task).or_default().push(rec.attempt);
+        }
         if matches!(rec.verdict, Verdict::Done | Verdict::GaveUp) {
             self.task_ended(rec, task, command);
+            let attempts = self.journaled.remove(&task).unwrap_or_default();
+            if !self.keep_output {
+                trim_outputs(&self.state, task, &attempts, rec.attempt);
+            }
         }
         if self.output.stderr_mid_line {
             self.progress.stderr_mid_line = true;
@@ -255,6 +266,36 @@ impl RunObserver {
                     "sturdy: --halt: {count} task(s) {what}; starting no more, waiting for the running ones"
                 ));
             }
+        }
+    }
+}
+
+/// The most of an ended task's stderr the state directory keeps, in bytes (its tail).
+pub(crate) const STDERR_TAIL: u64 = 4096;
+
+/// Bounds what the state directory keeps of a task that ended with attempt `last`
+/// (its output printed and saved, its attempts journaled): the output files of the
+/// `attempts` journaled by this run are removed but the last one's stderr, cut to its
+/// last [`STDERR_TAIL`] bytes. That file stays as the mark that the task ran (see
+/// `resume`: a directory whose journal is gone is refused while `out/` holds any).
+/// Files of attempts this run did not journal (one in flight when an earlier master
+/// died) are kept. Best effort: a file that cannot be removed or cut stays whole.
+fn trim_outputs(state: &StateDir, task: u32, attempts: &[u32], last: u32) {
+    for &a in attempts {
+        let _ = std::fs::remove_file(state.output(task, a, "out"));
+        if a != last {
+            let _ = std::fs::remove_file(state.output(task, a, "err"));
+        }
+    }
+    let err = state.output(task, last, "err");
+    if let Ok(meta) = std::fs::metadata(&err)
+        && meta.len() > STDERR_TAIL
+        && let Ok(bytes) = std::fs::read(&err)
+    {
+        let tail = &bytes[bytes.len() - STDERR_TAIL as usize..];
+        let tmp = err.with_extension("err.tmp");
+        if std::fs::write(&tmp, tail).is_ok() {
+            let _ = std::fs::rename(&tmp, &err);
         }
     }
 }
@@ -560,6 +601,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         succeeded: 0,
         failed: 0,
         halted: None,
+        keep_output: settings.keep_output,
+        journaled: std::collections::HashMap::new(),
         journal_path: state.journal(),
         fault: StorageFault::default(),
         // No bar while other threads print lines (--line-buffer): plain progress lines.

@@ -628,7 +628,7 @@ fn line_buffer_prints_each_line_as_it_comes() {
     // The task prints a line, then waits (up to 20 s) for the test to have read it.
     let mut child = sturdy()
         .current_dir(d)
-        .args(["run", "--state-dir", "s", "--line-buffer", "--tag"])
+        .args(["run", "--state-dir", "s", "--line-buffer", "--tag", "--keep-output"])
         .args([
             "echo start; i=0; while [ ! -e go ] && [ $i -lt 2000 ]; do sleep 0.01; i=$((i+1)); done; [ -e go ] && echo end || echo gave up; printf partial; : {}",
             ":::",
@@ -687,4 +687,61 @@ fn task_numbers_are_line_numbers_in_a_task_list() {
     .unwrap();
     let r = run(&["--resume"]);
     assert_eq!(r.status.code(), Some(2), "{}", text(&r.stderr));
+}
+
+#[test]
+fn the_state_directory_keeps_a_bounded_stderr_tail_per_ended_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Task 1 fails twice (5000 bytes of stderr each time), then succeeds.
+    let s = sturdy()
+        .current_dir(d)
+        .args([
+            "run",
+            "--state-dir",
+            "s",
+            "--backoff-base",
+            "0",
+            "--max-attempts",
+            "3",
+        ])
+        .args([
+            ": {}; head -c 5000 /dev/zero | tr '\\0' x >&2; echo out; [ $STURDY_ATTEMPT -eq 3 ]",
+            ":::",
+            "a",
+        ])
+        .output()
+        .unwrap();
+    assert!(s.status.success(), "{}", text(&s.stderr));
+    // Only the attempt that ended the task is printed (as parallel with --retries).
+    assert_eq!(text(&s.stdout), "out\n");
+    let mut files: Vec<String> = std::fs::read_dir(d.join("s/out"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["1.3.err"]);
+    let tail = std::fs::read(d.join("s/out/1.3.err")).unwrap();
+    assert_eq!(tail, vec![b'x'; 4096]);
+    // Every attempt is still in the journal, and a resume runs nothing again.
+    assert_eq!(journal(&d.join("s")).len(), 3);
+    let r = sturdy()
+        .current_dir(d)
+        .args(["run", "--state-dir", "s", "--resume", "echo {}", ":::", "a"])
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2), "another template is refused");
+    let r = sturdy()
+        .current_dir(d)
+        .args(["run", "--state-dir", "s", "--resume"])
+        .args([
+            ": {}; head -c 5000 /dev/zero | tr '\\0' x >&2; echo out; [ $STURDY_ATTEMPT -eq 3 ]",
+            ":::",
+            "a",
+        ])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    assert!(r.stdout.is_empty());
 }

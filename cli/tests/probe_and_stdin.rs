@@ -39,7 +39,16 @@ fn probe_prints_a_judged_report_in_each_format() {
 fn tasks_from_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = sturdy()
-        .args(["run", "-", "-j", "2", "--json", "--state-dir", "st"])
+        .args([
+            "run",
+            "-",
+            "-j",
+            "2",
+            "--json",
+            "--keep-output",
+            "--state-dir",
+            "st",
+        ])
         .current_dir(dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
