@@ -204,8 +204,10 @@ pub(crate) struct RunArgs {
     /// at most 256 slots.
     #[arg(long, value_name = "SLOTS", value_delimiter = ',')]
     pub(crate) slots: Option<Vec<String>>,
-    /// Attempts per task before it fails for good (default 3, the original's).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Attempts per task before it fails for good (default 3, the original's);
+    /// `--retries N` (GNU parallel's: at most N runs of a job) is the same.
+    #[arg(long, alias = "retries", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub(crate) max_attempts: Option<u32>,
     /// Crashes of the worker under a task (its process killed, silent, its lease
     /// lapsed) that the task survives without using an attempt (default 10, after Dask's
@@ -1333,6 +1335,12 @@ mod tests {
         );
         let s = parse(&["sturdy", "run", "t", "-j", "+2"]).unwrap();
         assert_eq!(s.slots.len(), cpus() as usize + 2);
+    }
+
+    #[test]
+    fn retries_is_max_attempts() {
+        let s = parse(&["sturdy", "run", "t", "--retries", "1"]).unwrap();
+        assert_eq!(s.max_attempts, 1);
     }
 
     #[test]

@@ -158,6 +158,17 @@ impl TaskOutput {
         out: &Path,
         err: &Path,
     ) -> Option<String> {
+        // The common case (printing only, untagged, in finishing order) copies the files
+        // without holding them in memory.
+        if self.echo && self.tag.is_none() && self.order.is_none() && self.results.is_none() {
+            let problem = self.log_job(
+                ending,
+                std::fs::metadata(out).map_or(0, |m| m.len()),
+                command,
+            );
+            self.copy(out, err);
+            return problem;
+        }
         let stdout = std::fs::read(out).unwrap_or_default();
         let stderr = std::fs::read(err).unwrap_or_default();
         let mut problem = None;
@@ -178,10 +189,8 @@ impl TaskOutput {
                 problem = Some(format!("cannot write --results in {}: {e}", d.display()));
             }
         }
-        if let Some((f, p)) = &mut self.joblog
-            && let Err(e) = f.write_all(joblog_line(ending, stdout.len(), command).as_bytes())
-        {
-            problem = Some(format!("cannot write the joblog {}: {e}", p.display()));
+        if let Some(p) = self.log_job(ending, stdout.len() as u64, command) {
+            problem = Some(p);
         }
         if !self.echo {
             return problem;
@@ -226,6 +235,41 @@ impl TaskOutput {
                 self.print(&o, &e);
             }
         }
+    }
+
+    /// Appends the task's joblog line, if there is a joblog; an error message if it
+    /// cannot be written.
+    fn log_job(&mut self, ending: &Ending, received: u64, command: &str) -> Option<String> {
+        let (f, p) = self.joblog.as_mut()?;
+        let line = joblog_line(
+            ending,
+            usize::try_from(received).unwrap_or(usize::MAX),
+            command,
+        );
+        f.write_all(line.as_bytes())
+            .err()
+            .map(|e| format!("cannot write the joblog {}: {e}", p.display()))
+    }
+
+    /// Copies the output files to stdout and stderr.
+    fn copy(&mut self, out: &Path, err: &Path) {
+        if let Ok(mut f) = File::open(out) {
+            let mut o = io::stdout().lock();
+            let _ = io::copy(&mut f, &mut o).and_then(|_| o.flush());
+        }
+        let Ok(mut f) = File::open(err) else { return };
+        let len = f.metadata().map_or(0, |m| m.len());
+        if len == 0 {
+            return;
+        }
+        let mut e = io::stderr().lock();
+        let _ = io::copy(&mut f, &mut e).and_then(|_| e.flush());
+        // Whether it ended mid-line: its last byte.
+        use std::io::{Read, Seek, SeekFrom};
+        let mut last = [0u8; 1];
+        self.stderr_mid_line = f.seek(SeekFrom::Start(len - 1)).is_ok()
+            && f.read_exact(&mut last).is_ok()
+            && last[0] != b'\n';
     }
 
     fn print(&mut self, stdout: &[u8], stderr: &[u8]) {
