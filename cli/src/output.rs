@@ -12,9 +12,25 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use crate::template::Template;
+
+/// Whether sturdy's stderr ends in the middle of a task's line (set by whoever prints
+/// a task's stderr, the master's thread or a `--line-buffer` reader thread; read by the
+/// progress lines, which then start on a new line).
+static STDERR_MID_LINE: AtomicBool = AtomicBool::new(false);
+
+/// Records whether the task output just written to stderr ended mid-line.
+pub(crate) fn set_stderr_mid_line(mid: bool) {
+    STDERR_MID_LINE.store(mid, Ordering::SeqCst);
+}
+
+/// Whether stderr is mid-line; clears the mark (the caller starts a new line).
+pub(crate) fn take_stderr_mid_line() -> bool {
+    STDERR_MID_LINE.swap(false, Ordering::SeqCst)
+}
 
 /// How a task ended, for the joblog.
 #[derive(Clone, Copy, Debug)]
@@ -52,8 +68,6 @@ pub(crate) struct TaskOutput {
     /// `--keep-order`: the task numbers still to print, in order, and what finished
     /// ahead of its turn.
     order: Option<KeepOrder>,
-    /// Whether sturdy's stderr ends in the middle of a task's line.
-    pub(crate) stderr_mid_line: bool,
 }
 
 /// A value as a path component of `--results`, as GNU parallel writes it (`\` as `\\`,
@@ -144,7 +158,6 @@ impl TaskOutput {
             results,
             joblog,
             order: keep_order.map(|o| (o, 0, BTreeMap::new())),
-            stderr_mid_line: false,
         })
     }
 
@@ -267,9 +280,11 @@ impl TaskOutput {
         // Whether it ended mid-line: its last byte.
         use std::io::{Read, Seek, SeekFrom};
         let mut last = [0u8; 1];
-        self.stderr_mid_line = f.seek(SeekFrom::Start(len - 1)).is_ok()
-            && f.read_exact(&mut last).is_ok()
-            && last[0] != b'\n';
+        set_stderr_mid_line(
+            f.seek(SeekFrom::Start(len - 1)).is_ok()
+                && f.read_exact(&mut last).is_ok()
+                && last[0] != b'\n',
+        );
     }
 
     fn print(&mut self, stdout: &[u8], stderr: &[u8]) {
@@ -280,7 +295,7 @@ impl TaskOutput {
         if !stderr.is_empty() {
             let mut e = io::stderr().lock();
             let _ = e.write_all(stderr).and_then(|()| e.flush());
-            self.stderr_mid_line = !stderr.ends_with(b"\n");
+            set_stderr_mid_line(!stderr.ends_with(b"\n"));
         }
     }
 }

@@ -107,6 +107,7 @@ fn print_lines(pending: &mut Vec<u8>, more: &[u8], tag: Option<&str>, stderr: bo
     };
     let _ = if stderr {
         let mut e = std::io::stderr().lock();
+        crate::output::set_stderr_mid_line(!text.ends_with(b"\n"));
         e.write_all(&text).and_then(|()| e.flush())
     } else {
         let mut o = std::io::stdout().lock();

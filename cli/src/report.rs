@@ -2,7 +2,7 @@
 //! plain lines (otherwise), and the final summary as text or JSON.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -27,9 +27,6 @@ pub(crate) struct Progress {
     running: HashMap<u32, Instant>,
     next_line: u64,
     started: Instant,
-    /// Whether a task's stderr output left sturdy's stderr in the middle of a line: the
-    /// next progress line starts on a new one.
-    pub(crate) stderr_mid_line: bool,
 }
 
 /// The time left, from the rate at which this run finished tasks: `None` (show no
@@ -108,7 +105,6 @@ impl Progress {
             running: HashMap::new(),
             next_line: already_done + total.div_ceil(10).max(1),
             started: Instant::now(),
-            stderr_mid_line: false,
         }
     }
 
@@ -121,14 +117,16 @@ impl Progress {
         }
     }
 
-    /// Writes one line on stderr, on a line of its own.
+    /// Writes one line on stderr, on a line of its own (after a task's unfinished
+    /// stderr line, on the next).
     fn eprint_line(&mut self, text: &str) {
-        let nl = if std::mem::take(&mut self.stderr_mid_line) {
+        let mut e = std::io::stderr().lock();
+        let nl = if crate::output::take_stderr_mid_line() {
             "\n"
         } else {
             ""
         };
-        eprintln!("{nl}{text}");
+        let _ = writeln!(e, "{nl}{text}");
     }
 
     fn line(&mut self, text: &str) {

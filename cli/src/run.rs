@@ -160,10 +160,6 @@ impl Observer<String> for RunObserver {
                 trim_outputs(&self.state, task, &attempts, rec.attempt);
             }
         }
-        if self.output.stderr_mid_line {
-            self.progress.stderr_mid_line = true;
-            self.output.stderr_mid_line = false;
-        }
         self.progress.attempt(rec, command);
     }
 

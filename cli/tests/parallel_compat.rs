@@ -650,6 +650,13 @@ fn line_buffer_prints_each_line_as_it_comes() {
     // The state directory still has the attempt's whole output.
     let out = std::fs::read_to_string(d.join("s/out/1.1.out")).unwrap();
     assert_eq!(out, "start\nend\npartial");
+    // A partial last stderr line is not continued by a progress line.
+    let s = sturdy_run(
+        d,
+        "s2",
+        &["--line-buffer", "printf x >&2; : {}", ":::", "1"],
+    );
+    assert!(text(&s.stderr).starts_with("x\n"), "{:?}", text(&s.stderr));
 }
 
 #[test]
