@@ -59,15 +59,7 @@ pub(crate) fn judge(
     limits: Limits,
 ) -> HostHealth {
     let mut report = assess(sample, thresholds);
-    let over_load = matches!(
-        (limits.max_load, sample.host.load_average),
-        (Some(max), Some(l)) if f64::from(l.one) > max
-    );
-    let low_memory = matches!(
-        (limits.min_available, sample.host.memory_available_bytes),
-        (Some(min), Some(a)) if a < min
-    );
-    if over_load || low_memory {
+    if over_limits(sample, limits) {
         report.status = HealthStatus::Critical;
     }
     let mut workers = Vec::new();
@@ -89,13 +81,31 @@ pub(crate) fn judge(
     }
 }
 
+/// Whether `sample` breaks `limits`: a 1-minute load above `--load`, or less memory
+/// available than `--memfree`. A reading the sample lacks breaks nothing.
+pub(crate) fn over_limits(sample: &sturdy_core::health::MachineSample, limits: Limits) -> bool {
+    let over_load = matches!(
+        (limits.max_load, sample.host.load_average),
+        (Some(max), Some(l)) if f64::from(l.one) > max
+    );
+    let low_memory = matches!(
+        (limits.min_available, sample.host.memory_available_bytes),
+        (Some(min), Some(a)) if a < min
+    );
+    over_load || low_memory
+}
+
 /// Starts sampling with `probe` on the tokio adapter's [`HealthMonitor`] (every
 /// [`INTERVAL`], on a blocking thread) and returns the monitor (sampling stops when it is
 /// dropped) and the channel the supervisor watches.
+///
+/// Without `full` (`--load`/`--memfree` without `--health-gate`) only `limits` are
+/// judged: the host is healthy unless it breaks them.
 pub(crate) fn spawn<P>(
     probe: P,
     slots: Vec<Slot>,
     limits: Limits,
+    full: bool,
 ) -> (HealthMonitor, watch::Receiver<HostHealth>)
 where
     P: HealthProbe + Send + 'static,
@@ -110,7 +120,15 @@ where
     tokio::spawn(async move {
         while readings.changed().await.is_ok() {
             let health = match readings.borrow_and_update().as_ref().map(|r| &r.result) {
-                Some(Ok(assessed)) => judge(&assessed.sample, &thresholds, &slots, limits),
+                Some(Ok(assessed)) if full => judge(&assessed.sample, &thresholds, &slots, limits),
+                Some(Ok(assessed)) => HostHealth {
+                    status: if over_limits(&assessed.sample, limits) {
+                        HealthStatus::Critical
+                    } else {
+                        HealthStatus::Healthy
+                    },
+                    workers: Vec::new(),
+                },
                 Some(Err(_)) | None => unknown(),
             };
             if tx.send(health).is_err() {

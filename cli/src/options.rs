@@ -178,14 +178,14 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = clap::value_parser!(i32).range(-20..=19))]
     pub(crate) nice: Option<i32>,
-    /// Health gate threshold: start no task while the 1-minute load average is above
-    /// LOAD (a number, or N% of the CPUs). Turns the gate on.
+    /// Start no task while the 1-minute load average is above LOAD (a number, or N% of
+    /// the CPUs); sampled every 2 s. With `--health-gate`, one more reason to close it.
     #[arg(long, value_name = "LOAD", value_parser = parse_load)]
     #[serde(default, deserialize_with = "de_load")]
     pub(crate) load: Option<f64>,
-    /// Health gate threshold: start no task while less than SIZE of memory is
-    /// available (`2G`, `512M`; K M G T are powers of 1024, k m g t of 1000). Turns the
-    /// gate on.
+    /// Start no task while less than SIZE of memory is available (`2G`, `512M`; K M G
+    /// T P are powers of 1024, k m g t p of 1000); sampled every 2 s. With
+    /// `--health-gate`, one more reason to close it.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     #[serde(default, deserialize_with = "de_size")]
     pub(crate) memfree: Option<u64>,
@@ -1031,10 +1031,7 @@ impl Settings {
             resume,
             retry_failed,
             resume_failed,
-            health_gate: cli.health_gate
-                || file.health_gate
-                || cli.load.or(file.load).is_some()
-                || cli.memfree.or(file.memfree).is_some(),
+            health_gate: cli.health_gate || file.health_gate,
             json: cli.json || file.json,
             checkpoint_interval,
             keep_checkpoints: check_range(
@@ -1385,7 +1382,11 @@ mod tests {
         let s = parse(&["sturdy", "run", "t", "--timeout", "3s"]).unwrap();
         assert_eq!(s.task_timeout, Some(Duration::from_secs(3)));
         let s = parse(&["sturdy", "run", "t", "--memfree", "1G"]).unwrap();
-        assert!(s.health_gate, "--memfree turns the gate on");
+        assert_eq!(s.memfree, Some(1 << 30));
+        assert!(
+            !s.health_gate,
+            "--memfree alone does not judge CPU, disks, GPUs"
+        );
     }
 
     #[test]

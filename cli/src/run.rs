@@ -266,6 +266,36 @@ impl RunObserver {
     }
 }
 
+/// `--load` / `--memfree`: before the first dispatch, waits (sampling every
+/// [`crate::health_gate::INTERVAL`]) until the host is within these limits (only
+/// these; the rest of the health gate applies once the run goes), so that the
+/// first tasks do not start ahead of the health gate's first reading (GNU parallel
+/// checks before each start). A reading the probe could not take does not hold the run
+/// back.
+fn wait_for_limits(settings: &Settings) {
+    let limits = Limits {
+        max_load: settings.load,
+        min_available: settings.memfree,
+    };
+    let mut probe = sturdy_probe::Probe::new();
+    let mut told = false;
+    loop {
+        let sample = probe.sample();
+        if !crate::health_gate::over_limits(&sample, limits) {
+            return;
+        }
+        if !told {
+            told = true;
+            eprintln!(
+                "sturdy: waiting: the host is over --load {} or under --memfree {} bytes; nothing starts until it is within them",
+                settings.load.map_or("-".into(), |l| l.to_string()),
+                settings.memfree.map_or("-".into(), |m| m.to_string()),
+            );
+        }
+        std::thread::sleep(crate::health_gate::INTERVAL);
+    }
+}
+
 /// The most of an ended task's stderr the state directory keeps, in bytes (its tail).
 pub(crate) const STDERR_TAIL: u64 = 4096;
 
@@ -358,7 +388,8 @@ async fn drive<const T: usize>(
         sup.add_task(u64::from(n), prior, command)
             .map_err(|e| CliError::input(e.to_string()))?;
     }
-    let _monitor = settings.health_gate.then(|| {
+    let gated = settings.health_gate || settings.load.is_some() || settings.memfree.is_some();
+    let _monitor = gated.then(|| {
         let (monitor, health) = crate::health_gate::spawn(
             sturdy_probe::Probe::new(),
             settings.slots.clone(),
@@ -366,6 +397,7 @@ async fn drive<const T: usize>(
                 max_load: settings.load,
                 min_available: settings.memfree,
             },
+            settings.health_gate,
         );
         sup.set_health(health);
         monitor
@@ -617,6 +649,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             plan.gave_up_before.len(),
             plan.todo.len()
         );
+    }
+    if settings.load.is_some() || settings.memfree.is_some() {
+        wait_for_limits(&settings);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -752,3 +752,36 @@ fn the_state_directory_keeps_a_bounded_stderr_tail_per_ended_task() {
     assert!(r.status.success(), "{}", text(&r.stderr));
     assert!(r.stdout.is_empty());
 }
+
+#[test]
+fn memfree_above_the_hosts_memory_holds_every_start() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = sturdy()
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--state-dir",
+            "s",
+            "--memfree",
+            "1000P",
+            "touch ran-{}",
+            ":::",
+            "a",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with("sturdy: waiting: the host is over --load"),
+        "{line}"
+    );
+    assert!(!dir.path().join("ran-a").exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!dir.path().join("ran-a").exists(), "nothing ran");
+}
