@@ -156,7 +156,8 @@ impl Observer<String> for RunObserver {
         if matches!(rec.verdict, Verdict::Done | Verdict::GaveUp) {
             self.task_ended(rec, task, command);
             let attempts = self.journaled.remove(&task).unwrap_or_default();
-            if !self.keep_output {
+            // Only what the journal holds may go (not after a journal write failed).
+            if !self.keep_output && self.fault.message().is_none() {
                 trim_outputs(&self.state, task, &attempts, rec.attempt);
             }
         }
