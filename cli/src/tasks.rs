@@ -185,7 +185,18 @@ impl TaskList {
             b
         } else {
             std::fs::read(path).map_err(|e| {
-                CliError::input(format!("cannot read tasks file {}: {e}", path.display()))
+                let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                    format!(
+                        " (to run a command on arguments from stdin, as `parallel {0}`, write: sturdy run '{0}' :::: -)",
+                        path.display()
+                    )
+                } else {
+                    String::new()
+                };
+                CliError::input(format!(
+                    "cannot read tasks file {}: {e}{hint}",
+                    path.display()
+                ))
             })?
         };
         let name = if path.as_os_str() == "-" {

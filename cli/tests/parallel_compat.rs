@@ -785,3 +785,24 @@ fn memfree_above_the_hosts_memory_holds_every_start() {
     child.wait().unwrap();
     assert!(!dir.path().join("ran-a").exists(), "nothing ran");
 }
+
+#[test]
+fn a_command_without_sources_is_a_missing_task_list_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sturdy_run(dir.path(), "s", &["gzip"]);
+    assert_eq!(s.status.code(), Some(2));
+    assert!(
+        text(&s.stderr).contains("write: sturdy run 'gzip' :::: -)"),
+        "{}",
+        text(&s.stderr)
+    );
+    let s = sturdy_run(dir.path(), "s", &["gzip", "-9"]);
+    assert_eq!(s.status.code(), Some(2));
+    let s = sturdy_run(dir.path(), "s", &["gzip", "a"]);
+    assert_eq!(s.status.code(), Some(2));
+    assert!(
+        text(&s.stderr).contains("got 2 words and no :::"),
+        "{}",
+        text(&s.stderr)
+    );
+}
