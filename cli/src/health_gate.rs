@@ -40,13 +40,28 @@ fn worst(a: HealthStatus, b: HealthStatus) -> HealthStatus {
     if rank(b) > rank(a) { b } else { a }
 }
 
-/// Judges one sample into what the supervisor needs.
+/// GNU parallel's `--load` and `--memfree`: further reasons to start nothing new.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Limits {
+    /// `--load`: the highest 1-minute load average at which a task may start.
+    pub(crate) max_load: Option<f64>,
+    /// `--memfree`: the least available memory, in bytes, at which a task may start.
+    pub(crate) min_available: Option<u64>,
+}
+
+/// Judges one sample into what the supervisor needs: the core's rules, then
+/// `limits` (a load above `--load` or less memory available than `--memfree` is
+/// critical: the gate closes).
 pub(crate) fn judge(
     sample: &sturdy_core::health::MachineSample,
     thresholds: &Thresholds,
     slots: &[Slot],
+    limits: Limits,
 ) -> HostHealth {
-    let report = assess(sample, thresholds);
+    let mut report = assess(sample, thresholds);
+    if over_limits(sample, limits) {
+        report.status = HealthStatus::Critical;
+    }
     let mut workers = Vec::new();
     for (w, slot) in slots.iter().enumerate() {
         let Some(ids) = &slot.cuda_visible_devices else {
@@ -66,10 +81,32 @@ pub(crate) fn judge(
     }
 }
 
+/// Whether `sample` breaks `limits`: a 1-minute load above `--load`, or less memory
+/// available than `--memfree`. A reading the sample lacks breaks nothing.
+pub(crate) fn over_limits(sample: &sturdy_core::health::MachineSample, limits: Limits) -> bool {
+    let over_load = matches!(
+        (limits.max_load, sample.host.load_average),
+        (Some(max), Some(l)) if f64::from(l.one) > max
+    );
+    let low_memory = matches!(
+        (limits.min_available, sample.host.memory_available_bytes),
+        (Some(min), Some(a)) if a < min
+    );
+    over_load || low_memory
+}
+
 /// Starts sampling with `probe` on the tokio adapter's [`HealthMonitor`] (every
 /// [`INTERVAL`], on a blocking thread) and returns the monitor (sampling stops when it is
 /// dropped) and the channel the supervisor watches.
-pub(crate) fn spawn<P>(probe: P, slots: Vec<Slot>) -> (HealthMonitor, watch::Receiver<HostHealth>)
+///
+/// Without `full` (`--load`/`--memfree` without `--health-gate`) only `limits` are
+/// judged: the host is healthy unless it breaks them.
+pub(crate) fn spawn<P>(
+    probe: P,
+    slots: Vec<Slot>,
+    limits: Limits,
+    full: bool,
+) -> (HealthMonitor, watch::Receiver<HostHealth>)
 where
     P: HealthProbe + Send + 'static,
 {
@@ -83,7 +120,15 @@ where
     tokio::spawn(async move {
         while readings.changed().await.is_ok() {
             let health = match readings.borrow_and_update().as_ref().map(|r| &r.result) {
-                Some(Ok(assessed)) => judge(&assessed.sample, &thresholds, &slots),
+                Some(Ok(assessed)) if full => judge(&assessed.sample, &thresholds, &slots, limits),
+                Some(Ok(assessed)) => HostHealth {
+                    status: if over_limits(&assessed.sample, limits) {
+                        HealthStatus::Critical
+                    } else {
+                        HealthStatus::Healthy
+                    },
+                    workers: Vec::new(),
+                },
                 Some(Err(_)) | None => unknown(),
             };
             if tx.send(health).is_err() {
@@ -124,7 +169,7 @@ mod tests {
             crate::options::parse_slot("gpu:1").unwrap(),
             crate::options::parse_slot("cpu").unwrap(),
         ];
-        let h = judge(&sample, &Thresholds::default(), &slots);
+        let h = judge(&sample, &Thresholds::default(), &slots, Limits::default());
         assert_eq!(h.status, HealthStatus::Critical);
         assert_eq!(
             h.workers,
@@ -133,5 +178,33 @@ mod tests {
                 (WorkerId(1), WorkerHealth::Critical)
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use sturdy_core::health::{LoadAverage, MachineSample};
+
+    #[test]
+    fn load_and_memfree_close_the_gate() {
+        let mut sample = MachineSample::default();
+        sample.host.load_average = Some(LoadAverage {
+            one: 3.5,
+            five: 1.0,
+            fifteen: 1.0,
+        });
+        sample.host.memory_available_bytes = Some(1 << 30);
+        let t = Thresholds::default();
+        let limits = |max_load, min_available| Limits {
+            max_load,
+            min_available,
+        };
+        let open = judge(&sample, &t, &[], limits(Some(4.0), Some(512 << 20))).status;
+        assert_ne!(open, HealthStatus::Critical);
+        let s = judge(&sample, &t, &[], limits(Some(3.0), None)).status;
+        assert_eq!(s, HealthStatus::Critical);
+        let s = judge(&sample, &t, &[], limits(None, Some(2 << 30))).status;
+        assert_eq!(s, HealthStatus::Critical);
     }
 }

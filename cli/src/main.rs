@@ -10,8 +10,14 @@
 //! supervisor (`sturdy_tokio::supervisor`); this crate holds the processes, files and
 //! signals.
 //!
-//! Exit codes: 0 every task succeeded; 1 some task failed for good, the run was
-//! interrupted, or its machinery failed; 2 bad input (nothing was run or overwritten).
+//! `sturdy run COMMAND ::: ARGS` (and `:::: FILE`) is GNU parallel's argument mode
+//! (`template`, `tasks`); each task's output reaches sturdy's stdout and stderr
+//! (`output`), and the summary goes to stderr.
+//!
+//! Exit codes: 0 every task succeeded (or `--halt ...,success=N` stopped the run with
+//! none failed); 1 some task failed for good, the run was interrupted or halted, or its
+//! machinery failed; 2 bad input (nothing was run or overwritten). Not GNU parallel's
+//! count of failed jobs: a count would collide with 2 for bad input.
 
 mod classify;
 mod error;
@@ -19,6 +25,7 @@ mod health_gate;
 mod journal;
 mod oom;
 mod options;
+mod output;
 mod probe_cmd;
 mod process_fence;
 mod process_pool;
@@ -30,6 +37,7 @@ mod state_dir;
 mod state_lock;
 mod storage_fault;
 mod tasks;
+mod template;
 mod worker;
 
 use std::time::Duration;

@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::error::CliError;
 use crate::run::MAX_WORKERS;
+use crate::tasks::Source;
 
 /// sturdy: keep a batch of jobs running through crashes, hangs and failures.
 #[derive(Debug, Parser)]
@@ -99,25 +100,123 @@ pub(crate) enum JitterArg {
 #[derive(Debug, Default, Args, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub(crate) struct RunArgs {
-    /// File with one shell command per line (`#` comments and blank lines skipped);
-    /// `-` reads standard input.
+    /// TASKS: a file with one shell command per line (`#` comments and blank lines
+    /// skipped; `-` reads standard input). Or argument mode, as GNU parallel: COMMAND
+    /// `:::` ARGS... (`:::` ARGS... again for more input sources) or COMMAND `::::`
+    /// FILE... (one argument per line), every combination run once; COMMAND holds
+    /// replacement strings (`{}` `{.}` `{/}` `{//}` `{/.}` `{#}` `{%}` `{1}`...), or
+    /// gets the arguments appended.
+    #[arg(value_name = "TASKS | COMMAND ::: ARGS", required = true, num_args = 1..)]
     #[serde(skip)]
-    pub(crate) tasks: PathBuf,
+    pub(crate) input: Vec<String>,
+    /// Argument mode: read the arguments from FILE, one per line (`:::: FILE`); may be
+    /// repeated.
+    #[arg(long = "arg-file", short = 'a', value_name = "FILE")]
+    #[serde(skip)]
+    pub(crate) arg_file: Vec<PathBuf>,
+    /// Argument mode: split each argument into columns at this regular expression
+    /// (`{1}`, `{2}`... are the columns).
+    #[arg(long, value_name = "REGEX")]
+    pub(crate) colsep: Option<String>,
+    /// Argument mode: quote the words of COMMAND for `sh` (parallel's `-q`): they are a
+    /// command and its arguments, not shell code.
+    #[arg(long, short = 'q')]
+    #[serde(default)]
+    pub(crate) quote: bool,
+    /// Print each command that would run, in dispatch order, and exit; nothing is run
+    /// and no state directory is touched.
+    #[arg(long)]
+    #[serde(default)]
+    pub(crate) dry_run: bool,
+    /// Print the tasks' output in task order (by default, in the order tasks finish).
+    #[arg(long, short = 'k')]
+    #[serde(default)]
+    pub(crate) keep_order: bool,
+    /// Keep every attempt's stdout and stderr in the state directory (`out/T.A.out`,
+    /// `.err`). By default, once a task has ended and its output was printed, only the
+    /// last 4 KiB of its last attempt's stderr stay.
+    #[arg(long)]
+    #[serde(default)]
+    pub(crate) keep_output: bool,
+    /// Print each line of the tasks' output as soon as it is complete (a task's last
+    /// partial line when it ends), instead of each task's output whole when it ends;
+    /// an attempt that is retried has printed its lines too.
+    #[arg(long, conflicts_with_all = ["keep_order", "json"])]
+    #[serde(default)]
+    pub(crate) line_buffer: bool,
+    /// Prefix each line of a task's output with its arguments (its command in
+    /// command-list mode) and a tab.
+    #[arg(long)]
+    #[serde(default)]
+    pub(crate) tag: bool,
+    /// Prefix each line of a task's output with STR (replacement strings filled in)
+    /// and a tab.
+    #[arg(long, value_name = "STR")]
+    pub(crate) tagstring: Option<String>,
+    /// Also save each task's final stdout and stderr in GNU parallel's layout:
+    /// `DIR/1/ARG1/2/ARG2/stdout`, `.../stderr`, `.../seq` (a `/` in an argument
+    /// written `\_`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) results: Option<PathBuf>,
+    /// Append one line per finished task to FILE in GNU parallel's `--joblog` format
+    /// (the state directory keeps its own journal).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) joblog: Option<PathBuf>,
+    /// Stop early: `now|soon,fail=N|fail=N%|success=N|success=N%|done=N|done=N%`, or
+    /// `0`, `1`, `2`, `-1`, `-2` (GNU parallel's meanings); `now` kills the running
+    /// tasks, `soon` lets them finish.
+    #[arg(long, value_name = "WHEN,WHY", value_parser = parse_halt)]
+    #[serde(default, deserialize_with = "de_halt")]
+    pub(crate) halt: Option<Halt>,
+    /// Wait this long between the starts of two tasks.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(crate) delay: Option<Duration>,
+    /// GNU parallel's `--timeout`: a duration (as `--task-timeout`), or `N%`: kill an
+    /// attempt that runs longer than N % of the median runtime of the tasks that
+    /// succeeded (once 3 have).
+    #[arg(long, value_name = "DURATION|N%", value_parser = parse_timeout,
+          conflicts_with = "task_timeout")]
+    #[serde(default, deserialize_with = "de_timeout")]
+    pub(crate) timeout: Option<Timeout>,
+    /// Dispatch the tasks in a random order (task numbers stay those of the input).
+    #[arg(long)]
+    #[serde(default)]
+    pub(crate) shuf: bool,
+    /// Run the commands at this niceness (`nice -n N`, -20..=19).
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(-20..=19))]
+    pub(crate) nice: Option<i32>,
+    /// Start no task while the 1-minute load average is above LOAD (a number, or N% of
+    /// the CPUs); sampled every 2 s. With `--health-gate`, one more reason to close it.
+    #[arg(long, value_name = "LOAD", value_parser = parse_load)]
+    #[serde(default, deserialize_with = "de_load")]
+    pub(crate) load: Option<f64>,
+    /// Start no task while less than SIZE of memory is available (`2G`, `512M`; K M G
+    /// T P are powers of 1024, k m g t p of 1000); sampled every 2 s. With
+    /// `--health-gate`, one more reason to close it.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[serde(default, deserialize_with = "de_size")]
+    pub(crate) memfree: Option<u64>,
     /// Settings file (TOML) with the same keys as the long options.
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
     pub(crate) config: Option<PathBuf>,
-    /// Number of workers, 1 to 256 (default: the number of CPUs, at most 256).
+    /// Number of workers, 1 to 256 (default: the number of CPUs, at most 256); as in
+    /// GNU parallel, `N%` is N % of the CPUs, `+N` and `-N` the CPUs plus or minus N
+    /// (at least 1).
     #[arg(long, short = 'j', value_name = "N", conflicts_with = "slots",
-          value_parser = parse_workers)]
+          allow_negative_numbers = true, value_parser = parse_workers)]
     pub(crate) workers: Option<u32>,
     /// One worker per slot, comma-separated: `cpu`, or `gpu:IDS` which sets
     /// CUDA_VISIBLE_DEVICES=IDS for that worker (IDS like `0` or `0+1` for two devices);
     /// at most 256 slots.
     #[arg(long, value_name = "SLOTS", value_delimiter = ',')]
     pub(crate) slots: Option<Vec<String>>,
-    /// Attempts per task before it fails for good (default 3, the original's).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Attempts per task before it fails for good (default 3, the original's);
+    /// `--retries N` (GNU parallel's: at most N runs of a job) is the same.
+    #[arg(long, alias = "retries", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub(crate) max_attempts: Option<u32>,
     /// Crashes of the worker under a task (its process killed, silent, its lease
     /// lapsed) that the task survives without using an attempt (default 10, after Dask's
@@ -176,6 +275,15 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     #[serde(default)]
     pub(crate) resume: bool,
+    /// Fix and re-run (GNU parallel's `--resume-failed`): continue the run in the state
+    /// directory with this task list, which may differ from the recorded one in its
+    /// commands (not in its number of tasks): tasks that succeeded are not run again;
+    /// those that failed for good or never finished run under their new command. The
+    /// earlier commands are kept in `STATE/amended.tsv`, so that later `--resume`s of
+    /// the new list read the whole journal. Implies `--resume --retry-failed`.
+    #[arg(long)]
+    #[serde(default)]
+    pub(crate) resume_failed: bool,
     /// With --resume, run again the tasks that had failed for good.
     #[arg(long, requires = "resume")]
     #[serde(default)]
@@ -279,16 +387,233 @@ fn workers_rule() -> String {
     format!("must be in 1..={MAX_WORKERS} (a run takes at most {MAX_WORKERS} workers)")
 }
 
-/// Parses `--workers`: a number in `1..=MAX_WORKERS`.
+/// The number of CPUs that `-j N%`, `-j +N` and `-j -N` count from.
+fn cpus() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+}
+
+/// Parses `--workers`: a number in `1..=MAX_WORKERS`, or GNU parallel's `N%` (of the
+/// CPUs, rounded down, at least 1), `+N` or `-N` (the CPUs plus or minus N, at least
+/// 1).
 ///
 /// # Errors
-/// Not a number, or out of range.
+/// Not one of these forms, or a result out of range.
 pub(crate) fn parse_workers(s: &str) -> Result<u32, String> {
-    match s.trim().parse::<u32>() {
+    workers_from(s, cpus())
+}
+
+fn workers_from(s: &str, cpus: u64) -> Result<u32, String> {
+    let t = s.trim();
+    let bad = || {
+        format!(
+            "not a number of workers (N, N%, +N or -N); {}",
+            workers_rule()
+        )
+    };
+    let n: u64 = if let Some(p) = t.strip_suffix('%') {
+        let p: f64 = p.parse().map_err(|_| bad())?;
+        if !(p.is_finite() && p > 0.0) {
+            return Err(bad());
+        }
+        ((cpus as f64 * p / 100.0).floor() as u64).max(1)
+    } else if let Some(plus) = t.strip_prefix('+') {
+        cpus.saturating_add(plus.parse::<u64>().map_err(|_| bad())?)
+    } else if let Some(minus) = t.strip_prefix('-') {
+        cpus.saturating_sub(minus.parse::<u64>().map_err(|_| bad())?)
+            .max(1)
+    } else {
+        t.parse::<u64>().map_err(|_| bad())?
+    };
+    match u32::try_from(n) {
         Ok(n) if (1..=MAX_WORKERS as u32).contains(&n) => Ok(n),
-        Ok(_) => Err(workers_rule()),
-        Err(_) => Err(format!("not a number of workers; {}", workers_rule())),
+        _ => Err(workers_rule()),
     }
+}
+
+/// What `--halt` counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HaltOn {
+    /// Tasks failed for good.
+    Fail,
+    /// Tasks succeeded.
+    Success,
+    /// Tasks finished either way.
+    Done,
+}
+
+/// How many of them stop the run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum HaltAt {
+    /// This many tasks.
+    Count(u64),
+    /// This percentage (0, 100] of the run's tasks.
+    Percent(f64),
+}
+
+/// `--halt`: when to stop early.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Halt {
+    /// `now` (kill the running tasks) or `soon` (let them finish).
+    pub(crate) now: bool,
+    pub(crate) on: HaltOn,
+    pub(crate) at: HaltAt,
+}
+
+impl Halt {
+    /// Whether `count` tasks of `on`'s kind among `total` reach the threshold.
+    pub(crate) fn reached(&self, count: u64, total: u64) -> bool {
+        match self.at {
+            HaltAt::Count(n) => count >= n,
+            HaltAt::Percent(p) => count as f64 * 100.0 >= p * total as f64,
+        }
+    }
+}
+
+/// Parses `--halt` (GNU parallel's forms); `Ok(None)` is `never` / `0`.
+///
+/// # Errors
+/// Any other form.
+pub(crate) fn parse_halt(s: &str) -> Result<Halt, String> {
+    let bad = || {
+        format!(
+            "`{s}` is not a halt condition: use now|soon,fail=N|fail=N%|success=N|success=N%|done=N|done=N%, or 1, 2, -1, -2"
+        )
+    };
+    let legacy = |now, on| Halt {
+        now,
+        on,
+        at: HaltAt::Count(1),
+    };
+    match s.trim() {
+        "1" => return Ok(legacy(false, HaltOn::Fail)),
+        "2" => return Ok(legacy(true, HaltOn::Fail)),
+        "-1" => return Ok(legacy(false, HaltOn::Success)),
+        "-2" => return Ok(legacy(true, HaltOn::Success)),
+        _ => {}
+    }
+    let (when, why) = s.trim().split_once(',').ok_or_else(bad)?;
+    let now = match when {
+        "now" => true,
+        "soon" => false,
+        _ => return Err(bad()),
+    };
+    let (what, n) = why.split_once('=').ok_or_else(bad)?;
+    let on = match what {
+        "fail" => HaltOn::Fail,
+        "success" => HaltOn::Success,
+        "done" => HaltOn::Done,
+        _ => return Err(bad()),
+    };
+    let at = if let Some(p) = n.strip_suffix('%') {
+        match p.parse::<f64>() {
+            Ok(p) if p > 0.0 && p <= 100.0 => HaltAt::Percent(p),
+            _ => return Err(format!("`{s}`: a percentage must be in (0, 100]")),
+        }
+    } else {
+        match n.parse::<u64>() {
+            Ok(n) if n >= 1 => HaltAt::Count(n),
+            _ => return Err(format!("`{s}`: a count must be a whole number >= 1")),
+        }
+    };
+    Ok(Halt { now, on, at })
+}
+
+fn de_halt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Halt>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_halt(&s).map(Some).map_err(serde::de::Error::custom)
+}
+
+/// `--timeout`: fixed, or relative to the median runtime of successful tasks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Timeout {
+    /// A fixed limit (as `--task-timeout`).
+    Fixed(Duration),
+    /// This percentage of the median runtime of the tasks that succeeded.
+    Percent(f64),
+}
+
+/// Parses `--timeout`: a duration or `N%` (N > 0).
+///
+/// # Errors
+/// Neither form.
+pub(crate) fn parse_timeout(s: &str) -> Result<Timeout, String> {
+    if let Some(p) = s.trim().strip_suffix('%') {
+        return match p.parse::<f64>() {
+            Ok(p) if p.is_finite() && p > 0.0 => Ok(Timeout::Percent(p)),
+            _ => Err(format!("`{s}`: the percentage must be a number > 0")),
+        };
+    }
+    parse_duration(s).map(Timeout::Fixed)
+}
+
+fn de_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Timeout>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_timeout(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// Parses `--load`: a load average, or `N%` of the CPUs.
+///
+/// # Errors
+/// Not a positive finite number.
+pub(crate) fn parse_load(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let (num, pct) = match t.strip_suffix('%') {
+        Some(p) => (p, true),
+        None => (t, false),
+    };
+    match num.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(if pct { v * cpus() as f64 / 100.0 } else { v }),
+        _ => Err(format!(
+            "`{s}` is not a load: a number > 0, or N% of the CPUs"
+        )),
+    }
+}
+
+fn de_load<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_load(&s).map(Some).map_err(serde::de::Error::custom)
+}
+
+/// Parses `--memfree`: bytes, with GNU parallel's suffixes (K M G T P: powers of 1024;
+/// k m g t p: of 1000).
+///
+/// # Errors
+/// Not a number with an optional suffix, or more than `u64::MAX` bytes.
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let bad = || format!("`{s}` is not a size: a number with an optional K, M, G, T or P");
+    let (num, mult): (&str, f64) = match t.chars().last() {
+        Some(c) if c.is_ascii_alphabetic() => {
+            let m = match c {
+                'K' => 1024f64,
+                'M' => 1024f64.powi(2),
+                'G' => 1024f64.powi(3),
+                'T' => 1024f64.powi(4),
+                'P' => 1024f64.powi(5),
+                'k' => 1e3,
+                'm' => 1e6,
+                'g' => 1e9,
+                't' => 1e12,
+                'p' => 1e15,
+                _ => return Err(bad()),
+            };
+            (&t[..t.len() - 1], m)
+        }
+        _ => (t, 1.0),
+    };
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    let bytes = v * mult;
+    if !(bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64) {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_size(&s).map(Some).map_err(serde::de::Error::custom)
 }
 
 /// Refuses a duration option below its floor, naming the option and the floor.
@@ -369,10 +694,93 @@ pub(crate) enum Detector {
     Phi(f64),
 }
 
+/// Where the tasks come from.
+#[derive(Clone, Debug)]
+pub(crate) enum InputSpec {
+    /// A task list file (`-`: stdin).
+    List(PathBuf),
+    /// Argument mode: the template's words and the input sources.
+    Arguments {
+        words: Vec<String>,
+        sources: Vec<Source>,
+    },
+}
+
+/// Splits the positional words into a task list file or argument mode. `arg_files`
+/// (`-a`) are sources before those of the command line.
+///
+/// # Errors
+/// Several words without `:::`/`::::`/`-a`, or a `::::` followed by no file.
+pub(crate) fn input_spec(words: &[String], arg_files: &[PathBuf]) -> Result<InputSpec, CliError> {
+    let first = words.iter().position(|w| w == ":::" || w == "::::");
+    let Some(first) = first else {
+        if arg_files.is_empty() {
+            return match words {
+                [one] => Ok(InputSpec::List(PathBuf::from(one))),
+                _ => Err(CliError::input(format!(
+                    "give one TASKS file, or a command and its arguments after ::: (e.g. sturdy run 'gzip {{}}' ::: a b); got {} words and no :::",
+                    words.len()
+                ))),
+            };
+        }
+        return Ok(InputSpec::Arguments {
+            words: words.to_vec(),
+            sources: arg_files.iter().cloned().map(Source::File).collect(),
+        });
+    };
+    let mut sources: Vec<Source> = arg_files.iter().cloned().map(Source::File).collect();
+    let mut mode = "";
+    for w in &words[first..] {
+        match w.as_str() {
+            ":::" => {
+                mode = ":::";
+                sources.push(Source::Args(Vec::new()));
+            }
+            "::::" => {
+                mode = "::::";
+            }
+            _ if mode == ":::" => {
+                if let Some(Source::Args(a)) = sources.last_mut() {
+                    a.push(w.clone());
+                }
+            }
+            _ => sources.push(Source::File(PathBuf::from(w))),
+        }
+    }
+    if mode == "::::" && !matches!(sources.last(), Some(Source::File(_))) {
+        return Err(CliError::input(
+            "'::::' must be followed by one or more files",
+        ));
+    }
+    Ok(InputSpec::Arguments {
+        words: words[..first].to_vec(),
+        sources,
+    })
+}
+
 /// The resolved settings of a run.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
-    pub(crate) tasks: PathBuf,
+    pub(crate) input: InputSpec,
+    /// `--colsep`, compiled.
+    pub(crate) colsep: Option<regex::Regex>,
+    pub(crate) quote: bool,
+    pub(crate) dry_run: bool,
+    pub(crate) keep_order: bool,
+    pub(crate) keep_output: bool,
+    pub(crate) line_buffer: bool,
+    pub(crate) tag: bool,
+    pub(crate) tagstring: Option<String>,
+    pub(crate) results: Option<PathBuf>,
+    pub(crate) joblog: Option<PathBuf>,
+    pub(crate) halt: Option<Halt>,
+    pub(crate) delay: Option<Duration>,
+    /// `--timeout N%`.
+    pub(crate) timeout_percent: Option<f64>,
+    pub(crate) shuf: bool,
+    pub(crate) nice: Option<i32>,
+    pub(crate) load: Option<f64>,
+    pub(crate) memfree: Option<u64>,
     pub(crate) slots: Vec<Slot>,
     pub(crate) max_attempts: u32,
     /// `--max-worker-crashes`.
@@ -390,6 +798,8 @@ pub(crate) struct Settings {
     pub(crate) state_dir: Option<PathBuf>,
     pub(crate) resume: bool,
     pub(crate) retry_failed: bool,
+    /// `--resume-failed`.
+    pub(crate) resume_failed: bool,
     pub(crate) health_gate: bool,
     pub(crate) json: bool,
     pub(crate) checkpoint_interval: Duration,
@@ -543,16 +953,33 @@ impl Settings {
                 Detector::Deadline(t)
             }
         };
-        let resume = cli.resume || file.resume;
-        let retry_failed = cli.retry_failed || file.retry_failed;
+        let resume_failed = cli.resume_failed || file.resume_failed;
+        let resume = cli.resume || file.resume || resume_failed;
+        let retry_failed = cli.retry_failed || file.retry_failed || resume_failed;
         if retry_failed && !resume {
             return Err(CliError::input(
                 "'--retry-failed' (retry-failed) needs '--resume' (resume)",
             ));
         }
-        let task_timeout = pick!(task_timeout)
+        let timeout = pick!(timeout);
+        let fixed_timeout = match timeout {
+            Some(Timeout::Fixed(t)) => Some(t),
+            _ => None,
+        };
+        let task_timeout = cli
+            .task_timeout
+            .or(fixed_timeout)
+            .or(file.task_timeout)
             .map(|t| at_least("--task-timeout", t, MIN_TASK_TIMEOUT))
             .transpose()?;
+        let colsep = pick!(colsep)
+            .map(|c| {
+                regex::Regex::new(&c).map_err(|e| {
+                    CliError::input(format!("invalid value '{c}' for '--colsep': {e}"))
+                })
+            })
+            .transpose()?;
+
         let kill_grace = pick!(kill_grace).unwrap_or(DEFAULT_KILL_GRACE);
         if kill_grace > MAX_KILL_GRACE {
             return Err(CliError::input(format!(
@@ -571,7 +998,27 @@ impl Settings {
             return Err(CliError::input("'--breaker-open' must be > 0"));
         }
         Ok(Self {
-            tasks: cli.tasks.clone(),
+            input: input_spec(&cli.input, &cli.arg_file)?,
+            colsep,
+            quote: cli.quote || file.quote,
+            dry_run: cli.dry_run || file.dry_run,
+            keep_order: cli.keep_order || file.keep_order,
+            line_buffer: cli.line_buffer || file.line_buffer,
+            keep_output: cli.keep_output || file.keep_output,
+            tag: cli.tag || file.tag,
+            tagstring: pick!(tagstring),
+            results: pick!(results),
+            joblog: pick!(joblog),
+            halt: pick!(halt),
+            delay: pick!(delay),
+            timeout_percent: match timeout {
+                Some(Timeout::Percent(p)) => Some(p),
+                _ => None,
+            },
+            shuf: cli.shuf || file.shuf,
+            nice: pick!(nice),
+            load: pick!(load),
+            memfree: pick!(memfree),
             slots,
             max_attempts,
             max_worker_crashes,
@@ -592,6 +1039,7 @@ impl Settings {
             state_dir: pick!(state_dir),
             resume,
             retry_failed,
+            resume_failed,
             health_gate: cli.health_gate || file.health_gate,
             json: cli.json || file.json,
             checkpoint_interval,
@@ -874,5 +1322,109 @@ mod tests {
         std::fs::write(&cfg, "heartbeat-timeout = \"5s\"\n").unwrap();
         let s = parse(&["sturdy", "run", "t", "--config", c, "--phi-threshold", "9"]).unwrap();
         assert_eq!(s.detector, Detector::Phi(9.0));
+    }
+
+    #[test]
+    fn relative_workers_count_from_the_cpus() {
+        assert_eq!(workers_from("+3", 4), Ok(7));
+        assert_eq!(workers_from("-3", 4), Ok(1));
+        assert_eq!(workers_from("-1", 4), Ok(3));
+        assert_eq!(workers_from("50%", 4), Ok(2));
+        assert_eq!(workers_from("10%", 4), Ok(1));
+        assert_eq!(workers_from("250%", 4), Ok(10));
+        assert_eq!(workers_from("5", 4), Ok(5));
+        assert!(workers_from("+300", 4).unwrap_err().contains("1..=256"));
+        assert!(
+            workers_from("x%", 4)
+                .unwrap_err()
+                .contains("N, N%, +N or -N")
+        );
+        let s = parse(&["sturdy", "run", "t", "-j", "+2"]).unwrap();
+        assert_eq!(s.slots.len(), cpus() as usize + 2);
+    }
+
+    #[test]
+    fn retries_is_max_attempts() {
+        let s = parse(&["sturdy", "run", "t", "--retries", "1"]).unwrap();
+        assert_eq!(s.max_attempts, 1);
+    }
+
+    #[test]
+    fn halt_takes_parallels_forms() {
+        let h = parse_halt("now,fail=1").unwrap();
+        assert_eq!(
+            h,
+            Halt {
+                now: true,
+                on: HaltOn::Fail,
+                at: HaltAt::Count(1)
+            }
+        );
+        let h = parse_halt("soon,done=30%").unwrap();
+        assert!(!h.now && h.on == HaltOn::Done);
+        assert!(!h.reached(2, 10) && h.reached(3, 10));
+        assert_eq!(parse_halt("2").unwrap().on, HaltOn::Fail);
+        assert_eq!(parse_halt("-1").unwrap().on, HaltOn::Success);
+        assert!(parse_halt("later,fail=1").unwrap_err().contains("now|soon"));
+        assert!(parse_halt("now,fail=0").unwrap_err().contains(">= 1"));
+        assert!(
+            parse_halt("now,fail=101%")
+                .unwrap_err()
+                .contains("(0, 100]")
+        );
+    }
+
+    #[test]
+    fn sizes_timeouts_and_loads() {
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("2g"), Ok(2_000_000_000));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert!(parse_size("1Q").is_err());
+        assert_eq!(parse_timeout("150%"), Ok(Timeout::Percent(150.0)));
+        assert_eq!(
+            parse_timeout("2s"),
+            Ok(Timeout::Fixed(Duration::from_secs(2)))
+        );
+        assert!(parse_timeout("0%").is_err());
+        assert_eq!(parse_load("2.5"), Ok(2.5));
+        assert!(parse_load("-1").is_err());
+        let s = parse(&["sturdy", "run", "t", "--timeout", "3s"]).unwrap();
+        assert_eq!(s.task_timeout, Some(Duration::from_secs(3)));
+        let s = parse(&["sturdy", "run", "t", "--memfree", "1G"]).unwrap();
+        assert_eq!(s.memfree, Some(1 << 30));
+        assert!(
+            !s.health_gate,
+            "--memfree alone does not judge CPU, disks, GPUs"
+        );
+    }
+
+    #[test]
+    fn input_is_a_list_or_arguments() {
+        let w = |v: &[&str]| v.iter().map(|&x| x.to_owned()).collect::<Vec<_>>();
+        assert!(matches!(
+            input_spec(&w(&["t.txt"]), &[]),
+            Ok(InputSpec::List(_))
+        ));
+        let e = input_spec(&w(&["gzip", "a"]), &[]).unwrap_err();
+        assert!(e.to_string().contains("no :::"), "{e}");
+        match input_spec(
+            &w(&["echo", ":::", "a", "b", "::::", "f", "g", ":::", "c"]),
+            &[],
+        ) {
+            Ok(InputSpec::Arguments { words, sources }) => {
+                assert_eq!(words, w(&["echo"]));
+                assert_eq!(
+                    sources,
+                    vec![
+                        Source::Args(w(&["a", "b"])),
+                        Source::File("f".into()),
+                        Source::File("g".into()),
+                        Source::Args(w(&["c"])),
+                    ]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(input_spec(&w(&["echo", "::::"]), &[]).is_err());
     }
 }

@@ -11,12 +11,12 @@
 //! run's `StorageFault` instead of reaching the supervisor as a task failure.
 
 use std::fs::OpenOptions;
-use std::io::BufReader;
+use std::io::{BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill, killpg};
@@ -53,6 +53,87 @@ pub(crate) struct ProcessPool {
     run_mark: String,
     kill_grace: Duration,
     fault: StorageFault,
+    /// `--delay`, `--nice`, `--timeout N%`.
+    extras: PoolExtras,
+    /// When the latest dispatched attempt starts (after its delay).
+    last_start: Option<std::time::Instant>,
+    /// Runtimes in ms of the attempts that succeeded, for `--timeout N%`.
+    runtimes: Arc<Mutex<Vec<u64>>>,
+    /// `--line-buffer`.
+    line_buffer: Option<LineBuffer>,
+    /// The task number of each ledger task id dispatched (for the reader threads'
+    /// tags), shared with them.
+    keys: Arc<Mutex<std::collections::HashMap<u32, u32>>>,
+}
+
+/// The pool's share of GNU parallel's options.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PoolExtras {
+    /// `--delay`: at least this long between two starts.
+    pub(crate) delay: Option<Duration>,
+    /// `--nice`.
+    pub(crate) nice: Option<i32>,
+    /// `--timeout N%`: an attempt's limit is N % of the median runtime of the attempts
+    /// that succeeded, once [`MEDIAN_AFTER`] have.
+    pub(crate) timeout_percent: Option<f64>,
+}
+
+/// `--line-buffer`: each task's output printed line by line as it comes, each line
+/// prefixed by the task's tag (`tags[task - 1]` and a tab) when there are tags.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LineBuffer {
+    pub(crate) tags: Arc<Vec<String>>,
+}
+
+/// Prints the complete lines of `pending` (plus `more`), keeping a trailing partial
+/// line; with `all`, the partial line too.
+fn print_lines(pending: &mut Vec<u8>, more: &[u8], tag: Option<&str>, stderr: bool, all: bool) {
+    pending.extend_from_slice(more);
+    let end = if all {
+        pending.len()
+    } else {
+        pending
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1)
+    };
+    if end == 0 {
+        return;
+    }
+    let chunk: Vec<u8> = pending.drain(..end).collect();
+    let text = match tag {
+        Some(t) => crate::output::tagged(t, &chunk),
+        None => chunk,
+    };
+    let _ = if stderr {
+        let mut e = std::io::stderr().lock();
+        crate::output::set_stderr_mid_line(!text.ends_with(b"\n"));
+        e.write_all(&text).and_then(|()| e.flush())
+    } else {
+        let mut o = std::io::stdout().lock();
+        o.write_all(&text).and_then(|()| o.flush())
+    };
+}
+
+/// Successes needed before `--timeout N%` applies (a median of fewer says little).
+pub(crate) const MEDIAN_AFTER: usize = 3;
+
+/// The limit `--timeout N%` sets, in ms, from the successes' runtimes (ms): `None`
+/// before [`MEDIAN_AFTER`] successes. The median of an even count is the mean of the
+/// middle two.
+pub(crate) fn relative_timeout_ms(runtimes: &[u64], percent: f64) -> Option<u64> {
+    if runtimes.len() < MEDIAN_AFTER {
+        return None;
+    }
+    let mut v = runtimes.to_vec();
+    v.sort_unstable();
+    let mid = v.len() / 2;
+    let median = if v.len().is_multiple_of(2) {
+        (v[mid - 1] + v[mid]) as f64 / 2.0
+    } else {
+        v[mid] as f64
+    };
+    Some(((median * percent / 100.0).ceil() as u64).max(1))
 }
 
 impl ProcessPool {
@@ -75,7 +156,24 @@ impl ProcessPool {
             starts: vec![0; n],
             kill_grace,
             fault,
+            extras: PoolExtras::default(),
+            last_start: None,
+            runtimes: Arc::default(),
+            line_buffer: None,
+            keys: Arc::default(),
         }
+    }
+
+    /// Sets `--line-buffer`.
+    pub(crate) fn with_line_buffer(mut self, lb: Option<LineBuffer>) -> Self {
+        self.line_buffer = lb;
+        self
+    }
+
+    /// Sets `--delay`, `--nice` and `--timeout N%`.
+    pub(crate) fn with_extras(mut self, extras: PoolExtras) -> Self {
+        self.extras = extras;
+        self
     }
 }
 
@@ -145,16 +243,47 @@ impl WorkerPool for ProcessPool {
         let pid = child.id() as i32;
         let thread_pgid = pgid.clone();
         let (thread_mark, fault) = (mark.clone(), self.fault.clone());
+        let (line_buffer, keys) = (self.line_buffer.clone(), self.keys.clone());
+        let runtimes = self
+            .extras
+            .timeout_percent
+            .is_some()
+            .then(|| self.runtimes.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("sturdy-worker-{}", w + 1))
             .spawn(move || {
                 let mut r = BufReader::new(stdout);
+                // `--line-buffer`: the partial last line of stdout and of stderr.
+                let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+                let tag_of = |id: u32| -> Option<String> {
+                    let lb = line_buffer.as_ref()?;
+                    let task = *keys
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get(&id)?;
+                    lb.tags.get(task as usize - 1).cloned()
+                };
                 while let Ok(Some(payload)) = protocol::read_frame(&mut r) {
                     let Ok(msg) = protocol::decode_payload::<FromWorker>(&payload) else {
                         break;
                     };
+                    if let FromWorker::Finished { id, .. } = &msg
+                        && line_buffer.is_some()
+                    {
+                        let tag = tag_of(*id);
+                        for (i, p) in partial.iter_mut().enumerate() {
+                            print_lines(p, &[], tag.as_deref(), i == 1, true);
+                        }
+                    }
                     let report = match msg {
                         FromWorker::Ready { .. } | FromWorker::Heartbeat => Report::Heartbeat,
+                        FromWorker::Output { id, stderr, bytes } => {
+                            let tag = tag_of(id);
+                            let p = &mut partial[usize::from(stderr)];
+                            print_lines(p, &bytes, tag.as_deref(), stderr, false);
+                            // Not a heartbeat: the detectors read heartbeats' rhythm.
+                            continue;
+                        }
                         FromWorker::Started { pgid, .. } => {
                             thread_pgid.store(pgid, Ordering::SeqCst);
                             continue;
@@ -170,9 +299,17 @@ impl WorkerPool for ProcessPool {
                             Report::Heartbeat
                         }
                         FromWorker::Finished {
-                            id, epoch, outcome, ..
+                            id,
+                            epoch,
+                            outcome,
+                            runtime_ms,
                         } => {
                             thread_pgid.store(0, Ordering::SeqCst);
+                            if let (Some(r), Outcome::Exited(0)) = (&runtimes, &outcome) {
+                                r.lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .push(runtime_ms);
+                            }
                             Report::Finished {
                                 task: TaskId(id),
                                 epoch: epoch as u32,
@@ -208,16 +345,45 @@ impl WorkerPool for ProcessPool {
             return;
         };
         let task = u32::try_from(order.key).unwrap_or(u32::MAX);
+        if self.line_buffer.is_some() {
+            self.keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(order.task.0, task);
+        }
+        let now = std::time::Instant::now();
+        let delay_ms = match self.extras.delay {
+            Some(d) => {
+                let start = self.last_start.map_or(now, |l| (l + d).max(now));
+                self.last_start = Some(start);
+                u64::try_from((start - now).as_millis()).unwrap_or(u64::MAX)
+            }
+            None => 0,
+        };
+        let relative = self.extras.timeout_percent.and_then(|p| {
+            relative_timeout_ms(
+                &self.runtimes.lock().unwrap_or_else(PoisonError::into_inner),
+                p,
+            )
+        });
+        let fixed = order
+            .timeout
+            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1));
+        let timeout_ms = match (fixed, relative) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(0),
+        };
         let run = ToWorker::Run(RunOrder {
             id: order.task.0,
             task,
             attempt: order.attempt,
             epoch: u64::from(order.epoch),
             command: order.payload.clone(),
-            timeout_ms: order.timeout.map_or(0, |t| {
-                u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
-            }),
+            timeout_ms,
             kill_grace_ms: u64::try_from(self.kill_grace.as_millis()).unwrap_or(u64::MAX),
+            delay_ms,
+            nice: self.extras.nice,
+            stream: self.line_buffer.is_some(),
             stdout_path: self
                 .state
                 .output(task, order.attempt, "out")
@@ -245,5 +411,21 @@ impl WorkerPool for ProcessPool {
             let mut stdin = pw.stdin;
             let _ = protocol::write_frame(&mut stdin, &ToWorker::Shutdown);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_timeout_is_a_percentage_of_the_median_after_three_successes() {
+        assert_eq!(relative_timeout_ms(&[100, 200], 300.0), None);
+        assert_eq!(relative_timeout_ms(&[300, 100, 200], 300.0), Some(600));
+        assert_eq!(
+            relative_timeout_ms(&[100, 200, 300, 1000], 200.0),
+            Some(500)
+        );
+        assert_eq!(relative_timeout_ms(&[0, 0, 0], 150.0), Some(1));
     }
 }

@@ -41,6 +41,14 @@ pub(crate) struct RunOrder {
     /// On a timeout, ms between `SIGTERM` and `SIGKILL` to the group (0: `SIGKILL` at
     /// once).
     pub(crate) kill_grace_ms: u64,
+    /// Wait this many ms before starting the command (`--delay`); its timeout and
+    /// runtime count from the start.
+    pub(crate) delay_ms: u64,
+    /// Run the command under `nice -n` this niceness (`--nice`).
+    pub(crate) nice: Option<i32>,
+    /// Also send the command's output to the master as it comes ([`FromWorker::Output`],
+    /// for `--line-buffer`).
+    pub(crate) stream: bool,
     /// File that receives the command's stdout (created or truncated; the worker
     /// copies the command's stdout pipe into it).
     pub(crate) stdout_path: String,
@@ -67,6 +75,15 @@ pub(crate) enum FromWorker {
     },
     /// The worker is alive (sent every heartbeat interval, busy or idle).
     Heartbeat,
+    /// A piece of a streamed command's output, as read from its pipe (at most 64 KiB).
+    Output {
+        /// The master's id of the task.
+        id: u32,
+        /// Whether it is stderr (else stdout).
+        stderr: bool,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
     /// An attempt ended.
     Finished {
         /// The master's id of the task.
@@ -176,6 +193,9 @@ mod tests {
             command: "echo hi".into(),
             timeout_ms: 1500,
             kill_grace_ms: 2000,
+            delay_ms: 30,
+            nice: Some(5),
+            stream: true,
             stdout_path: "/tmp/o".into(),
             stderr_path: "/tmp/e".into(),
         });

@@ -2,7 +2,7 @@
 //! plain lines (otherwise), and the final summary as text or JSON.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -108,10 +108,31 @@ impl Progress {
         }
     }
 
-    fn line(&self, text: &str) {
+    /// Runs `f` (which prints the tasks' output) with the bar cleared from the
+    /// terminal, so that output and bar never share a line.
+    pub(crate) fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.bar {
+            Some(b) => b.suspend(f),
+            None => f(),
+        }
+    }
+
+    /// Writes one line on stderr, on a line of its own (after a task's unfinished
+    /// stderr line, on the next).
+    fn eprint_line(&mut self, text: &str) {
+        let mut e = std::io::stderr().lock();
+        let nl = if crate::output::take_stderr_mid_line() {
+            "\n"
+        } else {
+            ""
+        };
+        let _ = writeln!(e, "{nl}{text}");
+    }
+
+    fn line(&mut self, text: &str) {
         match &self.bar {
             Some(b) => b.println(text),
-            None => eprintln!("{text}"),
+            None => self.eprint_line(text),
         }
     }
 
@@ -169,17 +190,15 @@ impl Progress {
                 b.set_message(status(self.running.len(), self.failed, self.eta()));
             }
             None if self.done >= self.next_line || self.done == self.total => {
-                eprintln!(
-                    "{}",
-                    progress_line(
-                        self.done,
-                        self.total,
-                        self.running.len(),
-                        self.failed,
-                        self.started.elapsed(),
-                        self.eta(),
-                    )
+                let line = progress_line(
+                    self.done,
+                    self.total,
+                    self.running.len(),
+                    self.failed,
+                    self.started.elapsed(),
+                    self.eta(),
                 );
+                self.eprint_line(&line);
                 self.next_line = self.done + self.total.div_ceil(10).max(1);
             }
             None => {}
@@ -187,7 +206,7 @@ impl Progress {
     }
 
     /// A note for the user (signals, worker restarts).
-    pub(crate) fn note(&self, text: &str) {
+    pub(crate) fn note(&mut self, text: &str) {
         self.line(text);
     }
 

@@ -60,6 +60,51 @@ pub(crate) struct Plan {
     /// Tasks that failed for good in earlier runs (and are not run again), with the
     /// kind of their last failure.
     pub(crate) gave_up_before: Vec<(u64, FailureKind)>,
+    /// `--resume-failed`: the earlier commands of tasks whose text the new list
+    /// changes, as the journal recorded them (to be kept in `amended.tsv`).
+    pub(crate) retexted: BTreeSet<(u32, String)>,
+}
+
+/// Reads `amended.tsv`: the earlier commands of each task that `--resume-failed` gave
+/// a new text (`TASK<TAB>COMMAND` lines; a torn last line is skipped).
+pub(crate) fn read_amended(path: &Path) -> BTreeMap<u32, BTreeSet<String>> {
+    let mut m: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return m;
+    };
+    for line in text.split('\n') {
+        if let Some((t, c)) = line.split_once('\t')
+            && let Ok(t) = t.parse::<u32>()
+        {
+            m.entry(t).or_default().insert(c.to_owned());
+        }
+    }
+    m
+}
+
+/// Appends `retexted` to `amended.tsv` and syncs it.
+///
+/// # Errors
+/// The file cannot be written or synced.
+pub(crate) fn write_amended(
+    path: &Path,
+    retexted: &BTreeSet<(u32, String)>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let mut text = String::new();
+    for (t, c) in retexted {
+        text.push_str(&format!("{t}\t{c}\n"));
+    }
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// What the newest valid checkpoint records.
@@ -152,6 +197,7 @@ fn outcomes_of(
 fn checkpoint_outcomes(
     store: &CheckpointStore,
     tasks: &TaskList,
+    old_fingerprint: Option<u64>,
     warnings: &mut Warnings,
 ) -> CheckpointOutcomes {
     for generation in store.list(EXPERIMENT).unwrap_or_default().into_iter().rev() {
@@ -171,12 +217,19 @@ fn checkpoint_outcomes(
                 continue;
             }
         };
+        let fingerprint = match (
+            old_fingerprint,
+            postcard::from_bytes::<RunCheckpoint>(&saved.payload),
+        ) {
+            (Some(old), Ok(p)) if p.fingerprint == old => old,
+            _ => tasks.fingerprint,
+        };
         match outcomes_of(
             saved.generation,
             &saved.payload,
             &saved.states,
-            tasks.len(),
-            tasks.fingerprint,
+            tasks.max_number() as usize,
+            fingerprint,
             warnings,
         ) {
             Ok((done, gave_up)) => {
@@ -227,13 +280,21 @@ pub(crate) fn attempts_in_outputs(out: &Path, tasks: usize) -> BTreeMap<u32, u32
 /// # Errors
 /// (exit code 2) a resumed directory whose record is gone while attempts' outputs
 /// remain; (exit code 1) the journal exists but cannot be read.
+///
+/// `retext` is `--resume-failed`'s: the fingerprint of the list the directory was made
+/// for. A journal line whose command is not its task's in `tasks` then still counts
+/// (by task number: the user says this is that list with some commands fixed), and its
+/// command goes into [`Plan::retexted`]; a checkpoint of either list is read. Without
+/// it, a line carrying an earlier command of its task recorded in `amended.tsv` counts
+/// too.
 pub(crate) fn plan(
     tasks: &TaskList,
     state: &StateDir,
     store: &CheckpointStore,
     retry_failed: bool,
+    retext: Option<u64>,
 ) -> Result<Plan, CliError> {
-    let (plan, warnings) = plan_quietly(tasks, state, store, retry_failed)?;
+    let (plan, warnings) = plan_quietly(tasks, state, store, retry_failed, retext)?;
     for w in warnings {
         eprintln!("sturdy: warning: {w}");
     }
@@ -246,8 +307,11 @@ fn plan_quietly(
     state: &StateDir,
     store: &CheckpointStore,
     retry_failed: bool,
+    retext: Option<u64>,
 ) -> Result<(Plan, Vec<String>), CliError> {
-    let n = tasks.len();
+    let n = tasks.max_number() as usize;
+    let earlier = read_amended(&state.amended());
+    let mut retexted = BTreeSet::new();
     let mut warnings = Warnings::default();
     let journal_path = state.journal();
     let text = journal::read(&journal_path).map_err(|e| {
@@ -277,8 +341,19 @@ fn plan_quietly(
                 });
                 continue;
             }
-            let want = &tasks.commands[e.task as usize - 1];
-            if e.command != want.as_str() {
+            let Some(want) = tasks.command(e.task) else {
+                warnings.line("journal lines outside the task list", || {
+                    format!(
+                        "journal.tsv line {}: task {} is not a task of the list (its line is blank or a comment); ignored",
+                        e.line, e.task
+                    )
+                });
+                continue;
+            };
+            let amended = earlier.get(&e.task).is_some_and(|c| c.contains(e.command));
+            if e.command != want && !amended && retext.is_some() {
+                retexted.insert((e.task, e.command.to_owned()));
+            } else if e.command != want && !amended {
                 warnings.line("journal lines with another command", || {
                     format!(
                         "journal.tsv line {}: the command {:?} is not task {}'s ({:?}); ignored",
@@ -305,7 +380,7 @@ fn plan_quietly(
     }
     // The journal is the record of every attempt; the checkpoint (synced with the
     // journal) backs it up should journal lines be lost.
-    let ck = checkpoint_outcomes(store, tasks, &mut warnings);
+    let ck = checkpoint_outcomes(store, tasks, retext, &mut warnings);
     let outputs = attempts_in_outputs(&state.root().join("out"), n);
 
     let journal_usable = text.as_ref().is_some_and(|t| t.has_header()) || accepted > 0;
@@ -349,7 +424,7 @@ fn plan_quietly(
     gave_up.retain(|t| !done.contains(t));
     let mut todo = Vec::new();
     let mut gave_up_before = Vec::new();
-    for t in 1..=n as u32 {
+    for &t in &tasks.numbers {
         if done.contains(&t) {
             continue;
         }
@@ -374,6 +449,7 @@ fn plan_quietly(
             todo,
             done_before: done,
             gave_up_before,
+            retexted,
         },
         warnings.finish(),
     ))
@@ -429,7 +505,7 @@ mod tests {
     }
 
     fn run(f: &Fixture, retry_failed: bool) -> Result<(Plan, Vec<String>), CliError> {
-        plan_quietly(&f.tasks, &f.state, &f.store, retry_failed)
+        plan_quietly(&f.tasks, &f.state, &f.store, retry_failed, None)
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! a second kills them (they are journaled `interrupted` and run again on resume). In
 //! both cases the journal is synced, a checkpoint written, and `--resume` continues.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,14 +23,20 @@ use sturdy_tokio::supervisor::{
 };
 
 use crate::error::CliError;
+use crate::health_gate::Limits;
 use crate::journal::{Journal, Next, Record};
 use crate::options::{Detector, JitterArg, RunArgs, Settings};
+use crate::options::{Halt, HaltOn, InputSpec};
+use crate::output::{Ending, Tag, TaskOutput};
 use crate::process_pool::ProcessPool;
+use crate::process_pool::{LineBuffer, PoolExtras};
 use crate::report::{FinalSummary, Progress};
-use crate::resume::{EXPERIMENT, Plan, RunCheckpoint, plan};
+use crate::resume::{EXPERIMENT, Plan, RunCheckpoint, plan, write_amended};
 use crate::state_dir::{self, StateDir};
 use crate::storage_fault::StorageFault;
 use crate::tasks::TaskList;
+use crate::template::Template;
+use sturdy_tokio::supervisor::StopHandle;
 
 /// Workers a run can have (the ledger's `WORKERS`).
 pub(crate) const MAX_WORKERS: usize = 256;
@@ -77,6 +84,25 @@ fn ledger_config(s: &Settings) -> Result<LedgerConfig, CliError> {
 
 struct RunObserver {
     journal: Journal,
+    /// The state directory, for the attempts' output files.
+    state: StateDir,
+    /// The tasks' output on sturdy's stdout and stderr, `--results`, `--joblog`.
+    output: TaskOutput,
+    /// The task list, for the arguments of `--tag` and `--results`.
+    args: Vec<Vec<String>>,
+    /// `--halt`, the run's task count, and the stop handle once the run goes.
+    halt: Option<Halt>,
+    total: u64,
+    stop: Option<StopHandle>,
+    /// Tasks of this run that succeeded and failed for good.
+    succeeded: u64,
+    failed: u64,
+    /// Set when `--halt` stopped the run: on what.
+    halted: Option<HaltOn>,
+    /// `--keep-output`: keep every attempt's output files.
+    keep_output: bool,
+    /// The attempts of each task that this run journaled, until the task ends.
+    journaled: std::collections::HashMap<u32, Vec<u32>>,
     /// Where the journal is, for messages.
     journal_path: PathBuf,
     /// Tripped when an outcome cannot be journaled: the run stops at once.
@@ -124,6 +150,17 @@ impl Observer<String> for RunObserver {
                 self.journal_path.display()
             ));
         }
+        if !matches!(rec.verdict, Verdict::Stale | Verdict::Interrupted) {
+            self.journaled.entry(task).or_default().push(rec.attempt);
+        }
+        if matches!(rec.verdict, Verdict::Done | Verdict::GaveUp) {
+            self.task_ended(rec, task, command);
+            let attempts = self.journaled.remove(&task).unwrap_or_default();
+            // Only what the journal holds may go (not after a journal write failed).
+            if !self.keep_output && self.fault.message().is_none() {
+                trim_outputs(&self.state, task, &attempts, rec.attempt);
+            }
+        }
         self.progress.attempt(rec, command);
     }
 
@@ -167,6 +204,129 @@ impl Observer<String> for RunObserver {
     }
 }
 
+impl RunObserver {
+    /// A task ended (succeeded, or failed for good) with attempt `rec`: print its
+    /// output, and stop the run when `--halt` says so.
+    fn task_ended(&mut self, rec: &AttemptRecord, task: u32, command: &str) {
+        let ending = Ending {
+            task,
+            started: rec.started,
+            ended: rec.ended,
+            exit: rec.finish.exit,
+            signal: rec.finish.signal,
+        };
+        let args = self
+            .args
+            .get(task as usize - 1)
+            .map_or(&[][..], Vec::as_slice);
+        let (out, err) = (
+            self.state.output(task, rec.attempt, "out"),
+            self.state.output(task, rec.attempt, "err"),
+        );
+        let problem = self
+            .progress
+            .suspend(|| self.output.ended(&ending, command, args, &out, &err));
+        if let Some(p) = problem {
+            self.progress.note(&format!("sturdy: warning: {p}"));
+        }
+        if rec.verdict == Verdict::Done {
+            self.succeeded += 1;
+        } else {
+            self.failed += 1;
+        }
+        let Some(halt) = self.halt else { return };
+        if self.halted.is_some() {
+            return;
+        }
+        let count = match halt.on {
+            HaltOn::Fail => self.failed,
+            HaltOn::Success => self.succeeded,
+            HaltOn::Done => self.failed + self.succeeded,
+        };
+        if halt.reached(count, self.total)
+            && let Some(stop) = &self.stop
+        {
+            self.halted = Some(halt.on);
+            let what = match halt.on {
+                HaltOn::Fail => "failed",
+                HaltOn::Success => "succeeded",
+                HaltOn::Done => "finished",
+            };
+            if halt.now {
+                stop.abort();
+                self.progress.note(&format!(
+                    "sturdy: --halt: {count} task(s) {what}; killing the running ones and starting no more"
+                ));
+            } else {
+                stop.drain();
+                self.progress.note(&format!(
+                    "sturdy: --halt: {count} task(s) {what}; starting no more, waiting for the running ones"
+                ));
+            }
+        }
+    }
+}
+
+/// `--load` / `--memfree`: before the first dispatch, waits (sampling every
+/// [`crate::health_gate::INTERVAL`]) until the host is within these limits (only
+/// these; the rest of the health gate applies once the run goes), so that the
+/// first tasks do not start ahead of the health gate's first reading (GNU parallel
+/// checks before each start). A reading the probe could not take does not hold the run
+/// back.
+fn wait_for_limits(settings: &Settings) {
+    let limits = Limits {
+        max_load: settings.load,
+        min_available: settings.memfree,
+    };
+    let mut probe = sturdy_probe::Probe::new();
+    let mut told = false;
+    loop {
+        let sample = probe.sample();
+        if !crate::health_gate::over_limits(&sample, limits) {
+            return;
+        }
+        if !told {
+            told = true;
+            eprintln!(
+                "sturdy: waiting: the host is over --load {} or under --memfree {} bytes; nothing starts until it is within them",
+                settings.load.map_or("-".into(), |l| l.to_string()),
+                settings.memfree.map_or("-".into(), |m| m.to_string()),
+            );
+        }
+        std::thread::sleep(crate::health_gate::INTERVAL);
+    }
+}
+
+/// The most of an ended task's stderr the state directory keeps, in bytes (its tail).
+pub(crate) const STDERR_TAIL: u64 = 4096;
+
+/// Bounds what the state directory keeps of a task that ended with attempt `last`
+/// (its output printed and saved, its attempts journaled): the output files of the
+/// `attempts` journaled by this run are removed but the last one's stderr, cut to its
+/// last [`STDERR_TAIL`] bytes. That file stays as the mark that the task ran (see
+/// `resume`: a directory whose journal is gone is refused while `out/` holds any).
+/// Files of attempts this run did not journal (one in flight when an earlier master
+/// died) are kept. Best effort: a file that cannot be removed or cut stays whole.
+fn trim_outputs(state: &StateDir, task: u32, attempts: &[u32], last: u32) {
+    for &a in attempts {
+        let _ = std::fs::remove_file(state.output(task, a, "out"));
+        if a != last {
+            let _ = std::fs::remove_file(state.output(task, a, "err"));
+        }
+    }
+    let err = state.output(task, last, "err");
+    if let Ok(meta) = std::fs::metadata(&err)
+        && meta.len() > STDERR_TAIL
+        && let Ok(bytes) = std::fs::read(&err)
+    {
+        let tail = &bytes[bytes.len() - STDERR_TAIL as usize..];
+        let tmp = err.with_extension("err.tmp");
+        if std::fs::write(&tmp, tail).is_ok() {
+            let _ = std::fs::rename(&tmp, &err);
+        }
+    }
+}
+
 async fn drive<const T: usize>(
     settings: &Settings,
     tasks: &TaskList,
@@ -184,7 +344,15 @@ async fn drive<const T: usize>(
         state.clone(),
         settings.kill_grace,
         observer.fault.clone(),
-    );
+    )
+    .with_extras(PoolExtras {
+        delay: settings.delay,
+        nice: settings.nice,
+        timeout_percent: settings.timeout_percent,
+    })
+    .with_line_buffer(settings.line_buffer.then(|| LineBuffer {
+        tags: std::sync::Arc::new(tags_of(settings, tasks)),
+    }));
     let mut config =
         SupervisorConfig::new(ledger_config(settings)?).with_task_timeout(settings.task_timeout);
     if let Detector::Phi(threshold) = settings.detector {
@@ -217,16 +385,26 @@ async fn drive<const T: usize>(
         ))
     })?;
     for &(n, prior, ..) in &plan.todo {
-        sup.add_task(u64::from(n), prior, tasks.commands[n as usize - 1].clone())
+        let command = tasks.command(n).unwrap_or_default().to_owned();
+        sup.add_task(u64::from(n), prior, command)
             .map_err(|e| CliError::input(e.to_string()))?;
     }
-    let _monitor = settings.health_gate.then(|| {
-        let (monitor, health) =
-            crate::health_gate::spawn(sturdy_probe::Probe::new(), settings.slots.clone());
+    let gated = settings.health_gate || settings.load.is_some() || settings.memfree.is_some();
+    let _monitor = gated.then(|| {
+        let (monitor, health) = crate::health_gate::spawn(
+            sturdy_probe::Probe::new(),
+            settings.slots.clone(),
+            Limits {
+                max_load: settings.load,
+                min_available: settings.memfree,
+            },
+            settings.health_gate,
+        );
         sup.set_health(health);
         monitor
     });
     observer.fault.arm(sup.stop_handle());
+    observer.stop = Some(sup.stop_handle());
     // The state directory deleted or replaced under the run: noticed within a heartbeat
     // interval, it stops the run (the outputs and the journal have nowhere to go).
     let watchdog = {
@@ -289,22 +467,65 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             settings.slots.len()
         )));
     }
-    let tasks = TaskList::load(&settings.tasks)?;
-    if tasks.len() > MAX_TASKS {
-        return Err(CliError::input(format!(
-            "tasks file {} holds {} commands; a run takes at most {MAX_TASKS} (split the list)",
-            settings.tasks.display(),
-            tasks.len()
-        )));
+    let (tasks, source) = match &settings.input {
+        InputSpec::List(path) => {
+            if settings.colsep.is_some() || settings.quote {
+                return Err(CliError::input(
+                    "'--colsep' and '--quote' are for argument mode (COMMAND ::: ARGS); a TASKS file holds whole commands",
+                ));
+            }
+            let tasks = TaskList::load(path)?;
+            if tasks.len() > MAX_TASKS {
+                return Err(CliError::input(format!(
+                    "tasks file {} holds {} commands; a run takes at most {MAX_TASKS} (split the list)",
+                    path.display(),
+                    tasks.len()
+                )));
+            }
+            (tasks, path.display().to_string())
+        }
+        InputSpec::Arguments { words, sources } => {
+            let template = Template::parse(words, settings.quote);
+            let tasks =
+                TaskList::from_arguments(&template, sources, settings.colsep.as_ref(), MAX_TASKS)?;
+            (tasks, format!("{} ::: ...", words.join(" ")))
+        }
+    };
+    if settings.dry_run {
+        let mut order: Vec<usize> = (0..tasks.len()).collect();
+        if settings.shuf {
+            shuffle(&mut order, seed());
+        }
+        let mut out = std::io::stdout().lock();
+        for i in order {
+            let _ = writeln!(out, "{}", tasks.commands[i]);
+        }
+        return Ok(0);
     }
     let root: PathBuf = settings
         .state_dir
         .clone()
         .unwrap_or_else(|| state_dir::default_path(tasks.fingerprint));
-    let source = settings.tasks.display().to_string();
+    // --resume-failed opens the directory as the list it was made for (same number of
+    // tasks), and records the new list once the plan is made.
+    let retext = if settings.resume_failed {
+        match StateDir::recorded(&root) {
+            Some((old, n)) if n == tasks.len() && old != tasks.fingerprint => Some(old),
+            Some((_, n)) if n != tasks.len() => {
+                return Err(CliError::input(format!(
+                    "--resume-failed: state directory {} holds a run of {n} tasks; this list has {}: a fixed list keeps the number of tasks; nothing was changed",
+                    root.display(),
+                    tasks.len()
+                )));
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
     let state = StateDir::open(
         &root,
-        tasks.fingerprint,
+        retext.unwrap_or(tasks.fingerprint),
         tasks.len(),
         &source,
         settings.resume,
@@ -336,7 +557,61 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             root.display()
         ))
     })?;
-    let plan = plan(&tasks, &state, &store, settings.retry_failed)?;
+    let mut plan = plan(&tasks, &state, &store, settings.retry_failed, retext)?;
+    if retext.is_some() {
+        let record = write_amended(&state.amended(), &plan.retexted)
+            .and_then(|()| state.set_fingerprint(tasks.fingerprint));
+        record.map_err(|e| {
+            CliError::runtime(format!(
+                "--resume-failed: cannot record the new task list in {}: {e}",
+                root.display()
+            ))
+        })?;
+        if !settings.json {
+            eprintln!(
+                "sturdy: --resume-failed: {} task(s) have a new command; those that had not succeeded run under it (earlier commands kept in {})",
+                plan.retexted
+                    .iter()
+                    .map(|(t, _)| t)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len(),
+                state.amended().display()
+            );
+        }
+    }
+    let mut keep_order: Vec<u32> = plan.todo.iter().map(|&(n, ..)| n).collect();
+    keep_order.sort_unstable();
+    if settings.shuf {
+        shuffle(&mut plan.todo, seed());
+    }
+    let tag = match (&settings.tagstring, settings.tag) {
+        (Some(s), _) => Some(Tag::String(s.clone())),
+        (None, true) => Some(Tag::Args),
+        (None, false) => None,
+    };
+    if settings.line_buffer && settings.keep_order {
+        return Err(CliError::input(
+            "'--line-buffer' prints lines as they come; it cannot keep task order ('--keep-order')",
+        ));
+    }
+    let output = TaskOutput::new(
+        !settings.json && !settings.line_buffer,
+        tag,
+        settings.results.clone(),
+        settings.joblog.as_deref(),
+        settings.resume,
+        settings.keep_order.then_some(keep_order),
+    )
+    .map_err(|e| {
+        CliError::input(format!(
+            "cannot open the joblog {}: {e}",
+            settings
+                .joblog
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display()
+        ))
+    })?;
     let journal = Journal::open(&state.journal()).map_err(|e| {
         CliError::input(format!(
             "cannot open the journal in {}: {e}",
@@ -346,9 +621,25 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
     let already = (plan.done_before.len() + plan.gave_up_before.len()) as u64;
     let mut observer = RunObserver {
         journal,
+        state: state.clone(),
+        output,
+        args: tasks.args.clone(),
+        halt: settings.halt,
+        total: plan.todo.len() as u64,
+        stop: None,
+        succeeded: 0,
+        failed: 0,
+        halted: None,
+        keep_output: settings.keep_output,
+        journaled: std::collections::HashMap::new(),
         journal_path: state.journal(),
         fault: StorageFault::default(),
-        progress: Progress::new(tasks.len() as u64, already, settings.json),
+        // No bar while other threads print lines (--line-buffer): plain progress lines.
+        progress: Progress::new(
+            tasks.len() as u64,
+            already,
+            settings.json || settings.line_buffer,
+        ),
         breaker_open: settings.breaker_open,
     };
     if state.resumed && !settings.json {
@@ -359,6 +650,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             plan.gave_up_before.len(),
             plan.todo.len()
         );
+    }
+    if settings.load.is_some() || settings.memfree.is_some() {
+        wait_for_limits(&settings);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -398,6 +692,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             .await
         }
     })?;
+    observer.output.flush();
     observer.progress.finish();
     let mut fin = FinalSummary::new(
         &summary,
@@ -410,7 +705,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
     if settings.json {
         println!("{}", serde_json::to_string_pretty(&fin).unwrap_or_default());
     } else {
-        print!("{}", fin.to_text());
+        // stdout carries the tasks' output only, as with GNU parallel.
+        eprint!("{}", fin.to_text());
     }
     if let Some(e) = &fin.storage_fault {
         return Err(CliError::runtime(format!(
@@ -418,9 +714,67 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             root.display()
         )));
     }
-    Ok(if fin.all_succeeded() {
-        0
-    } else {
-        crate::error::EXIT_TASKS_FAILED
-    })
+    Ok(
+        if fin.all_succeeded() || (observer.halted == Some(HaltOn::Success) && fin.failed == 0) {
+            0
+        } else {
+            crate::error::EXIT_TASKS_FAILED
+        },
+    )
+}
+
+/// A seed for `--shuf`: the clock and the process id.
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15
+}
+
+/// Shuffles `items` (Fisher-Yates over splitmix64 from `seed`).
+fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    let mut next = || {
+        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    for i in (1..items.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// Each task's tag for `--line-buffer` (empty without `--tag`/`--tagstring`).
+/// `tags[n - 1]` is task `n`'s (empty for a line that is no task).
+fn tags_of(settings: &Settings, tasks: &TaskList) -> Vec<String> {
+    let args = |i: usize| tasks.args.get(i).map_or(&[][..], Vec::as_slice);
+    let mut tags = vec![String::new(); tasks.max_number() as usize];
+    for (i, &n) in tasks.numbers.iter().enumerate() {
+        tags[n as usize - 1] = match (&settings.tagstring, settings.tag) {
+            (Some(s), _) => Template::fill(s, args(i), u64::from(n)),
+            (None, true) if tasks.args.is_empty() => tasks.commands[i].clone(),
+            (None, true) => args(i).join(" "),
+            (None, false) => return Vec::new(),
+        };
+    }
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shuffle_permutes_and_depends_on_the_seed() {
+        let mut a: Vec<u32> = (1..=50).collect();
+        shuffle(&mut a, 1);
+        let mut b: Vec<u32> = (1..=50).collect();
+        shuffle(&mut b, 2);
+        assert_ne!(a, b);
+        assert_ne!(a, (1..=50).collect::<Vec<_>>());
+        a.sort_unstable();
+        assert_eq!(a, (1..=50).collect::<Vec<_>>());
+    }
 }

@@ -6,7 +6,9 @@
 //! STATE/lock              held (flock) by the one master that owns the directory
 //! STATE/journal.tsv       every attempt (see `journal`)
 //! STATE/checkpoints/run/  ledger checkpoints (crash-safe, last K kept)
-//! STATE/out/T.A.out|err   stdout and stderr of attempt A of task T
+//! STATE/out/T.A.out|err   stdout and stderr of attempt A of task T (once the task
+//!                         ended: only its last attempt's stderr tail, see `run`)
+//! STATE/amended.tsv       earlier commands of tasks that --resume-failed gave a new text
 //! ```
 //!
 //! A fresh run refuses a directory that already holds a run (pass `--resume`, or pick
@@ -168,6 +170,39 @@ impl StateDir {
     /// The journal file.
     pub(crate) fn journal(&self) -> PathBuf {
         self.root.join("journal.tsv")
+    }
+
+    /// `--resume-failed`'s record of the earlier commands of tasks it gave a new text.
+    pub(crate) fn amended(&self) -> PathBuf {
+        self.root.join("amended.tsv")
+    }
+
+    /// The fingerprint and task count recorded in `root`'s `run.toml`, if it holds a
+    /// readable one (read without the lock: [`StateDir::open`] checks again under it).
+    pub(crate) fn recorded(root: &Path) -> Option<(u64, usize)> {
+        let text = fs::read_to_string(root.join("run.toml")).ok()?;
+        let meta = toml::from_str::<RunMeta>(&text).ok()?;
+        Some((u64::from_str_radix(&meta.fingerprint, 16).ok()?, meta.tasks))
+    }
+
+    /// Records in `run.toml` that the directory now holds a run of the list with this
+    /// fingerprint (`--resume-failed`), atomically.
+    ///
+    /// # Errors
+    /// `run.toml` cannot be read, written or synced.
+    pub(crate) fn set_fingerprint(&self, fingerprint: u64) -> std::io::Result<()> {
+        let meta_path = self.root.join("run.toml");
+        let mut meta = toml::from_str::<RunMeta>(&fs::read_to_string(&meta_path)?)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        meta.fingerprint = format!("{fingerprint:016x}");
+        let text = toml::to_string(&meta)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let tmp = self.root.join(".run.toml.tmp");
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, &meta_path)?;
+        fs::File::open(&self.root)?.sync_all()
     }
 
     /// The checkpoint store's root.

@@ -10,6 +10,10 @@
 //! `CUDA_VISIBLE_DEVICES` come from the worker's own environment, set by the master). A
 //! heartbeat goes out every interval, busy or idle.
 //!
+//! With `--nice N` the command runs as `nice -n N sh -c COMMAND` (`nice` execs `sh`,
+//! so the process group is the same). With `--delay` the order says how long to wait
+//! before the start.
+//!
 //! A command over its timeout gets `SIGTERM` on its whole process group, then, after
 //! the order's kill grace, `SIGKILL`, and is reported as timed out. An output file that
 //! cannot be created or written is reported as a storage failure (the master stops the
@@ -112,7 +116,13 @@ type WriteError = Arc<Mutex<Option<(String, String)>>>;
 /// Copies a command's output pipe into its file until the pipe closes. A write error
 /// is remembered (the first one) and the rest is drained unwritten, so that the command
 /// never blocks or sees the farm's storage fail.
-fn copy_output(mut from: impl Read, mut to: File, path: String, error: WriteError) {
+fn copy_output(
+    mut from: impl Read,
+    mut to: File,
+    path: String,
+    error: WriteError,
+    stream: Option<(u32, bool)>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut failed = false;
     loop {
@@ -122,6 +132,14 @@ fn copy_output(mut from: impl Read, mut to: File, path: String, error: WriteErro
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
+        if let Some((id, stderr)) = stream {
+            // A master that is gone is noticed by the heartbeat and the reader.
+            let _ = send(&FromWorker::Output {
+                id,
+                stderr,
+                bytes: buf[..n].to_vec(),
+            });
+        }
         if !failed && let Err(e) = to.write_all(&buf[..n]) {
             failed = true;
             let mut g = error.lock().unwrap_or_else(PoisonError::into_inner);
@@ -137,6 +155,28 @@ const PAUSE_BEFORE_STARTED: &str = "STURDY_TEST_PAUSE_BEFORE_STARTED_MS";
 /// Runs one attempt; returns false when the worker must exit (the master is gone or
 /// asked to shut down).
 fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>) -> bool {
+    // `--delay`: wait (heartbeating) before the start; the master's death ends the wait.
+    let mut shutdown_after = false;
+    let until = Instant::now() + Duration::from_millis(order.delay_ms);
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match rx.recv_timeout(left) {
+            Err(RecvTimeoutError::Timeout) => break,
+            Ok(Event::Order(ToWorker::Shutdown)) => shutdown_after = true,
+            Ok(Event::Order(ToWorker::Run(other))) => eprintln!(
+                "sturdy worker: busy with task {}, ignoring an order for task {}",
+                order.task, other.task
+            ),
+            Ok(Event::ChildExit(_)) => {}
+            Ok(Event::MasterGone) | Err(RecvTimeoutError::Disconnected) => {
+                kill_own_marked();
+                return false;
+            }
+        }
+    }
     let started = Instant::now();
     let open = |path: &str| {
         File::create(path).map_err(|e| Outcome::StorageFailed {
@@ -150,7 +190,15 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
         Err(outcome) => return report(order, outcome, started),
     };
     let oom_before = oom::oom_kill_count();
-    let spawned = Command::new("sh")
+    let mut command = match order.nice {
+        Some(n) => {
+            let mut c = Command::new("nice");
+            c.arg("-n").arg(n.to_string()).arg("sh");
+            c
+        }
+        None => Command::new("sh"),
+    };
+    let spawned = command
         .arg("-c")
         .arg(&order.command)
         .env("STURDY_TASK", order.task.to_string())
@@ -167,7 +215,7 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
     let pgid = child.id() as i32;
     let write_error = WriteError::default();
     let (done_tx, done_rx) = mpsc::channel::<()>();
-    for (pipe, file, path) in [
+    for (pipe, file, path, is_err) in [
         (
             child
                 .stdout
@@ -175,6 +223,7 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
                 .map(|p| Box::new(p) as Box<dyn Read + Send>),
             out,
             &order.stdout_path,
+            false,
         ),
         (
             child
@@ -183,12 +232,14 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
                 .map(|p| Box::new(p) as Box<dyn Read + Send>),
             err,
             &order.stderr_path,
+            true,
         ),
     ] {
         if let Some(pipe) = pipe {
             let (error, path, done) = (write_error.clone(), path.clone(), done_tx.clone());
+            let stream = order.stream.then_some((order.id, is_err));
             std::thread::spawn(move || {
-                copy_output(pipe, file, path, error);
+                copy_output(pipe, file, path, error, stream);
                 let _ = done.send(());
             });
         }
@@ -228,7 +279,6 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
             },
         )
     });
-    let mut shutdown_after = false;
     let mut timed_out = false;
     let status = loop {
         let ev = match next_kill {

@@ -228,5 +228,12 @@ fn resume_skips_failed_tasks_unless_asked_to_retry_them() {
         .map(|l| (l.attempt, l.next.as_str()))
         .collect();
     assert_eq!(two, [(1, "retry"), (2, "gave_up"), (3, "done")]);
-    assert!(state.join("out/2.3.out").exists());
+    // What the state directory keeps of the task: the stderr (tail) of the last
+    // attempt of each run in which it ended (failed for good, then done); the rest of
+    // its journaled attempts' output was printed and is gone.
+    assert!(state.join("out/2.2.err").exists());
+    assert!(state.join("out/2.3.err").exists());
+    for f in ["2.1.out", "2.1.err", "2.2.out", "2.3.out"] {
+        assert!(!state.join("out").join(f).exists(), "{f}");
+    }
 }

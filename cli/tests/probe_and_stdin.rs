@@ -39,7 +39,16 @@ fn probe_prints_a_judged_report_in_each_format() {
 fn tasks_from_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = sturdy()
-        .args(["run", "-", "-j", "2", "--json", "--state-dir", "st"])
+        .args([
+            "run",
+            "-",
+            "-j",
+            "2",
+            "--json",
+            "--keep-output",
+            "--state-dir",
+            "st",
+        ])
         .current_dir(dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -59,9 +68,10 @@ fn tasks_from_stdin() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(summary(&out)["succeeded"], 2);
-    let first = std::fs::read_to_string(dir.path().join("st/out/1.1.out")).unwrap();
-    assert!(first.starts_with("1 of worker "), "{first}");
-    let second = std::fs::read_to_string(dir.path().join("st/out/2.1.out")).unwrap();
+    // Task numbers are line numbers: the comment is line 1, the blank line 3.
+    let first = std::fs::read_to_string(dir.path().join("st/out/2.1.out")).unwrap();
+    assert!(first.starts_with("2 of worker "), "{first}");
+    let second = std::fs::read_to_string(dir.path().join("st/out/4.1.out")).unwrap();
     assert_eq!(second, "two\n");
 }
 

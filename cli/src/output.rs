@@ -1,0 +1,338 @@
+//! What the tasks print, as a GNU parallel user expects it: each task's stdout and
+//! stderr copied whole to sturdy's stdout and stderr when the task ends (parallel's
+//! default `--group`), in task order with `--keep-order`, each line prefixed with
+//! `--tag` or `--tagstring`; and the optional `--results DIR` tree and `--joblog FILE`.
+//!
+//! A task ends with its last attempt: the one that succeeded, or the one after which it
+//! failed for good. Only that attempt's output is printed (as parallel with `--retries`
+//! does); every attempt's output stays in the state directory (`out/T.A.out|err`).
+//! With `--json` nothing is printed (stdout carries the summary only).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use crate::template::Template;
+
+/// Whether sturdy's stderr ends in the middle of a task's line (set by whoever prints
+/// a task's stderr, the master's thread or a `--line-buffer` reader thread; read by the
+/// progress lines, which then start on a new line).
+static STDERR_MID_LINE: AtomicBool = AtomicBool::new(false);
+
+/// Records whether the task output just written to stderr ended mid-line.
+pub(crate) fn set_stderr_mid_line(mid: bool) {
+    STDERR_MID_LINE.store(mid, Ordering::SeqCst);
+}
+
+/// Whether stderr is mid-line; clears the mark (the caller starts a new line).
+pub(crate) fn take_stderr_mid_line() -> bool {
+    STDERR_MID_LINE.swap(false, Ordering::SeqCst)
+}
+
+/// How a task ended, for the joblog.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ending {
+    pub(crate) task: u32,
+    pub(crate) started: SystemTime,
+    pub(crate) ended: SystemTime,
+    pub(crate) exit: Option<i32>,
+    pub(crate) signal: Option<i32>,
+}
+
+/// The tag of each line.
+#[derive(Clone, Debug)]
+pub(crate) enum Tag {
+    /// `--tag`: the arguments joined by spaces (the command in command-list mode).
+    Args,
+    /// `--tagstring STR`.
+    String(String),
+}
+
+/// A task's stdout and stderr.
+type Printed = (Vec<u8>, Vec<u8>);
+
+/// `--keep-order`'s queue: the task numbers to print in order, the index of the next
+/// one, and the output of those that finished ahead of their turn.
+type KeepOrder = (Vec<u32>, usize, BTreeMap<u32, Printed>);
+
+/// The printer of the tasks' output.
+pub(crate) struct TaskOutput {
+    /// Whether output is printed at all (not with `--json`).
+    echo: bool,
+    tag: Option<Tag>,
+    results: Option<PathBuf>,
+    joblog: Option<(File, PathBuf)>,
+    /// `--keep-order`: the task numbers still to print, in order, and what finished
+    /// ahead of its turn.
+    order: Option<KeepOrder>,
+}
+
+/// A value as a path component of `--results`, as GNU parallel writes it (`\` as `\\`,
+/// `/` as `\_`).
+fn results_component(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('/', "\\_")
+}
+
+/// The directory of a task in the `--results` tree: `DIR/1/ARG1/2/ARG2/...`.
+pub(crate) fn results_dir(dir: &Path, args: &[String]) -> PathBuf {
+    let mut p = dir.to_path_buf();
+    for (i, a) in args.iter().enumerate() {
+        p.push((i + 1).to_string());
+        p.push(results_component(a));
+    }
+    p
+}
+
+/// `text` with each line (the last one even without its newline) prefixed by `tag` and
+/// a tab.
+pub(crate) fn tagged(tag: &str, text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 16);
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(tag.as_bytes());
+        out.push(b'\t');
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+/// One joblog line (GNU parallel's columns: Seq, Host, Starttime, JobRuntime, Send,
+/// Receive, Exitval, Signal, Command).
+pub(crate) fn joblog_line(e: &Ending, received: usize, command: &str) -> String {
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    let runtime = e
+        .ended
+        .duration_since(e.started)
+        .map_or(0.0, |d| d.as_secs_f64());
+    format!(
+        "{}\t:\t{:.3}\t{:>10.3}\t0\t{received}\t{}\t{}\t{command}\n",
+        e.task,
+        secs(e.started),
+        runtime,
+        e.exit.unwrap_or(-1),
+        e.signal.unwrap_or(0),
+    )
+}
+
+/// The joblog's header line.
+pub(crate) const JOBLOG_HEADER: &str =
+    "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n";
+
+impl TaskOutput {
+    /// A printer; `keep_order` lists the task numbers this run will end, in order.
+    ///
+    /// # Errors
+    /// The joblog cannot be opened (it is created, or appended to when `append`).
+    pub(crate) fn new(
+        echo: bool,
+        tag: Option<Tag>,
+        results: Option<PathBuf>,
+        joblog: Option<&Path>,
+        append: bool,
+        keep_order: Option<Vec<u32>>,
+    ) -> io::Result<Self> {
+        let joblog = match joblog {
+            Some(p) => {
+                let fresh = !append || std::fs::metadata(p).map_or(true, |m| m.len() == 0);
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .append(append)
+                    .truncate(!append)
+                    .open(p)?;
+                if fresh {
+                    f.write_all(JOBLOG_HEADER.as_bytes())?;
+                }
+                Some((f, p.to_path_buf()))
+            }
+            None => None,
+        };
+        Ok(Self {
+            echo,
+            tag,
+            results,
+            joblog,
+            order: keep_order.map(|o| (o, 0, BTreeMap::new())),
+        })
+    }
+
+    /// A task ended with the attempt whose output files are `out` and `err`. Returns
+    /// an error message for the user when `--results` or the joblog cannot be written.
+    pub(crate) fn ended(
+        &mut self,
+        ending: &Ending,
+        command: &str,
+        args: &[String],
+        out: &Path,
+        err: &Path,
+    ) -> Option<String> {
+        // The common case (printing only, untagged, in finishing order) copies the files
+        // without holding them in memory.
+        if self.echo && self.tag.is_none() && self.order.is_none() && self.results.is_none() {
+            let problem = self.log_job(
+                ending,
+                std::fs::metadata(out).map_or(0, |m| m.len()),
+                command,
+            );
+            self.copy(out, err);
+            return problem;
+        }
+        let stdout = std::fs::read(out).unwrap_or_default();
+        let stderr = std::fs::read(err).unwrap_or_default();
+        let mut problem = None;
+        if let Some(dir) = &self.results {
+            let owned;
+            let args = if args.is_empty() {
+                owned = [command.to_owned()];
+                &owned[..]
+            } else {
+                args
+            };
+            let d = results_dir(dir, args);
+            let written = std::fs::create_dir_all(&d)
+                .and_then(|()| std::fs::write(d.join("stdout"), &stdout))
+                .and_then(|()| std::fs::write(d.join("stderr"), &stderr))
+                .and_then(|()| std::fs::write(d.join("seq"), ending.task.to_string()));
+            if let Err(e) = written {
+                problem = Some(format!("cannot write --results in {}: {e}", d.display()));
+            }
+        }
+        if let Some(p) = self.log_job(ending, stdout.len() as u64, command) {
+            problem = Some(p);
+        }
+        if !self.echo {
+            return problem;
+        }
+        let (stdout, stderr) = match &self.tag {
+            None => (stdout, stderr),
+            Some(tag) => {
+                let t = match tag {
+                    Tag::Args if args.is_empty() => command.to_owned(),
+                    Tag::Args => args.join(" "),
+                    Tag::String(s) => Template::fill(s, args, u64::from(ending.task)),
+                };
+                (tagged(&t, &stdout), tagged(&t, &stderr))
+            }
+        };
+        match &mut self.order {
+            None => self.print(&stdout, &stderr),
+            Some((order, next, pending)) => {
+                pending.insert(ending.task, (stdout, stderr));
+                let mut ready = Vec::new();
+                while let Some(t) = order.get(*next) {
+                    match pending.remove(t) {
+                        Some(o) => ready.push(o),
+                        None => break,
+                    }
+                    *next += 1;
+                }
+                for (o, e) in ready {
+                    self.print(&o, &e);
+                }
+            }
+        }
+        problem
+    }
+
+    /// Prints what `--keep-order` still holds (tasks whose turn never came, because an
+    /// earlier one did not end), in task order.
+    pub(crate) fn flush(&mut self) {
+        if let Some((_, _, pending)) = &mut self.order {
+            let rest = std::mem::take(pending);
+            for (o, e) in rest.into_values() {
+                self.print(&o, &e);
+            }
+        }
+    }
+
+    /// Appends the task's joblog line, if there is a joblog; an error message if it
+    /// cannot be written.
+    fn log_job(&mut self, ending: &Ending, received: u64, command: &str) -> Option<String> {
+        let (f, p) = self.joblog.as_mut()?;
+        let line = joblog_line(
+            ending,
+            usize::try_from(received).unwrap_or(usize::MAX),
+            command,
+        );
+        f.write_all(line.as_bytes())
+            .err()
+            .map(|e| format!("cannot write the joblog {}: {e}", p.display()))
+    }
+
+    /// Copies the output files to stdout and stderr.
+    fn copy(&mut self, out: &Path, err: &Path) {
+        if let Ok(mut f) = File::open(out) {
+            let mut o = io::stdout().lock();
+            let _ = io::copy(&mut f, &mut o).and_then(|_| o.flush());
+        }
+        let Ok(mut f) = File::open(err) else { return };
+        let len = f.metadata().map_or(0, |m| m.len());
+        if len == 0 {
+            return;
+        }
+        let mut e = io::stderr().lock();
+        let _ = io::copy(&mut f, &mut e).and_then(|_| e.flush());
+        // Whether it ended mid-line: its last byte.
+        use std::io::{Read, Seek, SeekFrom};
+        let mut last = [0u8; 1];
+        set_stderr_mid_line(
+            f.seek(SeekFrom::Start(len - 1)).is_ok()
+                && f.read_exact(&mut last).is_ok()
+                && last[0] != b'\n',
+        );
+    }
+
+    fn print(&mut self, stdout: &[u8], stderr: &[u8]) {
+        if !stdout.is_empty() {
+            let mut o = io::stdout().lock();
+            let _ = o.write_all(stdout).and_then(|()| o.flush());
+        }
+        if !stderr.is_empty() {
+            let mut e = io::stderr().lock();
+            let _ = e.write_all(stderr).and_then(|()| e.flush());
+            set_stderr_mid_line(!stderr.ends_with(b"\n"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_paths_are_parallels() {
+        // parallel --results res echo ::: 'a b' c/d ::: 1
+        let d = results_dir(Path::new("res"), &["c/d".into(), "1".into()]);
+        assert_eq!(d, PathBuf::from("res/1/c\\_d/2/1"));
+        let d = results_dir(Path::new("res"), &["a b".into()]);
+        assert_eq!(d, PathBuf::from("res/1/a b"));
+    }
+
+    #[test]
+    fn every_line_is_tagged_even_the_last_unfinished_one() {
+        assert_eq!(tagged("a", b"x\ny\n"), b"a\tx\na\ty\n");
+        assert_eq!(tagged("a", b"x\ny"), b"a\tx\na\ty");
+        assert_eq!(tagged("a", b""), b"");
+    }
+
+    #[test]
+    fn joblog_lines_have_parallels_columns() {
+        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_250);
+        let e = Ending {
+            task: 2,
+            started: t0,
+            ended: t0 + std::time::Duration::from_millis(1500),
+            exit: Some(3),
+            signal: None,
+        };
+        assert_eq!(
+            joblog_line(&e, 2, "echo 3; exit 3"),
+            "2\t:\t1700000000.250\t     1.500\t0\t2\t3\t0\techo 3; exit 3\n"
+        );
+    }
+}
