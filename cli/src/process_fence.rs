@@ -2,7 +2,8 @@
 //! worker's marked processes are killed before its task runs anywhere else.
 //!
 //! The master starts each worker with `STURDY_OWNER=<run>.<master pid>.<slot>.<n>` in
-//! its environment (`<run>` names the state directory, `<n>` counts the slot's worker
+//! its environment (`<run>` names the state directory by its device and inode, so it
+//! survives a rename; `<n>` counts the slot's worker
 //! starts); the worker's commands and everything they start inherit it. When the
 //! master decides a worker is dead (its pipe closed, its heartbeats stopped, φ suspects
 //! it, its lease lapsed) it kills the worker, the process group of its command (which
@@ -36,13 +37,20 @@ pub(crate) const OWNER_VAR: &str = "STURDY_OWNER";
 const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
 
 /// The mark prefix of every process of runs in state directory `root`:
-/// `sturdy-<CRC-64 of its canonical path>`.
+/// `sturdy-<CRC-64 of the directory's device and inode numbers>`, so that the mark
+/// follows the directory when it is renamed or moved within its filesystem (a resumed
+/// master in the moved directory still finds what an earlier one left running). A
+/// directory that cannot be read falls back to its canonical path.
 pub(crate) fn run_mark(root: &Path) -> String {
-    let path = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_owned());
-    format!(
-        "sturdy-{:016x}",
-        CRC64.checksum(path.as_os_str().as_encoded_bytes())
-    )
+    use std::os::unix::fs::MetadataExt;
+    let id = match std::fs::metadata(root) {
+        Ok(m) => format!("dev {} ino {}", m.dev(), m.ino()).into_bytes(),
+        Err(_) => std::fs::canonicalize(root)
+            .unwrap_or_else(|_| root.to_owned())
+            .into_os_string()
+            .into_encoded_bytes(),
+    };
+    format!("sturdy-{:016x}", CRC64.checksum(&id))
 }
 
 /// The mark of one worker start: `<run>.<master pid>.<slot>.<n>`.
@@ -140,7 +148,12 @@ mod tests {
         let a = run_mark(dir.path());
         assert!(a.starts_with("sturdy-") && a.len() == 23, "{a}");
         assert_eq!(a, run_mark(&dir.path().join(".")));
+        std::fs::create_dir(dir.path().join("other")).unwrap();
         assert_ne!(a, run_mark(&dir.path().join("other")));
+        // The mark follows a renamed directory.
+        let before = run_mark(&dir.path().join("other"));
+        std::fs::rename(dir.path().join("other"), dir.path().join("moved")).unwrap();
+        assert_eq!(before, run_mark(&dir.path().join("moved")));
         assert_eq!(
             worker_mark(&a, 2, 7),
             format!("{a}.{}.3.7", std::process::id())

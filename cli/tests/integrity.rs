@@ -168,6 +168,45 @@ fn a_worker_killed_before_it_reports_its_command_leaves_no_command_running() {
 
 #[test]
 fn a_stopped_worker_and_its_command_die_when_a_resumed_master_takes_over() {
+    stopped_worker_then_resume(false);
+}
+
+#[test]
+fn a_stopped_worker_dies_when_a_resumed_master_takes_over_a_moved_state_directory() {
+    stopped_worker_then_resume(true);
+}
+
+#[test]
+fn deleting_the_lock_file_does_not_let_a_second_master_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (list, fx) = effect_tasks(dir.path(), 40, "sleep 0.1");
+    let state = dir.path().join("state");
+    let first = start(&list, &state, &["--workers", "2", "--json"]);
+    wait_for("a first effect", || lines_in(&fx) >= 1);
+    std::fs::remove_file(state.join("lock")).unwrap();
+    let second = sturdy()
+        .args(["run", "--resume", "--workers", "2", "--state-dir"])
+        .arg(&state)
+        .arg(&list)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{err}");
+    assert!(err.contains("is in use by another sturdy run"), "{err}");
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the first master goes on: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fx = effects(&fx);
+    assert_eq!(fx.len(), 40);
+    assert!(fx.values().all(|a| a.len() == 1), "{fx:?}");
+    assert_exactly_once(&journal(&state), 40);
+}
+
+fn stopped_worker_then_resume(moved: bool) {
     let dir = tempfile::tempdir().unwrap();
     let starts = dir.path().join("starts");
     let (list, fx) = effect_tasks(
@@ -183,6 +222,13 @@ fn a_stopped_worker_and_its_command_die_when_a_resumed_master_takes_over() {
     kill(Pid::from_raw(workers[0]), Signal::SIGSTOP).unwrap();
     kill(Pid::from_raw(master.id() as i32), Signal::SIGKILL).unwrap();
     let _ = master.wait();
+    let state = if moved {
+        let to = dir.path().join("moved-state");
+        std::fs::rename(&state, &to).unwrap();
+        to
+    } else {
+        state
+    };
     let out = sturdy()
         .args(["run", "--resume", "--workers", "1", "--state-dir"])
         .arg(&state)
