@@ -19,6 +19,23 @@
 //! machinery failed; 2 bad input (nothing was run or overwritten). Not GNU parallel's
 //! count of failed jobs: a count would collide with 2 for bad input.
 
+/// `eprintln!` that never panics: a closed or broken stderr (`2>&1 | head -1`, a reader
+/// that went away) must not stop a run; the journal, not the terminal, is its record.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that never panics (see `eprintln!`).
+macro_rules! eprint {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod classify;
 mod error;
 mod health_gate;

@@ -703,7 +703,12 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
     );
     fin.storage_fault = observer.fault.message();
     if settings.json {
-        println!("{}", serde_json::to_string_pretty(&fin).unwrap_or_default());
+        // A closed stdout (`| head`) loses the summary, never the run's exit code.
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}",
+            serde_json::to_string_pretty(&fin).unwrap_or_default()
+        );
     } else {
         // stdout carries the tasks' output only, as with GNU parallel.
         eprint!("{}", fin.to_text());

@@ -101,3 +101,34 @@ fn first_signal_drains_second_kills_and_resume_finishes() {
     );
     assert_exactly_once(&journal(&state), 12);
 }
+
+#[test]
+fn closed_stdout_and_stderr_do_not_stop_the_run() {
+    // `sturdy run ... 2>&1 | head -1`: the reader goes away after one line. The run goes
+    // on to the end (the journal is its record) and exits 0, never 101 (a panic).
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (1..=30)
+        .map(|i| format!("echo out {i}; echo err {i} >&2; sleep 0.02"))
+        .collect();
+    let list = write_tasks(dir.path(), "tasks.txt", &lines);
+    let state = dir.path().join("state");
+    for json in [false, true] {
+        let _ = std::fs::remove_dir_all(&state);
+        let mut cmd = sturdy();
+        cmd.args(["run", "--workers", "2", "--state-dir"])
+            .arg(&state)
+            .arg(&list)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if json {
+            cmd.arg("--json");
+        }
+        let mut child = cmd.spawn().unwrap();
+        // Close both read ends at once: every write the master makes fails with EPIPE.
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "json {json}");
+        assert_exactly_once(&journal(&state), 30);
+    }
+}
