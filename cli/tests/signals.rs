@@ -118,8 +118,8 @@ fn closed_stdout_and_stderr_do_not_stop_the_run() {
         cmd.args(["run", "--workers", "2", "--state-dir"])
             .arg(&state)
             .arg(&list)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         if json {
             cmd.arg("--json");
         }
