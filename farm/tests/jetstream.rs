@@ -1,0 +1,532 @@
+//! The JetStream engine against a real `nats-server` (each test starts its own).
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::{Server, config, meta, run};
+use futures_util::StreamExt;
+use sturdy_farm::engine::jetstream::{JetStream, Opened};
+use sturdy_farm::engine::{
+    Claim, Conflict, Ended, Engine, Enqueued, Error, Generation, Outcome, Position, Record,
+    Revision, Settle, Stale, TaskId,
+};
+
+const ACK_WAIT: Duration = Duration::from_millis(500);
+
+fn claim(attempt: u32, host: &str) -> Record {
+    Record::Claimed(Claim {
+        attempt,
+        epoch: u64::from(attempt),
+        host: host.into(),
+        slot: "0".into(),
+    })
+}
+
+fn done(attempt: u32, host: &str) -> Record {
+    Record::Ended(Ended {
+        attempt,
+        epoch: u64::from(attempt),
+        host: host.into(),
+        slot: "0".into(),
+        outcome: Outcome::Done,
+        kind: String::new(),
+        exit: Some(0),
+        signal: None,
+        runtime_ms: 12,
+        next_ms: None,
+        detail: String::new(),
+    })
+}
+
+/// Fails the test if `f` takes longer than 20 s (a hang), instead of hanging CI.
+async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .expect("the operation hung for 20 s")
+}
+
+#[tokio::test]
+async fn create_run_refuses_a_different_fingerprint_and_reopens_the_same() {
+    let server = Server::start();
+    let js = JetStream::connect(&server.url, config()).await.unwrap();
+
+    let (_, opened) = js.create_run("r1", &meta("fp-A")).await.unwrap();
+    assert_eq!(opened, Opened::Created);
+    let (_, opened) = js.create_run("r1", &meta("fp-A")).await.unwrap();
+    assert_eq!(opened, Opened::Existing);
+
+    match js.create_run("r1", &meta("fp-B")).await {
+        Err(Error::Fingerprint {
+            run,
+            existing,
+            given,
+        }) => {
+            assert_eq!(
+                (run.as_str(), existing.as_str(), given.as_str()),
+                ("r1", "fp-A", "fp-B")
+            );
+        }
+        other => panic!("expected a fingerprint error, got {other:?}"),
+    }
+
+    let (run, found) = js.open_run("r1").await.unwrap();
+    assert_eq!(found, meta("fp-A"));
+    assert_eq!(run.meta().await.unwrap().fingerprint, "fp-A");
+
+    match js.open_run("nope").await {
+        Err(e @ Error::NoSuchRun { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("\"nope\"") && text.contains(&server.url),
+                "{text}"
+            );
+        }
+        other => panic!("expected no such run, got {other:?}"),
+    }
+    for bad in ["", "a.b", "a b", "a*", &"x".repeat(65)] {
+        assert!(
+            matches!(
+                js.create_run(bad, &meta("fp")).await,
+                Err(Error::RunName { .. })
+            ),
+            "run name {bad:?} was accepted"
+        );
+    }
+}
+
+#[tokio::test]
+async fn enqueue_is_idempotent_per_generation() {
+    let server = Server::start();
+    let run = run(&server, "idem").await;
+
+    assert_eq!(
+        run.enqueue(TaskId(7), b"a", Generation(0)).await.unwrap(),
+        Enqueued::Queued
+    );
+    assert_eq!(
+        run.enqueue(TaskId(7), b"a", Generation(0)).await.unwrap(),
+        Enqueued::Duplicate
+    );
+    assert_eq!(
+        run.enqueue(TaskId(7), b"b", Generation(1)).await.unwrap(),
+        Enqueued::Queued
+    );
+
+    let first = run
+        .next_within(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (first.task(), first.generation()),
+        (TaskId(7), Generation(0))
+    );
+    assert_eq!((first.payload(), first.epoch()), (&b"a"[..], 1));
+    run.settle(first, Settle::Ack).await.unwrap();
+
+    let second = run
+        .next_within(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (second.task(), second.generation()),
+        (TaskId(7), Generation(1))
+    );
+    assert_eq!(second.payload(), b"b");
+    run.settle(second, Settle::Ack).await.unwrap();
+
+    // Acked messages leave the work queue; the duplicate stays a duplicate.
+    assert_eq!(
+        run.enqueue(TaskId(7), b"a", Generation(0)).await.unwrap(),
+        Enqueued::Duplicate
+    );
+    assert!(
+        run.next_within(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn write_is_a_compare_and_set_exactly_one_racer_wins() {
+    let server = Server::start();
+    let a = run(&server, "cas").await;
+    let b = run(&server, "cas").await; // a second connection
+    let task = TaskId(3);
+    assert_eq!(a.read(task).await.unwrap(), (None, Revision::NONE));
+
+    let mut revision = Revision::NONE;
+    for round in 1..=5 {
+        let (mine, theirs) = (claim(round, "a"), claim(round, "b"));
+        let (ra, rb) = tokio::join!(
+            a.write(task, revision, &mine),
+            b.write(task, revision, &theirs),
+        );
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        let conflict = Conflict {
+            task,
+            expected: revision,
+        };
+        let (winner, new) = match (ra, rb) {
+            (Ok(new), Err(c)) => {
+                assert_eq!(c, conflict);
+                ("a", new)
+            }
+            (Err(c), Ok(new)) => {
+                assert_eq!(c, conflict);
+                ("b", new)
+            }
+            other => panic!("round {round}: exactly one writer must win, got {other:?}"),
+        };
+        assert!(
+            new > revision,
+            "round {round}: revision {new:?} after {revision:?}"
+        );
+        assert_eq!(
+            b.read(task).await.unwrap(),
+            (Some(claim(round, winner)), new)
+        );
+        revision = new;
+    }
+    // A write at an old revision is refused; at the current one it is accepted.
+    assert_eq!(
+        a.write(task, Revision::NONE, &done(5, "a")).await.unwrap(),
+        Err(Conflict {
+            task,
+            expected: Revision::NONE
+        })
+    );
+    let finished = a
+        .write(task, revision, &done(5, "a"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.read(task).await.unwrap(), (Some(done(5, "a")), finished));
+    assert_eq!(
+        b.write(task, revision, &done(5, "b")).await.unwrap(),
+        Err(Conflict {
+            task,
+            expected: revision
+        })
+    );
+    // Other tasks are independent.
+    assert!(
+        a.write(TaskId(4), Revision::NONE, &claim(1, "a"))
+            .await
+            .unwrap()
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn renew_keeps_a_delivery_past_ack_wait() {
+    let server = Server::start();
+    let a = run(&server, "renew").await;
+    let b = run(&server, "renew").await;
+    a.enqueue(TaskId(1), b"t", Generation(0)).await.unwrap();
+    let held = a
+        .next_within(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let start = Instant::now();
+    while start.elapsed() < 3 * ACK_WAIT {
+        a.renew(&held).await.unwrap();
+        let stolen = b.next_within(Duration::from_millis(150)).await.unwrap();
+        assert!(
+            stolen.is_none(),
+            "delivered again after {:?} despite renewals",
+            start.elapsed()
+        );
+    }
+    a.settle(held, Settle::Ack).await.unwrap();
+    assert!(b.next_within(2 * ACK_WAIT).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_unrenewed_delivery_comes_back_after_ack_wait_with_epoch_2() {
+    let server = Server::start();
+    let a = run(&server, "lapse").await;
+    let b = run(&server, "lapse").await;
+    a.enqueue(TaskId(2), b"t", Generation(0)).await.unwrap();
+    let before = Instant::now();
+    let first = a
+        .next_within(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.epoch(), 1);
+
+    let again = b
+        .next_within(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("redelivered");
+    assert!(
+        before.elapsed() >= ACK_WAIT,
+        "redelivered after only {:?}",
+        before.elapsed()
+    );
+    assert_eq!((again.task(), again.epoch()), (TaskId(2), 2));
+    assert_eq!(again.sequence(), first.sequence());
+    b.settle(again, Settle::Ack).await.unwrap();
+}
+
+#[tokio::test]
+async fn nak_with_a_delay_redelivers_no_sooner() {
+    let server = Server::start();
+    let run = run(&server, "nak").await;
+    run.enqueue(TaskId(5), b"t", Generation(0)).await.unwrap();
+    let first = run
+        .next_within(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let delay = Duration::from_millis(1200); // longer than the ack wait
+    let naked = Instant::now();
+    run.settle(first, Settle::Nak(delay)).await.unwrap();
+    let again = run
+        .next_within(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("redelivered");
+    assert!(
+        naked.elapsed() >= delay,
+        "redelivered after only {:?}",
+        naked.elapsed()
+    );
+    assert_eq!((again.task(), again.epoch()), (TaskId(5), 2));
+    run.settle(again, Settle::Ack).await.unwrap();
+}
+
+#[tokio::test]
+async fn term_never_redelivers() {
+    let server = Server::start();
+    let run = run(&server, "term").await;
+    run.enqueue(TaskId(6), b"t", Generation(0)).await.unwrap();
+    let first = run
+        .next_within(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .unwrap();
+    run.settle(first, Settle::Term).await.unwrap();
+    assert!(run.next_within(4 * ACK_WAIT).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn follow_returns_every_record_in_server_order_and_resumes() {
+    let server = Server::start();
+    let run = run(&server, "follow").await;
+    let stale = Record::Stale(Stale {
+        attempt: 1,
+        epoch: 1,
+        host: "z".into(),
+        slot: "0".into(),
+        reason: "record moved on".into(),
+    });
+    let mut written = Vec::new(); // (position, task, record, note)
+    let mut revs = [Revision::NONE; 3];
+    for (task, record) in [
+        (0, claim(1, "a")),
+        (1, claim(1, "b")),
+        (0, done(1, "a")),
+        (2, claim(1, "c")),
+    ] {
+        let rev = run
+            .write(TaskId(task), revs[task as usize], &record)
+            .await
+            .unwrap()
+            .unwrap();
+        revs[task as usize] = rev;
+        written.push((Position(rev.0), TaskId(task), record, false));
+        if task == 1 {
+            let at = run.note(TaskId(1), &stale).await.unwrap();
+            written.push((at, TaskId(1), stale.clone(), true));
+        }
+    }
+    // The notes do not move the task's record.
+    assert_eq!(
+        run.read(TaskId(1)).await.unwrap(),
+        (Some(claim(1, "b")), revs[1])
+    );
+
+    let all: Vec<_> = bounded(
+        run.follow(Position::START)
+            .await
+            .unwrap()
+            .take(written.len())
+            .collect(),
+    )
+    .await;
+    let all: Vec<_> = all.into_iter().map(|e| e.unwrap()).collect();
+    let got: Vec<_> = all
+        .iter()
+        .map(|e| (e.position, e.task, e.record.clone(), e.note))
+        .collect();
+    assert_eq!(got, written);
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(all[0].revision(), Some(Revision(written[0].0.0)));
+    assert_eq!(all[2].revision(), None); // the note
+
+    // Resume after the third entry, then see a new write arrive live.
+    let mut rest = run.follow(all[2].position.next()).await.unwrap();
+    for expected in &written[3..] {
+        let e = bounded(rest.next()).await.unwrap().unwrap();
+        assert_eq!(
+            (e.position, e.task, &e.record, e.note),
+            (expected.0, expected.1, &expected.2, expected.3)
+        );
+    }
+    let late = run
+        .write(TaskId(2), revs[2], &done(1, "c"))
+        .await
+        .unwrap()
+        .unwrap();
+    let e = bounded(rest.next()).await.unwrap().unwrap();
+    assert_eq!(
+        (e.position, e.task, e.record, e.note),
+        (Position(late.0), TaskId(2), done(1, "c"), false)
+    );
+}
+
+#[tokio::test]
+async fn a_killed_server_restarts_with_its_records_and_tasks() {
+    let mut server = Server::start();
+    let before = run(&server, "crash").await;
+    let rev = before
+        .write(TaskId(1), Revision::NONE, &claim(1, "a"))
+        .await
+        .unwrap()
+        .unwrap();
+    let rev = before
+        .write(TaskId(1), rev, &done(1, "a"))
+        .await
+        .unwrap()
+        .unwrap();
+    before
+        .enqueue(TaskId(2), b"two", Generation(0))
+        .await
+        .unwrap();
+    before
+        .enqueue(TaskId(3), b"three", Generation(0))
+        .await
+        .unwrap();
+    let leased = before
+        .next_within(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased.task(), TaskId(2));
+
+    server.kill_and_restart();
+
+    let js = JetStream::connect(&server.url, config()).await.unwrap();
+    let (after, found) = js.open_run("crash").await.unwrap();
+    assert_eq!(found, meta("fp-1"));
+    assert_eq!(
+        after.read(TaskId(1)).await.unwrap(),
+        (Some(done(1, "a")), rev)
+    );
+    // The CAS still holds across the restart.
+    assert_eq!(
+        after
+            .write(TaskId(1), Revision::NONE, &claim(2, "b"))
+            .await
+            .unwrap(),
+        Err(Conflict {
+            task: TaskId(1),
+            expected: Revision::NONE
+        })
+    );
+    // Both work messages are still there: the unleased one, and the leased one again
+    // after its lease lapsed.
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let d = after
+            .next_within(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .expect("a task after restart");
+        got.push((d.task(), d.payload().to_vec()));
+        after.settle(d, Settle::Ack).await.unwrap();
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec![(TaskId(2), b"two".to_vec()), (TaskId(3), b"three".to_vec())]
+    );
+    // The journal survived too: meta, claim, done.
+    let entries: Vec<_> = bounded(
+        after
+            .follow(Position::START)
+            .await
+            .unwrap()
+            .take(2)
+            .collect(),
+    )
+    .await;
+    let records: Vec<_> = entries.into_iter().map(|e| e.unwrap().record).collect();
+    assert_eq!(records, vec![claim(1, "a"), done(1, "a")]);
+}
+
+#[tokio::test]
+async fn bad_urls_fail_fast_naming_the_url() {
+    // Refused: nothing listens on the port.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = format!("nats://{}", closed.local_addr().unwrap());
+    drop(closed);
+    // Black hole: the port accepts TCP but never speaks NATS.
+    let hole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!("nats://{}", hole.local_addr().unwrap());
+
+    let mut quick = config();
+    quick.connect_timeout = Duration::from_millis(700);
+    for url in [refused.as_str(), silent.as_str()] {
+        let began = Instant::now();
+        match bounded(JetStream::connect(url, quick.clone())).await {
+            Err(e @ Error::Connect { .. }) => assert!(e.to_string().contains(url), "{e}"),
+            other => panic!("{url}: expected a connect error, got {other:?}"),
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{url}: took {:?}",
+            began.elapsed()
+        );
+    }
+    for url in ["nats://127.0.0.1:notaport", "nats://[::1"] {
+        match bounded(JetStream::connect(url, quick.clone())).await {
+            Err(e @ Error::Url { .. }) => assert!(e.to_string().contains(url), "{e}"),
+            other => panic!("{url}: expected a URL error, got {other:?}"),
+        }
+    }
+    let mut bad = config();
+    bad.ack_wait = Duration::ZERO;
+    match JetStream::connect(&refused, bad).await {
+        Err(Error::Config { field, rule }) => {
+            assert_eq!((field, rule), ("ack_wait", "must be at least 1 ms"))
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    drop(hole);
+}
+
+#[tokio::test]
+async fn a_server_without_jetstream_is_named() {
+    let server = Server::start_without_jetstream();
+    match bounded(JetStream::connect(&server.url, config())).await {
+        Err(e @ Error::NoJetStream { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(&server.url) && text.contains("nats-server -js"),
+                "{text}"
+            );
+        }
+        other => panic!("expected the JetStream error, got {other:?}"),
+    }
+}
