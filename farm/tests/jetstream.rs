@@ -277,6 +277,36 @@ async fn an_unrenewed_delivery_comes_back_after_ack_wait_with_epoch_2() {
     b.settle(again, Settle::Ack).await.unwrap();
 }
 
+/// The hazard the engine's docs warn about (nats-server #4786, #6937): the server does not
+/// fence acks, so a stale attempt's late ack deletes the live redelivery. This is why a
+/// caller settles only after its own compare-and-set succeeded. Should a server release
+/// fence acks, this test fails under `STURDY_NATS_SERVER`: then the docs can say so.
+#[tokio::test]
+async fn the_server_does_not_fence_a_stale_ack() {
+    let server = Server::start();
+    let a = run(&server, "fence").await;
+    let b = run(&server, "fence").await;
+    a.enqueue(TaskId(8), b"t", Generation(0)).await.unwrap();
+    let stale = a
+        .next_within(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .unwrap();
+    let live = b
+        .next_within(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("redelivered");
+    assert_eq!((stale.epoch(), live.epoch()), (1, 2));
+
+    a.settle(stale, Settle::Ack).await.unwrap(); // accepted, though its lease lapsed
+    drop(live); // B never settles: without the stale ack this would come back
+    assert!(
+        b.next_within(4 * ACK_WAIT).await.unwrap().is_none(),
+        "the stale ack was fenced"
+    );
+}
+
 #[tokio::test]
 async fn nak_with_a_delay_redelivers_no_sooner() {
     let server = Server::start();

@@ -75,8 +75,13 @@ impl Server {
             args.push("-sd".into());
             args.push(dir.path().join("store").display().to_string());
         }
+        // STURDY_NATS_SERVER picks another binary (a current upstream server, say).
+        let programs = match std::env::var("STURDY_NATS_SERVER") {
+            Ok(program) => vec![program],
+            Err(_) => vec!["nats-server".into(), "/usr/sbin/nats-server".into()],
+        };
         let mut child = None;
-        for program in ["nats-server", "/usr/sbin/nats-server"] {
+        for program in &programs {
             match Command::new(program)
                 .args(&args)
                 .stdin(Stdio::null())
@@ -89,11 +94,11 @@ impl Server {
                     break;
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => panic!("cannot start nats-server ({e}); {INSTALL}"),
+                Err(e) => panic!("cannot start {program} ({e}); {INSTALL}"),
             }
         }
         let Some(mut child) = child else {
-            panic!("nats-server is not on PATH nor in /usr/sbin; {INSTALL}");
+            panic!("no nats-server found (tried {programs:?}); {INSTALL}");
         };
         let file = ports.join(format!("nats-server_{}.ports", child.id()));
         let url = match wait_for_url(&file, &mut child) {
