@@ -505,6 +505,93 @@ async fn a_killed_server_restarts_with_its_records_and_tasks() {
     assert_eq!(records, vec![claim(1, "a"), done(1, "a")]);
 }
 
+/// A minimal agent, generic over the engine: claim with compare-and-set, finish with
+/// compare-and-set, and settle only after its own write succeeded.
+async fn agent<E: Engine + 'static>(engine: E, host: &'static str) -> Vec<TaskId> {
+    let mut finished = Vec::new();
+    while let Some(delivery) = engine
+        .next_within(Duration::from_millis(400))
+        .await
+        .unwrap()
+    {
+        let task = delivery.task();
+        let (record, revision) = engine.read(task).await.unwrap();
+        if matches!(record, Some(Record::Ended(_))) {
+            engine.settle(delivery, Settle::Ack).await.unwrap(); // finished already
+            continue;
+        }
+        let Ok(claimed) = engine.write(task, revision, &claim(1, host)).await.unwrap() else {
+            continue; // stale: touch nothing
+        };
+        if engine
+            .write(task, claimed, &done(1, host))
+            .await
+            .unwrap()
+            .is_ok()
+        {
+            engine.settle(delivery, Settle::Ack).await.unwrap();
+            finished.push(task);
+        }
+    }
+    finished
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_on_spawned_tasks_finish_every_task_once() {
+    let server = Server::start();
+    let coordinator = run(&server, "farm").await;
+    for n in 0..30 {
+        coordinator
+            .enqueue(TaskId(n), b"true", Generation(0))
+            .await
+            .unwrap();
+    }
+    let mut agents = Vec::new();
+    for host in ["h1", "h2", "h3"] {
+        agents.push(tokio::spawn(agent(run(&server, "farm").await, host)));
+    }
+    let mut finished = Vec::new();
+    for agent in agents {
+        finished.extend(bounded(agent).await.unwrap());
+    }
+    finished.sort();
+    assert_eq!(finished, (0..30).map(TaskId).collect::<Vec<_>>());
+
+    // The journal holds, per task, one or more claims (more when a lease lapsed under
+    // load) and then exactly one ended record: no claim after it, no second one.
+    let mut journal = coordinator.follow(Position::START).await.unwrap();
+    let mut per_task = std::collections::BTreeMap::<u32, Vec<&'static str>>::new();
+    let mut ended = 0;
+    while ended < 30 {
+        let entry = bounded(journal.next()).await.unwrap().unwrap();
+        let kind = match entry.record {
+            Record::Claimed(_) => "claimed",
+            Record::Ended(_) => "ended",
+            _ => "other",
+        };
+        ended += usize::from(kind == "ended");
+        per_task.entry(entry.task.0).or_default().push(kind);
+    }
+    assert_eq!(per_task.len(), 30);
+    for (task, kinds) in &per_task {
+        let (last, claims) = kinds.split_last().unwrap();
+        assert!(
+            last == &"ended" && !claims.is_empty(),
+            "task {task}: {kinds:?}"
+        );
+        assert!(
+            claims.iter().all(|k| k == &"claimed"),
+            "task {task}: {kinds:?}"
+        );
+    }
+    for task in 0..30 {
+        assert!(matches!(
+            coordinator.read(TaskId(task)).await.unwrap().0,
+            Some(Record::Ended(_))
+        ));
+    }
+}
+
 #[tokio::test]
 async fn bad_urls_fail_fast_naming_the_url() {
     // Refused: nothing listens on the port.

@@ -794,3 +794,87 @@ impl Engine for Run {
             .boxed())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_each_rule_names_its_field() {
+        assert!(Config::default().validate().is_ok());
+        type BreakIt = fn(&mut Config);
+        let cases: [(BreakIt, &str, &str); 9] = [
+            (
+                |c| c.ack_wait = Duration::ZERO,
+                "ack_wait",
+                "must be at least 1 ms",
+            ),
+            (|c| c.max_deliver = 0, "max_deliver", "must be at least 1"),
+            (
+                |c| c.max_ack_pending = -1,
+                "max_ack_pending",
+                "must be at least 1",
+            ),
+            (|c| c.max_waiting = 0, "max_waiting", "must be at least 1"),
+            (
+                |c| c.duplicate_window = Duration::from_millis(999),
+                "duplicate_window",
+                "must be at least 1 s",
+            ),
+            (|c| c.replicas = 6, "replicas", "must be 1 to 5"),
+            (
+                |c| c.connect_timeout = Duration::ZERO,
+                "connect_timeout",
+                "must be at least 1 ms",
+            ),
+            (
+                |c| c.request_timeout = Duration::ZERO,
+                "request_timeout",
+                "must be at least 1 ms",
+            ),
+            (
+                |c| c.pull_wait = Duration::from_millis(99),
+                "pull_wait",
+                "must be at least 100 ms",
+            ),
+        ];
+        for (break_it, field, rule) in cases {
+            let mut config = Config::default();
+            break_it(&mut config);
+            match config.validate() {
+                Err(Error::Config { field: f, rule: r }) => assert_eq!((f, r), (field, rule)),
+                other => panic!("{field}: expected a config error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn run_names_must_fit_stream_names_and_subject_tokens() {
+        for good in ["a", "nas-7", "RUN_2", &"x".repeat(64)] {
+            assert!(check_run_name(good).is_ok(), "{good:?}");
+        }
+        for (bad, rule) in [
+            ("", "must not be empty"),
+            (&"x".repeat(65), "must be at most 64 bytes"),
+            ("a.b", "may hold only A-Z, a-z, 0-9, '_' and '-'"),
+            ("a>", "may hold only A-Z, a-z, 0-9, '_' and '-'"),
+            ("é", "may hold only A-Z, a-z, 0-9, '_' and '-'"),
+        ] {
+            match check_run_name(bad) {
+                Err(Error::RunName { name, rule: r }) => {
+                    assert_eq!((name.as_str(), r), (bad, rule))
+                }
+                other => panic!("{bad:?}: expected a run-name error, got {other:?}"),
+            }
+        }
+        let names = Names::new("nas-7");
+        assert_eq!(
+            (names.work.as_str(), names.state.as_str()),
+            ("STURDY_nas-7_WORK", "STURDY_nas-7_STATE")
+        );
+        assert_eq!(
+            (names.meta.as_str(), names.stale.as_str()),
+            ("sturdy.nas-7.meta", "sturdy.nas-7.stale")
+        );
+    }
+}
