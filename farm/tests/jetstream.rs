@@ -491,6 +491,17 @@ async fn a_killed_server_restarts_with_its_records_and_tasks() {
         got,
         vec![(TaskId(2), b"two".to_vec()), (TaskId(3), b"three".to_vec())]
     );
+    // The first connection reconnects by itself and reads the same record.
+    let reconnected = bounded(async {
+        loop {
+            match before.read(TaskId(1)).await {
+                Ok(found) => break found,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await;
+    assert_eq!(reconnected, (Some(done(1, "a")), rev));
     // The journal survived too: meta, claim, done.
     let entries: Vec<_> = bounded(
         after
