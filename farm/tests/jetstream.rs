@@ -336,6 +336,47 @@ async fn nak_with_a_delay_redelivers_no_sooner() {
 }
 
 #[tokio::test]
+async fn a_malformed_work_message_is_reported_and_terminated() {
+    let server = Server::start();
+    let run = run(&server, "junk").await;
+    let client = async_nats::connect(&server.url).await.unwrap();
+    let context = async_nats::jetstream::new(client);
+    context
+        .publish("sturdy.junk.task.x", "?".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    match run.next_within(Duration::from_secs(2)).await {
+        Err(Error::Malformed {
+            run,
+            subject,
+            sequence,
+            reason,
+        }) => {
+            assert_eq!(
+                (run.as_str(), subject.as_str(), sequence),
+                ("junk", "sturdy.junk.task.x", 1)
+            );
+            assert!(reason.contains("not a task number"), "{reason}");
+        }
+        other => panic!("expected a malformed work message, got {other:?}"),
+    }
+    assert!(
+        run.next_within(3 * ACK_WAIT).await.unwrap().is_none(),
+        "it came back"
+    );
+    run.enqueue(TaskId(1), b"ok", Generation(0)).await.unwrap();
+    let next = run
+        .next_within(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((next.task(), next.epoch()), (TaskId(1), 1));
+}
+
+#[tokio::test]
 async fn term_never_redelivers() {
     let server = Server::start();
     let run = run(&server, "term").await;

@@ -191,13 +191,18 @@ impl JetStream {
     /// - [`Error::Url`]: `url` is malformed;
     /// - [`Error::Connect`]: refused, unreachable, timed out;
     /// - [`Error::NoJetStream`]: the server runs without JetStream.
-    pub async fn connect(url: &str, config: Config) -> Result<Self, Error> {
+    ///
+    /// A password or token in the URL (`nats://user:secret@host`) is shown as `***` in
+    /// errors and in [`JetStream::url`].
+    pub async fn connect(url_with_secrets: &str, config: Config) -> Result<Self, Error> {
         config.validate()?;
+        let shown = redact(url_with_secrets);
+        let url = shown.as_str();
         let connecting = async_nats::ConnectOptions::new()
             .name("sturdy-farm")
             .connection_timeout(config.connect_timeout)
             .request_timeout(Some(config.request_timeout))
-            .connect(url);
+            .connect(url_with_secrets);
         // The client's own timeout covers one connection attempt; this one covers the
         // whole (DNS, TCP, the server's INFO, TLS).
         let client = match tokio::time::timeout(config.connect_timeout, connecting).await {
@@ -418,6 +423,24 @@ impl JetStream {
     }
 }
 
+/// `url` with the secret part of its user information replaced by `***`
+/// (`nats://user:***@host:4222`, `nats://***@host:4222` for a bare token).
+fn redact(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    match url[start..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &url[start..start + at];
+            let shown = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_string(),
+            };
+            format!("{}{shown}{}", &url[..start], &url[start + at..])
+        }
+        None => url.to_string(),
+    }
+}
+
 /// Checks that a run name can name streams and subject tokens.
 fn check_run_name(name: &str) -> Result<(), Error> {
     let rule = if name.is_empty() {
@@ -547,7 +570,7 @@ impl Run {
     }
 
     /// Turns a pulled message into a delivery, or says what is wrong with it.
-    fn delivery(&self, message: js::Message) -> Result<Delivery<js::Message>, String> {
+    fn delivery(&self, message: &js::Message) -> Result<(TaskId, Generation, u64, u64), String> {
         let task = message
             .subject
             .strip_prefix(self.names.task_prefix.as_str())
@@ -558,18 +581,12 @@ impl Run {
         let info = message
             .info()
             .map_err(|e| format!("no delivery info: {e}"))?;
-        let (epoch, sequence) = (
-            u64::try_from(info.delivered).unwrap_or(0),
-            info.stream_sequence,
-        );
-        let payload = message.payload.clone();
-        Ok(Delivery::new(
+        let epoch = u64::try_from(info.delivered).unwrap_or(0);
+        Ok((
             TaskId(task),
             Generation(generation),
-            payload,
             epoch,
-            sequence,
-            message,
+            info.stream_sequence,
         ))
     }
 
@@ -676,14 +693,26 @@ impl Engine for Run {
             return Ok(None);
         };
         let message = message.map_err(|e| self.fail("pull", consumer, &*e))?;
-        match self.delivery(message) {
-            Ok(delivery) => Ok(Some(delivery)),
-            Err(reason) => Err(Error::Malformed {
-                run: self.run.clone(),
-                subject: self.names.work.clone(),
-                sequence: 0,
-                reason: format!("work message: {reason}"),
-            }),
+        match self.delivery(&message) {
+            Ok((task, generation, epoch, sequence)) => {
+                let payload = message.payload.clone();
+                Ok(Some(Delivery::new(
+                    task, generation, payload, epoch, sequence, message,
+                )))
+            }
+            Err(reason) => {
+                // Not ours to run (published by hand?): terminate it, so that it does
+                // not come back after every ack wait, and say so.
+                let subject = message.subject.to_string();
+                let sequence = message.info().map_or(0, |i| i.stream_sequence);
+                let _ = message.double_ack_with(AckKind::Term).await;
+                Err(Error::Malformed {
+                    run: self.run.clone(),
+                    subject,
+                    sequence,
+                    reason: format!("work message (terminated): {reason}"),
+                })
+            }
         }
     }
 
@@ -846,6 +875,14 @@ mod tests {
                 other => panic!("{field}: expected a config error, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn secrets_in_urls_are_not_shown() {
+        assert_eq!(redact("nats://h:4222"), "nats://h:4222");
+        assert_eq!(redact("nats://u:pw@h:4222"), "nats://u:***@h:4222");
+        assert_eq!(redact("nats://tok@h:4222/x@y"), "nats://***@h:4222/x@y");
+        assert_eq!(redact("u:p:q@h"), "u:***@h");
     }
 
     #[test]

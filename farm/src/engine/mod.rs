@@ -212,10 +212,16 @@ pub trait Engine: Send + Sync {
     /// Call it only when a slot is free: the delivery's lease starts now. If the returned
     /// future is dropped while waiting, a message the engine handed out meanwhile comes
     /// back after the ack wait, uncharged (no claim was written).
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the pull fails; [`Error::Malformed`] for a work message that
+    /// names no task or generation (published by hand): it is terminated, and the next
+    /// call pulls on.
     fn next(&self) -> impl Future<Output = Result<Delivery<Self::Handle>, Error>> + Send;
 
     /// Pulls one work message, waiting at most `wait`; `None` when none came. The engine
-    /// hands out nothing for this call after `wait` lapsed.
+    /// hands out nothing for this call after `wait` lapsed. Errors as for
+    /// [`Engine::next`].
     fn next_within(
         &self,
         wait: Duration,
