@@ -30,7 +30,8 @@
 //!   and a late `+WPI` keeps a dead owner's task leased for ever. The fence is the task's
 //!   record: before [`Engine::renew`] or [`Engine::settle`], a caller must [`Engine::read`]
 //!   the record (or hold the revision its own last [`Engine::write`] returned) and check it
-//!   is still its own newest one; if not, it is stale and touches the delivery no more.
+//!   is still its own newest one; if not, it is stale and touches the delivery no more
+//!   ([`Engine::renew_fenced`] does this for renewals).
 //! - **Durability**: Debian's nats-server 2.9.10 (what CI installs) fsyncs lazily (every
 //!   2 minutes by default) and cannot set `sync_interval: always`; a server *process*
 //!   crash loses nothing, a *machine* crash can lose the last records, so a `done` may be
@@ -44,6 +45,7 @@
 //! [`Engine::write`]: engine::Engine::write
 //! [`Engine::read`]: engine::Engine::read
 //! [`Engine::renew`]: engine::Engine::renew
+//! [`Engine::renew_fenced`]: engine::Engine::renew_fenced
 //! [`Engine::settle`]: engine::Engine::settle
 //! [`Delivery::epoch`]: engine::Delivery::epoch
 //! [`Revision`]: engine::Revision

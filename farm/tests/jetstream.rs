@@ -9,7 +9,7 @@ use common::{Server, config, meta, run};
 use futures_util::StreamExt;
 use sturdy_farm::engine::jetstream::{JetStream, Opened};
 use sturdy_farm::engine::{
-    Claim, Conflict, Ended, Engine, Enqueued, Error, Generation, Outcome, Position, Record,
+    Claim, Conflict, Ended, Engine, Enqueued, Error, Fenced, Generation, Outcome, Position, Record,
     Revision, Settle, Stale, TaskId,
 };
 
@@ -246,6 +246,52 @@ async fn renew_keeps_a_delivery_past_ack_wait() {
     }
     a.settle(held, Settle::Ack).await.unwrap();
     assert!(b.next_within(2 * ACK_WAIT).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn renew_fenced_renews_only_while_the_record_is_ours() {
+    let server = Server::start();
+    let a = run(&server, "fenced").await;
+    let b = run(&server, "fenced").await;
+    let task = TaskId(4);
+    a.enqueue(task, b"t", Generation(0)).await.unwrap();
+    let held = a
+        .next_within(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .unwrap();
+    let mine = a
+        .write(task, Revision::NONE, &claim(1, "a"))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let start = Instant::now();
+    while start.elapsed() < 3 * ACK_WAIT {
+        assert_eq!(a.renew_fenced(&held, mine).await.unwrap(), Fenced::Renewed);
+        assert!(
+            b.next_within(Duration::from_millis(150))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    // Another attempt's record moves on (as if it had claimed): A finds itself stale, sends
+    // nothing, and the message comes back after the ack wait.
+    let theirs = b.write(task, mine, &claim(2, "b")).await.unwrap().unwrap();
+    assert_eq!(
+        a.renew_fenced(&held, mine).await.unwrap(),
+        Fenced::Stale {
+            record: Some(claim(2, "b")),
+            revision: theirs
+        }
+    );
+    let again = b
+        .next_within(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("redelivered");
+    assert_eq!((again.task(), again.epoch()), (task, 2));
 }
 
 #[tokio::test]

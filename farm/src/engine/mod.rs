@@ -163,6 +163,20 @@ impl<H> Delivery<H> {
     }
 }
 
+/// What [`Engine::renew_fenced`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fenced {
+    /// The record was still this attempt's; the lease was renewed.
+    Renewed,
+    /// The record had moved on; nothing was sent.
+    Stale {
+        /// The task's record now.
+        record: Option<Record>,
+        /// Its revision now.
+        revision: Revision,
+    },
+}
+
 /// One entry of the run's journal, from [`Engine::follow`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -261,10 +275,35 @@ pub trait Engine: Send + Sync {
     /// after reading the task's record ([`Engine::read`]) and finding it is still this
     /// attempt's claim, at the revision this attempt wrote; otherwise the attempt is
     /// stale: kill its command and never renew or settle this delivery again.
+    /// [`Engine::renew_fenced`] does the read and the check.
     fn renew(
         &self,
         delivery: &Delivery<Self::Handle>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Renews the delivery's lease only if task's record is still at `mine` (the revision
+    /// this attempt's own claim got): reads the record, then renews ([`Engine::renew`]) or
+    /// not. The rule R2 of the engine notes, done once here for every engine.
+    ///
+    /// `Ok(Fenced::Renewed)`: renewed. `Ok(Fenced::Stale { record, revision })`: the
+    /// record moved on (shown); nothing was sent, and this attempt must stop and never
+    /// renew or settle this delivery again. Between the read and the renewal lies one
+    /// round trip: a record moved in that window costs at most one extra ack wait of lease
+    /// for the new owner's delivery of the same message, and the next call finds it stale.
+    fn renew_fenced(
+        &self,
+        delivery: &Delivery<Self::Handle>,
+        mine: Revision,
+    ) -> impl Future<Output = Result<Fenced, Error>> + Send {
+        async move {
+            let (record, revision) = self.read(delivery.task()).await?;
+            if revision != mine {
+                return Ok(Fenced::Stale { record, revision });
+            }
+            self.renew(delivery).await?;
+            Ok(Fenced::Renewed)
+        }
+    }
 
     /// Finishes with the delivery: [`Settle::Ack`], [`Settle::Nak`] with the core's delay,
     /// or [`Settle::Term`].
