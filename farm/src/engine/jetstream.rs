@@ -1,0 +1,917 @@
+//! The engine on NATS JetStream (`async-nats`, checked against Debian's nats-server 2.9.10).
+//!
+//! # Objects (run `R`)
+//!
+//! | object | configuration |
+//! |---|---|
+//! | stream `STURDY_R_WORK` | subjects `sturdy.R.task.*`, work-queue retention, file storage, duplicate window [`Config::duplicate_window`] |
+//! | consumer `farm` on it | durable pull, ack explicit, `ack_wait` = [`Config::ack_wait`], **no BackOff** (it would change nak delays), `max_deliver` = [`Config::max_deliver`] (a backstop: attempts are counted in the records), `max_ack_pending`, `max_waiting` |
+//! | stream `STURDY_R_STATE` | subjects `sturdy.R.meta`, `sturdy.R.state.*`, `sturdy.R.stale`; limits retention, `max_msgs_per_subject` -1 (every record is kept: the journal), `allow_direct`, `deny_delete`, `deny_purge` |
+//!
+//! - Task `n`'s work message goes to `sturdy.R.task.n` with message id `R/n/generation`
+//!   and header `Sturdy-Generation`.
+//! - Task `n`'s record is the last message on `sturdy.R.state.n` (a direct get); its
+//!   stream sequence is the [`Revision`]. A write publishes with
+//!   `Nats-Expected-Last-Subject-Sequence` = the expected revision: the server's
+//!   compare-and-set.
+//! - Notes ([`Engine::note`]) go to `sturdy.R.stale` with header `Sturdy-Task`.
+//! - The run's definition ([`RunMeta`]) is the first message on `sturdy.R.meta`, written
+//!   once with expected last subject sequence 0.
+//!
+//! No KV bucket and no account query: `async-nats` 0.51's helpers for both fail to parse
+//! 2.9.10's answers; a plain stream with per-subject compare-and-set is the same mechanism.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sturdy_farm::engine::Error> {
+//! use sturdy_farm::engine::jetstream::{Config, JetStream};
+//! use sturdy_farm::engine::{Engine, Generation, RunMeta, TaskId};
+//!
+//! let js = JetStream::connect("nats://127.0.0.1:4222", Config::default()).await?;
+//! let meta = RunMeta { fingerprint: "blake3:…".into(), tasks: 2, ..RunMeta::default() };
+//! let (run, _opened) = js.create_run("nas-7", &meta).await?;
+//! run.enqueue(TaskId(0), b"python train.py --arch 0", Generation(0)).await?;
+//! let delivery = run.next().await?;
+//! let (record, revision) = run.read(delivery.task()).await?;
+//! # let _ = (record, revision);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{self, DirectGetErrorKind, RetentionPolicy, StorageType};
+use async_nats::jetstream::{self as js, AckKind, ErrorCode};
+use async_nats::{ConnectErrorKind, RequestErrorKind};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+
+use super::{
+    Conflict, Delivery, Engine, Enqueued, Entry, Error, Generation, Position, Record, Revision,
+    RunMeta, Settle, TaskId,
+};
+
+/// The header naming a work message's generation.
+const GENERATION_HEADER: &str = "Sturdy-Generation";
+/// The header naming a note's task.
+const TASK_HEADER: &str = "Sturdy-Task";
+/// The work consumer's durable name.
+const CONSUMER: &str = "farm";
+/// The longest run name: stream names stay well under the server's limits.
+const MAX_RUN_NAME: usize = 64;
+
+/// The engine's settings; [`Config::default`] gives the documented defaults, then set
+/// fields. Checked by [`JetStream::connect`] ([`Error::Config`] names the field).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// How long a delivery stays leased without a renewal (the consumer's `ack_wait`), at
+    /// least 1 ms; default 10 s. Renew at most every third of it. Applies when the
+    /// consumer is created; an existing run keeps its own.
+    pub ack_wait: Duration,
+    /// How many times the server delivers one work message at most (`max_deliver`), at
+    /// least 1; default 25. A backstop only: the core counts attempts in the records
+    /// (suggested: 2 × max attempts + 5). A message past it stays in the stream
+    /// (nats-server #3294) and is never delivered again.
+    pub max_deliver: i64,
+    /// How many deliveries may be leased at once over the whole run (`max_ack_pending`),
+    /// at least 1; default 1000. Set it to at least 2 × all slots.
+    pub max_ack_pending: i64,
+    /// How many pulls may wait at the server at once (`max_waiting`), at least 1; default
+    /// 512. Set it to at least hosts × pulls in flight.
+    pub max_waiting: i64,
+    /// How long the server remembers a work message's id, so that enqueueing (task,
+    /// generation) again is a no-op; at least 1 s; default 2 min.
+    pub duplicate_window: Duration,
+    /// Stream replicas: 1 for one server, 3 for a production cluster; 1 to 5; default 1.
+    pub replicas: usize,
+    /// How long connecting may take before [`Error::Connect`]; at least 1 ms; default 3 s.
+    pub connect_timeout: Duration,
+    /// How long one request (publish acknowledgement, direct get, ack) may wait for the
+    /// server; at least 1 ms; default 5 s.
+    pub request_timeout: Duration,
+    /// How long one pull of [`Engine::next`] waits at the server before it pulls again;
+    /// at least 100 ms; default 5 s.
+    pub pull_wait: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            ack_wait: Duration::from_secs(10),
+            max_deliver: 25,
+            max_ack_pending: 1000,
+            max_waiting: 512,
+            duplicate_window: Duration::from_secs(120),
+            replicas: 1,
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(5),
+            pull_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// Checks every field against its rule.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first field that breaks its rule.
+    pub fn validate(&self) -> Result<(), Error> {
+        let ms = Duration::from_millis(1);
+        let rules: [(bool, &'static str, &'static str); 9] = [
+            (self.ack_wait >= ms, "ack_wait", "must be at least 1 ms"),
+            (self.max_deliver >= 1, "max_deliver", "must be at least 1"),
+            (
+                self.max_ack_pending >= 1,
+                "max_ack_pending",
+                "must be at least 1",
+            ),
+            (self.max_waiting >= 1, "max_waiting", "must be at least 1"),
+            (
+                self.duplicate_window >= Duration::from_secs(1),
+                "duplicate_window",
+                "must be at least 1 s",
+            ),
+            (
+                (1..=5).contains(&self.replicas),
+                "replicas",
+                "must be 1 to 5",
+            ),
+            (
+                self.connect_timeout >= ms,
+                "connect_timeout",
+                "must be at least 1 ms",
+            ),
+            (
+                self.request_timeout >= ms,
+                "request_timeout",
+                "must be at least 1 ms",
+            ),
+            (
+                self.pull_wait >= Duration::from_millis(100),
+                "pull_wait",
+                "must be at least 100 ms",
+            ),
+        ];
+        match rules.iter().find(|(ok, _, _)| !ok) {
+            Some(&(_, field, rule)) => Err(Error::Config { field, rule }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A connection to a NATS server with JetStream, from which runs are created or opened.
+#[derive(Clone, Debug)]
+pub struct JetStream {
+    url: String,
+    context: js::Context,
+    config: Config,
+}
+
+/// Whether [`JetStream::create_run`] created the run or found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// The run was new; its definition is the one given.
+    Created,
+    /// The run existed with the same fingerprint; it is re-attached.
+    Existing,
+}
+
+impl JetStream {
+    /// Connects to the server at `url` (`nats://HOST:PORT`) and checks that it has
+    /// JetStream. Fails within [`Config::connect_timeout`] when nothing answers.
+    ///
+    /// # Errors
+    /// - [`Error::Config`]: a field of `config` breaks its rule;
+    /// - [`Error::Url`]: `url` is malformed;
+    /// - [`Error::Connect`]: refused, unreachable, timed out;
+    /// - [`Error::NoJetStream`]: the server runs without JetStream.
+    ///
+    /// A password or token in the URL (`nats://user:secret@host`) is shown as `***` in
+    /// errors and in [`JetStream::url`].
+    pub async fn connect(url_with_secrets: &str, config: Config) -> Result<Self, Error> {
+        config.validate()?;
+        let shown = redact(url_with_secrets);
+        let url = shown.as_str();
+        let connecting = async_nats::ConnectOptions::new()
+            .name("sturdy-farm")
+            .connection_timeout(config.connect_timeout)
+            .request_timeout(Some(config.request_timeout))
+            .connect(url_with_secrets);
+        // The client's own timeout covers one connection attempt; this one covers the
+        // whole (DNS, TCP, the server's INFO, TLS).
+        let client = match tokio::time::timeout(config.connect_timeout, connecting).await {
+            Err(_) => {
+                return Err(Error::Connect {
+                    url: url.into(),
+                    reason: format!("no answer within {:?}", config.connect_timeout),
+                });
+            }
+            Ok(Err(e)) if e.kind() == ConnectErrorKind::ServerParse => {
+                return Err(Error::Url {
+                    url: url.into(),
+                    reason: e.to_string(),
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(Error::Connect {
+                    url: url.into(),
+                    reason: e.to_string(),
+                });
+            }
+            Ok(Ok(client)) => client,
+        };
+        // Not `query_account`: 0.51 cannot parse 2.9.10's answer. Any answer without an
+        // error means JetStream is there.
+        let no_js = |reason: String| Error::NoJetStream {
+            url: url.into(),
+            reason,
+        };
+        match client.request("$JS.API.INFO", Bytes::new()).await {
+            Err(e) if e.kind() == RequestErrorKind::NoResponders => {
+                return Err(no_js("nobody answers $JS.API.INFO".into()));
+            }
+            Err(e) => {
+                return Err(Error::Connect {
+                    url: url.into(),
+                    reason: format!("$JS.API.INFO: {e}"),
+                });
+            }
+            Ok(answer) => {
+                if let Ok(serde_json::Value::Object(body)) =
+                    serde_json::from_slice::<serde_json::Value>(&answer.payload)
+                    && let Some(error) = body.get("error")
+                {
+                    return Err(no_js(error.to_string()));
+                }
+            }
+        }
+        let context = js::ContextBuilder::new()
+            .timeout(config.request_timeout)
+            .build(client);
+        Ok(Self {
+            url: url.into(),
+            context,
+            config,
+        })
+    }
+
+    /// The URL this connection was made with.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Creates run `name` with definition `meta`, or re-attaches to it when it exists with
+    /// the same [`RunMeta::fingerprint`]. Creates the streams and the consumer when
+    /// missing (an existing consumer keeps its configuration).
+    ///
+    /// # Errors
+    /// - [`Error::RunName`]: `name` is empty, longer than 64 bytes, or holds a character
+    ///   other than `A-Z a-z 0-9 _ -`;
+    /// - [`Error::Fingerprint`]: the run exists with another fingerprint;
+    /// - [`Error::Engine`], [`Error::Malformed`]: the server failed or holds a bad
+    ///   definition.
+    pub async fn create_run(&self, name: &str, meta: &RunMeta) -> Result<(Run, Opened), Error> {
+        check_run_name(name)?;
+        let names = Names::new(name);
+        let fail = |op: &'static str, subject: &str, e: &dyn std::fmt::Display| Error::Engine {
+            run: name.into(),
+            op,
+            subject: subject.into(),
+            reason: e.to_string(),
+        };
+        let work = self
+            .context
+            .get_or_create_stream(stream::Config {
+                name: names.work.clone(),
+                subjects: vec![format!("sturdy.{name}.task.*")],
+                retention: RetentionPolicy::WorkQueue,
+                storage: StorageType::File,
+                num_replicas: self.config.replicas,
+                duplicate_window: self.config.duplicate_window,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| fail("create stream", &names.work, &e))?;
+        let state = self
+            .context
+            .get_or_create_stream(stream::Config {
+                name: names.state.clone(),
+                subjects: vec![
+                    names.meta.clone(),
+                    format!("sturdy.{name}.state.*"),
+                    names.stale.clone(),
+                ],
+                retention: RetentionPolicy::Limits,
+                storage: StorageType::File,
+                num_replicas: self.config.replicas,
+                max_messages_per_subject: -1,
+                allow_direct: true,
+                deny_delete: true,
+                deny_purge: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| fail("create stream", &names.state, &e))?;
+        let consumer: PullConsumer = work
+            .get_or_create_consumer(
+                CONSUMER,
+                pull::Config {
+                    durable_name: Some(CONSUMER.into()),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: self.config.ack_wait,
+                    max_deliver: self.config.max_deliver,
+                    max_ack_pending: self.config.max_ack_pending,
+                    max_waiting: self.config.max_waiting,
+                    deliver_policy: DeliverPolicy::All,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| fail("create consumer", CONSUMER, &e))?;
+
+        let body = serde_json::to_vec(meta).map_err(|e| fail("encode", &names.meta, &e))?;
+        let publish = PublishMessage::build()
+            .payload(body.into())
+            .expected_last_subject_sequence(0);
+        let run = Run::new(self, name, names, state, consumer);
+        let written = self
+            .context
+            .send_publish(run.names.meta.clone(), publish)
+            .await
+            .map_err(|e| fail("publish", &run.names.meta, &e))?
+            .await;
+        match written {
+            Ok(_) => Ok((run, Opened::Created)),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                let existing = run.meta().await?;
+                if existing.fingerprint == meta.fingerprint {
+                    Ok((run, Opened::Existing))
+                } else {
+                    Err(Error::Fingerprint {
+                        run: name.into(),
+                        existing: existing.fingerprint,
+                        given: meta.fingerprint.clone(),
+                    })
+                }
+            }
+            Err(e) => Err(fail("publish", &run.names.meta, &e)),
+        }
+    }
+
+    /// Opens the existing run `name` (for a host agent) and returns it with its
+    /// definition. Creates nothing.
+    ///
+    /// # Errors
+    /// - [`Error::RunName`]: as for [`JetStream::create_run`];
+    /// - [`Error::NoSuchRun`]: the run's streams, consumer or definition are missing;
+    /// - [`Error::Engine`], [`Error::Malformed`]: the server failed or holds a bad
+    ///   definition.
+    pub async fn open_run(&self, name: &str) -> Result<(Run, RunMeta), Error> {
+        check_run_name(name)?;
+        let names = Names::new(name);
+        let missing = || Error::NoSuchRun {
+            run: name.into(),
+            url: self.url.clone(),
+        };
+        let fail = |subject: &str, e: &dyn std::fmt::Display| Error::Engine {
+            run: name.into(),
+            op: "open",
+            subject: subject.into(),
+            reason: e.to_string(),
+        };
+        let get = |stream_name: String| async move {
+            match self.context.get_stream(&stream_name).await {
+                Ok(stream) => Ok(stream),
+                Err(e) => match e.kind() {
+                    js::context::GetStreamErrorKind::JetStream(inner)
+                        if inner.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        Err(missing())
+                    }
+                    _ => Err(fail(&stream_name, &e)),
+                },
+            }
+        };
+        let work = get(names.work.clone()).await?;
+        let state = get(names.state.clone()).await?;
+        let consumer: PullConsumer = match work.get_consumer(CONSUMER).await {
+            Ok(consumer) => consumer,
+            Err(e) => {
+                let not_found = e.downcast_ref::<stream::ConsumerError>().is_some_and(|c| {
+                    matches!(c.kind(), stream::ConsumerErrorKind::JetStream(inner)
+                            if inner.error_code() == ErrorCode::CONSUMER_NOT_FOUND)
+                });
+                return Err(if not_found {
+                    missing()
+                } else {
+                    fail(CONSUMER, &e)
+                });
+            }
+        };
+        let run = Run::new(self, name, names, state, consumer);
+        match run.meta().await {
+            Ok(meta) => Ok((run, meta)),
+            Err(Error::NoSuchRun { .. }) => Err(missing()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// `url` with the secret part of its user information replaced by `***`
+/// (`nats://user:***@host:4222`, `nats://***@host:4222` for a bare token).
+fn redact(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    match url[start..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &url[start..start + at];
+            let shown = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_string(),
+            };
+            format!("{}{shown}{}", &url[..start], &url[start + at..])
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Checks that a run name can name streams and subject tokens.
+fn check_run_name(name: &str) -> Result<(), Error> {
+    let rule = if name.is_empty() {
+        Some("must not be empty")
+    } else if name.len() > MAX_RUN_NAME {
+        Some("must be at most 64 bytes")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Some("may hold only A-Z, a-z, 0-9, '_' and '-'")
+    } else {
+        None
+    };
+    match rule {
+        Some(rule) => Err(Error::RunName {
+            name: name.into(),
+            rule,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The names of one run's objects.
+#[derive(Clone, Debug)]
+struct Names {
+    work: String,
+    state: String,
+    meta: String,
+    stale: String,
+    task_prefix: String,
+    state_prefix: String,
+}
+
+impl Names {
+    fn new(run: &str) -> Self {
+        Self {
+            work: format!("STURDY_{run}_WORK"),
+            state: format!("STURDY_{run}_STATE"),
+            meta: format!("sturdy.{run}.meta"),
+            stale: format!("sturdy.{run}.stale"),
+            task_prefix: format!("sturdy.{run}.task."),
+            state_prefix: format!("sturdy.{run}.state."),
+        }
+    }
+}
+
+/// One run on JetStream: the [`Engine`] implementation. Cheap to clone (one connection).
+#[derive(Clone, Debug)]
+pub struct Run {
+    run: String,
+    url: String,
+    context: js::Context,
+    names: Names,
+    state: stream::Stream,
+    consumer: PullConsumer,
+    pull_wait: Duration,
+}
+
+impl Run {
+    fn new(
+        js: &JetStream,
+        run: &str,
+        names: Names,
+        state: stream::Stream,
+        consumer: PullConsumer,
+    ) -> Self {
+        Self {
+            run: run.into(),
+            url: js.url.clone(),
+            context: js.context.clone(),
+            names,
+            state,
+            consumer,
+            pull_wait: js.config.pull_wait,
+        }
+    }
+
+    /// The run's name.
+    pub fn name(&self) -> &str {
+        &self.run
+    }
+
+    /// Reads the run's definition (the first message on `sturdy.R.meta`).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchRun`] when it was never written; [`Error::Engine`],
+    /// [`Error::Malformed`].
+    pub async fn meta(&self) -> Result<RunMeta, Error> {
+        let subject = &self.names.meta;
+        match self
+            .state
+            .direct_get_first_for_subject(subject.as_str())
+            .await
+        {
+            Ok(message) => serde_json::from_slice(&message.payload).map_err(|e| {
+                self.malformed(subject, message.sequence, format!("run definition: {e}"))
+            }),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Err(Error::NoSuchRun {
+                run: self.run.clone(),
+                url: self.url.clone(),
+            }),
+            Err(e) => Err(self.fail("direct get", subject, &e)),
+        }
+    }
+
+    fn fail(&self, op: &'static str, subject: &str, e: &dyn std::fmt::Display) -> Error {
+        Error::Engine {
+            run: self.run.clone(),
+            op,
+            subject: subject.into(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn malformed(&self, subject: &str, sequence: u64, reason: String) -> Error {
+        Error::Malformed {
+            run: self.run.clone(),
+            subject: subject.into(),
+            sequence,
+            reason,
+        }
+    }
+
+    fn state_subject(&self, task: TaskId) -> String {
+        format!("{}{}", self.names.state_prefix, task.0)
+    }
+
+    /// Turns a pulled message into a delivery, or says what is wrong with it.
+    fn delivery(&self, message: &js::Message) -> Result<(TaskId, Generation, u64, u64), String> {
+        let task = message
+            .subject
+            .strip_prefix(self.names.task_prefix.as_str())
+            .and_then(|n| n.parse::<u32>().ok())
+            .ok_or("the subject's last token is not a task number")?;
+        let generation = header(&message.headers, GENERATION_HEADER)
+            .ok_or("no Sturdy-Generation header with a number")?;
+        let info = message
+            .info()
+            .map_err(|e| format!("no delivery info: {e}"))?;
+        let epoch = u64::try_from(info.delivered).unwrap_or(0);
+        Ok((
+            TaskId(task),
+            Generation(generation),
+            epoch,
+            info.stream_sequence,
+        ))
+    }
+
+    /// Decodes one journal message; `None` for the run's definition.
+    fn entry(&self, message: &js::Message) -> Option<Result<Entry, Error>> {
+        let subject = message.subject.as_str();
+        if subject == self.names.meta {
+            return None;
+        }
+        let position = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+        let (task, note) = if subject == self.names.stale {
+            (
+                header(&message.headers, TASK_HEADER).and_then(|t| u32::try_from(t).ok()),
+                true,
+            )
+        } else {
+            let task = subject
+                .strip_prefix(self.names.state_prefix.as_str())
+                .and_then(|n| n.parse::<u32>().ok());
+            (task, false)
+        };
+        let Some(task) = task else {
+            return Some(Err(self.malformed(
+                subject,
+                position,
+                "no task number".into(),
+            )));
+        };
+        Some(
+            serde_json::from_slice::<Record>(&message.payload)
+                .map(|record| Entry {
+                    position: Position(position),
+                    task: TaskId(task),
+                    record,
+                    note,
+                })
+                .map_err(|e| self.malformed(subject, position, format!("record: {e}"))),
+        )
+    }
+
+    async fn ack(&self, delivery: &Delivery<js::Message>, kind: AckKind) -> Result<(), Error> {
+        // A request: the server confirms it received the ack (it confirms every kind).
+        delivery
+            .handle()
+            .double_ack_with(kind)
+            .await
+            .map_err(|e| self.fail("ack", delivery.handle().subject.as_str(), &*e))
+    }
+}
+
+/// Reads a numeric header.
+fn header(headers: &Option<async_nats::HeaderMap>, name: &str) -> Option<u64> {
+    headers.as_ref()?.get(name)?.as_str().parse().ok()
+}
+
+impl Engine for Run {
+    type Handle = js::Message;
+    type Follow = BoxStream<'static, Result<Entry, Error>>;
+
+    async fn enqueue(
+        &self,
+        task: TaskId,
+        payload: &[u8],
+        generation: Generation,
+    ) -> Result<Enqueued, Error> {
+        let subject = format!("{}{}", self.names.task_prefix, task.0);
+        let publish = PublishMessage::build()
+            .payload(Bytes::copy_from_slice(payload))
+            .message_id(format!("{}/{}/{}", self.run, task.0, generation.0))
+            .header(GENERATION_HEADER, generation.0.to_string().as_str());
+        let ack = self
+            .context
+            .send_publish(subject.clone(), publish)
+            .await
+            .map_err(|e| self.fail("publish", &subject, &e))?
+            .await
+            .map_err(|e| self.fail("publish", &subject, &e))?;
+        Ok(if ack.duplicate {
+            Enqueued::Duplicate
+        } else {
+            Enqueued::Queued
+        })
+    }
+
+    async fn next(&self) -> Result<Delivery<js::Message>, Error> {
+        loop {
+            if let Some(delivery) = self.next_within(self.pull_wait).await? {
+                return Ok(delivery);
+            }
+        }
+    }
+
+    async fn next_within(&self, wait: Duration) -> Result<Option<Delivery<js::Message>>, Error> {
+        let consumer = CONSUMER;
+        let mut batch = self
+            .consumer
+            .batch()
+            .max_messages(1)
+            .expires(wait)
+            .messages()
+            .await
+            .map_err(|e| self.fail("pull", consumer, &e))?;
+        let Some(message) = batch.next().await else {
+            return Ok(None);
+        };
+        let message = message.map_err(|e| self.fail("pull", consumer, &*e))?;
+        match self.delivery(&message) {
+            Ok((task, generation, epoch, sequence)) => {
+                let payload = message.payload.clone();
+                Ok(Some(Delivery::new(
+                    task, generation, payload, epoch, sequence, message,
+                )))
+            }
+            Err(reason) => {
+                // Not ours to run (published by hand?): terminate it, so that it does
+                // not come back after every ack wait, and say so.
+                let subject = message.subject.to_string();
+                let sequence = message.info().map_or(0, |i| i.stream_sequence);
+                let _ = message.double_ack_with(AckKind::Term).await;
+                Err(Error::Malformed {
+                    run: self.run.clone(),
+                    subject,
+                    sequence,
+                    reason: format!("work message (terminated): {reason}"),
+                })
+            }
+        }
+    }
+
+    async fn read(&self, task: TaskId) -> Result<(Option<Record>, Revision), Error> {
+        let subject = self.state_subject(task);
+        match self
+            .state
+            .direct_get_last_for_subject(subject.as_str())
+            .await
+        {
+            Ok(message) => {
+                let record = serde_json::from_slice(&message.payload).map_err(|e| {
+                    self.malformed(&subject, message.sequence, format!("record: {e}"))
+                })?;
+                Ok((Some(record), Revision(message.sequence)))
+            }
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok((None, Revision::NONE)),
+            Err(e) => Err(self.fail("direct get", &subject, &e)),
+        }
+    }
+
+    async fn write(
+        &self,
+        task: TaskId,
+        expect: Revision,
+        record: &Record,
+    ) -> Result<Result<Revision, Conflict>, Error> {
+        let subject = self.state_subject(task);
+        let body = serde_json::to_vec(record).map_err(|e| self.fail("encode", &subject, &e))?;
+        let publish = PublishMessage::build()
+            .payload(body.into())
+            .expected_last_subject_sequence(expect.0);
+        let written = self
+            .context
+            .send_publish(subject.clone(), publish)
+            .await
+            .map_err(|e| self.fail("publish", &subject, &e))?
+            .await;
+        match written {
+            Ok(ack) => Ok(Ok(Revision(ack.sequence))),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(Err(Conflict {
+                task,
+                expected: expect,
+            })),
+            Err(e) => Err(self.fail("publish", &subject, &e)),
+        }
+    }
+
+    async fn note(&self, task: TaskId, record: &Record) -> Result<Position, Error> {
+        let subject = &self.names.stale;
+        let body = serde_json::to_vec(record).map_err(|e| self.fail("encode", subject, &e))?;
+        let publish = PublishMessage::build()
+            .payload(body.into())
+            .header(TASK_HEADER, task.0.to_string().as_str());
+        let ack = self
+            .context
+            .send_publish(subject.clone(), publish)
+            .await
+            .map_err(|e| self.fail("publish", subject, &e))?
+            .await
+            .map_err(|e| self.fail("publish", subject, &e))?;
+        Ok(Position(ack.sequence))
+    }
+
+    async fn renew(&self, delivery: &Delivery<js::Message>) -> Result<(), Error> {
+        self.ack(delivery, AckKind::Progress).await
+    }
+
+    async fn settle(&self, delivery: Delivery<js::Message>, how: Settle) -> Result<(), Error> {
+        let kind = match how {
+            Settle::Ack => AckKind::Ack,
+            Settle::Nak(delay) if delay.is_zero() => AckKind::Nak(None),
+            Settle::Nak(delay) => AckKind::Nak(Some(delay)),
+            Settle::Term => AckKind::Term,
+        };
+        self.ack(&delivery, kind).await
+    }
+
+    async fn follow(&self, from: Position) -> Result<Self::Follow, Error> {
+        let deliver_policy = if from.0 <= 1 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: from.0,
+            }
+        };
+        let subject = self.names.state.clone();
+        let messages = self
+            .state
+            .create_consumer(pull::OrderedConfig {
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| self.fail("create ordered consumer", &subject, &e))?
+            .messages()
+            .await
+            .map_err(|e| self.fail("follow", &subject, &e))?;
+        let run = self.clone();
+        Ok(messages
+            .filter_map(move |message| {
+                let entry = match message {
+                    Ok(message) => run.entry(&message),
+                    Err(e) => Some(Err(run.fail("follow", &subject, &e))),
+                };
+                std::future::ready(entry)
+            })
+            .boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_each_rule_names_its_field() {
+        assert!(Config::default().validate().is_ok());
+        type BreakIt = fn(&mut Config);
+        let cases: [(BreakIt, &str, &str); 9] = [
+            (
+                |c| c.ack_wait = Duration::ZERO,
+                "ack_wait",
+                "must be at least 1 ms",
+            ),
+            (|c| c.max_deliver = 0, "max_deliver", "must be at least 1"),
+            (
+                |c| c.max_ack_pending = -1,
+                "max_ack_pending",
+                "must be at least 1",
+            ),
+            (|c| c.max_waiting = 0, "max_waiting", "must be at least 1"),
+            (
+                |c| c.duplicate_window = Duration::from_millis(999),
+                "duplicate_window",
+                "must be at least 1 s",
+            ),
+            (|c| c.replicas = 6, "replicas", "must be 1 to 5"),
+            (
+                |c| c.connect_timeout = Duration::ZERO,
+                "connect_timeout",
+                "must be at least 1 ms",
+            ),
+            (
+                |c| c.request_timeout = Duration::ZERO,
+                "request_timeout",
+                "must be at least 1 ms",
+            ),
+            (
+                |c| c.pull_wait = Duration::from_millis(99),
+                "pull_wait",
+                "must be at least 100 ms",
+            ),
+        ];
+        for (break_it, field, rule) in cases {
+            let mut config = Config::default();
+            break_it(&mut config);
+            match config.validate() {
+                Err(Error::Config { field: f, rule: r }) => assert_eq!((f, r), (field, rule)),
+                other => panic!("{field}: expected a config error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_in_urls_are_not_shown() {
+        assert_eq!(redact("nats://h:4222"), "nats://h:4222");
+        assert_eq!(redact("nats://u:pw@h:4222"), "nats://u:***@h:4222");
+        assert_eq!(redact("nats://tok@h:4222/x@y"), "nats://***@h:4222/x@y");
+        assert_eq!(redact("u:p:q@h"), "u:***@h");
+    }
+
+    #[test]
+    fn run_names_must_fit_stream_names_and_subject_tokens() {
+        for good in ["a", "nas-7", "RUN_2", &"x".repeat(64)] {
+            assert!(check_run_name(good).is_ok(), "{good:?}");
+        }
+        for (bad, rule) in [
+            ("", "must not be empty"),
+            (&"x".repeat(65), "must be at most 64 bytes"),
+            ("a.b", "may hold only A-Z, a-z, 0-9, '_' and '-'"),
+            ("a>", "may hold only A-Z, a-z, 0-9, '_' and '-'"),
+            ("é", "may hold only A-Z, a-z, 0-9, '_' and '-'"),
+        ] {
+            match check_run_name(bad) {
+                Err(Error::RunName { name, rule: r }) => {
+                    assert_eq!((name.as_str(), r), (bad, rule))
+                }
+                other => panic!("{bad:?}: expected a run-name error, got {other:?}"),
+            }
+        }
+        let names = Names::new("nas-7");
+        assert_eq!(
+            (names.work.as_str(), names.state.as_str()),
+            ("STURDY_nas-7_WORK", "STURDY_nas-7_STATE")
+        );
+        assert_eq!(
+            (names.meta.as_str(), names.stale.as_str()),
+            ("sturdy.nas-7.meta", "sturdy.nas-7.stale")
+        );
+    }
+}

@@ -1,0 +1,56 @@
+//! sturdy's task farm as a library.
+//!
+//! The farm (`sturdy run`: supervisor, process pool, journal, state directory) moves into
+//! this crate so that the local mode, the multi-host coordinator and the host agent share
+//! it. For now the crate holds its foundation, the [`engine`]: the small trait through
+//! which the farm reaches whatever carries tasks between hosts, with a NATS JetStream
+//! implementation ([`engine::jetstream`]).
+//!
+//! # What the engine decides, and what it does not
+//!
+//! Across hosts the engine decides exactly three things:
+//! - **who pulls next**: a free slot pulls one task ([`Engine::next`]);
+//! - **when a lease lapsed**: a delivery not renewed within the consumer's AckWait is
+//!   handed to another puller, with a higher delivery count ([`Delivery::epoch`]);
+//! - **the order of concurrent writes**: each task's record is written with a
+//!   server-checked compare-and-set ([`Engine::write`]), so of two writers holding the same
+//!   [`Revision`] exactly one wins and the other gets a [`Conflict`].
+//!
+//! Every other decision is the core's (`sturdy-core`), taken where the facts are: retry or
+//! give up and the delay (carried by [`Settle::Nak`]), breaker admission, classification,
+//! health gating, slot-death detection, and what a record transition means. The engine
+//! never interprets a [`Record`]; it stores and orders them.
+//!
+//! # The server's limits
+//!
+//! - **Acks and renewals are not fenced by the server** (nats-server
+//!   [#4786](https://github.com/nats-io/nats-server/issues/4786),
+//!   [#6937](https://github.com/nats-io/nats-server/issues/6937), reproduced on 2.9.10 and
+//!   2.15.1): a late ack from an attempt whose lease lapsed deletes the live redelivery,
+//!   and a late `+WPI` keeps a dead owner's task leased for ever. The fence is the task's
+//!   record: before [`Engine::renew`] or [`Engine::settle`], a caller must [`Engine::read`]
+//!   the record (or hold the revision its own last [`Engine::write`] returned) and check it
+//!   is still its own newest one; if not, it is stale and touches the delivery no more
+//!   ([`Engine::renew_fenced`] does this for renewals).
+//! - **Durability**: Debian's nats-server 2.9.10 (what CI installs) fsyncs lazily (every
+//!   2 minutes by default) and cannot set `sync_interval: always`; a server *process*
+//!   crash loses nothing, a *machine* crash can lose the last records, so a `done` may be
+//!   recorded again. Production wants nats-server ≥ 2.10.23 with `sync_interval: always`
+//!   and a 3-node cluster ([`engine::jetstream::Config::replicas`] = 3).
+//! - Execution is at least once: a partition, a paused host or a crash window can start a
+//!   command twice. Only the success record is exactly once.
+//!
+//! [`Engine`]: engine::Engine
+//! [`Engine::next`]: engine::Engine::next
+//! [`Engine::write`]: engine::Engine::write
+//! [`Engine::read`]: engine::Engine::read
+//! [`Engine::renew`]: engine::Engine::renew
+//! [`Engine::renew_fenced`]: engine::Engine::renew_fenced
+//! [`Engine::settle`]: engine::Engine::settle
+//! [`Delivery::epoch`]: engine::Delivery::epoch
+//! [`Revision`]: engine::Revision
+//! [`Conflict`]: engine::Conflict
+//! [`Settle::Nak`]: engine::Settle::Nak
+//! [`Record`]: engine::Record
+
+pub mod engine;
