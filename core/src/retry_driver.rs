@@ -10,6 +10,10 @@
 //!   final useless sleep), or a kind the policy does not retry (at once, one call);
 //! - an optional per-attempt timeout races each call against a sleep; an attempt that
 //!   runs past it is dropped and counts as a [`FailureKind::TaskTimeout`] failure;
+//! - with a [`RetryGate`] set ([`Retry::budget`]), each run deposits into the shared
+//!   retry budget once, at its start, and each retry takes a token from it; an empty
+//!   budget gives up with [`GiveUpReason::BudgetExhausted`] (no budget: no limit but the
+//!   policy's);
 //! - it is cancellation-safe: it spawns nothing and owns every timer it arms, so
 //!   dropping the future drops the operation in flight and the sleep, and nothing is
 //!   left behind.
@@ -234,18 +238,74 @@ pub trait RetryObserver {
 
 impl RetryObserver for () {}
 
+/// A retry budget shared between callers, as the retry driver draws from it (after
+/// Finagle's `RetryBudget` and gRPC's retry throttling): every run deposits once, every
+/// retry asks for a token. `&self` methods: a gate is shared, so it synchronises inside
+/// (atomics in `sturdy_shared::RetryBudget`, a critical section in
+/// `sturdy_embassy::SharedRetryBudget`); it reads its own clock, so callers on clocks of
+/// different origins share it safely.
+pub trait RetryGate {
+    /// A run (a first attempt) started: deposit its share.
+    fn on_call(&self);
+
+    /// One more retry is about to be scheduled: `true` takes a token for it, `false`
+    /// (the budget is empty) makes the run give up with
+    /// [`GiveUpReason::BudgetExhausted`]. Asked only when every other rule of the
+    /// policy allows the retry.
+    fn try_retry(&self) -> bool;
+}
+
+/// No retry budget: every retry the policy allows is made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unlimited;
+
+impl RetryGate for Unlimited {
+    #[inline]
+    fn on_call(&self) {}
+    #[inline]
+    fn try_retry(&self) -> bool {
+        true
+    }
+}
+
+impl<G: RetryGate + ?Sized> RetryGate for &G {
+    #[inline]
+    fn on_call(&self) {
+        (**self).on_call();
+    }
+    #[inline]
+    fn try_retry(&self) -> bool {
+        (**self).try_retry()
+    }
+}
+
+/// `None` is [`Unlimited`].
+impl<G: RetryGate> RetryGate for Option<G> {
+    #[inline]
+    fn on_call(&self) {
+        if let Some(g) = self {
+            g.on_call();
+        }
+    }
+    #[inline]
+    fn try_retry(&self) -> bool {
+        self.as_ref().is_none_or(RetryGate::try_retry)
+    }
+}
+
 /// One retried call: a timer, a policy and options, run with [`Retry::run`].
 ///
-/// Shape: the timer, a reference to the policy, about 40 bytes of options and the
-/// observer.
+/// Shape: the timer, a reference to the policy, about 40 bytes of options, the
+/// observer and the budget gate.
 #[derive(Debug)]
 #[must_use = "a Retry does nothing until `run(..).await`"]
-pub struct Retry<'p, Tm, O = ()> {
+pub struct Retry<'p, Tm, O = (), G = Unlimited> {
     timer: Tm,
     policy: &'p RetryPolicy,
     attempt_timeout: Option<Duration>,
     seed: Option<u64>,
     observer: O,
+    gate: G,
 }
 
 impl<'p, Tm: Timer> Retry<'p, Tm> {
@@ -258,11 +318,12 @@ impl<'p, Tm: Timer> Retry<'p, Tm> {
             attempt_timeout: None,
             seed: None,
             observer: (),
+            gate: Unlimited,
         }
     }
 }
 
-impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
+impl<'p, Tm: Timer, O: RetryObserver, G: RetryGate> Retry<'p, Tm, O, G> {
     /// Drops any attempt still running `timeout` after it started and counts it as a
     /// [`FailureKind::TaskTimeout`] failure.
     ///
@@ -283,13 +344,28 @@ impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
     }
 
     /// Reports retries and give-ups to `observer`.
-    pub fn observer<O2: RetryObserver>(self, observer: O2) -> Retry<'p, Tm, O2> {
+    pub fn observer<O2: RetryObserver>(self, observer: O2) -> Retry<'p, Tm, O2, G> {
         Retry {
             timer: self.timer,
             policy: self.policy,
             attempt_timeout: self.attempt_timeout,
             seed: self.seed,
             observer,
+            gate: self.gate,
+        }
+    }
+
+    /// Draws retries from the shared budget `gate`: the run deposits once at its start,
+    /// each retry takes a token, and an empty budget gives up with
+    /// [`GiveUpReason::BudgetExhausted`] (the last failure is returned at once).
+    pub fn budget<G2: RetryGate>(self, gate: G2) -> Retry<'p, Tm, O, G2> {
+        Retry {
+            timer: self.timer,
+            policy: self.policy,
+            attempt_timeout: self.attempt_timeout,
+            seed: self.seed,
+            observer: self.observer,
+            gate,
         }
     }
 
@@ -317,6 +393,7 @@ impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
             attempt_timeout,
             seed,
             mut observer,
+            gate,
         } = self;
         // An `async` block rather than an `async fn`: its captures are used where they
         // lie, while an `async fn` first moves each argument into its body's locals, a
@@ -331,6 +408,7 @@ impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
             };
             // Only `max_elapsed` reads the start time: read the clock up front for it alone.
             let mut state = policy.max_elapsed().map(|_| new_state(timer.now()));
+            gate.on_call();
             loop {
                 let attempt = op();
                 let failure = match attempt_timeout {
@@ -357,7 +435,7 @@ impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
                 let now = timer.now();
                 let st = state.get_or_insert_with(|| new_state(now));
                 let attempt_no = st.attempts();
-                match st.on_failure_with(policy, kind, now, retry_after, None) {
+                match st.on_failure_gated(policy, kind, now, retry_after, |_| gate.try_retry()) {
                     Decision::RetryAfter(delay) => {
                         observer.on_retry(attempt_no, kind, delay);
                         drop(failure);
@@ -576,6 +654,71 @@ mod tests {
         // No useless sleep after the last failure.
         assert_eq!(v.now.get(), Instant::from_millis(70));
         assert_eq!(v.live_sleeps.get(), 0);
+    }
+
+    /// A single-threaded budget: `tokens` left, deposits counted.
+    #[derive(Default)]
+    struct CountingGate {
+        tokens: Cell<u32>,
+        calls: Cell<u32>,
+    }
+
+    impl RetryGate for CountingGate {
+        fn on_call(&self) {
+            self.calls.set(self.calls.get() + 1);
+        }
+        fn try_retry(&self) -> bool {
+            match self.tokens.get() {
+                0 => false,
+                n => {
+                    self.tokens.set(n - 1);
+                    true
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_budget_is_drawn_per_retry_and_an_empty_one_gives_up() {
+        let v = Virtual::default();
+        let policy = fixed_policy(6, Duration::from_millis(10)).unwrap();
+        let gate = CountingGate {
+            tokens: Cell::new(1),
+            ..CountingGate::default()
+        };
+        let calls = Cell::new(0);
+        let out: Result<(), _> = v.run(Retry::new(&v, &policy).budget(&gate).run(classify, || {
+            calls.set(calls.get() + 1);
+            ready(Err(E::Transient))
+        }));
+        // One token: the first call and one retry, not the policy's six calls.
+        assert_eq!(calls.get(), 2);
+        assert_eq!(gate.calls.get(), 1);
+        assert_eq!(gate.tokens.get(), 0);
+        assert_eq!(
+            out,
+            Err(RetryError::Failed {
+                error: E::Transient,
+                attempts: 2,
+                reason: GiveUpReason::BudgetExhausted
+            })
+        );
+        // A second run through the empty budget deposits and makes one call only.
+        let calls = Cell::new(0);
+        let out: Result<(), _> = v.run(Retry::new(&v, &policy).budget(&gate).run(classify, || {
+            calls.set(calls.get() + 1);
+            ready(Err(E::Transient))
+        }));
+        assert_eq!((calls.get(), gate.calls.get()), (1, 2));
+        assert_eq!(out.unwrap_err().reason(), GiveUpReason::BudgetExhausted);
+        // A kind the policy does not retry takes no token.
+        gate.tokens.set(3);
+        let _: Result<(), _> = v.run(
+            Retry::new(&v, &policy)
+                .budget(Some(&gate))
+                .run(classify, || ready(Err(E::Fatal))),
+        );
+        assert_eq!(gate.tokens.get(), 3);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! - [`EmbassyClock`]: `embassy_time::Instant` as the core's `Instant`, and the
 //!   [`Timer`](sturdy_core::retry_driver::Timer) of the core's retry driver;
 //! - [`retry`] / [`retrying`]: the core's async retry loop, sleeping with
-//!   `embassy_time::Timer`.
+//!   `embassy_time::Timer`;
+//! - [`SharedRetryBudget`]: one retry budget for every task, behind a critical
+//!   section, drawn from by `retrying(..).budget(&b)`.
 //!
 //! This crate enables no `tick-hz-*` feature of embassy-time: the tick rate is the
 //! application's choice (its time driver, in its own `Cargo.toml`).
@@ -26,9 +28,11 @@
 //! ```
 #![no_std]
 
+mod budget;
 mod clock;
 mod retry;
 
+pub use budget::SharedRetryBudget;
 pub use clock::EmbassyClock;
 pub use retry::{retry, retrying};
-pub use sturdy_core::retry_driver::{Classified, RetryError};
+pub use sturdy_core::retry_driver::{Classified, RetryError, RetryGate};

@@ -13,6 +13,7 @@ use sturdy_core::{ConfigError, FailureKind};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::RetryBudget;
 use crate::classify::{ClassifyResult, ErrorsAreFailures};
 use crate::retry::retrying;
 
@@ -56,6 +57,11 @@ impl<Req, F: Fn(&Req) -> Option<Req>> CloneRequest<Req> for F {
 /// count and the reason. Each attempt waits for the inner service to be ready on its
 /// own clone of it; this service is always ready.
 ///
+/// With a shared [`RetryBudget`] ([`budget`](Self::budget)), each request deposits into
+/// it and each retry takes a token; an empty budget returns the last failure at once
+/// ([`GiveUpReason::BudgetExhausted`]). Give every layer, route and client that calls
+/// the same dependency a clone of the one budget.
+///
 /// ```
 /// use std::time::Duration;
 /// use sturdy_core::retry::fixed_policy;
@@ -63,7 +69,8 @@ impl<Req, F: Fn(&Req) -> Option<Req>> CloneRequest<Req> for F {
 ///
 /// let layer = RetryLayer::new(fixed_policy(3, Duration::from_millis(50))?)
 ///     .classify(HttpStatus)
-///     .attempt_timeout(Duration::from_secs(2))?;
+///     .attempt_timeout(Duration::from_secs(2))?
+///     .budget(sturdy_tokio::RetryBudget::new(Default::default()));
 /// // tower::ServiceBuilder::new().layer(layer).service(client)
 /// # let _ = layer;
 /// # Ok::<(), sturdy_core::ConfigError>(())
@@ -74,6 +81,7 @@ pub struct RetryLayer<K = ErrorsAreFailures, R = ByClone> {
     classify: K,
     clone_request: R,
     attempt_timeout: Option<Duration>,
+    budget: Option<RetryBudget>,
 }
 
 impl RetryLayer {
@@ -85,6 +93,7 @@ impl RetryLayer {
             classify: ErrorsAreFailures,
             clone_request: ByClone,
             attempt_timeout: None,
+            budget: None,
         }
     }
 }
@@ -97,6 +106,7 @@ impl<K, R> RetryLayer<K, R> {
             classify,
             clone_request: self.clone_request,
             attempt_timeout: self.attempt_timeout,
+            budget: self.budget,
         }
     }
 
@@ -107,6 +117,7 @@ impl<K, R> RetryLayer<K, R> {
             classify: self.classify,
             clone_request,
             attempt_timeout: self.attempt_timeout,
+            budget: self.budget,
         }
     }
 
@@ -121,6 +132,13 @@ impl<K, R> RetryLayer<K, R> {
         }
         self.attempt_timeout = Some(timeout);
         Ok(self)
+    }
+
+    /// Draws retries from the shared `budget` (a clone of it: every clone is the same
+    /// bucket).
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 }
 
@@ -190,6 +208,7 @@ where
                 classify,
                 clone_request,
                 attempt_timeout,
+                budget,
             } = layer;
             // The template stays here; each attempt sends a copy. A request that
             // cannot be copied is sent itself, once, and not retried.
@@ -197,12 +216,12 @@ where
             let no_more_flag = AtomicBool::new(false);
             let attempts_made = AtomicU32::new(0);
             let (no_more, attempts, classify) = (&no_more_flag, &attempts_made, &classify);
-            let mut retry = retrying(&policy);
+            let mut retry = retrying(&policy).budget(budget.as_ref());
             if let Some(t) = attempt_timeout {
                 retry = match retry.attempt_timeout(t) {
                     Ok(r) => r,
                     // `RetryLayer::attempt_timeout` already refused zero.
-                    Err(_) => retrying(&policy),
+                    Err(_) => retrying(&policy).budget(budget.as_ref()),
                 };
             }
             let result = retry

@@ -139,3 +139,29 @@ async fn service_errors_give_up_with_the_count_and_reason() {
     assert_eq!(err.into_error(), Some("connection refused"));
     assert_eq!(*calls.lock().unwrap(), [0, 100, 300]);
 }
+
+/// Two services (two routes, two layers) built from clones of one budget: together they
+/// make exactly the budget's retries; the 503 that found the budget empty is returned
+/// at once.
+#[tokio::test(start_paused = true)]
+async fn layers_sharing_a_budget_make_exactly_its_retries() {
+    use sturdy_core::retry::RetryBudgetConfig;
+    use sturdy_tokio::RetryBudget;
+    let budget = RetryBudget::new(RetryBudgetConfig::new(0, 0, 3).unwrap());
+    let layer = RetryLayer::new(policy(6))
+        .classify(HttpStatus)
+        .budget(budget.clone());
+    let (a, calls_a) = scripted(vec![(503, None)]);
+    let (b, calls_b) = scripted(vec![(503, None)]);
+    let mut a = ServiceBuilder::new().layer(layer.clone()).service(a);
+    let mut b = ServiceBuilder::new().layer(layer).service(b);
+    let ra = a.ready().await.unwrap().call(req()).await.unwrap();
+    assert_eq!(ra.status(), 503);
+    // Route A took the 3 tokens (calls at 0, 100, 300, 700 ms), route B none.
+    assert_eq!(*calls_a.lock().unwrap(), [0, 100, 300, 700]);
+    let rb = b.ready().await.unwrap().call(req()).await.unwrap();
+    assert_eq!(rb.status(), 503);
+    assert_eq!(calls_b.lock().unwrap().len(), 1);
+    assert_eq!((budget.retries_allowed(), budget.retries_refused()), (3, 2));
+    assert_eq!(budget.calls(), 2);
+}
