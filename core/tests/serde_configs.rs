@@ -164,7 +164,10 @@ fn breaker_configs_no_constructor_builds_are_refused() {
     refused::<BreakerConfig, _>(&brk(backoff_ok(), 500_000, 0, 0, 2, 1, 1));
     refused::<BreakerConfig, _>(&brk(backoff_ok(), 500_000, 0, 10, 0, 1, 1));
     refused::<BreakerConfig, _>(&brk(backoff_ok(), 500_000, 0, 10, 2, 17, 1));
-    refused::<BreakerConfig, _>(&brk(backoff_ok(), 500_000, 0, 10, 2, 1, 0));
+    // A stored permit timeout of 0 means "the first open duration" (the default).
+    let c: BreakerConfig =
+        postcard::from_bytes(&bytes(&brk(backoff_ok(), 500_000, 0, 10, 2, 1, 0))).unwrap();
+    assert_eq!(c.permit_timeout(), c.open_backoff().raw_delay(1));
     refused::<BreakerConfig, _>(&brk(
         Backoff(Growth::Constant, 0, 0, 0),
         500_000,
