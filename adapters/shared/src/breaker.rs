@@ -23,7 +23,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use sturdy_core::breaker::{
     BreakerEvent, CircuitBreaker, ConsecutiveBreaker, Metrics, Outcome, Permit, Rejected,
@@ -139,7 +139,8 @@ struct Shared<B, C> {
     fast_base: AtomicU64,
     core: Mutex<B>,
     clock: C,
-    name: Box<str>,
+    /// Shared by every clone: naming one handle names them all.
+    name: RwLock<Arc<str>>,
 }
 
 /// A shared circuit breaker: clone it freely (one `Arc`), call it from any task or
@@ -189,7 +190,7 @@ impl<B, C> Clone for Breaker<B, C> {
 impl<B: BreakerCore, C: Clock> fmt::Debug for Breaker<B, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Breaker")
-            .field("name", &self.shared.name)
+            .field("name", &self.name())
             .field("state", &self.state())
             .finish()
     }
@@ -215,28 +216,29 @@ impl<B: BreakerCore, C: Clock> Breaker<B, C> {
                 fast_base: AtomicU64::new(0),
                 core: Mutex::new(core),
                 clock,
-                name: "breaker".into(),
+                name: RwLock::new("breaker".into()),
             }),
         }
     }
 
-    /// Names the breaker in its `tracing` events (the field `breaker`). Call before
-    /// cloning: a handle already cloned keeps its name.
+    /// Names the breaker in its `tracing` events (the field `breaker`), for this handle
+    /// and every clone of it, made before or after.
     pub fn named(self, name: &str) -> Self {
-        match Arc::try_unwrap(self.shared) {
-            Ok(mut shared) => {
-                shared.name = name.into();
-                Self {
-                    shared: Arc::new(shared),
-                }
-            }
-            Err(shared) => Self { shared },
-        }
+        *self
+            .shared
+            .name
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = name.into();
+        self
     }
 
-    /// The name used in `tracing` events.
-    pub fn name(&self) -> &str {
-        &self.shared.name
+    /// The name used in `tracing` events (default `"breaker"`).
+    pub fn name(&self) -> Arc<str> {
+        self.shared
+            .name
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Asks leave for one call. The guard records the outcome
@@ -386,7 +388,8 @@ impl<B: BreakerCore, C: Clock> Shared<B, C> {
 
     fn publish(&self, core: &mut B) {
         while let Some(ev) = core.poll_event() {
-            emit(&self.name, ev);
+            let name = self.name.read().unwrap_or_else(PoisonError::into_inner);
+            emit(&name, ev);
         }
         let word = fast_word(core);
         let old = self.fast.0.load(Ordering::Relaxed);

@@ -182,7 +182,7 @@ async fn a_windowed_breaker_through_the_handle() {
     let core: CircuitBreaker<CountWindow<4>> =
         CircuitBreaker::new(cfg, CountWindow::new(), 1).unwrap();
     let b = Breaker::new(core).named("payments");
-    assert_eq!(b.name(), "payments");
+    assert_eq!(&*b.name(), "payments");
     for ok in [true, false, true] {
         let _ = b
             .call(async move { if ok { Ok(()) } else { Err(()) } })
@@ -201,4 +201,19 @@ async fn a_windowed_breaker_through_the_handle() {
     b.force_open();
     assert_eq!(b.state(), State::ForcedOpen);
     assert_eq!(b.try_acquire().unwrap_err().retry_at, Instant::MAX);
+}
+
+/// `named()` on a handle that was already cloned names every clone (before: the name
+/// was silently kept as "breaker").
+#[test]
+fn named_after_clone_names_every_clone() {
+    let b: Breaker = Breaker::new(ConsecutiveBreaker::new(ConsecutiveConfig::original()));
+    let early_clone = b.clone();
+    let b = b.named("inventory");
+    assert_eq!(&*b.name(), "inventory");
+    assert_eq!(&*early_clone.name(), "inventory");
+    assert_eq!(
+        format!("{early_clone:?}"),
+        "Breaker { name: \"inventory\", state: Closed }"
+    );
 }

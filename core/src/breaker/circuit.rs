@@ -338,7 +338,10 @@ impl<W: SlidingWindow, const E: usize> Drive<CIRCUIT_MAX_PROBES> for CircuitBrea
     }
 
     fn probe_limits(&self) -> (u8, u64) {
-        (self.config.half_open_permits, self.config.permit_timeout_ns())
+        (
+            self.config.half_open_permits,
+            self.config.permit_timeout_ns(),
+        )
     }
 
     fn emit(&mut self, ev: BreakerEvent) {
