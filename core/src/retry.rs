@@ -178,6 +178,13 @@ pub enum GiveUpReason {
     },
     /// The shared retry budget had no token.
     BudgetExhausted,
+    /// A circuit breaker refused the call and admits again only in `wait`, beyond the
+    /// policy's backoff cap ([`Duration::MAX`]: only after a manual reset); see
+    /// [`Classified::rejected`](crate::retry_driver::Classified::rejected).
+    BreakerOpen {
+        /// How long until the breaker admits again, from the refusal.
+        wait: Duration,
+    },
     /// The task's workers crashed under it more often than the ledger's crash limit
     /// allows ([`LedgerConfig::with_crash_limit`](crate::manager::LedgerConfig::with_crash_limit)):
     /// not a decision of a [`RetryState`], which counts only the task's own failures, but
@@ -203,6 +210,14 @@ impl fmt::Display for GiveUpReason {
                 )
             }
             Self::BudgetExhausted => f.write_str("retry budget exhausted"),
+            Self::BreakerOpen { wait } if *wait == Duration::MAX => {
+                f.write_str("circuit breaker open until reset")
+            }
+            Self::BreakerOpen { wait } => write!(
+                f,
+                "circuit breaker open for {} ms more, beyond the backoff cap",
+                wait.as_millis()
+            ),
             Self::CrashLimit { crashes } => {
                 write!(f, "gave up after its worker crashed {crashes} times")
             }

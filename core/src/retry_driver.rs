@@ -110,8 +110,9 @@ pub trait Timer {
     }
 }
 
-/// How a failed attempt is classified: its [`FailureKind`] and an optional server hint
-/// (HTTP `Retry-After`, gRPC pushback) for the delay before the next attempt.
+/// How a failed attempt is classified: its [`FailureKind`], an optional server hint
+/// (HTTP `Retry-After`, gRPC pushback) for the delay before the next attempt, and
+/// whether a circuit breaker refused the call.
 ///
 /// A classifier may return a bare [`FailureKind`]; it converts into this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +122,10 @@ pub struct Classified {
     /// A hint for the delay: the delay is the larger of the hint and the backoff draw,
     /// never above the backoff cap (see [`RetryState::on_failure_with`]).
     pub retry_after: Option<Duration>,
+    /// `Some(wait)`: a circuit breaker refused the call (it was never made) and admits
+    /// again in `wait` ([`Duration::MAX`]: only after a manual reset). See
+    /// [`Classified::rejected`] for what the driver does with it.
+    pub rejected: Option<Duration>,
 }
 
 impl Classified {
@@ -129,6 +134,25 @@ impl Classified {
         Self {
             kind,
             retry_after: Some(retry_after),
+            rejected: None,
+        }
+    }
+
+    /// A circuit breaker refused the call; it admits again in `wait` (the rejection's
+    /// `retry_at` minus now; [`Duration::MAX`] when only a manual reset will admit).
+    ///
+    /// The documented default for a rejection: it is **not retried blindly**. When the
+    /// breaker admits again within the policy's backoff cap (`wait <= cap`), the next
+    /// attempt waits at least until then (the larger of `wait` and the backoff draw;
+    /// it counts as an attempt and draws from the budget like any retry); otherwise the
+    /// loop gives up at once with [`GiveUpReason::BreakerOpen`]. A `max_elapsed` limit
+    /// also applies to the wait. Its kind is [`FailureKind::Network`] (the dependency
+    /// is known to be failing).
+    pub const fn rejected(wait: Duration) -> Self {
+        Self {
+            kind: FailureKind::Network,
+            retry_after: None,
+            rejected: Some(wait),
         }
     }
 }
@@ -138,6 +162,7 @@ impl From<FailureKind> for Classified {
         Self {
             kind,
             retry_after: None,
+            rejected: None,
         }
     }
 }
@@ -425,17 +450,29 @@ impl<'p, Tm: Timer, O: RetryObserver, G: RetryGate> Retry<'p, Tm, O, G> {
                         }
                     }
                 };
-                let (kind, retry_after) = match &failure {
+                let (kind, mut retry_after, rejected) = match &failure {
                     Err(e) => {
                         let c: Classified = classify(e).into();
-                        (c.kind, c.retry_after)
+                        (c.kind, c.retry_after, c.rejected)
                     }
-                    Ok(_timeout) => (FailureKind::TaskTimeout, None),
+                    Ok(_timeout) => (FailureKind::TaskTimeout, None, None),
                 };
                 let now = timer.now();
                 let st = state.get_or_insert_with(|| new_state(now));
                 let attempt_no = st.attempts();
-                match st.on_failure_gated(policy, kind, now, retry_after, |_| gate.try_retry()) {
+                let decision = match rejected {
+                    Some(wait) if wait > policy.backoff().cap() => {
+                        Decision::GiveUp(GiveUpReason::BreakerOpen { wait })
+                    }
+                    Some(wait) => {
+                        retry_after = Some(retry_after.map_or(wait, |h| h.max(wait)));
+                        st.on_failure_gated(policy, kind, now, retry_after, |_| gate.try_retry())
+                    }
+                    None => {
+                        st.on_failure_gated(policy, kind, now, retry_after, |_| gate.try_retry())
+                    }
+                };
+                match decision {
                     Decision::RetryAfter(delay) => {
                         observer.on_retry(attempt_no, kind, delay);
                         drop(failure);
@@ -536,6 +573,7 @@ mod tests {
     use core::cell::{Cell, RefCell};
     use core::future::ready;
     use core::task::Waker;
+    use std::string::ToString;
     use std::vec::Vec;
 
     /// A virtual clock with a tiny executor: when the future under test is pending, time
@@ -919,6 +957,63 @@ mod tests {
         assert_eq!(v.live_sleeps.get(), 2);
         drop(fut);
         assert_eq!(v.live_sleeps.get(), 0);
+    }
+
+    #[test]
+    fn a_rejection_waits_for_the_breaker_or_gives_up_beyond_the_cap() {
+        // First delay 100 ms, cap 1 s: a breaker admitting again in 700 ms is waited
+        // for (not retried after 100 ms); one admitting in 5 s gives up at once.
+        let v = Virtual::default();
+        let backoff =
+            BackoffConfig::exponential(Duration::from_millis(100), 2_000, Duration::from_secs(1))
+                .unwrap()
+                .with_jitter(Jitter::None)
+                .unwrap();
+        let policy = RetryPolicy::new(5, backoff).unwrap();
+        let calls = RefCell::new(Vec::new());
+        let out: Result<u32, RetryError<Option<Duration>>> = v.run(retry(
+            &v,
+            &policy,
+            |e: &Option<Duration>| match e {
+                Some(wait) => Classified::rejected(*wait),
+                None => FailureKind::Network.into(),
+            },
+            || {
+                calls.borrow_mut().push(v.now.get());
+                let n = calls.borrow().len();
+                ready(match n {
+                    1 => Err(Some(Duration::from_millis(700))),
+                    _ => Ok(n as u32),
+                })
+            },
+        ));
+        assert_eq!(out, Ok(2));
+        assert_eq!(*calls.borrow(), [0, 700].map(Instant::from_millis).to_vec());
+
+        let calls = Cell::new(0);
+        let out: Result<u32, RetryError<Option<Duration>>> = v.run(retry(
+            &v,
+            &policy,
+            |e: &Option<Duration>| Classified::rejected(e.unwrap_or(Duration::MAX)),
+            || {
+                calls.set(calls.get() + 1);
+                ready(Err(Some(Duration::from_secs(5))))
+            },
+        ));
+        assert_eq!(calls.get(), 1);
+        assert_eq!(
+            out.unwrap_err().reason(),
+            GiveUpReason::BreakerOpen {
+                wait: Duration::from_secs(5)
+            }
+        );
+        assert_eq!(
+            GiveUpReason::BreakerOpen {
+                wait: Duration::MAX
+            }
+            .to_string(),
+            "circuit breaker open until reset"
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
 
 use sturdy_core::breaker::{
     BreakerEvent, CircuitBreaker, ConsecutiveBreaker, Metrics, Outcome, Permit, Rejected,
@@ -314,6 +315,19 @@ impl<B: BreakerCore, C: Clock> Breaker<B, C> {
         let out = fut.await;
         guard.record(classify(&out));
         Ok(out)
+    }
+
+    /// How long until the breaker may admit again after `rejected` (its `retry_at`
+    /// minus this breaker's clock now, zero when passed; [`Duration::MAX`] when only a
+    /// manual reset will admit). What a retry loop hands to
+    /// [`Classified::rejected`](sturdy_core::retry_driver::Classified::rejected).
+    pub fn wait_for(&self, rejected: &Rejected) -> Duration {
+        if rejected.retry_at == Instant::MAX {
+            return Duration::MAX;
+        }
+        rejected
+            .retry_at
+            .saturating_duration_since(self.shared.clock.now())
     }
 
     /// The current state (after handling any timeout that is due).

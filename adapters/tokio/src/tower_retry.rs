@@ -1,5 +1,6 @@
 //! `RetryLayer`: the core's retry loop around a tower service.
 
+use std::cell::Cell;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -61,6 +62,16 @@ impl<Req, F: Fn(&Req) -> Option<Req>> CloneRequest<Req> for F {
 /// it and each retry takes a token; an empty budget returns the last failure at once
 /// ([`GiveUpReason::BudgetExhausted`]). Give every layer, route and client that calls
 /// the same dependency a clone of the one budget.
+///
+/// **Over a [`CircuitBreakerLayer`](crate::CircuitBreakerLayer)** (retry outside,
+/// breaker inside, the usual order), a call the breaker refuses is not retried
+/// blindly, whatever the classifier says: the retry waits until the breaker admits
+/// again when that is within the policy's backoff cap, and otherwise gives up at once
+/// with the rejection ([`GiveUpReason::BreakerOpen`]); see
+/// [`Classified::rejected`]. (The breaker tells the retry layer through a tokio
+/// task-local, so this holds when both run in the same task, as in a plain
+/// `ServiceBuilder` stack; a `tower::buffer` between them hands the call to another
+/// task, and then the classifier alone decides.)
 ///
 /// ```
 /// use std::time::Duration;
@@ -176,6 +187,17 @@ impl<Res, Err> Attempt<Res, Err> {
     }
 }
 
+tokio::task_local! {
+    /// Set by a [`CircuitBreakerService`](crate::CircuitBreakerService) that refuses a
+    /// call inside a [`RetryService`]'s attempt: how long until it admits again.
+    static REJECTED: Cell<Option<Duration>>;
+}
+
+/// A breaker layer refused a call: tells the enclosing retry layer of this task, if any.
+pub(crate) fn note_rejection(wait: Duration) {
+    let _ = REJECTED.try_with(|c| c.set(Some(wait)));
+}
+
 /// The response future of [`RetryService`]: boxed, `Send`.
 pub type RetryFuture<Res, Err> =
     Pin<Box<dyn Future<Output = Result<Res, RetryError<Err>>> + Send + 'static>>;
@@ -224,56 +246,69 @@ where
                     Err(_) => retrying(&policy).budget(budget.as_ref()),
                 };
             }
-            let result = retry
-                .run(
-                    |a: &Attempt<S::Response, Option<S::Error>>| {
-                        if no_more.load(Ordering::Relaxed) {
-                            Classified::from(FailureKind::Permanent)
-                        } else {
-                            a.classified()
-                        }
-                    },
-                    move || {
-                        attempts.fetch_add(1, Ordering::Relaxed);
-                        let req = match template
-                            .as_ref()
-                            .and_then(|t| clone_request.clone_request(t))
-                        {
-                            Some(copy) => Some(copy),
-                            None => {
-                                no_more.store(true, Ordering::Relaxed);
-                                template.take()
+            let result = REJECTED
+                .scope(
+                    Cell::new(None),
+                    retry.run(
+                        |a: &Attempt<S::Response, Option<S::Error>>| {
+                            if no_more.load(Ordering::Relaxed) {
+                                Classified::from(FailureKind::Permanent)
+                            } else {
+                                a.classified()
                             }
-                        };
-                        let mut svc = inner.clone();
-                        async move {
-                            let Some(req) = req else {
-                                // Unreachable in practice: the template is only
-                                // taken once and that attempt is never retried.
-                                return Err(Attempt::Error(None, FailureKind::Permanent.into()));
+                        },
+                        move || {
+                            attempts.fetch_add(1, Ordering::Relaxed);
+                            let req = match template
+                                .as_ref()
+                                .and_then(|t| clone_request.clone_request(t))
+                            {
+                                Some(copy) => Some(copy),
+                                None => {
+                                    no_more.store(true, Ordering::Relaxed);
+                                    template.take()
+                                }
                             };
-                            let out = match poll_fn(|cx| svc.poll_ready(cx)).await {
-                                Ok(()) => svc.call(req).await,
-                                Err(e) => Err(e),
-                            };
-                            match classify.classify(&out) {
-                                Outcome::Failure(kind) => {
-                                    let c = Classified {
-                                        kind,
-                                        retry_after: classify.retry_after(&out),
-                                    };
-                                    Err(match out {
+                            let mut svc = inner.clone();
+                            async move {
+                                let Some(req) = req else {
+                                    // Unreachable in practice: the template is only
+                                    // taken once and that attempt is never retried.
+                                    return Err(Attempt::Error(
+                                        None,
+                                        FailureKind::Permanent.into(),
+                                    ));
+                                };
+                                let _ = REJECTED.try_with(|c| c.set(None));
+                                let out = match poll_fn(|cx| svc.poll_ready(cx)).await {
+                                    Ok(()) => svc.call(req).await,
+                                    Err(e) => Err(e),
+                                };
+                                let rejected = REJECTED.try_with(Cell::take).ok().flatten();
+                                let outcome = match (rejected, &out) {
+                                    (Some(wait), Err(_)) => Err(Classified::rejected(wait)),
+                                    _ => match classify.classify(&out) {
+                                        Outcome::Failure(kind) => Err(Classified {
+                                            kind,
+                                            retry_after: classify.retry_after(&out),
+                                            rejected: None,
+                                        }),
+                                        _ => Ok(()),
+                                    },
+                                };
+                                match outcome {
+                                    Err(c) => Err(match out {
                                         Ok(res) => Attempt::Response(res, c),
                                         Err(e) => Attempt::Error(Some(e), c),
-                                    })
+                                    }),
+                                    Ok(()) => match out {
+                                        Ok(res) => Ok(Ok(res)),
+                                        Err(e) => Ok(Err(e)),
+                                    },
                                 }
-                                _ => match out {
-                                    Ok(res) => Ok(Ok(res)),
-                                    Err(e) => Ok(Err(e)),
-                                },
                             }
-                        }
-                    },
+                        },
+                    ),
                 )
                 .await;
             match result {
