@@ -259,9 +259,85 @@ pub trait RetryObserver {
     fn on_give_up(&mut self, attempt: u32, kind: FailureKind, reason: GiveUpReason) {
         let _ = (attempt, kind, reason);
     }
+
+    /// Attempt `attempt` succeeded (1 = the first call, no retry).
+    fn on_success(&mut self, attempt: u32) {
+        let _ = attempt;
+    }
 }
 
 impl RetryObserver for () {}
+
+/// Both observers hear every event, the first one first.
+impl<A: RetryObserver, B: RetryObserver> RetryObserver for (A, B) {
+    fn on_retry(&mut self, attempt: u32, kind: FailureKind, delay: Duration) {
+        self.0.on_retry(attempt, kind, delay);
+        self.1.on_retry(attempt, kind, delay);
+    }
+    fn on_give_up(&mut self, attempt: u32, kind: FailureKind, reason: GiveUpReason) {
+        self.0.on_give_up(attempt, kind, reason);
+        self.1.on_give_up(attempt, kind, reason);
+    }
+    fn on_success(&mut self, attempt: u32) {
+        self.0.on_success(attempt);
+        self.1.on_success(attempt);
+    }
+}
+
+/// One thing the retry loop decided, as a value (for callbacks and channels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum RetryEvent {
+    /// Attempt `attempt` failed with `kind`; the next call comes after `delay`.
+    Retry {
+        /// The attempt that failed (1 = the first call).
+        attempt: u32,
+        /// Its failure kind.
+        kind: FailureKind,
+        /// The sleep before the next attempt.
+        delay: Duration,
+    },
+    /// Attempt `attempt` failed with `kind` and the loop stopped for `reason`.
+    GiveUp {
+        /// The last attempt (calls made in total).
+        attempt: u32,
+        /// Its failure kind.
+        kind: FailureKind,
+        /// Why no further attempt.
+        reason: GiveUpReason,
+    },
+    /// Attempt `attempt` succeeded.
+    Succeeded {
+        /// The attempt that succeeded (1 = no retry).
+        attempt: u32,
+    },
+}
+
+/// An observer that hands every [`RetryEvent`] to a closure:
+/// `retrying(&policy).observer(OnEvent(|e| tx.send(e)))`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OnEvent<F>(pub F);
+
+impl<F: FnMut(RetryEvent)> RetryObserver for OnEvent<F> {
+    fn on_retry(&mut self, attempt: u32, kind: FailureKind, delay: Duration) {
+        (self.0)(RetryEvent::Retry {
+            attempt,
+            kind,
+            delay,
+        });
+    }
+    fn on_give_up(&mut self, attempt: u32, kind: FailureKind, reason: GiveUpReason) {
+        (self.0)(RetryEvent::GiveUp {
+            attempt,
+            kind,
+            reason,
+        });
+    }
+    fn on_success(&mut self, attempt: u32) {
+        (self.0)(RetryEvent::Succeeded { attempt });
+    }
+}
 
 /// A retry budget shared between callers, as the retry driver draws from it (after
 /// Finagle's `RetryBudget` and gRPC's retry throttling): every run deposits once, every
@@ -436,15 +512,22 @@ impl<'p, Tm: Timer, O: RetryObserver, G: RetryGate> Retry<'p, Tm, O, G> {
             gate.on_call();
             loop {
                 let attempt = op();
+                let attempt_no = || state.as_ref().map_or(1, RetryState::attempts);
                 let failure = match attempt_timeout {
                     None => match attempt.await {
-                        Ok(v) => return Ok(v),
+                        Ok(v) => {
+                            observer.on_success(attempt_no());
+                            return Ok(v);
+                        }
                         Err(e) => Err(e),
                     },
                     Some(timeout) => {
                         let deadline = timer.now().saturating_add(timeout);
                         match race(&timer, deadline, attempt).await {
-                            Some(Ok(v)) => return Ok(v),
+                            Some(Ok(v)) => {
+                                observer.on_success(attempt_no());
+                                return Ok(v);
+                            }
                             Some(Err(e)) => Err(e),
                             None => Ok(timeout),
                         }
@@ -757,6 +840,47 @@ mod tests {
                 .run(classify, || ready(Err(E::Fatal))),
         );
         assert_eq!(gate.tokens.get(), 3);
+    }
+
+    #[test]
+    fn an_event_callback_hears_retries_give_ups_and_successes() {
+        let v = Virtual::default();
+        let policy = fixed_policy(3, Duration::from_millis(10)).unwrap();
+        let events = RefCell::new(Vec::new());
+        let calls = Cell::new(0);
+        let _: Result<u32, _> = v.run(
+            Retry::new(&v, &policy)
+                .observer(OnEvent(|e| events.borrow_mut().push(e)))
+                .run(classify, || {
+                    calls.set(calls.get() + 1);
+                    ready(if calls.get() < 2 {
+                        Err(E::Transient)
+                    } else {
+                        Ok(1)
+                    })
+                }),
+        );
+        let _: Result<u32, _> = v.run(
+            Retry::new(&v, &policy)
+                .observer(((), OnEvent(|e| events.borrow_mut().push(e))))
+                .run(classify, || ready(Err(E::Fatal))),
+        );
+        assert_eq!(
+            *events.borrow(),
+            [
+                RetryEvent::Retry {
+                    attempt: 1,
+                    kind: FailureKind::Network,
+                    delay: Duration::from_millis(10)
+                },
+                RetryEvent::Succeeded { attempt: 2 },
+                RetryEvent::GiveUp {
+                    attempt: 1,
+                    kind: FailureKind::Permanent,
+                    reason: GiveUpReason::NotRetryable(FailureKind::Permanent)
+                },
+            ]
+        );
     }
 
     #[test]

@@ -41,6 +41,7 @@ mod retry;
 pub use clock::AsyncIoClock;
 pub use health_monitor::HealthMonitor;
 pub use sturdy_shared::breaker::{BreakerCore, BreakerError};
+pub use sturdy_shared::breaker_events::{BreakerNotice, BreakerTotals, Cause};
 pub use sturdy_shared::health::{Assessed, HealthReading, MonitorConfig, SampleError};
 
 /// The shared circuit breaker handle (from `sturdy-shared`) on the `std` monotonic
@@ -58,4 +59,5 @@ pub type OwnedCallGuard<B = sturdy_core::ConsecutiveBreaker> =
 /// `retrying(&policy).budget(&budget)`.
 pub type RetryBudget = sturdy_shared::RetryBudget<AsyncIoClock>;
 pub use retry::{TracingObserver, retry, retrying};
-pub use sturdy_core::retry_driver::{Classified, RetryError, RetryGate};
+pub use sturdy_core::retry_driver::{Classified, OnEvent, RetryError, RetryEvent, RetryGate};
+pub use sturdy_shared::{RetryMetrics, RetryTotals};

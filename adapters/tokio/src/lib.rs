@@ -53,6 +53,7 @@ mod tower_breaker;
 mod tower_retry;
 
 pub use sturdy_shared::breaker::{BreakerCore, BreakerError};
+pub use sturdy_shared::breaker_events::{BreakerNotice, BreakerTotals, Cause};
 pub use sturdy_shared::health::{Assessed, HealthReading, MonitorConfig, SampleError};
 
 /// The shared circuit breaker handle (from `sturdy-shared`) on tokio time: clone it
@@ -93,7 +94,8 @@ pub use classify::{ClassifyResult, ErrorsAreFailures, HttpStatus};
 pub use clock::TokioClock;
 pub use health_monitor::HealthMonitor;
 pub use retry::{TracingObserver, retry, retrying};
-pub use sturdy_core::retry_driver::{Classified, RetryError, RetryGate};
+pub use sturdy_core::retry_driver::{Classified, OnEvent, RetryError, RetryEvent, RetryGate};
+pub use sturdy_shared::{RetryMetrics, RetryTotals};
 #[cfg(feature = "tower")]
 pub use tower_breaker::{CircuitBreakerLayer, CircuitBreakerService, ResponseFuture};
 #[cfg(feature = "tower")]

@@ -1,22 +1,25 @@
 //! `RetryLayer`: the core's retry loop around a tower service.
 
 use std::cell::Cell;
+use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use sturdy_core::breaker::Outcome;
 use sturdy_core::retry::{GiveUpReason, RetryPolicy};
-use sturdy_core::retry_driver::{Classified, RetryError};
+use sturdy_core::retry_driver::{Classified, OnEvent, RetryError, RetryEvent};
 use sturdy_core::{ConfigError, FailureKind};
+use sturdy_shared::RetryMetrics;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::RetryBudget;
 use crate::classify::{ClassifyResult, ErrorsAreFailures};
-use crate::retry::retrying;
+use crate::retry::{TracingObserver, retrying};
 
 /// Makes the copy of a request that each attempt sends. `None` means the request
 /// cannot be copied: it is sent once, as is, and not retried.
@@ -86,13 +89,30 @@ impl<Req, F: Fn(&Req) -> Option<Req>> CloneRequest<Req> for F {
 /// # let _ = layer;
 /// # Ok::<(), sturdy_core::ConfigError>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RetryLayer<K = ErrorsAreFailures, R = ByClone> {
     policy: RetryPolicy,
     classify: K,
     clone_request: R,
     attempt_timeout: Option<Duration>,
     budget: Option<RetryBudget>,
+    on_event: Option<EventHook>,
+}
+
+/// A callback for every retry decision of a layer.
+type EventHook = Arc<dyn Fn(&RetryEvent) + Send + Sync>;
+
+impl<K: fmt::Debug, R: fmt::Debug> fmt::Debug for RetryLayer<K, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryLayer")
+            .field("policy", &self.policy)
+            .field("classify", &self.classify)
+            .field("clone_request", &self.clone_request)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("budget", &self.budget)
+            .field("on_event", &self.on_event.is_some())
+            .finish()
+    }
 }
 
 impl RetryLayer {
@@ -105,6 +125,7 @@ impl RetryLayer {
             clone_request: ByClone,
             attempt_timeout: None,
             budget: None,
+            on_event: None,
         }
     }
 }
@@ -118,6 +139,7 @@ impl<K, R> RetryLayer<K, R> {
             clone_request: self.clone_request,
             attempt_timeout: self.attempt_timeout,
             budget: self.budget,
+            on_event: self.on_event,
         }
     }
 
@@ -129,6 +151,7 @@ impl<K, R> RetryLayer<K, R> {
             clone_request,
             attempt_timeout: self.attempt_timeout,
             budget: self.budget,
+            on_event: self.on_event,
         }
     }
 
@@ -150,6 +173,20 @@ impl<K, R> RetryLayer<K, R> {
     pub fn budget(mut self, budget: RetryBudget) -> Self {
         self.budget = Some(budget);
         self
+    }
+
+    /// Calls `f` with every retry decision (retries with their delay, give-ups with
+    /// their reason, successes), besides the `tracing` events. Replaces an earlier
+    /// callback or [`metrics`](Self::metrics).
+    pub fn on_event(mut self, f: impl Fn(&RetryEvent) + Send + Sync + 'static) -> Self {
+        self.on_event = Some(Arc::new(f));
+        self
+    }
+
+    /// Adds every retry decision to `metrics` (running totals; a clone of it: every
+    /// clone is the same totals). Replaces an earlier [`on_event`](Self::on_event).
+    pub fn metrics(self, metrics: RetryMetrics) -> Self {
+        self.on_event(move |e| metrics.record(e))
     }
 }
 
@@ -231,21 +268,30 @@ where
                 clone_request,
                 attempt_timeout,
                 budget,
+                on_event,
             } = layer;
+            let observer = (
+                TracingObserver,
+                OnEvent(move |e: RetryEvent| {
+                    if let Some(f) = &on_event {
+                        f(&e);
+                    }
+                }),
+            );
             // The template stays here; each attempt sends a copy. A request that
             // cannot be copied is sent itself, once, and not retried.
             let mut template = Some(req);
             let no_more_flag = AtomicBool::new(false);
             let attempts_made = AtomicU32::new(0);
             let (no_more, attempts, classify) = (&no_more_flag, &attempts_made, &classify);
-            let mut retry = retrying(&policy).budget(budget.as_ref());
-            if let Some(t) = attempt_timeout {
-                retry = match retry.attempt_timeout(t) {
-                    Ok(r) => r,
-                    // `RetryLayer::attempt_timeout` already refused zero.
-                    Err(_) => retrying(&policy).budget(budget.as_ref()),
-                };
-            }
+            let base = match attempt_timeout {
+                // `RetryLayer::attempt_timeout` already refused zero: `Err` never comes.
+                Some(t) => retrying(&policy)
+                    .attempt_timeout(t)
+                    .unwrap_or_else(|_| retrying(&policy)),
+                None => retrying(&policy),
+            };
+            let retry = base.observer(observer).budget(budget.as_ref());
             let result = REJECTED
                 .scope(
                     Cell::new(None),
