@@ -23,6 +23,8 @@ pub mod breaker_events;
 pub mod budget;
 pub mod health;
 mod manual_clock;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 pub mod retry_metrics;
 pub mod striped;
 

@@ -55,6 +55,9 @@ mod tower_retry;
 pub use sturdy_shared::breaker::{BreakerCore, BreakerError};
 pub use sturdy_shared::breaker_events::{BreakerNotice, BreakerTotals, Cause};
 pub use sturdy_shared::health::{Assessed, HealthReading, MonitorConfig, SampleError};
+/// Prometheus export (feature `prometheus`): see [`sturdy_shared::prometheus`].
+#[cfg(feature = "prometheus")]
+pub use sturdy_shared::prometheus;
 
 /// The shared circuit breaker handle (from `sturdy-shared`) on tokio time: clone it
 /// freely, call it from any task or thread. See [`sturdy_shared::breaker`] for the
