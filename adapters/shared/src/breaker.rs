@@ -32,6 +32,7 @@ use sturdy_core::breaker::{
     BreakerEvent, CircuitBreaker, ConsecutiveBreaker, Metrics, Outcome, Permit, Rejected,
     SlidingWindow, State,
 };
+use sturdy_core::retry_driver::Classified;
 use sturdy_core::{Clock, FailureKind, Instant};
 
 use crate::breaker_events::{BreakerNotice, BreakerTotals, Cause, Subscriber, Subscribers, Totals};
@@ -360,6 +361,20 @@ impl<B: BreakerCore, C: Clock> Breaker<B, C> {
         rejected
             .retry_at
             .saturating_duration_since(self.shared.clock.now())
+    }
+
+    /// A classifier for a retry loop around [`call`](Self::call): a rejection waits
+    /// for this breaker or gives up ([`Classified::rejected`] with
+    /// [`wait_for`](Self::wait_for)), a failed call is a failure of `kind`.
+    ///
+    /// ```text
+    /// retrying(&policy).run(breaker.classifier(FailureKind::Network), || breaker.call(op()))
+    /// ```
+    pub fn classifier<E>(&self, kind: FailureKind) -> impl Fn(&BreakerError<E>) -> Classified + '_ {
+        move |e| match e {
+            BreakerError::Rejected(r) => Classified::rejected(self.wait_for(r)),
+            BreakerError::Failed(_) => kind.into(),
+        }
     }
 
     /// The current state (after handling any timeout that is due).

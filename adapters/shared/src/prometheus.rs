@@ -162,6 +162,15 @@ impl SturdyCollector {
     }
 }
 
+/// `registry` in the Prometheus text format (`text/plain; version=0.0.4`), what a
+/// `/metrics` handler returns.
+pub fn encode_text(registry: &Registry) -> String {
+    let mut body = String::new();
+    // Writing into a `String` cannot fail.
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut body, registry);
+    body
+}
+
 /// A label value that is never empty.
 fn non_empty(s: &str) -> &str {
     if s.is_empty() { "unnamed" } else { s }
