@@ -16,7 +16,7 @@
 //!   a blocking thread, publishing the latest reading through `tokio::sync::watch`;
 //! - tower (feature `tower`, on by default): [`CircuitBreakerLayer`] and [`RetryLayer`]
 //!   for hyper, axum and tonic stacks, judging results with a [`ClassifyResult`]
-//!   ([`HttpStatus`] for HTTP);
+//!   ([`HttpStatus`] for HTTP; `GrpcStatus` for gRPC, feature `grpc`);
 //! - [`supervisor`]: the async task farm that drives the core's ledger over a pool of
 //!   workers (in-process tokio tasks, or child processes as in the `sturdy` CLI);
 //! - [`checkpoint_store`]: a directory-backed checkpoint store with crash-safe writes,
@@ -92,6 +92,8 @@ pub type CallGuard<'a, B = sturdy_core::ConsecutiveBreaker> =
 /// A [`Breaker`]'s owned call guard (`'static`).
 pub type OwnedCallGuard<B = sturdy_core::ConsecutiveBreaker> =
     sturdy_shared::breaker::OwnedCallGuard<B, TokioClock>;
+#[cfg(feature = "grpc")]
+pub use classify::GrpcStatus;
 #[cfg(feature = "tower")]
 pub use classify::{ClassifyResult, ErrorsAreFailures, HttpStatus};
 pub use clock::TokioClock;
