@@ -1,6 +1,7 @@
 //! `sturdy probe`: the host health report from `sturdy-probe`, judged by the core's
 //! rules (default thresholds), as a table, JSON or the Prometheus text format, once or
-//! every `--watch` interval.
+//! every `--watch` interval. JSON carries `schema_version` and `timestamp`; under
+//! `--watch` it is one object per line (NDJSON).
 
 use std::io::Write;
 
@@ -23,9 +24,15 @@ pub(crate) fn run(args: &ProbeArgs) -> Result<i32, CliError> {
     loop {
         let health = probe.health(&thresholds);
         let text = if args.json {
-            let mut j = sturdy_probe::json(&health);
-            j.push('\n');
-            j
+            let stamped = sturdy_probe::Stamped::new(&health, std::time::SystemTime::now());
+            if args.watch.is_some() {
+                // One object per line (NDJSON), so a reader can parse each as it comes.
+                sturdy_probe::json_line(&stamped)
+            } else {
+                let mut j = sturdy_probe::json(&stamped);
+                j.push('\n');
+                j
+            }
         } else if args.prometheus {
             sturdy_probe::prometheus_health(&health)
         } else {

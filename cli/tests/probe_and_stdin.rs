@@ -16,7 +16,10 @@ fn probe_prints_a_judged_report_in_each_format() {
     let status = v["report"]["status"]
         .as_str()
         .unwrap_or_default()
-        .to_lowercase();
+        .to_owned();
+    assert_eq!(v["schema_version"], 2, "{v}");
+    let ts = v["timestamp"].as_str().unwrap_or_default();
+    assert!(ts.len() == 24 && ts.ends_with('Z'), "RFC 3339 UTC ms: {ts}");
     assert!(
         ["healthy", "degraded", "critical", "unknown"].contains(&status.as_str()),
         "{v}"
@@ -33,6 +36,28 @@ fn probe_prints_a_judged_report_in_each_format() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// `--watch --json` writes one JSON object per line (NDJSON), each stamped.
+#[test]
+fn probe_watch_json_is_ndjson() {
+    use std::io::BufRead;
+    let mut child = sturdy()
+        .args(["probe", "--watch", "1s", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stamps = Vec::new();
+    for _ in 0..2 {
+        let line = lines.next().unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).expect("one object per line");
+        assert_eq!(v["schema_version"], 2, "{v}");
+        stamps.push(v["timestamp"].as_str().unwrap().to_owned());
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(stamps[0] < stamps[1], "{stamps:?}");
 }
 
 #[test]

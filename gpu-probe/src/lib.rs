@@ -62,7 +62,7 @@ mod table;
 
 pub use cpu::{MIN_CPU_INTERVAL, parse_proc_stat};
 pub use disks::{MountSelection, PSEUDO_FILESYSTEMS, is_pseudo, select_mounts};
-pub use json::{json, write_json};
+pub use json::{SCHEMA_VERSION, Stamped, json, json_line, write_json};
 pub use nvml_source::NvmlSource;
 pub use probe::{Probe, ProbeConfig};
 pub use prometheus::{

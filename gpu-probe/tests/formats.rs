@@ -255,9 +255,22 @@ fn json_round_trips_through_serde() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["host"]["cpu_percent"], 25.0);
     assert_eq!(
-        v["gpus"]["Devices"]["devices"][0]["recent_xids"],
+        v["gpus"]["devices"]["devices"][0]["recent_xids"],
         serde_json::json!([79, 79, 13])
     );
+    // Enum values in snake_case, as in the text and Prometheus outputs; clocks event
+    // reasons as names, not a bit mask.
+    let mut s2 = s.clone();
+    if let GpuReadout::Devices { devices, .. } = &mut s2.gpus {
+        devices[0].throttle_reasons = Some(ThrottleReasons(0x4 | 0x40 | 0x1000));
+    }
+    let v2: serde_json::Value = serde_json::from_str(&sturdy_probe::json(&s2)).unwrap();
+    assert_eq!(
+        v2["gpus"]["devices"]["devices"][0]["throttle_reasons"],
+        serde_json::json!(["sw_power_cap", "hw_thermal_slowdown", "unknown_0x1000"])
+    );
+    let back2: MachineSample = serde_json::from_str(&sturdy_probe::json(&s2)).unwrap();
+    assert_eq!(back2, s2);
     let mut buf = Vec::new();
     sturdy_probe::write_json(&mut buf, &s).unwrap();
     assert_eq!(String::from_utf8(buf).unwrap(), format!("{text}\n"));
@@ -289,5 +302,5 @@ fn prometheus_health_adds_the_verdict_as_a_state_set() {
         critical as f64
     );
     let v: serde_json::Value = serde_json::from_str(&sturdy_probe::json(&h)).unwrap();
-    assert_eq!(v["report"]["status"], "Critical");
+    assert_eq!(v["report"]["status"], "critical");
 }

@@ -12,6 +12,7 @@ pub const MAX_ISSUES: usize = 32;
 /// How bad one issue is. Ordered: `Unknown < Degraded < Critical`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Severity {
     /// A reading that the rules need was missing or invalid: nothing is known to be
     /// wrong, but the machine cannot be called healthy.
@@ -44,6 +45,7 @@ impl fmt::Display for Severity {
 /// outranks a missing reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum HealthStatus {
     /// Every required reading was present and within its levels.
     Healthy,
@@ -86,6 +88,7 @@ impl fmt::Display for HealthStatus {
 /// What an [`Issue`] is about; fixes the unit of its `value` and `limit`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum Metric {
     /// CPU busy, %.
@@ -147,6 +150,7 @@ impl Metric {
 /// Which part of the machine an [`Issue`] is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum Device {
     /// The host as a whole (CPU, memory, the disk and GPU lists).

@@ -176,9 +176,88 @@ impl HostSample {
 /// Why a GPU's clocks are held down: a set of NVML "clocks event reasons"
 /// (`nvmlClocksEventReasons`, formerly "throttle reasons"), with NVML's own bit values
 /// so that a probe passes the mask through unchanged. Unknown bits are kept.
+///
+/// Serialized (feature `serde`) as a list of names in human-readable formats (JSON:
+/// `["sw_power_cap", "hw_slowdown"]`, an unknown bit as `"unknown_0x100"`), and as the
+/// bare mask in binary ones (postcard).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ThrottleReasons(pub u64);
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for ThrottleReasons {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        if !s.is_human_readable() {
+            return s.serialize_u64(self.0);
+        }
+        let mut seq = s.serialize_seq(None)?;
+        for bit in 0..64 {
+            let mask = 1u64 << bit;
+            if self.0 & mask == 0 {
+                continue;
+            }
+            match Self::NAMES.iter().find(|(r, _)| r.0 == mask) {
+                Some((_, name)) => seq.serialize_element(name)?,
+                None => seq.serialize_element(&UnknownBit(mask))?,
+            }
+        }
+        seq.end()
+    }
+}
+
+/// An unknown reason bit, serialized as `unknown_0x...`.
+#[cfg(feature = "serde")]
+struct UnknownBit(u64);
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for UnknownBit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("unknown_{:#x}", self.0))
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for ThrottleReasons {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl<'de> serde::de::Visitor<'de> for Names {
+            type Value = ThrottleReasons;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of clocks event reason names, or a bit mask")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ThrottleReasons, E> {
+                Ok(ThrottleReasons(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ThrottleReasons, A::Error> {
+                let mut mask = 0u64;
+                // Owned, bounded: names are at most 23 bytes, so a reader that cannot
+                // lend a `&str` (an escaped string, `from_reader`) works too.
+                while let Some(name) = seq.next_element::<heapless::String<40>>()? {
+                    let name = name.as_str();
+                    let bit = match ThrottleReasons::NAMES.iter().find(|(_, n)| *n == name) {
+                        Some((r, _)) => r.0,
+                        None => name
+                            .strip_prefix("unknown_0x")
+                            .and_then(|h| u64::from_str_radix(h, 16).ok())
+                            .ok_or_else(|| {
+                                serde::de::Error::unknown_variant(name, &["gpu_idle", "..."])
+                            })?,
+                    };
+                    mask |= bit;
+                }
+                Ok(ThrottleReasons(mask))
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_seq(Names)
+        } else {
+            d.deserialize_u64(Names)
+        }
+    }
+}
 
 impl ThrottleReasons {
     /// Every named reason with its stable, lower-case name (as NVML's
@@ -357,6 +436,7 @@ impl GpuSample {
 /// Why no GPU could be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum UnavailableKind {
     /// The GPU management library (NVML, `libnvidia-ml.so`) is not installed: usually a
@@ -429,6 +509,7 @@ impl fmt::Display for GpuUnavailable {
 /// The GPU part of a [`MachineSample`].
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 #[allow(
     clippy::large_enum_variant,

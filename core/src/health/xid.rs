@@ -12,6 +12,7 @@ use core::fmt;
 /// What an XID says about a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum XidClass {
     /// The device is broken or unsafe to use until reset or repaired: XIDs 48, 64, 74,
