@@ -20,6 +20,7 @@ mod journal;
 mod oom;
 mod options;
 mod probe_cmd;
+mod probe_listen;
 mod process_fence;
 mod process_pool;
 mod protocol;

@@ -70,6 +70,12 @@ pub(crate) struct ProbeArgs {
     /// Sample again every INTERVAL (for example `5s`; at least 1s) until interrupted.
     #[arg(long, value_name = "INTERVAL", value_parser = parse_watch)]
     pub(crate) watch: Option<Duration>,
+    /// Serve HTTP on ADDR (for example `127.0.0.1:9101`) instead of printing: `/metrics`
+    /// (the latest sample, Prometheus text format), `/livez` (200 while the sampling
+    /// loop keeps sampling) and `/readyz` (503 while the host is critical or not yet
+    /// sampled), sampling every `--watch` interval (default 5s).
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["json", "prometheus"])]
+    pub(crate) listen: Option<std::net::SocketAddr>,
 }
 
 /// Jitter applied to the retry backoff.

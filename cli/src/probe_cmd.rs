@@ -16,6 +16,10 @@ use crate::options::ProbeArgs;
 /// # Errors
 /// Writing to stdout failed.
 pub(crate) fn run(args: &ProbeArgs) -> Result<i32, CliError> {
+    if let Some(addr) = args.listen {
+        let interval = args.watch.unwrap_or(crate::probe_listen::DEFAULT_INTERVAL);
+        return crate::probe_listen::serve(addr, interval);
+    }
     let thresholds = Thresholds::default();
     let mut probe = Probe::new();
     // CPU use is a difference of two readings: take the first one now.

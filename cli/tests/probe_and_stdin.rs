@@ -60,6 +60,62 @@ fn probe_watch_json_is_ndjson() {
     assert!(stamps[0] < stamps[1], "{stamps:?}");
 }
 
+/// `GET path` over HTTP/1.0 to `addr`: (status code, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, body.to_owned())
+}
+
+/// `--listen` serves /metrics, /livez and /readyz, consistent with each other.
+#[test]
+fn probe_listen_serves_metrics_livez_and_readyz() {
+    use std::io::BufRead;
+    let mut child = sturdy()
+        .args(["probe", "--listen", "127.0.0.1:0", "--watch", "1s"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    // Alive from the start; ready (or not) once the first sample is in.
+    assert_eq!(http_get(&addr, "/livez").0, 200);
+    let metrics = loop {
+        match http_get(&addr, "/metrics") {
+            (503, body) => {
+                assert_eq!(body, "not sampled yet\n");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            (code, body) => {
+                assert_eq!(code, 200, "{body}");
+                break body;
+            }
+        }
+    };
+    assert!(metrics.contains("sturdy_health_status{"), "{metrics}");
+    let critical = metrics
+        .lines()
+        .any(|l| l == r#"sturdy_health_status{status="critical"} 1"#);
+    let (ready, body) = http_get(&addr, "/readyz");
+    assert_eq!(ready, if critical { 503 } else { 200 }, "{body}");
+    assert_eq!(http_get(&addr, "/livez").0, 200);
+    assert_eq!(http_get(&addr, "/nope").0, 404);
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
 #[test]
 fn tasks_from_stdin() {
     let dir = tempfile::tempdir().unwrap();
