@@ -131,8 +131,7 @@ fn retry_decisions_and_budget_never_allocate() {
     let policy = RetryPolicy::new(5, backoff)
         .unwrap()
         .with_max_elapsed(Duration::from_secs(60))
-        .unwrap()
-        .with_budget(RetryBudgetConfig::default());
+        .unwrap();
     let mut budget = RetryBudget::new(RetryBudgetConfig::default(), Instant::ZERO);
     let (n, (retries, give_ups)) = allocations_during(|| {
         let (mut retries, mut give_ups) = (0u32, 0u32);

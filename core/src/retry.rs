@@ -15,7 +15,11 @@
 //!   to it;
 //! - a [`RetryBudget`] (a token bucket after Finagle's `RetryBudget` and gRPC's retry
 //!   throttling) lets retries be at most a ratio of recent calls plus a small floor, so a
-//!   fleet of callers cannot turn an outage into a retry storm.
+//!   fleet of callers cannot turn an outage into a retry storm. A budget is shared state,
+//!   not part of a policy: it is handed to the decision that draws from it
+//!   ([`RetryState::on_failure_with`], [`RetryState::on_failure_gated`]) or to the retry
+//!   driver ([`Retry::budget`](crate::retry_driver::Retry::budget)), and the adapters
+//!   share one between tasks and threads (`sturdy_shared::RetryBudget`, lock-free).
 //!
 //! ```
 //! use core::time::Duration;
@@ -45,7 +49,7 @@ use crate::error::ConfigError;
 use crate::failure::{FailureKind, KindSet};
 use crate::time::{Instant, Monotonic, duration_to_nanos};
 
-/// How a task or call is retried. Shape: about 80 bytes, `Copy`.
+/// How a task or call is retried. Shape: under 80 bytes, `Copy`.
 ///
 /// Deserializing (feature `serde`) checks the rules of the constructors: a value no
 /// constructor would build is an error.
@@ -57,13 +61,12 @@ pub struct RetryPolicy {
     backoff: BackoffConfig,
     max_elapsed: Option<Duration>,
     retryable: KindSet,
-    budget: Option<RetryBudgetConfig>,
 }
 
 impl RetryPolicy {
     /// At most `max_attempts` calls in total (1 = never retry), waiting `backoff`
     /// between them; every kind but cancelled and permanent is retried; no elapsed-time
-    /// limit; no retry budget.
+    /// limit. (A retry budget is not part of a policy: see the [module docs](self).)
     ///
     /// # Errors
     /// `max_attempts` of zero.
@@ -79,7 +82,6 @@ impl RetryPolicy {
             backoff,
             max_elapsed: None,
             retryable: KindSet::retryable_defaults(),
-            budget: None,
         })
     }
 
@@ -102,13 +104,6 @@ impl RetryPolicy {
         self
     }
 
-    /// Names the retry budget the callers of this policy share (the budget's state is a
-    /// separate [`RetryBudget`], passed to [`RetryState::on_failure_with`]).
-    pub const fn with_budget(mut self, budget: RetryBudgetConfig) -> Self {
-        self.budget = Some(budget);
-        self
-    }
-
     /// Calls in total, the first included.
     pub const fn max_attempts(&self) -> u32 {
         self.max_attempts
@@ -127,11 +122,6 @@ impl RetryPolicy {
     /// The kinds that are retried.
     pub const fn retryable(&self) -> KindSet {
         self.retryable
-    }
-
-    /// The retry budget's config, if any.
-    pub const fn budget(&self) -> Option<RetryBudgetConfig> {
-        self.budget
     }
 }
 
@@ -186,6 +176,13 @@ pub enum GiveUpReason {
     },
     /// The shared retry budget had no token.
     BudgetExhausted,
+    /// A circuit breaker refused the call and admits again only in `wait`, beyond the
+    /// policy's backoff cap ([`Duration::MAX`]: only after a manual reset); see
+    /// [`Classified::rejected`](crate::retry_driver::Classified::rejected).
+    BreakerOpen {
+        /// How long until the breaker admits again, from the refusal.
+        wait: Duration,
+    },
     /// The task's workers crashed under it more often than the ledger's crash limit
     /// allows ([`LedgerConfig::with_crash_limit`](crate::manager::LedgerConfig::with_crash_limit)):
     /// not a decision of a [`RetryState`], which counts only the task's own failures, but
@@ -211,6 +208,14 @@ impl fmt::Display for GiveUpReason {
                 )
             }
             Self::BudgetExhausted => f.write_str("retry budget exhausted"),
+            Self::BreakerOpen { wait } if *wait == Duration::MAX => {
+                f.write_str("circuit breaker open until reset")
+            }
+            Self::BreakerOpen { wait } => write!(
+                f,
+                "circuit breaker open for {} ms more, beyond the backoff cap",
+                wait.as_millis()
+            ),
             Self::CrashLimit { crashes } => {
                 write!(f, "gave up after its worker crashed {crashes} times")
             }
@@ -270,6 +275,27 @@ impl RetryState {
         retry_after: Option<Duration>,
         budget: Option<&mut RetryBudget>,
     ) -> Decision {
+        match budget {
+            Some(b) => {
+                self.on_failure_gated(policy, kind, now, retry_after, |now| b.try_withdraw(now))
+            }
+            None => self.on_failure_gated(policy, kind, now, retry_after, |_| true),
+        }
+    }
+
+    /// [`on_failure_with`](Self::on_failure_with) with the budget as a gate: once every
+    /// other rule allows a retry, `may_retry(now)` is asked exactly once (and only then,
+    /// so a token is taken only for a retry that happens); `false` gives up with
+    /// [`GiveUpReason::BudgetExhausted`]. This is how a budget shared between tasks or
+    /// threads (behind an atomic or a lock) takes part in the decision.
+    pub fn on_failure_gated(
+        &mut self,
+        policy: &RetryPolicy,
+        kind: FailureKind,
+        now: Instant,
+        retry_after: Option<Duration>,
+        may_retry: impl FnOnce(Instant) -> bool,
+    ) -> Decision {
         let now = self.clock.observe(now);
         if self.finished {
             return Decision::GiveUp(GiveUpReason::Finished);
@@ -301,9 +327,7 @@ impl RetryState {
                 return give_up(self, GiveUpReason::ElapsedExceeded { elapsed });
             }
         }
-        if let Some(b) = budget
-            && !b.try_withdraw(now)
-        {
+        if !may_retry(now) {
             return give_up(self, GiveUpReason::BudgetExhausted);
         }
         self.attempts += 1;
@@ -383,6 +407,21 @@ impl RetryBudgetConfig {
             max_tokens,
         })
     }
+
+    /// Thousandths of a token each new request deposits.
+    pub const fn ratio_permille(&self) -> u32 {
+        self.ratio_permille
+    }
+
+    /// Tokens that trickle in every second whatever the traffic.
+    pub const fn min_retries_per_sec(&self) -> u32 {
+        self.min_retries_per_sec
+    }
+
+    /// The most tokens the bucket holds (and holds at the start).
+    pub const fn max_tokens(&self) -> u32 {
+        self.max_tokens
+    }
 }
 
 impl Default for RetryBudgetConfig {
@@ -405,7 +444,6 @@ struct RetryPolicyUnchecked {
     backoff: BackoffConfig,
     max_elapsed: Option<Duration>,
     retryable: KindSet,
-    budget: Option<RetryBudgetConfig>,
 }
 
 #[cfg(feature = "serde")]
@@ -415,9 +453,6 @@ impl TryFrom<RetryPolicyUnchecked> for RetryPolicy {
         let mut p = Self::new(u.max_attempts, u.backoff)?.with_retryable(u.retryable);
         if let Some(limit) = u.max_elapsed {
             p = p.with_max_elapsed(limit)?;
-        }
-        if let Some(budget) = u.budget {
-            p = p.with_budget(budget);
         }
         Ok(p)
     }
@@ -440,7 +475,13 @@ impl TryFrom<RetryBudgetConfigUnchecked> for RetryBudgetConfig {
     }
 }
 
-/// A shared retry budget: a token bucket in thousandths of a token. Shape: 40 bytes.
+/// A retry budget's state: a token bucket in thousandths of a token, with one owner
+/// (`&mut`). Shape: 40 bytes.
+///
+/// To share one budget between tasks or threads, as a budget must be to stop a retry
+/// storm, use the adapters' handles (`sturdy_shared::RetryBudget`: lock-free, `Clone +
+/// Send + Sync`; `sturdy_embassy::SharedRetryBudget`: a critical section), which follow
+/// these rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RetryBudget {
@@ -679,7 +720,7 @@ mod tests {
         // A clock that jumps backwards refills nothing and panics nowhere.
         assert!(!b.try_withdraw(Instant::ZERO));
 
-        let p = exp_policy(10).with_budget(cfg);
+        let p = exp_policy(10);
         let mut s = RetryState::new(Instant::from_secs(1), 0);
         let mut empty = RetryBudget::new(RetryBudgetConfig::new(0, 0, 1).unwrap(), Instant::ZERO);
         assert!(empty.try_withdraw(Instant::ZERO));
@@ -693,6 +734,43 @@ mod tests {
             ),
             Decision::GiveUp(GiveUpReason::BudgetExhausted)
         );
+    }
+
+    #[test]
+    fn a_gate_is_asked_once_and_only_for_a_retry_that_would_happen() {
+        let p = exp_policy(2);
+        let asked = core::cell::Cell::new(0);
+        let gate = |_| {
+            asked.set(asked.get() + 1);
+            true
+        };
+        let mut s = RetryState::new(Instant::ZERO, 0);
+        // Not retryable: the gate is not asked (no token taken for nothing).
+        assert_eq!(
+            s.on_failure_gated(&p, FailureKind::Permanent, Instant::ZERO, None, gate),
+            Decision::GiveUp(GiveUpReason::NotRetryable(FailureKind::Permanent))
+        );
+        assert_eq!(asked.get(), 0);
+        let mut s = RetryState::new(Instant::ZERO, 0);
+        assert_eq!(
+            s.on_failure_gated(&p, FailureKind::Network, Instant::ZERO, None, gate),
+            Decision::RetryAfter(Duration::from_secs(5))
+        );
+        assert_eq!(asked.get(), 1);
+        // Attempts exhausted: not asked again.
+        assert_eq!(
+            s.on_failure_gated(&p, FailureKind::Network, Instant::ZERO, None, gate),
+            Decision::GiveUp(GiveUpReason::AttemptsExhausted { attempts: 2 })
+        );
+        assert_eq!(asked.get(), 1);
+        // A refusing gate gives up, and the attempt count stays.
+        let mut s = RetryState::new(Instant::ZERO, 0);
+        assert_eq!(
+            s.on_failure_gated(&p, FailureKind::Network, Instant::ZERO, None, |_| false),
+            Decision::GiveUp(GiveUpReason::BudgetExhausted)
+        );
+        assert_eq!(s.attempts(), 1);
+        assert!(s.is_finished());
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //!   final useless sleep), or a kind the policy does not retry (at once, one call);
 //! - an optional per-attempt timeout races each call against a sleep; an attempt that
 //!   runs past it is dropped and counts as a [`FailureKind::TaskTimeout`] failure;
+//! - with a [`RetryGate`] set ([`Retry::budget`]), each run deposits into the shared
+//!   retry budget once, at its start, and each retry takes a token from it; an empty
+//!   budget gives up with [`GiveUpReason::BudgetExhausted`] (no budget: no limit but the
+//!   policy's);
 //! - it is cancellation-safe: it spawns nothing and owns every timer it arms, so
 //!   dropping the future drops the operation in flight and the sleep, and nothing is
 //!   left behind.
@@ -106,8 +110,9 @@ pub trait Timer {
     }
 }
 
-/// How a failed attempt is classified: its [`FailureKind`] and an optional server hint
-/// (HTTP `Retry-After`, gRPC pushback) for the delay before the next attempt.
+/// How a failed attempt is classified: its [`FailureKind`], an optional server hint
+/// (HTTP `Retry-After`, gRPC pushback) for the delay before the next attempt, and
+/// whether a circuit breaker refused the call.
 ///
 /// A classifier may return a bare [`FailureKind`]; it converts into this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +123,10 @@ pub struct Classified {
     /// A hint for the delay: the delay is the larger of the hint and the backoff draw,
     /// never above the backoff cap (see [`RetryState::on_failure_with`]).
     pub retry_after: Option<Duration>,
+    /// `Some(wait)`: a circuit breaker refused the call (it was never made) and admits
+    /// again in `wait` ([`Duration::MAX`]: only after a manual reset). See
+    /// [`Classified::rejected`] for what the driver does with it.
+    pub rejected: Option<Duration>,
 }
 
 impl Classified {
@@ -126,6 +135,25 @@ impl Classified {
         Self {
             kind,
             retry_after: Some(retry_after),
+            rejected: None,
+        }
+    }
+
+    /// A circuit breaker refused the call; it admits again in `wait` (the rejection's
+    /// `retry_at` minus now; [`Duration::MAX`] when only a manual reset will admit).
+    ///
+    /// The documented default for a rejection: it is **not retried blindly**. When the
+    /// breaker admits again within the policy's backoff cap (`wait <= cap`), the next
+    /// attempt waits at least until then (the larger of `wait` and the backoff draw;
+    /// it counts as an attempt and draws from the budget like any retry); otherwise the
+    /// loop gives up at once with [`GiveUpReason::BreakerOpen`]. A `max_elapsed` limit
+    /// also applies to the wait. Its kind is [`FailureKind::Network`] (the dependency
+    /// is known to be failing).
+    pub const fn rejected(wait: Duration) -> Self {
+        Self {
+            kind: FailureKind::Network,
+            retry_after: None,
+            rejected: Some(wait),
         }
     }
 }
@@ -135,6 +163,7 @@ impl From<FailureKind> for Classified {
         Self {
             kind,
             retry_after: None,
+            rejected: None,
         }
     }
 }
@@ -232,22 +261,154 @@ pub trait RetryObserver {
     fn on_give_up(&mut self, attempt: u32, kind: FailureKind, reason: GiveUpReason) {
         let _ = (attempt, kind, reason);
     }
+
+    /// Attempt `attempt` succeeded (1 = the first call, no retry).
+    fn on_success(&mut self, attempt: u32) {
+        let _ = attempt;
+    }
 }
 
 impl RetryObserver for () {}
 
+/// Both observers hear every event, the first one first.
+impl<A: RetryObserver, B: RetryObserver> RetryObserver for (A, B) {
+    fn on_retry(&mut self, attempt: u32, kind: FailureKind, delay: Duration) {
+        self.0.on_retry(attempt, kind, delay);
+        self.1.on_retry(attempt, kind, delay);
+    }
+    fn on_give_up(&mut self, attempt: u32, kind: FailureKind, reason: GiveUpReason) {
+        self.0.on_give_up(attempt, kind, reason);
+        self.1.on_give_up(attempt, kind, reason);
+    }
+    fn on_success(&mut self, attempt: u32) {
+        self.0.on_success(attempt);
+        self.1.on_success(attempt);
+    }
+}
+
+/// One thing the retry loop decided, as a value (for callbacks and channels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum RetryEvent {
+    /// Attempt `attempt` failed with `kind`; the next call comes after `delay`.
+    Retry {
+        /// The attempt that failed (1 = the first call).
+        attempt: u32,
+        /// Its failure kind.
+        kind: FailureKind,
+        /// The sleep before the next attempt.
+        delay: Duration,
+    },
+    /// Attempt `attempt` failed with `kind` and the loop stopped for `reason`.
+    GiveUp {
+        /// The last attempt (calls made in total).
+        attempt: u32,
+        /// Its failure kind.
+        kind: FailureKind,
+        /// Why no further attempt.
+        reason: GiveUpReason,
+    },
+    /// Attempt `attempt` succeeded.
+    Succeeded {
+        /// The attempt that succeeded (1 = no retry).
+        attempt: u32,
+    },
+}
+
+/// An observer that hands every [`RetryEvent`] to a closure:
+/// `retrying(&policy).observer(OnEvent(|e| tx.send(e)))`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OnEvent<F>(pub F);
+
+impl<F: FnMut(RetryEvent)> RetryObserver for OnEvent<F> {
+    fn on_retry(&mut self, attempt: u32, kind: FailureKind, delay: Duration) {
+        (self.0)(RetryEvent::Retry {
+            attempt,
+            kind,
+            delay,
+        });
+    }
+    fn on_give_up(&mut self, attempt: u32, kind: FailureKind, reason: GiveUpReason) {
+        (self.0)(RetryEvent::GiveUp {
+            attempt,
+            kind,
+            reason,
+        });
+    }
+    fn on_success(&mut self, attempt: u32) {
+        (self.0)(RetryEvent::Succeeded { attempt });
+    }
+}
+
+/// A retry budget shared between callers, as the retry driver draws from it (after
+/// Finagle's `RetryBudget` and gRPC's retry throttling): every run deposits once, every
+/// retry asks for a token. `&self` methods: a gate is shared, so it synchronises inside
+/// (atomics in `sturdy_shared::RetryBudget`, a critical section in
+/// `sturdy_embassy::SharedRetryBudget`); it reads its own clock, so callers on clocks of
+/// different origins share it safely.
+pub trait RetryGate {
+    /// A run (a first attempt) started: deposit its share.
+    fn on_call(&self);
+
+    /// One more retry is about to be scheduled: `true` takes a token for it, `false`
+    /// (the budget is empty) makes the run give up with
+    /// [`GiveUpReason::BudgetExhausted`]. Asked only when every other rule of the
+    /// policy allows the retry.
+    fn try_retry(&self) -> bool;
+}
+
+/// No retry budget: every retry the policy allows is made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unlimited;
+
+impl RetryGate for Unlimited {
+    #[inline]
+    fn on_call(&self) {}
+    #[inline]
+    fn try_retry(&self) -> bool {
+        true
+    }
+}
+
+impl<G: RetryGate + ?Sized> RetryGate for &G {
+    #[inline]
+    fn on_call(&self) {
+        (**self).on_call();
+    }
+    #[inline]
+    fn try_retry(&self) -> bool {
+        (**self).try_retry()
+    }
+}
+
+/// `None` is [`Unlimited`].
+impl<G: RetryGate> RetryGate for Option<G> {
+    #[inline]
+    fn on_call(&self) {
+        if let Some(g) = self {
+            g.on_call();
+        }
+    }
+    #[inline]
+    fn try_retry(&self) -> bool {
+        self.as_ref().is_none_or(RetryGate::try_retry)
+    }
+}
+
 /// One retried call: a timer, a policy and options, run with [`Retry::run`].
 ///
-/// Shape: the timer, a reference to the policy, about 40 bytes of options and the
-/// observer.
+/// Shape: the timer, a reference to the policy, about 40 bytes of options, the
+/// observer and the budget gate.
 #[derive(Debug)]
 #[must_use = "a Retry does nothing until `run(..).await`"]
-pub struct Retry<'p, Tm, O = ()> {
+pub struct Retry<'p, Tm, O = (), G = Unlimited> {
     timer: Tm,
     policy: &'p RetryPolicy,
     attempt_timeout: Option<Duration>,
     seed: Option<u64>,
     observer: O,
+    gate: G,
 }
 
 impl<'p, Tm: Timer> Retry<'p, Tm> {
@@ -260,11 +421,12 @@ impl<'p, Tm: Timer> Retry<'p, Tm> {
             attempt_timeout: None,
             seed: None,
             observer: (),
+            gate: Unlimited,
         }
     }
 }
 
-impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
+impl<'p, Tm: Timer, O: RetryObserver, G: RetryGate> Retry<'p, Tm, O, G> {
     /// Drops any attempt still running `timeout` after it started and counts it as a
     /// [`FailureKind::TaskTimeout`] failure.
     ///
@@ -285,13 +447,28 @@ impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
     }
 
     /// Reports retries and give-ups to `observer`.
-    pub fn observer<O2: RetryObserver>(self, observer: O2) -> Retry<'p, Tm, O2> {
+    pub fn observer<O2: RetryObserver>(self, observer: O2) -> Retry<'p, Tm, O2, G> {
         Retry {
             timer: self.timer,
             policy: self.policy,
             attempt_timeout: self.attempt_timeout,
             seed: self.seed,
             observer,
+            gate: self.gate,
+        }
+    }
+
+    /// Draws retries from the shared budget `gate`: the run deposits once at its start,
+    /// each retry takes a token, and an empty budget gives up with
+    /// [`GiveUpReason::BudgetExhausted`] (the last failure is returned at once).
+    pub fn budget<G2: RetryGate>(self, gate: G2) -> Retry<'p, Tm, O, G2> {
+        Retry {
+            timer: self.timer,
+            policy: self.policy,
+            attempt_timeout: self.attempt_timeout,
+            seed: self.seed,
+            observer: self.observer,
+            gate,
         }
     }
 
@@ -319,6 +496,7 @@ impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
             attempt_timeout,
             seed,
             mut observer,
+            gate,
         } = self;
         // An `async` block rather than an `async fn`: its captures are used where they
         // lie, while an `async fn` first moves each argument into its body's locals, a
@@ -333,17 +511,25 @@ impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
             };
             // Only `max_elapsed` reads the start time: read the clock up front for it alone.
             let mut state = policy.max_elapsed().map(|_| new_state(timer.now()));
+            gate.on_call();
             loop {
                 let attempt = op();
+                let attempt_no = || state.as_ref().map_or(1, RetryState::attempts);
                 let failure = match attempt_timeout {
                     None => match attempt.await {
-                        Ok(v) => return Ok(v),
+                        Ok(v) => {
+                            observer.on_success(attempt_no());
+                            return Ok(v);
+                        }
                         Err(e) => Err(e),
                     },
                     Some(timeout) => {
                         let deadline = timer.now().saturating_add(timeout);
                         match race(&timer, deadline, attempt).await {
-                            Some(Ok(v)) => return Ok(v),
+                            Some(Ok(v)) => {
+                                observer.on_success(attempt_no());
+                                return Ok(v);
+                            }
                             Some(Err(e)) => Err(e),
                             None => Ok(timeout),
                         }
@@ -351,7 +537,15 @@ impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
                 };
                 let now = timer.now();
                 let st = state.get_or_insert_with(|| new_state(now));
-                match judge(policy, st, &mut observer, &mut classify, failure, now) {
+                match judge(
+                    policy,
+                    st,
+                    &mut observer,
+                    &mut classify,
+                    failure,
+                    now,
+                    &gate,
+                ) {
                     Ok(at) => sleep_until(&timer, at).await,
                     Err(e) => return Err(e),
                 }
@@ -431,6 +625,7 @@ impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
             attempt_timeout,
             seed,
             mut observer,
+            gate,
         } = self;
         async move {
             let new_state = |now: Instant| {
@@ -441,17 +636,26 @@ impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
                 RetryState::new(now, seed)
             };
             let mut state = policy.max_elapsed().map(|_| new_state(timer.now()));
+            gate.on_call();
             loop {
                 let attempt = op(&mut context);
+                let attempt_no =
+                    |s: &Option<RetryState>| s.as_ref().map_or(1, RetryState::attempts);
                 let failure = match attempt_timeout {
                     None => match attempt.await {
-                        Ok(v) => return (context, Ok(v)),
+                        Ok(v) => {
+                            observer.on_success(attempt_no(&state));
+                            return (context, Ok(v));
+                        }
                         Err(e) => Err(e),
                     },
                     Some(timeout) => {
                         let deadline = timer.now().saturating_add(timeout);
                         match race(&timer, deadline, attempt).await {
-                            Some(Ok(v)) => return (context, Ok(v)),
+                            Some(Ok(v)) => {
+                                observer.on_success(attempt_no(&state));
+                                return (context, Ok(v));
+                            }
                             Some(Err(e)) => Err(e),
                             None => Ok(timeout),
                         }
@@ -459,7 +663,15 @@ impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
                 };
                 let now = timer.now();
                 let st = state.get_or_insert_with(|| new_state(now));
-                match judge(policy, st, &mut observer, &mut classify, failure, now) {
+                match judge(
+                    policy,
+                    st,
+                    &mut observer,
+                    &mut classify,
+                    failure,
+                    now,
+                    &gate,
+                ) {
                     Ok(at) => sleep_until(&timer, at).await,
                     Err(e) => return (context, Err(e)),
                 }
@@ -470,23 +682,36 @@ impl<'p, Tm: Timer, O: RetryObserver> Retry<'p, Tm, O> {
 
 /// After a failed attempt (`Err(error)`, or `Ok(timeout)` when it timed out): the
 /// instant to call again, or the final error. Tells `observer`.
-fn judge<E, O: RetryObserver, K: Into<Classified>>(
+fn judge<E, O: RetryObserver, K: Into<Classified>, G: RetryGate>(
     policy: &RetryPolicy,
     state: &mut RetryState,
     observer: &mut O,
     classify: impl FnOnce(&E) -> K,
     failure: Result<Duration, E>,
     now: Instant,
+    gate: &G,
 ) -> Result<Instant, RetryError<E>> {
-    let (kind, retry_after) = match &failure {
+    let (kind, mut retry_after, rejected) = match &failure {
         Err(e) => {
             let c: Classified = classify(e).into();
-            (c.kind, c.retry_after)
+            (c.kind, c.retry_after, c.rejected)
         }
-        Ok(_timeout) => (FailureKind::TaskTimeout, None),
+        Ok(_timeout) => (FailureKind::TaskTimeout, None, None),
     };
     let attempt_no = state.attempts();
-    match state.on_failure_with(policy, kind, now, retry_after, None) {
+    let decision = match rejected {
+        // A breaker refusal: wait until it admits again when that is within the
+        // backoff's cap, else give up at once.
+        Some(wait) if wait > policy.backoff().cap() => {
+            Decision::GiveUp(GiveUpReason::BreakerOpen { wait })
+        }
+        Some(wait) => {
+            retry_after = Some(retry_after.map_or(wait, |h| h.max(wait)));
+            state.on_failure_gated(policy, kind, now, retry_after, |_| gate.try_retry())
+        }
+        None => state.on_failure_gated(policy, kind, now, retry_after, |_| gate.try_retry()),
+    };
+    match decision {
         Decision::RetryAfter(delay) => {
             observer.on_retry(attempt_no, kind, delay);
             // The error is dropped here, before the sleep.
@@ -607,6 +832,7 @@ mod tests {
     use core::cell::{Cell, RefCell};
     use core::future::ready;
     use core::task::Waker;
+    use std::string::ToString;
     use std::vec::Vec;
 
     /// A virtual clock with a tiny executor: when the future under test is pending, time
@@ -725,6 +951,112 @@ mod tests {
         // No useless sleep after the last failure.
         assert_eq!(v.now.get(), Instant::from_millis(70));
         assert_eq!(v.live_sleeps.get(), 0);
+    }
+
+    /// A single-threaded budget: `tokens` left, deposits counted.
+    #[derive(Default)]
+    struct CountingGate {
+        tokens: Cell<u32>,
+        calls: Cell<u32>,
+    }
+
+    impl RetryGate for CountingGate {
+        fn on_call(&self) {
+            self.calls.set(self.calls.get() + 1);
+        }
+        fn try_retry(&self) -> bool {
+            match self.tokens.get() {
+                0 => false,
+                n => {
+                    self.tokens.set(n - 1);
+                    true
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_budget_is_drawn_per_retry_and_an_empty_one_gives_up() {
+        let v = Virtual::default();
+        let policy = fixed_policy(6, Duration::from_millis(10)).unwrap();
+        let gate = CountingGate {
+            tokens: Cell::new(1),
+            ..CountingGate::default()
+        };
+        let calls = Cell::new(0);
+        let out: Result<(), _> = v.run(Retry::new(&v, &policy).budget(&gate).run(classify, || {
+            calls.set(calls.get() + 1);
+            ready(Err(E::Transient))
+        }));
+        // One token: the first call and one retry, not the policy's six calls.
+        assert_eq!(calls.get(), 2);
+        assert_eq!(gate.calls.get(), 1);
+        assert_eq!(gate.tokens.get(), 0);
+        assert_eq!(
+            out,
+            Err(RetryError::Failed {
+                error: E::Transient,
+                attempts: 2,
+                reason: GiveUpReason::BudgetExhausted
+            })
+        );
+        // A second run through the empty budget deposits and makes one call only.
+        let calls = Cell::new(0);
+        let out: Result<(), _> = v.run(Retry::new(&v, &policy).budget(&gate).run(classify, || {
+            calls.set(calls.get() + 1);
+            ready(Err(E::Transient))
+        }));
+        assert_eq!((calls.get(), gate.calls.get()), (1, 2));
+        assert_eq!(out.unwrap_err().reason(), GiveUpReason::BudgetExhausted);
+        // A kind the policy does not retry takes no token.
+        gate.tokens.set(3);
+        let _: Result<(), _> = v.run(
+            Retry::new(&v, &policy)
+                .budget(Some(&gate))
+                .run(classify, || ready(Err(E::Fatal))),
+        );
+        assert_eq!(gate.tokens.get(), 3);
+    }
+
+    #[test]
+    fn an_event_callback_hears_retries_give_ups_and_successes() {
+        let v = Virtual::default();
+        let policy = fixed_policy(3, Duration::from_millis(10)).unwrap();
+        let events = RefCell::new(Vec::new());
+        let calls = Cell::new(0);
+        let _: Result<u32, _> = v.run(
+            Retry::new(&v, &policy)
+                .observer(OnEvent(|e| events.borrow_mut().push(e)))
+                .run(classify, || {
+                    calls.set(calls.get() + 1);
+                    ready(if calls.get() < 2 {
+                        Err(E::Transient)
+                    } else {
+                        Ok(1)
+                    })
+                }),
+        );
+        let _: Result<u32, _> = v.run(
+            Retry::new(&v, &policy)
+                .observer(((), OnEvent(|e| events.borrow_mut().push(e))))
+                .run(classify, || ready(Err(E::Fatal))),
+        );
+        assert_eq!(
+            *events.borrow(),
+            [
+                RetryEvent::Retry {
+                    attempt: 1,
+                    kind: FailureKind::Network,
+                    delay: Duration::from_millis(10)
+                },
+                RetryEvent::Succeeded { attempt: 2 },
+                RetryEvent::GiveUp {
+                    attempt: 1,
+                    kind: FailureKind::Permanent,
+                    reason: GiveUpReason::NotRetryable(FailureKind::Permanent)
+                },
+            ]
+        );
     }
 
     #[test]
@@ -925,6 +1257,63 @@ mod tests {
         assert_eq!(v.live_sleeps.get(), 2);
         drop(fut);
         assert_eq!(v.live_sleeps.get(), 0);
+    }
+
+    #[test]
+    fn a_rejection_waits_for_the_breaker_or_gives_up_beyond_the_cap() {
+        // First delay 100 ms, cap 1 s: a breaker admitting again in 700 ms is waited
+        // for (not retried after 100 ms); one admitting in 5 s gives up at once.
+        let v = Virtual::default();
+        let backoff =
+            BackoffConfig::exponential(Duration::from_millis(100), 2_000, Duration::from_secs(1))
+                .unwrap()
+                .with_jitter(Jitter::None)
+                .unwrap();
+        let policy = RetryPolicy::new(5, backoff).unwrap();
+        let calls = RefCell::new(Vec::new());
+        let out: Result<u32, RetryError<Option<Duration>>> = v.run(retry(
+            &v,
+            &policy,
+            |e: &Option<Duration>| match e {
+                Some(wait) => Classified::rejected(*wait),
+                None => FailureKind::Network.into(),
+            },
+            || {
+                calls.borrow_mut().push(v.now.get());
+                let n = calls.borrow().len();
+                ready(match n {
+                    1 => Err(Some(Duration::from_millis(700))),
+                    _ => Ok(n as u32),
+                })
+            },
+        ));
+        assert_eq!(out, Ok(2));
+        assert_eq!(*calls.borrow(), [0, 700].map(Instant::from_millis).to_vec());
+
+        let calls = Cell::new(0);
+        let out: Result<u32, RetryError<Option<Duration>>> = v.run(retry(
+            &v,
+            &policy,
+            |e: &Option<Duration>| Classified::rejected(e.unwrap_or(Duration::MAX)),
+            || {
+                calls.set(calls.get() + 1);
+                ready(Err(Some(Duration::from_secs(5))))
+            },
+        ));
+        assert_eq!(calls.get(), 1);
+        assert_eq!(
+            out.unwrap_err().reason(),
+            GiveUpReason::BreakerOpen {
+                wait: Duration::from_secs(5)
+            }
+        );
+        assert_eq!(
+            GiveUpReason::BreakerOpen {
+                wait: Duration::MAX
+            }
+            .to_string(),
+            "circuit breaker open until reset"
+        );
     }
 
     #[test]

@@ -64,9 +64,9 @@ fn valid_configs_round_trip() {
     round_trip(
         RetryPolicy::default()
             .with_max_elapsed(Duration::from_secs(9))
-            .unwrap()
-            .with_budget(RetryBudgetConfig::default()),
+            .unwrap(),
     );
+    round_trip(RetryBudgetConfig::new(100, 2, 7).unwrap());
     round_trip(
         ConsecutiveConfig::original()
             .with_half_open_permits(2)
@@ -106,26 +106,13 @@ fn backoff_schedules_no_constructor_builds_are_refused() {
 #[test]
 fn retry_policies_and_budgets_no_constructor_builds_are_refused() {
     let none: Option<Dur> = None;
-    let no_budget: Option<(u32, u32, u32)> = None;
-    refused::<RetryPolicy, _>(&(0u32, backoff_ok(), none, 0x1ffu16, no_budget));
-    refused::<RetryPolicy, _>(&(3u32, backoff_ok(), Some((0u64, 0u32)), 0x1ffu16, no_budget));
-    refused::<RetryPolicy, _>(&(
-        3u32,
-        backoff_ok(),
-        none,
-        0x1ffu16,
-        Some((1_001u32, 1u32, 1u32)),
-    ));
-    refused::<RetryPolicy, _>(&(
-        3u32,
-        backoff_ok(),
-        none,
-        0x1ffu16,
-        Some((100u32, 1u32, 0u32)),
-    ));
+    refused::<RetryPolicy, _>(&(0u32, backoff_ok(), none, 0x1ffu16));
+    refused::<RetryPolicy, _>(&(3u32, backoff_ok(), Some((0u64, 0u32)), 0x1ffu16));
+    refused::<RetryBudgetConfig, _>(&(1_001u32, 1u32, 1u32));
+    refused::<RetryBudgetConfig, _>(&(100u32, 1u32, 0u32));
     refused::<RetryBudgetConfig, _>(&(u32::MAX, u32::MAX, 0u32));
     let p: RetryPolicy =
-        postcard::from_bytes(&bytes(&(3u32, backoff_ok(), none, 0x1ffu16, no_budget))).unwrap();
+        postcard::from_bytes(&bytes(&(3u32, backoff_ok(), none, 0x1ffu16))).unwrap();
     assert_eq!((p.max_attempts(), p.retryable()), (3, KindSet::all()));
 }
 
@@ -177,7 +164,10 @@ fn breaker_configs_no_constructor_builds_are_refused() {
     refused::<BreakerConfig, _>(&brk(backoff_ok(), 500_000, 0, 0, 2, 1, 1));
     refused::<BreakerConfig, _>(&brk(backoff_ok(), 500_000, 0, 10, 0, 1, 1));
     refused::<BreakerConfig, _>(&brk(backoff_ok(), 500_000, 0, 10, 2, 17, 1));
-    refused::<BreakerConfig, _>(&brk(backoff_ok(), 500_000, 0, 10, 2, 1, 0));
+    // A stored permit timeout of 0 means "the first open duration" (the default).
+    let c: BreakerConfig =
+        postcard::from_bytes(&bytes(&brk(backoff_ok(), 500_000, 0, 10, 2, 1, 0))).unwrap();
+    assert_eq!(c.permit_timeout(), c.open_backoff().raw_delay(1));
     refused::<BreakerConfig, _>(&brk(
         Backoff(Growth::Constant, 0, 0, 0),
         500_000,

@@ -12,10 +12,22 @@ use sturdy_core::{Clock, Instant};
 /// [`async_io::Timer`]s, which run under async-std, smol or any executor (async-io
 /// drives them from its own thread when nobody else does).
 ///
-/// Shape: a `OnceLock` of one `std::time::Instant` (about 24 bytes); `Send + Sync`.
-#[derive(Clone, Debug, Default)]
+/// Shape: a `OnceLock` of one `std::time::Instant` (about 24 bytes); `Send + Sync`; a
+/// clone shares the origin (cloning fixes it first).
+#[derive(Debug, Default)]
 pub struct AsyncIoClock {
     origin: OnceLock<std::time::Instant>,
+}
+
+/// A clone shares the origin: cloning fixes it (reading the clock, if it had not been
+/// read) and copies it, so instants of a clone and of its original are comparable even
+/// when the clone was made before either was read.
+impl Clone for AsyncIoClock {
+    fn clone(&self) -> Self {
+        let cell = OnceLock::new();
+        let _ = cell.set(self.origin());
+        Self { origin: cell }
+    }
 }
 
 impl AsyncIoClock {
@@ -66,5 +78,22 @@ impl Timer for AsyncIoClock {
     /// `now` mixed with std's per-call random hash keys.
     fn jitter_seed(&self, now: Instant) -> u64 {
         RandomState::new().hash_one(now.as_nanos())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clone_made_before_the_first_read_shares_the_origin() {
+        // Before: the original fixed its own origin at its first read, after the sleep,
+        // and read zero.
+        let a = AsyncIoClock::new();
+        let b = a.clone();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let at_a = Clock::now(&a);
+        assert!(at_a >= Instant::from_millis(2), "{at_a:?}");
+        assert!(Clock::now(&b) >= at_a);
     }
 }

@@ -11,6 +11,8 @@
 //! - [`AsyncIoClock`]: `std::time::Instant` as the core's `Instant`, and the
 //!   [`Timer`](sturdy_core::retry_driver::Timer) of the core's retry driver;
 //! - [`retry`] / [`retrying`]: the core's async retry loop, with `tracing` events;
+//! - [`RetryBudget`]: one retry budget shared by every caller, task and thread
+//!   (lock-free), drawn from by `retrying(..).budget(&b)`;
 //! - [`Breaker`]: the shared circuit breaker handle of `sturdy-shared`, on this clock;
 //! - [`HealthMonitor`]: a fixed-rate health probe sampler, as a future to spawn on any
 //!   executor.
@@ -39,6 +41,7 @@ mod retry;
 pub use clock::AsyncIoClock;
 pub use health_monitor::HealthMonitor;
 pub use sturdy_shared::breaker::{BreakerCore, BreakerError};
+pub use sturdy_shared::breaker_events::{BreakerNotice, BreakerTotals, Cause};
 pub use sturdy_shared::health::{Assessed, HealthReading, MonitorConfig, SampleError};
 
 /// The shared circuit breaker handle (from `sturdy-shared`) on the `std` monotonic
@@ -51,5 +54,10 @@ pub type CallGuard<'a, B = sturdy_core::ConsecutiveBreaker> =
 /// A [`Breaker`]'s owned call guard (`'static`).
 pub type OwnedCallGuard<B = sturdy_core::ConsecutiveBreaker> =
     sturdy_shared::breaker::OwnedCallGuard<B, AsyncIoClock>;
+/// The shared retry budget (from `sturdy-shared`) on the `std` monotonic clock: clone
+/// it into every caller; all clones draw from one bucket. Pass it with
+/// `retrying(&policy).budget(&budget)`.
+pub type RetryBudget = sturdy_shared::RetryBudget<AsyncIoClock>;
 pub use retry::{TracingObserver, retry, retry_with_context, retrying};
-pub use sturdy_core::retry_driver::{Classified, RetryError};
+pub use sturdy_core::retry_driver::{Classified, OnEvent, RetryError, RetryEvent, RetryGate};
+pub use sturdy_shared::{RetryMetrics, RetryTotals};

@@ -37,7 +37,8 @@ impl RetryObserver for TracingObserver {
 }
 
 /// A retry on async-io timers with `tracing` events, to configure before
-/// [`run`](Retry::run): `.attempt_timeout(d)?`, `.seed(s)`, `.observer(o)`.
+/// [`run`](Retry::run): `.attempt_timeout(d)?`, `.seed(s)`, `.observer(o)`,
+/// `.budget(&shared_budget)` (a [`RetryBudget`](crate::RetryBudget)).
 pub fn retrying(policy: &RetryPolicy) -> Retry<'_, AsyncIoClock, TracingObserver> {
     Retry::new(AsyncIoClock::new(), policy).observer(TracingObserver)
 }

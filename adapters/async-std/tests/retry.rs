@@ -165,3 +165,42 @@ fn attempt_timeout_is_a_task_timeout_failure() {
         assert_eq!(out, Ok(2));
     });
 }
+
+/// N concurrent callers on threads through one budget of 5 tokens (no deposits, no
+/// floor): exactly 5 retries in all, under async-std and under smol.
+#[test]
+fn concurrent_callers_through_one_budget_make_exactly_its_retries() {
+    use sturdy_async_std::RetryBudget;
+    use sturdy_core::retry::RetryBudgetConfig;
+    const CALLERS: u32 = 16;
+    type BoxFut = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+    let runners: [fn(BoxFut); 2] = [|f| async_std::task::block_on(f), |f| smol::block_on(f)];
+    for run in runners {
+        let budget = RetryBudget::new(RetryBudgetConfig::new(0, 0, 5).unwrap());
+        let policy = Arc::new(fixed_policy(4, Duration::ZERO).unwrap());
+        let calls = Arc::new(AtomicU32::new(0));
+        let threads: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                let (budget, policy, calls) = (budget.clone(), policy.clone(), calls.clone());
+                std::thread::spawn(move || {
+                    run(Box::pin(async move {
+                        let out: Result<(), _> = retrying(&policy)
+                            .budget(&budget)
+                            .run(classify, || {
+                                calls.fetch_add(1, Ordering::Relaxed);
+                                async { Err(Fault::Refused) }
+                            })
+                            .await;
+                        assert!(out.is_err());
+                    }));
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(calls.load(Ordering::Relaxed), CALLERS + 5);
+        assert_eq!(budget.retries_allowed(), 5);
+        assert_eq!(budget.calls(), u64::from(CALLERS));
+    }
+}

@@ -9,7 +9,9 @@
 //!   attempt and hands it back;
 //! - [`SharedBreaker`]: a core circuit breaker shared by tasks over `embassy-sync`'s
 //!   blocking mutex (the raw mutex is the application's), with drop-releasing
-//!   [`CallGuard`]s.
+//!   [`CallGuard`]s;
+//! - [`SharedRetryBudget`]: one retry budget for every task, behind a critical
+//!   section, drawn from by `retrying(..).budget(&b)`.
 //!
 //! Feature `defmt`: `defmt::Format` for every core type firmware logs (instants, breaker
 //! states and events, outcomes, refusals, retry errors and reasons, config errors;
@@ -78,15 +80,17 @@
 #![no_std]
 
 mod breaker;
+mod budget;
 mod clock;
 mod retry;
 
 pub use breaker::{BreakerCore, CallGuard, SharedBreaker};
+pub use budget::SharedRetryBudget;
 pub use clock::EmbassyClock;
 #[cfg(feature = "defmt")]
 pub use retry::DefmtObserver;
 pub use retry::{retry, retry_with_context, retrying};
-pub use sturdy_core::retry_driver::{Classified, RetryError};
+pub use sturdy_core::retry_driver::{Classified, RetryError, RetryGate};
 
 /// What firmware logs is `defmt::Format` (checked when this crate builds with `defmt`).
 #[cfg(feature = "defmt")]

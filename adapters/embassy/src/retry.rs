@@ -48,7 +48,7 @@ impl sturdy_core::retry_driver::RetryObserver for DefmtObserver {
 
 /// A retry on embassy-time, to configure before [`run`](Retry::run):
 /// `.attempt_timeout(d)?`, `.seed(s)`, `.observer(o)` (an observer can log with
-/// `defmt` or `log`).
+/// `defmt` or `log`), `.budget(&shared)` (a [`SharedRetryBudget`](crate::SharedRetryBudget)).
 pub const fn retrying(policy: &RetryPolicy) -> Retry<'_, EmbassyClock> {
     Retry::new(EmbassyClock, policy)
 }

@@ -279,3 +279,64 @@ fn a_mut_sensor_is_lent_to_each_attempt_and_handed_back() {
     assert_eq!(owned.reads[0], start);
     assert!(matches!(out, Err(RetryError::TimedOut { attempts: 4, .. })));
 }
+
+/// Four tasks, joined on one executor, through one budget of 2 tokens (no deposits,
+/// no floor): exactly 2 retries in all, though the policy allows 3 calls each.
+#[test]
+fn tasks_sharing_a_budget_make_exactly_its_retries() {
+    use sturdy_core::retry::RetryBudgetConfig;
+    use sturdy_embassy::SharedRetryBudget;
+    let _turn = DRIVER.lock().unwrap_or_else(|p| p.into_inner());
+    MockDriver::get().reset();
+    let budget = SharedRetryBudget::new(RetryBudgetConfig::new(0, 0, 2).unwrap());
+    let policy = fixed_policy(3, Duration::from_millis(5)).unwrap();
+    let calls = core::cell::Cell::new(0u32);
+    let caller = || {
+        retrying(&policy).budget(&budget).run(classify, || {
+            calls.set(calls.get() + 1);
+            async { Err::<(), _>(Fault::Nack) }
+        })
+    };
+    let all = async {
+        let (a, b) = futures_join(caller(), caller()).await;
+        let (c, d) = futures_join(caller(), caller()).await;
+        [a, b, c, d].map(|r| r.unwrap_err().reason())
+    };
+    let reasons = run(all, 100).unwrap();
+    assert_eq!(calls.get(), 4 + 2);
+    assert_eq!(budget.tokens(), 0);
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| **r == GiveUpReason::BudgetExhausted)
+            .count(),
+        // The first pair fail together and take a token each; their second failures
+        // and the second pair's first find the budget empty.
+        4
+    );
+}
+
+/// Polls two futures to completion together.
+async fn futures_join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    core::future::poll_fn(|cx| {
+        if ra.is_none()
+            && let Poll::Ready(v) = a.as_mut().poll(cx)
+        {
+            ra = Some(v);
+        }
+        if rb.is_none()
+            && let Poll::Ready(v) = b.as_mut().poll(cx)
+        {
+            rb = Some(v);
+        }
+        if ra.is_some() && rb.is_some() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    (ra.unwrap(), rb.unwrap())
+}

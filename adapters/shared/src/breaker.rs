@@ -4,7 +4,9 @@
 //! The core decides; the handle reads the clock, holds a lock for the duration of one
 //! core call (never across an `.await`) and turns the core's events into `tracing`
 //! events (target `sturdy_shared::breaker`: opened and probe-expired at `WARN`, the rest
-//! at `INFO`).
+//! at `INFO`) and into notices for its subscribers ([`Breaker::subscribe`]: every state
+//! change with its cause, every rejection; [`Breaker::subscribe_outcomes`]: every
+//! recorded outcome too). [`Breaker::totals`] are running totals that never reset.
 //!
 //! **Closed fast path.** While the breaker is closed and a success would change nothing
 //! but the call counter ([`BreakerCore::success_is_idle`]: a
@@ -23,14 +25,17 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
 
 use sturdy_core::breaker::{
     BreakerEvent, CircuitBreaker, ConsecutiveBreaker, Metrics, Outcome, Permit, Rejected,
     SlidingWindow, State,
 };
+use sturdy_core::retry_driver::Classified;
 use sturdy_core::{Clock, FailureKind, Instant};
 
+use crate::breaker_events::{BreakerNotice, BreakerTotals, Cause, Subscriber, Subscribers, Totals};
 use crate::striped::StripedCounter;
 
 /// The operations the shared handle needs from a core breaker; implemented for
@@ -139,7 +144,10 @@ struct Shared<B, C> {
     fast_base: AtomicU64,
     core: Mutex<B>,
     clock: C,
-    name: Box<str>,
+    /// Shared by every clone: naming one handle names them all.
+    name: RwLock<Arc<str>>,
+    totals: Totals,
+    subscribers: Subscribers,
 }
 
 /// A shared circuit breaker: clone it freely (one `Arc`), call it from any task or
@@ -189,7 +197,7 @@ impl<B, C> Clone for Breaker<B, C> {
 impl<B: BreakerCore, C: Clock> fmt::Debug for Breaker<B, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Breaker")
-            .field("name", &self.shared.name)
+            .field("name", &self.name())
             .field("state", &self.state())
             .finish()
     }
@@ -215,28 +223,56 @@ impl<B: BreakerCore, C: Clock> Breaker<B, C> {
                 fast_base: AtomicU64::new(0),
                 core: Mutex::new(core),
                 clock,
-                name: "breaker".into(),
+                name: RwLock::new("breaker".into()),
+                totals: Totals::default(),
+                subscribers: Subscribers::default(),
             }),
         }
     }
 
-    /// Names the breaker in its `tracing` events (the field `breaker`). Call before
-    /// cloning: a handle already cloned keeps its name.
+    /// Names the breaker in its `tracing` events (the field `breaker`), for this handle
+    /// and every clone of it, made before or after.
     pub fn named(self, name: &str) -> Self {
-        match Arc::try_unwrap(self.shared) {
-            Ok(mut shared) => {
-                shared.name = name.into();
-                Self {
-                    shared: Arc::new(shared),
-                }
-            }
-            Err(shared) => Self { shared },
-        }
+        *self
+            .shared
+            .name
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = name.into();
+        self
     }
 
-    /// The name used in `tracing` events.
-    pub fn name(&self) -> &str {
-        &self.shared.name
+    /// Calls `subscriber` with every state change (and its [`Cause`]) and every
+    /// rejection, from now on, for this handle and every clone. See [`Subscriber`]
+    /// for the rules (short, no calls back into this breaker). To get them on a
+    /// channel: `breaker.subscribe(move |name, n| { let _ = tx.send((name.to_owned(), *n)); })`.
+    pub fn subscribe(&self, subscriber: impl Fn(&str, &BreakerNotice) + Send + Sync + 'static) {
+        self.shared.subscribers.add(Arc::new(subscriber), false);
+    }
+
+    /// As [`subscribe`](Self::subscribe), and also every recorded outcome
+    /// ([`BreakerNotice::Recorded`]). While such a subscriber exists, successes on the
+    /// closed fast path also notify (a read lock per call).
+    pub fn subscribe_outcomes(
+        &self,
+        subscriber: impl Fn(&str, &BreakerNotice) + Send + Sync + 'static,
+    ) {
+        let s: Subscriber = Arc::new(subscriber);
+        self.shared.subscribers.add(s, true);
+    }
+
+    /// The running totals: calls, successes, failures, rejections, transitions per
+    /// state; they never reset.
+    pub fn totals(&self) -> BreakerTotals {
+        self.shared.totals.snapshot(self.shared.fast_calls.total())
+    }
+
+    /// The name used in `tracing` events (default `"breaker"`).
+    pub fn name(&self) -> Arc<str> {
+        self.shared
+            .name
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Asks leave for one call. The guard records the outcome
@@ -314,6 +350,33 @@ impl<B: BreakerCore, C: Clock> Breaker<B, C> {
         Ok(out)
     }
 
+    /// How long until the breaker may admit again after `rejected` (its `retry_at`
+    /// minus this breaker's clock now, zero when passed; [`Duration::MAX`] when only a
+    /// manual reset will admit). What a retry loop hands to
+    /// [`Classified::rejected`](sturdy_core::retry_driver::Classified::rejected).
+    pub fn wait_for(&self, rejected: &Rejected) -> Duration {
+        if rejected.retry_at == Instant::MAX {
+            return Duration::MAX;
+        }
+        rejected
+            .retry_at
+            .saturating_duration_since(self.shared.clock.now())
+    }
+
+    /// A classifier for a retry loop around [`call`](Self::call): a rejection waits
+    /// for this breaker or gives up ([`Classified::rejected`] with
+    /// [`wait_for`](Self::wait_for)), a failed call is a failure of `kind`.
+    ///
+    /// ```text
+    /// retrying(&policy).run(breaker.classifier(FailureKind::Network), || breaker.call(op()))
+    /// ```
+    pub fn classifier<E>(&self, kind: FailureKind) -> impl Fn(&BreakerError<E>) -> Classified + '_ {
+        move |e| match e {
+            BreakerError::Rejected(r) => Classified::rejected(self.wait_for(r)),
+            BreakerError::Failed(_) => kind.into(),
+        }
+    }
+
     /// The current state (after handling any timeout that is due).
     pub fn state(&self) -> State {
         self.shared.with_core(|core, _| core.state())
@@ -348,18 +411,22 @@ impl<B: BreakerCore, C: Clock> Breaker<B, C> {
 
     /// Closes the breaker by hand and clears its measurements.
     pub fn reset(&self) {
-        self.shared.with_core(|core, now| core.reset(now));
+        self.shared
+            .with_core_because(Cause::Manual, |core, now| core.reset(now));
     }
 
     /// Opens the breaker by hand until [`reset`](Self::reset).
     pub fn force_open(&self) {
-        self.shared.with_core(|core, now| core.force_open(now));
+        self.shared
+            .with_core_because(Cause::Manual, |core, now| core.force_open(now));
     }
 
     /// Runs `f` on the core breaker under the lock at the clock's `now` (for getters
     /// the handle does not mirror: `snapshot()`, `config()`); then emits its events.
+    /// The handle drains the core's events itself, so `poll_event` here finds none:
+    /// use [`subscribe`](Self::subscribe).
     pub fn inspect<R>(&self, f: impl FnOnce(&mut B, Instant) -> R) -> R {
-        self.shared.with_core(f)
+        self.shared.with_core_because(Cause::Manual, f)
     }
 }
 
@@ -376,18 +443,38 @@ impl<B: BreakerCore, C: Clock> Shared<B, C> {
 
     /// One core call under the lock, then the events and the fast-path word.
     fn with_core<R>(&self, f: impl FnOnce(&mut B, Instant) -> R) -> R {
+        self.with_core_because(Cause::Timer, f)
+    }
+
+    /// [`with_core`](Self::with_core), the events of `f` attributed to `cause` (those
+    /// of the due timeouts handled first, to [`Cause::Timer`]).
+    fn with_core_because<R>(&self, cause: Cause, f: impl FnOnce(&mut B, Instant) -> R) -> R {
         let now = self.clock.now();
         let mut core = self.lock();
         core.handle_timeout(now);
+        self.drain(&mut core, Cause::Timer);
         let r = f(&mut core, now);
-        self.publish(&mut core);
+        self.publish(&mut core, cause);
         r
     }
 
-    fn publish(&self, core: &mut B) {
-        while let Some(ev) = core.poll_event() {
-            emit(&self.name, ev);
+    fn drain(&self, core: &mut B, cause: Cause) {
+        while let Some(event) = core.poll_event() {
+            let name = self.name.read().unwrap_or_else(PoisonError::into_inner);
+            emit(&name, event);
+            self.totals.event(&event);
+            self.subscribers
+                .notify(&name, &BreakerNotice::Event { event, cause });
         }
+    }
+
+    fn notify(&self, notice: BreakerNotice) {
+        let name = self.name.read().unwrap_or_else(PoisonError::into_inner);
+        self.subscribers.notify(&name, &notice);
+    }
+
+    fn publish(&self, core: &mut B, cause: Cause) {
+        self.drain(core, cause);
         let word = fast_word(core);
         let old = self.fast.0.load(Ordering::Relaxed);
         if old >> 1 != word >> 1 {
@@ -402,7 +489,12 @@ impl<B: BreakerCore, C: Clock> Shared<B, C> {
 
     #[cold]
     fn acquire_slow(&self) -> Result<Permit, Rejected> {
-        self.with_core(|core, now| core.try_acquire(now))
+        let r = self.with_core(|core, now| core.try_acquire(now));
+        if let Err(rejected) = r {
+            self.totals.rejected();
+            self.notify(BreakerNotice::Rejected(rejected));
+        }
+        r
     }
 
     #[inline]
@@ -410,12 +502,24 @@ impl<B: BreakerCore, C: Clock> Shared<B, C> {
         match ticket {
             Ticket::Fast(word) => {
                 if outcome == Outcome::Success && self.fast.0.load(Ordering::Acquire) == word {
+                    // Counted in the totals through `fast_calls`.
                     self.fast_calls.add_one();
-                } else if outcome != Outcome::Ignored {
-                    self.finish_fast_slow(word, outcome);
+                } else {
+                    self.totals.outcome(outcome);
+                    if outcome != Outcome::Ignored {
+                        self.finish_fast_slow(word, outcome);
+                    }
                 }
             }
-            Ticket::Core(permit) => self.with_core(|core, now| core.record(permit, outcome, now)),
+            Ticket::Core(permit) => {
+                self.totals.outcome(outcome);
+                self.with_core_because(Cause::Outcome(outcome), |core, now| {
+                    core.record(permit, outcome, now)
+                })
+            }
+        }
+        if self.subscribers.wants_outcomes() {
+            self.notify(BreakerNotice::Recorded(outcome));
         }
     }
 
@@ -423,7 +527,7 @@ impl<B: BreakerCore, C: Clock> Shared<B, C> {
     /// generation it started in, or drop it if the breaker has moved on since.
     #[cold]
     fn finish_fast_slow(&self, word: u64, outcome: Outcome) {
-        self.with_core(|core, now| {
+        self.with_core_because(Cause::Outcome(outcome), |core, now| {
             if u64::from(core.generation()) == word >> 1
                 && let Ok(permit) = core.try_acquire(now)
             {
@@ -433,8 +537,9 @@ impl<B: BreakerCore, C: Clock> Shared<B, C> {
     }
 
     fn abandon(&self, ticket: Ticket) {
+        self.totals.released();
         if let Ticket::Core(permit) = ticket {
-            self.with_core(|core, now| core.release(permit, now));
+            self.with_core_because(Cause::Released, |core, now| core.release(permit, now));
         }
     }
 }

@@ -12,11 +12,22 @@ use sturdy_core::{Clock, Instant};
 /// Built on [`tokio::time::Instant`], so under `tokio::time::pause()` it reads virtual
 /// time and tests run in virtual time. Its [`Timer`] sleeps are [`tokio::time::Sleep`]s.
 ///
-/// Shape: a `OnceLock` of one tokio `Instant` (about 24 bytes); `Send + Sync`; cloning
-/// keeps the origin.
-#[derive(Clone, Debug, Default)]
+/// Shape: a `OnceLock` of one tokio `Instant` (about 24 bytes); `Send + Sync`; a clone
+/// shares the origin (cloning fixes it first).
+#[derive(Debug, Default)]
 pub struct TokioClock {
     origin: OnceLock<tokio::time::Instant>,
+}
+
+/// A clone shares the origin: cloning fixes it (reading the clock, if it had not been
+/// read) and copies it, so instants of a clone and of its original are comparable even
+/// when the clone was made before either was read.
+impl Clone for TokioClock {
+    fn clone(&self) -> Self {
+        let cell = OnceLock::new();
+        let _ = cell.set(self.origin());
+        Self { origin: cell }
+    }
 }
 
 impl TokioClock {
@@ -100,5 +111,19 @@ mod tests {
         assert!(c.to_tokio(Instant::MAX) > c.to_tokio(Instant::from_secs(86_400 * 365)));
         let shared = TokioClock::with_origin(c.to_tokio(Instant::ZERO));
         assert_eq!(Clock::now(&shared), Instant::from_millis(1500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clone_made_before_the_first_read_shares_the_origin() {
+        // Before: each clone fixed its own origin at its own first read, so both read
+        // zero below.
+        let a = TokioClock::new();
+        let b = a.clone();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let at_a = Clock::now(&a);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let at_b = Clock::now(&b);
+        assert_eq!(at_a, Instant::from_secs(1));
+        assert_eq!(at_b, Instant::from_secs(2));
     }
 }

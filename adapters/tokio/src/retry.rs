@@ -38,7 +38,9 @@ impl RetryObserver for TracingObserver {
 }
 
 /// A retry on tokio time with `tracing` events, to configure before
-/// [`run`](Retry::run): `.attempt_timeout(d)?`, `.seed(s)`, `.observer(o)`.
+/// [`run`](Retry::run): `.attempt_timeout(d)?`, `.seed(s)`, `.observer(o)`,
+/// `.budget(&shared_budget)` (a [`RetryBudget`](crate::RetryBudget) the run deposits
+/// into and each retry draws from).
 ///
 /// ```
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -58,6 +60,7 @@ pub fn retrying(policy: &RetryPolicy) -> Retry<'_, TokioClock, TracingObserver> 
 /// Calls `op` until it succeeds or `policy` gives up, sleeping on tokio time between
 /// attempts; `classify` names each error's [`FailureKind`] (or returns a
 /// [`Classified`] with a retry-after hint). Retries and give-ups are `tracing` events.
+/// No retry budget: for one, `retrying(policy).budget(&budget).run(classify, op)`.
 ///
 /// Dropping the returned future (a caller's `tokio::time::timeout`, a `select!`) drops
 /// the attempt in flight and the pending sleep; nothing is spawned.

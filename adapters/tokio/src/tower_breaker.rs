@@ -23,16 +23,50 @@ use sturdy_shared::breaker::{Breaker, BreakerCore, BreakerError, OwnedCallGuard}
 /// several routes or connections with it, build one layer per dependency to keep them
 /// apart.
 ///
+/// Values for a server (a dependency answering in milliseconds): open after 5 failures
+/// in a row, stay open 10 s, close after one good probe; a probe that never reports
+/// back expires after the open duration. (`ConsecutiveConfig::original()`, 3 failures
+/// and 300 s open, is the original batch design's preset, kept for compatibility; it
+/// is far too long for a request path.)
+///
 /// ```
 /// use std::time::Duration;
 /// use sturdy_core::breaker::{ConsecutiveBreaker, ConsecutiveConfig};
 /// use sturdy_tokio::{Breaker, CircuitBreakerLayer, HttpStatus};
 ///
-/// let breaker = Breaker::new(ConsecutiveBreaker::new(ConsecutiveConfig::original()));
+/// let config = ConsecutiveConfig::new(5, Duration::from_secs(10), 1)?;
+/// let breaker = Breaker::new(ConsecutiveBreaker::new(config)).named("inventory");
 /// let layer = CircuitBreakerLayer::new(breaker).classify(HttpStatus);
 /// // tower::ServiceBuilder::new().layer(layer).service(client)
 /// # let _ = layer;
+/// # Ok::<(), sturdy_core::ConfigError>(())
 /// ```
+///
+/// # Layer order
+///
+/// `ServiceBuilder` layers run outside-in, top to bottom. Where a `tower::timeout`
+/// goes decides whether the breaker counts timeouts:
+///
+/// ```text
+/// // The timeout outside: a call that runs past it is dropped, and the breaker's
+/// // guard releases its permit unrecorded. Timeouts never open the breaker (use this
+/// // for a caller's own deadline).
+/// ServiceBuilder::new()
+///     .timeout(Duration::from_secs(2))
+///     .layer(CircuitBreakerLayer::new(breaker))
+///     .service(client)
+///
+/// // The timeout inside: the breaker sees each timeout as a failed call (an `Err`),
+/// // so a dependency that hangs opens it (use this to shed a hanging dependency).
+/// ServiceBuilder::new()
+///     .layer(CircuitBreakerLayer::new(breaker))
+///     .timeout(Duration::from_secs(2))
+///     .service(client)
+/// ```
+///
+/// A [`RetryLayer`](crate::RetryLayer) goes outside the breaker: each attempt then
+/// asks the breaker, and a refusal waits until the breaker admits again or gives up
+/// (see the retry layer's docs). Both stacks are tested in `tests/composition.rs`.
 #[derive(Debug)]
 pub struct CircuitBreakerLayer<
     B: BreakerCore = ConsecutiveBreaker,
@@ -140,11 +174,15 @@ where
                     classify: self.classify.clone(),
                 },
             },
-            Err(rejected) => ResponseFuture {
-                state: State::Rejected {
-                    rejected: Some(rejected),
-                },
-            },
+            Err(rejected) => {
+                // Tell an enclosing `RetryLayer` (same task) when to come back.
+                crate::tower_retry::note_rejection(self.breaker.wait_for(&rejected));
+                ResponseFuture {
+                    state: State::Rejected {
+                        rejected: Some(rejected),
+                    },
+                }
+            }
         }
     }
 }

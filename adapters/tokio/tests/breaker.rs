@@ -182,7 +182,7 @@ async fn a_windowed_breaker_through_the_handle() {
     let core: CircuitBreaker<CountWindow<4>> =
         CircuitBreaker::new(cfg, CountWindow::new(), 1).unwrap();
     let b = Breaker::new(core).named("payments");
-    assert_eq!(b.name(), "payments");
+    assert_eq!(&*b.name(), "payments");
     for ok in [true, false, true] {
         let _ = b
             .call(async move { if ok { Ok(()) } else { Err(()) } })
@@ -201,4 +201,96 @@ async fn a_windowed_breaker_through_the_handle() {
     b.force_open();
     assert_eq!(b.state(), State::ForcedOpen);
     assert_eq!(b.try_acquire().unwrap_err().retry_at, Instant::MAX);
+}
+
+/// `named()` on a handle that was already cloned names every clone (before: the name
+/// was silently kept as "breaker").
+#[test]
+fn named_after_clone_names_every_clone() {
+    let b: Breaker = Breaker::new(ConsecutiveBreaker::new(ConsecutiveConfig::original()));
+    let early_clone = b.clone();
+    let b = b.named("inventory");
+    assert_eq!(&*b.name(), "inventory");
+    assert_eq!(&*early_clone.name(), "inventory");
+    assert_eq!(
+        format!("{early_clone:?}"),
+        "Breaker { name: \"inventory\", state: Closed }"
+    );
+}
+
+/// Every state change reaches a subscriber with its cause, and every rejection; the
+/// totals never go down, through a reset included.
+#[tokio::test(start_paused = true)]
+async fn subscribers_hear_every_change_with_its_cause_and_totals_never_reset() {
+    use sturdy_core::breaker::{BreakerEvent, Outcome};
+    use sturdy_tokio::{BreakerNotice, Cause, TokioClock};
+    let clock = TokioClock::new();
+    let b = Breaker::with_clock(
+        ConsecutiveBreaker::new(ConsecutiveConfig::new(2, Duration::from_secs(10), 1).unwrap()),
+        clock.clone(),
+    )
+    .named("db");
+    let (tx, rx) = std::sync::mpsc::channel();
+    b.subscribe(move |name, n| tx.send((name.to_owned(), *n)).unwrap());
+    let ms = Instant::from_millis;
+    let _ = b.call(async { Ok::<_, ()>(()) }).await; // fast path: no notice
+    let _ = b.call(async { Err::<(), _>(()) }).await;
+    let _ = b.call(async { Err::<(), _>(()) }).await; // opens at 0 until 10 s
+    let rejected = b.try_acquire().unwrap_err();
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let _ = b.call(async { Ok::<_, ()>(()) }).await; // half-open at 10 s, probe closes
+    let failure = Outcome::Failure(FailureKind::Unknown);
+    let got: Vec<_> = rx.try_iter().collect();
+    assert!(got.iter().all(|(name, _)| name == "db"));
+    assert_eq!(
+        got.into_iter().map(|(_, n)| n).collect::<Vec<_>>(),
+        [
+            BreakerNotice::Event {
+                event: BreakerEvent::Opened {
+                    at: ms(0),
+                    until: ms(10_000)
+                },
+                cause: Cause::Outcome(failure)
+            },
+            BreakerNotice::Rejected(rejected),
+            BreakerNotice::Event {
+                event: BreakerEvent::HalfOpened { at: ms(10_000) },
+                cause: Cause::Timer
+            },
+            BreakerNotice::Event {
+                event: BreakerEvent::Closed { at: ms(10_000) },
+                cause: Cause::Outcome(Outcome::Success)
+            },
+        ]
+    );
+    let t = b.totals();
+    assert_eq!(
+        (t.calls, t.successes, t.failures, t.rejections),
+        (4, 2, 2, 1)
+    );
+    assert_eq!((t.opened, t.half_opened, t.closed), (1, 1, 1));
+    b.reset();
+    for _ in 0..3 {
+        let _ = b.call(async { Ok::<_, ()>(()) }).await;
+    }
+    let t = b.totals();
+    assert_eq!((t.calls, t.successes, t.failures, t.closed), (7, 5, 2, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn outcome_subscribers_hear_fast_path_successes_too() {
+    use sturdy_core::breaker::Outcome;
+    use sturdy_tokio::BreakerNotice;
+    let b = consecutive(3, Duration::from_secs(10), 1);
+    let seen = Arc::new(AtomicU32::new(0));
+    let s = seen.clone();
+    b.subscribe_outcomes(move |_, n| {
+        if *n == BreakerNotice::Recorded(Outcome::Success) {
+            s.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    for _ in 0..5 {
+        let _ = b.call(async { Ok::<_, ()>(()) }).await;
+    }
+    assert_eq!(seen.load(Ordering::Relaxed), 5);
 }

@@ -246,3 +246,72 @@ async fn attempt_timeout_is_a_task_timeout_failure() {
         })
     );
 }
+
+/// N concurrent callers, on tasks of a multi-threaded runtime, through one budget of
+/// `TOKENS` tokens (no deposits, no floor): exactly `TOKENS` retries in all, whatever
+/// the interleaving, though the policy alone would allow 5 calls each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_callers_through_one_budget_make_exactly_its_retries() {
+    use sturdy_core::retry::RetryBudgetConfig;
+    use sturdy_tokio::RetryBudget;
+    const CALLERS: u32 = 40;
+    const TOKENS: u32 = 7;
+    let budget = RetryBudget::new(RetryBudgetConfig::new(0, 0, TOKENS).unwrap());
+    let policy = Arc::new(fixed_policy(5, Duration::ZERO).unwrap());
+    let calls = Arc::new(AtomicU32::new(0));
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let (budget, policy, calls) = (budget.clone(), policy.clone(), calls.clone());
+            tokio::spawn(async move {
+                retrying(&policy)
+                    .budget(&budget)
+                    .run(classify, || {
+                        calls.fetch_add(1, Ordering::Relaxed);
+                        async { Err::<(), _>(Fault::Refused) }
+                    })
+                    .await
+                    .unwrap_err()
+            })
+        })
+        .collect();
+    let mut by_reason = (0, 0);
+    for t in tasks {
+        match t.await.unwrap().reason() {
+            GiveUpReason::BudgetExhausted => by_reason.0 += 1,
+            GiveUpReason::AttemptsExhausted { .. } => by_reason.1 += 1,
+            other => panic!("unexpected reason {other:?}"),
+        }
+    }
+    assert_eq!(calls.load(Ordering::Relaxed), CALLERS + TOKENS);
+    assert_eq!(budget.retries_allowed(), u64::from(TOKENS));
+    assert_eq!(budget.calls(), u64::from(CALLERS));
+    assert_eq!(budget.tokens(), 0);
+    // Every caller stopped; at most one could have spent all 4 of its retries.
+    assert_eq!(by_reason.0 + by_reason.1, CALLERS);
+    assert!(by_reason.0 >= CALLERS - 1, "{by_reason:?}");
+}
+
+/// The ratio: each call deposits its share, so in a steady outage retries stay at
+/// `ratio` of calls (after the bucket's start-up tokens are spent).
+#[tokio::test(start_paused = true)]
+async fn a_budget_limits_retries_to_its_ratio_of_calls() {
+    use sturdy_core::retry::RetryBudgetConfig;
+    use sturdy_tokio::RetryBudget;
+    // 25 % of calls, no floor, one start-up token.
+    let budget = RetryBudget::new(RetryBudgetConfig::new(250, 0, 1).unwrap());
+    let policy = fixed_policy(3, Duration::from_millis(10)).unwrap();
+    let mut calls = 0;
+    for _ in 0..100 {
+        let _ = retrying(&policy)
+            .budget(&budget)
+            .run(classify, || {
+                calls += 1;
+                async { Err::<(), _>(Fault::Refused) }
+            })
+            .await;
+    }
+    // The first call spends the start-up token (its deposit was lost to the cap, the
+    // bucket being full); then every 4th call has saved up one token: 1 + 24 retries.
+    assert_eq!(budget.retries_allowed(), 25);
+    assert_eq!(calls, 125);
+}

@@ -139,3 +139,88 @@ async fn service_errors_give_up_with_the_count_and_reason() {
     assert_eq!(err.into_error(), Some("connection refused"));
     assert_eq!(*calls.lock().unwrap(), [0, 100, 300]);
 }
+
+/// Two services (two routes, two layers) built from clones of one budget: together they
+/// make exactly the budget's retries; the 503 that found the budget empty is returned
+/// at once.
+#[tokio::test(start_paused = true)]
+async fn layers_sharing_a_budget_make_exactly_its_retries() {
+    use sturdy_core::retry::RetryBudgetConfig;
+    use sturdy_tokio::RetryBudget;
+    let budget = RetryBudget::new(RetryBudgetConfig::new(0, 0, 3).unwrap());
+    let layer = RetryLayer::new(policy(6))
+        .classify(HttpStatus)
+        .budget(budget.clone());
+    let (a, calls_a) = scripted(vec![(503, None)]);
+    let (b, calls_b) = scripted(vec![(503, None)]);
+    let mut a = ServiceBuilder::new().layer(layer.clone()).service(a);
+    let mut b = ServiceBuilder::new().layer(layer).service(b);
+    let ra = a.ready().await.unwrap().call(req()).await.unwrap();
+    assert_eq!(ra.status(), 503);
+    // Route A took the 3 tokens (calls at 0, 100, 300, 700 ms), route B none.
+    assert_eq!(*calls_a.lock().unwrap(), [0, 100, 300, 700]);
+    let rb = b.ready().await.unwrap().call(req()).await.unwrap();
+    assert_eq!(rb.status(), 503);
+    assert_eq!(calls_b.lock().unwrap().len(), 1);
+    assert_eq!((budget.retries_allowed(), budget.retries_refused()), (3, 2));
+    assert_eq!(budget.calls(), 2);
+}
+
+/// Every decision of a layer reaches its callback and its running totals.
+#[tokio::test(start_paused = true)]
+async fn a_layer_reports_every_decision_to_its_metrics_and_callback() {
+    use sturdy_tokio::{RetryEvent, RetryMetrics};
+    let metrics = RetryMetrics::new("upstream");
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let (inner, _) = scripted(vec![(503, None), (503, None), (200, None)]);
+    let mut ok = ServiceBuilder::new()
+        .layer(
+            RetryLayer::new(policy(3))
+                .classify(HttpStatus)
+                .metrics(metrics.clone()),
+        )
+        .service(inner);
+    assert_eq!(
+        ok.ready()
+            .await
+            .unwrap()
+            .call(req())
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (inner, _) = scripted(vec![(503, None)]);
+    let e = events.clone();
+    let mut failing = ServiceBuilder::new()
+        .layer(
+            RetryLayer::new(policy(2))
+                .classify(HttpStatus)
+                .on_event(move |ev| e.lock().unwrap().push(*ev)),
+        )
+        .service(inner);
+    assert_eq!(
+        failing
+            .ready()
+            .await
+            .unwrap()
+            .call(req())
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    let t = metrics.totals();
+    assert_eq!((t.successes, t.retries, t.give_ups_total()), (1, 2, 0));
+    assert_eq!(t.retry_delay, Duration::from_millis(300));
+    let events = events.lock().unwrap();
+    assert_eq!(events.len(), 2);
+    assert!(matches!(
+        events[1],
+        RetryEvent::GiveUp {
+            attempt: 2,
+            reason: GiveUpReason::AttemptsExhausted { attempts: 2 },
+            ..
+        }
+    ));
+}

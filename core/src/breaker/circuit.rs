@@ -338,7 +338,10 @@ impl<W: SlidingWindow, const E: usize> Drive<CIRCUIT_MAX_PROBES> for CircuitBrea
     }
 
     fn probe_limits(&self) -> (u8, u64) {
-        (self.config.half_open_permits, self.config.permit_timeout_ns)
+        (
+            self.config.half_open_permits,
+            self.config.permit_timeout_ns(),
+        )
     }
 
     fn emit(&mut self, ev: BreakerEvent) {
@@ -582,6 +585,26 @@ mod tests {
                 until: now + Duration::from_secs(1)
             }
         );
+    }
+
+    #[test]
+    fn a_lost_probe_expires_after_the_open_duration_by_default() {
+        // Open 5 s, permit timeout not set: a probe that never reports back frees the
+        // breaker 5 s after it was issued (before: 60 s whatever the open duration).
+        let cfg = BreakerConfig::new()
+            .with_consecutive_failures(1)
+            .unwrap()
+            .with_open_duration(Duration::from_secs(5))
+            .unwrap();
+        let mut b: CircuitBreaker<CountWindow<10>, 16> =
+            CircuitBreaker::new(cfg, CountWindow::new(), 0).unwrap();
+        call(&mut b, NET, s(0)).unwrap(); // open until 5
+        b.handle_timeout(s(5));
+        let _lost = b.try_acquire(s(5)).unwrap();
+        assert_eq!(b.try_acquire(s(6)).unwrap_err().retry_at, s(10));
+        b.handle_timeout(s(10)); // the probe expires: open again until 15
+        assert!(matches!(b.state(), State::Open { .. }), "{:?}", b.state());
+        assert_eq!(b.poll_timeout(), Some(s(15)));
     }
 
     #[test]

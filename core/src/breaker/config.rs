@@ -28,6 +28,16 @@ pub const CIRCUIT_MAX_PROBES: usize = 16;
 /// Configuration of the small consecutive-failure breaker. Defaults follow the original
 /// design: 3 failures in a row open it for 300 s, 2 successful probes close it.
 ///
+/// A half-open probe that never reports back (a dropped future whose guard was leaked,
+/// a hung call) expires after the permit timeout, which is **the open duration unless
+/// set** (the same rule as [`BreakerConfig`]'s): a lost probe never holds the breaker
+/// shut longer than it was configured to stay open.
+///
+/// For a server, prefer [`new`](Self::new) with values of its own scale, for example
+/// `ConsecutiveConfig::new(5, Duration::from_secs(10), 1)` (5 failures in a row open
+/// it for 10 s, one successful probe closes it); [`original`](Self::original) (300 s
+/// open) is the original design's preset, kept for compatibility.
+///
 /// Shape: 32 bytes; `Copy`.
 ///
 /// Deserializing (feature `serde`) checks the rules of the constructors: a value no
@@ -194,8 +204,14 @@ const fn rate_to_ppm(field: &'static str, rate: f32) -> Result<u32, ConfigError>
 ///
 /// Defaults (after resilience4j's, with the original design's half-open rule): failure
 /// rate 50 %, minimum 10 calls, no slow-call or consecutive rule, open 60 s fixed, 1
-/// half-open permit, 2 successful probes to close, permit timeout 60 s, counted kinds
-/// all but cancelled and permanent.
+/// half-open permit, 2 successful probes to close, counted kinds all but cancelled and
+/// permanent.
+///
+/// The permit timeout (how long a half-open probe may stay out before it counts as
+/// failed) is **the first open duration unless set** (the fixed open duration, or the
+/// open schedule's first delay), the same rule as [`ConsecutiveConfig`]'s: a probe that
+/// never reports back never holds the breaker shut longer than it was configured to
+/// stay open.
 ///
 /// Shape: 80 bytes; `Copy`.
 ///
@@ -208,6 +224,7 @@ const fn rate_to_ppm(field: &'static str, rate: f32) -> Result<u32, ConfigError>
 pub struct BreakerConfig {
     pub(crate) open: BackoffConfig,
     pub(crate) slow_call_ns: u64,
+    /// [`PERMIT_TIMEOUT_FOLLOWS_OPEN`] = the first open duration.
     pub(crate) permit_timeout_ns: u64,
     pub(crate) failure_rate_ppm: u32,
     /// 0 = rule off.
@@ -232,7 +249,7 @@ impl BreakerConfig {
         Self {
             open: fixed_schedule(Duration::from_secs(60)),
             slow_call_ns: u64::MAX,
-            permit_timeout_ns: 60_000_000_000,
+            permit_timeout_ns: PERMIT_TIMEOUT_FOLLOWS_OPEN,
             failure_rate_ppm: 500_000,
             slow_rate_ppm: 0,
             minimum_calls: 10,
@@ -349,7 +366,8 @@ impl BreakerConfig {
         Ok(self)
     }
 
-    /// A half-open probe not reported back `timeout` after it was issued counts as failed.
+    /// A half-open probe not reported back `timeout` after it was issued counts as failed
+    /// (default: the first open duration).
     ///
     /// # Errors
     /// `timeout` zero.
@@ -412,9 +430,18 @@ impl BreakerConfig {
         self.success_threshold
     }
 
-    /// How long a probe may stay out before it counts as failed.
-    pub const fn permit_timeout(&self) -> Duration {
-        Duration::from_nanos(self.permit_timeout_ns)
+    /// How long a probe may stay out before it counts as failed: the value set with
+    /// [`with_permit_timeout`](Self::with_permit_timeout), else the first open duration.
+    pub fn permit_timeout(&self) -> Duration {
+        Duration::from_nanos(self.permit_timeout_ns())
+    }
+
+    /// [`permit_timeout`](Self::permit_timeout) in nanoseconds.
+    pub(crate) fn permit_timeout_ns(&self) -> u64 {
+        match self.permit_timeout_ns {
+            PERMIT_TIMEOUT_FOLLOWS_OPEN => self.open.raw_delay_ns(1).max(1),
+            ns => ns,
+        }
     }
 
     /// The kinds that count as failures.
@@ -422,6 +449,9 @@ impl BreakerConfig {
         self.counted
     }
 }
+
+/// The stored permit timeout that means "the first open duration" (a set one is > 0).
+const PERMIT_TIMEOUT_FOLLOWS_OPEN: u64 = 0;
 
 /// A constant schedule without jitter: every open period lasts `open`.
 /// The serialized shape of [`ConsecutiveConfig`], checked on the way in by the rules of
@@ -480,9 +510,11 @@ impl TryFrom<BreakerConfigUnchecked> for BreakerConfig {
                 Ok(v)
             }
         };
-        let mut c = Self::new()
-            .with_open_backoff(u.open)?
-            .with_permit_timeout(Duration::from_nanos(u.permit_timeout_ns))?
+        let mut c = Self::new().with_open_backoff(u.open)?;
+        if u.permit_timeout_ns != PERMIT_TIMEOUT_FOLLOWS_OPEN {
+            c = c.with_permit_timeout(Duration::from_nanos(u.permit_timeout_ns))?;
+        }
+        let mut c = c
             .with_minimum_calls(u.minimum_calls)?
             .with_success_threshold(u.success_threshold)?
             .with_half_open_permits(u.half_open_permits)?
@@ -609,5 +641,34 @@ mod tests {
         assert_eq!(c.success_threshold(), 2);
         assert_eq!(c.permit_timeout(), Duration::from_secs(60));
         assert_eq!(c.open_backoff().raw_delay(9), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_permit_timeout_follows_the_open_duration_in_both_breakers_unless_set() {
+        // Before: BreakerConfig kept a fixed 60 s whatever the open duration.
+        let c = BreakerConfig::new()
+            .with_open_duration(Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(c.permit_timeout(), Duration::from_secs(5));
+        let k = ConsecutiveConfig::new(3, Duration::from_secs(5), 1).unwrap();
+        assert_eq!(k.permit_timeout(), Duration::from_secs(5));
+        // A growing schedule: its first delay.
+        let grow =
+            BackoffConfig::exponential(Duration::from_secs(2), 2_000, Duration::from_secs(64))
+                .unwrap();
+        let c = BreakerConfig::new().with_open_backoff(grow).unwrap();
+        assert_eq!(c.permit_timeout(), Duration::from_secs(2));
+        // Set: kept, whatever the open duration set after it.
+        let c = BreakerConfig::new()
+            .with_permit_timeout(Duration::from_secs(7))
+            .unwrap()
+            .with_open_duration(Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(c.permit_timeout(), Duration::from_secs(7));
+        // The compatibility preset: 300 s open, 300 s permit timeout.
+        assert_eq!(
+            ConsecutiveConfig::original().permit_timeout(),
+            ConsecutiveConfig::original().open_duration()
+        );
     }
 }
