@@ -49,8 +49,8 @@ fn nothing_an_attempt_started_outlives_it_whether_it_fails_times_out_or_succeeds
     let fx = dir.path().join("effects");
     let fx = fx.display();
     // Every attempt: note any earlier attempt's leftover that is still alive (not a
-    // zombie), then leave two sleeps behind, one in the group and one `setsid`'d out of
-    // it, and record their pids.
+    // zombie), then leave three sleeps behind, one in the group, one `setsid`'d out of
+    // it, and one out of it without the mark either (`env -i`), and record their pids.
     let prologue = format!(
         "echo start $STURDY_TASK $STURDY_ATTEMPT >> {fx}; \
          for p in $(sed -n 's/^bg [0-9]* //p' {fx}); do \
@@ -58,7 +58,8 @@ fn nothing_an_attempt_started_outlives_it_whether_it_fails_times_out_or_succeeds
            echo alive-at-start $STURDY_TASK $STURDY_ATTEMPT $p >> {fx}; \
          done; \
          sleep 30 </dev/null >/dev/null 2>&1 & echo bg $STURDY_TASK $! >> {fx}; \
-         setsid sleep 30 </dev/null >/dev/null 2>&1 & echo bg $STURDY_TASK $! >> {fx};"
+         setsid sleep 30 </dev/null >/dev/null 2>&1 & echo bg $STURDY_TASK $! >> {fx}; \
+         env -i setsid sleep 30 </dev/null >/dev/null 2>&1 & echo bg $STURDY_TASK $! >> {fx};"
     );
     let out = run(
         dir.path(),
@@ -102,7 +103,7 @@ fn nothing_an_attempt_started_outlives_it_whether_it_fails_times_out_or_succeeds
     );
     assert_eq!(
         effects.lines().filter(|l| l.starts_with("bg ")).count(),
-        10,
+        15,
         "{effects}"
     );
     let alive_at_start: Vec<&str> = effects
