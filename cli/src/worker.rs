@@ -64,7 +64,10 @@ fn send(msg: &FromWorker) -> io::Result<()> {
 pub(crate) fn run(heartbeat: Duration) -> i32 {
     // What a command leaves behind is re-parented here, where the end of its attempt
     // finds it cheaply (see `end_attempt`). Without it every attempt end scans `/proc`.
+    #[cfg(target_os = "linux")]
     let subreaper = nix::sys::prctl::set_child_subreaper(true).is_ok();
+    #[cfg(not(target_os = "linux"))]
+    let subreaper = false;
     let (tx, rx) = mpsc::channel::<Event>();
     let reader_tx = tx.clone();
     std::thread::spawn(move || {
