@@ -4,7 +4,12 @@
 //! The master starts each worker with `STURDY_OWNER=<run>.<master pid>.<slot>.<n>` in
 //! its environment (`<run>` names the state directory by its device and inode, so it
 //! survives a rename; `<n>` counts the slot's worker
-//! starts); the worker's commands and everything they start inherit it. When the
+//! starts); the worker runs each attempt's command with the attempt's own mark,
+//! `<worker mark>.<task>.<attempt>`, which everything the command starts inherits. A
+//! worker's sweep matches its mark and every mark that extends it (see [`has_mark`]),
+//! so that it finds every attempt's processes. When an attempt ends, the worker kills
+//! what the attempt left (its process group, and when something survived, every process
+//! with the attempt's mark) before it reports the outcome. When the
 //! master decides a worker is dead (its pipe closed, its heartbeats stopped, φ suspects
 //! it, its lease lapsed) it kills the worker, the process group of its command (which
 //! the worker reported when it started it), and then every process whose environment
@@ -86,10 +91,44 @@ pub(crate) struct Swept {
     pub(crate) left: usize,
 }
 
+/// The parent pid of a process, if it is readable.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ppid ...
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether the process mark `m` is `mark` or extends it (`<mark>.<more>`, as an
+/// attempt's mark extends its worker's).
+pub(crate) fn has_mark(m: &str, mark: &str) -> bool {
+    m.strip_prefix(mark)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
 /// Kills (`SIGKILL`) every live process but this one whose mark satisfies `marked`,
 /// and scans again until none is left alive (a process that forks while it is being
 /// killed is caught by the next scan), for at most about a second.
 pub(crate) fn kill_marked(marked: impl Fn(&str) -> bool) -> Swept {
+    kill_where(|pid| owner_of(pid).is_some_and(|m| marked(&m)))
+}
+
+/// Kills what an attempt of this worker left behind: every live process with the
+/// attempt's mark `mark` (see [`has_mark`]) and every child of this process (what the
+/// command left is re-parented here, the worker being a child subreaper, even when it
+/// cleared its environment), scanning again until none is left (see [`kill_marked`]).
+/// Call it only once the command's shell is reaped: it kills every child.
+pub(crate) fn kill_attempt_left(mark: Option<&str>) -> Swept {
+    let me = std::process::id() as i32;
+    kill_where(|pid| {
+        parent_of(pid) == Some(me)
+            || mark.is_some_and(|k| owner_of(pid).is_some_and(|m| has_mark(&m, k)))
+    })
+}
+
+/// Kills every live process but this one for which `doomed` holds (see
+/// [`kill_marked`]).
+fn kill_where(doomed: impl Fn(i32) -> bool) -> Swept {
     let me = std::process::id() as i32;
     let mut killed = std::collections::BTreeSet::new();
     let mut left = 0;
@@ -106,7 +145,7 @@ pub(crate) fn kill_marked(marked: impl Fn(&str) -> bool) -> Swept {
             else {
                 continue;
             };
-            if pid == me || !owner_of(pid).is_some_and(|m| marked(&m)) || !alive(pid) {
+            if pid == me || !doomed(pid) || !alive(pid) {
                 continue;
             }
             left += 1;
@@ -125,9 +164,10 @@ pub(crate) fn kill_marked(marked: impl Fn(&str) -> bool) -> Swept {
     }
 }
 
-/// Kills every process of exactly this worker mark (see [`kill_marked`]).
+/// Kills every process of this worker mark or of one of its attempts' marks (see
+/// [`has_mark`] and [`kill_marked`]).
 pub(crate) fn kill_worker_marked(mark: &str) -> Swept {
-    kill_marked(|m| m == mark)
+    kill_marked(|m| has_mark(m, mark))
 }
 
 /// Kills every process left by any earlier master of the state directory whose run mark
@@ -161,6 +201,15 @@ mod tests {
     }
 
     #[test]
+    fn a_mark_is_matched_by_itself_and_its_extensions_only() {
+        assert!(has_mark("r.1.2.3", "r.1.2.3"));
+        assert!(has_mark("r.1.2.3.7.1", "r.1.2.3"));
+        assert!(!has_mark("r.1.2.30", "r.1.2.3"));
+        assert!(!has_mark("r.1.2.30.7.1", "r.1.2.3"));
+        assert!(!has_mark("r.1.2", "r.1.2.3"));
+    }
+
+    #[test]
     fn a_sweep_kills_marked_processes_even_outside_their_group_and_spares_others() {
         let mark = format!("sturdy-test.{}.1.{}", std::process::id(), line!());
         // A marked shell whose child leaves the process group, and an unmarked one.
@@ -168,6 +217,12 @@ mod tests {
             .arg("-c")
             .arg("setsid sleep 30 & sleep 30")
             .env(OWNER_VAR, &mark)
+            .spawn()
+            .unwrap();
+        // An attempt of that worker: its mark extends the worker's.
+        let mut attempt = Command::new("sleep")
+            .arg("30")
+            .env(OWNER_VAR, format!("{mark}.3.1"))
             .spawn()
             .unwrap();
         let mut other = Command::new("sleep")
@@ -181,19 +236,24 @@ mod tests {
                 .unwrap()
                 .flatten()
                 .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
-                .filter(|&p| owner_of(p).as_deref() == Some(mark.as_str()) && alive(p))
+                .filter(|&p| owner_of(p).is_some_and(|m| has_mark(&m, &mark)) && alive(p))
                 .count()
         };
         for _ in 0..400 {
-            if count() >= 3 {
+            if count() >= 4 {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert_eq!(count(), 3, "sh, its sleep and the setsid'd sleep");
+        assert_eq!(
+            count(),
+            4,
+            "sh, its sleep, the setsid'd sleep and the attempt's sleep"
+        );
         let swept = kill_worker_marked(&mark);
-        assert_eq!(swept, Swept { killed: 3, left: 0 });
+        assert_eq!(swept, Swept { killed: 4, left: 0 });
         let _ = marked.wait();
+        let _ = attempt.wait();
         assert_eq!(count(), 0);
         assert!(
             other.try_wait().unwrap().is_none(),

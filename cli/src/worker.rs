@@ -14,8 +14,18 @@
 //! so the process group is the same). With `--delay` the order says how long to wait
 //! before the start.
 //!
-//! A command over its timeout gets `SIGTERM` on its whole process group, then, after
-//! the order's kill grace, `SIGKILL`, and is reported as timed out. An output file that
+//! Each attempt's command runs with `STURDY_OWNER=<worker mark>.<task>.<attempt>` (see
+//! [`crate::process_fence`]), and the worker is a child subreaper (`PR_SET_CHILD_SUBREAPER`),
+//! so that what the command leaves behind is re-parented to the worker. When an attempt
+//! ends, however it ends, the worker kills its process group, and, when anything of the
+//! attempt is still there (the worker still has a child once the shell is reaped), every
+//! process with the attempt's mark and every child of its own, and reaps them, before it
+//! reports the outcome: a retry never runs beside a process of an earlier attempt, and
+//! a command with nothing left behind pays two system calls, no `/proc` scan.
+//!
+//! A command over its timeout gets `SIGTERM` on its whole process group, then, once the
+//! group is gone or the order's kill grace has passed (whichever comes first; the shell
+//! exiting does not end the grace), `SIGKILL`, and is reported as timed out. An output file that
 //! cannot be created or written is reported as a storage failure (the master stops the
 //! run), whatever the command did. When the master goes away (stdin closes or stdout
 //! breaks), the worker kills the command's process group and every process carrying
@@ -30,10 +40,13 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::oom;
+use crate::process_fence::{self, OWNER_VAR};
 use crate::protocol::{self, FromWorker, Outcome, RunOrder, ToWorker};
 
 enum Event {
@@ -49,6 +62,12 @@ fn send(msg: &FromWorker) -> io::Result<()> {
 /// Runs the worker loop until the master says shut down or goes away. Returns the
 /// process exit code.
 pub(crate) fn run(heartbeat: Duration) -> i32 {
+    // What a command leaves behind is re-parented here, where the end of its attempt
+    // finds it cheaply (see `end_attempt`). Without it every attempt end scans `/proc`.
+    #[cfg(target_os = "linux")]
+    let subreaper = nix::sys::prctl::set_child_subreaper(true).is_ok();
+    #[cfg(not(target_os = "linux"))]
+    let subreaper = false;
     let (tx, rx) = mpsc::channel::<Event>();
     let reader_tx = tx.clone();
     std::thread::spawn(move || {
@@ -87,7 +106,7 @@ pub(crate) fn run(heartbeat: Duration) -> i32 {
     loop {
         match rx.recv() {
             Ok(Event::Order(ToWorker::Run(order))) => {
-                if !run_attempt(&order, &tx, &rx) {
+                if !run_attempt(&order, subreaper, &tx, &rx) {
                     return 0;
                 }
             }
@@ -154,7 +173,12 @@ const PAUSE_BEFORE_STARTED: &str = "STURDY_TEST_PAUSE_BEFORE_STARTED_MS";
 
 /// Runs one attempt; returns false when the worker must exit (the master is gone or
 /// asked to shut down).
-fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>) -> bool {
+fn run_attempt(
+    order: &RunOrder,
+    subreaper: bool,
+    tx: &Sender<Event>,
+    rx: &mpsc::Receiver<Event>,
+) -> bool {
     // `--delay`: wait (heartbeating) before the start; the master's death ends the wait.
     let mut shutdown_after = false;
     let until = Instant::now() + Duration::from_millis(order.delay_ms);
@@ -198,6 +222,14 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
         }
         None => Command::new("sh"),
     };
+    // The attempt's own mark, which extends the worker's (so that the master's sweep of
+    // a dead worker matches it too).
+    let mark = std::env::var(OWNER_VAR)
+        .ok()
+        .map(|m| format!("{m}.{}.{}", order.task, order.attempt));
+    if let Some(mark) = &mark {
+        command.env(OWNER_VAR, mark);
+    }
     let spawned = command
         .arg("-c")
         .arg(&order.command)
@@ -259,6 +291,7 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
     .is_err()
     {
         kill_group(pgid);
+        kill_own_marked();
         let _ = child.wait();
         return false;
     }
@@ -319,10 +352,13 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
             }
         }
     };
-    if timed_out {
-        // What ignored the SIGTERM, or outlived its shell, goes now.
-        kill_group(pgid);
+    if let (true, Some((deadline, Signal::SIGKILL))) = (timed_out, next_kill) {
+        // The group had its SIGTERM: its grace lasts until it is gone (its shell may be
+        // gone long before the program it ran finishes its cleanup) or the grace ends.
+        wait_group_gone(pgid, deadline, subreaper);
     }
+    // What ignored the SIGTERM, or outlived its shell or left its group, goes now.
+    end_attempt(pgid, mark.as_deref(), subreaper);
     // The output is complete once both pipes closed; a process that escaped the group
     // and holds them open is not waited for past a second.
     let until = Instant::now() + Duration::from_secs(1);
@@ -351,11 +387,73 @@ fn run_attempt(order: &RunOrder, tx: &Sender<Event>, rx: &mpsc::Receiver<Event>)
     report(order, outcome, started) && !shutdown_after
 }
 
-/// Kills every other process that carries this worker's mark (its command's children
-/// that left the command's process group).
+/// Kills every other process that carries this worker's mark or one of its attempts'
+/// marks (its commands' children that left the command's process group).
 fn kill_own_marked() {
-    if let Ok(mark) = std::env::var(crate::process_fence::OWNER_VAR) {
-        crate::process_fence::kill_worker_marked(&mark);
+    if let Ok(mark) = std::env::var(OWNER_VAR) {
+        process_fence::kill_worker_marked(&mark);
+    }
+}
+
+/// How often a grace or an attempt's end looks again.
+const POLL: Duration = Duration::from_millis(5);
+
+/// Waits until process group `pgid` is gone (`killpg(pgid, 0)` fails with `ESRCH`) or
+/// `deadline` passes, reaping the group's members re-parented here (a zombie still
+/// counts as a member).
+fn wait_group_gone(pgid: i32, deadline: Instant, subreaper: bool) {
+    loop {
+        if subreaper {
+            reap_children();
+        }
+        if killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH) || Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
+    }
+}
+
+/// Reaps the children of this process that have ended; true when none is left
+/// (`ECHILD`), false when some still live (or waiting failed otherwise). Call it only
+/// once the command's shell is reaped, so as not to take its status from its waiter.
+fn reap_children() -> bool {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return false,
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(Errno::ECHILD) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Ends an attempt whose shell is reaped: kills its process group, and, when anything
+/// of it is left (a child of this process, re-parented here; or always, when this
+/// process is no subreaper), every process with the attempt's `mark` and every child,
+/// until none is left or about a second has passed (a process stuck in the kernel).
+fn end_attempt(pgid: i32, mark: Option<&str>, subreaper: bool) {
+    kill_group(pgid);
+    if subreaper && reap_children() {
+        return;
+    }
+    let until = Instant::now() + Duration::from_secs(1);
+    loop {
+        kill_group(pgid);
+        let swept = process_fence::kill_attempt_left(mark);
+        if !subreaper {
+            return;
+        }
+        if reap_children() {
+            return;
+        }
+        if Instant::now() >= until {
+            eprintln!(
+                "sturdy worker: {} process(es) of an ended attempt did not die after SIGKILL",
+                swept.left.max(1)
+            );
+            return;
+        }
+        std::thread::sleep(POLL);
     }
 }
 
