@@ -297,6 +297,29 @@ impl FinalSummary {
         }
     }
 
+    /// Counts the tasks whose ending the journal did not take (`(task, Done or GaveUp)`)
+    /// as unfinished rather than succeeded or failed: not on record, a resume runs them
+    /// again, and the summary agrees with the journal.
+    pub(crate) fn not_on_record(&mut self, tasks: &[(u64, Verdict)]) {
+        for &(task, verdict) in tasks {
+            if verdict == Verdict::Done {
+                self.succeeded = self.succeeded.saturating_sub(1);
+            } else if let Some(i) = self.failed_tasks.iter().position(|(t, _)| *t == task) {
+                let (_, kind) = self.failed_tasks.remove(i);
+                if let Some(n) = self.failed_by_kind.get_mut(&kind) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.failed_by_kind.remove(&kind);
+                    }
+                }
+                self.failed -= 1;
+            } else {
+                continue;
+            }
+            self.unfinished += 1;
+        }
+    }
+
     /// Every task succeeded, and that is on record (no storage fault).
     pub(crate) fn all_succeeded(&self) -> bool {
         self.succeeded == self.tasks && self.storage_fault.is_none()
