@@ -14,6 +14,11 @@
 //!   and lines, no valid checkpoint) while `out/` holds attempts' output is refused:
 //!   continuing would run finished tasks again. With the journal gone but a valid
 //!   checkpoint, the run continues from the checkpoint after a loud warning.
+//! - Every checkpoint covers the whole list ([`RunCheckpoint`] carries the outcomes of
+//!   earlier runs). A journal that does not record the end of a task the newest
+//!   checkpoint records as finished lost lines: a loud warning names both files, and
+//!   the larger record wins. A task whose ending only `out/` shows (an `.err` kept
+//!   without its `.out`) and no record holds runs again after a warning.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -708,8 +713,16 @@ mod tests {
         ];
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
         // Task 2's attempt 3 and task 3's attempt 1 were in flight at a SIGKILL;
-        // 9.1.out is of no task of the list, notes.txt of no attempt.
-        let outs = ["2.3.out", "2.3.err", "3.1.err", "9.1.out", "notes.txt"];
+        // 9.1.out is of no task of the list, notes.txt of no attempt. (A worker
+        // creates `.out`, then `.err`: an `.err` alone is what an ended task leaves.)
+        let outs = [
+            "2.3.out",
+            "2.3.err",
+            "3.1.out",
+            "3.1.err",
+            "9.1.out",
+            "notes.txt",
+        ];
         let f = fixture(3, true, &refs, &outs);
         let (plan, warnings) = run(&f, false).unwrap();
         assert_eq!(warnings, Vec::<String>::new());

@@ -416,6 +416,16 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_root_is_not_created_again() {
+        let (_d, s) = store(3);
+        s.save("exp", 1, b"one").unwrap();
+        fs::remove_dir_all(s.root()).unwrap();
+        let e = s.save("exp", 2, b"two").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(!s.root().exists());
+    }
+
+    #[test]
     fn corrupt_newest_is_skipped_for_the_previous_one() {
         let (_d, s) = store(5);
         s.save("exp", 1, b"good one").unwrap();

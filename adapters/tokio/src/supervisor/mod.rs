@@ -71,7 +71,8 @@ use pool::Envelope;
 /// Why a task could not be added.
 #[derive(Debug)]
 pub struct AddTaskError<T> {
-    /// The ledger's refusal (its task table is full).
+    /// The ledger's refusal (its task table is full, or resumed counts that do not add
+    /// up, see [`Supervisor::add_task_resumed`]).
     pub error: LedgerError,
     /// The task, handed back.
     pub payload: T,
