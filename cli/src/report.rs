@@ -406,6 +406,23 @@ mod tests {
     const S: fn(u64) -> Duration = Duration::from_secs;
 
     #[test]
+    fn endings_the_journal_did_not_take_count_as_unfinished() {
+        let mut s = Summary::default();
+        s.tasks = 4;
+        s.succeeded = 2;
+        s.failed = vec![(3, FailureKind::Evaluation), (4, FailureKind::Evaluation)];
+        let mut fin = FinalSummary::new(&s, 5, 1, &[], "state".into());
+        assert_eq!((fin.succeeded, fin.failed, fin.unfinished), (3, 2, 0));
+        fin.not_on_record(&[(2, Verdict::Done), (4, Verdict::GaveUp)]);
+        assert_eq!((fin.succeeded, fin.failed, fin.unfinished), (2, 1, 2));
+        assert_eq!(fin.failed_tasks, vec![(3, "evaluation".to_owned())]);
+        assert_eq!(fin.failed_by_kind.get("evaluation"), Some(&1));
+        fin.not_on_record(&[(3, Verdict::GaveUp)]);
+        assert!(fin.failed_by_kind.is_empty());
+        assert_eq!((fin.failed, fin.unfinished), (0, 3));
+    }
+
+    #[test]
     fn eta_only_from_a_rate_and_never_zero() {
         // 10 finished in 20 s, 30 left: 60 s.
         assert_eq!(eta(S(20), 10, 30, None), Some(S(60)));
