@@ -29,7 +29,9 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sturdy_core::FailureKind;
@@ -242,6 +244,55 @@ fn parse_line(line_no: usize, line: &str) -> Option<Entry<'_>> {
 /// The appending journal writer.
 pub(crate) struct Journal {
     file: File,
+    /// The length the file has at least: what it held when opened plus every line
+    /// written since (see [`JournalWatch`]).
+    expected: Arc<AtomicU64>,
+}
+
+/// Notices the journal truncated or replaced under the running master (logrotate's
+/// `copytruncate`, a `cp` over it, a `mv` of another file onto it): the file at its path
+/// must still be the one the master appends to, and hold at least every byte the
+/// master wrote. Either failing means lines the record relied on are gone.
+pub(crate) struct JournalWatch {
+    path: PathBuf,
+    file: File,
+    expected: Arc<AtomicU64>,
+}
+
+impl JournalWatch {
+    /// `Err(what happened)` when the journal was truncated, replaced or deleted.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        // Read the expectation first: a line counted in it is already written.
+        let expected = self.expected.load(Ordering::Acquire);
+        let held = self
+            .file
+            .metadata()
+            .map_err(|e| format!("cannot stat the journal {}: {e}", self.path.display()))?;
+        match std::fs::metadata(&self.path) {
+            Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {}
+            Ok(_) => {
+                return Err(format!(
+                    "the journal {} was replaced by another file while the run was going",
+                    self.path.display()
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "the journal {} was deleted while the run was going ({e})",
+                    self.path.display()
+                ));
+            }
+        }
+        if held.len() < expected {
+            return Err(format!(
+                "the journal {} was truncated while the run was going ({} bytes, {expected} written)",
+                self.path.display(),
+                held.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Journal {
@@ -266,7 +317,20 @@ impl Journal {
                 file.write_all(b"\n")?;
             }
         }
-        Ok(Self { file })
+        let expected = Arc::new(AtomicU64::new(file.metadata()?.len()));
+        Ok(Self { file, expected })
+    }
+
+    /// A [`JournalWatch`] of this journal, which is at `path`.
+    ///
+    /// # Errors
+    /// The file cannot be duplicated.
+    pub(crate) fn watch(&self, path: &Path) -> io::Result<JournalWatch> {
+        Ok(JournalWatch {
+            path: path.to_owned(),
+            file: self.file.try_clone()?,
+            expected: Arc::clone(&self.expected),
+        })
     }
 
     /// Appends one record in a single `write`.
@@ -293,6 +357,8 @@ impl Journal {
                 }
             }
         }
+        self.expected
+            .fetch_add(line.len() as u64, Ordering::Release);
         Ok(())
     }
 
@@ -350,6 +416,51 @@ mod tests {
             rec(4, 2, Next::Retry).to_line(),
             "4\t2\t1\t9\t1000.250\t1001.500\t1.250\t3\t-\tevaluation\tretry\techo a\tb\n"
         );
+    }
+
+    #[test]
+    fn the_watch_notices_truncation_replacement_and_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.tsv");
+        let mut j = Journal::open(&path).unwrap();
+        let watch = j.watch(&path).unwrap();
+        j.append(&rec(1, 1, Next::Done)).unwrap();
+        assert_eq!(watch.check(), Ok(()));
+        // Another writer appending is no loss.
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"x\n")
+            .unwrap();
+        assert_eq!(watch.check(), Ok(()));
+        // copytruncate: the same file, shorter than what was written.
+        let written = std::fs::metadata(&path).unwrap().len() - 2;
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        assert_eq!(
+            watch.check(),
+            Err(format!(
+                "the journal {} was truncated while the run was going (0 bytes, {written} written)",
+                path.display()
+            ))
+        );
+        // Another file moved onto the path.
+        let other = dir.path().join("other");
+        std::fs::write(&other, "x".repeat(4096)).unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        let e = watch.check().unwrap_err();
+        assert!(
+            e.ends_with("was replaced by another file while the run was going"),
+            "{e}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let e = watch.check().unwrap_err();
+        assert!(e.contains("was deleted while the run was going"), "{e}");
     }
 
     fn histories(j: &JournalText) -> std::collections::BTreeMap<u32, TaskHistory> {

@@ -297,6 +297,29 @@ impl FinalSummary {
         }
     }
 
+    /// Counts the tasks whose ending the journal did not take (`(task, Done or GaveUp)`)
+    /// as unfinished rather than succeeded or failed: not on record, a resume runs them
+    /// again, and the summary agrees with the journal.
+    pub(crate) fn not_on_record(&mut self, tasks: &[(u64, Verdict)]) {
+        for &(task, verdict) in tasks {
+            if verdict == Verdict::Done {
+                self.succeeded = self.succeeded.saturating_sub(1);
+            } else if let Some(i) = self.failed_tasks.iter().position(|(t, _)| *t == task) {
+                let (_, kind) = self.failed_tasks.remove(i);
+                if let Some(n) = self.failed_by_kind.get_mut(&kind) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.failed_by_kind.remove(&kind);
+                    }
+                }
+                self.failed -= 1;
+            } else {
+                continue;
+            }
+            self.unfinished += 1;
+        }
+    }
+
     /// Every task succeeded, and that is on record (no storage fault).
     pub(crate) fn all_succeeded(&self) -> bool {
         self.succeeded == self.tasks && self.storage_fault.is_none()
@@ -381,6 +404,23 @@ mod tests {
     use super::*;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn endings_the_journal_did_not_take_count_as_unfinished() {
+        let mut s = Summary::default();
+        s.tasks = 4;
+        s.succeeded = 2;
+        s.failed = vec![(3, FailureKind::Evaluation), (4, FailureKind::Evaluation)];
+        let mut fin = FinalSummary::new(&s, 5, 1, &[], "state".into());
+        assert_eq!((fin.succeeded, fin.failed, fin.unfinished), (3, 2, 0));
+        fin.not_on_record(&[(2, Verdict::Done), (4, Verdict::GaveUp)]);
+        assert_eq!((fin.succeeded, fin.failed, fin.unfinished), (2, 1, 2));
+        assert_eq!(fin.failed_tasks, vec![(3, "evaluation".to_owned())]);
+        assert_eq!(fin.failed_by_kind.get("evaluation"), Some(&1));
+        fin.not_on_record(&[(3, Verdict::GaveUp)]);
+        assert!(fin.failed_by_kind.is_empty());
+        assert_eq!((fin.failed, fin.unfinished), (0, 3));
+    }
 
     #[test]
     fn eta_only_from_a_rate_and_never_zero() {

@@ -14,6 +14,11 @@
 //!   and lines, no valid checkpoint) while `out/` holds attempts' output is refused:
 //!   continuing would run finished tasks again. With the journal gone but a valid
 //!   checkpoint, the run continues from the checkpoint after a loud warning.
+//! - Every checkpoint covers the whole list ([`RunCheckpoint`] carries the outcomes of
+//!   earlier runs). A journal that does not record the end of a task the newest
+//!   checkpoint records as finished lost lines: a loud warning names both files, and
+//!   the larger record wins. A task whose ending only `out/` shows (an `.err` kept
+//!   without its `.out`) and no record holds runs again after a warning.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -36,12 +41,39 @@ pub(crate) const EXPERIMENT: &str = "run";
 /// Line-level warnings of one kind shown before the rest are only counted.
 const SHOWN: usize = 20;
 
-/// The CLI's payload in each checkpoint: which task list, and the task number of each
-/// ledger task id of the run that wrote it.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// The CLI's payload in each checkpoint: which task list, the task number of each
+/// ledger task id of the run that wrote it, and the outcomes of the tasks that finished
+/// in earlier runs (not in that run's ledger), carried forward so that every checkpoint
+/// covers the whole list: a lost or emptied journal then never reruns a task that
+/// finished before the newest checkpoint.
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct RunCheckpoint {
     pub(crate) fingerprint: u64,
     pub(crate) keys: Vec<u32>,
+    /// Tasks that succeeded in earlier runs.
+    pub(crate) done_before: Vec<u32>,
+    /// Tasks that failed for good in earlier runs, with their failure kind's name.
+    pub(crate) gave_up_before: Vec<(u32, String)>,
+}
+
+/// The payload written before outcomes were carried forward (read back only).
+#[derive(Deserialize)]
+struct RunCheckpointV0 {
+    fingerprint: u64,
+    keys: Vec<u32>,
+}
+
+impl RunCheckpoint {
+    /// Decodes a payload of either layout (one without carried outcomes carries none).
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes::<Self>(bytes).or_else(|_| {
+            postcard::from_bytes::<RunCheckpointV0>(bytes).map(|v0| Self {
+                fingerprint: v0.fingerprint,
+                keys: v0.keys,
+                ..Self::default()
+            })
+        })
+    }
 }
 
 /// What is left to do, from the journal, the newest valid checkpoint and the output
@@ -113,7 +145,8 @@ pub(crate) struct CheckpointOutcomes {
     /// Its generation; `None` when no checkpoint is valid for this task list.
     pub(crate) generation: Option<u64>,
     pub(crate) done: Vec<u32>,
-    pub(crate) gave_up: Vec<u32>,
+    /// With the failure kind where the checkpoint carries it (`Unknown` otherwise).
+    pub(crate) gave_up: Vec<(u32, FailureKind)>,
 }
 
 /// Collects warnings; line-level ones of a kind past [`SHOWN`] are only counted.
@@ -156,9 +189,10 @@ fn short(text: &str) -> String {
     }
 }
 
-/// The `(done, gave_up)` task numbers a checkpoint's payload and task states record,
-/// entries outside `1..=tasks` left out with a warning. `Err` when the checkpoint is of
-/// another task list.
+/// The task numbers a checkpoint records as done and as failed for good (its ledger's
+/// tasks and those it carries from earlier runs), entries outside `1..=tasks` left out
+/// with a warning. `Err` when the checkpoint is of another task list.
+#[allow(clippy::type_complexity)]
 fn outcomes_of(
     generation: u64,
     payload: &[u8],
@@ -166,8 +200,8 @@ fn outcomes_of(
     tasks: usize,
     fingerprint: u64,
     warnings: &mut Warnings,
-) -> Result<(Vec<u32>, Vec<u32>), String> {
-    let payload = postcard::from_bytes::<RunCheckpoint>(payload)
+) -> Result<(Vec<u32>, Vec<(u32, FailureKind)>), String> {
+    let payload = RunCheckpoint::decode(payload)
         .map_err(|e| format!("checkpoint {generation}: unreadable payload ({e})"))?;
     if payload.fingerprint != fingerprint {
         return Err(format!(
@@ -185,10 +219,32 @@ fn outcomes_of(
         }
         match state {
             TaskState::Succeeded => done.push(key),
-            TaskState::Failed => gave_up.push(key),
+            TaskState::Failed => gave_up.push((key, FailureKind::Unknown)),
             _ => {}
         }
     }
+    let inside = |key: u32, warnings: &mut Warnings| {
+        let ok = key != 0 && key as usize <= tasks;
+        if !ok {
+            warnings.line("checkpoint entries", || {
+                format!("checkpoint {generation}: task {key} is outside 1..={tasks}; ignored")
+            });
+        }
+        ok
+    };
+    for &key in &payload.done_before {
+        if inside(key, warnings) {
+            done.push(key);
+        }
+    }
+    for (key, kind) in &payload.gave_up_before {
+        if inside(*key, warnings) {
+            let kind = FailureKind::from_name(kind).unwrap_or(FailureKind::Unknown);
+            gave_up.push((*key, kind));
+        }
+    }
+    done.sort_unstable();
+    done.dedup();
     Ok((done, gave_up))
 }
 
@@ -217,10 +273,7 @@ fn checkpoint_outcomes(
                 continue;
             }
         };
-        let fingerprint = match (
-            old_fingerprint,
-            postcard::from_bytes::<RunCheckpoint>(&saved.payload),
-        ) {
+        let fingerprint = match (old_fingerprint, RunCheckpoint::decode(&saved.payload)) {
             (Some(old), Ok(p)) if p.fingerprint == old => old,
             _ => tasks.fingerprint,
         };
@@ -273,6 +326,43 @@ pub(crate) fn attempts_in_outputs(out: &Path, tasks: usize) -> BTreeMap<u32, u32
         }
     }
     max
+}
+
+/// The largest attempt number of each task among the marks [`crate::run`] leaves of a
+/// task that ended: an `out/T.A.err` whose `T.A.out` is gone (trimmed once the task's
+/// outcome was journaled; an attempt in flight has both files). Tasks outside
+/// `1..=tasks` left out.
+fn ended_marks(out: &Path, tasks: usize) -> BTreeMap<u32, u32> {
+    let mut max = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return max;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".err")) else {
+            continue;
+        };
+        let Some((t, a)) = stem.split_once('.') else {
+            continue;
+        };
+        let (Ok(t), Ok(a)) = (t.parse::<u32>(), a.parse::<u32>()) else {
+            continue;
+        };
+        if t >= 1 && t as usize <= tasks && !out.join(format!("{stem}.out")).exists() {
+            let m = max.entry(t).or_insert(0);
+            *m = (*m).max(a);
+        }
+    }
+    max
+}
+
+/// `tasks`, listed for a message (the first 10, then a count).
+fn listed(tasks: &[u32]) -> String {
+    let mut s: Vec<String> = tasks.iter().take(10).map(ToString::to_string).collect();
+    if tasks.len() > 10 {
+        s.push(format!("and {} more", tasks.len() - 10));
+    }
+    s.join(", ")
 }
 
 /// Works out what is left to do, printing the warnings on stderr.
@@ -412,8 +502,36 @@ fn plan_quietly(
         }
     }
 
+    // The journal lost lines the newest checkpoint holds (emptied, truncated, replaced):
+    // the larger record wins, loudly.
+    if journal_usable && let Some(g) = ck.generation {
+        let finished = |t: &u32| hist.get(t).is_some_and(|h| h.done || h.gave_up);
+        let lost: Vec<u32> = ck
+            .done
+            .iter()
+            .chain(ck.gave_up.iter().map(|(t, _)| t))
+            .copied()
+            .filter(|t| !finished(t))
+            .collect::<BTreeSet<u32>>()
+            .into_iter()
+            .collect();
+        if !lost.is_empty() {
+            warnings.push(format!(
+                "THE JOURNAL LOST LINES: {} does not record the end of {} task(s) that checkpoint {g} ({}) records as finished (tasks {}): it was truncated or replaced. Going by the checkpoint: they are not run again",
+                journal_path.display(),
+                lost.len(),
+                state
+                    .checkpoints()
+                    .join(EXPERIMENT)
+                    .join(format!("{g:020}.ckpt"))
+                    .display(),
+                listed(&lost)
+            ));
+        }
+    }
+    let ck_kinds: BTreeMap<u32, FailureKind> = ck.gave_up.iter().copied().collect();
     let mut done: BTreeSet<u32> = ck.done.into_iter().collect();
-    let mut gave_up: BTreeSet<u32> = ck.gave_up.into_iter().collect();
+    let mut gave_up: BTreeSet<u32> = ck.gave_up.into_iter().map(|(t, _)| t).collect();
     for (t, h) in &hist {
         if h.done {
             done.insert(*t);
@@ -422,6 +540,8 @@ fn plan_quietly(
         }
     }
     gave_up.retain(|t| !done.contains(t));
+    let marks = ended_marks(&state.root().join("out"), n);
+    let mut unrecorded = Vec::new();
     let mut todo = Vec::new();
     let mut gave_up_before = Vec::new();
     for &t in &tasks.numbers {
@@ -431,7 +551,11 @@ fn plan_quietly(
         let h = hist.get(&t).copied().unwrap_or_default();
         let failed_before = gave_up.contains(&t);
         if failed_before && !retry_failed {
-            gave_up_before.push((u64::from(t), h.gave_up_kind.unwrap_or(FailureKind::Unknown)));
+            let kind = h
+                .gave_up_kind
+                .or_else(|| ck_kinds.get(&t).copied())
+                .unwrap_or(FailureKind::Unknown);
+            gave_up_before.push((u64::from(t), kind));
             continue;
         }
         // Attempt numbers continue across runs (a retried failed task gets a fresh
@@ -443,6 +567,18 @@ fn plan_quietly(
             (h.own_failures, h.crashes)
         };
         todo.push((t, made, own, crashes));
+        if marks.get(&t).is_some_and(|&a| a > h.max_attempt) {
+            unrecorded.push(t);
+        }
+    }
+    if !unrecorded.is_empty() {
+        warnings.push(format!(
+            "{} holds the trace of {} task(s) that ended (the kept stderr of their last attempt) while neither {} nor a checkpoint records how (tasks {}): the journal lost lines. They run again; if they had succeeded, their effects happen twice",
+            state.root().join("out").display(),
+            unrecorded.len(),
+            journal_path.display(),
+            listed(&unrecorded)
+        ));
     }
     Ok((
         Plan {
@@ -577,8 +713,16 @@ mod tests {
         ];
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
         // Task 2's attempt 3 and task 3's attempt 1 were in flight at a SIGKILL;
-        // 9.1.out is of no task of the list, notes.txt of no attempt.
-        let outs = ["2.3.out", "2.3.err", "3.1.err", "9.1.out", "notes.txt"];
+        // 9.1.out is of no task of the list, notes.txt of no attempt. (A worker
+        // creates `.out`, then `.err`: an `.err` alone is what an ended task leaves.)
+        let outs = [
+            "2.3.out",
+            "2.3.err",
+            "3.1.out",
+            "3.1.err",
+            "9.1.out",
+            "notes.txt",
+        ];
         let f = fixture(3, true, &refs, &outs);
         let (plan, warnings) = run(&f, false).unwrap();
         assert_eq!(warnings, Vec::<String>::new());
@@ -653,6 +797,7 @@ mod tests {
         let payload = postcard::to_allocvec(&RunCheckpoint {
             fingerprint: 0xf00d,
             keys: vec![1, 301, 2, 0, 3],
+            ..RunCheckpoint::default()
         })
         .unwrap();
         let states = [
@@ -664,7 +809,7 @@ mod tests {
         ];
         let mut w = Warnings::default();
         let got = outcomes_of(12, &payload, &states, 300, 0xf00d, &mut w);
-        assert_eq!(got, Ok((vec![1], vec![2])));
+        assert_eq!(got, Ok((vec![1], vec![(2, FailureKind::Unknown)])));
         assert_eq!(
             w.finish(),
             vec![
@@ -676,6 +821,43 @@ mod tests {
         assert_eq!(
             outcomes_of(12, &payload, &states, 300, 0xbeef, &mut w),
             Err("checkpoint 12 is of a different task list (fingerprint 000000000000f00d)".into())
+        );
+    }
+
+    #[test]
+    fn payloads_of_both_layouts_decode_and_carried_outcomes_count() {
+        #[derive(Serialize)]
+        struct V0 {
+            fingerprint: u64,
+            keys: Vec<u32>,
+        }
+        let old = postcard::to_allocvec(&V0 {
+            fingerprint: 7,
+            keys: vec![3, 4],
+        })
+        .unwrap();
+        assert_eq!(
+            RunCheckpoint::decode(&old).unwrap(),
+            RunCheckpoint {
+                fingerprint: 7,
+                keys: vec![3, 4],
+                ..RunCheckpoint::default()
+            }
+        );
+        let new = RunCheckpoint {
+            fingerprint: 7,
+            keys: vec![3],
+            done_before: vec![1, 9],
+            gave_up_before: vec![(2, "out_of_memory".into())],
+        };
+        let bytes = postcard::to_allocvec(&new).unwrap();
+        assert_eq!(RunCheckpoint::decode(&bytes).unwrap(), new);
+        let mut w = Warnings::default();
+        let got = outcomes_of(5, &bytes, &[TaskState::Succeeded], 4, 7, &mut w);
+        assert_eq!(got, Ok((vec![1, 3], vec![(2, FailureKind::OutOfMemory)])));
+        assert_eq!(
+            w.finish(),
+            vec!["checkpoint 5: task 9 is outside 1..=4; ignored".to_owned()]
         );
     }
 

@@ -107,6 +107,9 @@ struct RunObserver {
     journal_path: PathBuf,
     /// Tripped when an outcome cannot be journaled: the run stops at once.
     fault: StorageFault,
+    /// Tasks whose ending (success, or failure for good) the journal did not take:
+    /// not on record, so the summary does not count them finished (a resume runs them).
+    unjournaled: Vec<(u64, Verdict)>,
     progress: Progress,
     /// `--breaker-open`, for the note that a worker's breaker opened.
     breaker_open: Duration,
@@ -149,6 +152,9 @@ impl Observer<String> for RunObserver {
                 "cannot write the journal {}: {e}",
                 self.journal_path.display()
             ));
+            if matches!(rec.verdict, Verdict::Done | Verdict::GaveUp) {
+                self.unjournaled.push((rec.key, rec.verdict));
+            }
         }
         if !matches!(rec.verdict, Verdict::Stale | Verdict::Interrupted) {
             self.journaled.entry(task).or_default().push(rec.attempt);
@@ -368,9 +374,21 @@ async fn drive<const T: usize>(
     let mut sup =
         Supervisor::<ProcessPool, MAX_WORKERS, T>::new(config, pool, settings.slots.len())
             .map_err(|e| CliError::input(format!("cannot set up the workers: {e}")))?;
+    // Every checkpoint covers the whole list: the outcomes of earlier runs ride along.
     let payload = RunCheckpoint {
         fingerprint: tasks.fingerprint,
         keys: plan.todo.iter().map(|&(n, ..)| n).collect(),
+        done_before: plan.done_before.iter().copied().collect(),
+        gave_up_before: plan
+            .gave_up_before
+            .iter()
+            .map(|&(t, kind)| {
+                (
+                    u32::try_from(t).unwrap_or(u32::MAX),
+                    kind.as_str().to_owned(),
+                )
+            })
+            .collect(),
     };
     sup.enable_checkpoints(
         store,
@@ -384,9 +402,12 @@ async fn drive<const T: usize>(
             state.root().display()
         ))
     })?;
-    for &(n, prior, ..) in &plan.todo {
+    // A resumed task keeps its own failures and crashes: --max-attempts and
+    // --max-worker-crashes hold across resumes.
+    for &(n, made, own, crashes) in &plan.todo {
         let command = tasks.command(n).unwrap_or_default().to_owned();
-        sup.add_task(u64::from(n), prior, command)
+        let made = made.max(own.saturating_add(crashes));
+        sup.add_task_resumed(u64::from(n), made, own, crashes, command)
             .map_err(|e| CliError::input(e.to_string()))?;
     }
     let gated = settings.health_gate || settings.load.is_some() || settings.memfree.is_some();
@@ -405,8 +426,18 @@ async fn drive<const T: usize>(
     });
     observer.fault.arm(sup.stop_handle());
     observer.stop = Some(sup.stop_handle());
-    // The state directory deleted or replaced under the run: noticed within a heartbeat
-    // interval, it stops the run (the outputs and the journal have nowhere to go).
+    // The state directory deleted or replaced under the run, or the journal truncated
+    // or replaced: noticed within a heartbeat interval, it stops the run (the outputs
+    // and the journal have nowhere to go, or the record lost lines).
+    let journal_watch = observer
+        .journal
+        .watch(&observer.journal_path)
+        .map_err(|e| {
+            CliError::runtime(format!(
+                "cannot watch the journal {}: {e}",
+                observer.journal_path.display()
+            ))
+        })?;
     let watchdog = {
         let (state, fault, every) = (
             state.clone(),
@@ -422,6 +453,10 @@ async fn drive<const T: usize>(
                         "state directory {} was deleted or replaced while the run was going",
                         state.root().display()
                     ));
+                    return;
+                }
+                if let Err(e) = journal_watch.check() {
+                    fault.trip(e);
                     return;
                 }
             }
@@ -452,6 +487,19 @@ async fn drive<const T: usize>(
     let summary = sup.run(observer).await;
     signals.abort();
     watchdog.abort();
+    // What happened since the watchdog's last look (the first fault's message wins).
+    {
+        if !state.still_in_place() {
+            observer.fault.trip(format!(
+                "state directory {} was deleted or replaced while the run was going",
+                state.root().display()
+            ));
+        } else if let Ok(w) = observer.journal.watch(&observer.journal_path)
+            && let Err(e) = w.check()
+        {
+            observer.fault.trip(e);
+        }
+    }
     Ok(summary)
 }
 
@@ -634,6 +682,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         journaled: std::collections::HashMap::new(),
         journal_path: state.journal(),
         fault: StorageFault::default(),
+        unjournaled: Vec::new(),
         // No bar while other threads print lines (--line-buffer): plain progress lines.
         progress: Progress::new(
             tasks.len() as u64,
@@ -702,6 +751,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         root.display().to_string(),
     );
     fin.storage_fault = observer.fault.message();
+    fin.not_on_record(&observer.unjournaled);
     if settings.json {
         // A closed stdout (`| head`) loses the summary, never the run's exit code.
         let _ = writeln!(

@@ -406,3 +406,277 @@ fn a_removed_output_directory_stops_the_run_naming_the_path_without_blaming_task
     assert_eq!(fx.len(), 200);
     assert!(fx.values().filter(|a| a.len() > 1).count() <= 2, "{fx:?}");
 }
+
+/// `sturdy run --resume` of `list` in `state` with `extra`, to its end.
+fn resume(list: &Path, state: &Path, extra: &[&str]) -> std::process::Output {
+    sturdy()
+        .args(["run", "--resume", "--backoff-base", "10ms"])
+        .args(extra)
+        .arg("--state-dir")
+        .arg(state)
+        .arg(list)
+        .output()
+        .unwrap()
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts that each of tasks `1..=n` had exactly one effect.
+fn assert_one_effect_each(fx: &Path, n: u32) {
+    let fx = effects(fx);
+    assert_eq!(fx.len(), n as usize, "{fx:?}");
+    let twice: Vec<_> = fx.iter().filter(|(_, a)| a.len() != 1).collect();
+    assert!(twice.is_empty(), "ran again: {twice:?}");
+}
+
+/// Keeps only the journal's two header lines (a `cp` of an emptied copy over it).
+fn keep_journal_header(state: &Path) {
+    let path = state.join("journal.tsv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let head: Vec<&str> = text.lines().take(2).collect();
+    std::fs::write(&path, head.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn every_checkpoint_covers_tasks_of_earlier_runs_so_a_lost_journal_reruns_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (list, fx) = effect_tasks(dir.path(), 30, "true");
+    let state = dir.path().join("state");
+    let out = start(&list, &state, &["--workers", "2"])
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    // A resume with nothing to run writes the newest checkpoint.
+    let out = resume(&list, &state, &["--workers", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("30 done, 0 failed for good, 0 to run"));
+    // The journal emptied to its header: silent before, now loud, and nothing reruns.
+    keep_journal_header(&state);
+    let out = resume(&list, &state, &["--workers", "2"]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let journal_path = state.join("journal.tsv").display().to_string();
+    let ckpt_dir = state.join("checkpoints/run").display().to_string();
+    assert!(
+        err.contains("THE JOURNAL LOST LINES")
+            && err.contains(&journal_path)
+            && err.contains(&ckpt_dir)
+            && err.contains(".ckpt")
+            && err.contains("of 30 task(s)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("30 done, 0 failed for good, 0 to run"),
+        "{err}"
+    );
+    assert_one_effect_each(&fx, 30);
+    // The journal deleted: the newest checkpoint (of a run that ran nothing) still
+    // covers all 30.
+    std::fs::remove_file(state.join("journal.tsv")).unwrap();
+    let out = resume(&list, &state, &["--workers", "2"]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("THE JOURNAL IS GONE") && err.contains("(30 done"),
+        "{err}"
+    );
+    assert_one_effect_each(&fx, 30);
+}
+
+#[test]
+fn a_journal_truncated_under_the_master_stops_it_and_resume_reruns_nothing_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let (list, fx) = effect_tasks(dir.path(), 40, "sleep 0.1");
+    let state = dir.path().join("state");
+    // No periodic checkpoint: only the journal records what finished.
+    let child = start(
+        &list,
+        &state,
+        &["--workers", "2", "--checkpoint-interval", "1h", "--json"],
+    );
+    wait_for("some effects", || lines_in(&fx) >= 6);
+    // logrotate's copytruncate.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(state.join("journal.tsv"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let s = summary(&out);
+    assert!(
+        s["storage_fault"]
+            .as_str()
+            .is_some_and(|m| m.contains("journal.tsv was truncated")),
+        "{s}"
+    );
+    let ran = effects(&fx).len();
+    assert!(ran < 40, "it stopped ({ran} ran)");
+    let out = resume(&list, &state, &["--workers", "2"]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("THE JOURNAL LOST LINES"), "{err}");
+    let fx = effects(&fx);
+    assert_eq!(fx.len(), 40);
+    // At most the attempts in flight when it stopped (one per worker) run again.
+    let twice: Vec<_> = fx.iter().filter(|(_, a)| a.len() > 1).collect();
+    assert!(twice.len() <= 2, "ran again: {twice:?}");
+}
+
+#[test]
+fn the_trace_of_finished_tasks_in_out_is_not_rerun_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let (list, fx) = effect_tasks(dir.path(), 5, "true");
+    let state = dir.path().join("state");
+    let out = start(&list, &state, &["--workers", "2"])
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    // Both records gone but the journal's header: only out/ remembers.
+    for e in std::fs::read_dir(state.join("checkpoints/run")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    keep_journal_header(&state);
+    let out = resume(&list, &state, &["--workers", "2"]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} holds the trace of 5 task(s) that ended",
+            state.join("out").display()
+        )) && err.contains("tasks 1, 2, 3, 4, 5"),
+        "{err}"
+    );
+    assert_eq!(effects(&fx).len(), 5);
+}
+
+/// A command that appends `$STURDY_ATTEMPT` to `fx`, SIGKILLs the master (its worker's
+/// parent) on attempt 3, and otherwise ends with `tail`.
+fn killing_task(dir: &Path, fx: &Path, tail: &str) -> PathBuf {
+    let line = format!(
+        "echo $STURDY_ATTEMPT >> {}; if [ $STURDY_ATTEMPT = 3 ]; then kill -9 $(awk '{{print $4}}' /proc/$PPID/stat); sleep 10; fi; {tail}",
+        fx.display()
+    );
+    write_tasks(dir, "tasks.txt", &[line])
+}
+
+fn attempts_in(fx: &Path) -> Vec<u32> {
+    std::fs::read_to_string(fx)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn max_attempts_holds_across_a_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = dir.path().join("effects");
+    let list = killing_task(dir.path(), &fx, "exit 1");
+    let state = dir.path().join("state");
+    let flags = ["--workers", "1", "--max-attempts", "3"];
+    let out = start(&list, &state, &flags).wait_with_output().unwrap();
+    assert_eq!(out.status.code(), None, "the master was killed");
+    assert_eq!(attempts_in(&fx), vec![1, 2, 3]);
+    // Two own failures on record (attempt 3 died with the master): one more try.
+    let out = resume(&list, &state, &flags);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert_eq!(attempts_in(&fx), vec![1, 2, 3, 4]);
+    let j = journal(&state);
+    let last = j.last().unwrap();
+    assert_eq!((last.attempt, last.next.as_str()), (4, "gave_up"), "{j:?}");
+}
+
+#[test]
+fn max_worker_crashes_holds_across_a_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = dir.path().join("effects");
+    // Every attempt kills its own worker.
+    let list = killing_task(dir.path(), &fx, "kill -9 $PPID; sleep 10");
+    let state = dir.path().join("state");
+    let flags = ["--workers", "1", "--max-worker-crashes", "2"];
+    let out = start(&list, &state, &flags).wait_with_output().unwrap();
+    assert_eq!(out.status.code(), None, "the master was killed");
+    assert_eq!(attempts_in(&fx), vec![1, 2, 3]);
+    // Two crashes on record: the next one is the third, over the limit of 2.
+    let out = resume(&list, &state, &flags);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert_eq!(attempts_in(&fx), vec![1, 2, 3, 4]);
+    let j = journal(&state);
+    let last = j.last().unwrap();
+    assert_eq!(
+        (last.attempt, last.kind.as_str(), last.next.as_str()),
+        (4, "worker_crash", "gave_up"),
+        "{j:?}"
+    );
+}
+
+#[test]
+fn a_master_stopped_by_its_deleted_state_directory_leaves_it_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (list, fx) = effect_tasks(dir.path(), 100, "sleep 0.05");
+    let state = dir.path().join("state");
+    let child = start(&list, &state, &["--workers", "2"]);
+    wait_for("some effects", || lines_in(&fx) >= 5);
+    // (A worker may create an output file while the tree goes: try again.)
+    wait_for("the state directory to go", || {
+        let _ = std::fs::remove_dir_all(&state);
+        !state.exists()
+    });
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(!state.exists(), "the stopping master recreated {state:?}");
+    // A fresh run starts over, as the README says.
+    let out = start(&list, &state, &["--workers", "2"])
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_exactly_once(&journal(&state), 100);
+}
+
+#[test]
+fn a_failed_journal_write_is_not_counted_as_a_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(&dir.path().join("small"), "16k") else {
+        return;
+    };
+    let (list, _fx) = effect_tasks(dir.path(), 300, &format!("true {}", "x".repeat(200)));
+    let state = dir.path().join("small/state");
+    let out = start(&list, &state, &["--workers", "3", "--json"])
+        .wait_with_output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let s = summary(&out);
+    assert!(s["storage_fault"].is_string(), "{s}");
+    let done = successes(&journal(&state)).len();
+    assert_eq!(
+        s["succeeded"], done,
+        "the summary agrees with the journal: {s}"
+    );
+    assert_eq!(
+        s["succeeded"].as_u64().unwrap()
+            + s["failed"].as_u64().unwrap()
+            + s["unfinished"].as_u64().unwrap(),
+        300,
+        "{s}"
+    );
+    fs.resize("8m");
+    let out = sturdy()
+        .args(["run", "--resume", "--workers", "3", "--state-dir"])
+        .arg(&state)
+        .arg(&list)
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("resuming {}: {done} done,", state.display())),
+        "{err}"
+    );
+    drop(fs);
+}

@@ -233,13 +233,19 @@ impl CheckpointStore {
     /// the path written.
     ///
     /// # Errors
-    /// An invalid experiment name, a payload over [`MAX_PAYLOAD`], or an I/O error; on
-    /// error the previous checkpoints are untouched.
+    /// An invalid experiment name, a payload over [`MAX_PAYLOAD`], or an I/O error (a
+    /// root directory deleted since [`open`](Self::open) is `NotFound`: it is never
+    /// created again here); on error the previous checkpoints are untouched.
     pub fn save(&self, experiment: &str, generation: u64, bytes: &[u8]) -> io::Result<PathBuf> {
         let dir = self.dir(experiment)?;
         let encoded = encode(generation, bytes)?;
-        let created = !dir.exists();
-        fs::create_dir_all(&dir)?;
+        // Never the root: a store whose directory was deleted under it is not
+        // brought back (its owner meant it gone; see `open`).
+        let created = match fs::create_dir(&dir) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(e),
+        };
         if created {
             sync_dir(&self.root)?;
         }
@@ -407,6 +413,16 @@ mod tests {
         // No temporary file is left behind.
         let leftovers: Vec<_> = fs::read_dir(s.root().join("search")).unwrap().collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn a_deleted_root_is_not_created_again() {
+        let (_d, s) = store(3);
+        s.save("exp", 1, b"one").unwrap();
+        fs::remove_dir_all(s.root()).unwrap();
+        let e = s.save("exp", 2, b"two").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(!s.root().exists());
     }
 
     #[test]

@@ -297,3 +297,40 @@ async fn random_chaos_never_loses_or_repeats_a_task() {
         assert_eq!(s.stale_results, 0);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_task_keeps_its_earlier_failures_and_crashes() {
+    let pool = LocalPool::new(
+        Duration::from_millis(100),
+        |_n: u64, _attempt: u32| async move { Err(FailureKind::Evaluation) },
+    );
+    let mut sup: Box<Supervisor<_, 2, 16>> = Supervisor::new(config(3), pool, 1).unwrap();
+    // Task 1: 3 attempts made, 2 of them its own failures; task 2: made 1, nothing
+    // charged (cut off by the restart).
+    sup.add_task_resumed(1, 3, 2, 0, 1).unwrap();
+    sup.add_task_resumed(2, 1, 0, 0, 2).unwrap();
+    // More failures and crashes than attempts is refused, the payload handed back.
+    let e = sup.add_task_resumed(3, 1, 1, 1, 3).unwrap_err();
+    assert_eq!(e.payload, 3);
+    let mut tally = Tally::default();
+    let s = sup.run(&mut tally).await;
+    let attempts = |key: u64| -> Vec<(u32, Verdict)> {
+        tally
+            .records
+            .iter()
+            .filter(|r| r.key == key)
+            .map(|r| (r.attempt, r.verdict))
+            .collect()
+    };
+    // One more own failure reaches max_attempts 3; numbering continues after 3.
+    assert_eq!(attempts(1), vec![(4, Verdict::GaveUp)]);
+    assert_eq!(
+        attempts(2),
+        vec![
+            (2, Verdict::Retry),
+            (3, Verdict::Retry),
+            (4, Verdict::GaveUp)
+        ]
+    );
+    assert_eq!(s.failed.len(), 2);
+}

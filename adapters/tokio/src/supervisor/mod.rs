@@ -71,7 +71,8 @@ use pool::Envelope;
 /// Why a task could not be added.
 #[derive(Debug)]
 pub struct AddTaskError<T> {
-    /// The ledger's refusal (its task table is full).
+    /// The ledger's refusal (its task table is full, or resumed counts that do not add
+    /// up, see [`Supervisor::add_task_resumed`]).
     pub error: LedgerError,
     /// The task, handed back.
     pub payload: T,
@@ -201,6 +202,45 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
                 self.tasks.push(TaskSlot {
                     key,
                     prior_attempts,
+                    payload,
+                });
+                Ok(id)
+            }
+            Err(error) => Err(AddTaskError { error, payload }),
+        }
+    }
+
+    /// Adds a task that earlier runs (before a restart without a checkpoint) already
+    /// started `attempts_made` times, of which `own_failures` failed on their own and
+    /// `crashes` were lost with their worker: the ledger's
+    /// [`add_task_resumed`](sturdy_core::manager::Ledger::add_task_resumed). Attempt
+    /// numbers continue after `attempts_made`, and the earlier failures and crashes
+    /// count toward the retry policy's `max_attempts` and the crash limit, so that
+    /// neither budget starts over on a resume. With all three 0 this is
+    /// [`add_task`](Self::add_task) with no prior attempts.
+    ///
+    /// # Errors
+    /// The ledger's task table is full, or `own_failures + crashes` exceeds
+    /// `attempts_made` (`LedgerError::ResumeCounts`); the payload is handed back.
+    pub fn add_task_resumed(
+        &mut self,
+        key: u64,
+        attempts_made: u32,
+        own_failures: u32,
+        crashes: u32,
+        payload: P::Task,
+    ) -> Result<TaskId, AddTaskError<P::Task>> {
+        let now = self.now();
+        match self
+            .ledger
+            .add_task_resumed(attempts_made, own_failures, crashes, now)
+        {
+            Ok(id) => {
+                debug_assert_eq!(id.0 as usize, self.tasks.len());
+                // The ledger numbers the attempts after `attempts_made` itself.
+                self.tasks.push(TaskSlot {
+                    key,
+                    prior_attempts: 0,
                     payload,
                 });
                 Ok(id)
