@@ -38,6 +38,7 @@ macro_rules! eprint {
 
 mod classify;
 mod error;
+mod farm_metrics;
 mod health_gate;
 mod journal;
 mod oom;

@@ -299,6 +299,13 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     #[serde(default)]
     pub(crate) json: bool,
+    /// Serve the run's counters over HTTP on ADDR while it runs (`127.0.0.1:9465`; port
+    /// 0 picks a free one, printed on stderr): `/metrics` (Prometheus text:
+    /// `sturdy_farm_*`), `/livez` (200 while the master's loop ticks), `/readyz` (200
+    /// while it dispatches; 503 once it drains, halts or stops on a storage fault).
+    #[arg(long, value_name = "ADDR")]
+    #[serde(default)]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
     /// Write a checkpoint this often (default 10s; at least 10ms).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
@@ -802,6 +809,8 @@ pub(crate) struct Settings {
     pub(crate) resume_failed: bool,
     pub(crate) health_gate: bool,
     pub(crate) json: bool,
+    /// `--metrics-listen`.
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
     pub(crate) checkpoint_interval: Duration,
     pub(crate) keep_checkpoints: u32,
 }
@@ -1042,6 +1051,7 @@ impl Settings {
             resume_failed,
             health_gate: cli.health_gate || file.health_gate,
             json: cli.json || file.json,
+            metrics_listen: pick!(metrics_listen),
             checkpoint_interval,
             keep_checkpoints: check_range(
                 "--keep-checkpoints",

@@ -23,6 +23,7 @@ use sturdy_tokio::supervisor::{
 };
 
 use crate::error::CliError;
+use crate::farm_metrics::FarmMetrics;
 use crate::health_gate::Limits;
 use crate::journal::{Journal, Next, Record};
 use crate::options::{Detector, JitterArg, RunArgs, Settings};
@@ -113,6 +114,8 @@ struct RunObserver {
     progress: Progress,
     /// `--breaker-open`, for the note that a worker's breaker opened.
     breaker_open: Duration,
+    /// `--metrics-listen`: the run's counters.
+    metrics: Option<FarmMetrics>,
 }
 
 impl Observer<String> for RunObserver {
@@ -122,6 +125,9 @@ impl Observer<String> for RunObserver {
         _order: &sturdy_tokio::supervisor::Order<'_, String>,
     ) {
         self.progress.started(worker.0);
+        if let Some(m) = &self.metrics {
+            m.started();
+        }
     }
 
     fn attempt_ended(&mut self, rec: &AttemptRecord, command: &String) {
@@ -159,6 +165,9 @@ impl Observer<String> for RunObserver {
         if !matches!(rec.verdict, Verdict::Stale | Verdict::Interrupted) {
             self.journaled.entry(task).or_default().push(rec.attempt);
         }
+        if let Some(m) = &self.metrics {
+            m.ended(next.as_str());
+        }
         if matches!(rec.verdict, Verdict::Done | Verdict::GaveUp) {
             self.task_ended(rec, task, command);
             let attempts = self.journaled.remove(&task).unwrap_or_default();
@@ -179,6 +188,9 @@ impl Observer<String> for RunObserver {
             ..
         } = event
         {
+            if let Some(m) = &self.metrics {
+                m.breaker_opened();
+            }
             self.progress.note(&format!(
                 "worker {}: circuit breaker open; no new task for it for {:?}",
                 worker.0 + 1,
@@ -202,6 +214,9 @@ impl Observer<String> for RunObserver {
     }
 
     fn worker_restarting(&mut self, worker: WorkerId, delay: Duration) {
+        if let Some(m) = &self.metrics {
+            m.worker_restarted();
+        }
         self.progress.note(&format!(
             "worker {} died; restarting it in {} ms",
             worker.0 + 1,
@@ -240,6 +255,9 @@ impl RunObserver {
         } else {
             self.failed += 1;
         }
+        if let Some(m) = &self.metrics {
+            m.task_ended(rec.verdict == Verdict::Done);
+        }
         let Some(halt) = self.halt else { return };
         if self.halted.is_some() {
             return;
@@ -253,6 +271,9 @@ impl RunObserver {
             && let Some(stop) = &self.stop
         {
             self.halted = Some(halt.on);
+            if let Some(m) = &self.metrics {
+                m.stopped_dispatching(false);
+            }
             let what = match halt.on {
                 HaltOn::Fail => "failed",
                 HaltOn::Success => "succeeded",
@@ -438,16 +459,29 @@ async fn drive<const T: usize>(
                 observer.journal_path.display()
             ))
         })?;
+    if let (Some(addr), Some(m)) = (settings.metrics_listen, &observer.metrics) {
+        let bound = m.serve(addr).await?;
+        eprintln!(
+            "sturdy: serving the run's metrics on http://{bound}/metrics, /livez and /readyz"
+        );
+    }
     let watchdog = {
-        let (state, fault, every) = (
+        let (state, fault, every, metrics) = (
             state.clone(),
             observer.fault.clone(),
             settings.heartbeat_interval,
+            observer.metrics.clone(),
         );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
+                if let Some(m) = &metrics {
+                    m.tick();
+                    if fault.message().is_some() {
+                        m.stopped_dispatching(true);
+                    }
+                }
                 if !state.still_in_place() {
                     fault.trip(format!(
                         "state directory {} was deleted or replaced while the run was going",
@@ -463,6 +497,7 @@ async fn drive<const T: usize>(
         })
     };
     let stop = sup.stop_handle();
+    let signal_metrics = observer.metrics.clone();
     let signals = tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut int), Ok(mut term)) = (
@@ -476,6 +511,9 @@ async fn drive<const T: usize>(
                 _ = int.recv() => {}
                 _ = term.recv() => {}
             }
+            if let Some(m) = &signal_metrics {
+                m.stopped_dispatching(false);
+            }
             match stop.escalate() {
                 Stop::Drain => eprintln!(
                     "sturdy: stopping: no new tasks; waiting for running ones (signal again to kill them)"
@@ -487,6 +525,9 @@ async fn drive<const T: usize>(
     let summary = sup.run(observer).await;
     signals.abort();
     watchdog.abort();
+    if let Some(m) = &observer.metrics {
+        m.stopped_dispatching(observer.fault.message().is_some());
+    }
     // What happened since the watchdog's last look (the first fault's message wins).
     {
         if !state.still_in_place() {
@@ -690,6 +731,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             settings.json || settings.line_buffer,
         ),
         breaker_open: settings.breaker_open,
+        metrics: settings
+            .metrics_listen
+            .map(|_| FarmMetrics::new(tasks.len() as u64, settings.heartbeat_interval)),
     };
     if state.resumed && !settings.json {
         eprintln!(
