@@ -11,6 +11,9 @@
 //! - [`breaker_events`]: what a shared breaker tells its subscribers, and its running
 //!   totals;
 //! - [`retry_metrics`]: [`RetryMetrics`], running totals of retry decisions;
+//! - `prometheus` (feature `prometheus`) and `opentelemetry` (feature `opentelemetry`):
+//!   those totals, and the budgets' tokens, exported to a `prometheus-client` registry or
+//!   as OpenTelemetry metrics on a `Meter`;
 //! - [`health`]: what a health monitor publishes ([`HealthReading`](health::HealthReading))
 //!   and one panic-proof sampling step ([`Sampler`](health::Sampler));
 //! - [`striped`]: the per-thread striped counter behind the breaker's fast-path call
@@ -23,6 +26,8 @@ pub mod breaker_events;
 pub mod budget;
 pub mod health;
 mod manual_clock;
+#[cfg(feature = "opentelemetry")]
+pub mod opentelemetry;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 pub mod retry_metrics;

@@ -55,6 +55,9 @@ mod tower_retry;
 pub use sturdy_shared::breaker::{BreakerCore, BreakerError};
 pub use sturdy_shared::breaker_events::{BreakerNotice, BreakerTotals, Cause};
 pub use sturdy_shared::health::{Assessed, HealthReading, MonitorConfig, SampleError};
+/// OpenTelemetry metrics (feature `opentelemetry`): see [`sturdy_shared::opentelemetry`].
+#[cfg(feature = "opentelemetry")]
+pub use sturdy_shared::opentelemetry;
 /// Prometheus export (feature `prometheus`): see [`sturdy_shared::prometheus`].
 #[cfg(feature = "prometheus")]
 pub use sturdy_shared::prometheus;
