@@ -62,6 +62,15 @@ fn send(msg: &FromWorker) -> io::Result<()> {
 /// Runs the worker loop until the master says shut down or goes away. Returns the
 /// process exit code.
 pub(crate) fn run(heartbeat: Duration) -> i32 {
+    // A worker stopped (SIGSTOP) when its master dies is in an orphaned process group
+    // with a stopped member, so the kernel sends it SIGHUP then SIGCONT. SIGHUP's
+    // default action would kill it before it could kill its command; with a handler it
+    // lives on, sees its master's pipe closed, and kills the command first. (A handler,
+    // not SIG_IGN: handlers reset on exec, so commands keep SIGHUP's default.)
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGHUP,
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
     // What a command leaves behind is re-parented here, where the end of its attempt
     // finds it cheaply (see `end_attempt`). Without it every attempt end scans `/proc`.
     #[cfg(target_os = "linux")]

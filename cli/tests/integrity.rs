@@ -680,3 +680,42 @@ fn a_failed_journal_write_is_not_counted_as_a_success() {
     );
     drop(fs);
 }
+
+#[test]
+fn a_stopped_worker_whose_master_dies_kills_its_command_when_the_kernel_wakes_it() {
+    // The master leads a process group of its own, as a shell job does. When it dies
+    // with a worker stopped, that group is orphaned with a stopped member: the kernel
+    // sends it SIGHUP, then SIGCONT. The worker must survive the SIGHUP, see its
+    // master's pipe closed, and kill its command, with no later master to sweep it.
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let starts = dir.path().join("starts");
+    let (list, fx) = effect_tasks(
+        dir.path(),
+        1,
+        &format!("echo go >> {}; sleep 2", starts.display()),
+    );
+    let mut master = sturdy()
+        .args(["run", "--workers", "1", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .arg(&list)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    wait_for("the command to start", || lines_in(&starts) >= 1);
+    let workers = children(master.id(), "sturdy");
+    assert_eq!(workers.len(), 1);
+    kill(Pid::from_raw(workers[0]), Signal::SIGSTOP).unwrap();
+    kill(Pid::from_raw(master.id() as i32), Signal::SIGKILL).unwrap();
+    let _ = master.wait();
+    // Past the command's own end: its effect must never appear.
+    std::thread::sleep(Duration::from_millis(3000));
+    assert_eq!(
+        lines_in(&fx),
+        0,
+        "the command ran on after its worker's master died"
+    );
+    assert!(!alive(workers[0]), "the worker is gone");
+}
