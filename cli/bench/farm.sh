@@ -10,9 +10,13 @@
 # Environment: SIZES (default "1000 10000 100000"), J (default 4), RUNS (default 5; min
 # and median are shown), PARALLEL_MAX (default 10000: GNU parallel, ~8 ms per task, is
 # left out of larger sizes), BASE (optional: another `sturdy` binary, measured in the same
-# rounds as "sturdy (BASE)", for before/after), CARGO_TARGET_DIR (where the binary is built).
-# Needs GNU parallel (Debian: apt-get install parallel) and GNU time (/usr/bin/time).
-# Wall and CPU are per whole command (CPU = user + system of it and all its children);
+# rounds as "sturdy (BASE)", for before/after), CARGO_TARGET_DIR (where the binary is built),
+# TMPDIR (where the state directory goes: its file system matters, as sturdy creates two
+# output files per attempt; on a busy ext4 inode allocation is most of sturdy's extra CPU).
+# Needs GNU parallel (Debian: apt-get install parallel) and python3 (for rtime.py).
+# Wall and CPU are per whole command (CPU = user + system of it and all its descendants,
+# counted by cli/bench/rtime.py, a child subreaper: GNU time misses the workers that the
+# sturdy master does not wait for, and with them the CPU of every command they ran);
 # "master CPU" is the `sturdy` master process alone (its own rusage, all threads),
 # reported by `sturdy run --json` as master_cpu_seconds. Within a round the tools run one
 # after the other, in the same order every round; the load average is printed per size.
@@ -27,7 +31,8 @@ record=false
 [[ ${1:-} == --record ]] && record=true
 
 command -v parallel >/dev/null || { echo "GNU parallel is missing (apt-get install parallel)" >&2; exit 2; }
-[[ -x /usr/bin/time ]] || { echo "GNU time is missing (apt-get install time)" >&2; exit 2; }
+command -v python3 >/dev/null || { echo "python3 is missing" >&2; exit 2; }
+rtime=$PWD/cli/bench/rtime.py
 cargo build --release -p sturdy-cli --quiet
 target=${CARGO_TARGET_DIR:-target}
 [[ $target == /* ]] || target=$PWD/$target
@@ -38,7 +43,7 @@ trap 'rm -rf "$work"' EXIT
 # run NAME BIN_OR_- CMD... : appends "wall cpu master_cpu" to $work/NAME
 run() {
   local name=$1 sturdy=$2; shift 2
-  /usr/bin/time -f "%e %U %S" -o "$work/time" "$@" > "$work/stdout" 2> "$work/stderr" || {
+  python3 "$rtime" "$work/time" "$@" > "$work/stdout" 2> "$work/stderr" || {
     echo "$name failed:"; cat "$work/stderr"; exit 1; } >&2
   local master=-
   if [[ $sturdy == yes ]]; then

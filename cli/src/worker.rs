@@ -10,6 +10,11 @@
 //! `CUDA_VISIBLE_DEVICES` come from the worker's own environment, set by the master). A
 //! heartbeat goes out every interval, busy or idle.
 //!
+//! One thread runs an attempt: it `poll`s the command's two output pipes, its shell's
+//! pidfd (Linux 5.3 and later; elsewhere it looks every 5 ms) and a doorbell that the
+//! threads reading the master's orders ring, so that no thread is started per attempt.
+//! The shell is `/bin/sh`, by absolute path.
+//!
 //! With `--nice N` the command runs as `nice -n N sh -c COMMAND` (`nice` execs `sh`,
 //! so the process group is the same). With `--delay` the order says how long to wait
 //! before the start.
