@@ -18,6 +18,8 @@
 //! indistinguishable; with neither file readable (or a v1 kernel before 4.13) the
 //! counter is unknown and such a `SIGKILL` is classified unknown instead.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -99,12 +101,17 @@ fn counter_file() -> Option<PathBuf> {
 }
 
 /// The current OOM-kill count of this process's cgroup, or `None` when unknown. The
-/// counter's file is looked up once per process.
+/// counter's file is looked up and opened once per process, and read afresh from its
+/// start at each call (one `pread`).
 pub(crate) fn oom_kill_count() -> Option<u64> {
-    static FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let path = FILE.get_or_init(counter_file);
-    let text = std::fs::read_to_string(path.as_ref()?).ok()?;
-    parse_oom_kill(&text)
+    static FILE: OnceLock<Option<File>> = OnceLock::new();
+    let file = FILE
+        .get_or_init(|| File::open(counter_file()?).ok())
+        .as_ref()?;
+    // Both files are a few short lines (v2's `memory.events`: six).
+    let mut buf = [0u8; 1024];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    parse_oom_kill(std::str::from_utf8(&buf[..n]).ok()?)
 }
 
 #[cfg(test)]

@@ -10,6 +10,11 @@
 //! `CUDA_VISIBLE_DEVICES` come from the worker's own environment, set by the master). A
 //! heartbeat goes out every interval, busy or idle.
 //!
+//! One thread runs an attempt: it `poll`s the command's two output pipes, its shell's
+//! pidfd (Linux 5.3 and later; elsewhere it looks every 5 ms) and a doorbell that the
+//! threads reading the master's orders ring, so that no thread is started per attempt.
+//! The shell is `/bin/sh`, by absolute path.
+//!
 //! With `--nice N` the command runs as `nice -n N sh -c COMMAND` (`nice` execs `sh`,
 //! so the process group is the same). With `--delay` the order says how long to wait
 //! before the start.
@@ -34,16 +39,20 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
 use crate::oom;
 use crate::process_fence::{self, OWNER_VAR};
@@ -52,7 +61,38 @@ use crate::protocol::{self, FromWorker, Outcome, RunOrder, ToWorker};
 enum Event {
     Order(ToWorker),
     MasterGone,
-    ChildExit(io::Result<ExitStatus>),
+}
+
+/// The sending side of the worker's event queue: while an attempt runs, each event also
+/// rings a doorbell (a byte on a socket) that the attempt loop polls beside the
+/// command's pipes and pidfd, so that one thread runs a whole attempt and none is
+/// started per attempt.
+#[derive(Clone)]
+struct EventTx {
+    tx: Sender<Event>,
+    bell: Arc<Bell>,
+}
+
+/// The doorbell of [`EventTx`].
+struct Bell {
+    /// The socket's write end (non-blocking: a full buffer already wakes the poller).
+    socket: UnixStream,
+    /// Set while an attempt's loop polls (an idle worker blocks on the queue itself).
+    armed: AtomicBool,
+}
+
+impl EventTx {
+    /// Queues `ev` and, while armed, rings the doorbell; false when the receiver is gone.
+    fn send(&self, ev: Event) -> bool {
+        let ok = self.tx.send(ev).is_ok();
+        // Sequentially consistent with the attempt loop's arming and its `try_recv`
+        // after it: an event queued before the loop armed is found by that
+        // `try_recv`, one queued after rings.
+        if self.bell.armed.load(Ordering::SeqCst) {
+            let _ = (&self.bell.socket).write(&[1]);
+        }
+        ok
+    }
 }
 
 fn send(msg: &FromWorker) -> io::Result<()> {
@@ -77,7 +117,23 @@ pub(crate) fn run(heartbeat: Duration) -> i32 {
     let subreaper = nix::sys::prctl::set_child_subreaper(true).is_ok();
     #[cfg(not(target_os = "linux"))]
     let subreaper = false;
+    let Ok((bell_rx, bell_tx)) = UnixStream::pair() else {
+        eprintln!("sturdy worker: cannot create its event socket");
+        return 1;
+    };
+    if bell_rx.set_nonblocking(true).is_err() || bell_tx.set_nonblocking(true).is_err() {
+        eprintln!("sturdy worker: cannot make its event socket non-blocking");
+        return 1;
+    }
     let (tx, rx) = mpsc::channel::<Event>();
+    let bell = Arc::new(Bell {
+        socket: bell_tx,
+        armed: AtomicBool::new(false),
+    });
+    let tx = EventTx {
+        tx,
+        bell: Arc::clone(&bell),
+    };
     let reader_tx = tx.clone();
     std::thread::spawn(move || {
         let mut stdin = io::stdin().lock();
@@ -90,7 +146,7 @@ pub(crate) fn run(heartbeat: Duration) -> i32 {
                 Ok(None) | Err(_) => Event::MasterGone,
             };
             let gone = matches!(ev, Event::MasterGone);
-            if reader_tx.send(ev).is_err() || gone {
+            if !reader_tx.send(ev) || gone {
                 return;
             }
         }
@@ -105,6 +161,7 @@ pub(crate) fn run(heartbeat: Duration) -> i32 {
             }
         }
     });
+    drop(tx);
     if send(&FromWorker::Ready {
         pid: std::process::id(),
     })
@@ -112,10 +169,16 @@ pub(crate) fn run(heartbeat: Duration) -> i32 {
     {
         return 0;
     }
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
         match rx.recv() {
             Ok(Event::Order(ToWorker::Run(order))) => {
-                if !run_attempt(&order, subreaper, &tx, &rx) {
+                let attempt = Attempt {
+                    rx: &rx,
+                    bell_rx: &bell_rx,
+                    armed: &bell.armed,
+                };
+                if !run_attempt(&order, subreaper, &attempt, &mut buf) {
                     return 0;
                 }
             }
@@ -124,7 +187,6 @@ pub(crate) fn run(heartbeat: Duration) -> i32 {
                 kill_own_marked();
                 return 0;
             }
-            Ok(Event::ChildExit(_)) => {}
         }
     }
 }
@@ -138,41 +200,152 @@ fn signal_group(pgid: i32, signal: Signal) {
     let _ = killpg(Pid::from_raw(pgid), signal);
 }
 
-/// The first error met writing a command's output, as `(path, error)`.
-type WriteError = Arc<Mutex<Option<(String, String)>>>;
+/// One of a command's output pipes and the file it is copied into.
+struct Capture {
+    /// The pipe's read end, until it closes.
+    pipe: Option<File>,
+    file: File,
+    path: String,
+    stderr: bool,
+}
 
-/// Copies a command's output pipe into its file until the pipe closes. A write error
+/// A command's two outputs, copied by whoever polls them (see [`pump`]). A write error
 /// is remembered (the first one) and the rest is drained unwritten, so that the command
 /// never blocks or sees the farm's storage fail.
-fn copy_output(
-    mut from: impl Read,
-    mut to: File,
-    path: String,
-    error: WriteError,
-    stream: Option<(u32, bool)>,
-) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut failed = false;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
+struct Captures<'a> {
+    outs: [Capture; 2],
+    /// The order's id when its output is streamed to the master.
+    stream: Option<u32>,
+    /// The first error met writing a command's output, as `(path, error)`.
+    error: Option<(String, String)>,
+    buf: &'a mut [u8],
+}
+
+impl Captures<'_> {
+    /// Whether a pipe is still open.
+    fn open(&self) -> bool {
+        self.outs.iter().any(|c| c.pipe.is_some())
+    }
+
+    /// Copies one read's worth of output `i` (a read that returns end of file or an
+    /// error closes the pipe).
+    fn copy_once(&mut self, i: usize) {
+        let out = &mut self.outs[i];
+        let Some(pipe) = out.pipe.as_mut() else {
+            return;
         };
-        if let Some((id, stderr)) = stream {
+        let n = match pipe.read(self.buf) {
+            Ok(0) => {
+                out.pipe = None;
+                return;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
+            Err(_) => {
+                out.pipe = None;
+                return;
+            }
+        };
+        if let Some(id) = self.stream {
             // A master that is gone is noticed by the heartbeat and the reader.
             let _ = send(&FromWorker::Output {
                 id,
-                stderr,
-                bytes: buf[..n].to_vec(),
+                stderr: out.stderr,
+                bytes: self.buf[..n].to_vec(),
             });
         }
-        if !failed && let Err(e) = to.write_all(&buf[..n]) {
-            failed = true;
-            let mut g = error.lock().unwrap_or_else(PoisonError::into_inner);
-            g.get_or_insert((path.clone(), e.to_string()));
+        if self.error.is_none()
+            && let Err(e) = out.file.write_all(&self.buf[..n])
+        {
+            self.error = Some((out.path.clone(), e.to_string()));
         }
+    }
+}
+
+/// What ended a [`pump`].
+#[derive(Default)]
+struct Woke {
+    /// The child's pidfd is readable (it has ended).
+    child: bool,
+    /// The doorbell rang: events may be queued.
+    events: bool,
+}
+
+/// Waits (one `poll`) until output is ready on an open pipe of `cap`, `pidfd` (the
+/// command's shell) has ended, `bell` rang, or `deadline` passed, and copies what is
+/// ready. `None` for `deadline` waits without limit.
+fn pump(
+    cap: &mut Captures<'_>,
+    pidfd: Option<&OwnedFd>,
+    bell: Option<&UnixStream>,
+    deadline: Option<Instant>,
+) -> Woke {
+    let timeout = deadline.map(|d| {
+        let left = d.saturating_duration_since(Instant::now());
+        Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        })
+    });
+    let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(4);
+    let mut which = [0usize; 4];
+    for (i, out) in cap.outs.iter().enumerate() {
+        if let Some(pipe) = &out.pipe {
+            which[fds.len()] = i;
+            fds.push(PollFd::new(pipe, PollFlags::IN));
+        }
+    }
+    let n_pipes = fds.len();
+    if let Some(fd) = pidfd {
+        fds.push(PollFd::new(fd, PollFlags::IN));
+    }
+    if let Some(bell) = bell {
+        fds.push(PollFd::from_borrowed_fd(bell.as_fd(), PollFlags::IN));
+    }
+    let mut woke = Woke::default();
+    match poll(&mut fds, timeout.as_ref()) {
+        Ok(0) | Err(_) => return woke,
+        Ok(_) => {}
+    }
+    let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+    drop(fds);
+    for (k, &r) in ready.iter().enumerate().take(n_pipes) {
+        if r {
+            cap.copy_once(which[k]);
+        }
+    }
+    let mut k = n_pipes;
+    if pidfd.is_some() {
+        woke.child = ready[k];
+        k += 1;
+    }
+    if let Some(mut bell) = bell
+        && ready[k]
+    {
+        // One read takes all that is there, unless the buffer fills.
+        let mut sink = [0u8; 256];
+        while matches!(bell.read(&mut sink), Ok(n) if n == sink.len()) {}
+        woke.events = true;
+    }
+    woke
+}
+
+/// The command's pidfd, which turns readable when it ends; `None` where the kernel has
+/// none (before Linux 5.3, or not Linux), and the attempt loop then looks every
+/// [`POLL`].
+fn pidfd_of(child: &Child) -> Option<OwnedFd> {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::process::pidfd_open(
+            rustix::process::Pid::from_child(child),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = child;
+        None
     }
 }
 
@@ -180,14 +353,31 @@ fn copy_output(
 /// group, so that an end-to-end test can kill the worker in that window.
 const PAUSE_BEFORE_STARTED: &str = "STURDY_TEST_PAUSE_BEFORE_STARTED_MS";
 
+/// The shell commands run with, by absolute path (no `PATH` search per spawn).
+const SHELL: &str = "/bin/sh";
+
+/// What an attempt hears events through.
+struct Attempt<'a> {
+    rx: &'a mpsc::Receiver<Event>,
+    /// The doorbell's read end.
+    bell_rx: &'a UnixStream,
+    /// Whether the doorbell rings.
+    armed: &'a AtomicBool,
+}
+
+/// Disarms the doorbell when dropped.
+struct Armed<'a>(&'a AtomicBool);
+
+impl Drop for Armed<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 /// Runs one attempt; returns false when the worker must exit (the master is gone or
 /// asked to shut down).
-fn run_attempt(
-    order: &RunOrder,
-    subreaper: bool,
-    tx: &Sender<Event>,
-    rx: &mpsc::Receiver<Event>,
-) -> bool {
+fn run_attempt(order: &RunOrder, subreaper: bool, ev: &Attempt<'_>, buf: &mut [u8]) -> bool {
+    let (rx, bell) = (ev.rx, ev.bell_rx);
     // `--delay`: wait (heartbeating) before the start; the master's death ends the wait.
     let mut shutdown_after = false;
     let until = Instant::now() + Duration::from_millis(order.delay_ms);
@@ -203,7 +393,6 @@ fn run_attempt(
                 "sturdy worker: busy with task {}, ignoring an order for task {}",
                 order.task, other.task
             ),
-            Ok(Event::ChildExit(_)) => {}
             Ok(Event::MasterGone) | Err(RecvTimeoutError::Disconnected) => {
                 kill_own_marked();
                 return false;
@@ -226,10 +415,10 @@ fn run_attempt(
     let mut command = match order.nice {
         Some(n) => {
             let mut c = Command::new("nice");
-            c.arg("-n").arg(n.to_string()).arg("sh");
+            c.arg("-n").arg(n.to_string()).arg(SHELL);
             c
         }
-        None => Command::new("sh"),
+        None => Command::new(SHELL),
     };
     // The attempt's own mark, which extends the worker's (so that the master's sweep of
     // a dead worker matches it too).
@@ -254,38 +443,26 @@ fn run_attempt(
         Err(e) => return report(order, Outcome::SpawnFailed(format!("sh: {e}")), started),
     };
     let pgid = child.id() as i32;
-    let write_error = WriteError::default();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    for (pipe, file, path, is_err) in [
-        (
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            out,
-            &order.stdout_path,
-            false,
-        ),
-        (
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            err,
-            &order.stderr_path,
-            true,
-        ),
-    ] {
-        if let Some(pipe) = pipe {
-            let (error, path, done) = (write_error.clone(), path.clone(), done_tx.clone());
-            let stream = order.stream.then_some((order.id, is_err));
-            std::thread::spawn(move || {
-                copy_output(pipe, file, path, error, stream);
-                let _ = done.send(());
-            });
-        }
-    }
-    drop(done_tx);
+    let pidfd = pidfd_of(&child);
+    let mut cap = Captures {
+        outs: [
+            Capture {
+                pipe: child.stdout.take().map(|p| File::from(OwnedFd::from(p))),
+                file: out,
+                path: order.stdout_path.clone(),
+                stderr: false,
+            },
+            Capture {
+                pipe: child.stderr.take().map(|p| File::from(OwnedFd::from(p))),
+                file: err,
+                path: order.stderr_path.clone(),
+                stderr: true,
+            },
+        ],
+        stream: order.stream.then_some(order.id),
+        error: None,
+        buf,
+    };
     if let Some(ms) = std::env::var(PAUSE_BEFORE_STARTED)
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
@@ -304,10 +481,6 @@ fn run_attempt(
         let _ = child.wait();
         return false;
     }
-    let waiter_tx = tx.clone();
-    std::thread::spawn(move || {
-        let _ = waiter_tx.send(Event::ChildExit(child.wait()));
-    });
     let grace = Duration::from_millis(order.kill_grace_ms);
     // The next signal the timeout sends the group, and when.
     let mut next_kill = (order.timeout_ms > 0).then(|| {
@@ -322,68 +495,70 @@ fn run_attempt(
         )
     });
     let mut timed_out = false;
+    ev.armed.store(true, Ordering::SeqCst);
+    let _armed = Armed(ev.armed);
+    // Events queued before the doorbell was armed are looked at first.
+    let mut events = true;
     let status = loop {
-        let ev = match next_kill {
-            Some((at, signal)) => {
-                match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
-                    Ok(ev) => ev,
-                    Err(RecvTimeoutError::Timeout) => {
-                        timed_out = true;
-                        signal_group(pgid, signal);
-                        next_kill = (signal == Signal::SIGTERM)
-                            .then(|| (Instant::now() + grace, Signal::SIGKILL));
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => Event::MasterGone,
-                }
-            }
-            None => rx.recv().unwrap_or(Event::MasterGone),
-        };
-        match ev {
-            Event::ChildExit(status) => break status,
-            Event::Order(ToWorker::Shutdown) => shutdown_after = true,
-            Event::Order(ToWorker::Run(other)) => {
-                eprintln!(
-                    "sturdy worker: busy with task {}, ignoring an order for task {}",
-                    order.task, other.task
-                );
-            }
-            Event::MasterGone => {
-                kill_group(pgid);
-                kill_own_marked();
-                // Wait for the reap so that nothing of ours outlives the worker.
-                while let Ok(ev) = rx.recv() {
-                    if matches!(ev, Event::ChildExit(_)) {
-                        break;
+        if events {
+            loop {
+                match rx.try_recv() {
+                    Ok(Event::Order(ToWorker::Shutdown)) => shutdown_after = true,
+                    Ok(Event::Order(ToWorker::Run(other))) => eprintln!(
+                        "sturdy worker: busy with task {}, ignoring an order for task {}",
+                        order.task, other.task
+                    ),
+                    Err(TryRecvError::Empty) => break,
+                    Ok(Event::MasterGone) | Err(TryRecvError::Disconnected) => {
+                        kill_group(pgid);
+                        kill_own_marked();
+                        // Wait for the reap so that nothing of ours outlives the worker.
+                        let _ = child.wait();
+                        return false;
                     }
                 }
-                return false;
             }
         }
+        if let Some((at, signal)) = next_kill
+            && Instant::now() >= at
+        {
+            timed_out = true;
+            signal_group(pgid, signal);
+            next_kill =
+                (signal == Signal::SIGTERM).then(|| (Instant::now() + grace, Signal::SIGKILL));
+            continue;
+        }
+        // Without a pidfd the shell's end is looked for every `POLL`.
+        let deadline = match (next_kill.map(|(at, _)| at), pidfd.is_none()) {
+            (Some(at), true) => Some(at.min(Instant::now() + POLL)),
+            (Some(at), false) => Some(at),
+            (None, true) => Some(Instant::now() + POLL),
+            (None, false) => None,
+        };
+        let woke = pump(&mut cap, pidfd.as_ref(), Some(bell), deadline);
+        if woke.child || pidfd.is_none() {
+            match child.try_wait() {
+                Ok(Some(st)) => break Ok(st),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+        }
+        events = woke.events;
     };
     if let (true, Some((deadline, Signal::SIGKILL))) = (timed_out, next_kill) {
         // The group had its SIGTERM: its grace lasts until it is gone (its shell may be
         // gone long before the program it ran finishes its cleanup) or the grace ends.
-        wait_group_gone(pgid, deadline, subreaper);
+        wait_group_gone(pgid, deadline, subreaper, &mut cap);
     }
     // What ignored the SIGTERM, or outlived its shell or left its group, goes now.
     end_attempt(pgid, mark.as_deref(), subreaper);
     // The output is complete once both pipes closed; a process that escaped the group
     // and holds them open is not waited for past a second.
     let until = Instant::now() + Duration::from_secs(1);
-    for _ in 0..2 {
-        if done_rx
-            .recv_timeout(until.saturating_duration_since(Instant::now()))
-            .is_err()
-        {
-            break;
-        }
+    while cap.open() && Instant::now() < until {
+        pump(&mut cap, None, None, Some(until));
     }
-    let write_failed = write_error
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
-    let outcome = if let Some((path, error)) = write_failed {
+    let outcome = if let Some((path, error)) = cap.error.take() {
         Outcome::StorageFailed { path, error }
     } else if timed_out {
         Outcome::TimedOut
@@ -409,8 +584,8 @@ const POLL: Duration = Duration::from_millis(5);
 
 /// Waits until process group `pgid` is gone (`killpg(pgid, 0)` fails with `ESRCH`) or
 /// `deadline` passes, reaping the group's members re-parented here (a zombie still
-/// counts as a member).
-fn wait_group_gone(pgid: i32, deadline: Instant, subreaper: bool) {
+/// counts as a member) and copying their output meanwhile.
+fn wait_group_gone(pgid: i32, deadline: Instant, subreaper: bool, cap: &mut Captures<'_>) {
     loop {
         if subreaper {
             reap_children();
@@ -418,13 +593,16 @@ fn wait_group_gone(pgid: i32, deadline: Instant, subreaper: bool) {
         if killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH) || Instant::now() >= deadline {
             return;
         }
-        std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
+        let until = deadline.min(Instant::now() + POLL);
+        while Instant::now() < until {
+            pump(cap, None, None, Some(until));
+        }
     }
 }
 
 /// Reaps the children of this process that have ended; true when none is left
 /// (`ECHILD`), false when some still live (or waiting failed otherwise). Call it only
-/// once the command's shell is reaped, so as not to take its status from its waiter.
+/// once the command's shell is reaped, so as not to take its status from the attempt loop.
 fn reap_children() -> bool {
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
