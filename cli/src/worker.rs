@@ -109,7 +109,7 @@ pub(crate) fn run(heartbeat: Duration) -> i32 {
     // not SIG_IGN: handlers reset on exec, so commands keep SIGHUP's default.)
     let _ = signal_hook::flag::register(
         signal_hook::consts::SIGHUP,
-        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
     );
     // What a command leaves behind is re-parented here, where the end of its attempt
     // finds it cheaply (see `end_attempt`). Without it every attempt end scans `/proc`.
