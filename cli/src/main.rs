@@ -65,8 +65,22 @@ use clap::Parser;
 use crate::error::{CliError, EXIT_BAD_INPUT};
 use crate::options::{Cli, Command};
 
+/// The command line with `--` put before the first `:::` or `::::` (unless a `--` is
+/// already there): every word from the first input source on is the command's or an
+/// argument, never a sturdy option, as in GNU parallel (`::: a -k b` is three
+/// arguments; a glob that matches a file named `--dry-run` does not change the run).
+fn sources_after_double_dash(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let has_dash_dash = args.iter().any(|a| a == "--");
+    if let Some(i) = args.iter().position(|a| a == ":::" || a == "::::")
+        && !has_dash_dash
+    {
+        args.insert(i, "--".into());
+    }
+    args
+}
+
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(sources_after_double_dash(std::env::args_os().collect())) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_BAD_INPUT } else { 0 };

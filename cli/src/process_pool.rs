@@ -88,15 +88,11 @@ pub(crate) struct LineBuffer {
 /// Prints the complete lines of `pending` (plus `more`), keeping a trailing partial
 /// line; with `all`, the partial line too.
 fn print_lines(pending: &mut Vec<u8>, more: &[u8], tag: Option<&str>, stderr: bool, all: bool) {
+    // `pending` holds no line feed (its complete lines went out before): only the new
+    // bytes are searched, so a long line that arrives in many pieces costs linear time.
+    let before = pending.len();
     pending.extend_from_slice(more);
-    let end = if all {
-        pending.len()
-    } else {
-        pending
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1)
-    };
+    let end = printable_end(pending, before, all);
     if end == 0 {
         return;
     }
@@ -113,6 +109,18 @@ fn print_lines(pending: &mut Vec<u8>, more: &[u8], tag: Option<&str>, stderr: bo
         let mut o = std::io::stdout().lock();
         o.write_all(&text).and_then(|()| o.flush())
     };
+}
+
+/// How much of `pending` (whose first `before` bytes hold no line feed) can be printed:
+/// up to its last line feed, or all of it with `all`.
+fn printable_end(pending: &[u8], before: usize, all: bool) -> usize {
+    if all {
+        return pending.len();
+    }
+    pending[before..]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| before + i + 1)
 }
 
 /// Successes needed before `--timeout N%` applies (a median of fewer says little).
@@ -416,6 +424,16 @@ impl WorkerPool for ProcessPool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn printable_end_stops_at_the_last_line_feed_of_the_new_bytes() {
+        assert_eq!(printable_end(b"abc", 0, false), 0);
+        // "abc" waited without a line feed; "d\nef" arrives.
+        assert_eq!(printable_end(b"abcd\nef", 3, false), 5);
+        assert_eq!(printable_end(b"ab\ncd\n", 0, false), 6);
+        assert_eq!(printable_end(b"abcdef", 3, true), 6);
+    }
+
     use super::*;
 
     #[test]

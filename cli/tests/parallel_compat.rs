@@ -806,3 +806,28 @@ fn a_command_without_sources_is_a_missing_task_list_with_a_hint() {
         text(&s.stderr)
     );
 }
+
+#[test]
+fn values_after_the_first_source_are_never_sturdy_options() {
+    // A value that looks like a sturdy option (`-k`, `--dry-run`, `-j1`, a negative
+    // number), as a glob over odd file names gives: an argument, as in parallel.
+    let dir = tempfile::tempdir().unwrap();
+    let out = same_stdout(
+        dir.path(),
+        "s1",
+        &[
+            "-k",
+            "echo",
+            ":::",
+            "a",
+            "-k",
+            "--dry-run",
+            "-j1",
+            "-1",
+            "b",
+        ],
+    );
+    assert_eq!(out, "a\n-k\n--dry-run\n-j1\n-1\nb\n");
+    // A run was made (no dry run): its journal holds the six tasks.
+    assert_exactly_once(&journal(&dir.path().join("s1")), 6);
+}
