@@ -22,6 +22,22 @@ use crate::template::Template;
 /// progress lines, which then start on a new line).
 static STDERR_MID_LINE: AtomicBool = AtomicBool::new(false);
 
+/// Set once a task's output could not be written to stdout (a closed pipe: `| head`).
+static STDOUT_BROKEN: AtomicBool = AtomicBool::new(false);
+
+/// Notes the result of writing task output to stdout.
+pub(crate) fn note_stdout<T>(r: io::Result<T>) {
+    if r.is_err() {
+        STDOUT_BROKEN.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Whether task output could not be written to stdout: the run stops dispatching and
+/// keeps every output file, so that nothing printed nowhere is lost.
+pub(crate) fn stdout_broken() -> bool {
+    STDOUT_BROKEN.load(Ordering::SeqCst)
+}
+
 /// Records whether the task output just written to stderr ended mid-line.
 pub(crate) fn set_stderr_mid_line(mid: bool) {
     STDERR_MID_LINE.store(mid, Ordering::SeqCst);
@@ -268,7 +284,7 @@ impl TaskOutput {
     fn copy(&mut self, out: &Path, err: &Path) {
         if let Ok(mut f) = File::open(out) {
             let mut o = io::stdout().lock();
-            let _ = io::copy(&mut f, &mut o).and_then(|_| o.flush());
+            note_stdout(io::copy(&mut f, &mut o).and_then(|_| o.flush()));
         }
         let Ok(mut f) = File::open(err) else { return };
         let len = f.metadata().map_or(0, |m| m.len());
@@ -290,7 +306,7 @@ impl TaskOutput {
     fn print(&mut self, stdout: &[u8], stderr: &[u8]) {
         if !stdout.is_empty() {
             let mut o = io::stdout().lock();
-            let _ = o.write_all(stdout).and_then(|()| o.flush());
+            note_stdout(o.write_all(stdout).and_then(|()| o.flush()));
         }
         if !stderr.is_empty() {
             let mut e = io::stderr().lock();

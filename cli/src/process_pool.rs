@@ -101,14 +101,14 @@ fn print_lines(pending: &mut Vec<u8>, more: &[u8], tag: Option<&str>, stderr: bo
         Some(t) => crate::output::tagged(t, &chunk),
         None => chunk,
     };
-    let _ = if stderr {
+    if stderr {
         let mut e = std::io::stderr().lock();
         crate::output::set_stderr_mid_line(!text.ends_with(b"\n"));
-        e.write_all(&text).and_then(|()| e.flush())
+        let _ = e.write_all(&text).and_then(|()| e.flush());
     } else {
         let mut o = std::io::stdout().lock();
-        o.write_all(&text).and_then(|()| o.flush())
-    };
+        crate::output::note_stdout(o.write_all(&text).and_then(|()| o.flush()));
+    }
 }
 
 /// How much of `pending` (whose first `before` bytes hold no line feed) can be printed:

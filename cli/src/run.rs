@@ -116,6 +116,8 @@ struct RunObserver {
     breaker_open: Duration,
     /// `--metrics-listen`: the run's counters.
     metrics: Option<FarmMetrics>,
+    /// Set once stdout was found closed (the run drains).
+    stdout_gone: bool,
 }
 
 impl Observer<String> for RunObserver {
@@ -171,8 +173,12 @@ impl Observer<String> for RunObserver {
         if matches!(rec.verdict, Verdict::Done | Verdict::GaveUp) {
             self.task_ended(rec, task, command);
             let attempts = self.journaled.remove(&task).unwrap_or_default();
-            // Only what the journal holds may go (not after a journal write failed).
-            if !self.keep_output && self.fault.message().is_none() {
+            // Only what the journal holds may go (not after a journal write failed),
+            // and nothing once stdout is gone (the output printed nowhere stays).
+            if !self.keep_output
+                && self.fault.message().is_none()
+                && !crate::output::stdout_broken()
+            {
                 trim_outputs(&self.state, task, &attempts, rec.attempt);
             }
         }
@@ -257,6 +263,21 @@ impl RunObserver {
         }
         if let Some(m) = &self.metrics {
             m.task_ended(rec.verdict == Verdict::Done);
+        }
+        if crate::output::stdout_broken() && !self.stdout_gone {
+            // Tasks' output has nowhere to go: start nothing more (a resume runs the
+            // rest), keep every output file, and say so.
+            self.stdout_gone = true;
+            if let Some(stop) = &self.stop {
+                stop.drain();
+            }
+            if let Some(m) = &self.metrics {
+                m.stopped_dispatching(false);
+            }
+            self.progress.note(&format!(
+                "sturdy: stdout is closed: starting no more tasks; the output of finished tasks stays in {}",
+                self.state.root().join("out").display()
+            ));
         }
         let Some(halt) = self.halt else { return };
         if self.halted.is_some() {
@@ -734,6 +755,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         metrics: settings
             .metrics_listen
             .map(|_| FarmMetrics::new(tasks.len() as u64, settings.heartbeat_interval)),
+        stdout_gone: false,
     };
     if state.resumed && !settings.json {
         eprintln!(
@@ -811,6 +833,12 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         return Err(CliError::runtime(format!(
             "stopped: the state directory {} is full or failing: {e}; nothing more was dispatched and running commands were killed. Free space (or restore the directory) and run the same command with --resume: only the attempts that were in flight run again",
             root.display()
+        )));
+    }
+    if observer.stdout_gone {
+        return Err(CliError::runtime(format!(
+            "stopped: stdout was closed, so tasks' output had nowhere to go; the output of finished tasks is kept in {}, and the same command with --resume runs the rest",
+            root.join("out").display()
         )));
     }
     Ok(

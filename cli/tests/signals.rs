@@ -103,32 +103,70 @@ fn first_signal_drains_second_kills_and_resume_finishes() {
 }
 
 #[test]
-fn closed_stdout_and_stderr_do_not_stop_the_run() {
-    // `sturdy run ... 2>&1 | head -1`: the reader goes away after one line. The run goes
-    // on to the end (the journal is its record) and exits 0, never 101 (a panic).
+fn a_closed_stderr_never_stops_a_run_and_a_closed_stdout_stops_it_keeping_the_output() {
+    // `sturdy run ... 2>&1 | head -1`: the reader goes away. stderr carries progress
+    // only: the run goes on to the end and exits 0, never 101 (a panic). stdout carries
+    // the tasks' output: with nowhere to print it, the run starts no more tasks, keeps
+    // every finished task's output in STATE/out, exits 1, and --resume runs the rest.
     let dir = tempfile::tempdir().unwrap();
     let lines: Vec<String> = (1..=30)
         .map(|i| format!("echo out {i}; echo err {i} >&2; sleep 0.02"))
         .collect();
     let list = write_tasks(dir.path(), "tasks.txt", &lines);
     let state = dir.path().join("state");
-    for json in [false, true] {
-        let _ = std::fs::remove_dir_all(&state);
-        let mut cmd = sturdy();
-        cmd.args(["run", "--workers", "2", "--state-dir"])
+    let run = |close_stdout: bool, close_stderr: bool, extra: &[&str]| {
+        let mut child = sturdy()
+            .args(["run", "--workers", "2", "--state-dir"])
             .arg(&state)
             .arg(&list)
+            .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if json {
-            cmd.arg("--json");
-        }
-        let mut child = cmd.spawn().unwrap();
-        // Close both read ends at once: every write the master makes fails with EPIPE.
-        drop(child.stdout.take());
-        drop(child.stderr.take());
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closing a read end makes every write the master makes there fail (EPIPE).
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        let keep_out = (!close_stdout)
+            .then(|| std::thread::spawn(move || std::io::read_to_string(out).unwrap_or_default()));
+        let keep_err = (!close_stderr)
+            .then(|| std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default()));
         let status = child.wait().unwrap();
-        assert_eq!(status.code(), Some(0), "json {json}");
-        assert_exactly_once(&journal(&state), 30);
+        let out = keep_out.map(|t| t.join().unwrap()).unwrap_or_default();
+        let err = keep_err.map(|t| t.join().unwrap()).unwrap_or_default();
+        (status.code(), out, err)
+    };
+    // stderr closed: the whole run, exit 0.
+    let (code, out, _) = run(false, true, &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.lines().count(), 30, "{out}");
+    assert_exactly_once(&journal(&state), 30);
+    // With --json, stdout holds only the summary: closing it loses nothing else.
+    std::fs::remove_dir_all(&state).unwrap();
+    let (code, _, _) = run(true, true, &["--json"]);
+    assert_eq!(code, Some(0));
+    assert_exactly_once(&journal(&state), 30);
+    // stdout closed: it stops, says why, keeps the output of what finished.
+    std::fs::remove_dir_all(&state).unwrap();
+    let (code, _, err) = run(true, false, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("stdout was closed"), "{err}");
+    let done: Vec<u32> = journal(&state)
+        .iter()
+        .filter(|l| l.next == "done")
+        .map(|l| l.task)
+        .collect();
+    assert!(done.len() < 30, "it stopped dispatching: {done:?}");
+    for t in &done {
+        let kept = std::fs::read_to_string(state.join(format!("out/{t}.1.out")));
+        assert_eq!(
+            kept.ok(),
+            Some(format!("out {t}\n")),
+            "task {t}'s output kept"
+        );
     }
+    let (code, out, err) = run(false, false, &["--resume"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 30 - done.len(), "{out}");
+    assert_exactly_once(&journal(&state), 30);
 }
