@@ -708,6 +708,18 @@ fn a_stopped_worker_whose_master_dies_kills_its_command_when_the_kernel_wakes_it
     let workers = children(master.id(), "sturdy");
     assert_eq!(workers.len(), 1);
     kill(Pid::from_raw(workers[0]), Signal::SIGSTOP).unwrap();
+    // The kernel wakes an orphaned group only if a member is stopped when the group is
+    // orphaned: wait until the worker really is (state `T`), as an operator's Ctrl-Z
+    // would have it, before the master dies.
+    wait_for("the worker to stop", || {
+        std::fs::read_to_string(format!("/proc/{}/stat", workers[0]))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.chars().next())
+            })
+            == Some('T')
+    });
     kill(Pid::from_raw(master.id() as i32), Signal::SIGKILL).unwrap();
     let _ = master.wait();
     // Past the command's own end: its effect must never appear.
