@@ -116,31 +116,6 @@ fn listen_serves_metrics_livez_and_readyz_consistently() {
     drop(child);
 }
 
-/// `promtool check metrics` accepts `text` (promtool comes with Debian's `prometheus`).
-fn promtool_check(text: &str) {
-    let mut p = match std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(p) => p,
-        Err(e) => panic!(
-            "promtool is needed to check the exposition ({e}): \
-             apt-get update && apt-get install -y prometheus"
-        ),
-    };
-    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = p.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn listen_on_a_taken_address_exits_2_naming_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

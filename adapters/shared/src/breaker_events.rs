@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use sturdy_core::breaker::{BreakerEvent, Outcome, Rejected};
+use sturdy_core::breaker::{BreakerEvent, Outcome, Rejected, State};
 
 /// What made the breaker change state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +88,43 @@ pub struct BreakerTotals {
     pub metrics_only: u64,
     /// Half-open probes that expired unreported.
     pub probes_expired: u64,
+}
+
+/// Every breaker state's name, as exporters label it, in the order of
+/// [`BreakerTotals::transitions_by_state`].
+pub const STATE_NAMES: [&str; 6] = [
+    "closed",
+    "open",
+    "half_open",
+    "forced_open",
+    "disabled",
+    "metrics_only",
+];
+
+/// The name of `state`: one of [`STATE_NAMES`].
+pub fn state_name(state: State) -> &'static str {
+    match state {
+        State::Closed => "closed",
+        State::Open { .. } => "open",
+        State::HalfOpen => "half_open",
+        State::ForcedOpen => "forced_open",
+        State::Disabled => "disabled",
+        _ => "metrics_only",
+    }
+}
+
+impl BreakerTotals {
+    /// Transitions into each state, in the order of [`STATE_NAMES`].
+    pub const fn transitions_by_state(&self) -> [u64; 6] {
+        [
+            self.closed,
+            self.opened,
+            self.half_opened,
+            self.forced_open,
+            self.disabled,
+            self.metrics_only,
+        ]
+    }
 }
 
 #[derive(Default)]

@@ -56,7 +56,7 @@ use sturdy_core::Clock;
 use sturdy_core::breaker::State;
 
 use crate::breaker::{Breaker, BreakerCore};
-use crate::breaker_events::BreakerTotals;
+use crate::breaker_events::{BreakerTotals, STATE_NAMES, state_name};
 use crate::budget::RetryBudget;
 use crate::retry_metrics::{GIVE_UP_REASONS, RetryMetrics};
 
@@ -84,40 +84,6 @@ impl<C: Clock + Send + Sync + 'static> BudgetReading for RetryBudget<C> {
             self.retries_refused(),
         )
     }
-}
-
-/// The states, as attribute values, in the order of [`transitions`].
-const STATES: [&str; 6] = [
-    "closed",
-    "open",
-    "half_open",
-    "forced_open",
-    "disabled",
-    "metrics_only",
-];
-
-/// The attribute value of a breaker state: one of [`STATES`].
-fn state_value(state: State) -> &'static str {
-    match state {
-        State::Closed => "closed",
-        State::Open { .. } => "open",
-        State::HalfOpen => "half_open",
-        State::ForcedOpen => "forced_open",
-        State::Disabled => "disabled",
-        _ => "metrics_only",
-    }
-}
-
-/// Transitions into each of [`STATES`], in that order.
-fn transitions(t: &BreakerTotals) -> [u64; 6] {
-    [
-        t.closed,
-        t.opened,
-        t.half_opened,
-        t.forced_open,
-        t.disabled,
-        t.metrics_only,
-    ]
 }
 
 /// A name attribute value that is never empty.
@@ -260,8 +226,8 @@ fn register_breakers(meter: &Meter, breakers: Arc<Vec<BreakerEntry>>) {
         .with_description("Circuit breaker state changes, by the state entered.")
         .with_callback(move |obs| {
             for e in b.iter() {
-                let counts = transitions(&e.reading.read().1);
-                for (state, v) in STATES.into_iter().zip(counts) {
+                let counts = e.reading.read().1.transitions_by_state();
+                for (state, v) in STATE_NAMES.into_iter().zip(counts) {
                     obs.observe(v, &[e.name.clone(), KeyValue::new("state", state)]);
                 }
             }
@@ -287,8 +253,8 @@ fn register_breakers(meter: &Meter, breakers: Arc<Vec<BreakerEntry>>) {
         .with_description("1 for the circuit breaker's current state, 0 for the others.")
         .with_callback(move |obs| {
             for e in breakers.iter() {
-                let now = state_value(e.reading.read().0);
-                for state in STATES {
+                let now = state_name(e.reading.read().0);
+                for state in STATE_NAMES {
                     obs.observe(
                         u64::from(state == now),
                         &[e.name.clone(), KeyValue::new("state", state)],

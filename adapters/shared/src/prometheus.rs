@@ -51,7 +51,7 @@ use sturdy_core::Clock;
 use sturdy_core::breaker::State;
 
 use crate::breaker::{Breaker, BreakerCore};
-use crate::breaker_events::BreakerTotals;
+use crate::breaker_events::{BreakerTotals, STATE_NAMES};
 use crate::budget::RetryBudget;
 use crate::retry_metrics::{GIVE_UP_REASONS, RetryMetrics};
 
@@ -82,26 +82,10 @@ impl<C: Clock + Send + Sync + 'static> BudgetReading for RetryBudget<C> {
     }
 }
 
-/// The label value of a breaker state.
+/// The label value of a breaker state (see [`state_name`](crate::breaker_events::state_name)).
 pub fn state_label(state: State) -> &'static str {
-    match state {
-        State::Closed => "closed",
-        State::Open { .. } => "open",
-        State::HalfOpen => "half_open",
-        State::ForcedOpen => "forced_open",
-        State::Disabled => "disabled",
-        _ => "metrics_only",
-    }
+    crate::breaker_events::state_name(state)
 }
-
-const STATES: [&str; 6] = [
-    "closed",
-    "open",
-    "half_open",
-    "forced_open",
-    "disabled",
-    "metrics_only",
-];
 
 /// A [`Collector`] over shared breakers, retry totals and retry budgets. Add the
 /// handles (clones are kept; the originals stay the application's), then
@@ -241,17 +225,10 @@ impl Collector for SturdyCollector {
                 None,
                 breakers.iter().flat_map(|(n, _, t)| {
                     let n = non_empty(n);
-                    [
-                        t.closed,
-                        t.opened,
-                        t.half_opened,
-                        t.forced_open,
-                        t.disabled,
-                        t.metrics_only,
-                    ]
-                    .into_iter()
-                    .zip(STATES)
-                    .map(move |(v, s)| (vec![("breaker", n), ("state", s)], v))
+                    t.transitions_by_state()
+                        .into_iter()
+                        .zip(STATE_NAMES)
+                        .map(move |(v, s)| (vec![("breaker", n), ("state", s)], v))
                 }),
             )?;
             counter_family(
@@ -270,7 +247,7 @@ impl Collector for SturdyCollector {
                 breakers.iter().flat_map(|(n, state, _)| {
                     let n = non_empty(n);
                     let now = state_label(*state);
-                    STATES.map(|s| (vec![("breaker", n), ("state", s)], i64::from(s == now)))
+                    STATE_NAMES.map(|s| (vec![("breaker", n), ("state", s)], i64::from(s == now)))
                 }),
             )?;
         }

@@ -124,3 +124,27 @@ pub fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Asserts that `promtool check metrics` accepts `text` (promtool comes with Debian's
+/// `prometheus`; a missing promtool fails the test with the install command).
+pub fn promtool_check(text: &str) {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("promtool is needed ({e}): apt-get update && apt-get install -y prometheus")
+        });
+    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
