@@ -328,21 +328,29 @@ fn checkpoint_outcomes(
     CheckpointOutcomes::default()
 }
 
-/// The largest attempt number of each task among the output files `T.A.out` and
-/// `T.A.err` in `out`, tasks outside `1..=tasks` and tasks in `skip` left out.
-pub(crate) fn attempts_in_outputs(out: &Path, tasks: usize, skip: &TaskSet) -> BTreeMap<u32, u32> {
+/// What `out` holds of the tasks in `1..=tasks` that are not in `skip`, in one pass
+/// over the directory: the largest attempt number of each task among its output files
+/// `T.A.out` and `T.A.err`, and the largest attempt number among the marks
+/// [`crate::run`] leaves of a task that ended (an `T.A.err` whose `T.A.out` is gone:
+/// trimmed once the task's outcome was journaled; an attempt in flight has its `.out`).
+pub(crate) fn scan_outputs(
+    out: &Path,
+    tasks: usize,
+    skip: &TaskSet,
+) -> (BTreeMap<u32, u32>, BTreeMap<u32, u32>) {
     let mut max = BTreeMap::new();
+    let mut errs = BTreeSet::new();
+    let mut outs = BTreeSet::new();
     let Ok(entries) = std::fs::read_dir(out) else {
-        return max;
+        return (max, BTreeMap::new());
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some(stem) = name
-            .strip_suffix(".out")
-            .or_else(|| name.strip_suffix(".err"))
-        else {
-            continue;
+        let (stem, is_err) = match (name.strip_suffix(".out"), name.strip_suffix(".err")) {
+            (Some(stem), _) => (stem, false),
+            (_, Some(stem)) => (stem, true),
+            _ => continue,
         };
         let Some((t, a)) = stem.split_once('.') else {
             continue;
@@ -350,44 +358,23 @@ pub(crate) fn attempts_in_outputs(out: &Path, tasks: usize, skip: &TaskSet) -> B
         let (Ok(t), Ok(a)) = (t.parse::<u32>(), a.parse::<u32>()) else {
             continue;
         };
-        if t >= 1 && t as usize <= tasks && !skip.contains(t) {
-            let m = max.entry(t).or_insert(0);
-            *m = (*m).max(a);
+        if t == 0 || t as usize > tasks || skip.contains(t) {
+            continue;
+        }
+        let m = max.entry(t).or_insert(0);
+        *m = (*m).max(a);
+        if is_err {
+            errs.insert((t, a));
+        } else {
+            outs.insert((t, a));
         }
     }
-    max
-}
-
-/// The largest attempt number of each task among the marks [`crate::run`] leaves of a
-/// task that ended: an `out/T.A.err` whose `T.A.out` is gone (trimmed once the task's
-/// outcome was journaled; an attempt in flight has both files). Tasks outside
-/// `1..=tasks` and tasks in `skip` (finished on record) left out.
-fn ended_marks(out: &Path, tasks: usize, skip: &TaskSet) -> BTreeMap<u32, u32> {
-    let mut max = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(out) else {
-        return max;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".err")) else {
-            continue;
-        };
-        let Some((t, a)) = stem.split_once('.') else {
-            continue;
-        };
-        let (Ok(t), Ok(a)) = (t.parse::<u32>(), a.parse::<u32>()) else {
-            continue;
-        };
-        if t >= 1
-            && t as usize <= tasks
-            && !skip.contains(t)
-            && !out.join(format!("{stem}.out")).exists()
-        {
-            let m = max.entry(t).or_insert(0);
-            *m = (*m).max(a);
-        }
+    let mut marks = BTreeMap::new();
+    for (t, a) in errs.difference(&outs) {
+        let m = marks.entry(*t).or_insert(0);
+        *m = (*m).max(*a);
     }
-    max
+    (max, marks)
 }
 
 /// `tasks`, listed for a message (the first 10, then a count).
@@ -574,7 +561,7 @@ fn plan_quietly(
         }
     }
     let out = state.root().join("out");
-    let outputs = attempts_in_outputs(&out, n, &skip);
+    let (outputs, marks) = scan_outputs(&out, n, &skip);
 
     if state.resumed && !journal_usable {
         let what = if text.is_none() {
@@ -625,7 +612,6 @@ fn plan_quietly(
         }
     }
     started.retain(|_, e| *e != (0, 0, 0));
-    let marks = ended_marks(&out, n, &skip);
     let unrecorded: Vec<u32> = marks
         .iter()
         .filter(|&(&t, &a)| is_task(t) && a > hist.get(&t).map_or(0, |h| h.max_attempt))
