@@ -54,6 +54,7 @@ mod run;
 mod state_dir;
 mod state_lock;
 mod storage_fault;
+mod task_set;
 mod tasks;
 mod template;
 mod worker;

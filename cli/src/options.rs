@@ -313,6 +313,11 @@ pub(crate) struct RunArgs {
     /// Checkpoints kept (default 5, the original's).
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub(crate) keep_checkpoints: Option<u32>,
+    /// Hidden, for tests: the most tasks the master holds at once (its window of the
+    /// task list; default and largest 4096).
+    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[serde(default)]
+    pub(crate) window: Option<u32>,
 }
 
 /// The longest duration any option takes: 365 days. Longer ones are refused rather
@@ -813,6 +818,8 @@ pub(crate) struct Settings {
     pub(crate) metrics_listen: Option<std::net::SocketAddr>,
     pub(crate) checkpoint_interval: Duration,
     pub(crate) keep_checkpoints: u32,
+    /// `--window` (hidden): the most tasks held at once, if set.
+    pub(crate) window: Option<u32>,
 }
 
 fn load_config(path: &Path) -> Result<RunArgs, CliError> {
@@ -1059,6 +1066,7 @@ impl Settings {
                 1,
                 1000,
             )?,
+            window: pick!(window),
         })
     }
 }

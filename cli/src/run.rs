@@ -19,7 +19,7 @@ use sturdy_core::phi::PhiConfig;
 use sturdy_core::retry::RetryPolicy;
 use sturdy_tokio::checkpoint_store::{CheckpointStore, StoreConfig};
 use sturdy_tokio::supervisor::{
-    AttemptRecord, Observer, Stop, Summary, Supervisor, SupervisorConfig, Verdict,
+    AttemptRecord, FedTask, Observer, Stop, Summary, Supervisor, SupervisorConfig, Verdict,
 };
 
 use crate::error::CliError;
@@ -35,14 +35,21 @@ use crate::report::{FinalSummary, Progress};
 use crate::resume::{EXPERIMENT, Plan, RunCheckpoint, plan, write_amended};
 use crate::state_dir::{self, StateDir};
 use crate::storage_fault::StorageFault;
+use crate::task_set::TaskSet;
 use crate::tasks::TaskList;
 use crate::template::Template;
+use std::sync::Arc;
 use sturdy_tokio::supervisor::StopHandle;
 
 /// Workers a run can have (the ledger's `WORKERS`).
 pub(crate) const MAX_WORKERS: usize = 256;
-/// Tasks a run can have (the largest ledger's `TASKS`).
-pub(crate) const MAX_TASKS: usize = 262_144;
+/// The master's window of the task list: the most tasks its ledger holds at once
+/// (the ledger's `TASKS`; slots of ended tasks take the next ones). A run of more tasks
+/// streams them through it.
+pub(crate) const WINDOW_TASKS: usize = 4096;
+/// The largest ledger before the window (`TASKS` of checkpoints written by earlier
+/// versions, read back by a resume).
+pub(crate) const LEGACY_TASKS: usize = 262_144;
 
 fn ledger_config(s: &Settings) -> Result<LedgerConfig, CliError> {
     let bad = |e: sturdy_core::ConfigError| CliError::input(format!("invalid setting: {e}"));
@@ -90,7 +97,11 @@ struct RunObserver {
     /// The tasks' output on sturdy's stdout and stderr, `--results`, `--joblog`.
     output: TaskOutput,
     /// The task list, for the arguments of `--tag` and `--results`.
-    args: Vec<Vec<String>>,
+    tasks: Arc<TaskList>,
+    /// For checkpoints: the tasks that succeeded (in earlier runs, and in this one with
+    /// their outcome journaled), and those that failed for good, with their kind.
+    done: TaskSet,
+    gave_up: Vec<(u32, String)>,
     /// `--halt`, the run's task count, and the stop handle once the run goes.
     halt: Option<Halt>,
     total: u64,
@@ -118,6 +129,8 @@ struct RunObserver {
     metrics: Option<FarmMetrics>,
     /// Set once stdout was found closed (the run drains).
     stdout_gone: bool,
+    /// The task list's fingerprint, for checkpoints.
+    fingerprint: u64,
 }
 
 impl Observer<String> for RunObserver {
@@ -163,6 +176,11 @@ impl Observer<String> for RunObserver {
             if matches!(rec.verdict, Verdict::Done | Verdict::GaveUp) {
                 self.unjournaled.push((rec.key, rec.verdict));
             }
+        } else if rec.verdict == Verdict::Done {
+            self.done.insert(task);
+        } else if rec.verdict == Verdict::GaveUp {
+            let kind = rec.finish.failure.unwrap_or(FailureKind::Unknown);
+            self.gave_up.push((task, kind.as_str().to_owned()));
         }
         if !matches!(rec.verdict, Verdict::Stale | Verdict::Interrupted) {
             self.journaled.entry(task).or_default().push(rec.attempt);
@@ -219,6 +237,21 @@ impl Observer<String> for RunObserver {
         }
     }
 
+    fn checkpoint_payload(&mut self, keys: &[u64]) -> Option<Vec<u8>> {
+        // Every checkpoint covers the whole list: the ledger's slots (which change as
+        // the window moves) and every task that finished, in this run or before.
+        let payload = RunCheckpoint {
+            fingerprint: self.fingerprint,
+            keys: keys
+                .iter()
+                .map(|&k| u32::try_from(k).unwrap_or(u32::MAX))
+                .collect(),
+            done_before: self.done.iter().collect(),
+            gave_up_before: self.gave_up.clone(),
+        };
+        postcard::to_allocvec(&payload).ok()
+    }
+
     fn worker_restarting(&mut self, worker: WorkerId, delay: Duration) {
         if let Some(m) = &self.metrics {
             m.worker_restarted();
@@ -242,10 +275,8 @@ impl RunObserver {
             exit: rec.finish.exit,
             signal: rec.finish.signal,
         };
-        let args = self
-            .args
-            .get(task as usize - 1)
-            .map_or(&[][..], Vec::as_slice);
+        let args = self.tasks.args(task);
+        let args = args.as_slice();
         let (out, err) = (
             self.state.output(task, rec.attempt, "out"),
             self.state.output(task, rec.attempt, "err"),
@@ -350,35 +381,85 @@ pub(crate) const STDERR_TAIL: u64 = 4096;
 
 /// Bounds what the state directory keeps of a task that ended with attempt `last`
 /// (its output printed and saved, its attempts journaled): the output files of the
-/// `attempts` journaled by this run are removed but the last one's stderr, cut to its
-/// last [`STDERR_TAIL`] bytes. That file stays as the mark that the task ran (see
-/// `resume`: a directory whose journal is gone is refused while `out/` holds any).
+/// `attempts` journaled by this run are removed but one, the mark that the task ended:
+/// the last attempt's stderr cut to its last [`STDERR_TAIL`] bytes, or, when that
+/// attempt wrote nothing to stderr (the worker then made no `.err` file), its emptied
+/// stdout file renamed to `.err` (no file is created for it). The mark is what `resume`
+/// reads: an `.err` without its `.out` is an ended task (an attempt in flight has its
+/// `.out`), and a directory whose journal is gone is refused while `out/` holds any.
 /// Files of attempts this run did not journal (one in flight when an earlier master
 /// died) are kept. Best effort: a file that cannot be removed or cut stays whole.
 fn trim_outputs(state: &StateDir, task: u32, attempts: &[u32], last: u32) {
     for &a in attempts {
-        let _ = std::fs::remove_file(state.output(task, a, "out"));
         if a != last {
+            let _ = std::fs::remove_file(state.output(task, a, "out"));
             let _ = std::fs::remove_file(state.output(task, a, "err"));
         }
     }
-    let err = state.output(task, last, "err");
-    if let Ok(meta) = std::fs::metadata(&err)
-        && meta.len() > STDERR_TAIL
-        && let Ok(bytes) = std::fs::read(&err)
-    {
-        let tail = &bytes[bytes.len() - STDERR_TAIL as usize..];
-        let tmp = err.with_extension("err.tmp");
-        if std::fs::write(&tmp, tail).is_ok() {
-            let _ = std::fs::rename(&tmp, &err);
+    let (out, err) = (
+        state.output(task, last, "out"),
+        state.output(task, last, "err"),
+    );
+    match std::fs::metadata(&err) {
+        Ok(meta) => {
+            let _ = std::fs::remove_file(&out);
+            if meta.len() > STDERR_TAIL
+                && let Ok(bytes) = std::fs::read(&err)
+            {
+                let tail = &bytes[bytes.len() - STDERR_TAIL as usize..];
+                let tmp = err.with_extension("err.tmp");
+                if std::fs::write(&tmp, tail).is_ok() {
+                    let _ = std::fs::rename(&tmp, &err);
+                }
+            }
+        }
+        Err(_) => {
+            let emptied = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&out);
+            if emptied.is_ok() {
+                let _ = std::fs::rename(&out, &err);
+            }
+        }
+    }
+}
+
+/// The tasks to run, in task order (or `order`'s, for `--shuf`), each with what
+/// earlier runs did of it, one at a time for the supervisor's window.
+struct TodoFeed {
+    tasks: Arc<TaskList>,
+    plan: Arc<Plan>,
+    /// `--shuf`: the task numbers to run, shuffled.
+    order: Option<Vec<u32>>,
+    /// The next index into `order`, or into the task list's numbers.
+    at: usize,
+}
+
+impl Iterator for TodoFeed {
+    type Item = FedTask<String>;
+
+    fn next(&mut self) -> Option<FedTask<String>> {
+        loop {
+            let n = match &self.order {
+                Some(order) => *order.get(self.at)?,
+                None => self.tasks.number_at(self.at)?,
+            };
+            self.at += 1;
+            if let Some((n, made, own, crashes)) = self.plan.todo_entry(n) {
+                let command = self.tasks.command(n).unwrap_or_default().into_owned();
+                let made = made.max(own.saturating_add(crashes));
+                return Some(FedTask::resumed(u64::from(n), made, own, crashes, command));
+            }
         }
     }
 }
 
 async fn drive<const T: usize>(
     settings: &Settings,
-    tasks: &TaskList,
-    plan: &Plan,
+    tasks: &Arc<TaskList>,
+    plan: &Arc<Plan>,
+    order: Option<Vec<u32>>,
     state: &StateDir,
     store: CheckpointStore,
     observer: &mut RunObserver,
@@ -399,7 +480,7 @@ async fn drive<const T: usize>(
         timeout_percent: settings.timeout_percent,
     })
     .with_line_buffer(settings.line_buffer.then(|| LineBuffer {
-        tags: std::sync::Arc::new(tags_of(settings, tasks)),
+        tags: Arc::new(tags_of(settings, tasks)),
     }));
     let mut config =
         SupervisorConfig::new(ledger_config(settings)?).with_task_timeout(settings.task_timeout);
@@ -416,27 +497,13 @@ async fn drive<const T: usize>(
     let mut sup =
         Supervisor::<ProcessPool, MAX_WORKERS, T>::new(config, pool, settings.slots.len())
             .map_err(|e| CliError::input(format!("cannot set up the workers: {e}")))?;
-    // Every checkpoint covers the whole list: the outcomes of earlier runs ride along.
-    let payload = RunCheckpoint {
-        fingerprint: tasks.fingerprint,
-        keys: plan.todo.iter().map(|&(n, ..)| n).collect(),
-        done_before: plan.done_before.iter().copied().collect(),
-        gave_up_before: plan
-            .gave_up_before
-            .iter()
-            .map(|&(t, kind)| {
-                (
-                    u32::try_from(t).unwrap_or(u32::MAX),
-                    kind.as_str().to_owned(),
-                )
-            })
-            .collect(),
-    };
+    // Every checkpoint covers the whole list: the observer gives each one the ledger's
+    // slots and the outcomes of this run and earlier ones.
     sup.enable_checkpoints(
         store,
         EXPERIMENT,
         settings.checkpoint_interval,
-        postcard::to_allocvec(&payload).unwrap_or_default(),
+        observer.checkpoint_payload(&[]).unwrap_or_default(),
     )
     .map_err(|e| {
         CliError::input(format!(
@@ -444,14 +511,18 @@ async fn drive<const T: usize>(
             state.root().display()
         ))
     })?;
-    // A resumed task keeps its own failures and crashes: --max-attempts and
-    // --max-worker-crashes hold across resumes.
-    for &(n, made, own, crashes) in &plan.todo {
-        let command = tasks.command(n).unwrap_or_default().to_owned();
-        let made = made.max(own.saturating_add(crashes));
-        sup.add_task_resumed(u64::from(n), made, own, crashes, command)
-            .map_err(|e| CliError::input(e.to_string()))?;
-    }
+    // The tasks stream through the ledger's window. A resumed task keeps its own
+    // failures and crashes: --max-attempts and --max-worker-crashes hold across resumes.
+    let window = settings.window.map_or(T, |w| (w as usize).min(T));
+    sup.set_feed(
+        TodoFeed {
+            tasks: Arc::clone(tasks),
+            plan: Arc::clone(plan),
+            order,
+            at: 0,
+        },
+        window,
+    );
     let gated = settings.health_gate || settings.load.is_some() || settings.memfree.is_some();
     let _monitor = gated.then(|| {
         let (monitor, health) = crate::health_gate::spawn(
@@ -584,34 +655,35 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
                     "'--colsep' and '--quote' are for argument mode (COMMAND ::: ARGS); a TASKS file holds whole commands",
                 ));
             }
-            let tasks = TaskList::load(path)?;
-            if tasks.len() > MAX_TASKS {
-                return Err(CliError::input(format!(
-                    "tasks file {} holds {} commands; a run takes at most {MAX_TASKS} (split the list)",
-                    path.display(),
-                    tasks.len()
-                )));
-            }
-            (tasks, path.display().to_string())
+            (TaskList::load(path)?, path.display().to_string())
         }
         InputSpec::Arguments { words, sources } => {
             let template = Template::parse(words, settings.quote);
-            let tasks =
-                TaskList::from_arguments(&template, sources, settings.colsep.as_ref(), MAX_TASKS)?;
+            let tasks = TaskList::from_arguments(
+                &template,
+                sources,
+                settings.colsep.as_ref(),
+                crate::tasks::MAX_TASKS,
+            )?;
             (tasks, format!("{} ::: ...", words.join(" ")))
         }
     };
     if settings.dry_run {
-        let mut order: Vec<usize> = (0..tasks.len()).collect();
-        if settings.shuf {
-            shuffle(&mut order, seed());
-        }
         let mut out = std::io::stdout().lock();
-        for i in order {
-            let _ = writeln!(out, "{}", tasks.commands[i]);
+        if settings.shuf {
+            let mut order: Vec<u32> = tasks.numbers().collect();
+            shuffle(&mut order, seed());
+            for n in order {
+                let _ = writeln!(out, "{}", tasks.command(n).unwrap_or_default());
+            }
+        } else {
+            for n in tasks.numbers() {
+                let _ = writeln!(out, "{}", tasks.command(n).unwrap_or_default());
+            }
         }
         return Ok(0);
     }
+    let tasks = Arc::new(tasks);
     let root: PathBuf = settings
         .state_dir
         .clone()
@@ -667,7 +739,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             root.display()
         ))
     })?;
-    let mut plan = plan(&tasks, &state, &store, settings.retry_failed, retext)?;
+    let plan = plan(&tasks, &state, &store, settings.retry_failed, retext)?;
     if retext.is_some() {
         let record = write_amended(&state.amended(), &plan.retexted)
             .and_then(|()| state.set_fingerprint(tasks.fingerprint));
@@ -689,11 +761,15 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             );
         }
     }
-    let mut keep_order: Vec<u32> = plan.todo.iter().map(|&(n, ..)| n).collect();
-    keep_order.sort_unstable();
-    if settings.shuf {
-        shuffle(&mut plan.todo, seed());
-    }
+    // Task numbers kept per task to run only for --keep-order and --shuf.
+    let keep_order: Option<Vec<u32>> = settings
+        .keep_order
+        .then(|| plan.todo(&tasks).map(|(n, ..)| n).collect());
+    let order = settings.shuf.then(|| {
+        let mut order: Vec<u32> = plan.todo(&tasks).map(|(n, ..)| n).collect();
+        shuffle(&mut order, seed());
+        order
+    });
     let tag = match (&settings.tagstring, settings.tag) {
         (Some(s), _) => Some(Tag::String(s.clone())),
         (None, true) => Some(Tag::Args),
@@ -710,7 +786,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         settings.results.clone(),
         settings.joblog.as_deref(),
         settings.resume,
-        settings.keep_order.then_some(keep_order),
+        keep_order,
     )
     .map_err(|e| {
         CliError::input(format!(
@@ -733,9 +809,20 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         journal,
         state: state.clone(),
         output,
-        args: tasks.args.clone(),
+        tasks: Arc::clone(&tasks),
+        done: plan.done_before.clone(),
+        gave_up: plan
+            .gave_up_before
+            .iter()
+            .map(|&(t, kind)| {
+                (
+                    u32::try_from(t).unwrap_or(u32::MAX),
+                    kind.as_str().to_owned(),
+                )
+            })
+            .collect(),
         halt: settings.halt,
-        total: plan.todo.len() as u64,
+        total: plan.todo_len as u64,
         stop: None,
         succeeded: 0,
         failed: 0,
@@ -756,6 +843,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             .metrics_listen
             .map(|_| FarmMetrics::new(tasks.len() as u64, settings.heartbeat_interval)),
         stdout_gone: false,
+        fingerprint: tasks.fingerprint,
     };
     if state.resumed && !settings.json {
         eprintln!(
@@ -763,7 +851,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             root.display(),
             plan.done_before.len(),
             plan.gave_up_before.len(),
-            plan.todo.len()
+            plan.todo_len
         );
     }
     if settings.load.is_some() || settings.memfree.is_some() {
@@ -773,33 +861,26 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::runtime(format!("cannot start the runtime: {e}")))?;
-    let n = plan.todo.len();
+    let plan = Arc::new(plan);
+    // A ledger of 1024 slots for a small run, the window for a larger one.
     let summary = runtime.block_on(async {
-        if n <= 1024 {
+        if plan.todo_len <= 1024 {
             drive::<1024>(
                 &settings,
                 &tasks,
                 &plan,
-                &state,
-                store.clone(),
-                &mut observer,
-            )
-            .await
-        } else if n <= 16_384 {
-            drive::<16_384>(
-                &settings,
-                &tasks,
-                &plan,
+                order,
                 &state,
                 store.clone(),
                 &mut observer,
             )
             .await
         } else {
-            drive::<MAX_TASKS>(
+            drive::<WINDOW_TASKS>(
                 &settings,
                 &tasks,
                 &plan,
+                order,
                 &state,
                 store.clone(),
                 &mut observer,
@@ -876,14 +957,16 @@ fn shuffle<T>(items: &mut [T], mut seed: u64) {
 /// Each task's tag for `--line-buffer` (empty without `--tag`/`--tagstring`).
 /// `tags[n - 1]` is task `n`'s (empty for a line that is no task).
 fn tags_of(settings: &Settings, tasks: &TaskList) -> Vec<String> {
-    let args = |i: usize| tasks.args.get(i).map_or(&[][..], Vec::as_slice);
+    if settings.tagstring.is_none() && !settings.tag {
+        return Vec::new();
+    }
     let mut tags = vec![String::new(); tasks.max_number() as usize];
-    for (i, &n) in tasks.numbers.iter().enumerate() {
-        tags[n as usize - 1] = match (&settings.tagstring, settings.tag) {
-            (Some(s), _) => Template::fill(s, args(i), u64::from(n)),
-            (None, true) if tasks.args.is_empty() => tasks.commands[i].clone(),
-            (None, true) => args(i).join(" "),
-            (None, false) => return Vec::new(),
+    for n in tasks.numbers() {
+        let args = tasks.args(n);
+        tags[n as usize - 1] = match &settings.tagstring {
+            Some(s) => Template::fill(s, &args, u64::from(n)),
+            None if !tasks.is_arguments() => tasks.command(n).unwrap_or_default().into_owned(),
+            None => args.join(" "),
         };
     }
     tags

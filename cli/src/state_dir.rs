@@ -6,8 +6,10 @@
 //! STATE/lock              held (flock) by the one master that owns the directory
 //! STATE/journal.tsv       every attempt (see `journal`)
 //! STATE/checkpoints/run/  ledger checkpoints (crash-safe, last K kept)
-//! STATE/out/T.A.out|err   stdout and stderr of attempt A of task T (once the task
-//!                         ended: only its last attempt's stderr tail, see `run`)
+//! STATE/out/T.A.out|err   stdout and stderr of attempt A of task T (`.out` created as
+//!                         the attempt starts, `.err` only if it writes to stderr; once
+//!                         the task ended: only its last attempt's stderr tail, empty
+//!                         for a quiet one, see `run`)
 //! STATE/amended.tsv       earlier commands of tasks that --resume-failed gave a new text
 //! ```
 //!

@@ -22,27 +22,76 @@ use std::path::{Path, PathBuf};
 use crate::error::CliError;
 use crate::template::Template;
 
-/// The parsed task list.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The task list, held compactly: a task list's text with the offset, length and line
+/// number of each command (16 bytes a task beside its text); in argument mode the input
+/// sources' values (each source's text and value offsets) and the template, each
+/// task's command expanded from its combination when asked for. Nothing is kept per
+/// task as a `String`, so a list of a million tasks costs tens of MiB, not hundreds.
+#[derive(Clone, Debug)]
 pub(crate) struct TaskList {
-    /// The commands, in file order; `commands[i]` is task `numbers[i]`.
-    pub(crate) commands: Vec<String>,
-    /// The task number of each command: its line number in a task list (blank and
-    /// comment lines have none), its combination's number in argument mode
-    /// (`1..=len`). Increasing.
-    pub(crate) numbers: Vec<u32>,
-    /// In argument mode, each task's arguments (one per input source, or the columns
-    /// with `--colsep`), for `--tag`, `--tagstring` and `--results`; empty in
-    /// command-list mode.
-    pub(crate) args: Vec<Vec<String>>,
+    inner: Inner,
     /// A CRC-64 fingerprint of the commands; a state directory remembers it so that
     /// `--resume` against a different list is refused.
     pub(crate) fingerprint: u64,
 }
 
+#[derive(Clone, Debug)]
+enum Inner {
+    /// Command-list mode.
+    List {
+        text: String,
+        /// Each command's byte offset in `text`.
+        starts: Vec<u64>,
+        /// Each command's length in bytes.
+        lens: Vec<u32>,
+        /// Each command's task number (its line number), increasing.
+        numbers: Vec<u32>,
+    },
+    /// Argument mode: task `n` is the `n`-th combination of the sources' values (the
+    /// last source varying fastest).
+    Arguments {
+        template: Template,
+        sources: Vec<Values>,
+        colsep: Option<regex::Regex>,
+        total: u64,
+    },
+}
+
+/// The values of one input source: `text` holds them back to back; value `i` is
+/// `text[ends[i - 1]..ends[i]]` (`ends[-1]` being 0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Values {
+    text: String,
+    ends: Vec<u64>,
+}
+
+impl Values {
+    fn from_vec(values: &[String]) -> Self {
+        let mut text = String::new();
+        let mut ends = Vec::with_capacity(values.len());
+        for v in values {
+            text.push_str(v);
+            ends.push(text.len() as u64);
+        }
+        Self { text, ends }
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.text[start..self.ends[i] as usize]
+    }
+}
+
 /// The longest command, in bytes: Linux refuses a longer single argument to `execve`
 /// (`MAX_ARG_STRLEN` = 131 072 bytes, its terminating NUL included) with `E2BIG`.
 pub(crate) const MAX_COMMAND: usize = 32 * 4096 - 1;
+
+/// The most tasks a list can have: task numbers are `u32` line numbers.
+pub(crate) const MAX_TASKS: u64 = u32::MAX as u64 - 1;
 
 const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
 
@@ -51,16 +100,33 @@ impl TaskList {
     ///
     /// # Errors
     /// The list holds no command, or a line with a NUL byte or over [`MAX_COMMAND`]
-    /// bytes.
+    /// bytes, or more than [`MAX_TASKS`] lines.
+    #[cfg(test)]
     pub(crate) fn parse(text: &str, source: &str) -> Result<Self, CliError> {
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let mut commands: Vec<String> = Vec::new();
+        Self::parse_owned(text.to_owned(), source)
+    }
+
+    fn parse_owned(mut text: String, source: &str) -> Result<Self, CliError> {
+        if text.starts_with('\u{feff}') {
+            text.drain(..'\u{feff}'.len_utf8());
+        }
+        let mut starts: Vec<u64> = Vec::new();
+        let mut lens: Vec<u32> = Vec::new();
         let mut numbers: Vec<u32> = Vec::new();
-        for (i, line) in text.lines().enumerate() {
+        let mut at = 0usize;
+        for (i, line) in text.split_inclusive('\n').enumerate() {
+            let offset = at;
+            at += line.len();
+            let line = line.strip_suffix('\n').unwrap_or(line);
             let l = line.strip_suffix('\r').unwrap_or(line);
             let t = l.trim_start();
             if t.is_empty() || t.starts_with('#') {
                 continue;
+            }
+            if i as u64 >= MAX_TASKS {
+                return Err(CliError::input(format!(
+                    "tasks file {source} has more than {MAX_TASKS} lines; task numbers are line numbers and stop there (split the list)"
+                )));
             }
             if l.contains('\0') {
                 return Err(CliError::input(format!(
@@ -75,20 +141,26 @@ impl TaskList {
                     l.len()
                 )));
             }
-            commands.push(l.to_owned());
-            numbers.push(u32::try_from(i + 1).unwrap_or(u32::MAX));
+            starts.push(offset as u64);
+            lens.push(l.len() as u32);
+            numbers.push((i + 1) as u32);
         }
-        if commands.is_empty() {
+        if starts.is_empty() {
             return Err(CliError::input(format!(
                 "tasks file {source} holds no command (blank lines and # comments are skipped)"
             )));
         }
-        Ok(Self {
-            fingerprint: fingerprint(&commands, &numbers),
-            commands,
-            numbers,
-            args: Vec::new(),
-        })
+        let mut list = Self {
+            inner: Inner::List {
+                text,
+                starts,
+                lens,
+                numbers,
+            },
+            fingerprint: 0,
+        };
+        list.fingerprint = list.compute_fingerprint()?;
+        Ok(list)
     }
 
     /// Builds the task list of argument mode: one task per combination of the
@@ -96,7 +168,8 @@ impl TaskList {
     /// parallel does), numbered from 1 in that order, each command the template
     /// expanded with that combination. `colsep` splits each value into columns. The
     /// fingerprint covers the expanded commands, so it covers the template and the
-    /// arguments.
+    /// arguments. Every command is expanded once here (to check it and fingerprint it)
+    /// and kept nowhere.
     ///
     /// # Errors
     /// A source is unreadable or not UTF-8; no combination; more than `max`
@@ -105,18 +178,18 @@ impl TaskList {
         template: &Template,
         sources: &[Source],
         colsep: Option<&regex::Regex>,
-        max: usize,
+        max: u64,
     ) -> Result<Self, CliError> {
-        let mut values: Vec<Vec<String>> = Vec::with_capacity(sources.len());
+        let mut values: Vec<Values> = Vec::with_capacity(sources.len());
         for source in sources {
             values.push(match source {
-                Source::Args(a) => a.clone(),
+                Source::Args(a) => Values::from_vec(a),
                 Source::File(path) => read_arguments(path)?,
             });
         }
         let total = values
             .iter()
-            .try_fold(1usize, |n, v| n.checked_mul(v.len()))
+            .try_fold(1u64, |n, v| n.checked_mul(v.len() as u64))
             .filter(|&n| n <= max);
         let Some(total) = total else {
             return Err(CliError::input(format!(
@@ -128,47 +201,17 @@ impl TaskList {
                 "the input sources hold no argument (an empty ::: or :::: source makes no task)",
             ));
         }
-        let mut commands = Vec::with_capacity(total);
-        let mut all_args = Vec::with_capacity(total);
-        let mut index = vec![0usize; values.len()];
-        for seq in 1..=total {
-            let mut args: Vec<String> = Vec::with_capacity(values.len());
-            for (v, &i) in values.iter().zip(&index) {
-                match colsep {
-                    Some(re) => args.extend(re.split(&v[i]).map(str::to_owned)),
-                    None => args.push(v[i].clone()),
-                }
-            }
-            let command = template.expand(&args, seq as u64);
-            if command.contains('\0') {
-                return Err(CliError::input(format!(
-                    "task {seq}: the command cannot hold a NUL byte"
-                )));
-            }
-            if command.len() > MAX_COMMAND {
-                return Err(CliError::input(format!(
-                    "task {seq}: the command is {} bytes; a command can be at most {MAX_COMMAND} bytes (Linux's MAX_ARG_STRLEN)",
-                    command.len()
-                )));
-            }
-            commands.push(command);
-            all_args.push(args);
-            // The next combination: the last source varies fastest.
-            for (k, i) in index.iter_mut().enumerate().rev() {
-                *i += 1;
-                if *i < values[k].len() {
-                    break;
-                }
-                *i = 0;
-            }
-        }
-        let numbers: Vec<u32> = (1..=commands.len() as u32).collect();
-        Ok(Self {
-            fingerprint: fingerprint(&commands, &numbers),
-            commands,
-            numbers,
-            args: all_args,
-        })
+        let mut list = Self {
+            inner: Inner::Arguments {
+                template: template.clone(),
+                sources: values,
+                colsep: colsep.cloned(),
+                total,
+            },
+            fingerprint: 0,
+        };
+        list.fingerprint = list.compute_fingerprint()?;
+        Ok(list)
     }
 
     /// Reads and parses a task list from a file, or from standard input when `path` is
@@ -204,50 +247,150 @@ impl TaskList {
         } else {
             path.display().to_string()
         };
-        Self::parse(&decode(bytes, &name)?, &name)
+        Self::parse_owned(decode(bytes, &name)?, &name)
     }
 
     /// How many commands the list holds.
     pub(crate) fn len(&self) -> usize {
-        self.commands.len()
+        match &self.inner {
+            Inner::List { starts, .. } => starts.len(),
+            Inner::Arguments { total, .. } => *total as usize,
+        }
     }
 
     /// The largest task number (the last command's line in a task list).
     pub(crate) fn max_number(&self) -> u32 {
-        self.numbers.last().copied().unwrap_or(0)
-    }
-
-    /// The index in [`TaskList::commands`] of task `n`, if `n` is a task.
-    pub(crate) fn index_of(&self, n: u32) -> Option<usize> {
-        self.numbers.binary_search(&n).ok()
-    }
-
-    /// The command of task `n`, if `n` is a task.
-    pub(crate) fn command(&self, n: u32) -> Option<&str> {
-        self.index_of(n).map(|i| self.commands[i].as_str())
-    }
-}
-
-/// The CRC-64 fingerprint of a list of commands (their count, then each one's length
-/// and bytes), and of their task numbers when these are not `1..=len` (a list without
-/// blank or comment lines keeps the fingerprint it had before task numbers were line
-/// numbers, as its numbers did not change).
-fn fingerprint(commands: &[String], numbers: &[u32]) -> u64 {
-    let mut digest = CRC64.digest();
-    digest.update(&(commands.len() as u64).to_le_bytes());
-    for c in commands {
-        digest.update(&(c.len() as u64).to_le_bytes());
-        digest.update(c.as_bytes());
-    }
-    let dense = numbers.iter().zip(1u32..).all(|(&n, i)| n == i);
-    if !dense {
-        digest.update(b"numbers");
-        for n in numbers {
-            digest.update(&n.to_le_bytes());
+        match &self.inner {
+            Inner::List { numbers, .. } => numbers.last().copied().unwrap_or(0),
+            Inner::Arguments { total, .. } => *total as u32,
         }
     }
-    digest.finalize()
+
+    /// The task numbers, increasing.
+    pub(crate) fn numbers(&self) -> impl Iterator<Item = u32> + '_ {
+        let (list, total) = match &self.inner {
+            Inner::List { numbers, .. } => (Some(numbers.iter().copied()), 0),
+            Inner::Arguments { total, .. } => (None, *total as u32),
+        };
+        list.into_iter().flatten().chain(1..=total)
+    }
+
+    /// The `i`-th task number (from 0), if there are more than `i` tasks.
+    pub(crate) fn number_at(&self, i: usize) -> Option<u32> {
+        match &self.inner {
+            Inner::List { numbers, .. } => numbers.get(i).copied(),
+            Inner::Arguments { total, .. } => ((i as u64) < *total).then(|| i as u32 + 1),
+        }
+    }
+
+    /// The index of task `n` in [`TaskList::numbers`], if `n` is a task.
+    pub(crate) fn index_of(&self, n: u32) -> Option<usize> {
+        match &self.inner {
+            Inner::List { numbers, .. } => numbers.binary_search(&n).ok(),
+            Inner::Arguments { total, .. } => {
+                (n >= 1 && u64::from(n) <= *total).then(|| n as usize - 1)
+            }
+        }
+    }
+
+    /// The command of task `n`, if `n` is a task (borrowed from a task list, expanded
+    /// in argument mode).
+    pub(crate) fn command(&self, n: u32) -> Option<std::borrow::Cow<'_, str>> {
+        let i = self.index_of(n)?;
+        Some(match &self.inner {
+            Inner::List {
+                text, starts, lens, ..
+            } => {
+                let at = starts[i] as usize;
+                std::borrow::Cow::Borrowed(&text[at..at + lens[i] as usize])
+            }
+            Inner::Arguments { template, .. } => {
+                std::borrow::Cow::Owned(template.expand(&self.args(n), u64::from(n)))
+            }
+        })
+    }
+
+    /// The arguments of task `n` in argument mode (one per input source, or the
+    /// columns with `--colsep`), for `--tag`, `--tagstring` and `--results`; empty in
+    /// command-list mode and for a number that is no task.
+    pub(crate) fn args(&self, n: u32) -> Vec<String> {
+        let Inner::Arguments {
+            sources,
+            colsep,
+            total,
+            ..
+        } = &self.inner
+        else {
+            return Vec::new();
+        };
+        if n == 0 || u64::from(n) > *total {
+            return Vec::new();
+        }
+        // The combination's index in each source: the last one varies fastest.
+        let mut rest = u64::from(n) - 1;
+        let mut index = vec![0usize; sources.len()];
+        for (k, v) in sources.iter().enumerate().rev() {
+            let len = v.len() as u64;
+            index[k] = (rest % len) as usize;
+            rest /= len;
+        }
+        let mut args = Vec::with_capacity(sources.len());
+        for (v, &i) in sources.iter().zip(&index) {
+            match colsep {
+                Some(re) => args.extend(re.split(v.get(i)).map(str::to_owned)),
+                None => args.push(v.get(i).to_owned()),
+            }
+        }
+        args
+    }
+
+    /// Whether the list is of argument mode.
+    pub(crate) fn is_arguments(&self) -> bool {
+        matches!(self.inner, Inner::Arguments { .. })
+    }
+
+    /// Checks every command (NUL bytes, [`MAX_COMMAND`]) and computes the fingerprint
+    /// (see [`fingerprint`]), one command at a time.
+    fn compute_fingerprint(&self) -> Result<u64, CliError> {
+        let mut digest = CRC64.digest();
+        digest.update(&(self.len() as u64).to_le_bytes());
+        let mut dense = true;
+        for (n, i) in self.numbers().zip(1u32..) {
+            dense &= n == i;
+            let c = self.command(n).unwrap_or_default();
+            if self.is_arguments() {
+                if c.contains('\0') {
+                    return Err(CliError::input(format!(
+                        "task {n}: the command cannot hold a NUL byte"
+                    )));
+                }
+                if c.len() > MAX_COMMAND {
+                    return Err(CliError::input(format!(
+                        "task {n}: the command is {} bytes; a command can be at most {MAX_COMMAND} bytes (Linux's MAX_ARG_STRLEN)",
+                        c.len()
+                    )));
+                }
+            }
+            digest.update(&(c.len() as u64).to_le_bytes());
+            digest.update(c.as_bytes());
+        }
+        if !dense {
+            digest.update(b"numbers");
+            for n in self.numbers() {
+                digest.update(&n.to_le_bytes());
+            }
+        }
+        Ok(digest.finalize())
+    }
 }
+
+/// The fingerprint's rule: the CRC-64 (XZ) of the number of commands, then each
+/// command's length and bytes, then, when the task numbers are not `1..=len` (blank or
+/// comment lines in a task list), `numbers` and each number (a list without blank or
+/// comment lines keeps the fingerprint it had before task numbers were line numbers,
+/// as its numbers did not change). [`TaskList::compute_fingerprint`] applies it.
+#[cfg(doc)]
+fn fingerprint() {}
 
 /// One input source of argument mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -260,7 +403,7 @@ pub(crate) enum Source {
 
 /// The lines of an argument file (`-` reads stdin): each line one value, as GNU
 /// parallel reads them (a blank line is an empty value; no comments).
-fn read_arguments(path: &Path) -> Result<Vec<String>, CliError> {
+fn read_arguments(path: &Path) -> Result<Values, CliError> {
     let (bytes, name) = if path.as_os_str() == "-" {
         let mut b = Vec::new();
         std::io::stdin()
@@ -273,12 +416,21 @@ fn read_arguments(path: &Path) -> Result<Vec<String>, CliError> {
         })?;
         (b, path.display().to_string())
     };
-    let text = decode(bytes, &name)?;
-    let text = text.strip_suffix('\n').unwrap_or(&text);
-    if text.is_empty() {
-        return Ok(Vec::new());
+    let mut text = decode(bytes, &name)?;
+    if text.ends_with('\n') {
+        text.pop();
     }
-    Ok(text.split('\n').map(str::to_owned).collect())
+    let mut ends = Vec::new();
+    if !text.is_empty() {
+        // The values back to back, without their line feeds.
+        let mut packed = String::with_capacity(text.len());
+        for v in text.split('\n') {
+            packed.push_str(v);
+            ends.push(packed.len() as u64);
+        }
+        text = packed;
+    }
+    Ok(Values { text, ends })
 }
 
 /// The text of a task list, or an error naming the first line that is not UTF-8.
@@ -296,6 +448,14 @@ fn decode(bytes: Vec<u8>, source: &str) -> Result<String, CliError> {
 mod tests {
     use super::*;
 
+    impl TaskList {
+        fn commands(&self) -> Vec<String> {
+            self.numbers()
+                .map(|n| self.command(n).unwrap().into_owned())
+                .collect()
+        }
+    }
+
     #[test]
     fn skips_comments_and_blank_lines() {
         let t = TaskList::parse(
@@ -303,19 +463,22 @@ mod tests {
             "t",
         )
         .unwrap();
-        assert_eq!(t.commands, vec!["echo a".to_owned(), "  echo b".to_owned()]);
+        assert_eq!(
+            t.commands(),
+            vec!["echo a".to_owned(), "  echo b".to_owned()]
+        );
         assert_eq!(t.len(), 2);
     }
 
     #[test]
     fn a_byte_order_mark_is_not_part_of_the_first_command() {
         let t = TaskList::parse("\u{feff}echo a\r\necho b\n", "t").unwrap();
-        assert_eq!(t.commands, vec!["echo a".to_owned(), "echo b".to_owned()]);
+        assert_eq!(t.commands(), vec!["echo a".to_owned(), "echo b".to_owned()]);
         let plain = TaskList::parse("echo a\necho b\n", "t").unwrap();
         assert_eq!(t.fingerprint, plain.fingerprint);
         // Only a leading one: elsewhere it is the command's own text.
         let t = TaskList::parse("echo a\n\u{feff}echo b\n", "t").unwrap();
-        assert_eq!(t.commands[1], "\u{feff}echo b");
+        assert_eq!(t.commands()[1], "\u{feff}echo b");
         // A list that is only a mark (and a comment) holds no command.
         assert!(TaskList::parse("\u{feff}# c\n", "t").is_err());
     }
@@ -330,8 +493,8 @@ mod tests {
     #[test]
     fn task_numbers_are_line_numbers() {
         let t = TaskList::parse("# c\necho a\n\necho b\n", "t").unwrap();
-        assert_eq!(t.numbers, vec![2, 4]);
-        assert_eq!(t.command(4), Some("echo b"));
+        assert_eq!(t.numbers().collect::<Vec<_>>(), vec![2, 4]);
+        assert_eq!(t.command(4).as_deref(), Some("echo b"));
         assert_eq!(t.command(3), None);
         assert_eq!(t.max_number(), 4);
         assert_eq!(t.index_of(2), Some(0));
@@ -359,7 +522,7 @@ mod tests {
         assert!(e.to_string().contains("NUL"), "{e}");
         let longest = "x".repeat(MAX_COMMAND);
         assert_eq!(
-            TaskList::parse(&longest, "t").unwrap().commands[0].len(),
+            TaskList::parse(&longest, "t").unwrap().commands()[0].len(),
             MAX_COMMAND
         );
         let e = TaskList::parse(&format!("true\n{longest}y\n"), "t.txt").unwrap_err();

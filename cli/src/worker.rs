@@ -204,7 +204,10 @@ fn signal_group(pgid: i32, signal: Signal) {
 struct Capture {
     /// The pipe's read end, until it closes.
     pipe: Option<File>,
-    file: File,
+    /// The output file. Stdout's is created before the command starts (it marks the
+    /// attempt as started in `STATE/out`, for the numbering of attempts after a crash);
+    /// stderr's at its first byte, so that a command that writes none leaves none.
+    file: Option<File>,
     path: String,
     stderr: bool,
 }
@@ -254,9 +257,19 @@ impl Captures<'_> {
                 bytes: self.buf[..n].to_vec(),
             });
         }
-        if self.error.is_none()
-            && let Err(e) = out.file.write_all(&self.buf[..n])
-        {
+        if self.error.is_some() {
+            return;
+        }
+        if out.file.is_none() {
+            match File::create(&out.path) {
+                Ok(f) => out.file = Some(f),
+                Err(e) => {
+                    self.error = Some((out.path.clone(), e.to_string()));
+                    return;
+                }
+            }
+        }
+        if let Some(Err(e)) = out.file.as_mut().map(|f| f.write_all(&self.buf[..n])) {
             self.error = Some((out.path.clone(), e.to_string()));
         }
     }
@@ -400,16 +413,15 @@ fn run_attempt(order: &RunOrder, subreaper: bool, ev: &Attempt<'_>, buf: &mut [u
         }
     }
     let started = Instant::now();
-    let open = |path: &str| {
-        File::create(path).map_err(|e| Outcome::StorageFailed {
-            path: path.to_owned(),
-            error: e.to_string(),
-        })
-    };
-    let (out, err) = match open(&order.stdout_path).and_then(|o| Ok((o, open(&order.stderr_path)?)))
-    {
-        Ok(files) => files,
-        Err(outcome) => return report(order, outcome, started),
+    let out = match File::create(&order.stdout_path) {
+        Ok(f) => f,
+        Err(e) => {
+            let outcome = Outcome::StorageFailed {
+                path: order.stdout_path.clone(),
+                error: e.to_string(),
+            };
+            return report(order, outcome, started);
+        }
     };
     let oom_before = oom::oom_kill_count();
     let mut command = match order.nice {
@@ -448,13 +460,13 @@ fn run_attempt(order: &RunOrder, subreaper: bool, ev: &Attempt<'_>, buf: &mut [u
         outs: [
             Capture {
                 pipe: child.stdout.take().map(|p| File::from(OwnedFd::from(p))),
-                file: out,
+                file: Some(out),
                 path: order.stdout_path.clone(),
                 stderr: false,
             },
             Capture {
                 pipe: child.stderr.take().map(|p| File::from(OwnedFd::from(p))),
-                file: err,
+                file: None,
                 path: order.stderr_path.clone(),
                 stderr: true,
             },

@@ -11,7 +11,8 @@
 //! tasks; a task's crash count stays within the crash limit plus one (or its preset
 //! count plus one, for a task resumed past the limit) and the attempts made, and a task
 //! past that has failed for good; a resumed task keeps the counts
-//! it was given (inconsistent ones are refused). At the end, with every worker back and time moving on, every task finishes:
+//! it was given (inconsistent ones are refused); a finished task's recycled slot
+//! never accepts a result of an earlier task's attempt, and its epochs never repeat. At the end, with every worker back and time moving on, every task finishes:
 //! none waits forever.
 
 use core::time::Duration;
@@ -49,6 +50,9 @@ enum Op {
     Clock(i32),
     HandleTimeout,
     Drain,
+    /// `recycle_task_resumed(task % tasks, attempts % 8, own % 8, crashes % 8)`: a
+    /// finished task's slot takes a new task.
+    Recycle(u8, u8, u8, u8),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -97,6 +101,25 @@ struct Tracker {
     epochs: HashMap<u32, HashSet<u32>>,
     succeeded: HashSet<u32>,
     finished: HashSet<u32>,
+    /// Per recycled slot, its epoch when its current task took it: a result of an
+    /// epoch up to it is of an earlier task and must never be accepted.
+    base: HashMap<u32, u32>,
+    /// Tasks whose slot went to a later task, by how they ended.
+    retired_succeeded: u32,
+    retired_failed: u32,
+}
+
+impl Tracker {
+    /// Checks that an accepted result of `a` is of the slot's current task.
+    fn accepted(&self, a: &Assignment, step: usize) {
+        let base = self.base.get(&a.task.0).copied().unwrap_or(0);
+        assert!(
+            a.epoch > base,
+            "step {step}: a result of epoch {} of an earlier task of slot {:?} (recycled at {base}) was accepted",
+            a.epoch,
+            a.task
+        );
+    }
 }
 
 fn check(l: &Small, tr: &mut Tracker, step: usize) {
@@ -169,7 +192,12 @@ fn check(l: &Small, tr: &mut Tracker, step: usize) {
             s.succeeded_tasks,
             s.failed_tasks
         ),
-        (pending, running, succeeded, failed),
+        (
+            pending,
+            running,
+            succeeded + tr.retired_succeeded,
+            failed + tr.retired_failed
+        ),
         "step {step}: statistics disagree with the tasks"
     );
     assert_eq!(succeeded as usize, tr.succeeded.len(), "step {step}");
@@ -193,6 +221,9 @@ pub fn run(data: &[u8]) {
         epochs: HashMap::new(),
         succeeded: HashSet::new(),
         finished: HashSet::new(),
+        base: HashMap::new(),
+        retired_succeeded: 0,
+        retired_failed: 0,
     };
     let mut assigned: Vec<Assignment> = Vec::new();
     let mut now = Instant::from_secs(1);
@@ -251,13 +282,16 @@ pub fn run(data: &[u8]) {
                 if let Some(a) = pick(&assigned, i)
                     && l.task_succeeded(a.task, a.epoch, now).is_ok()
                 {
+                    tr.accepted(&a, step);
                     let first = tr.succeeded.insert(a.task.0);
                     assert!(first, "step {step}: {:?} completed twice", a.task);
                 }
             }
             Op::Fail(i, k) => {
-                if let Some(a) = pick(&assigned, i) {
-                    let _ = l.task_failed(a.task, a.epoch, kind_of(k), now);
+                if let Some(a) = pick(&assigned, i)
+                    && l.task_failed(a.task, a.epoch, kind_of(k), now).is_ok()
+                {
+                    tr.accepted(&a, step);
                 }
             }
             Op::Renew(i) => {
@@ -296,6 +330,54 @@ pub fn run(data: &[u8]) {
             }
             Op::HandleTimeout => l.handle_timeout(now),
             Op::Drain => while l.poll_event().is_some() {},
+            Op::Recycle(t, made, own, crashes) => {
+                if tr.tasks == 0 {
+                    continue;
+                }
+                let t = TaskId(u32::from(t) % tr.tasks);
+                let (made, own, crashes) = (
+                    u32::from(made % 8),
+                    u32::from(own % 8),
+                    u32::from(crashes % 8),
+                );
+                let before = l.task(t).expect("every added task is there");
+                match l.recycle_task_resumed(t, made, own, crashes, now) {
+                    Ok(id) => {
+                        assert_eq!(id, t);
+                        assert!(
+                            before.state.is_finished(),
+                            "step {step}: {t:?} recycled unfinished"
+                        );
+                        if tr.succeeded.remove(&t.0) {
+                            tr.retired_succeeded += 1;
+                        } else {
+                            tr.retired_failed += 1;
+                        }
+                        tr.finished.remove(&t.0);
+                        tr.preset_crashes.insert(t.0, crashes);
+                        tr.base.insert(t.0, before.epoch);
+                        let v = l.task(t).expect("still there");
+                        assert_eq!(
+                            (v.state, v.epoch, v.attempts, v.crashes),
+                            (TaskState::Pending, before.epoch + made, made, crashes),
+                            "step {step}: recycled task"
+                        );
+                    }
+                    Err(LedgerError::TaskNotFinished(_)) => {
+                        assert!(
+                            !before.state.is_finished(),
+                            "step {step}: {t:?} not recycled"
+                        );
+                    }
+                    Err(LedgerError::ResumeCounts { .. }) => {
+                        assert!(
+                            own + crashes > made,
+                            "step {step}: consistent counts refused"
+                        );
+                    }
+                    Err(e) => panic!("step {step}: unexpected {e:?}"),
+                }
+            }
         }
         if let Some(t) = l.poll_timeout() {
             assert!(t < Instant::MAX, "step {step}: poll_timeout of never");
@@ -322,6 +404,7 @@ pub fn run(data: &[u8]) {
     // The attempts still out report back (the stale ones are rejected).
     for a in &assigned {
         if l.task_succeeded(a.task, a.epoch, now).is_ok() {
+            tr.accepted(a, step);
             assert!(
                 tr.succeeded.insert(a.task.0),
                 "{:?} completed twice",

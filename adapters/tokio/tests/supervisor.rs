@@ -334,3 +334,159 @@ async fn a_resumed_task_keeps_its_earlier_failures_and_crashes() {
     );
     assert_eq!(s.failed.len(), 2);
 }
+
+/// A pool whose one worker, before each report, replays the reports of earlier
+/// attempts (success and failure), as a confused or delayed worker might: the late
+/// reports of a recycled slot's earlier tasks must never count, nor be recorded under
+/// the slot's new task.
+struct Replayer {
+    reporter: Option<sturdy_tokio::supervisor::Reporter>,
+    /// Every attempt dispatched: (slot, epoch, key).
+    sent: std::rc::Rc<std::cell::RefCell<Vec<(sturdy_core::TaskId, u32, u64)>>>,
+}
+
+impl sturdy_tokio::supervisor::WorkerPool for Replayer {
+    type Task = u64;
+    fn start(
+        &mut self,
+        _worker: sturdy_core::WorkerId,
+        reporter: sturdy_tokio::supervisor::Reporter,
+    ) {
+        reporter.send(sturdy_tokio::supervisor::Report::Heartbeat);
+        self.reporter = Some(reporter);
+    }
+    fn dispatch(
+        &mut self,
+        _worker: sturdy_core::WorkerId,
+        order: sturdy_tokio::supervisor::Order<'_, u64>,
+    ) {
+        use sturdy_tokio::supervisor::{Finish, Report};
+        let r = self.reporter.as_ref().unwrap();
+        let mut sent = self.sent.borrow_mut();
+        for &(task, epoch, _) in sent.iter().rev().take(4) {
+            r.send(Report::Finished {
+                task,
+                epoch,
+                finish: Finish::OK,
+            });
+            r.send(Report::Finished {
+                task,
+                epoch,
+                finish: Finish::failed(FailureKind::Evaluation),
+            });
+        }
+        // Every third task fails its first attempt.
+        let fail = order.attempt == 1 && order.payload.is_multiple_of(3);
+        let finish = if fail {
+            Finish::failed(FailureKind::Evaluation)
+        } else {
+            Finish::OK
+        };
+        r.send(Report::Finished {
+            task: order.task,
+            epoch: order.epoch,
+            finish,
+        });
+        sent.push((order.task, order.epoch, order.key));
+    }
+    fn kill(&mut self, _worker: sturdy_core::WorkerId) {}
+    fn shutdown(&mut self) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recycled_slot_never_takes_a_late_report_of_its_earlier_tasks() {
+    use sturdy_tokio::supervisor::FedTask;
+    let sent = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let pool = Replayer {
+        reporter: None,
+        sent: sent.clone(),
+    };
+    // One slot: every task after the first takes the slot of the one before.
+    let mut sup: Box<Supervisor<_, 2, 1>> = Supervisor::new(config(3), pool, 1).unwrap();
+    sup.set_feed((1..=12u64).map(|k| FedTask::new(k, k)), 1);
+    let mut tally = Tally::default();
+    let s = sup.run(&mut tally).await;
+    let sent = sent.borrow();
+    // 12 tasks, 4 of them (3, 6, 9, 12) twice: the slot's epochs run 1..=16.
+    assert_eq!(sent.len(), 16);
+    assert_eq!(
+        sent.iter().map(|&(t, e, _)| (t.0, e)).collect::<Vec<_>>(),
+        (1..=16).map(|e| (0, e)).collect::<Vec<_>>()
+    );
+    assert_eq!(tally.done, (1..=12).map(|k| (k, 1)).collect());
+    // Every record is of the task that ran that attempt, its attempts numbered from 1.
+    for r in &tally.records {
+        let &(_, _, key) = sent.iter().find(|&&(_, e, _)| e == r.epoch).unwrap();
+        assert_eq!(r.key, key, "{r:?}");
+    }
+    let firsts: Vec<(u64, u32, Verdict)> = tally
+        .records
+        .iter()
+        .filter(|r| r.verdict != Verdict::Stale)
+        .map(|r| (r.key, r.attempt, r.verdict))
+        .filter(|&(k, ..)| k <= 4)
+        .collect();
+    assert_eq!(
+        firsts,
+        vec![
+            (1, 1, Verdict::Done),
+            (2, 1, Verdict::Done),
+            (3, 1, Verdict::Retry),
+            (3, 2, Verdict::Done),
+            (4, 1, Verdict::Done)
+        ]
+    );
+    assert_eq!(
+        (s.tasks, s.succeeded, s.failed.len(), s.unfinished),
+        (12, 12, 0, 0)
+    );
+    assert!(s.stale_results > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_window_runs_a_long_feed_exactly_once_each() {
+    use sturdy_tokio::supervisor::FedTask;
+    // Odd tasks fail their first attempt; task 7's every attempt fails.
+    let pool = LocalPool::new(
+        Duration::from_millis(100),
+        |n: u64, attempt: u32| async move {
+            if n == 7 || (n % 2 == 1 && attempt == 1) {
+                Err(FailureKind::Evaluation)
+            } else {
+                Ok(())
+            }
+        },
+    );
+    let mut sup: Box<Supervisor<_, 4, 64>> = Supervisor::new(config(3), pool, 3).unwrap();
+    // 5000 tasks through 8 slots; task 10 was started twice by an earlier run.
+    sup.set_feed(
+        (1..=5000u64).map(|k| {
+            if k == 10 {
+                FedTask::resumed(k, 2, 1, 1, k)
+            } else {
+                FedTask::new(k, k)
+            }
+        }),
+        8,
+    );
+    let mut tally = Tally::default();
+    let s = sup.run(&mut tally).await;
+    assert_eq!(sup.ledger().task_count(), 8);
+    assert_eq!(tally.done.len(), 4999);
+    assert!(tally.done.values().all(|&n| n == 1));
+    assert!(!tally.done.contains_key(&7));
+    assert_eq!((s.tasks, s.succeeded, s.unfinished), (5000, 4999, 0));
+    assert_eq!(s.failed, vec![(7, FailureKind::Evaluation)]);
+    let of = |key: u64| -> Vec<u32> {
+        tally
+            .records
+            .iter()
+            .filter(|r| r.key == key)
+            .map(|r| r.attempt)
+            .collect()
+    };
+    assert_eq!(of(7), vec![1, 2, 3]);
+    assert_eq!(of(9), vec![1, 2]);
+    assert_eq!(of(10), vec![3]);
+    assert!(!s.interrupted);
+}

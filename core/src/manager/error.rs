@@ -30,6 +30,12 @@ pub enum LedgerError {
     /// The task already ended the other way (`mark_succeeded` on a task failed for good,
     /// or `mark_failed` on a succeeded one).
     TaskFinished(TaskId),
+    /// The task has not finished (it is pending or running), so its slot cannot take a
+    /// new task ([`Ledger::recycle_task`](super::Ledger::recycle_task)).
+    TaskNotFinished(TaskId),
+    /// The slot's epoch is past `u32::MAX / 2`: recycling it again could wrap its
+    /// fencing tokens ([`Ledger::recycle_task`](super::Ledger::recycle_task)).
+    EpochsExhausted(TaskId),
     /// The worker was reported failed: heartbeats are refused until
     /// `worker_recovered`.
     WorkerDown(WorkerId),
@@ -56,6 +62,13 @@ impl fmt::Display for LedgerError {
             Self::UnknownTask(t) => write!(f, "unknown {t}"),
             Self::UnknownWorker(w) => write!(f, "unknown {w}"),
             Self::TaskFinished(t) => write!(f, "{t} already finished"),
+            Self::TaskNotFinished(t) => write!(f, "{t} has not finished; its slot is in use"),
+            Self::EpochsExhausted(t) => {
+                write!(
+                    f,
+                    "{t}: the slot's epochs are past u32::MAX / 2; use another slot"
+                )
+            }
             Self::WorkerDown(w) => write!(f, "{w} is marked failed; recover it first"),
             Self::ResumeCounts {
                 attempts_made,

@@ -474,6 +474,78 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             });
         }
         let id = self.add_task(now)?;
+        self.apply_resume(id.0, attempts_made, own_failures, crashes);
+        Ok(id)
+    }
+
+    /// Puts a new task in the slot of `task`, which has finished (succeeded or failed
+    /// for good): the new task is pending and runnable at once, with a fresh retry
+    /// state, crash count and failure history, and keeps the id. This is how a
+    /// supervisor holds a bounded window of a longer task list in `TASKS` slots.
+    ///
+    /// The slot's epochs go on from the previous task's last one (the fencing tokens of
+    /// a slot never repeat), so a late result of any attempt of the previous task is
+    /// stale for the new one ([`StaleReason::OldEpoch`]); attempt numbers
+    /// ([`Assignment::attempt`], [`TaskView::attempts`], events) start again from 1.
+    /// The counters of [`Stats`] keep the previous task (they count every task the
+    /// ledger held).
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownTask`]; [`LedgerError::TaskNotFinished`] for a task
+    /// pending or running; [`LedgerError::EpochsExhausted`] when the slot's epoch is
+    /// past `u32::MAX / 2` (its fencing tokens could run out: use another slot).
+    pub fn recycle_task(&mut self, task: TaskId, now: Instant) -> Result<TaskId, LedgerError> {
+        let now = self.clock.observe(now);
+        let Some(t) = self.tasks.get(task.0 as usize) else {
+            return Err(LedgerError::UnknownTask(task));
+        };
+        if !t.state.is_finished() {
+            return Err(LedgerError::TaskNotFinished(task));
+        }
+        if t.epoch > u32::MAX / 2 {
+            return Err(LedgerError::EpochsExhausted(task));
+        }
+        let epoch = t.epoch;
+        let mut fresh = Task::new(now);
+        fresh.epoch = epoch;
+        fresh.base = epoch;
+        self.tasks[task.0 as usize] = fresh;
+        self.stats.pending_tasks += 1;
+        self.enqueue(task.0, now);
+        Ok(task)
+    }
+
+    /// [`recycle_task`](Self::recycle_task) for a task that earlier runs already
+    /// started: the counts mean what they mean for
+    /// [`add_task_resumed`](Self::add_task_resumed) (attempt numbers continue after
+    /// `attempts_made`; own failures and crashes count toward the limits).
+    ///
+    /// # Errors
+    /// As [`recycle_task`](Self::recycle_task); [`LedgerError::ResumeCounts`] when
+    /// `own_failures + crashes` exceeds `attempts_made` (nothing is changed).
+    pub fn recycle_task_resumed(
+        &mut self,
+        task: TaskId,
+        attempts_made: u32,
+        own_failures: u32,
+        crashes: u32,
+        now: Instant,
+    ) -> Result<TaskId, LedgerError> {
+        if u64::from(own_failures) + u64::from(crashes) > u64::from(attempts_made) {
+            return Err(LedgerError::ResumeCounts {
+                attempts_made,
+                own_failures,
+                crashes,
+            });
+        }
+        let id = self.recycle_task(task, now)?;
+        self.apply_resume(id.0, attempts_made, own_failures, crashes);
+        Ok(id)
+    }
+
+    /// Presets task `idx` (just added or recycled, pending) as resumed: see
+    /// [`add_task_resumed`](Self::add_task_resumed).
+    fn apply_resume(&mut self, idx: u32, attempts_made: u32, own_failures: u32, crashes: u32) {
         if attempts_made > 0 {
             let now = self.clock.latest();
             let policy = self.config.retry;
@@ -481,8 +553,8 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             // the counts and the backoff move.
             let replay = crate::retry::RetryPolicy::new(u32::MAX, *policy.backoff())
                 .map(|p| p.with_retryable(crate::failure::KindSet::all()));
-            let t = &mut self.tasks[id.0 as usize];
-            t.retry = RetryState::new(now, task_seed(self.config.seed, id.0));
+            let t = &mut self.tasks[idx as usize];
+            t.retry = RetryState::new(now, task_seed(self.config.seed, idx));
             let replayed = own_failures.min(MAX_REPLAYED_ATTEMPTS);
             if let Ok(replay) = replay {
                 for _ in 0..replayed {
@@ -490,10 +562,9 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                 }
             }
             t.retry.add_attempts(own_failures - replayed);
-            t.epoch = attempts_made;
+            t.epoch = t.base.saturating_add(attempts_made);
             t.crashes = crashes;
         }
-        Ok(id)
     }
 
     /// Sets a worker's health mark (from the supervisor's host and GPU assessment).
@@ -707,12 +778,13 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let t = &mut self.tasks[idx];
         t.state = TaskState::Succeeded;
         t.retry.on_success(now);
+        let attempt = t.attempts();
         self.stats.succeeded_tasks += 1;
         self.events.push(Event::Succeeded {
             task,
             worker,
             epoch,
-            attempt: epoch,
+            attempt,
             at: now,
         });
         Ok(())
@@ -787,13 +859,13 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let t = &mut self.tasks[task.0 as usize];
         t.state = TaskState::Succeeded;
         t.retry.on_success(now);
-        let (epoch, last) = (t.epoch, t.last_worker);
+        let (epoch, attempt, last) = (t.epoch, t.attempts(), t.last_worker);
         self.stats.succeeded_tasks += 1;
         self.events.push(Event::Succeeded {
             task,
             worker: (last != NIL).then_some(WorkerId(last)),
             epoch,
-            attempt: epoch,
+            attempt,
             at: now,
         });
         Ok(())
@@ -824,7 +896,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let t = &mut self.tasks[task.0 as usize];
         t.state = TaskState::Failed;
         t.last_kind = Some(kind);
-        let attempts = t.epoch;
+        let attempts = t.attempts();
         self.stats.failed_tasks += 1;
         self.events.push(Event::GaveUp {
             task,
@@ -883,7 +955,10 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         self.promote_due(now);
         let idx = loop {
             let &front = self.ready.front()?;
-            if matches!(self.tasks[front as usize].state, TaskState::Pending) {
+            let t = &self.tasks[front as usize];
+            // An entry left by a recycled slot's previous task may meet the new task
+            // waiting for its retry timer: its own entry is in `delayed`.
+            if matches!(t.state, TaskState::Pending) && t.ready_at <= now {
                 break front;
             }
             self.ready.pop_front();
@@ -904,12 +979,12 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let lease = now + self.config.lease;
         let seed = self.config.seed;
         let t = &mut self.tasks[idx as usize];
-        if t.epoch == 0 {
+        if t.epoch == t.base {
             t.retry = RetryState::new(now, task_seed(seed, idx));
         }
         // (A task added with prior attempts has its retry state already.)
         t.epoch = t.epoch.saturating_add(1);
-        let epoch = t.epoch;
+        let (epoch, attempt) = (t.epoch, t.attempts());
         t.state = TaskState::Running {
             worker,
             epoch,
@@ -938,14 +1013,14 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             task: TaskId(idx),
             worker,
             epoch,
-            attempt: epoch,
+            attempt,
             at: now,
         });
         Some(Assignment {
             task: TaskId(idx),
             worker,
             epoch,
-            attempt: epoch,
+            attempt,
             lease,
         })
     }
@@ -1008,13 +1083,40 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
     fn enqueue(&mut self, idx: u32, now: Instant) {
         let t = &self.tasks[idx as usize];
         // Each task has at most one live entry across both queues, and entries of
-        // finished tasks are never added again, so neither queue exceeds TASKS.
+        // finished tasks are never added again, so neither queue exceeds TASKS. A
+        // recycled slot may still have its previous task's entry in `ready`: when that
+        // fills the queue, the dead entries go.
         let ok = if t.ready_at <= now {
             self.ready.push_back(idx).is_ok()
+                || self.compact_ready(idx, now)
+                || self.ready.push_back(idx).is_ok()
         } else {
             self.delayed.push((t.ready_at, idx)).is_ok()
         };
         debug_assert!(ok, "ledger queues hold at most TASKS entries");
+    }
+
+    /// Drops the entries of `ready` that cannot be dispatched (tasks not pending or
+    /// waiting for their retry timer) and repeated entries of one task; returns whether
+    /// an entry of task `idx` stays. O(TASKS); runs only when the queue is full.
+    fn compact_ready(&mut self, idx: u32, now: Instant) -> bool {
+        // A pending task is linked in no worker's list: `prev` marks it kept here.
+        const KEPT: u32 = NIL - 1;
+        for _ in 0..self.ready.len() {
+            let Some(i) = self.ready.pop_front() else {
+                break;
+            };
+            let t = &mut self.tasks[i as usize];
+            if matches!(t.state, TaskState::Pending) && t.ready_at <= now && t.prev != KEPT {
+                t.prev = KEPT;
+                let _ = self.ready.push_back(i);
+            }
+        }
+        let kept = self.tasks[idx as usize].prev == KEPT;
+        for &i in self.ready.iter() {
+            self.tasks[i as usize].prev = NIL;
+        }
+        kept
     }
 
     fn promote_due(&mut self, now: Instant) {
@@ -1117,13 +1219,13 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
     ) {
         let task = TaskId(idx);
         let t = &mut self.tasks[idx as usize];
-        let epoch = t.epoch;
+        let (epoch, attempt) = (t.epoch, t.attempts());
         t.history.write(FailureEvent {
             at: now,
             kind,
             task: Some(task),
             worker: Some(worker),
-            attempt: epoch,
+            attempt,
             code,
         });
         t.last_kind = Some(kind);
@@ -1133,7 +1235,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             task,
             worker: Some(worker),
             epoch,
-            attempt: epoch,
+            attempt,
             kind,
             at: now,
         });
@@ -1171,7 +1273,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
     fn give_up(&mut self, idx: u32, kind: FailureKind, reason: GiveUpReason, now: Instant) {
         let t = &mut self.tasks[idx as usize];
         t.state = TaskState::Failed;
-        let attempts = t.epoch;
+        let attempts = t.attempts();
         self.stats.pending_tasks -= 1;
         self.stats.failed_tasks += 1;
         self.events.push(Event::GaveUp {
@@ -1206,11 +1308,11 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
                 self.note_retried(idx);
                 let t = &mut self.tasks[idx as usize];
                 t.ready_at = now + delay;
-                let (epoch, ready_at) = (t.epoch, t.ready_at);
+                let (attempt, ready_at) = (t.attempts(), t.ready_at);
                 self.stats.retries = self.stats.retries.saturating_add(1);
                 self.events.push(Event::RetryScheduled {
                     task: TaskId(idx),
-                    attempt: epoch.saturating_add(1),
+                    attempt: attempt.saturating_add(1),
                     delay,
                     ready_at,
                     at: now,

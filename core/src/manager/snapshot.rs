@@ -91,11 +91,13 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let last_worker = worker.or((t.last_worker != NIL).then_some(t.last_worker));
         TaskRecord {
             state,
-            epoch: t.epoch,
+            // A recycled slot saves its task's own count: a restore starts its
+            // epochs there (restored attempts are requeued, never reported on).
+            epoch: t.attempts(),
             retried: t.retried,
             last_kind: t.last_kind,
             last_worker,
-            retry: (t.epoch > 0 && !t.state.is_finished()).then_some(t.retry),
+            retry: (t.attempts() > 0 && !t.state.is_finished()).then_some(t.retry),
         }
     }
 

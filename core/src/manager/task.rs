@@ -69,9 +69,12 @@ pub struct TaskView {
     pub id: TaskId,
     /// Where it stands.
     pub state: TaskState,
-    /// Its current epoch: the number of times it was assigned (0 = never).
+    /// Its current epoch (the fencing token of its newest attempt): the number of times
+    /// it was assigned (0 = never), counted on from the slot's previous task for a
+    /// recycled slot ([`Ledger::recycle_task`](super::Ledger::recycle_task)).
     pub epoch: u32,
-    /// Attempts started so far (equal to the epoch).
+    /// Attempts started so far (equal to the epoch, less the epoch the slot had when a
+    /// recycled slot took this task).
     pub attempts: u32,
     /// Crashes counted under it: attempts lost because their worker failed, was
     /// suspected or let the lease lapse (see
@@ -93,6 +96,11 @@ pub(crate) struct Task<const H: usize> {
     pub(crate) state: TaskState,
     pub(crate) ready_at: Instant,
     pub(crate) epoch: u32,
+    /// The epoch when this slot's task was put in it: 0 for a task added, the previous
+    /// occupant's last epoch for a recycled slot (see
+    /// [`Ledger::recycle_task`](super::Ledger::recycle_task)). Epochs of a slot never
+    /// repeat; attempt numbers count from it (`attempt = epoch - base`).
+    pub(crate) base: u32,
     pub(crate) retry: RetryState,
     pub(crate) last_worker: u32,
     pub(crate) last_kind: Option<FailureKind>,
@@ -116,6 +124,7 @@ impl<const H: usize> Task<H> {
             state: TaskState::Pending,
             ready_at: now,
             epoch: 0,
+            base: 0,
             retry: RetryState::new(now, 0),
             last_worker: NIL,
             last_kind: None,
@@ -139,7 +148,7 @@ impl<const H: usize> Task<H> {
             TaskState::Running { .. } => Phase::Claimed,
             TaskState::Succeeded => Phase::Done,
             TaskState::Failed => Phase::GaveUp,
-            TaskState::Pending if self.epoch == 0 => Phase::Open,
+            TaskState::Pending if self.epoch == self.base => Phase::Open,
             TaskState::Pending if self.requeued => Phase::Lost,
             TaskState::Pending => Phase::Retrying,
         };
@@ -151,12 +160,17 @@ impl<const H: usize> Task<H> {
         }
     }
 
+    /// Attempts started for the slot's current task (its epoch less its base).
+    pub(crate) const fn attempts(&self) -> u32 {
+        self.epoch.saturating_sub(self.base)
+    }
+
     pub(crate) fn view(&self, id: TaskId) -> TaskView {
         TaskView {
             id,
             state: self.state,
             epoch: self.epoch,
-            attempts: self.epoch,
+            attempts: self.attempts(),
             crashes: self.crashes,
             ready_at: matches!(self.state, TaskState::Pending).then_some(self.ready_at),
             last_failure: self.last_kind,

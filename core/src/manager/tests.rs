@@ -1515,3 +1515,128 @@ mod properties {
         }
     }
 }
+
+// ----- recycled slots ---------------------------------------------------------------
+
+#[test]
+fn a_recycled_slot_fences_every_attempt_of_its_previous_task() {
+    let mut l: Ledger<2, 1> = Ledger::new(config());
+    let w = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    let a1 = l.assign(secs(0)).unwrap();
+    l.task_failed(t, a1.epoch, FailureKind::Evaluation, secs(1))
+        .unwrap();
+    let a2 = l.assign(secs(6)).unwrap();
+    assert_eq!((a2.epoch, a2.attempt), (2, 2));
+    l.task_succeeded(t, a2.epoch, secs(7)).unwrap();
+    // The table is full; the finished task's slot takes the next task.
+    assert_eq!(
+        l.add_task(secs(7)),
+        Err(LedgerError::TasksFull { capacity: 1 })
+    );
+    assert_eq!(
+        l.recycle_task(TaskId(5), secs(7)),
+        Err(LedgerError::UnknownTask(TaskId(5)))
+    );
+    assert_eq!(l.recycle_task(t, secs(7)), Ok(t));
+    assert_eq!(
+        l.recycle_task(t, secs(7)),
+        Err(LedgerError::TaskNotFinished(t))
+    );
+    let v = l.task(t).unwrap();
+    assert_eq!((v.state, v.epoch, v.attempts), (TaskState::Pending, 2, 0));
+    let b1 = l.assign(secs(8)).unwrap();
+    assert_eq!((b1.task, b1.worker, b1.epoch, b1.attempt), (t, w, 3, 1));
+    // Late reports of the previous task's attempts are stale for the new one.
+    for old in [a1.epoch, a2.epoch] {
+        assert_eq!(
+            l.task_succeeded(t, old, secs(9)),
+            Err(ResultError::Stale(StaleReason::OldEpoch { current: 3 }))
+        );
+        assert!(
+            l.task_failed(t, old, FailureKind::Network, secs(9))
+                .is_err()
+        );
+    }
+    assert!(matches!(
+        l.task(t).unwrap().state,
+        TaskState::Running { epoch: 3, .. }
+    ));
+    l.task_succeeded(t, b1.epoch, secs(10)).unwrap();
+    let s = l.stats();
+    assert_eq!((s.succeeded_tasks, s.stale_results_rejected), (2, 4));
+    assert!(l.is_finished());
+}
+
+#[test]
+fn a_recycled_slot_starts_a_fresh_budget_or_a_resumed_one() {
+    let mut l: Ledger<2, 1> = Ledger::new(config());
+    let w = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    // The first task fails for good after 3 attempts.
+    for i in 0..3 {
+        let a = l.assign(secs(10 * i)).unwrap();
+        let _ = l.task_failed(t, a.epoch, FailureKind::Evaluation, secs(10 * i + 1));
+    }
+    assert_eq!(l.task(t).unwrap().state, TaskState::Failed);
+    let _ = drain(&mut l);
+    // The next task in the slot gets its own 3 attempts, numbered 1..=3.
+    // (Far apart: the worker's breaker opens after failures in a row.)
+    l.recycle_task(t, secs(40)).unwrap();
+    let mut attempts = StdVec::new();
+    for i in 1..=3 {
+        l.heartbeat(w, secs(1000 * i)).unwrap();
+        let a = l.assign(secs(1000 * i)).unwrap();
+        attempts.push((a.epoch, a.attempt));
+        let _ = l.task_failed(t, a.epoch, FailureKind::Evaluation, secs(1000 * i + 1));
+    }
+    assert_eq!(attempts, [(4, 1), (5, 2), (6, 3)]);
+    assert_eq!(l.task(t).unwrap().state, TaskState::Failed);
+    assert!(
+        drain(&mut l)
+            .iter()
+            .any(|e| matches!(e, Event::GaveUp { attempts: 3, .. }))
+    );
+    // A resumed task that failed twice before has one attempt left; numbering goes on.
+    assert_eq!(
+        l.recycle_task_resumed(t, 1, 1, 1, secs(4000)),
+        Err(LedgerError::ResumeCounts {
+            attempts_made: 1,
+            own_failures: 1,
+            crashes: 1
+        })
+    );
+    l.recycle_task_resumed(t, 2, 2, 0, secs(4000)).unwrap();
+    assert_eq!(l.task(t).unwrap().attempts, 2);
+    l.heartbeat(w, secs(5000)).unwrap();
+    let a = l.assign(secs(5000)).unwrap();
+    assert_eq!((a.epoch, a.attempt), (9, 3));
+    assert_eq!(
+        l.task_failed(t, a.epoch, FailureKind::Evaluation, secs(5001))
+            .unwrap(),
+        Decision::GiveUp(GiveUpReason::AttemptsExhausted { attempts: 3 })
+    );
+}
+
+#[test]
+fn recycling_a_slot_whose_task_succeeded_while_requeued_keeps_one_live_entry() {
+    // Task 0 is lost with its worker and requeued (an entry in `ready`), then its late
+    // success is accepted: the entry is dead. The slot is recycled many times over:
+    // the queue (of one entry) never overflows and the new task runs once per recycle.
+    let mut l: Ledger<2, 1> = Ledger::new(config());
+    let w = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    let a = l.assign(secs(0)).unwrap();
+    l.worker_failed(w, FailureKind::WorkerCrash, secs(1))
+        .unwrap();
+    l.task_succeeded(t, a.epoch, secs(2)).unwrap();
+    l.worker_recovered(w, secs(3)).unwrap();
+    for i in 0..10 {
+        l.recycle_task(t, secs(4 + i)).unwrap();
+        let b = l.assign(secs(4 + i)).unwrap();
+        assert_eq!((b.task, b.attempt), (t, 1));
+        assert_eq!(l.assign(secs(4 + i)), None, "one copy of the task runs");
+        l.task_succeeded(t, b.epoch, secs(4 + i)).unwrap();
+    }
+    assert!(l.is_finished());
+}

@@ -61,6 +61,7 @@ pub use config::{HostHealth, SupervisorConfig};
 pub use local::LocalPool;
 pub use pool::{Finish, Order, Report, Reporter, WorkerPool};
 pub use record::{AttemptRecord, Observer, Summary, Verdict};
+
 pub use saved_run::{SavedRun, read_checkpoint};
 pub use stop::{Stop, StopHandle};
 
@@ -90,6 +91,93 @@ struct TaskSlot<T> {
     key: u64,
     prior_attempts: u32,
     payload: T,
+    /// The ledger's epoch of the slot when this task took it (0 for a slot's first
+    /// task): a report of an epoch up to it is of an earlier task of the slot.
+    base_epoch: u32,
+}
+
+/// A task a [`Supervisor`] takes from its feed ([`Supervisor::set_feed`]): the caller's
+/// `key`, what earlier runs already did (as for [`Supervisor::add_task_resumed`]; all
+/// 0 for a fresh task), and the payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FedTask<T> {
+    /// The caller's key (shown in records).
+    pub key: u64,
+    /// Attempts earlier runs started.
+    pub attempts_made: u32,
+    /// Of those, failed on their own.
+    pub own_failures: u32,
+    /// Of those, lost with their worker.
+    pub crashes: u32,
+    /// The task.
+    pub payload: T,
+}
+
+impl<T> FedTask<T> {
+    /// A task never run before.
+    pub const fn new(key: u64, payload: T) -> Self {
+        Self {
+            key,
+            attempts_made: 0,
+            own_failures: 0,
+            crashes: 0,
+            payload,
+        }
+    }
+
+    /// A task earlier runs started `attempts_made` times, of which `own_failures`
+    /// failed on their own and `crashes` were lost with their worker.
+    pub const fn resumed(
+        key: u64,
+        attempts_made: u32,
+        own_failures: u32,
+        crashes: u32,
+        payload: T,
+    ) -> Self {
+        Self {
+            key,
+            attempts_made,
+            own_failures,
+            crashes,
+            payload,
+        }
+    }
+}
+
+/// A feed of tasks and what the window keeps of the tasks it let go.
+struct Feed<T> {
+    tasks: Box<dyn Iterator<Item = FedTask<T>>>,
+    /// A task taken from `tasks` that found no slot yet.
+    held: Option<FedTask<T>>,
+    /// `tasks` returned `None`.
+    done: bool,
+    /// The most slots filled from the feed.
+    window: usize,
+    /// Slots whose task ended, to be given the next tasks.
+    ended: Vec<TaskId>,
+    /// Tasks whose slot went to a later task: how many, and how they ended.
+    retired: usize,
+    retired_succeeded: usize,
+    retired_failed: Vec<(u64, FailureKind)>,
+}
+
+impl<T> Feed<T> {
+    fn next(&mut self) -> Option<FedTask<T>> {
+        if let Some(t) = self.held.take() {
+            return Some(t);
+        }
+        if self.done {
+            return None;
+        }
+        let t = self.tasks.next();
+        self.done = t.is_none();
+        t
+    }
+
+    fn exhausted(&self) -> bool {
+        self.done && self.held.is_none()
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -127,6 +215,7 @@ pub struct Supervisor<P: WorkerPool, const W: usize, const T: usize> {
     health: Option<watch::Receiver<HostHealth>>,
     summary: Summary,
     checkpoints: Option<Checkpointing>,
+    feed: Option<Feed<P::Task>>,
 }
 
 struct Checkpointing {
@@ -181,6 +270,7 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             health: None,
             summary: Summary::default(),
             checkpoints: None,
+            feed: None,
         }))
     }
 
@@ -203,6 +293,7 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
                     key,
                     prior_attempts,
                     payload,
+                    base_epoch: 0,
                 });
                 Ok(id)
             }
@@ -242,11 +333,127 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
                     key,
                     prior_attempts: 0,
                     payload,
+                    base_epoch: 0,
                 });
                 Ok(id)
             }
             Err(error) => Err(AddTaskError { error, payload }),
         }
+    }
+
+    /// Takes the run's tasks from `tasks` as it goes, holding at most `window` of them
+    /// (and at most `T`) in the ledger at once: when a task ends (succeeded or failed
+    /// for good, its last attempt recorded) and no worker still runs anything of it,
+    /// its slot takes the next task ([`Ledger::recycle_task_resumed`]), whose epochs go
+    /// on from the slot's (a late report of the earlier task is stale and is not
+    /// recorded: [`Observer::attempt_ended`] never sees it under the new task's key).
+    /// The run ends when the feed is empty and every task it gave has ended. Tasks
+    /// added with [`add_task`](Self::add_task) before count toward the window. The
+    /// [`Summary`] counts every task of the feed that the run took.
+    ///
+    /// A window of 0 is taken as 1.
+    pub fn set_feed(
+        &mut self,
+        tasks: impl Iterator<Item = FedTask<P::Task>> + 'static,
+        window: usize,
+    ) {
+        self.feed = Some(Feed {
+            tasks: Box::new(tasks),
+            held: None,
+            done: false,
+            window: window.clamp(1, T),
+            ended: Vec::new(),
+            retired: 0,
+            retired_succeeded: 0,
+            retired_failed: Vec::new(),
+        });
+    }
+
+    /// Gives the slots of ended tasks, and free slots up to the window, the feed's
+    /// next tasks.
+    fn refill(&mut self) {
+        let now = self.now();
+        let Some(feed) = self.feed.as_mut() else {
+            return;
+        };
+        let mut i = 0;
+        while i < feed.ended.len() {
+            let id = feed.ended[i];
+            let busy = self
+                .workers
+                .iter()
+                .any(|w| w.running.is_some_and(|r| r.task == id));
+            if busy {
+                i += 1;
+                continue;
+            }
+            feed.ended.swap_remove(i);
+            let Some(view) = self.ledger.task(id).filter(|v| v.state.is_finished()) else {
+                continue; // already given a new task
+            };
+            let Some(next) = feed.next() else {
+                continue; // nothing left: the slot keeps its task for the summary
+            };
+            match self.ledger.recycle_task_resumed(
+                id,
+                next.attempts_made,
+                next.own_failures,
+                next.crashes,
+                now,
+            ) {
+                Ok(_) => {
+                    let slot = &mut self.tasks[id.0 as usize];
+                    feed.retired += 1;
+                    if view.state == TaskState::Succeeded {
+                        feed.retired_succeeded += 1;
+                    } else {
+                        feed.retired_failed
+                            .push((slot.key, view.last_failure.unwrap_or(FailureKind::Unknown)));
+                    }
+                    *slot = TaskSlot {
+                        key: next.key,
+                        prior_attempts: 0,
+                        payload: next.payload,
+                        base_epoch: view.epoch,
+                    };
+                }
+                // The slot is spent (its epochs ran high) or the counts do not add
+                // up: the task waits for a new slot.
+                Err(_) => feed.held = Some(next),
+            }
+        }
+        while self.tasks.len() < feed.window {
+            let Some(next) = feed.next() else { break };
+            match self.ledger.add_task_resumed(
+                next.attempts_made,
+                next.own_failures,
+                next.crashes,
+                now,
+            ) {
+                Ok(id) => {
+                    debug_assert_eq!(id.0 as usize, self.tasks.len());
+                    self.tasks.push(TaskSlot {
+                        key: next.key,
+                        prior_attempts: 0,
+                        payload: next.payload,
+                        base_epoch: 0,
+                    });
+                }
+                Err(LedgerError::ResumeCounts { .. }) => {
+                    // Counts that do not add up: run it as a fresh task.
+                    tracing::warn!(key = next.key, "resumed counts do not add up; fresh budget");
+                    feed.held = Some(FedTask::new(next.key, next.payload));
+                }
+                Err(_) => {
+                    feed.held = Some(next);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn feed_exhausted(&self) -> bool {
+        self.feed.as_ref().is_none_or(Feed::exhausted)
     }
 
     /// Gates dispatch on the host's health, read from a watch channel (for example fed
@@ -321,6 +528,14 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             .as_ref()
             .is_some_and(|c| force || c.last.elapsed() >= c.every);
         if due {
+            if self.feed.is_some() {
+                let keys: Vec<u64> = self.tasks.iter().map(|t| t.key).collect();
+                if let Some(p) = observer.checkpoint_payload(&keys)
+                    && let Some(c) = self.checkpoints.as_mut()
+                {
+                    c.payload = p;
+                }
+            }
             let result = self.checkpoint_now();
             if let Err(e) = &result {
                 tracing::warn!(error = %e, "checkpoint not written");
@@ -463,6 +678,11 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
         verdict: Verdict,
         observer: &mut O,
     ) {
+        if matches!(verdict, Verdict::Done | Verdict::GaveUp)
+            && let Some(feed) = self.feed.as_mut()
+        {
+            feed.ended.push(run.task);
+        }
         let slot = &self.tasks[run.task.0 as usize];
         let rec = AttemptRecord {
             task: run.task,
@@ -537,7 +757,12 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
                         started: SystemTime::now(),
                     },
                 };
-                if (task.0 as usize) < self.tasks.len() {
+                // A report of an earlier task of a recycled slot is not this task's.
+                if self
+                    .tasks
+                    .get(task.0 as usize)
+                    .is_some_and(|slot| epoch > slot.base_epoch)
+                {
                     self.record(w, run, finish, verdict, observer);
                 }
             }
@@ -658,13 +883,16 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
                 break;
             }
             if stop == Stop::Run {
+                self.refill();
                 self.restart_due(now);
                 if self.gate_open() {
                     self.dispatch_all(now, observer);
                     self.drain_events(observer);
                 }
             }
-            if self.ledger.is_finished() || (stop != Stop::Run && self.running() == 0) {
+            if (self.ledger.is_finished() && self.feed_exhausted())
+                || (stop != Stop::Run && self.running() == 0)
+            {
                 break;
             }
             self.checkpoint_if_due(observer, false);
@@ -732,10 +960,19 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
                 _ => s.unfinished += 1,
             }
         }
+        let mut more = false;
+        if let Some(feed) = self.feed.as_mut() {
+            s.tasks += feed.retired;
+            s.succeeded += feed.retired_succeeded;
+            let mut failed = std::mem::take(&mut feed.retired_failed);
+            failed.append(&mut s.failed);
+            s.failed = failed;
+            more = !feed.exhausted();
+        }
         s.retries = stats.retries;
         s.reassignments = stats.reassignments;
         s.stale_results = stats.stale_results_rejected;
-        s.interrupted = stopped && s.unfinished > 0;
+        s.interrupted = stopped && (s.unfinished > 0 || more);
         s.wall = wall;
         s
     }

@@ -86,6 +86,16 @@ pub trait Observer<T> {
     fn worker_restarting(&mut self, worker: WorkerId, delay: Duration) {
         let _ = (worker, delay);
     }
+    /// A checkpoint of a supervisor with a feed ([`Supervisor::set_feed`]) is about to
+    /// be written: `keys[i]` is the key of the task in ledger slot `i` now (slots are
+    /// recycled, so the mapping changes as the run goes). Return the payload to store
+    /// with it, or `None` to keep the last one.
+    ///
+    /// [`Supervisor::set_feed`]: super::Supervisor::set_feed
+    fn checkpoint_payload(&mut self, keys: &[u64]) -> Option<Vec<u8>> {
+        let _ = keys;
+        None
+    }
 }
 
 /// The observer that observes nothing.
