@@ -53,4 +53,5 @@
 //! [`Settle::Nak`]: engine::Settle::Nak
 //! [`Record`]: engine::Record
 
+pub mod agent;
 pub mod engine;
