@@ -56,7 +56,21 @@ use crate::engine::{
 
 /// What the run's control says ([`run`]'s `control`): the coordinator writes it into the
 /// run's definition subject; the CLI watches it and forwards it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+///
+/// JSON: `"run"`, `"drain"`, `"abort"`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Control {
     /// Pull and run.
     #[default]

@@ -54,4 +54,5 @@
 //! [`Record`]: engine::Record
 
 pub mod agent;
+pub mod coordinator;
 pub mod engine;
