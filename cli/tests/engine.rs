@@ -567,10 +567,11 @@ fn a_stopped_agent_past_its_lease_is_refused_and_its_command_killed() {
 #[test]
 fn a_poison_command_that_kills_its_agent_gives_up_after_the_crash_limit() {
     let (_server, farm) = farm("poison");
-    // Task 1 kills the agent running it (its shell's parent); tasks 2-4 are fine.
+    // Task 1 kills the agent running it (its shell's parent), then waits for the
+    // SIGKILL its agent's death sends it (PR_SET_PDEATHSIG); tasks 2-4 are fine.
     farm.tasks(4, |i| {
         if i == 1 {
-            "echo $STURDY_TASK $STURDY_ATTEMPT >> EFFECTS; kill -9 $PPID;"
+            "echo $STURDY_TASK $STURDY_ATTEMPT >> EFFECTS; kill -9 $PPID; sleep 10;"
                 .replace("EFFECTS", farm.effects().to_str().unwrap())
         } else {
             String::new()
