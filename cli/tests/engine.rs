@@ -759,3 +759,111 @@ fn bad_input_is_refused_with_exit_2_naming_what_is_wrong() {
     );
     assert!(err.contains("--resume"), "{err}");
 }
+
+#[test]
+fn failures_are_retried_with_the_core_s_delay_and_given_up_after_max_attempts() {
+    let (_server, farm) = farm("retry");
+    // Task 1 fails on its first two attempts, task 2 on every one, task 3 never.
+    farm.tasks(3, |i| match i {
+        1 => "[ $STURDY_ATTEMPT -ge 3 ] || exit 3;".into(),
+        2 => "exit 4;".into(),
+        _ => String::new(),
+    });
+    let mut coordinator = farm.coordinator(&[
+        "--max-attempts",
+        "3",
+        "--backoff-base",
+        "100ms",
+        "--backoff-cap",
+        "200ms",
+    ]);
+    let _a = farm.agent("a", 2);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(1),
+        "{}",
+        coordinator.log()
+    );
+    let ended = |task: u32| -> Vec<(u32, String, String)> {
+        farm.journal()
+            .into_iter()
+            .filter(|l| l.0 == task && l.1 == "ended")
+            .map(|l| (l.2, l.4, l.5))
+            .collect()
+    };
+    let retry = ("retry".to_string(), "evaluation".to_string());
+    assert_eq!(
+        ended(1),
+        vec![
+            (1, retry.0.clone(), retry.1.clone()),
+            (2, retry.0.clone(), retry.1.clone()),
+            (3, "done".into(), "-".into())
+        ]
+    );
+    assert_eq!(
+        ended(2),
+        vec![
+            (1, retry.0.clone(), retry.1.clone()),
+            (2, retry.0.clone(), retry.1.clone()),
+            (3, "gave_up".into(), "evaluation".into())
+        ]
+    );
+    assert_eq!(ended(3), vec![(1, "done".into(), "-".into())]);
+    // Commands ran once per attempt; the failing ones made no effect.
+    let effects = farm.effects_by_task();
+    assert_eq!(effects.get(&1), Some(&vec![3]));
+    assert_eq!(effects.get(&2), None);
+    let s = farm.summary();
+    assert_eq!(
+        (
+            s["succeeded"].as_u64(),
+            s["gave_up"].as_u64(),
+            s["attempts"].as_u64()
+        ),
+        (Some(2), Some(1), Some(7))
+    );
+}
+
+#[test]
+fn named_slots_export_their_name_and_gpus() {
+    let (_server, farm) = farm("slots");
+    let seen = farm.path("seen");
+    farm.tasks(12, |_| {
+        format!(
+            "echo \"$STURDY_SLOT=${{CUDA_VISIBLE_DEVICES-none}}\" >> {};",
+            seen.display()
+        )
+    });
+    let mut coordinator = farm.coordinator(&[]);
+    let state = farm.path("g");
+    let _agent = Proc::spawn(
+        &[
+            "agent",
+            "--engine",
+            &farm.url,
+            "--run",
+            &farm.run,
+            "--slots",
+            "gpu:0,gpu:1+2,cpu",
+            "--host",
+            "g",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        farm.path("g.log"),
+        None,
+    );
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(0),
+        "{}",
+        coordinator.log()
+    );
+    let text = std::fs::read_to_string(&seen).unwrap();
+    let allowed = ["gpu:0=0", "gpu:1+2=1,2", "cpu=none"];
+    for line in text.lines() {
+        assert!(allowed.contains(&line), "{line:?}");
+    }
+    assert_eq!(text.lines().count(), 12);
+    farm.assert_each_done_once(12);
+}
