@@ -171,6 +171,23 @@ pub(crate) fn coordinate(
     url: &str,
     name: &str,
 ) -> Result<i32, CliError> {
+    let unsupported = [
+        (settings.halt.is_some(), "--halt"),
+        (settings.joblog.is_some(), "--joblog"),
+        (settings.results.is_some(), "--results"),
+        (settings.metrics_listen.is_some(), "--metrics-listen"),
+        (settings.retry_failed, "--retry-failed"),
+        (settings.resume_failed, "--resume-failed"),
+        (settings.health_gate, "--health-gate"),
+        (settings.keep_order, "--keep-order"),
+        (settings.line_buffer, "--line-buffer"),
+        (settings.delay.is_some(), "--delay"),
+    ];
+    if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
+        return Err(CliError::input(format!(
+            "{flag} is not supported with --engine yet (a multi-host run's output stays on its hosts; see the README's \"Beyond one machine\"); nothing was run"
+        )));
+    }
     let ack_wait = match settings.detector {
         Detector::Deadline(t) => t,
         Detector::Phi(_) => Duration::from_secs(10),

@@ -674,6 +674,21 @@ fn bad_input_is_refused_with_exit_2_naming_what_is_wrong() {
     assert!(err.contains(&url) && err.contains("cannot reach"), "{err}");
     let err = bad(&["agent", "--engine", &url, "--run", "r", "-j", "1"], quick);
     assert!(err.contains(&url), "{err}");
+    // An option of the local farm that a multi-host run does not support yet.
+    let err = bad(
+        &[
+            "run",
+            t,
+            "--engine",
+            &url,
+            "--run",
+            "r",
+            "--halt",
+            "now,fail=1",
+        ],
+        quick,
+    );
+    assert!(err.contains("--halt") && err.contains("--engine"), "{err}");
     // --run without --engine and the reverse.
     bad(&["run", t, "--run", "r"], quick);
     bad(&["run", t, "--engine", &url], quick);
