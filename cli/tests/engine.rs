@@ -269,6 +269,10 @@ impl Farm {
     }
 
     fn agent(&self, host: &str, workers: u32) -> Proc {
+        self.agent_with(host, workers, &[])
+    }
+
+    fn agent_with(&self, host: &str, workers: u32, extra: &[&str]) -> Proc {
         let state = self.path(host);
         let n = std::fs::read_dir(self.dir.path()).unwrap().count();
         Proc::spawn(
@@ -284,7 +288,11 @@ impl Farm {
                 host,
                 "--state-dir",
                 state.to_str().unwrap(),
-            ],
+            ]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect::<Vec<_>>(),
             self.path(&format!("{host}-{n}.log")),
             None,
         )
@@ -881,4 +889,104 @@ fn named_slots_export_their_name_and_gpus() {
     }
     assert_eq!(text.lines().count(), 12);
     farm.assert_each_done_once(12);
+}
+
+#[test]
+fn a_stopped_agent_that_nobody_replaced_finishes_and_is_accepted_once() {
+    let (_server, farm) = farm("late");
+    let started = farm.path("started");
+    farm.tasks(1, |_| format!("touch {}; sleep 1.5;", started.display()));
+    let mut coordinator = farm.coordinator(&["--max-worker-crashes", "3"]);
+    let mut agent = farm.agent("a", 1);
+    let until = Instant::now() + Duration::from_secs(20);
+    while !started.exists() {
+        assert!(Instant::now() < until, "{}", agent.log());
+        sleep(Duration::from_millis(20));
+    }
+    agent.signal("STOP");
+    sleep(Duration::from_millis(2500)); // past the 1 s lease; no other agent
+    agent.signal("CONT");
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(0),
+        "{}",
+        coordinator.log()
+    );
+    assert_eq!(agent.wait(Duration::from_secs(10)).code(), Some(0));
+    farm.assert_each_done_once(1);
+    assert_eq!(farm.effects_by_task().get(&1), Some(&vec![1]));
+    let log = agent.log();
+    assert!(log.contains("1 done") && log.contains("0 stale"), "{log}");
+}
+
+#[test]
+fn a_host_whose_commands_always_fail_opens_its_breakers_and_the_work_moves() {
+    let (_server, farm) = farm("breaker");
+    farm.tasks(30, |_| "[ -z \"$BROKEN_HOST\" ] || exit 1;".into());
+    let mut coordinator = farm.coordinator(&[
+        "--max-attempts",
+        "5",
+        "--backoff-base",
+        "0",
+        "--breaker-failures",
+        "2",
+        "--breaker-open",
+        "60s",
+    ]);
+    let broken = {
+        let state = farm.path("broken");
+        let log = File::create(farm.path("broken.log")).unwrap();
+        sturdy()
+            .args([
+                "agent",
+                "--engine",
+                &farm.url,
+                "--run",
+                &farm.run,
+                "--workers",
+                "2",
+                "--host",
+                "broken",
+                "--state-dir",
+                state.to_str().unwrap(),
+            ])
+            .env("BROKEN_HOST", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let mut broken = Proc {
+        child: broken,
+        log: farm.path("broken.log"),
+    };
+    sleep(Duration::from_millis(500)); // the broken host opens both its breakers first
+    let _good = farm.agent("good", 2);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(0),
+        "{}",
+        coordinator.log()
+    );
+    farm.assert_each_done_once(30);
+    let journal = farm.journal();
+    let on_broken: Vec<_> = journal
+        .iter()
+        .filter(|l| l.1 == "ended" && l.3 == "broken")
+        .collect();
+    // Two failures per slot open its breaker (open 60 s): nothing more ran there.
+    assert!(
+        !on_broken.is_empty() && on_broken.len() <= 4,
+        "{on_broken:?}"
+    );
+    assert!(on_broken.iter().all(|l| l.4 == "retry"), "{on_broken:?}");
+    assert!(
+        journal
+            .iter()
+            .filter(|l| l.1 == "ended" && l.4 == "done")
+            .all(|l| l.3 == "good")
+    );
+    assert_eq!(broken.wait(Duration::from_secs(10)).code(), Some(0));
+    assert!(broken.log().contains("breaker open"), "{}", broken.log());
 }
