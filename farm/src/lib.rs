@@ -53,4 +53,6 @@
 //! [`Settle::Nak`]: engine::Settle::Nak
 //! [`Record`]: engine::Record
 
+pub mod agent;
+pub mod coordinator;
 pub mod engine;
