@@ -193,10 +193,11 @@ pub(crate) fn coordinate(
         Detector::Phi(_) => Duration::from_secs(10),
     };
     let list: Vec<(TaskId, Vec<u8>)> = tasks
-        .numbers
-        .iter()
-        .zip(&tasks.commands)
-        .map(|(n, c)| (TaskId(*n), c.as_bytes().to_vec()))
+        .numbers()
+        .map(|n| {
+            let command = tasks.command(n).unwrap_or_default();
+            (TaskId(n), command.as_bytes().to_vec())
+        })
         .collect();
     let fingerprint = coordinator::fingerprint(list.iter().map(|(t, c)| (*t, c.as_slice())));
     let meta = RunMeta {
