@@ -449,7 +449,13 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
                     local = local.max(c);
                 }
                 let remote = watcher.control().await.unwrap_or(Control::Run);
-                let _ = control_tx.send(local.max(remote));
+                let now = local.max(remote);
+                // Only a change wakes the slots (a wake-up cancels their pulls).
+                control_tx.send_if_modified(|c| {
+                    let changed = *c != now;
+                    *c = now;
+                    changed
+                });
             }
         });
         eprintln!(
