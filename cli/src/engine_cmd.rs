@@ -30,6 +30,9 @@ use crate::options::{AgentArgs, Detector, JitterArg, Settings, parse_slot};
 use crate::protocol::Outcome;
 use crate::tasks::TaskList;
 
+/// How often the coordinator prints a progress line, at most.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
 /// How long connecting to the engine may take before the command gives up (exit 2).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -267,13 +270,23 @@ async fn follow(
         }
     });
     let mut journal_error = None;
+    let mut last_progress = tokio::time::Instant::now();
     let followed = loop {
         let result = {
-            let line_sink = |line: &str, _: &Projection| {
+            let line_sink = |line: &str, p: &Projection| {
                 if journal_error.is_none()
                     && let Err(e) = writeln!(journal, "{line}")
                 {
                     journal_error = Some(e);
+                }
+                // Progress: one line every 2 s at most, while records come in.
+                if last_progress.elapsed() >= PROGRESS_EVERY {
+                    last_progress = tokio::time::Instant::now();
+                    let s = p.summary();
+                    eprintln!(
+                        "sturdy: {}/{} succeeded, {} gave up, {} running, {} waiting",
+                        s.succeeded, s.tasks, s.gave_up, s.running, s.waiting
+                    );
                 }
             };
             let stop = stop_rx.clone();
