@@ -477,6 +477,7 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
             js.url(),
             config.slots.len()
         );
+        let last_engine_error = std::sync::Mutex::new(None);
         let events = |event: &Event| match event {
             Event::Stale {
                 task,
@@ -488,7 +489,12 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
                 task.0
             ),
             Event::EngineError { slot, error } => {
-                eprintln!("sturdy agent: slot {slot}: {error}");
+                // At most one a second: a server restart fails every slot's every try.
+                let mut last = last_engine_error.lock().unwrap_or_else(|p| p.into_inner());
+                if last.is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(1)) {
+                    *last = Some(std::time::Instant::now());
+                    eprintln!("sturdy agent: slot {slot}: {error}");
+                }
             }
             Event::BreakerOpen { slot } => {
                 eprintln!("sturdy agent: slot {slot}: breaker open, it pulls nothing for now");
