@@ -428,6 +428,18 @@ async fn changed(control: &mut watch::Receiver<Control>) {
     }
 }
 
+/// Waits until the control is no longer [`Control::Run`] (a change that keeps it
+/// [`Control::Run`] does not end the wait, so a pull in flight is not dropped for it: a
+/// dropped pull may leave a handed-out message leased to nobody for an ack wait).
+async fn stopped(control: &mut watch::Receiver<Control>) {
+    loop {
+        if *control.borrow_and_update() != Control::Run {
+            return;
+        }
+        changed(control).await;
+    }
+}
+
 /// How one attempt ended, for the slot's loop.
 enum Finished {
     /// Ran and settled (or tried to): the breaker hears `outcome`.
@@ -488,7 +500,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                         .clamp(Duration::from_millis(1), self.config.pull_wait);
                     tokio::select! {
                         biased;
-                        () = changed(&mut control) => {}
+                        () = stopped(&mut control) => {}
                         () = sleep(wait) => breaker.handle_timeout(self.now()),
                     }
                     continue;
@@ -496,7 +508,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
             };
             let pulled = tokio::select! {
                 biased;
-                () = changed(&mut control) => None,
+                () = stopped(&mut control) => None,
                 pulled = self.engine.next_within(self.config.pull_wait) => Some(pulled),
             };
             let delivery = match pulled {

@@ -4,7 +4,8 @@
 //! this crate so that the local mode, the multi-host coordinator and the host agent share
 //! it. For now the crate holds its foundation, the [`engine`]: the small trait through
 //! which the farm reaches whatever carries tasks between hosts, with a NATS JetStream
-//! implementation ([`engine::jetstream`]).
+//! implementation ([`engine::jetstream`]); and over any engine the multi-host farm's
+//! host agent ([`agent`]) and coordinator ([`coordinator`]).
 //!
 //! # What the engine decides, and what it does not
 //!
