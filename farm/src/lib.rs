@@ -54,3 +54,4 @@
 //! [`Record`]: engine::Record
 
 pub mod engine;
+pub mod sim;
