@@ -51,6 +51,7 @@ mod protocol;
 mod report;
 mod resume;
 mod run;
+mod simulate_cmd;
 mod state_dir;
 mod state_lock;
 mod storage_fault;
@@ -91,6 +92,7 @@ fn main() {
     let result: Result<i32, CliError> = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Probe(args) => probe_cmd::run(&args),
+        Command::Simulate(args) => simulate_cmd::run(&args),
         Command::Worker(args) => Ok(worker::run(Duration::from_millis(args.heartbeat_ms.max(1)))),
     };
     match result {

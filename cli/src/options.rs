@@ -35,6 +35,8 @@ pub(crate) enum Command {
     /// Print the host's health report (CPU, memory, disks, GPUs) judged by the core's
     /// rules.
     Probe(ProbeArgs),
+    /// Simulate a multi-host farm in virtual time and report what its settings cost.
+    Simulate(Box<crate::simulate_cmd::SimulateArgs>),
     /// A worker process (started by `sturdy run`; not for direct use).
     #[command(hide = true)]
     Worker(WorkerArgs),

@@ -5,7 +5,7 @@ use sturdy_farm::sim::{Dist, Report, WorldConfig, simulate};
 fn small(seed: u64) -> WorldConfig {
     WorldConfig {
         seed,
-        hosts: 4,
+        workers: 8,
         slots_per_host: 2,
         tasks: 60,
         duration: Dist::LogNormal(20_000.0, 0.5),
@@ -39,4 +39,87 @@ fn a_seed_replays_the_same_run() {
     c.seed = 8;
     let other = simulate(c).unwrap();
     assert_ne!(a.trace_hash, other.trace_hash);
+}
+
+mod properties {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+    use sturdy_farm::sim::{Dist, WorldConfig, simulate};
+
+    /// A small world under bounded faults: a few hosts, crashes, zombies (pauses longer
+    /// than the lease), lost messages, latency, a server restart longer than the lease,
+    /// a partition, failing, poison and hanging tasks.
+    fn world() -> impl Strategy<Value = WorldConfig> {
+        (
+            any::<u64>(),
+            (0.0..30.0f64, 0.0..20.0f64, 5_000.0..40_000.0f64),
+            (0.0..0.3f64, 0.0..0.1f64, 0.0..0.1f64, 0.0..0.1f64),
+            (0.0..0.05f64, 0u64..40),
+            proptest::option::of((0u64..300_000, 1_000u64..60_000)),
+            proptest::option::of((0u64..300_000, 1_000u64..60_000, 0.0..1.0f64)),
+        )
+            .prop_map(
+                |(
+                    seed,
+                    (crash, pause, pause_ms),
+                    (transient, permanent, poison, hang),
+                    (loss, lat),
+                    outage,
+                    partition,
+                )| {
+                    let mut c = WorldConfig {
+                        seed,
+                        workers: 6,
+                        slots_per_host: 2,
+                        tasks: 24,
+                        duration: Dist::LogNormal(20_000.0, 0.5),
+                        transient,
+                        permanent,
+                        poison,
+                        hang,
+                        command_timeout_ms: 120_000,
+                        host_crash_per_hour: crash,
+                        host_restart_ms: 20_000,
+                        pause_per_hour: pause,
+                        pause_ms: Dist::Const(pause_ms),
+                        outages: outage.map(|(s, l)| (s, s + l)).into_iter().collect(),
+                        partitions: partition.into_iter().collect(),
+                        time_limit_ms: 48 * 3_600_000,
+                        ..WorldConfig::default()
+                    };
+                    c.retry = sturdy_core::retry::RetryPolicy::new(
+                        3,
+                        sturdy_core::backoff::BackoffConfig::constant(Duration::from_secs(2)),
+                    )
+                    .unwrap();
+                    c.net.loss = loss;
+                    c.net.latency_ms = Dist::Uniform(0.0, lat as f64);
+                    // Unlimited deliveries: a message that reached MaxDeliver waits for
+                    // the coordinator's reconciliation (R5), which this world lacks.
+                    c.server.max_deliver = 0;
+                    c.server.max_ack_pending = 12;
+                    c.server.max_waiting = 6;
+                    c
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_record_rules_hold_under_faults(c in world()) {
+            let max = c.retry.max_attempts();
+            let seed = c.seed;
+            let r = simulate(c).unwrap();
+            let replay = format!("seed {seed} (replay: the same WorldConfig gives trace {})", r.trace_hash);
+            prop_assert_eq!(r.done_records_twice, 0, "{}: {:?}", replay, r);
+            prop_assert_eq!(r.writes_after_newer_claim, 0, "{}: {:?}", replay, r);
+            prop_assert!(r.max_claims <= max, "{}: claims {} > {}", replay, r.max_claims, max);
+            prop_assert_eq!(r.unfinished, 0, "{}: {:?}", replay, r);
+            prop_assert_eq!(r.succeeded + r.failed, r.tasks, "{}: {:?}", replay, r);
+            prop_assert_eq!(r.orphan_commands, 0, "{}: {:?}", replay, r);
+        }
+    }
 }

@@ -36,7 +36,7 @@ pub struct NetConfig {
 impl Default for NetConfig {
     fn default() -> Self {
         Self {
-            latency_ms: Dist::Const(1.0),
+            latency_ms: Dist::Const(0.0),
             loss: 0.0,
             request_timeout_ms: 2_000,
             partitions: BTreeMap::new(),
@@ -259,63 +259,64 @@ impl SimEngine {
         }
     }
 
-    /// A request with a reply: the request travels, `apply` runs at the server, the reply
-    /// travels back. A lost message or a server down fails the call after the request
-    /// timeout (the request may have been applied: the reply was lost).
+    /// A request with a reply: `apply` runs at the server when the request leaves, and
+    /// the caller waits the request's and the reply's latency (charged together, after
+    /// the server acted: one timer per call). A lost message or a server down fails the
+    /// call after the request timeout (when the reply was lost, the request was applied).
     async fn call<T>(
         &self,
         op: &'static str,
         apply: impl FnOnce(&mut Inner, u64) -> T,
     ) -> Result<T, Error> {
         let sent = Instant::now();
-        let (there, timeout) = {
+        let (out, wait, timeout) = {
             let mut g = self.shared.lock();
             let now = g.now();
-            (g.hop(self.host, now), g.net.request_timeout_ms)
-        };
-        let fail_at = sent + Duration::from_millis(timeout);
-        let Some(there) = there else {
-            return self
-                .fail(op, fail_at, "request timed out (lost or partitioned)")
-                .await;
-        };
-        Self::sleep_ms(there).await;
-        let (out, back) = {
-            let mut g = self.shared.lock();
-            let now = g.now();
-            g.sync(now);
-            if g.server.is_down(now) {
-                (None, None)
-            } else {
-                let out = apply(&mut g, now);
-                g.dispatch(now);
-                (Some(out), g.hop(self.host, now))
+            let timeout = g.net.request_timeout_ms;
+            match g.hop(self.host, now) {
+                None => (None, None, timeout),
+                Some(there) => {
+                    g.sync(now);
+                    if g.server.is_down(now) {
+                        (None, None, timeout)
+                    } else {
+                        let out = apply(&mut g, now);
+                        g.dispatch(now);
+                        let back = g.hop(self.host, now).map(|b| b + there);
+                        (Some(out), back, timeout)
+                    }
+                }
             }
         };
-        let Some(out) = out else {
-            return self.fail(op, fail_at, "server restarting").await;
-        };
-        let Some(back) = back else {
-            return self
-                .fail(op, fail_at, "reply timed out (lost or partitioned)")
-                .await;
-        };
-        Self::sleep_ms(back).await;
-        Ok(out)
+        let fail_at = sent + Duration::from_millis(timeout);
+        match (out, wait) {
+            (Some(out), Some(wait)) => {
+                Self::sleep_ms(wait).await;
+                Ok(out)
+            }
+            (Some(_), None) => {
+                self.fail(op, fail_at, "reply timed out (lost or partitioned)")
+                    .await
+            }
+            (None, _) => {
+                self.fail(
+                    op,
+                    fail_at,
+                    "no reply (lost, partitioned, or server restarting)",
+                )
+                .await
+            }
+        }
     }
 
-    /// A message without a reply (`+WPI`, nak, term): applied after its latency unless
-    /// lost; the caller learns nothing either way.
-    async fn send(&self, apply: impl FnOnce(&mut Inner, u64)) {
-        let there = {
-            let mut g = self.shared.lock();
-            let now = g.now();
-            g.hop(self.host, now)
-        };
-        let Some(there) = there else { return };
-        Self::sleep_ms(there).await;
+    /// A message without a reply (`+WPI`, nak, term): applied at the server unless lost;
+    /// the caller learns nothing either way and does not wait.
+    fn send(&self, apply: impl FnOnce(&mut Inner, u64)) {
         let mut g = self.shared.lock();
         let now = g.now();
+        if g.hop(self.host, now).is_none() {
+            return;
+        }
         g.sync(now);
         if g.server.is_down(now) {
             return;
@@ -516,8 +517,7 @@ impl Engine for SimEngine {
         self.send(move |g, now| {
             g.server.renew(seq, now);
             g.mix([now, 5, seq, 0]);
-        })
-        .await;
+        });
         Ok(())
     }
 
@@ -536,8 +536,7 @@ impl Engine for SimEngine {
                 self.send(move |g, now| {
                     g.server.remove(seq);
                     g.mix([now, 7, seq, 0]);
-                })
-                .await;
+                });
                 Ok(())
             }
             Settle::Nak(delay) => {
@@ -549,8 +548,7 @@ impl Engine for SimEngine {
                     if g.arm(now + delay_ms) {
                         shared.driver.notify_one();
                     }
-                })
-                .await;
+                });
                 Ok(())
             }
         }

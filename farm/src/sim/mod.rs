@@ -54,8 +54,8 @@ impl WorldConfig {
     pub fn check(&self) -> Result<(), SimError> {
         let e = |field, rule| Err(SimError { field, rule });
         let prob = |v: f64| (0.0..=1.0).contains(&v);
-        if self.hosts == 0 {
-            return e("hosts", "must be >= 1");
+        if self.workers == 0 {
+            return e("workers", "must be >= 1");
         }
         if self.slots_per_host == 0 {
             return e("slots_per_host", "must be >= 1");
@@ -126,6 +126,18 @@ impl WorldConfig {
 /// # Errors
 /// A [`SimError`] when a field of `cfg` breaks its rule.
 pub fn simulate(cfg: WorldConfig) -> Result<Report, SimError> {
+    simulate_with(cfg, &mut |_, _| {})
+}
+
+/// [`simulate`], calling `progress(finished tasks, virtual ms)` each time a task
+/// finishes.
+///
+/// # Errors
+/// As [`simulate`].
+pub fn simulate_with(
+    cfg: WorldConfig,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report, SimError> {
     cfg.check()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -135,5 +147,5 @@ pub fn simulate(cfg: WorldConfig) -> Result<Report, SimError> {
             field: "runtime",
             rule: "could not be built",
         })?;
-    Ok(rt.block_on(world::run_world(cfg)))
+    Ok(rt.block_on(world::run_world(cfg, progress)))
 }

@@ -24,9 +24,10 @@ use crate::engine::{
 pub struct WorldConfig {
     /// The seed of every random draw.
     pub seed: u64,
-    /// Hosts.
-    pub hosts: u32,
-    /// Slots (workers) per host.
+    /// Slots (workers) in all.
+    pub workers: u32,
+    /// Slots per host: the hosts are `workers / slots_per_host` rounded up, the last one
+    /// with the rest.
     pub slots_per_host: u32,
     /// Tasks.
     pub tasks: u32,
@@ -79,7 +80,7 @@ impl Default for WorldConfig {
     fn default() -> Self {
         Self {
             seed: 0,
-            hosts: 4,
+            workers: 8,
             slots_per_host: 2,
             tasks: 100,
             duration: Dist::LogNormal(60_000.0, 0.5),
@@ -212,6 +213,18 @@ pub(crate) struct World {
     paused_until: Vec<AtomicU64>,
     slow: Vec<bool>,
     stats: Mutex<Stats>,
+}
+
+impl WorldConfig {
+    /// The number of hosts.
+    pub fn hosts(&self) -> u32 {
+        self.workers.div_ceil(self.slots_per_host.max(1))
+    }
+
+    fn slots_of(&self, h: u32) -> u32 {
+        self.slots_per_host
+            .min(self.workers - h * self.slots_per_host)
+    }
 }
 
 impl World {
@@ -568,7 +581,7 @@ async fn host_life(w: Arc<World>, server: SimServer, h: u32) {
     let mut next_pause = w.now().saturating_add(exp_ms(&mut rng, c.pause_per_hour));
     loop {
         let mut slots = tokio::task::JoinSet::new();
-        for s in 0..c.slots_per_host {
+        for s in 0..c.slots_of(h) {
             slots.spawn(slot_loop(w.clone(), server.engine(h), h, s));
         }
         let crash_at = w
@@ -603,13 +616,13 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 /// Runs the world on the current (paused, current-thread) runtime.
-pub(crate) async fn run_world(cfg: WorldConfig) -> Report {
+pub(crate) async fn run_world(cfg: WorldConfig, progress: &mut dyn FnMut(u64, u64)) -> Report {
     let mut server_cfg = cfg.server;
     server_cfg.ack_wait_ms = cfg.heartbeat_timeout_ms;
     let mut net = cfg.net.clone();
     let mut prng = SplitMix64::new(mix(cfg.seed, 0xFA57));
     for &(start, len, frac) in &cfg.partitions {
-        for h in 0..cfg.hosts {
+        for h in 0..cfg.hosts() {
             if unit(&mut prng) < frac {
                 net.partitions
                     .entry(h)
@@ -620,12 +633,12 @@ pub(crate) async fn run_world(cfg: WorldConfig) -> Report {
     }
     let server = SimServer::start(server_cfg, cfg.outages.clone(), net, mix(cfg.seed, 0x5E4));
     let mut srng = SplitMix64::new(mix(cfg.seed, 0x510));
-    let slow = (0..cfg.hosts)
+    let slow = (0..cfg.hosts())
         .map(|_| unit(&mut srng) < cfg.slow_hosts)
         .collect();
     let w = Arc::new(World {
         start: Instant::now(),
-        paused_until: (0..cfg.hosts).map(|_| AtomicU64::new(0)).collect(),
+        paused_until: (0..cfg.hosts()).map(|_| AtomicU64::new(0)).collect(),
         slow,
         stats: Mutex::new(Stats::default()),
         cfg,
@@ -639,24 +652,26 @@ pub(crate) async fn run_world(cfg: WorldConfig) -> Report {
         longest = longest.max(ms);
         server.enqueue_local(TaskId(t), Generation(0));
     }
-    let slots = u128::from(c.hosts) * u128::from(c.slots_per_host);
+    let slots = u128::from(c.workers);
     let ideal_ms = (total_ms / slots.max(1)).max(u128::from(longest)) as f64;
     let mut hosts = tokio::task::JoinSet::new();
-    for h in 0..c.hosts {
+    for h in 0..c.hosts() {
         hosts.spawn(host_life(w.clone(), server.clone(), h));
     }
     let shared = server.shared().clone();
     let limit = w.start + Duration::from_millis(c.time_limit_ms);
     loop {
-        let progress = shared.progress.notified();
-        tokio::pin!(progress);
-        progress.as_mut().enable();
-        if shared.lock().server.finals >= u64::from(c.tasks) {
+        let notified = shared.progress.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let finals = shared.lock().server.finals;
+        progress(finals, w.now());
+        if finals >= u64::from(c.tasks) {
             break;
         }
         tokio::select! {
             biased;
-            () = progress => {}
+            () = notified => {}
             () = tokio::time::sleep_until(limit) => break,
         }
     }
