@@ -123,3 +123,30 @@ mod properties {
         }
     }
 }
+
+/// The model punishes an agent that trusts the engine's acks and renewals (which the
+/// server does not fence): a zombie's renewals pin its task and its late ack deletes the
+/// live redelivery, so tasks are lost; the fenced agent finishes every one of the same
+/// worlds.
+#[test]
+fn an_agent_that_trusts_the_unfenced_ack_loses_tasks() {
+    let mut lost = 0;
+    for seed in 0..12 {
+        let mut c = small(seed);
+        c.tasks = 30;
+        c.pause_per_hour = 30.0;
+        c.pause_ms = Dist::Const(25_000.0);
+        c.host_crash_per_hour = 10.0;
+        c.host_restart_ms = 10_000;
+        c.transient = 0.3;
+        c.server.max_deliver = 0;
+        c.time_limit_ms = 24 * 3_600_000;
+        let fenced = simulate(c.clone()).unwrap();
+        assert_eq!(fenced.unfinished, 0, "seed {seed}: {fenced:?}");
+        assert_eq!(fenced.done_records_twice, 0, "seed {seed}");
+        c.unfenced_agent = true;
+        let naive = simulate(c).unwrap();
+        lost += naive.unfinished;
+    }
+    assert!(lost > 0, "the unfenced agent lost no task in 12 worlds");
+}

@@ -74,6 +74,10 @@ pub struct WorldConfig {
     pub partitions: Vec<(u64, u64, f64)>,
     /// Give up the run (tasks left unfinished) at this virtual time.
     pub time_limit_ms: u64,
+    /// For testing the model only: the agents trust the engine's own fence, which it does
+    /// not have (they renew without reading the record, and settle after a refused
+    /// write). The model must punish this; the real agent never does it.
+    pub unfenced_agent: bool,
 }
 
 impl Default for WorldConfig {
@@ -108,6 +112,7 @@ impl Default for WorldConfig {
             outages: Vec::new(),
             partitions: Vec::new(),
             time_limit_ms: 30 * 24 * 3_600_000,
+            unfenced_agent: false,
         }
     }
 }
@@ -483,6 +488,10 @@ async fn attempt(
             kind = Some(FailureKind::TaskTimeout);
             break;
         }
+        if w.cfg.unfenced_agent {
+            let _ = eng.renew(&d).await;
+            continue;
+        }
         // R2: renew only while the record is still this attempt's claim.
         match eng.renew_fenced(&d, mine).await {
             Ok(Fenced::Renewed) | Err(_) => {}
@@ -546,6 +555,10 @@ async fn attempt(
         Err(_) => matches!(eng.read(task).await, Ok((Some(r), _)) if r == ended),
     };
     w.exec_end(host, slot, written);
+    if !written && w.cfg.unfenced_agent {
+        let _ = eng.settle(d, settle).await;
+        return None;
+    }
     if !written {
         let _ = eng
             .note(task, &stale(attempt, &d, &host_name, &slot_name))
