@@ -37,6 +37,7 @@ macro_rules! eprint {
 }
 
 mod classify;
+mod engine_cmd;
 mod error;
 mod farm_metrics;
 mod health_gate;
@@ -93,6 +94,7 @@ fn main() {
         Command::Run(args) => run::run(*args),
         Command::Probe(args) => probe_cmd::run(&args),
         Command::Simulate(args) => simulate_cmd::run(&args),
+        Command::Agent(args) => engine_cmd::agent(&args),
         Command::Worker(args) => Ok(worker::run(Duration::from_millis(args.heartbeat_ms.max(1)))),
     };
     match result {

@@ -35,6 +35,9 @@ pub(crate) enum Command {
     /// Print the host's health report (CPU, memory, disks, GPUs) judged by the core's
     /// rules.
     Probe(ProbeArgs),
+    /// A host agent of a multi-host run: pulls the run's tasks from the NATS JetStream
+    /// server for its free slots and runs them.
+    Agent(AgentArgs),
     /// Simulate a multi-host farm in virtual time and report what its settings cost.
     Simulate(Box<crate::simulate_cmd::SimulateArgs>),
     /// A worker process (started by `sturdy run`; not for direct use).
@@ -315,6 +318,40 @@ pub(crate) struct RunArgs {
     /// Checkpoints kept (default 5, the original's).
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub(crate) keep_checkpoints: Option<u32>,
+    /// Run over many hosts: coordinate run `--run NAME` on the NATS JetStream server at
+    /// URL (`nats://HOST:PORT`); host agents (`sturdy agent`) run the tasks. Without it
+    /// the run is local.
+    #[arg(long, value_name = "URL", requires = "run_name")]
+    #[serde(skip)]
+    pub(crate) engine: Option<String>,
+    /// The multi-host run's name (`A-Z a-z 0-9 _ -`, at most 64 bytes); with `--engine`.
+    #[arg(long = "run", value_name = "NAME", requires = "engine")]
+    #[serde(skip)]
+    pub(crate) run_name: Option<String>,
+}
+
+/// `sturdy agent` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// The NATS JetStream server (`nats://HOST:PORT`).
+    #[arg(long, value_name = "URL")]
+    pub(crate) engine: String,
+    /// The run to work for (created by `sturdy run TASKS --engine URL --run NAME`).
+    #[arg(long = "run", value_name = "NAME")]
+    pub(crate) run_name: String,
+    /// Run N attempts at a time (slots `0`..`N-1`).
+    #[arg(long, short = 'j', value_name = "N", conflicts_with = "slots",
+          required_unless_present = "slots", value_parser = parse_workers)]
+    pub(crate) workers: Option<u32>,
+    /// Named slots, comma-separated: `cpu` or `gpu:IDS` (sets CUDA_VISIBLE_DEVICES).
+    #[arg(long, value_name = "SLOTS", value_delimiter = ',')]
+    pub(crate) slots: Option<Vec<String>>,
+    /// Where the commands' output goes (default `.sturdy-agent/NAME`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+    /// This host's name in the records (default: the hostname).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) host: Option<String>,
 }
 
 /// The longest duration any option takes: 365 days. Longer ones are refused rather
@@ -815,6 +852,8 @@ pub(crate) struct Settings {
     pub(crate) metrics_listen: Option<std::net::SocketAddr>,
     pub(crate) checkpoint_interval: Duration,
     pub(crate) keep_checkpoints: u32,
+    /// `--engine URL --run NAME`: coordinate a multi-host run.
+    pub(crate) engine: Option<(String, String)>,
 }
 
 fn load_config(path: &Path) -> Result<RunArgs, CliError> {
@@ -1061,6 +1100,7 @@ impl Settings {
                 1,
                 1000,
             )?,
+            engine: cli.engine.zip(cli.run_name),
         })
     }
 }

@@ -601,6 +601,11 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             (tasks, format!("{} ::: ...", words.join(" ")))
         }
     };
+    if let Some((url, name)) = settings.engine.clone()
+        && !settings.dry_run
+    {
+        return crate::engine_cmd::coordinate(&settings, &tasks, &url, &name);
+    }
     if settings.dry_run {
         let mut order: Vec<usize> = (0..tasks.len()).collect();
         if settings.shuf {

@@ -53,5 +53,7 @@
 //! [`Settle::Nak`]: engine::Settle::Nak
 //! [`Record`]: engine::Record
 
+pub mod agent;
+pub mod coordinator;
 pub mod engine;
 pub mod sim;

@@ -21,6 +21,8 @@ fn claim(attempt: u32, host: &str) -> Record {
         epoch: u64::from(attempt),
         host: host.into(),
         slot: "0".into(),
+        crashes: 0,
+        own_failures: 0,
     })
 }
 
@@ -37,6 +39,8 @@ fn done(attempt: u32, host: &str) -> Record {
         runtime_ms: 12,
         next_ms: None,
         detail: String::new(),
+        crashes: 0,
+        own_failures: 0,
     })
 }
 
@@ -446,6 +450,8 @@ async fn follow_returns_every_record_in_server_order_and_resumes() {
         host: "z".into(),
         slot: "0".into(),
         reason: "record moved on".into(),
+        crashes: 0,
+        own_failures: 0,
     });
     let mut written = Vec::new(); // (position, task, record, note)
     let mut revs = [Revision::NONE; 3];

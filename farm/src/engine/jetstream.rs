@@ -41,6 +41,7 @@
 
 use std::time::Duration;
 
+use crate::agent::Control;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
@@ -488,6 +489,12 @@ impl Names {
     }
 }
 
+/// A control message on `sturdy.R.meta`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ControlMessage {
+    control: Control,
+}
+
 /// One run on JetStream: the [`Engine`] implementation. Cheap to clone (one connection).
 #[derive(Clone, Debug)]
 pub struct Run {
@@ -545,6 +552,47 @@ impl Run {
             }),
             Err(e) => Err(self.fail("direct get", subject, &e)),
         }
+    }
+
+    /// Reads the run's control (R6): the newest control message on `sturdy.R.meta`,
+    /// [`Control::Run`] when none was written after the definition.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchRun`] when the run has no definition; [`Error::Engine`].
+    pub async fn control(&self) -> Result<Control, Error> {
+        let subject = &self.names.meta;
+        match self
+            .state
+            .direct_get_last_for_subject(subject.as_str())
+            .await
+        {
+            Ok(message) => Ok(serde_json::from_slice::<ControlMessage>(&message.payload)
+                .map_or(Control::Run, |m| m.control)),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Err(Error::NoSuchRun {
+                run: self.run.clone(),
+                url: self.url.clone(),
+            }),
+            Err(e) => Err(self.fail("direct get", subject, &e)),
+        }
+    }
+
+    /// Writes the run's control (R6): `{"control":"drain"}` (or `run`, `abort`) on
+    /// `sturdy.R.meta`, after the definition, which stays the subject's first message.
+    /// Host agents poll it ([`Run::control`]).
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the publish fails.
+    pub async fn set_control(&self, control: Control) -> Result<(), Error> {
+        let subject = &self.names.meta;
+        let body = serde_json::to_vec(&ControlMessage { control })
+            .map_err(|e| self.fail("encode", subject, &e))?;
+        self.context
+            .publish(subject.clone(), body.into())
+            .await
+            .map_err(|e| self.fail("publish", subject, &e))?
+            .await
+            .map_err(|e| self.fail("publish", subject, &e))?;
+        Ok(())
     }
 
     fn fail(&self, op: &'static str, subject: &str, e: &dyn std::fmt::Display) -> Error {

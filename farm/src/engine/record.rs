@@ -46,6 +46,14 @@ pub struct Claim {
     pub host: String,
     /// The slot on that host (`gpu:0`, `cpu`, `3`).
     pub slot: String,
+    /// The core's count of claims lost with their worker (charged as crashes) up to and
+    /// including this record; 0 when left out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub crashes: u32,
+    /// The core's count of claims that ended in the task's own failure up to and
+    /// including this record; 0 when left out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub own_failures: u32,
 }
 
 /// How an attempt ended, in [`Ended::outcome`].
@@ -93,6 +101,14 @@ pub struct Ended {
     /// (a few KiB); the server's `max_payload` (1 MiB by default) bounds the whole record.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// The core's count of claims lost with their worker (charged as crashes) up to and
+    /// including this record; 0 when left out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub crashes: u32,
+    /// The core's count of claims that ended in the task's own failure up to and
+    /// including this record; 0 when left out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub own_failures: u32,
 }
 
 /// The body of [`Record::Stale`].
@@ -109,6 +125,14 @@ pub struct Stale {
     /// Why (`lease lapsed`, `record moved on`, ...).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// The core's count of claims lost with their worker (charged as crashes) up to and
+    /// including this record; 0 when left out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub crashes: u32,
+    /// The core's count of claims that ended in the task's own failure up to and
+    /// including this record; 0 when left out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub own_failures: u32,
 }
 
 /// A run's definition, written once when the run is created.
@@ -127,6 +151,14 @@ pub struct RunMeta {
     pub settings: BTreeMap<String, String>,
 }
 
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +170,8 @@ mod tests {
             epoch: 3,
             host: "h0".into(),
             slot: "gpu:0".into(),
+            crashes: 0,
+            own_failures: 0,
         });
         assert_eq!(
             serde_json::to_string(&claimed).unwrap(),
@@ -155,6 +189,8 @@ mod tests {
             runtime_ms: 1500,
             next_ms: None,
             detail: String::new(),
+            crashes: 0,
+            own_failures: 0,
         });
         let text = serde_json::to_string(&ended).unwrap();
         assert_eq!(

@@ -549,6 +549,8 @@ mod tests {
                 epoch: u64::from(attempt),
                 host: "h".into(),
                 slot: "0".into(),
+                crashes: 0,
+                own_failures: 0,
             })
         };
         let done = |attempt| {
@@ -564,6 +566,8 @@ mod tests {
                 runtime_ms: 1,
                 next_ms: None,
                 detail: String::new(),
+                crashes: 0,
+                own_failures: 0,
             })
         };
         let r1 = s.write(TaskId(0), Revision::NONE, &claim(1)).unwrap();

@@ -444,6 +444,8 @@ async fn attempt(
             runtime_ms: 0,
             next_ms: None,
             detail: String::new(),
+            crashes: 0,
+            own_failures: 0,
         });
         if let Ok(Ok(_)) = eng.write(task, rev, &gave_up).await {
             w.claimed(task.0);
@@ -457,6 +459,8 @@ async fn attempt(
         epoch: d.epoch(),
         host: host_name.clone(),
         slot: slot_name.clone(),
+        crashes: 0,
+        own_failures: 0,
     });
     let mine = match eng.write(task, rev, &claim).await {
         Ok(Ok(r)) => r,
@@ -546,6 +550,8 @@ async fn attempt(
         runtime_ms,
         next_ms,
         detail: String::new(),
+        crashes: 0,
+        own_failures: 0,
     });
     // R3: settle only after our own compare-and-set succeeded.
     let written = match eng.write(task, mine, &ended).await {
@@ -576,6 +582,8 @@ fn stale(attempt: u32, d: &Delivery<super::engine::SimHandle>, host: &str, slot:
         host: host.into(),
         slot: slot.into(),
         reason: "record moved on".into(),
+        crashes: 0,
+        own_failures: 0,
     })
 }
 

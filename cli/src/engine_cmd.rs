@@ -1,0 +1,619 @@
+//! The multi-host farm on NATS JetStream: `sturdy run TASKS --engine URL --run NAME`
+//! (the coordinator) and `sturdy agent --engine URL --run NAME` (a host agent).
+//!
+//! The decisions are `sturdy_farm::agent` and `sturdy_farm::coordinator`'s; this module
+//! holds the processes, files, signals and output. Each attempt's command runs in its
+//! own process group (`/bin/sh -c`), a child of the agent that gets SIGKILL when the
+//! agent dies (`PR_SET_PDEATHSIG`); killing an attempt (stale, timed out, aborted)
+//! SIGKILLs its whole group and reaps the shell before the slot goes on.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use sturdy_core::backoff::{BackoffConfig, Jitter};
+use sturdy_core::breaker::ConsecutiveConfig;
+use sturdy_core::retry::RetryPolicy;
+use sturdy_farm::agent::{self, AgentConfig, Control, Event, Exit, Runner, Running, Start};
+use sturdy_farm::coordinator::{self, Followed, JOURNAL_HEADER, Projection};
+use sturdy_farm::engine::jetstream::{Config, JetStream, Opened, Run};
+use sturdy_farm::engine::{Error as EngineError, RunMeta, TaskId};
+use tokio::sync::watch;
+
+use crate::classify::classify;
+use crate::error::CliError;
+use crate::options::{AgentArgs, Detector, JitterArg, Settings, parse_slot};
+use crate::protocol::Outcome;
+use crate::tasks::TaskList;
+
+/// How long connecting to the engine may take before the command gives up (exit 2).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The engine's errors as the CLI's: bad input (exit 2) for a URL, an unreachable or
+/// JetStream-less server, a bad run name, a foreign task list or a missing run; exit 1
+/// for a failure during the run.
+fn cli_error(e: EngineError) -> CliError {
+    match e {
+        EngineError::Url { .. }
+        | EngineError::Connect { .. }
+        | EngineError::NoJetStream { .. }
+        | EngineError::Config { .. }
+        | EngineError::RunName { .. }
+        | EngineError::Fingerprint { .. }
+        | EngineError::NoSuchRun { .. } => CliError::input(e.to_string()),
+        _ => CliError::runtime(e.to_string()),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    // One thread: the agent's children get PR_SET_PDEATHSIG from the thread that forks
+    // them, which must live as long as the process.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::runtime(format!("cannot start the async runtime: {e}")))
+}
+
+async fn connect(url: &str, ack_wait: Option<Duration>) -> Result<JetStream, CliError> {
+    if !url.starts_with("nats://") && !url.starts_with("tls://") {
+        return Err(CliError::input(format!(
+            "engine URL {url:?} is malformed: expected nats://HOST:PORT"
+        )));
+    }
+    let mut config = Config::default();
+    config.connect_timeout = CONNECT_TIMEOUT;
+    if let Some(ack_wait) = ack_wait {
+        config.ack_wait = ack_wait;
+    }
+    config.pull_wait = Duration::from_millis(500);
+    JetStream::connect(url, config).await.map_err(cli_error)
+}
+
+/// The run's settings, as the coordinator writes them into the run's definition and
+/// every agent reads them back.
+fn meta_settings(s: &Settings, seed: u64) -> BTreeMap<String, String> {
+    let ms = |d: Duration| d.as_millis().to_string();
+    let mut m = BTreeMap::new();
+    m.insert("max_attempts".into(), s.max_attempts.to_string());
+    m.insert(
+        "max_worker_crashes".into(),
+        s.max_worker_crashes.to_string(),
+    );
+    m.insert("backoff_base_ms".into(), ms(s.backoff_base));
+    m.insert("backoff_cap_ms".into(), ms(s.backoff_cap));
+    m.insert(
+        "jitter".into(),
+        match s.jitter {
+            JitterArg::None => "none",
+            JitterArg::Full => "full",
+            JitterArg::Equal => "equal",
+            JitterArg::Decorrelated => "decorrelated",
+        }
+        .into(),
+    );
+    if let Some(t) = s.task_timeout {
+        m.insert("task_timeout_ms".into(), ms(t));
+    }
+    m.insert("heartbeat_ms".into(), ms(s.heartbeat_interval));
+    m.insert("breaker_failures".into(), s.breaker_failures.to_string());
+    m.insert("breaker_open_ms".into(), ms(s.breaker_open));
+    m.insert("seed".into(), seed.to_string());
+    m
+}
+
+/// The agent's config from the run's settings.
+fn agent_config(meta: &RunMeta, host: String, slots: Vec<String>) -> Result<AgentConfig, CliError> {
+    let get = |key: &str| -> Result<Option<u64>, CliError> {
+        meta.settings
+            .get(key)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    CliError::runtime(format!("the run's setting {key} = {v:?} is not a number"))
+                })
+            })
+            .transpose()
+    };
+    let ms = |v: u64| Duration::from_millis(v);
+    let bad = |e: sturdy_core::ConfigError| {
+        CliError::runtime(format!("the run's settings are invalid: {e}"))
+    };
+    let mut config = AgentConfig::new(host, slots);
+    let max_attempts = u32::try_from(get("max_attempts")?.unwrap_or(3)).unwrap_or(u32::MAX);
+    let base = ms(get("backoff_base_ms")?.unwrap_or(0));
+    let cap = ms(get("backoff_cap_ms")?.unwrap_or(0)).max(base);
+    let jitter = match meta.settings.get("jitter").map(String::as_str) {
+        Some("none") => Jitter::None,
+        Some("equal") => Jitter::Equal,
+        Some("decorrelated") => Jitter::Decorrelated,
+        _ => Jitter::Full,
+    };
+    let backoff = if base.is_zero() {
+        BackoffConfig::constant(Duration::ZERO)
+    } else {
+        BackoffConfig::exponential(base, 2000, cap)
+            .and_then(|b| b.with_jitter(jitter))
+            .map_err(bad)?
+    };
+    config.retry = RetryPolicy::new(max_attempts, backoff).map_err(bad)?;
+    config.crash_limit = u32::try_from(get("max_worker_crashes")?.unwrap_or(2)).unwrap_or(2);
+    config.timeout = get("task_timeout_ms")?.map(ms);
+    if let Some(hb) = get("heartbeat_ms")? {
+        config.heartbeat = ms(hb.max(1));
+    }
+    config.pull_wait = config
+        .heartbeat
+        .clamp(Duration::from_millis(100), Duration::from_secs(1));
+    config.seed = get("seed")?.unwrap_or(0);
+    let failures = u32::try_from(get("breaker_failures")?.unwrap_or(3)).unwrap_or(3);
+    let open = ms(get("breaker_open_ms")?.unwrap_or(30_000).max(1));
+    config.breaker = ConsecutiveConfig::new(failures.max(1), open, 1).map_err(bad)?;
+    Ok(config)
+}
+
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+// ---------------------------------------------------------------------------------
+// The coordinator.
+
+/// `sturdy run TASKS --engine URL --run NAME [--resume] [--state-dir DIR] [--json]`.
+pub(crate) fn coordinate(
+    settings: &Settings,
+    tasks: &TaskList,
+    url: &str,
+    name: &str,
+) -> Result<i32, CliError> {
+    let unsupported = [
+        (settings.halt.is_some(), "--halt"),
+        (settings.joblog.is_some(), "--joblog"),
+        (settings.results.is_some(), "--results"),
+        (settings.metrics_listen.is_some(), "--metrics-listen"),
+        (settings.retry_failed, "--retry-failed"),
+        (settings.resume_failed, "--resume-failed"),
+        (settings.health_gate, "--health-gate"),
+        (settings.keep_order, "--keep-order"),
+        (settings.line_buffer, "--line-buffer"),
+        (settings.delay.is_some(), "--delay"),
+    ];
+    if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
+        return Err(CliError::input(format!(
+            "{flag} is not supported with --engine yet (a multi-host run's output stays on its hosts; see the README's \"Beyond one machine\"); nothing was run"
+        )));
+    }
+    let ack_wait = match settings.detector {
+        Detector::Deadline(t) => t,
+        Detector::Phi(_) => Duration::from_secs(10),
+    };
+    let list: Vec<(TaskId, Vec<u8>)> = tasks
+        .numbers
+        .iter()
+        .zip(&tasks.commands)
+        .map(|(n, c)| (TaskId(*n), c.as_bytes().to_vec()))
+        .collect();
+    let fingerprint = coordinator::fingerprint(list.iter().map(|(t, c)| (*t, c.as_slice())));
+    let meta = RunMeta {
+        fingerprint,
+        tasks: u32::try_from(list.len()).unwrap_or(u32::MAX),
+        settings: meta_settings(settings, seed()),
+    };
+    let root = settings
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(".sturdy").join(format!("engine-{name}")));
+    std::fs::create_dir_all(&root).map_err(|e| {
+        CliError::input(format!(
+            "cannot create state directory {}: {e}",
+            root.display()
+        ))
+    })?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let js = connect(url, Some(ack_wait)).await?;
+        let (run, opened) = js.create_run(name, &meta).await.map_err(cli_error)?;
+        if opened == Opened::Existing && !settings.resume {
+            return Err(CliError::input(format!(
+                "run {name:?} exists at {}: add --resume to re-attach to it, or pick another --run name; nothing was changed",
+                js.url()
+            )));
+        }
+        if opened == Opened::Existing && run.control().await.map_err(cli_error)? != Control::Run
+        {
+            run.set_control(Control::Run).await.map_err(cli_error)?;
+        }
+        let enqueued = coordinator::enqueue(&run, &list, opened == Opened::Created)
+            .await
+            .map_err(cli_error)?;
+        eprintln!(
+            "sturdy: run {name} at {}: {} tasks ({} queued, {} already recorded); waiting for agents (`sturdy agent --engine {} --run {name} --workers N`)",
+            js.url(),
+            list.len(),
+            enqueued.queued + enqueued.duplicate,
+            enqueued.recorded,
+            js.url()
+        );
+        follow(&run, &list, &root, settings.json).await
+    })
+}
+
+async fn follow(
+    run: &Run,
+    list: &[(TaskId, Vec<u8>)],
+    root: &Path,
+    json: bool,
+) -> Result<i32, CliError> {
+    let journal_path = root.join("journal.tsv");
+    let mut journal = File::create(&journal_path)
+        .map_err(|e| CliError::runtime(format!("cannot write {}: {e}", journal_path.display())))?;
+    let _ = writeln!(journal, "{JOURNAL_HEADER}");
+    let mut projection = Projection::new(list.iter().map(|(t, _)| *t));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let interrupts = watch::channel(0u32);
+    let (int_tx, mut int_rx) = interrupts;
+    // SIGINT: the first drains the run (agents pull nothing more), the second aborts it
+    // (agents kill their commands; `--resume` reruns them).
+    tokio::spawn(async move {
+        let mut n = 0;
+        while tokio::signal::ctrl_c().await.is_ok() {
+            n += 1;
+            let _ = int_tx.send(n);
+        }
+    });
+    let mut journal_error = None;
+    let followed = loop {
+        let result = {
+            let line_sink = |line: &str, _: &Projection| {
+                if journal_error.is_none()
+                    && let Err(e) = writeln!(journal, "{line}")
+                {
+                    journal_error = Some(e);
+                }
+            };
+            let stop = stop_rx.clone();
+            tokio::select! {
+                biased;
+                _ = int_rx.changed() => None,
+                r = coordinator::follow(run, &mut projection, stop, line_sink) => Some(r),
+            }
+        };
+        match result {
+            Some(Ok(f)) => break f,
+            Some(Err(e)) => {
+                eprintln!("sturdy: {e}; following again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            None => {
+                let n = *int_rx.borrow_and_update();
+                let control = if n >= 2 {
+                    Control::Abort
+                } else {
+                    Control::Drain
+                };
+                eprintln!(
+                    "sturdy: {} run {} (SIGINT {n}); `--resume` continues it",
+                    if n >= 2 { "aborting" } else { "draining" },
+                    run.name()
+                );
+                run.set_control(control).await.map_err(cli_error)?;
+                let _ = stop_tx.send(true);
+                break Followed::Stopped;
+            }
+        }
+    };
+    if let Some(e) = journal_error {
+        eprintln!(
+            "sturdy: writing {} failed: {e} (the engine's journal is intact)",
+            journal_path.display()
+        );
+    }
+    if followed == Followed::Complete {
+        // Every task finished: the agents may go home.
+        if let Err(e) = run.set_control(Control::Drain).await {
+            eprintln!("sturdy: could not tell the agents the run is over: {e}");
+        }
+    }
+    let s = projection.summary();
+    let code = if followed == Followed::Complete {
+        projection.exit_status()
+    } else {
+        1
+    };
+    if json {
+        let failed: Vec<u32> = projection
+            .tasks()
+            .filter(|(_, v)| v.is_finished() && !v.succeeded())
+            .map(|(t, _)| t.0)
+            .collect();
+        let value = serde_json::json!({
+            "run": run.name(),
+            "complete": followed == Followed::Complete,
+            "tasks": s.tasks,
+            "succeeded": s.succeeded,
+            "gave_up": s.gave_up,
+            "running": s.running,
+            "waiting": s.waiting,
+            "attempts": s.attempts,
+            "failed_attempts": s.failed_attempts,
+            "stale": s.stale,
+            "failed_tasks": failed,
+            "journal": journal_path.display().to_string(),
+            "exit": code,
+        });
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{value}");
+    }
+    eprintln!(
+        "sturdy: run {}: {} tasks, {} succeeded, {} gave up, {} running, {} waiting; {} attempts ({} failed, {} stale); journal {}",
+        run.name(),
+        s.tasks,
+        s.succeeded,
+        s.gave_up,
+        s.running,
+        s.waiting,
+        s.attempts,
+        s.failed_attempts,
+        s.stale,
+        journal_path.display()
+    );
+    Ok(code)
+}
+
+// ---------------------------------------------------------------------------------
+// The host agent.
+
+/// `sturdy agent --engine URL --run NAME (--workers N | --slots LIST)`.
+pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
+    let slots: Vec<(String, Option<String>)> = match (&args.slots, args.workers) {
+        (Some(list), _) => list
+            .iter()
+            .map(|s| parse_slot(s).map(|s| (s.label, s.cuda_visible_devices)))
+            .collect::<Result<_, _>>()?,
+        (None, Some(n)) => (0..n).map(|i| (i.to_string(), None)).collect(),
+        (None, None) => {
+            return Err(CliError::input(
+                "sturdy agent needs --workers N or --slots LIST",
+            ));
+        }
+    };
+    // Slot names are the records' labels; repeated labels get their index.
+    let mut names = Vec::with_capacity(slots.len());
+    for (i, (label, _)) in slots.iter().enumerate() {
+        if slots.iter().filter(|(l, _)| l == label).count() > 1 {
+            names.push(format!("{label}#{i}"));
+        } else {
+            names.push(label.clone());
+        }
+    }
+    let host = match &args.host {
+        Some(h) if !h.is_empty() => h.clone(),
+        Some(_) => return Err(CliError::input("invalid value '' for '--host': empty")),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".into()),
+    };
+    let root = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(".sturdy-agent").join(&args.run_name));
+    let out_dir = root.join("out");
+    std::fs::create_dir_all(&out_dir).map_err(|e| {
+        CliError::input(format!(
+            "cannot create state directory {}: {e}",
+            root.display()
+        ))
+    })?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let js = connect(&args.engine, None).await?;
+        let (run, meta) = js.open_run(&args.run_name).await.map_err(cli_error)?;
+        let config = agent_config(&meta, host.clone(), names)?;
+        let runner = ProcessRunner {
+            out_dir,
+            cuda: slots.into_iter().map(|(_, c)| c).collect(),
+        };
+        let (control_tx, control_rx) = watch::channel(run.control().await.map_err(cli_error)?);
+        let poll = config.heartbeat.max(Duration::from_millis(100));
+        let watcher = run.clone();
+        // The run's control, polled; SIGINT drains (first) or aborts (second); SIGTERM
+        // aborts.
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let mut interrupts = 0;
+            let mut local = Control::Run;
+            loop {
+                let from_signal = tokio::select! {
+                    biased;
+                    r = tokio::signal::ctrl_c() => {
+                        interrupts += 1;
+                        r.ok().map(|()| if interrupts >= 2 { Control::Abort } else { Control::Drain })
+                    }
+                    Some(()) = async {
+                        match term.as_mut() {
+                            Some(t) => t.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => Some(Control::Abort),
+                    () = tokio::time::sleep(poll) => None,
+                };
+                if let Some(c) = from_signal {
+                    local = local.max(c);
+                }
+                let remote = watcher.control().await.unwrap_or(Control::Run);
+                let _ = control_tx.send(local.max(remote));
+            }
+        });
+        eprintln!(
+            "sturdy agent {host}: run {} at {}, {} slots",
+            run.name(),
+            js.url(),
+            config.slots.len()
+        );
+        let events = |event: &Event| match event {
+            Event::Stale {
+                task,
+                attempt,
+                slot,
+                reason,
+            } => eprintln!(
+                "sturdy agent: task {} attempt {attempt} on slot {slot} is stale ({reason}); its command was killed",
+                task.0
+            ),
+            Event::EngineError { slot, error } => {
+                eprintln!("sturdy agent: slot {slot}: {error}");
+            }
+            Event::BreakerOpen { slot } => {
+                eprintln!("sturdy agent: slot {slot}: breaker open, it pulls nothing for now");
+            }
+            Event::GaveUpOnCrashes { task, crashes } => eprintln!(
+                "sturdy agent: task {} gave up: its claims were lost {crashes} times",
+                task.0
+            ),
+            _ => {}
+        };
+        let summary = agent::run(&run, &runner, &config, control_rx, &events)
+            .await
+            .map_err(|e| CliError::input(e.to_string()))?;
+        eprintln!(
+            "sturdy agent {host}: stopped; {} attempts ({} done, {} failed, {} stale), {} finished tasks skipped",
+            summary.attempts, summary.done, summary.failed, summary.stale, summary.skipped
+        );
+        Ok(0)
+    })
+}
+
+/// Runs each attempt as `/bin/sh -c COMMAND` in its own process group.
+struct ProcessRunner {
+    out_dir: PathBuf,
+    /// Each slot's CUDA_VISIBLE_DEVICES.
+    cuda: Vec<Option<String>>,
+}
+
+/// One running attempt.
+struct ProcessRunning {
+    child: tokio::process::Child,
+    pgid: i32,
+    err_path: PathBuf,
+    killed: bool,
+}
+
+impl Runner for ProcessRunner {
+    type Running = ProcessRunning;
+
+    async fn start(&self, start: Start<'_>) -> Result<ProcessRunning, String> {
+        let command = std::str::from_utf8(start.payload)
+            .map_err(|_| "the work message is not UTF-8 text".to_string())?;
+        let base = format!("{}.{}", start.task.0, start.attempt);
+        let out_path = self.out_dir.join(format!("{base}.out"));
+        let err_path = self.out_dir.join(format!("{base}.err"));
+        let stdout = File::create(&out_path)
+            .map_err(|e| format!("cannot create {}: {e}", out_path.display()))?;
+        let stderr = File::create(&err_path)
+            .map_err(|e| format!("cannot create {}: {e}", err_path.display()))?;
+        let mut cmd = tokio::process::Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(command)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .env("STURDY_TASK", start.task.0.to_string())
+            .env("STURDY_ATTEMPT", start.attempt.to_string())
+            .env("STURDY_SLOT", start.slot)
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(Some(devices)) = self.cuda.get(start.slot_index) {
+            cmd.env("CUDA_VISIBLE_DEVICES", devices);
+        }
+        // SAFETY: prctl(2) is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start /bin/sh: {e}"))?;
+        let pgid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or("the shell exited before it could be tracked")?;
+        Ok(ProcessRunning {
+            child,
+            pgid,
+            err_path,
+            killed: false,
+        })
+    }
+}
+
+/// The last `n` bytes of a file, as text.
+fn tail(path: &Path, n: u64) -> String {
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(n)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).trim().to_string()
+}
+
+impl Running for ProcessRunning {
+    async fn wait(&mut self) -> Exit {
+        let status = self.child.wait().await;
+        // The shell is gone; anything it left in its group goes too.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let outcome = match status {
+            Ok(s) => match (s.code(), s.signal()) {
+                (Some(code), _) => Outcome::Exited(code),
+                (None, Some(signal)) => Outcome::Signaled {
+                    signal,
+                    oom_kill: false,
+                },
+                (None, None) => Outcome::SpawnFailed("no exit status".into()),
+            },
+            Err(e) => Outcome::SpawnFailed(e.to_string()),
+        };
+        let finish = classify(&outcome);
+        let mut detail = format!("stderr {}", self.err_path.display());
+        if finish.failure.is_some() {
+            let t = tail(&self.err_path, 512);
+            if !t.is_empty() {
+                detail.push_str(": ");
+                detail.push_str(&t);
+            }
+        }
+        if self.killed {
+            detail.push_str(" (killed)");
+        }
+        Exit {
+            failure: finish.failure,
+            exit: finish.exit,
+            signal: finish.signal,
+            detail,
+        }
+    }
+
+    async fn kill(&mut self) {
+        self.killed = true;
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}

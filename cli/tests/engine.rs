@@ -1,0 +1,992 @@
+//! The multi-host farm end to end: a real `nats-server -js` (each test starts its own on
+//! 127.0.0.1, random port, store in a temporary directory), real `sturdy run --engine`
+//! coordinators and `sturdy agent` processes, commands that count their side effects.
+//! Short timings: lease (ack wait) 1 s, renewals every 200 ms.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::{alive, sturdy};
+
+const INSTALL: &str = "install nats-server: apt-get update && apt-get install -y nats-server";
+
+/// A child `nats-server`, killed on drop.
+struct Nats {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+    url: String,
+}
+
+impl Nats {
+    fn start(dir: &Path, jetstream: bool) -> Self {
+        Self::spawn(dir, jetstream, None)
+    }
+
+    fn spawn(dir: &Path, jetstream: bool, port: Option<u16>) -> Self {
+        let ports = dir.join("ports");
+        std::fs::create_dir_all(&ports).unwrap();
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .unwrap();
+        let mut args: Vec<String> = vec![
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.map_or_else(|| "-1".into(), |p| p.to_string()),
+            "--ports_file_dir".into(),
+            ports.display().to_string(),
+        ];
+        if jetstream {
+            args.extend([
+                "-js".into(),
+                "-sd".into(),
+                dir.join("store").display().to_string(),
+            ]);
+        }
+        let mut child = None;
+        for program in ["nats-server", "/usr/sbin/nats-server"] {
+            match Command::new(program)
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log.try_clone().unwrap())
+                .spawn()
+            {
+                Ok(c) => {
+                    child = Some(c);
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => panic!("cannot start {program}: {e}; {INSTALL}"),
+            }
+        }
+        let mut child = child.unwrap_or_else(|| panic!("no nats-server found; {INSTALL}"));
+        let file = ports.join(format!("nats-server_{}.ports", child.id()));
+        let until = Instant::now() + Duration::from_secs(10);
+        let url = loop {
+            assert!(Instant::now() < until, "nats-server did not start in 10 s");
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "nats-server exited with {status}: {}",
+                    std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+                );
+            }
+            if let Ok(text) = std::fs::read_to_string(&file)
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                && let Some(url) = v["nats"][0].as_str()
+            {
+                break url.to_string();
+            }
+            sleep(Duration::from_millis(20));
+        };
+        let port = url.rsplit(':').next().unwrap().parse().unwrap();
+        Self {
+            child,
+            dir: dir.to_path_buf(),
+            port,
+            url,
+        }
+    }
+
+    /// SIGKILL, then start again on the same port and store.
+    fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(self.dir.join("ports"));
+        let again = Self::spawn(&self.dir, true, Some(self.port));
+        let old = std::mem::replace(self, again);
+        std::mem::forget(old);
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `sturdy` process with its stderr in a file; SIGKILLed on drop.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(args: &[&str], log: PathBuf, stdout: Option<PathBuf>) -> Self {
+        let err = File::create(&log).unwrap();
+        let out = match stdout {
+            Some(p) => Stdio::from(File::create(p).unwrap()),
+            None => Stdio::null(),
+        };
+        let child = sturdy()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+
+    fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the exit, at most `limit` (then fails the test with the log).
+    fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > until {
+                let _ = self.child.kill();
+                panic!(
+                    "{:?} did not exit within {limit:?}:\n{}",
+                    self.log,
+                    self.log()
+                );
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One test's directory, server URL and run name.
+struct Farm {
+    dir: tempfile::TempDir,
+    url: String,
+    run: String,
+}
+
+impl Farm {
+    fn new(url: &str, dir: tempfile::TempDir, run: &str) -> Self {
+        Self {
+            dir,
+            url: url.into(),
+            run: run.into(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn effects(&self) -> PathBuf {
+        self.path("effects")
+    }
+
+    /// A task list of `n` commands; `body(i)` is task i's command before its effect.
+    fn tasks(&self, n: u32, body: impl Fn(u32) -> String) -> PathBuf {
+        let effects = self.effects();
+        let lines: Vec<String> = (1..=n)
+            .map(|i| {
+                format!(
+                    "{} echo $STURDY_TASK $STURDY_ATTEMPT >> {}",
+                    body(i),
+                    effects.display()
+                )
+            })
+            .collect();
+        let p = self.path("tasks");
+        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        p
+    }
+
+    /// Starts the coordinator and waits until it created the run and enqueued.
+    fn coordinator(&self, extra: &[&str]) -> Proc {
+        let tasks = self.path("tasks");
+        let state = self.path("coord");
+        let mut args = vec![
+            "run",
+            tasks.to_str().unwrap(),
+            "--engine",
+            &self.url,
+            "--run",
+            &self.run,
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--heartbeat-interval",
+            "200ms",
+            "--heartbeat-timeout",
+            "1s",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let n = std::fs::read_dir(self.dir.path()).unwrap().count();
+        let mut p = Proc::spawn(
+            &args,
+            self.path(&format!("coord-{n}.log")),
+            Some(self.path("summary.json")),
+        );
+        let until = Instant::now() + Duration::from_secs(15);
+        while !p.log().contains("waiting for agents") {
+            if let Some(status) = p.try_wait() {
+                panic!("the coordinator exited with {status}:\n{}", p.log());
+            }
+            assert!(Instant::now() < until, "no run after 15 s:\n{}", p.log());
+            sleep(Duration::from_millis(20));
+        }
+        p
+    }
+
+    fn agent(&self, host: &str, workers: u32) -> Proc {
+        self.agent_with(host, workers, &[])
+    }
+
+    fn agent_with(&self, host: &str, workers: u32, extra: &[&str]) -> Proc {
+        let state = self.path(host);
+        let n = std::fs::read_dir(self.dir.path()).unwrap().count();
+        Proc::spawn(
+            &[
+                "agent",
+                "--engine",
+                &self.url,
+                "--run",
+                &self.run,
+                "--workers",
+                &workers.to_string(),
+                "--host",
+                host,
+                "--state-dir",
+                state.to_str().unwrap(),
+            ]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect::<Vec<_>>(),
+            self.path(&format!("{host}-{n}.log")),
+            None,
+        )
+    }
+
+    /// The coordinator's journal: (task, record, attempt, host, outcome, kind) per line.
+    fn journal(&self) -> Vec<(u32, String, u32, String, String, String)> {
+        let text = std::fs::read_to_string(self.path("coord/journal.tsv")).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("position\t"))
+            .map(|l| {
+                let c: Vec<&str> = l.split('\t').collect();
+                (
+                    c[1].parse().unwrap(),
+                    c[2].to_string(),
+                    c[3].parse().unwrap(),
+                    c[4].to_string(),
+                    c[7].to_string(),
+                    c[8].to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// `ended done` records per task.
+    fn done_records(&self) -> BTreeMap<u32, usize> {
+        let mut m = BTreeMap::new();
+        for (task, record, _, _, outcome, _) in self.journal() {
+            if record == "ended" && outcome == "done" {
+                *m.entry(task).or_default() += 1;
+            }
+        }
+        m
+    }
+
+    /// Side effects per task: (task → attempts that made one).
+    fn effects_by_task(&self) -> BTreeMap<u32, Vec<u32>> {
+        let text = std::fs::read_to_string(self.effects()).unwrap_or_default();
+        let mut m: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for line in text.lines() {
+            let mut w = line.split_whitespace();
+            let task = w.next().unwrap().parse().unwrap();
+            let attempt = w.next().unwrap().parse().unwrap();
+            m.entry(task).or_default().push(attempt);
+        }
+        m
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.path("summary.json")).unwrap();
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text:?}"))
+    }
+
+    fn assert_each_done_once(&self, n: u32) {
+        let done = self.done_records();
+        for task in 1..=n {
+            assert_eq!(
+                done.get(&task),
+                Some(&1),
+                "task {task}: done records {done:?}"
+            );
+        }
+        assert_eq!(done.len(), n as usize);
+    }
+}
+
+fn farm(run: &str) -> (Nats, Farm) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Nats::start(&dir.path().join("nats"), true);
+    let farm = Farm::new(&server.url, dir, run);
+    (server, farm)
+}
+
+const RUN_LIMIT: Duration = Duration::from_secs(90);
+
+#[test]
+fn happy_path_two_agents_two_slots_fifty_tasks_each_done_once() {
+    let (_server, farm) = farm("happy");
+    farm.tasks(50, |_| String::new());
+    let mut coordinator = farm.coordinator(&[]);
+    let mut a = farm.agent("a", 2);
+    let mut b = farm.agent("b", 2);
+    let status = coordinator.wait(RUN_LIMIT);
+    assert_eq!(status.code(), Some(0), "{}", coordinator.log());
+    farm.assert_each_done_once(50);
+    let effects = farm.effects_by_task();
+    for task in 1..=50 {
+        assert_eq!(effects.get(&task), Some(&vec![1]), "task {task}");
+    }
+    let s = farm.summary();
+    assert_eq!(
+        (s["succeeded"].as_u64(), s["tasks"].as_u64()),
+        (Some(50), Some(50))
+    );
+    assert_eq!(s["attempts"].as_u64(), Some(50));
+    // The coordinator told the agents the run is over: they drain and exit 0.
+    assert_eq!(
+        a.wait(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        a.log()
+    );
+    assert_eq!(
+        b.wait(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        b.log()
+    );
+    // Both hosts did work, and the host column says which.
+    let hosts: std::collections::BTreeSet<String> =
+        farm.journal().into_iter().map(|l| l.3).collect();
+    assert!(hosts.contains("a") && hosts.contains("b"), "{hosts:?}");
+    // Every slot got its environment.
+    assert!(a.log().contains("2 slots"));
+}
+
+#[test]
+fn agents_sigkilled_at_random_and_restarted_every_task_done_once() {
+    let (_server, farm) = farm("chaos");
+    farm.tasks(200, |_| "sleep 0.02;".into());
+    let mut coordinator = farm.coordinator(&["--max-worker-crashes", "100"]);
+    let mut agents = [farm.agent("a", 2), farm.agent("b", 2)];
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    let until = Instant::now() + RUN_LIMIT;
+    let mut kills = 0;
+    while coordinator.try_wait().is_none() {
+        assert!(Instant::now() < until, "{}", coordinator.log());
+        sleep(Duration::from_millis(150));
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        if kills < 8 && rng.is_multiple_of(3) {
+            let i = usize::try_from(rng % 2).unwrap();
+            agents[i].kill();
+            kills += 1;
+            agents[i] = farm.agent(if i == 0 { "a" } else { "b" }, 2);
+        }
+    }
+    let status = coordinator.wait(RUN_LIMIT);
+    assert_eq!(status.code(), Some(0), "{}", coordinator.log());
+    assert!(kills > 0);
+    farm.assert_each_done_once(200);
+    let effects = farm.effects_by_task();
+    assert_eq!(
+        effects.len(),
+        200,
+        "every task made its effect at least once"
+    );
+}
+
+#[test]
+fn coordinator_sigkilled_and_resumed_hosts_keep_working() {
+    let (_server, farm) = farm("resume");
+    farm.tasks(60, |_| "sleep 0.05;".into());
+    let mut first = farm.coordinator(&[]);
+    let _a = farm.agent("a", 2);
+    let _b = farm.agent("b", 2);
+    let until = Instant::now() + RUN_LIMIT;
+    while farm.done_records().len() < 5 {
+        assert!(Instant::now() < until);
+        sleep(Duration::from_millis(20));
+    }
+    first.kill();
+    // Without --resume an existing run is refused.
+    let tasks = farm.path("tasks");
+    let out = sturdy()
+        .args([
+            "run",
+            tasks.to_str().unwrap(),
+            "--engine",
+            &farm.url,
+            "--run",
+            &farm.run,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exists") && err.contains("--resume"), "{err}");
+    let mut second = farm.coordinator(&["--resume"]);
+    assert_eq!(second.wait(RUN_LIMIT).code(), Some(0), "{}", second.log());
+    farm.assert_each_done_once(60);
+    assert_eq!(farm.effects_by_task().len(), 60);
+    assert_eq!(farm.summary()["succeeded"].as_u64(), Some(60));
+}
+
+#[test]
+fn nats_server_sigkilled_and_restarted_on_its_store_mid_run() {
+    let (mut server, farm) = farm("restart");
+    farm.tasks(80, |_| "sleep 0.05;".into());
+    let mut coordinator = farm.coordinator(&[]);
+    let _a = farm.agent("a", 2);
+    let _b = farm.agent("b", 2);
+    let until = Instant::now() + RUN_LIMIT;
+    while farm.done_records().len() < 10 {
+        assert!(Instant::now() < until);
+        sleep(Duration::from_millis(20));
+    }
+    server.kill_and_restart();
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(0),
+        "{}",
+        coordinator.log()
+    );
+    farm.assert_each_done_once(80);
+    assert_eq!(farm.effects_by_task().len(), 80);
+}
+
+#[test]
+fn a_stopped_agent_past_its_lease_is_refused_and_its_command_killed() {
+    let (_server, farm) = farm("zombie");
+    let pid_file = farm.path("attempt1.pid");
+    // Attempt 1 records its shell's pid and hangs; any later attempt is quick.
+    farm.tasks(1, |_| {
+        format!(
+            "if [ $STURDY_ATTEMPT = 1 ]; then echo $$ > {}; sleep 30; fi;",
+            pid_file.display()
+        )
+    });
+    let mut coordinator = farm.coordinator(&["--max-worker-crashes", "3"]);
+    let mut zombie = farm.agent("zombie", 1);
+    let until = Instant::now() + Duration::from_secs(20);
+    let shell: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < until, "{}", zombie.log());
+        sleep(Duration::from_millis(20));
+    };
+    zombie.signal("STOP");
+    // Past the 1 s lease another agent gets the task and finishes it.
+    let mut other = farm.agent("other", 1);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(0),
+        "{}",
+        coordinator.log()
+    );
+    assert_eq!(farm.effects_by_task().get(&1), Some(&vec![2]));
+    assert!(
+        alive(shell),
+        "attempt 1's command runs on while its agent is stopped"
+    );
+    zombie.signal("CONT");
+    // The zombie's next renewal finds its claim stale: it kills its command, leaves the
+    // delivery alone and, the run being over, exits.
+    let until = Instant::now() + Duration::from_secs(10);
+    while alive(shell) {
+        assert!(
+            Instant::now() < until,
+            "attempt 1's command still runs:\n{}",
+            zombie.log()
+        );
+        sleep(Duration::from_millis(20));
+    }
+    assert_eq!(zombie.wait(Duration::from_secs(10)).code(), Some(0));
+    let log = zombie.log();
+    assert!(
+        log.contains("task 1 attempt 1") && log.contains("stale"),
+        "{log}"
+    );
+    assert!(log.contains("0 done") && log.contains("1 stale"), "{log}");
+    assert_eq!(other.wait(Duration::from_secs(10)).code(), Some(0));
+    // Exactly one success record, the other agent's attempt 2.
+    farm.assert_each_done_once(1);
+    let ended: Vec<_> = farm
+        .journal()
+        .into_iter()
+        .filter(|l| l.1 == "ended")
+        .collect();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!((ended[0].2, ended[0].3.as_str()), (2, "other"));
+    assert_eq!(farm.effects_by_task().get(&1), Some(&vec![2]));
+}
+
+#[test]
+fn a_poison_command_that_kills_its_agent_gives_up_after_the_crash_limit() {
+    let (_server, farm) = farm("poison");
+    // Task 1 kills the agent running it (its shell's parent), then waits for the
+    // SIGKILL its agent's death sends it (PR_SET_PDEATHSIG); tasks 2-4 are fine.
+    farm.tasks(4, |i| {
+        if i == 1 {
+            "echo $STURDY_TASK $STURDY_ATTEMPT >> EFFECTS; kill -9 $PPID; sleep 10;"
+                .replace("EFFECTS", farm.effects().to_str().unwrap())
+        } else {
+            String::new()
+        }
+    });
+    let mut coordinator = farm.coordinator(&["--max-worker-crashes", "1"]);
+    let mut agent = farm.agent("a", 1);
+    let mut restarts = 0;
+    let until = Instant::now() + RUN_LIMIT;
+    while coordinator.try_wait().is_none() {
+        assert!(Instant::now() < until, "{}", coordinator.log());
+        if let Some(status) = agent.try_wait() {
+            assert_eq!(status.code(), None, "killed by the poison: {}", agent.log());
+            restarts += 1;
+            agent = farm.agent("a", 1);
+        }
+        sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(1),
+        "{}",
+        coordinator.log()
+    );
+    // Two claims of task 1 died with their agent (crash limit 1); the third delivery
+    // gives it up without running it.
+    assert_eq!(restarts, 2);
+    assert_eq!(farm.effects_by_task().get(&1), Some(&vec![1, 2]));
+    let last = farm
+        .journal()
+        .into_iter()
+        .filter(|l| l.0 == 1 && l.1 == "ended")
+        .collect::<Vec<_>>();
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert_eq!(
+        (last[0].4.as_str(), last[0].5.as_str()),
+        ("gave_up", "worker_crash")
+    );
+    for task in 2..=4 {
+        assert_eq!(farm.done_records().get(&task), Some(&1));
+    }
+    let s = farm.summary();
+    assert_eq!(
+        (s["succeeded"].as_u64(), s["gave_up"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(s["failed_tasks"], serde_json::json!([1]));
+}
+
+/// Runs `sturdy ARGS` expecting exit 2 within `limit`; returns stderr.
+fn bad(args: &[&str], limit: Duration) -> String {
+    let started = Instant::now();
+    let out = sturdy().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(
+        started.elapsed() < limit,
+        "{args:?} took {:?}",
+        started.elapsed()
+    );
+    err
+}
+
+#[test]
+fn bad_input_is_refused_with_exit_2_naming_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = dir.path().join("tasks");
+    std::fs::write(&tasks, "true\n").unwrap();
+    let t = tasks.to_str().unwrap();
+    let quick = Duration::from_secs(8);
+    // Malformed and unreachable URLs, for the coordinator and the agent.
+    let err = bad(
+        &["run", t, "--engine", "http://127.0.0.1:4222", "--run", "r"],
+        quick,
+    );
+    assert!(
+        err.contains("http://127.0.0.1:4222") && err.contains("malformed"),
+        "{err}"
+    );
+    let err = bad(
+        &[
+            "agent",
+            "--engine",
+            "nats://no host:x",
+            "--run",
+            "r",
+            "-j",
+            "1",
+        ],
+        quick,
+    );
+    assert!(err.contains("no host"), "{err}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // bound, then closed: nobody listens there
+    let url = format!("nats://127.0.0.1:{port}");
+    let err = bad(&["run", t, "--engine", &url, "--run", "r"], quick);
+    assert!(err.contains(&url) && err.contains("cannot reach"), "{err}");
+    let err = bad(&["agent", "--engine", &url, "--run", "r", "-j", "1"], quick);
+    assert!(err.contains(&url), "{err}");
+    // An option of the local farm that a multi-host run does not support yet.
+    let err = bad(
+        &[
+            "run",
+            t,
+            "--engine",
+            &url,
+            "--run",
+            "r",
+            "--halt",
+            "now,fail=1",
+        ],
+        quick,
+    );
+    assert!(err.contains("--halt") && err.contains("--engine"), "{err}");
+    // --run without --engine and the reverse.
+    bad(&["run", t, "--run", "r"], quick);
+    bad(&["run", t, "--engine", &url], quick);
+
+    // A server without JetStream.
+    let plain = Nats::start(&dir.path().join("plain"), false);
+    let err = bad(&["run", t, "--engine", &plain.url, "--run", "r"], quick);
+    assert!(err.contains("JetStream"), "{err}");
+
+    let server = Nats::start(&dir.path().join("js"), true);
+    let state = dir.path().join("state");
+    let s = state.to_str().unwrap();
+    // An agent for a run that does not exist.
+    let err = bad(
+        &["agent", "--engine", &server.url, "--run", "nope", "-j", "1"],
+        quick,
+    );
+    assert!(err.contains("no run \"nope\""), "{err}");
+    // A bad run name.
+    let err = bad(
+        &[
+            "run",
+            t,
+            "--engine",
+            &server.url,
+            "--run",
+            "a.b",
+            "--state-dir",
+            s,
+        ],
+        quick,
+    );
+    assert!(err.contains("a.b"), "{err}");
+    // A run created (its coordinator interrupted), then a different task list under its
+    // name, and the same list without --resume.
+    let mut first = Proc::spawn(
+        &[
+            "run",
+            t,
+            "--engine",
+            &server.url,
+            "--run",
+            "taken",
+            "--state-dir",
+            s,
+        ],
+        dir.path().join("first.log"),
+        None,
+    );
+    let until = Instant::now() + quick;
+    while !first.log().contains("waiting for agents") {
+        assert!(Instant::now() < until, "{}", first.log());
+        sleep(Duration::from_millis(20));
+    }
+    first.kill();
+    let other = dir.path().join("other");
+    std::fs::write(&other, "false\n").unwrap();
+    let err = bad(
+        &[
+            "run",
+            other.to_str().unwrap(),
+            "--engine",
+            &server.url,
+            "--run",
+            "taken",
+            "--resume",
+        ],
+        quick,
+    );
+    assert!(err.contains("fingerprint"), "{err}");
+    let err = bad(
+        &[
+            "run",
+            t,
+            "--engine",
+            &server.url,
+            "--run",
+            "taken",
+            "--state-dir",
+            s,
+        ],
+        quick,
+    );
+    assert!(err.contains("--resume"), "{err}");
+}
+
+#[test]
+fn failures_are_retried_with_the_core_s_delay_and_given_up_after_max_attempts() {
+    let (_server, farm) = farm("retry");
+    // Task 1 fails on its first two attempts, task 2 on every one, task 3 never.
+    farm.tasks(3, |i| match i {
+        1 => "[ $STURDY_ATTEMPT -ge 3 ] || exit 3;".into(),
+        2 => "exit 4;".into(),
+        _ => String::new(),
+    });
+    let mut coordinator = farm.coordinator(&[
+        "--max-attempts",
+        "3",
+        "--backoff-base",
+        "100ms",
+        "--backoff-cap",
+        "200ms",
+    ]);
+    let _a = farm.agent("a", 2);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(1),
+        "{}",
+        coordinator.log()
+    );
+    let ended = |task: u32| -> Vec<(u32, String, String)> {
+        farm.journal()
+            .into_iter()
+            .filter(|l| l.0 == task && l.1 == "ended")
+            .map(|l| (l.2, l.4, l.5))
+            .collect()
+    };
+    let retry = ("retry".to_string(), "evaluation".to_string());
+    assert_eq!(
+        ended(1),
+        vec![
+            (1, retry.0.clone(), retry.1.clone()),
+            (2, retry.0.clone(), retry.1.clone()),
+            (3, "done".into(), "-".into())
+        ]
+    );
+    assert_eq!(
+        ended(2),
+        vec![
+            (1, retry.0.clone(), retry.1.clone()),
+            (2, retry.0.clone(), retry.1.clone()),
+            (3, "gave_up".into(), "evaluation".into())
+        ]
+    );
+    assert_eq!(ended(3), vec![(1, "done".into(), "-".into())]);
+    // Commands ran once per attempt; the failing ones made no effect.
+    let effects = farm.effects_by_task();
+    assert_eq!(effects.get(&1), Some(&vec![3]));
+    assert_eq!(effects.get(&2), None);
+    let s = farm.summary();
+    assert_eq!(
+        (
+            s["succeeded"].as_u64(),
+            s["gave_up"].as_u64(),
+            s["attempts"].as_u64()
+        ),
+        (Some(2), Some(1), Some(7))
+    );
+}
+
+#[test]
+fn named_slots_export_their_name_and_gpus() {
+    let (_server, farm) = farm("slots");
+    let seen = farm.path("seen");
+    farm.tasks(12, |_| {
+        format!(
+            "echo \"$STURDY_SLOT=${{CUDA_VISIBLE_DEVICES-none}}\" >> {};",
+            seen.display()
+        )
+    });
+    let mut coordinator = farm.coordinator(&[]);
+    let state = farm.path("g");
+    let _agent = Proc::spawn(
+        &[
+            "agent",
+            "--engine",
+            &farm.url,
+            "--run",
+            &farm.run,
+            "--slots",
+            "gpu:0,gpu:1+2,cpu",
+            "--host",
+            "g",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        farm.path("g.log"),
+        None,
+    );
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(0),
+        "{}",
+        coordinator.log()
+    );
+    let text = std::fs::read_to_string(&seen).unwrap();
+    let allowed = ["gpu:0=0", "gpu:1+2=1,2", "cpu=none"];
+    for line in text.lines() {
+        assert!(allowed.contains(&line), "{line:?}");
+    }
+    assert_eq!(text.lines().count(), 12);
+    farm.assert_each_done_once(12);
+}
+
+#[test]
+fn a_stopped_agent_that_nobody_replaced_finishes_and_is_accepted_once() {
+    let (_server, farm) = farm("late");
+    let started = farm.path("started");
+    farm.tasks(1, |_| format!("touch {}; sleep 1.5;", started.display()));
+    let mut coordinator = farm.coordinator(&["--max-worker-crashes", "3"]);
+    let mut agent = farm.agent("a", 1);
+    let until = Instant::now() + Duration::from_secs(20);
+    while !started.exists() {
+        assert!(Instant::now() < until, "{}", agent.log());
+        sleep(Duration::from_millis(20));
+    }
+    agent.signal("STOP");
+    sleep(Duration::from_millis(2500)); // past the 1 s lease; no other agent
+    agent.signal("CONT");
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(0),
+        "{}",
+        coordinator.log()
+    );
+    assert_eq!(agent.wait(Duration::from_secs(10)).code(), Some(0));
+    farm.assert_each_done_once(1);
+    assert_eq!(farm.effects_by_task().get(&1), Some(&vec![1]));
+    let log = agent.log();
+    assert!(log.contains("1 done") && log.contains("0 stale"), "{log}");
+}
+
+#[test]
+fn a_host_whose_commands_always_fail_opens_its_breakers_and_the_work_moves() {
+    let (_server, farm) = farm("breaker");
+    farm.tasks(30, |_| "[ -z \"$BROKEN_HOST\" ] || exit 1;".into());
+    let mut coordinator = farm.coordinator(&[
+        "--max-attempts",
+        "5",
+        "--backoff-base",
+        "0",
+        "--breaker-failures",
+        "2",
+        "--breaker-open",
+        "60s",
+    ]);
+    let broken = {
+        let state = farm.path("broken");
+        let log = File::create(farm.path("broken.log")).unwrap();
+        sturdy()
+            .args([
+                "agent",
+                "--engine",
+                &farm.url,
+                "--run",
+                &farm.run,
+                "--workers",
+                "2",
+                "--host",
+                "broken",
+                "--state-dir",
+                state.to_str().unwrap(),
+            ])
+            .env("BROKEN_HOST", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let mut broken = Proc {
+        child: broken,
+        log: farm.path("broken.log"),
+    };
+    sleep(Duration::from_millis(500)); // the broken host opens both its breakers first
+    let _good = farm.agent("good", 2);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(0),
+        "{}",
+        coordinator.log()
+    );
+    farm.assert_each_done_once(30);
+    let journal = farm.journal();
+    let on_broken: Vec<_> = journal
+        .iter()
+        .filter(|l| l.1 == "ended" && l.3 == "broken")
+        .collect();
+    // Two failures per slot open its breaker (open 60 s): nothing more ran there.
+    assert!(
+        !on_broken.is_empty() && on_broken.len() <= 4,
+        "{on_broken:?}"
+    );
+    assert!(on_broken.iter().all(|l| l.4 == "retry"), "{on_broken:?}");
+    assert!(
+        journal
+            .iter()
+            .filter(|l| l.1 == "ended" && l.4 == "done")
+            .all(|l| l.3 == "good")
+    );
+    assert_eq!(broken.wait(Duration::from_secs(10)).code(), Some(0));
+    assert!(broken.log().contains("breaker open"), "{}", broken.log());
+}

@@ -1,0 +1,862 @@
+//! The host agent: pulls tasks for its free slots, runs them, and records every attempt
+//! in the engine under the core's per-task record rules.
+//!
+//! One agent runs on every host that does work (`sturdy agent`). It is generic over the
+//! [`Engine`] (JetStream, or a simulated one) and over a [`Runner`] that starts one
+//! attempt's command in a slot (child processes in the CLI, a fake in a simulation).
+//!
+//! # The rules, per slot
+//!
+//! - **R1 claim.** A slot pulls one delivery only while its [`ConsecutiveBreaker`] admits
+//!   and the run is not draining. It reads the task's record and asks the core
+//!   ([`CoreRecord::on_delivery`]): a finished task is acknowledged without running
+//!   (`Skip`); a task whose lost claims are over the crash limit is written `gave_up`
+//!   (kind `worker_crash`) with compare-and-set, then terminated; otherwise the claim is
+//!   written with compare-and-set. A conflict re-reads once; a second conflict leaves the
+//!   delivery alone.
+//! - **R2 renew.** Every [`AgentConfig::heartbeat`] the slot renews the lease with
+//!   [`Engine::renew_fenced`] on its claim's revision. Stale: the command is killed, a
+//!   [`Record::Stale`] note is written, and the delivery is never touched again.
+//! - **R3 finish.** The [`Runner`] classifies the exit ([`Exit::failure`]); a failure
+//!   asks the core's [`RetryPolicy`] (replayed from the claim count, jitter seeded with
+//!   `seed ^ task`). The `ended` record is written with compare-and-set on the claim's
+//!   revision, and **only then** the delivery is acked (done), nak'ed with the core's
+//!   delay (retry) or terminated (gave up). A conflict re-reads: a success is still
+//!   accepted when the claim was lost and nobody claimed again; otherwise stale, as in
+//!   R2.
+//! - **R6 drain and abort** come from a [`Control`] watch: drain stops pulling and lets
+//!   running attempts finish; abort kills every command and settles nothing (the leases
+//!   lapse, the tasks run again elsewhere or after `--resume`).
+//!
+//! # Determinism
+//!
+//! The agent is one future: its slots are polled in slot order by one `join_all`, with no
+//! spawned tasks, no hash-map iteration and only `biased` selects; time is read only
+//! through `tokio::time`. On a paused-clock current-thread runtime with a simulated
+//! engine and a fake runner, a run replays exactly.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use sturdy_core::breaker::{ConsecutiveBreaker, ConsecutiveConfig, Outcome as BreakerOutcome};
+use sturdy_core::failure::FailureKind;
+use sturdy_core::manager::record::{
+    Delivery as CoreDelivery, Ending, Phase, Record as CoreRecord, Report,
+};
+use sturdy_core::retry::{Decision, RetryPolicy, RetryState};
+use sturdy_core::time::Instant as CoreInstant;
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior, sleep, sleep_until};
+
+use crate::engine::{
+    Claim, Conflict, Delivery, Ended, Engine, Fenced, Outcome, Record, Revision, Settle, Stale,
+    TaskId,
+};
+
+/// What the run's control says ([`run`]'s `control`): the coordinator writes it into the
+/// run's definition subject; the CLI watches it and forwards it.
+///
+/// JSON: `"run"`, `"drain"`, `"abort"`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// Pull and run.
+    #[default]
+    Run,
+    /// Pull nothing more; let running attempts finish and settle; then return.
+    Drain,
+    /// Kill every running command, settle nothing, and return at once.
+    Abort,
+}
+
+/// What a [`Runner`] is asked to start.
+#[derive(Clone, Copy, Debug)]
+pub struct Start<'a> {
+    /// The task.
+    pub task: TaskId,
+    /// The attempt, from 1 (the claim's [`Claim::attempt`]).
+    pub attempt: u32,
+    /// The slot's name (`gpu:0`, `cpu`, `3`).
+    pub slot: &'a str,
+    /// The slot's index in [`AgentConfig::slots`], from 0.
+    pub slot_index: usize,
+    /// The work message's payload, as the coordinator enqueued it.
+    pub payload: &'a [u8],
+}
+
+/// How an attempt's command ended, classified by the runner.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exit {
+    /// `None`: success. Otherwise the failure's kind, which the core's retry policy and
+    /// the slot's breaker judge.
+    pub failure: Option<FailureKind>,
+    /// The exit status, when the command exited.
+    pub exit: Option<i32>,
+    /// The signal that ended it, when one did.
+    pub signal: Option<i32>,
+    /// Free text for the record (output path, tail of stderr); keep it to a few KiB.
+    pub detail: String,
+}
+
+/// Starts attempts' commands in slots.
+pub trait Runner {
+    /// One running command.
+    type Running: Running;
+
+    /// Starts task `start.task`'s attempt `start.attempt` in slot `start.slot`.
+    ///
+    /// # Errors
+    /// Why it could not start (shown in the record's `detail`); the attempt then fails
+    /// with [`FailureKind::Unknown`].
+    fn start(&self, start: Start<'_>) -> impl Future<Output = Result<Self::Running, String>>;
+}
+
+/// One running command, from [`Runner::start`].
+pub trait Running {
+    /// Waits until the command ends and classifies how. Must be cancel-safe: the agent
+    /// drops this future whenever a renewal, a timeout or a control change comes first,
+    /// and calls it again.
+    fn wait(&mut self) -> impl Future<Output = Exit>;
+
+    /// Kills the command (and everything it started) for sure; returns once it is gone.
+    /// [`Running::wait`] may be called after it.
+    fn kill(&mut self) -> impl Future<Output = ()>;
+}
+
+/// The agent's settings. [`AgentConfig::new`] gives the defaults; set fields after.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AgentConfig {
+    /// This host's name, written into every claim and ended record.
+    pub host: String,
+    /// The slots, by name (`gpu:0`, `cpu`, `0`): one attempt at a time each.
+    pub slots: Vec<String>,
+    /// How often a running attempt renews its lease (R2); at most a third of the
+    /// engine's ack wait. Default 1 s.
+    pub heartbeat: Duration,
+    /// How long one pull waits for a task before the slot checks its control and
+    /// breaker again. Default 1 s.
+    pub pull_wait: Duration,
+    /// How long to pause after an engine error before trying again. Default 200 ms.
+    pub engine_pause: Duration,
+    /// A command running longer is killed and fails with [`FailureKind::TaskTimeout`];
+    /// `None` (default): no limit.
+    pub timeout: Option<Duration>,
+    /// The retry policy for the task's own failures. Default [`RetryPolicy::ORIGINAL`].
+    pub retry: RetryPolicy,
+    /// Claims lost with their worker (crashed or paused host) that a task survives; the
+    /// next lost claim gives it up (`gave_up`, kind `worker_crash`). Default 2.
+    pub crash_limit: u32,
+    /// The run's seed; the retry jitter of task `n` is drawn from `seed ^ n`.
+    pub seed: u64,
+    /// Each slot's breaker: consecutive failures open it and the slot stops pulling.
+    /// Default [`ConsecutiveConfig::original`].
+    pub breaker: ConsecutiveConfig,
+}
+
+impl AgentConfig {
+    /// The defaults, for host `host` with slots `slots`.
+    pub fn new(host: impl Into<String>, slots: Vec<String>) -> Self {
+        Self {
+            host: host.into(),
+            slots,
+            heartbeat: Duration::from_secs(1),
+            pull_wait: Duration::from_secs(1),
+            engine_pause: Duration::from_millis(200),
+            timeout: None,
+            retry: RetryPolicy::ORIGINAL,
+            crash_limit: 2,
+            seed: 0,
+            breaker: ConsecutiveConfig::original(),
+        }
+    }
+
+    /// Checks the fields.
+    ///
+    /// # Errors
+    /// [`AgentError::Config`] naming the field: `host` empty, `slots` empty or a name
+    /// repeated or empty, `heartbeat`, `pull_wait` or `engine_pause` zero.
+    pub fn validate(&self) -> Result<(), AgentError> {
+        let bad = |field: &'static str, rule: &'static str| Err(AgentError::Config { field, rule });
+        if self.host.is_empty() {
+            return bad("host", "must not be empty");
+        }
+        if self.slots.is_empty() {
+            return bad("slots", "must name at least one slot");
+        }
+        let mut names: Vec<&str> = self.slots.iter().map(String::as_str).collect();
+        if names.iter().any(|n| n.is_empty()) {
+            return bad("slots", "a slot name must not be empty");
+        }
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return bad("slots", "each slot name must appear once");
+        }
+        if self.heartbeat.is_zero() {
+            return bad("heartbeat", "must be above zero");
+        }
+        if self.pull_wait.is_zero() {
+            return bad("pull_wait", "must be above zero");
+        }
+        if self.engine_pause.is_zero() {
+            return bad("engine_pause", "must be above zero");
+        }
+        Ok(())
+    }
+}
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// A field of [`AgentConfig`] broke its rule.
+    #[error("agent config: {field} {rule}")]
+    Config {
+        /// The field.
+        field: &'static str,
+        /// The rule.
+        rule: &'static str,
+    },
+}
+
+/// Something the agent did or met, for its log ([`run`]'s `events`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A slot claimed a task and starts its command.
+    Claimed {
+        /// The task.
+        task: TaskId,
+        /// The attempt.
+        attempt: u32,
+        /// The slot.
+        slot: String,
+    },
+    /// An attempt ended and its record was written.
+    Ended {
+        /// The task.
+        task: TaskId,
+        /// The record written.
+        ended: Ended,
+    },
+    /// A finished task was delivered again; acknowledged without running.
+    Skipped {
+        /// The task.
+        task: TaskId,
+    },
+    /// A task's lost claims went over the crash limit: written `gave_up`.
+    GaveUpOnCrashes {
+        /// The task.
+        task: TaskId,
+        /// The crashes counted.
+        crashes: u32,
+    },
+    /// An attempt found itself stale: its command was killed, its delivery left alone.
+    Stale {
+        /// The task.
+        task: TaskId,
+        /// The attempt.
+        attempt: u32,
+        /// The slot.
+        slot: String,
+        /// Why.
+        reason: String,
+    },
+    /// A slot's breaker refused work; the slot waits.
+    BreakerOpen {
+        /// The slot.
+        slot: String,
+    },
+    /// An engine operation failed; the slot pauses and goes on.
+    EngineError {
+        /// The slot.
+        slot: String,
+        /// The error, as text.
+        error: String,
+    },
+}
+
+/// What the agent did, over all its slots, when [`run`] returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AgentSummary {
+    /// Attempts started (claims written).
+    pub attempts: u64,
+    /// Attempts that ended `done`.
+    pub done: u64,
+    /// Attempts that ended `retry` or `gave_up`.
+    pub failed: u64,
+    /// Attempts found stale (their command killed, their delivery left alone).
+    pub stale: u64,
+    /// Finished tasks delivered again and acknowledged without running.
+    pub skipped: u64,
+}
+
+impl AgentSummary {
+    fn add(&mut self, other: &Self) {
+        self.attempts += other.attempts;
+        self.done += other.done;
+        self.failed += other.failed;
+        self.stale += other.stale;
+        self.skipped += other.skipped;
+    }
+}
+
+/// The core's view of a task's newest engine record: `None` (no record) is
+/// [`CoreRecord::NEW`]. `None` is returned for a record the rules cannot read (a
+/// `reopened` record, or a kind added later).
+pub fn core_record(record: Option<&Record>) -> Option<CoreRecord> {
+    let Some(record) = record else {
+        return Some(CoreRecord::NEW);
+    };
+    let (phase, claims, crashes, own_failures) = match record {
+        Record::Claimed(c) => (Phase::Claimed, c.attempt, c.crashes, c.own_failures),
+        Record::Ended(e) => (
+            match e.outcome {
+                Outcome::Done => Phase::Done,
+                Outcome::Retry => Phase::Retrying,
+                Outcome::GaveUp => Phase::GaveUp,
+            },
+            e.attempt,
+            e.crashes,
+            e.own_failures,
+        ),
+        Record::Stale(s) => (Phase::Lost, s.attempt, s.crashes, s.own_failures),
+        _ => return None,
+    };
+    Some(CoreRecord {
+        phase,
+        claims,
+        crashes,
+        own_failures,
+    })
+}
+
+/// The core's retry decision after attempt `attempt` (claims so far) of `task` failed
+/// with `kind`: the retry state is replayed through `attempt - 1` earlier failures, so
+/// the backoff (and its seeded jitter) continues where the previous attempt left it.
+pub fn retry_decision(
+    policy: &RetryPolicy,
+    seed: u64,
+    task: TaskId,
+    attempt: u32,
+    kind: FailureKind,
+) -> Decision {
+    let mut state = RetryState::new(CoreInstant::ZERO, seed ^ u64::from(task.0));
+    let replay_kind = if policy.retryable().contains(kind) {
+        kind
+    } else {
+        FailureKind::Unknown
+    };
+    // Bounded: past max_attempts every replayed step gives up anyway.
+    let earlier = attempt
+        .saturating_sub(1)
+        .min(policy.max_attempts().saturating_add(1));
+    for _ in 0..earlier {
+        if let Decision::GiveUp(reason) = state.on_failure(policy, replay_kind, CoreInstant::ZERO) {
+            return Decision::GiveUp(reason);
+        }
+    }
+    state.on_failure(policy, kind, CoreInstant::ZERO)
+}
+
+/// Runs the host agent until [`Control::Drain`] (after every running attempt settled)
+/// or [`Control::Abort`] (at once, commands killed, nothing settled).
+///
+/// `engine` is an opened run; `runner` starts commands; `control` carries the run's
+/// control (a dropped sender counts as [`Control::Run`] for ever); `events` hears
+/// everything the agent does, from any slot (it must not block).
+///
+/// Engine errors are never fatal: the slot reports an [`Event::EngineError`], pauses
+/// [`AgentConfig::engine_pause`] and goes on (a restarted server is picked up again).
+///
+/// # Errors
+/// [`AgentError::Config`] when `config` breaks a rule (nothing is pulled).
+pub async fn run<E: Engine, R: Runner>(
+    engine: &E,
+    runner: &R,
+    config: &AgentConfig,
+    control: watch::Receiver<Control>,
+    events: &(dyn Fn(&Event) + Sync),
+) -> Result<AgentSummary, AgentError> {
+    config.validate()?;
+    let origin = Instant::now();
+    let slots = config.slots.iter().enumerate().map(|(index, name)| {
+        let slot = SlotCtx {
+            engine,
+            runner,
+            config,
+            events,
+            origin,
+            index,
+            name,
+        };
+        slot.run(control.clone())
+    });
+    let mut summary = AgentSummary::default();
+    for one in join_all(slots).await {
+        summary.add(&one);
+    }
+    Ok(summary)
+}
+
+struct SlotCtx<'a, E, R> {
+    engine: &'a E,
+    runner: &'a R,
+    config: &'a AgentConfig,
+    events: &'a (dyn Fn(&Event) + Sync),
+    origin: Instant,
+    index: usize,
+    name: &'a str,
+}
+
+/// Waits for the next control change; never returns once the sender is gone.
+async fn changed(control: &mut watch::Receiver<Control>) {
+    if control.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// How one attempt ended, for the slot's loop.
+enum Finished {
+    /// Ran and settled (or tried to): the breaker hears `outcome`.
+    Ran(BreakerOutcome),
+    /// Nothing ran (skipped, gave up on crashes, conflict, engine error).
+    NotRun,
+    /// The attempt was stale or aborted: the breaker hears nothing.
+    Dropped,
+    /// Control said abort.
+    Abort,
+}
+
+impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
+    fn now(&self) -> CoreInstant {
+        let nanos = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        CoreInstant::from_nanos(nanos)
+    }
+
+    fn emit(&self, event: Event) {
+        (self.events)(&event);
+    }
+
+    fn engine_error(&self, error: &dyn std::fmt::Display) {
+        self.emit(Event::EngineError {
+            slot: self.name.to_string(),
+            error: error.to_string(),
+        });
+    }
+
+    async fn run(self, mut control: watch::Receiver<Control>) -> AgentSummary {
+        let mut summary = AgentSummary::default();
+        let mut breaker: ConsecutiveBreaker = ConsecutiveBreaker::new(self.config.breaker);
+        let mut told_open = false;
+        loop {
+            if *control.borrow_and_update() != Control::Run {
+                return summary;
+            }
+            let permit = match breaker.try_acquire(self.now()) {
+                Ok(permit) => {
+                    told_open = false;
+                    permit
+                }
+                Err(_) => {
+                    if !told_open {
+                        told_open = true;
+                        self.emit(Event::BreakerOpen {
+                            slot: self.name.to_string(),
+                        });
+                    }
+                    let wait = breaker
+                        .poll_timeout()
+                        .map(|at| {
+                            Duration::from_nanos(
+                                at.as_nanos().saturating_sub(self.now().as_nanos()),
+                            )
+                        })
+                        .unwrap_or(self.config.pull_wait)
+                        .clamp(Duration::from_millis(1), self.config.pull_wait);
+                    tokio::select! {
+                        biased;
+                        () = changed(&mut control) => {}
+                        () = sleep(wait) => breaker.handle_timeout(self.now()),
+                    }
+                    continue;
+                }
+            };
+            let pulled = tokio::select! {
+                biased;
+                () = changed(&mut control) => None,
+                pulled = self.engine.next_within(self.config.pull_wait) => Some(pulled),
+            };
+            let delivery = match pulled {
+                None | Some(Ok(None)) => {
+                    breaker.release(permit, self.now());
+                    continue;
+                }
+                Some(Err(e)) => {
+                    breaker.release(permit, self.now());
+                    self.engine_error(&e);
+                    sleep(self.config.engine_pause).await;
+                    continue;
+                }
+                Some(Ok(Some(delivery))) => delivery,
+            };
+            match self.attempt(delivery, &mut control, &mut summary).await {
+                Finished::Ran(outcome) => breaker.record(permit, outcome, self.now()),
+                Finished::NotRun | Finished::Dropped => breaker.release(permit, self.now()),
+                Finished::Abort => {
+                    breaker.release(permit, self.now());
+                    return summary;
+                }
+            }
+        }
+    }
+
+    /// R1: reads, decides and writes the claim; then runs it.
+    async fn attempt(
+        &self,
+        delivery: Delivery<E::Handle>,
+        control: &mut watch::Receiver<Control>,
+        summary: &mut AgentSummary,
+    ) -> Finished {
+        let task = delivery.task();
+        let mut conflicts = 0;
+        let (claim, revision) = loop {
+            let (record, revision) = match self.engine.read(task).await {
+                Ok(read) => read,
+                Err(e) => {
+                    self.engine_error(&e);
+                    return Finished::NotRun; // the lease lapses; nothing was charged
+                }
+            };
+            let Some(core) = core_record(record.as_ref()) else {
+                self.engine_error(&format!(
+                    "task {}: record {record:?} is not one the agent can claim; left alone",
+                    task.0
+                ));
+                return Finished::NotRun;
+            };
+            let written = match core.on_delivery(self.config.crash_limit) {
+                CoreDelivery::Skip => {
+                    if let Err(e) = self.engine.settle(delivery, Settle::Ack).await {
+                        self.engine_error(&e);
+                    }
+                    summary.skipped += 1;
+                    self.emit(Event::Skipped { task });
+                    return Finished::NotRun;
+                }
+                CoreDelivery::GiveUp {
+                    record: next,
+                    crashes,
+                } => {
+                    let ended = Record::Ended(Ended {
+                        attempt: next.claims,
+                        epoch: delivery.epoch(),
+                        host: self.config.host.clone(),
+                        slot: self.name.to_string(),
+                        outcome: Outcome::GaveUp,
+                        kind: FailureKind::WorkerCrash.as_str().to_string(),
+                        exit: None,
+                        signal: None,
+                        runtime_ms: 0,
+                        next_ms: None,
+                        detail: format!("its claims were lost {crashes} times"),
+                        crashes: next.crashes,
+                        own_failures: next.own_failures,
+                    });
+                    match self.engine.write(task, revision, &ended).await {
+                        Ok(Ok(_)) => {
+                            if let Err(e) = self.engine.settle(delivery, Settle::Term).await {
+                                self.engine_error(&e);
+                            }
+                            self.emit(Event::GaveUpOnCrashes { task, crashes });
+                            return Finished::NotRun;
+                        }
+                        Ok(Err(conflict)) => Err(conflict),
+                        Err(e) => {
+                            self.engine_error(&e);
+                            return Finished::NotRun;
+                        }
+                    }
+                }
+                CoreDelivery::Claim {
+                    record: next,
+                    attempt,
+                    ..
+                } => {
+                    let claim = Claim {
+                        attempt,
+                        epoch: delivery.epoch(),
+                        host: self.config.host.clone(),
+                        slot: self.name.to_string(),
+                        crashes: next.crashes,
+                        own_failures: next.own_failures,
+                    };
+                    match self
+                        .engine
+                        .write(task, revision, &Record::Claimed(claim.clone()))
+                        .await
+                    {
+                        Ok(Ok(mine)) => Ok((claim, next, mine)),
+                        Ok(Err(conflict)) => Err(conflict),
+                        Err(e) => {
+                            // Unknown whether it was written: leave the delivery; if it
+                            // was, the next delivery charges it as a lost claim.
+                            self.engine_error(&e);
+                            return Finished::NotRun;
+                        }
+                    }
+                }
+            };
+            match written {
+                Ok((claim, next, mine)) => break ((claim, next), mine),
+                Err(Conflict { .. }) if conflicts == 0 => conflicts += 1,
+                Err(_) => return Finished::NotRun, // stale: touch nothing
+            }
+        };
+        summary.attempts += 1;
+        self.emit(Event::Claimed {
+            task,
+            attempt: claim.0.attempt,
+            slot: self.name.to_string(),
+        });
+        self.execute(delivery, claim, revision, control, summary)
+            .await
+    }
+
+    /// Runs the claimed attempt, renewing (R2); then finishes it (R3).
+    async fn execute(
+        &self,
+        delivery: Delivery<E::Handle>,
+        (claim, core): (Claim, CoreRecord),
+        mine: Revision,
+        control: &mut watch::Receiver<Control>,
+        summary: &mut AgentSummary,
+    ) -> Finished {
+        let task = delivery.task();
+        let started = Instant::now();
+        let start = Start {
+            task,
+            attempt: claim.attempt,
+            slot: self.name,
+            slot_index: self.index,
+            payload: delivery.payload(),
+        };
+        let exit = match self.runner.start(start).await {
+            Err(why) => Exit {
+                failure: Some(FailureKind::Unknown),
+                detail: format!("could not start: {why}"),
+                ..Exit::default()
+            },
+            Ok(mut running) => {
+                let mut renew = tokio::time::interval_at(
+                    started + self.config.heartbeat,
+                    self.config.heartbeat,
+                );
+                renew.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                let deadline = self.config.timeout.map(|t| started + t);
+                enum Step {
+                    Control,
+                    Renew,
+                    Timeout,
+                    Exited(Exit),
+                }
+                loop {
+                    let step = tokio::select! {
+                        biased;
+                        () = changed(control) => Step::Control,
+                        _ = renew.tick() => Step::Renew,
+                        () = sleep_until(deadline.unwrap_or(started)), if deadline.is_some() => {
+                            Step::Timeout
+                        }
+                        exit = running.wait() => Step::Exited(exit),
+                    };
+                    match step {
+                        Step::Exited(exit) => break exit,
+                        Step::Control => {
+                            if *control.borrow_and_update() == Control::Abort {
+                                running.kill().await;
+                                return Finished::Abort;
+                            }
+                        }
+                        Step::Timeout => {
+                            running.kill().await;
+                            let mut exit = running.wait().await;
+                            exit.failure = Some(FailureKind::TaskTimeout);
+                            break exit;
+                        }
+                        Step::Renew => match self.engine.renew_fenced(&delivery, mine).await {
+                            Ok(Fenced::Renewed) => {}
+                            Ok(Fenced::Stale { record, .. }) => {
+                                running.kill().await;
+                                let reason = format!("record moved on while running: {record:?}");
+                                self.stale(task, &claim, &reason, summary).await;
+                                return Finished::Dropped;
+                            }
+                            // The command goes on; a lapsed lease shows at the next
+                            // renewal or at the ended write.
+                            Err(e) => self.engine_error(&e),
+                        },
+                    }
+                }
+            }
+        };
+        let runtime = started.elapsed();
+        self.finish(
+            delivery, &claim, core, mine, exit, runtime, control, summary,
+        )
+        .await
+    }
+
+    /// R3: the ended record with compare-and-set on `mine`, then the settle.
+    #[expect(clippy::too_many_arguments, reason = "one attempt's whole state")]
+    async fn finish(
+        &self,
+        delivery: Delivery<E::Handle>,
+        claim: &Claim,
+        core: CoreRecord,
+        mine: Revision,
+        exit: Exit,
+        runtime: Duration,
+        control: &mut watch::Receiver<Control>,
+        summary: &mut AgentSummary,
+    ) -> Finished {
+        let task = delivery.task();
+        let (ending, settle, outcome, next_ms) = match exit.failure {
+            None => (Ending::Done, Settle::Ack, Outcome::Done, None),
+            Some(kind) => match retry_decision(
+                &self.config.retry,
+                self.config.seed,
+                task,
+                claim.attempt,
+                kind,
+            ) {
+                Decision::RetryAfter(delay) => (
+                    Ending::Retry,
+                    Settle::Nak(delay),
+                    Outcome::Retry,
+                    Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+                ),
+                Decision::GiveUp(_) => (Ending::GaveUp, Settle::Term, Outcome::GaveUp, None),
+            },
+        };
+        let report = if exit.failure.is_none() {
+            Report::Success
+        } else {
+            Report::Failure
+        };
+        let breaker_outcome = exit
+            .failure
+            .map_or(BreakerOutcome::Success, BreakerOutcome::Failure);
+        let after = core.finish(ending);
+        let ended = Ended {
+            attempt: claim.attempt,
+            epoch: claim.epoch,
+            host: self.config.host.clone(),
+            slot: self.name.to_string(),
+            outcome,
+            kind: exit
+                .failure
+                .map(|k| k.as_str().to_string())
+                .unwrap_or_default(),
+            exit: exit.exit,
+            signal: exit.signal,
+            runtime_ms: u64::try_from(runtime.as_millis()).unwrap_or(u64::MAX),
+            next_ms,
+            detail: exit.detail,
+            crashes: after.crashes,
+            own_failures: after.own_failures,
+        };
+        let record = Record::Ended(ended.clone());
+        let mut expect = mine;
+        loop {
+            match self.engine.write(task, expect, &record).await {
+                Ok(Ok(_)) => break,
+                Ok(Err(_)) => {
+                    // Moved on: by our own write whose answer was lost, by a reconciler
+                    // that marked the claim lost (a success is still accepted), or by a
+                    // new owner (stale).
+                    let (now, revision) = match self.engine.read(task).await {
+                        Ok(read) => read,
+                        Err(e) => {
+                            self.engine_error(&e);
+                            sleep(self.config.engine_pause).await;
+                            continue;
+                        }
+                    };
+                    if now.as_ref() == Some(&record) {
+                        break;
+                    }
+                    let accepted = core_record(now.as_ref())
+                        .is_some_and(|c| c.accept(claim.attempt, report).is_ok());
+                    if accepted && revision != expect {
+                        expect = revision;
+                        continue;
+                    }
+                    let reason = format!("record moved on before the result: {now:?}");
+                    self.stale(task, claim, &reason, summary).await;
+                    return Finished::Dropped;
+                }
+                Err(e) => {
+                    // The server may be down or restarting: try again, unless aborted.
+                    self.engine_error(&e);
+                    tokio::select! {
+                        biased;
+                        () = changed(control) => {
+                            if *control.borrow_and_update() == Control::Abort {
+                                return Finished::Abort;
+                            }
+                        }
+                        () = sleep(self.config.engine_pause) => {}
+                    }
+                }
+            }
+        }
+        match outcome {
+            Outcome::Done => summary.done += 1,
+            Outcome::Retry | Outcome::GaveUp => summary.failed += 1,
+        }
+        if let Err(e) = self.engine.settle(delivery, settle).await {
+            // The record is written; the message comes back after the ack wait and R1
+            // settles it then (done: ack; retry: it simply runs).
+            self.engine_error(&e);
+        }
+        self.emit(Event::Ended { task, ended });
+        Finished::Ran(breaker_outcome)
+    }
+
+    /// An attempt found itself stale: a journal note, and the delivery is dropped
+    /// untouched.
+    async fn stale(&self, task: TaskId, claim: &Claim, reason: &str, summary: &mut AgentSummary) {
+        summary.stale += 1;
+        let note = Record::Stale(Stale {
+            attempt: claim.attempt,
+            epoch: claim.epoch,
+            host: self.config.host.clone(),
+            slot: self.name.to_string(),
+            reason: reason.to_string(),
+            crashes: claim.crashes,
+            own_failures: claim.own_failures,
+        });
+        if let Err(e) = self.engine.note(task, &note).await {
+            self.engine_error(&e);
+        }
+        self.emit(Event::Stale {
+            task,
+            attempt: claim.attempt,
+            slot: self.name.to_string(),
+            reason: reason.to_string(),
+        });
+    }
+}

@@ -1,0 +1,484 @@
+//! The coordinator's logic: enqueue a run's tasks and project its journal.
+//!
+//! The coordinator (`sturdy run TASKS --engine URL --run NAME`) is not in the hot path:
+//! host agents pull, run and record without it. It enqueues the work messages
+//! ([`enqueue`]), then follows the run's journal ([`Engine::follow`]) and folds every
+//! record into a [`Projection`]: each task's newest record, the counts, the journal lines
+//! (with a host column) and the summary. The journal in the engine is the source of
+//! truth: a coordinator that died re-attaches (`--resume`), replays the journal from the
+//! start and goes on; hosts kept working meanwhile.
+//!
+//! Generic over [`Engine`], deterministic (ordered maps only, `biased` selects, time only
+//! through `tokio::time`), so a simulation drives it unchanged.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use crate::agent::core_record;
+use crate::engine::{
+    Engine, Enqueued, Entry, Error, Generation, Outcome, Position, Record, Revision, TaskId,
+};
+
+/// The task list's fingerprint, as [`RunMeta::fingerprint`](crate::engine::RunMeta):
+/// FNV-1a (64 bit) over every (task number, payload), in hex. The same list gives the
+/// same fingerprint on every host and every version.
+pub fn fingerprint<'a>(tasks: impl IntoIterator<Item = (TaskId, &'a [u8])>) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let mut hash = OFFSET;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    };
+    for (task, payload) in tasks {
+        eat(&task.0.to_le_bytes());
+        eat(&u64::try_from(payload.len())
+            .unwrap_or(u64::MAX)
+            .to_le_bytes());
+        eat(payload);
+    }
+    format!("{hash:016x}")
+}
+
+/// What [`enqueue`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnqueueSummary {
+    /// Work messages stored.
+    pub queued: u64,
+    /// Already stored (same task and generation, inside the engine's duplicate window).
+    pub duplicate: u64,
+    /// Not enqueued: the task already has a record (it was delivered, so its work
+    /// message exists or it finished).
+    pub recorded: u64,
+}
+
+/// Enqueues every task of `tasks` (number and payload) under generation 0.
+///
+/// `fresh`: the run was just created, so no task has a record and none is read. Otherwise
+/// (re-attaching) each task's record is read first and a task that has one is left
+/// alone: its work message was delivered, so it is either still in the engine (waiting,
+/// leased or naked) or the task finished. Re-enqueueing it after the duplicate window
+/// would put a second message of it in the stream.
+///
+/// # Errors
+/// The first engine error (enqueueing again is idempotent: call it again).
+pub async fn enqueue<E: Engine>(
+    engine: &E,
+    tasks: &[(TaskId, Vec<u8>)],
+    fresh: bool,
+) -> Result<EnqueueSummary, Error> {
+    let mut summary = EnqueueSummary::default();
+    for (task, payload) in tasks {
+        if !fresh {
+            let (_, revision) = engine.read(*task).await?;
+            if revision != Revision::NONE {
+                summary.recorded += 1;
+                continue;
+            }
+        }
+        match engine.enqueue(*task, payload, Generation(0)).await? {
+            Enqueued::Queued => summary.queued += 1,
+            Enqueued::Duplicate => summary.duplicate += 1,
+        }
+    }
+    Ok(summary)
+}
+
+/// Where one task stands in the [`Projection`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskView {
+    /// Its newest record (`None`: never claimed).
+    pub record: Option<Record>,
+    /// How many `ended done` records it has (1 at most, by the rules; counted to check).
+    pub done_records: u32,
+    /// Stale notes about it.
+    pub stale_notes: u32,
+}
+
+impl TaskView {
+    /// Whether the task succeeded or failed for good.
+    pub fn is_finished(&self) -> bool {
+        core_record(self.record.as_ref()).is_some_and(|r| r.is_finished())
+    }
+
+    /// Whether the task succeeded.
+    pub fn succeeded(&self) -> bool {
+        matches!(&self.record, Some(Record::Ended(e)) if e.outcome == Outcome::Done)
+    }
+
+    /// Whether an attempt holds the task now.
+    pub fn is_claimed(&self) -> bool {
+        matches!(self.record, Some(Record::Claimed(_)))
+    }
+}
+
+/// The run's counts, from a [`Projection`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Tasks in the run.
+    pub tasks: u64,
+    /// Tasks that succeeded.
+    pub succeeded: u64,
+    /// Tasks given up.
+    pub gave_up: u64,
+    /// Tasks running now (newest record a claim).
+    pub running: u64,
+    /// Tasks neither finished nor running (waiting, or waiting for a retry).
+    pub waiting: u64,
+    /// Attempts claimed, over all tasks.
+    pub attempts: u64,
+    /// Attempts that ended in a failure (retried or given up).
+    pub failed_attempts: u64,
+    /// Stale notes (attempts refused after their record moved on).
+    pub stale: u64,
+}
+
+/// The journal's header line (TSV, `sturdy journal v2`: the worker is a host and a slot).
+pub const JOURNAL_HEADER: &str = "# sturdy journal v2\nposition\ttask\trecord\tattempt\thost\tslot\tepoch\toutcome\tkind\texit\tsignal\truntime_ms\tnext_ms\tdetail";
+
+/// The run's journal folded into per-task state: each task's newest record, the counts
+/// and the journal lines. Fed by [`Projection::apply`] in journal order.
+#[derive(Clone, Debug, Default)]
+pub struct Projection {
+    tasks: BTreeMap<u32, TaskView>,
+    attempts: u64,
+    failed_attempts: u64,
+    stale: u64,
+    next: Position,
+}
+
+impl Projection {
+    /// A projection of a run of `tasks` (the task numbers), none recorded yet.
+    pub fn new(tasks: impl IntoIterator<Item = TaskId>) -> Self {
+        Self {
+            tasks: tasks
+                .into_iter()
+                .map(|t| (t.0, TaskView::default()))
+                .collect(),
+            attempts: 0,
+            failed_attempts: 0,
+            stale: 0,
+            next: Position::START,
+        }
+    }
+
+    /// Where to follow the journal from next.
+    pub fn next_position(&self) -> Position {
+        self.next
+    }
+
+    /// One task's view (`None`: not a task of the run).
+    pub fn task(&self, task: TaskId) -> Option<&TaskView> {
+        self.tasks.get(&task.0)
+    }
+
+    /// Every task's view, by task number.
+    pub fn tasks(&self) -> impl Iterator<Item = (TaskId, &TaskView)> {
+        self.tasks.iter().map(|(n, v)| (TaskId(*n), v))
+    }
+
+    /// Folds one journal entry in (entries before [`Projection::next_position`] are
+    /// ignored, so a replay after a reconnect is harmless) and returns its journal line
+    /// (TSV, no newline), or `None` for an ignored entry. An entry about a task that is
+    /// not in the run is counted nowhere but still journaled.
+    pub fn apply(&mut self, entry: &Entry) -> Option<String> {
+        if entry.position < self.next {
+            return None;
+        }
+        self.next = entry.position.next();
+        let view = self.tasks.get_mut(&entry.task.0);
+        if entry.note {
+            if let Record::Stale(_) = entry.record {
+                self.stale += 1;
+                if let Some(view) = view {
+                    view.stale_notes += 1;
+                }
+            }
+        } else {
+            match &entry.record {
+                Record::Claimed(_) => self.attempts += 1,
+                Record::Ended(e) if e.outcome != Outcome::Done && e.kind != "worker_crash" => {
+                    self.failed_attempts += 1;
+                }
+                _ => {}
+            }
+            if let Some(view) = view {
+                if matches!(&entry.record, Record::Ended(e) if e.outcome == Outcome::Done) {
+                    view.done_records += 1;
+                }
+                view.record = Some(entry.record.clone());
+            }
+        }
+        Some(journal_line(entry))
+    }
+
+    /// Whether every task is finished (succeeded or given up).
+    pub fn is_complete(&self) -> bool {
+        self.tasks.values().all(TaskView::is_finished)
+    }
+
+    /// The counts.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary {
+            tasks: self.tasks.len() as u64,
+            attempts: self.attempts,
+            failed_attempts: self.failed_attempts,
+            stale: self.stale,
+            ..Summary::default()
+        };
+        for view in self.tasks.values() {
+            if view.succeeded() {
+                s.succeeded += 1;
+            } else if view.is_finished() {
+                s.gave_up += 1;
+            } else if view.is_claimed() {
+                s.running += 1;
+            } else {
+                s.waiting += 1;
+            }
+        }
+        s
+    }
+
+    /// The coordinator's exit status: 0 only when every task succeeded, else 1.
+    pub fn exit_status(&self) -> i32 {
+        i32::from(!self.tasks.values().all(TaskView::succeeded))
+    }
+}
+
+/// One journal line: the columns of [`JOURNAL_HEADER`], tab-separated; tabs and newlines
+/// in the detail are written as spaces.
+pub fn journal_line(entry: &Entry) -> String {
+    let mut line = String::new();
+    let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    let (kind, attempt, host, slot, epoch, rest) = match &entry.record {
+        Record::Claimed(c) => (
+            "claimed",
+            c.attempt,
+            c.host.as_str(),
+            c.slot.as_str(),
+            c.epoch,
+            "-\t-\t-\t-\t-\t-\t-".to_string(),
+        ),
+        Record::Ended(e) => (
+            "ended",
+            e.attempt,
+            e.host.as_str(),
+            e.slot.as_str(),
+            e.epoch,
+            format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                match e.outcome {
+                    Outcome::Done => "done",
+                    Outcome::Retry => "retry",
+                    Outcome::GaveUp => "gave_up",
+                },
+                if e.kind.is_empty() { "-" } else { &e.kind },
+                opt(e.exit.map(i64::from)),
+                opt(e.signal.map(i64::from)),
+                e.runtime_ms,
+                opt(e.next_ms.and_then(|n| i64::try_from(n).ok())),
+                clean(&e.detail),
+            ),
+        ),
+        Record::Stale(s) => (
+            "stale",
+            s.attempt,
+            s.host.as_str(),
+            s.slot.as_str(),
+            s.epoch,
+            format!("-\t-\t-\t-\t-\t-\t{}", clean(&s.reason)),
+        ),
+        Record::Reopened { generation } => (
+            "reopened",
+            0,
+            "-",
+            "-",
+            *generation,
+            "-\t-\t-\t-\t-\t-\t-".to_string(),
+        ),
+    };
+    let _ = write!(
+        line,
+        "{}\t{}\t{kind}\t{attempt}\t{host}\t{slot}\t{epoch}\t{rest}",
+        entry.position.0, entry.task.0
+    );
+    line
+}
+
+fn clean(text: &str) -> String {
+    let text: String = text
+        .chars()
+        .map(|c| {
+            if c == '\t' || c == '\n' || c == '\r' {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    if text.is_empty() { "-".into() } else { text }
+}
+
+/// How [`follow`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Followed {
+    /// Every task finished.
+    Complete,
+    /// `stop` said so first.
+    Stopped,
+}
+
+/// Follows the run's journal from the projection's [`Projection::next_position`],
+/// folding every entry in and handing each journal line (and the projection after it)
+/// to `on_line`, until every task is finished or `stop` turns `true`. A projection that
+/// is already complete returns at once.
+///
+/// # Errors
+/// The engine's error when the follow fails (call again: the projection knows where to
+/// resume).
+pub async fn follow<E: Engine>(
+    engine: &E,
+    projection: &mut Projection,
+    mut stop: watch::Receiver<bool>,
+    mut on_line: impl FnMut(&str, &Projection),
+) -> Result<Followed, Error> {
+    if projection.is_complete() {
+        return Ok(Followed::Complete);
+    }
+    let mut stream = engine.follow(projection.next_position()).await?;
+    loop {
+        if *stop.borrow_and_update() {
+            return Ok(Followed::Stopped);
+        }
+        let next = tokio::select! {
+            biased;
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    // The sender is gone: nobody can stop us any more.
+                    stream.next().await
+                } else {
+                    continue;
+                }
+            }
+            next = stream.next() => next,
+        };
+        let Some(entry) = next else {
+            return Err(Error::Engine {
+                run: String::new(),
+                op: "follow",
+                subject: "journal".into(),
+                reason: "the journal stream ended".into(),
+            });
+        };
+        let entry = entry?;
+        if let Some(line) = projection.apply(&entry) {
+            on_line(&line, projection);
+        }
+        if projection.is_complete() {
+            return Ok(Followed::Complete);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Claim, Ended};
+
+    fn ended(attempt: u32, outcome: Outcome) -> Record {
+        Record::Ended(Ended {
+            attempt,
+            epoch: 1,
+            host: "h".into(),
+            slot: "0".into(),
+            outcome,
+            kind: if outcome == Outcome::Done {
+                String::new()
+            } else {
+                "evaluation".into()
+            },
+            exit: Some(if outcome == Outcome::Done { 0 } else { 1 }),
+            signal: None,
+            runtime_ms: 5,
+            next_ms: None,
+            detail: "a\tb".into(),
+            crashes: 0,
+            own_failures: 0,
+        })
+    }
+
+    fn entry(position: u64, task: u32, record: Record) -> Entry {
+        Entry {
+            position: Position(position),
+            task: TaskId(task),
+            record,
+            note: false,
+        }
+    }
+
+    #[test]
+    fn the_projection_counts_and_completes_only_when_every_task_finished() {
+        let mut p = Projection::new([TaskId(1), TaskId(2)]);
+        let claim = Record::Claimed(Claim {
+            attempt: 1,
+            epoch: 1,
+            host: "h0".into(),
+            slot: "gpu:0".into(),
+            crashes: 0,
+            own_failures: 0,
+        });
+        assert_eq!(
+            p.apply(&entry(1, 1, claim.clone())).unwrap(),
+            "1\t1\tclaimed\t1\th0\tgpu:0\t1\t-\t-\t-\t-\t-\t-\t-"
+        );
+        assert_eq!(p.summary().running, 1);
+        assert!(
+            p.apply(&entry(1, 1, claim)).is_none(),
+            "replays are ignored"
+        );
+        assert_eq!(
+            p.apply(&entry(2, 1, ended(1, Outcome::Done))).unwrap(),
+            "2\t1\tended\t1\th\t0\t1\tdone\t-\t0\t-\t5\t-\ta b"
+        );
+        assert!(!p.is_complete());
+        p.apply(&entry(3, 2, ended(1, Outcome::GaveUp)));
+        assert!(p.is_complete());
+        let s = p.summary();
+        assert_eq!(
+            (
+                s.tasks,
+                s.succeeded,
+                s.gave_up,
+                s.attempts,
+                s.failed_attempts
+            ),
+            (2, 1, 1, 1, 1)
+        );
+        assert_eq!(p.exit_status(), 1);
+        assert_eq!(p.next_position(), Position(4));
+    }
+
+    #[test]
+    fn the_fingerprint_depends_on_numbers_and_payloads() {
+        let a = fingerprint([(TaskId(1), &b"echo a"[..]), (TaskId(2), &b"echo b"[..])]);
+        assert_eq!(a.len(), 16);
+        assert_eq!(
+            a,
+            fingerprint([(TaskId(1), &b"echo a"[..]), (TaskId(2), &b"echo b"[..])])
+        );
+        assert_ne!(
+            a,
+            fingerprint([(TaskId(1), &b"echo a"[..]), (TaskId(3), &b"echo b"[..])])
+        );
+        assert_ne!(
+            a,
+            fingerprint([(TaskId(1), &b"echo ab"[..]), (TaskId(2), &b"echo "[..])])
+        );
+    }
+}
