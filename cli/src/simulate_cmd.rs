@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use sturdy_core::backoff::{BackoffConfig, Jitter};
 use sturdy_core::retry::RetryPolicy;
-use sturdy_farm::sim::{self, Dist, Report, WorldConfig, parse_duration_ms};
+use sturdy_farm::sim::{self, AgentKind, Dist, Report, WorldConfig, parse_duration_ms};
 
 use crate::error::CliError;
 
@@ -106,6 +106,13 @@ pub(crate) struct SimulateArgs {
     /// Stop the run (tasks left unfinished) after this much virtual time.
     #[arg(long, value_name = "DURATION", default_value = "30d")]
     time_limit: String,
+    /// Lost claims a task survives (the agent's crash limit); one more gives it up.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    max_worker_crashes: u32,
+    /// The host agent: `real` (farm::agent, unchanged) or `reference` (the simulation's
+    /// own loop of the same rules; faster).
+    #[arg(long, value_name = "KIND", default_value = "real")]
+    agent: String,
     /// The seed of every random draw: the same seed gives the same run.
     #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
@@ -243,6 +250,12 @@ fn config(a: &SimulateArgs) -> Result<WorldConfig, CliError> {
         slow_hosts: a.slow_hosts,
         slow_factor: a.slow_factor,
         time_limit_ms: duration_ms("time-limit", &a.time_limit)?,
+        crash_limit: a.max_worker_crashes,
+        agent: match a.agent.as_str() {
+            "real" => AgentKind::Real,
+            "reference" => AgentKind::Reference,
+            _ => return Err(bad("agent", "must be real or reference")),
+        },
         ..WorldConfig::default()
     };
     cfg.server.max_deliver = a.max_deliver.unwrap_or(2 * u64::from(a.max_attempts) + 5);

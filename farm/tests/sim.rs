@@ -1,6 +1,6 @@
 //! The simulated farm: determinism and the record rules' properties over seeds and faults.
 
-use sturdy_farm::sim::{Dist, Report, WorldConfig, simulate};
+use sturdy_farm::sim::{AgentKind, Dist, Report, WorldConfig, simulate};
 
 fn small(seed: u64) -> WorldConfig {
     WorldConfig {
@@ -45,7 +45,7 @@ mod properties {
     use std::time::Duration;
 
     use proptest::prelude::*;
-    use sturdy_farm::sim::{Dist, WorldConfig, simulate};
+    use sturdy_farm::sim::{AgentKind, Dist, WorldConfig, simulate};
 
     /// A small world under bounded faults: a few hosts, crashes, zombies (pauses longer
     /// than the lease), lost messages, latency, a server restart longer than the lease,
@@ -58,6 +58,7 @@ mod properties {
             (0.0..0.05f64, 0u64..40),
             proptest::option::of((0u64..300_000, 1_000u64..60_000)),
             proptest::option::of((0u64..300_000, 1_000u64..60_000, 0.0..1.0f64)),
+            prop_oneof![Just(AgentKind::Real), Just(AgentKind::Reference)],
         )
             .prop_map(
                 |(
@@ -67,6 +68,7 @@ mod properties {
                     (loss, lat),
                     outage,
                     partition,
+                    agent,
                 )| {
                     let mut c = WorldConfig {
                         seed,
@@ -86,6 +88,7 @@ mod properties {
                         outages: outage.map(|(s, l)| (s, s + l)).into_iter().collect(),
                         partitions: partition.into_iter().collect(),
                         time_limit_ms: 48 * 3_600_000,
+                        agent,
                         ..WorldConfig::default()
                     };
                     c.retry = sturdy_core::retry::RetryPolicy::new(
@@ -110,7 +113,9 @@ mod properties {
 
         #[test]
         fn the_record_rules_hold_under_faults(c in world()) {
-            let max = c.retry.max_attempts();
+            // Claims: the task's own failures within max_attempts, plus the lost ones
+            // within the crash limit, plus the one lost claim that gives it up.
+            let max = c.retry.max_attempts() + c.crash_limit + 1;
             let seed = c.seed;
             let r = simulate(c).unwrap();
             let replay = format!("seed {seed} (replay: the same WorldConfig gives trace {})", r.trace_hash);
@@ -133,6 +138,7 @@ fn an_agent_that_trusts_the_unfenced_ack_loses_tasks() {
     let mut lost = 0;
     for seed in 0..12 {
         let mut c = small(seed);
+        c.agent = AgentKind::Reference;
         c.tasks = 30;
         c.pause_per_hour = 30.0;
         c.pause_ms = Dist::Const(25_000.0);

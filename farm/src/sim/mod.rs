@@ -19,6 +19,7 @@
 
 mod dist;
 mod engine;
+mod real;
 mod server;
 mod world;
 
@@ -27,7 +28,7 @@ use std::fmt;
 pub use dist::{Dist, DistError, parse_duration_ms};
 pub use engine::{NetConfig, SimEngine, SimFollow, SimHandle, SimServer};
 pub use server::{Checks, ServerConfig, ServerStats};
-pub use world::{Report, WorldConfig};
+pub use world::{AgentKind, Report, WorldConfig};
 
 /// A [`WorldConfig`] field broke its rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,5 +148,6 @@ pub fn simulate_with(
             field: "runtime",
             rule: "could not be built",
         })?;
-    Ok(rt.block_on(world::run_world(cfg, progress)))
+    let local = tokio::task::LocalSet::new();
+    Ok(rt.block_on(local.run_until(world::run_world(cfg, progress))))
 }

@@ -78,6 +78,23 @@ pub struct WorldConfig {
     /// not have (they renew without reading the record, and settle after a refused
     /// write). The model must punish this; the real agent never does it.
     pub unfenced_agent: bool,
+    /// Which host agent runs.
+    pub agent: AgentKind,
+    /// Lost claims a task survives (the real agent's `crash_limit`).
+    pub crash_limit: u32,
+}
+
+/// Which host agent logic a simulated host runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AgentKind {
+    /// `farm::agent::run`, the real host agent, unchanged, with a simulated command
+    /// runner.
+    #[default]
+    Real,
+    /// The simulation's own reference loop of the record rules (R1-R3), one task per
+    /// slot; faster, and able to break the rules on purpose
+    /// ([`WorldConfig::unfenced_agent`]).
+    Reference,
 }
 
 impl Default for WorldConfig {
@@ -113,6 +130,8 @@ impl Default for WorldConfig {
             partitions: Vec::new(),
             time_limit_ms: 30 * 24 * 3_600_000,
             unfenced_agent: false,
+            agent: AgentKind::Real,
+            crash_limit: 2,
         }
     }
 }
@@ -181,6 +200,8 @@ pub struct Report {
 struct Exec {
     task: u32,
     start: u64,
+    /// The command exited by itself (its result awaits the record).
+    exited: bool,
 }
 
 #[derive(Default)]
@@ -193,11 +214,13 @@ struct Stats {
     detection_ms: Vec<u64>,
     host_crashes: u64,
     host_pauses: u64,
+    /// Attempts found stale (and noted) while their command still ran.
+    refused_running: u64,
 }
 
 /// What one attempt of a task does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Plan {
+pub(crate) enum Plan {
     /// Runs this long, then succeeds.
     Succeed(u64),
     /// Runs this long, then fails with this kind.
@@ -213,9 +236,13 @@ fn mix(a: u64, b: u64) -> u64 {
 }
 
 pub(crate) struct World {
-    cfg: WorldConfig,
-    start: Instant,
-    paused_until: Vec<AtomicU64>,
+    pub(crate) cfg: WorldConfig,
+    pub(crate) start: Instant,
+    pub(crate) paused_until: Vec<AtomicU64>,
+    /// Per host: every pause so far, summed (ms): a stopped host's commands stop too.
+    pub(crate) paused_total: Vec<AtomicU64>,
+    /// Per host: a poison command killed its agent.
+    pub(crate) poisoned: Vec<tokio::sync::Notify>,
     slow: Vec<bool>,
     stats: Mutex<Stats>,
 }
@@ -226,14 +253,14 @@ impl WorldConfig {
         self.workers.div_ceil(self.slots_per_host.max(1))
     }
 
-    fn slots_of(&self, h: u32) -> u32 {
+    pub(crate) fn slots_of(&self, h: u32) -> u32 {
         self.slots_per_host
             .min(self.workers - h * self.slots_per_host)
     }
 }
 
 impl World {
-    fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         Instant::now().duration_since(self.start).as_millis() as u64
     }
 
@@ -264,7 +291,7 @@ impl World {
         self.cfg.duration.sample_ms(&mut r).max(1)
     }
 
-    fn plan(&self, task: u32, attempt: u32, host: u32) -> Plan {
+    pub(crate) fn plan(&self, task: u32, attempt: u32, host: u32) -> Plan {
         let c = &self.cfg;
         let mut t = SplitMix64::new(mix(c.seed ^ 0x5bd1_e995, u64::from(task)));
         let kind = unit(&mut t);
@@ -291,15 +318,22 @@ impl World {
         Plan::Succeed(ms)
     }
 
-    fn exec_start(&self, host: u32, slot: u32, task: u32) {
+    pub(crate) fn exec_start(&self, host: u32, slot: u32, task: u32) {
         let now = self.now();
         let mut s = self.stats();
         s.executions += 1;
-        s.running.insert((host, slot), Exec { task, start: now });
+        s.running.insert(
+            (host, slot),
+            Exec {
+                task,
+                start: now,
+                exited: false,
+            },
+        );
     }
 
     /// The execution on `host`/`slot` ended; `counted`: its result was accepted.
-    fn exec_end(&self, host: u32, slot: u32, counted: bool) {
+    pub(crate) fn exec_end(&self, host: u32, slot: u32, counted: bool) {
         let now = self.now();
         let mut s = self.stats();
         if let Some(e) = s.running.remove(&(host, slot)) {
@@ -310,6 +344,24 @@ impl World {
                 s.wasted_ms += now - e.start;
             }
         }
+    }
+
+    /// The command on `host`/`slot` exited by itself.
+    pub(crate) fn exec_exited(&self, host: u32, slot: u32) {
+        if let Some(e) = self.stats().running.get_mut(&(host, slot)) {
+            e.exited = true;
+        }
+    }
+
+    /// The attempt on `host`/`slot` was found stale and noted: its command must be gone.
+    pub(crate) fn exec_refused(&self, host: u32, slot: u32) {
+        {
+            let mut s = self.stats();
+            if s.running.get(&(host, slot)).is_some_and(|e| !e.exited) {
+                s.refused_running += 1;
+            }
+        }
+        self.exec_end(host, slot, false);
     }
 
     /// Host `h` crashed: its executions die with it.
@@ -332,6 +384,7 @@ impl World {
     fn pause(&self, h: u32, until: u64) {
         let now = self.now();
         self.paused_until[h as usize].store(until, Ordering::Relaxed);
+        self.paused_total[h as usize].fetch_add(until.saturating_sub(now), Ordering::Relaxed);
         let mut s = self.stats();
         s.host_pauses += 1;
         let tasks: Vec<u32> = s
@@ -344,7 +397,7 @@ impl World {
         }
     }
 
-    fn claimed(&self, task: u32) {
+    pub(crate) fn claimed(&self, task: u32) {
         let now = self.now();
         let mut s = self.stats();
         if let Some(at) = s.lost_at.remove(&task) {
@@ -602,8 +655,15 @@ async fn host_life(w: Arc<World>, server: SimServer, h: u32) {
     let mut next_pause = w.now().saturating_add(exp_ms(&mut rng, c.pause_per_hour));
     loop {
         let mut slots = tokio::task::JoinSet::new();
-        for s in 0..c.slots_of(h) {
-            slots.spawn(slot_loop(w.clone(), server.engine(h), h, s));
+        match c.agent {
+            AgentKind::Real => {
+                slots.spawn_local(super::real::host_agent(w.clone(), server.engine(h), h));
+            }
+            AgentKind::Reference => {
+                for s in 0..c.slots_of(h) {
+                    slots.spawn_local(slot_loop(w.clone(), server.engine(h), h, s));
+                }
+            }
         }
         let crash_at = w
             .now()
@@ -614,18 +674,23 @@ async fn host_life(w: Arc<World>, server: SimServer, h: u32) {
             w.pause(h, w.now() + len);
             next_pause = (w.now() + len).saturating_add(exp_ms(&mut rng, c.pause_per_hour));
         }
-        if crash_at == u64::MAX {
-            std::future::pending::<()>().await;
-        }
-        sleep_until_ms(&w, crash_at).await;
+        let poisoned = tokio::select! {
+            biased;
+            () = w.poisoned[h as usize].notified() => true,
+            () = sleep_until_ms(&w, crash_at) => false,
+        };
         slots.abort_all();
         w.crash(h);
-        tokio::time::sleep(Duration::from_millis(c.host_restart_ms)).await;
+        let down = if poisoned { 1_000 } else { c.host_restart_ms };
+        tokio::time::sleep(Duration::from_millis(down)).await;
     }
 }
 
 async fn sleep_until_ms(w: &World, at: u64) {
-    tokio::time::sleep_until(w.start + Duration::from_millis(at)).await;
+    match w.start.checked_add(Duration::from_millis(at)) {
+        Some(t) if at < u64::MAX / 2 => tokio::time::sleep_until(t).await,
+        _ => std::future::pending().await,
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -660,6 +725,10 @@ pub(crate) async fn run_world(cfg: WorldConfig, progress: &mut dyn FnMut(u64, u6
     let w = Arc::new(World {
         start: Instant::now(),
         paused_until: (0..cfg.hosts()).map(|_| AtomicU64::new(0)).collect(),
+        paused_total: (0..cfg.hosts()).map(|_| AtomicU64::new(0)).collect(),
+        poisoned: (0..cfg.hosts())
+            .map(|_| tokio::sync::Notify::new())
+            .collect(),
         slow,
         stats: Mutex::new(Stats::default()),
         cfg,
@@ -677,7 +746,7 @@ pub(crate) async fn run_world(cfg: WorldConfig, progress: &mut dyn FnMut(u64, u6
     let ideal_ms = (total_ms / slots.max(1)).max(u128::from(longest)) as f64;
     let mut hosts = tokio::task::JoinSet::new();
     for h in 0..c.hosts() {
-        hosts.spawn(host_life(w.clone(), server.clone(), h));
+        hosts.spawn_local(host_life(w.clone(), server.clone(), h));
     }
     let shared = server.shared().clone();
     let limit = w.start + Duration::from_millis(c.time_limit_ms);
@@ -731,7 +800,8 @@ pub(crate) async fn run_world(cfg: WorldConfig, progress: &mut dyn FnMut(u64, u6
         done_records_twice: g.server.checks.done_records_twice,
         writes_after_newer_claim: g.server.checks.writes_after_newer_claim,
         max_claims: g.server.checks.max_claims,
-        orphan_commands: s.running.len() as u64,
+        orphan_commands: s.running.values().filter(|e| !e.exited).count() as u64
+            + s.refused_running,
         makespan_s,
         ideal_makespan_s: ideal_ms / 1000.0,
         wasted_worker_s: s.wasted_ms as f64 / 1000.0,
