@@ -341,6 +341,14 @@ impl Server {
         }
     }
 
+    /// The task's revision only.
+    pub(crate) fn revision(&self, task: TaskId) -> Revision {
+        match self.records.get(task.0 as usize) {
+            Some(Some((_, rev))) => *rev,
+            _ => Revision::NONE,
+        }
+    }
+
     /// Compare-and-set write of the task's record.
     pub(crate) fn write(
         &mut self,
