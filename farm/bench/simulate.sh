@@ -12,7 +12,7 @@ what="${1:-all}"
 run() { # run ARGS... -> "wall_s peak_MiB json"
     local t
     t=$(mktemp)
-    /usr/bin/time -f '%U %M' -o "$t" taskset -c 0 "$S" simulate "$@" --json >"$t.json"
+    /usr/bin/time -f '%U %M' -o "$t" "$S" simulate "$@" --json >"$t.json"
     read -r wall kb <"$t"
     echo "$wall $((kb / 1024)) $(cat "$t.json")"
     rm -f "$t" "$t.json"

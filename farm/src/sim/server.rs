@@ -4,7 +4,9 @@
 //!
 //! What it models, after SCALE-OUT.md section 3:
 //! - each delivery starts a lease of `ack_wait`; a lapsed lease makes the message ready
-//!   again with `num_delivered` one higher (the [`Delivery::epoch`](crate::engine::Delivery::epoch));
+//!   again with `num_delivered` (the [`Delivery::epoch`](crate::engine::Delivery::epoch))
+//!   one higher; redeliveries go before messages never delivered (the server's
+//!   redelivery queue comes first);
 //! - `+WPI` resets the lease of whatever delivery of the message is live, **unfenced**: a
 //!   stale renewal pins the message (point 9);
 //! - ack and term delete the message, **unfenced**: a stale ack deletes the live
@@ -122,6 +124,10 @@ pub(crate) struct Server {
     msgs: BTreeMap<u64, Msg>,
     work_seq: u64,
     dedupe: BTreeSet<(u32, u64)>,
+    /// Never delivered: in stream order.
+    fresh: BTreeSet<u64>,
+    /// To be delivered again (lapsed or nak'd), by the time they may be: served before
+    /// fresh messages, as the server's redelivery queue is.
     ready: BTreeSet<(u64, u64)>,
     pending: BTreeSet<(u64, u64)>,
     records: Vec<Option<(Record, Revision)>>,
@@ -147,6 +153,7 @@ impl Server {
             msgs: BTreeMap::new(),
             work_seq: 0,
             dedupe: BTreeSet::new(),
+            fresh: BTreeSet::new(),
             ready: BTreeSet::new(),
             pending: BTreeSet::new(),
             records: Vec::new(),
@@ -188,12 +195,7 @@ impl Server {
             self.outages.pop_front();
             self.in_outage = false;
             self.lapse(e);
-            let burst = self
-                .ready
-                .iter()
-                .take_while(|(at, _)| *at <= e)
-                .filter(|(_, seq)| self.msgs.get(seq).is_some_and(|m| m.delivered > 0))
-                .count() as u64;
+            let burst = self.ready.iter().take_while(|(at, _)| *at <= e).count() as u64;
             self.stats.redelivery_burst = self.stats.redelivery_burst.max(burst);
         }
         self.lapse(now);
@@ -224,7 +226,11 @@ impl Server {
     /// outage starts or ends.
     pub(crate) fn next_wake(&self, now: u64) -> Option<u64> {
         let lease = self.pending.first().map(|(d, _)| *d);
-        let ready = self.ready.iter().map(|(at, _)| *at).find(|at| *at > now);
+        let ready = self
+            .ready
+            .range((now.saturating_add(1), 0)..)
+            .next()
+            .map(|(at, _)| *at);
         let outage = self
             .outages
             .front()
@@ -255,7 +261,7 @@ impl Server {
                 state: State::Ready(now),
             },
         );
-        self.ready.insert((now, seq));
+        self.fresh.insert(seq);
         true
     }
 
@@ -264,11 +270,13 @@ impl Server {
         if self.in_outage || self.pending.len() >= self.cfg.max_ack_pending {
             return None;
         }
-        let &(at, seq) = self.ready.first()?;
-        if at > now {
-            return None;
-        }
-        self.ready.pop_first();
+        let seq = match self.ready.first() {
+            Some(&(at, seq)) if at <= now => {
+                self.ready.pop_first();
+                seq
+            }
+            _ => self.fresh.pop_first()?,
+        };
         let m = self.msgs.get_mut(&seq)?;
         m.delivered += 1;
         let deadline = now + self.cfg.ack_wait_ms;
@@ -310,7 +318,11 @@ impl Server {
                     self.pending.remove(&(d, seq));
                 }
                 State::Ready(at) => {
-                    self.ready.remove(&(at, seq));
+                    if m.delivered == 0 {
+                        self.fresh.remove(&seq);
+                    } else {
+                        self.ready.remove(&(at, seq));
+                    }
                 }
                 State::Exhausted => {}
             },
@@ -509,6 +521,19 @@ mod tests {
         s.advance(5600);
         assert!(s.pull(5600).is_none());
         assert_eq!((s.messages(), s.stats.exhausted), (1, 1));
+    }
+
+    #[test]
+    fn redeliveries_go_before_the_backlog() {
+        let mut s = Server::new(cfg(), vec![]);
+        for t in 0..3 {
+            s.enqueue(TaskId(t), 0, Bytes::new(), 0);
+        }
+        let a = s.pull(0).unwrap();
+        s.advance(1500);
+        let again = s.pull(1500).unwrap();
+        assert_eq!((again.task, again.epoch), (a.task, 2));
+        assert_eq!(s.pull(1500).unwrap().task, TaskId(1));
     }
 
     #[test]
