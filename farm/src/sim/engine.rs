@@ -366,6 +366,10 @@ impl SimEngine {
                 }
                 None => {
                     if g.waiters.len() >= g.server.cfg.max_waiting {
+                        // The server forgets the pulls of clients that went away.
+                        g.waiters.retain(|w| !w.is_closed());
+                    }
+                    if g.waiters.len() >= g.server.cfg.max_waiting {
                         g.server.stats.pulls_refused += 1;
                         drop(g);
                         return Err(self.err("pull", "exceeded MaxWaiting"));
