@@ -4,7 +4,9 @@
 //! this crate so that the local mode, the multi-host coordinator and the host agent share
 //! it. For now the crate holds its foundation, the [`engine`]: the small trait through
 //! which the farm reaches whatever carries tasks between hosts, with a NATS JetStream
-//! implementation ([`engine::jetstream`]).
+//! implementation ([`engine::jetstream`]). [`sim`] is a deterministic simulation of the
+//! whole multi-host farm (a model of the engine, hosts, network and faults) in which the
+//! host agent runs unchanged, in virtual time (`sturdy simulate`).
 //!
 //! # What the engine decides, and what it does not
 //!
