@@ -30,6 +30,9 @@ use crate::options::{AgentArgs, Detector, JitterArg, Settings, parse_slot};
 use crate::protocol::Outcome;
 use crate::tasks::TaskList;
 
+/// How often the coordinator prints a progress line, at most.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
 /// How long connecting to the engine may take before the command gives up (exit 2).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -267,13 +270,23 @@ async fn follow(
         }
     });
     let mut journal_error = None;
+    let mut last_progress = tokio::time::Instant::now();
     let followed = loop {
         let result = {
-            let line_sink = |line: &str, _: &Projection| {
+            let line_sink = |line: &str, p: &Projection| {
                 if journal_error.is_none()
                     && let Err(e) = writeln!(journal, "{line}")
                 {
                     journal_error = Some(e);
+                }
+                // Progress: one line every 2 s at most, while records come in.
+                if last_progress.elapsed() >= PROGRESS_EVERY {
+                    last_progress = tokio::time::Instant::now();
+                    let s = p.summary();
+                    eprintln!(
+                        "sturdy: {}/{} succeeded, {} gave up, {} running, {} waiting",
+                        s.succeeded, s.tasks, s.gave_up, s.running, s.waiting
+                    );
                 }
             };
             let stop = stop_rx.clone();
@@ -449,7 +462,13 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
                     local = local.max(c);
                 }
                 let remote = watcher.control().await.unwrap_or(Control::Run);
-                let _ = control_tx.send(local.max(remote));
+                let now = local.max(remote);
+                // Only a change wakes the slots (a wake-up cancels their pulls).
+                control_tx.send_if_modified(|c| {
+                    let changed = *c != now;
+                    *c = now;
+                    changed
+                });
             }
         });
         eprintln!(
@@ -458,6 +477,7 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
             js.url(),
             config.slots.len()
         );
+        let last_engine_error = std::sync::Mutex::new(None);
         let events = |event: &Event| match event {
             Event::Stale {
                 task,
@@ -469,7 +489,12 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
                 task.0
             ),
             Event::EngineError { slot, error } => {
-                eprintln!("sturdy agent: slot {slot}: {error}");
+                // At most one a second: a server restart fails every slot's every try.
+                let mut last = last_engine_error.lock().unwrap_or_else(|p| p.into_inner());
+                if last.is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(1)) {
+                    *last = Some(std::time::Instant::now());
+                    eprintln!("sturdy agent: slot {slot}: {error}");
+                }
             }
             Event::BreakerOpen { slot } => {
                 eprintln!("sturdy agent: slot {slot}: breaker open, it pulls nothing for now");

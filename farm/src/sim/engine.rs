@@ -25,7 +25,7 @@ pub struct NetConfig {
     /// One-way latency of each message, in milliseconds.
     pub latency_ms: Dist,
     /// Probability that one message is lost (0..1). A lost request or reply fails its call
-    /// after `request_timeout_ms`; a lost `+WPI`, nak or term is lost silently.
+    /// after `request_timeout_ms`; a lost `+WPI` or ack is lost silently.
     pub loss: f64,
     /// How long a caller waits for a reply before the call fails, in milliseconds.
     pub request_timeout_ms: u64,
@@ -309,7 +309,7 @@ impl SimEngine {
         }
     }
 
-    /// A message without a reply (`+WPI`, nak, term): applied at the server unless lost;
+    /// A message without a reply (`+WPI`, ack): applied at the server unless lost;
     /// the caller learns nothing either way and does not wait.
     fn send(&self, apply: impl FnOnce(&mut Inner, u64)) {
         let mut g = self.shared.lock();
@@ -554,32 +554,33 @@ impl Engine for SimEngine {
     async fn settle(&self, delivery: Delivery<SimHandle>, how: Settle) -> Result<(), Error> {
         let seq = delivery.handle().seq;
         match how {
-            // The double ack waits for the server's answer.
+            // As JetStream: the ack is sent without waiting for a reply (the ended
+            // record's compare-and-set is the fence); nak and term wait for the reply.
             Settle::Ack => {
-                self.call("ack", move |g, now| {
-                    g.server.remove(seq);
-                    g.mix([now, 6, seq, 0]);
-                })
-                .await
-            }
-            Settle::Term => {
                 self.send(move |g, now| {
                     g.server.remove(seq);
-                    g.mix([now, 7, seq, 0]);
+                    g.mix([now, 6, seq, 0]);
                 });
                 Ok(())
+            }
+            Settle::Term => {
+                self.call("term", move |g, now| {
+                    g.server.remove(seq);
+                    g.mix([now, 7, seq, 0]);
+                })
+                .await
             }
             Settle::Nak(delay) => {
                 let delay_ms = delay.as_millis() as u64;
                 let shared = self.shared.clone();
-                self.send(move |g, now| {
+                self.call("nak", move |g, now| {
                     g.server.nak(seq, delay_ms, now);
                     g.mix([now, 8, seq, delay_ms]);
                     if g.arm(now + delay_ms) {
                         shared.driver.notify_one();
                     }
-                });
-                Ok(())
+                })
+                .await
             }
         }
     }
