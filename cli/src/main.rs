@@ -52,6 +52,7 @@ mod protocol;
 mod report;
 mod resume;
 mod run;
+mod simulate_cmd;
 mod state_dir;
 mod state_lock;
 mod storage_fault;
@@ -93,6 +94,7 @@ fn main() {
     let result: Result<i32, CliError> = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Probe(args) => probe_cmd::run(&args),
+        Command::Simulate(args) => simulate_cmd::run(&args),
         Command::Agent(args) => engine_cmd::agent(&args),
         Command::Worker(args) => Ok(worker::run(Duration::from_millis(args.heartbeat_ms.max(1)))),
     };

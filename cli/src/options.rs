@@ -38,6 +38,8 @@ pub(crate) enum Command {
     /// A host agent of a multi-host run: pulls the run's tasks from the NATS JetStream
     /// server for its free slots and runs them.
     Agent(AgentArgs),
+    /// Simulate a multi-host farm in virtual time and report what its settings cost.
+    Simulate(Box<crate::simulate_cmd::SimulateArgs>),
     /// A worker process (started by `sturdy run`; not for direct use).
     #[command(hide = true)]
     Worker(WorkerArgs),

@@ -13,7 +13,9 @@
 //!   (`Skip`); a task whose lost claims are over the crash limit is written `gave_up`
 //!   (kind `worker_crash`) with compare-and-set, then terminated; otherwise the claim is
 //!   written with compare-and-set. A conflict re-reads once; a second conflict leaves the
-//!   delivery alone.
+//!   delivery alone. A first delivery (epoch 1) of generation 0 skips the read: its
+//!   claim is written with compare-and-set against "no record" ([`Revision::NONE`]),
+//!   and only if that is refused does the slot read and decide as above.
 //! - **R2 renew.** Every [`AgentConfig::heartbeat`] the slot renews the lease with
 //!   [`Engine::renew_fenced`] on its claim's revision. Stale: the command is killed, a
 //!   [`Record::Stale`] note is written, and the delivery is never touched again.
@@ -21,7 +23,9 @@
 //!   asks the core's [`RetryPolicy`] (replayed from the claim count, jitter seeded with
 //!   `seed ^ task`). The `ended` record is written with compare-and-set on the claim's
 //!   revision, and **only then** the delivery is acked (done), nak'ed with the core's
-//!   delay (retry) or terminated (gave up). A conflict re-reads: a success is still
+//!   delay (retry) or terminated (gave up). The `ended` write is the fence; the ack
+//!   after it may be lost (JetStream sends it without a reply): the finished task then
+//!   comes back after the ack wait and R1 acknowledges it without running it. A conflict re-reads: a success is still
 //!   accepted when the claim was lost and nobody claimed again; otherwise stale, as in
 //!   R2.
 //! - **R6 drain and abort** come from a [`Control`] watch: drain stops pulling and lets
@@ -50,8 +54,8 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior, sleep, sleep_until};
 
 use crate::engine::{
-    Claim, Conflict, Delivery, Ended, Engine, Fenced, Outcome, Record, Revision, Settle, Stale,
-    TaskId,
+    Claim, Conflict, Delivery, Ended, Engine, Fenced, Generation, Outcome, Record, Revision,
+    Settle, Stale, TaskId,
 };
 
 /// What the run's control says ([`run`]'s `control`): the coordinator writes it into the
@@ -544,8 +548,19 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
     ) -> Finished {
         let task = delivery.task();
         let mut conflicts = 0;
+        // A first delivery of a first enqueueing almost always finds no record: write the
+        // claim with compare-and-set against "no record" without reading first (one round
+        // trip less). If a record exists after all (a resumed or re-enqueued task), the
+        // write is refused, nothing was written, and the loop reads and decides as below;
+        // that refusal does not count as the one conflict allowed.
+        let mut optimistic = delivery.epoch() == 1 && delivery.generation() == Generation(0);
         let (claim, revision) = loop {
-            let (record, revision) = match self.engine.read(task).await {
+            let read = if optimistic {
+                Ok((None, Revision::NONE))
+            } else {
+                self.engine.read(task).await
+            };
+            let (record, revision) = match read {
                 Ok(read) => read,
                 Err(e) => {
                     self.engine_error(&e);
@@ -633,6 +648,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
             };
             match written {
                 Ok((claim, next, mine)) => break ((claim, next), mine),
+                Err(Conflict { .. }) if optimistic => optimistic = false,
                 Err(Conflict { .. }) if conflicts == 0 => conflicts += 1,
                 Err(_) => return Finished::NotRun, // stale: touch nothing
             }

@@ -5,7 +5,9 @@
 //! it. For now the crate holds its foundation, the [`engine`]: the small trait through
 //! which the farm reaches whatever carries tasks between hosts, with a NATS JetStream
 //! implementation ([`engine::jetstream`]); and over any engine the multi-host farm's
-//! host agent ([`agent`]) and coordinator ([`coordinator`]).
+//! host agent ([`agent`]) and coordinator ([`coordinator`]). [`sim`] is a deterministic
+//! simulation of the whole multi-host farm (a model of the engine, hosts, network and
+//! faults) in which the host agent runs unchanged, in virtual time (`sturdy simulate`).
 //!
 //! # What the engine decides, and what it does not
 //!
@@ -57,3 +59,4 @@
 pub mod agent;
 pub mod coordinator;
 pub mod engine;
+pub mod sim;

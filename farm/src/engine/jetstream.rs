@@ -831,7 +831,17 @@ impl Engine for Run {
 
     async fn settle(&self, delivery: Delivery<js::Message>, how: Settle) -> Result<(), Error> {
         let kind = match how {
-            Settle::Ack => AckKind::Ack,
+            // A plain ack (one message, no reply): the fence is the `ended` record's
+            // compare-and-set, written before; the ack only removes the work message. A
+            // lost ack redelivers a finished task after the ack wait, and R1 acks it
+            // without running it (the record says `ended`).
+            Settle::Ack => {
+                return delivery
+                    .handle()
+                    .ack_with(AckKind::Ack)
+                    .await
+                    .map_err(|e| self.fail("ack", delivery.handle().subject.as_str(), &*e));
+            }
             Settle::Nak(delay) if delay.is_zero() => AckKind::Nak(None),
             Settle::Nak(delay) => AckKind::Nak(Some(delay)),
             Settle::Term => AckKind::Term,

@@ -313,6 +313,12 @@ pub trait Engine: Send + Sync {
     /// this attempt's own compare-and-set write succeeded (its `ended` record), or after
     /// reading the record and finding it final (a finished task delivered again);
     /// otherwise leave the delivery alone.
+    ///
+    /// `Ok(())` need not mean the engine received it: JetStream sends [`Settle::Ack`]
+    /// without waiting for a reply (the `ended` record's compare-and-set is the fence, not
+    /// the ack). A lost ack redelivers a finished task after the ack wait; the agent's R1
+    /// then reads `ended` and acks it without running it. Nak and term wait for the
+    /// engine's reply.
     fn settle(
         &self,
         delivery: Delivery<Self::Handle>,

@@ -1,0 +1,177 @@
+//! The real host agent ([`crate::agent::run`]) in the simulated world: a simulated
+//! command [`Runner`], and a host that can be stopped (SIGSTOP) as a whole.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use sturdy_core::FailureKind;
+use tokio::sync::watch;
+use tokio::time::Sleep;
+
+use super::engine::SimEngine;
+use super::world::{Plan, World};
+use crate::agent::{self, AgentConfig, Control, Event, Exit, Runner, Running, Start};
+
+/// Starts simulated commands on one host.
+pub(crate) struct SimRunner {
+    w: Arc<World>,
+    host: u32,
+}
+
+/// One simulated command: it runs its plan's time, stretched by the host's pauses.
+pub(crate) struct SimRunning {
+    w: Arc<World>,
+    host: u32,
+    slot: u32,
+    plan: Plan,
+    start: u64,
+    paused_at_start: u64,
+    killed: bool,
+}
+
+impl Runner for SimRunner {
+    type Running = SimRunning;
+
+    async fn start(&self, start: Start<'_>) -> Result<SimRunning, String> {
+        let slot = start.slot_index as u32;
+        let plan = self.w.plan(start.task.0, start.attempt, self.host);
+        self.w.exec_start(self.host, slot, start.task.0);
+        Ok(SimRunning {
+            w: self.w.clone(),
+            host: self.host,
+            slot,
+            plan,
+            start: self.w.now(),
+            paused_at_start: self.w.paused_total[self.host as usize].load(Ordering::Relaxed),
+            killed: false,
+        })
+    }
+}
+
+impl SimRunning {
+    /// Sleeps until `ms` of the command's own (unpaused) time have passed.
+    async fn run_for(&self, ms: u64) {
+        loop {
+            let paused = self.w.paused_total[self.host as usize].load(Ordering::Relaxed)
+                - self.paused_at_start;
+            let end = self.start + ms + paused;
+            if self.w.now() >= end {
+                return;
+            }
+            tokio::time::sleep_until(self.w.start + Duration::from_millis(end)).await;
+        }
+    }
+}
+
+impl Running for SimRunning {
+    async fn wait(&mut self) -> Exit {
+        if self.killed {
+            return Exit {
+                failure: Some(FailureKind::Cancelled),
+                signal: Some(9),
+                ..Exit::default()
+            };
+        }
+        let failure = match self.plan {
+            Plan::Hang => std::future::pending().await,
+            Plan::Poison(ms) => {
+                self.run_for(ms).await;
+                // The command takes its agent down with it.
+                self.w.poisoned[self.host as usize].notify_one();
+                std::future::pending().await
+            }
+            Plan::Succeed(ms) => {
+                self.run_for(ms).await;
+                None
+            }
+            Plan::Fail(ms, kind) => {
+                self.run_for(ms).await;
+                Some(kind)
+            }
+        };
+        self.w.exec_exited(self.host, self.slot);
+        Exit {
+            failure,
+            exit: Some(i32::from(failure.is_some())),
+            signal: None,
+            detail: String::new(),
+        }
+    }
+
+    async fn kill(&mut self) {
+        if !self.killed {
+            self.killed = true;
+            self.w.exec_end(self.host, self.slot, false);
+        }
+    }
+}
+
+/// A future that is not polled while its host is stopped: the whole agent freezes, its
+/// timers included, as under SIGSTOP.
+struct Stoppable<F> {
+    inner: Pin<Box<F>>,
+    w: Arc<World>,
+    host: u32,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl<F: Future> Future for Stoppable<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let until = self.w.paused_until[self.host as usize].load(Ordering::Relaxed);
+        if self.w.now() < until {
+            let at = self.w.start + Duration::from_millis(until);
+            self.sleep.as_mut().reset(at);
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+/// Host `host`'s agent: `farm::agent::run` over the simulated engine and runner, until
+/// the host crashes (the task is aborted).
+pub(crate) async fn host_agent(w: Arc<World>, engine: SimEngine, host: u32) {
+    let c = &w.cfg;
+    let mut config = AgentConfig::new(
+        format!("h{host}"),
+        (0..c.slots_of(host)).map(|s| s.to_string()).collect(),
+    );
+    config.heartbeat = Duration::from_millis(c.heartbeat_interval_ms);
+    config.timeout = Some(Duration::from_millis(c.command_timeout_ms));
+    config.retry = c.retry;
+    config.crash_limit = c.crash_limit;
+    config.seed = c.seed;
+    config.breaker = c.breaker;
+    let runner = SimRunner { w: w.clone(), host };
+    let (_control, rx) = watch::channel(Control::Run);
+    let events = |e: &Event| match e {
+        Event::Claimed { task, .. } | Event::GaveUpOnCrashes { task, .. } => w.claimed(task.0),
+        Event::Ended { ended, .. } => {
+            if let Ok(slot) = ended.slot.parse::<u32>() {
+                w.exec_end(host, slot, true);
+            }
+        }
+        Event::Stale { slot, .. } => {
+            if let Ok(slot) = slot.parse::<u32>() {
+                w.exec_refused(host, slot);
+            }
+        }
+        _ => {}
+    };
+    let run = agent::run(&engine, &runner, &config, rx, &events);
+    let stoppable = Stoppable {
+        inner: Box::pin(run),
+        w: w.clone(),
+        host,
+        sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+    };
+    // The agent returns only on drain or abort, which the simulation never sends.
+    let _ = stoppable.await;
+}
