@@ -65,29 +65,51 @@ pub struct EnqueueSummary {
 /// leased or naked) or the task finished. Re-enqueueing it after the duplicate window
 /// would put a second message of it in the stream.
 ///
+/// Up to 64 tasks are in flight at once, so the work messages may be stored in an order
+/// slightly different from the list's.
+///
 /// # Errors
-/// The first engine error (enqueueing again is idempotent: call it again).
+/// The first engine error (enqueueing again is idempotent: call it again); tasks after it
+/// may or may not have been enqueued.
 pub async fn enqueue<E: Engine>(
     engine: &E,
     tasks: &[(TaskId, Vec<u8>)],
     fresh: bool,
 ) -> Result<EnqueueSummary, Error> {
+    /// What one task's enqueueing did.
+    enum One {
+        Recorded,
+        Enqueued(Enqueued),
+    }
     let mut summary = EnqueueSummary::default();
-    for (task, payload) in tasks {
-        if !fresh {
-            let (_, revision) = engine.read(*task).await?;
-            if revision != Revision::NONE {
-                summary.recorded += 1;
-                continue;
+    // Up to ENQUEUE_WINDOW tasks in flight at once (one round trip each would otherwise
+    // be paid in turn), polled in task order by one future: no spawned tasks, the same
+    // order every time.
+    let mut each = futures_util::stream::iter(tasks)
+        .map(|(task, payload)| async move {
+            if !fresh {
+                let (_, revision) = engine.read(*task).await?;
+                if revision != Revision::NONE {
+                    return Ok::<_, Error>(One::Recorded);
+                }
             }
-        }
-        match engine.enqueue(*task, payload, Generation(0)).await? {
-            Enqueued::Queued => summary.queued += 1,
-            Enqueued::Duplicate => summary.duplicate += 1,
+            Ok(One::Enqueued(
+                engine.enqueue(*task, payload, Generation(0)).await?,
+            ))
+        })
+        .buffered(ENQUEUE_WINDOW);
+    while let Some(one) = each.next().await {
+        match one? {
+            One::Recorded => summary.recorded += 1,
+            One::Enqueued(Enqueued::Queued) => summary.queued += 1,
+            One::Enqueued(Enqueued::Duplicate) => summary.duplicate += 1,
         }
     }
     Ok(summary)
 }
+
+/// How many tasks [`enqueue`] has in flight at once.
+const ENQUEUE_WINDOW: usize = 64;
 
 /// Where one task stands in the [`Projection`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

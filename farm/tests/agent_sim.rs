@@ -491,3 +491,49 @@ async fn a_task_whose_claims_keep_dying_gives_up_on_crashes() {
     );
     assert_eq!(mem.with(|s| s.settles.clone()), vec![(7, "term")]);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_first_delivery_of_a_finished_task_is_acked_without_running() {
+    // The claim of a first delivery is written against "no record" without reading; here
+    // the task finished already (its work message enqueued again, as by a resume), so
+    // that write is refused, and the agent reads, finds `ended done` and only acks.
+    let mem = Mem::default();
+    let done = Record::Ended(sturdy_farm::engine::Ended {
+        attempt: 1,
+        epoch: 1,
+        host: "gone".into(),
+        slot: "0".into(),
+        outcome: Outcome::Done,
+        kind: String::new(),
+        exit: Some(0),
+        signal: None,
+        runtime_ms: 5,
+        next_ms: None,
+        detail: String::new(),
+        crashes: 0,
+        own_failures: 0,
+    });
+    mem.write(TaskId(3), Revision::NONE, &done)
+        .await
+        .unwrap()
+        .unwrap();
+    mem.enqueue(TaskId(3), b"ok:10", Generation(0))
+        .await
+        .unwrap();
+    let fake = Fake::default();
+    let (tx, rx) = watch::channel(Control::Run);
+    let a = config("a", 1);
+    let drain = async {
+        while mem.with(|s| s.settles.is_empty()) {
+            sleep(Duration::from_millis(20)).await;
+        }
+        tx.send(Control::Drain).unwrap();
+    };
+    let quiet = |_: &Event| {};
+    let (summary, ()) = tokio::join!(agent::run(&mem, &fake, &a, rx, &quiet), drain);
+    let summary = summary.unwrap();
+    assert_eq!((summary.attempts, summary.skipped), (0, 1));
+    assert!(fake.starts.lock().unwrap().is_empty());
+    assert_eq!(mem.with(|s| s.settles.clone()), vec![(3, "ack")]);
+    assert_eq!(mem.with(|s| s.journal.len()), 1, "no claim was written");
+}
