@@ -286,7 +286,11 @@ impl TaskList {
     /// The index of task `n` in [`TaskList::numbers`], if `n` is a task.
     pub(crate) fn index_of(&self, n: u32) -> Option<usize> {
         match &self.inner {
-            Inner::List { numbers, .. } => numbers.binary_search(&n).ok(),
+            // A list without blank or comment lines holds task n at n - 1.
+            Inner::List { numbers, .. } => match (n as usize).checked_sub(1) {
+                Some(i) if numbers.get(i) == Some(&n) => Some(i),
+                _ => numbers.binary_search(&n).ok(),
+            },
             Inner::Arguments { total, .. } => {
                 (n >= 1 && u64::from(n) <= *total).then(|| n as usize - 1)
             }
