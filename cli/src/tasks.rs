@@ -353,8 +353,14 @@ impl TaskList {
         matches!(self.inner, Inner::Arguments { .. })
     }
 
-    /// Checks every command (NUL bytes, [`MAX_COMMAND`]) and computes the fingerprint
-    /// (see [`fingerprint`]), one command at a time.
+    /// Checks every command (NUL bytes, [`MAX_COMMAND`]) and computes the fingerprint,
+    /// one command at a time. The rule: the CRC-64 (XZ) of the number of commands, then
+    /// each command's length and bytes, then, when the task numbers are not `1..=len`
+    /// (blank or comment lines in a task list), `numbers` and each number (a list
+    /// without blank or comment lines keeps the fingerprint it had before task numbers
+    /// were line numbers, as its numbers did not change). The whole list is read and
+    /// fingerprinted before a run starts: a resume of an edited list is refused before
+    /// anything runs.
     fn compute_fingerprint(&self) -> Result<u64, CliError> {
         let mut digest = CRC64.digest();
         digest.update(&(self.len() as u64).to_le_bytes());
@@ -387,14 +393,6 @@ impl TaskList {
         Ok(digest.finalize())
     }
 }
-
-/// The fingerprint's rule: the CRC-64 (XZ) of the number of commands, then each
-/// command's length and bytes, then, when the task numbers are not `1..=len` (blank or
-/// comment lines in a task list), `numbers` and each number (a list without blank or
-/// comment lines keeps the fingerprint it had before task numbers were line numbers,
-/// as its numbers did not change). [`TaskList::compute_fingerprint`] applies it.
-#[cfg(doc)]
-fn fingerprint() {}
 
 /// One input source of argument mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
