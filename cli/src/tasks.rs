@@ -286,7 +286,11 @@ impl TaskList {
     /// The index of task `n` in [`TaskList::numbers`], if `n` is a task.
     pub(crate) fn index_of(&self, n: u32) -> Option<usize> {
         match &self.inner {
-            Inner::List { numbers, .. } => numbers.binary_search(&n).ok(),
+            // A list without blank or comment lines holds task n at n - 1.
+            Inner::List { numbers, .. } => match (n as usize).checked_sub(1) {
+                Some(i) if numbers.get(i) == Some(&n) => Some(i),
+                _ => numbers.binary_search(&n).ok(),
+            },
             Inner::Arguments { total, .. } => {
                 (n >= 1 && u64::from(n) <= *total).then(|| n as usize - 1)
             }
@@ -349,8 +353,14 @@ impl TaskList {
         matches!(self.inner, Inner::Arguments { .. })
     }
 
-    /// Checks every command (NUL bytes, [`MAX_COMMAND`]) and computes the fingerprint
-    /// (see [`fingerprint`]), one command at a time.
+    /// Checks every command (NUL bytes, [`MAX_COMMAND`]) and computes the fingerprint,
+    /// one command at a time. The rule: the CRC-64 (XZ) of the number of commands, then
+    /// each command's length and bytes, then, when the task numbers are not `1..=len`
+    /// (blank or comment lines in a task list), `numbers` and each number (a list
+    /// without blank or comment lines keeps the fingerprint it had before task numbers
+    /// were line numbers, as its numbers did not change). The whole list is read and
+    /// fingerprinted before a run starts: a resume of an edited list is refused before
+    /// anything runs.
     fn compute_fingerprint(&self) -> Result<u64, CliError> {
         let mut digest = CRC64.digest();
         digest.update(&(self.len() as u64).to_le_bytes());
@@ -383,14 +393,6 @@ impl TaskList {
         Ok(digest.finalize())
     }
 }
-
-/// The fingerprint's rule: the CRC-64 (XZ) of the number of commands, then each
-/// command's length and bytes, then, when the task numbers are not `1..=len` (blank or
-/// comment lines in a task list), `numbers` and each number (a list without blank or
-/// comment lines keeps the fingerprint it had before task numbers were line numbers,
-/// as its numbers did not change). [`TaskList::compute_fingerprint`] applies it.
-#[cfg(doc)]
-fn fingerprint() {}
 
 /// One input source of argument mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
