@@ -419,6 +419,21 @@ fn an_agent_cut_off_past_its_lease_loses_its_tasks_to_another_once_each() {
     let cut_at = farm.journal().len();
     let mut b = farm.agent("b", 2, &farm.url);
     sleep(Duration::from_secs(3)); // well past the 1 s lease
+    // On a loaded machine `b` may be slow to claim again: stay cut until it has.
+    let held: Vec<u32> = farm.journal()[..cut_at]
+        .iter()
+        .filter(|l| l.1 == "claimed" && l.3 == "a")
+        .map(|l| l.0)
+        .collect();
+    let until = Instant::now() + Duration::from_secs(60);
+    while !farm
+        .journal()
+        .iter()
+        .any(|l| l.1 == "claimed" && l.3 == "b" && held.contains(&l.0))
+    {
+        assert!(Instant::now() < until, "b took nothing over:\n{}", b.log());
+        sleep(Duration::from_millis(20));
+    }
     proxy.heal();
     let status = coordinator.wait(RUN_LIMIT);
     assert_eq!(status.code(), Some(0), "{}", coordinator.log());
