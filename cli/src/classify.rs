@@ -18,7 +18,7 @@
 //! timeout is a `worker_crash`, decided by the supervisor, not here.
 
 use sturdy_core::FailureKind;
-use sturdy_tokio::supervisor::Finish;
+use sturdy_farm::supervisor::Finish;
 
 use crate::protocol::Outcome;
 

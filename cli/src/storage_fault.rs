@@ -11,7 +11,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use sturdy_tokio::supervisor::StopHandle;
+use sturdy_farm::supervisor::StopHandle;
 
 /// The run's storage-fault latch; cheap to clone, shared by every part of the master.
 #[derive(Clone, Debug, Default)]

@@ -56,3 +56,4 @@
 pub mod agent;
 pub mod coordinator;
 pub mod engine;
+pub mod supervisor;
