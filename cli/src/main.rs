@@ -7,8 +7,8 @@
 //! whose circuit breaker is open gets no work, every attempt is journaled, and
 //! `sturdy run --resume` after a crash of the master runs only what had not finished.
 //! The decisions are the core's ledger's (`sturdy_core::manager`), driven by the tokio
-//! supervisor (`sturdy_tokio::supervisor`); this crate holds the processes, files and
-//! signals.
+//! farm's supervisor (`sturdy_farm::supervisor`); this crate holds the argument parsing,
+//! the output and, for now, the local farm's processes, files and signals.
 //!
 //! `sturdy run COMMAND ::: ARGS` (and `:::: FILE`) is GNU parallel's argument mode
 //! (`template`, `tasks`); each task's output reaches sturdy's stdout and stderr

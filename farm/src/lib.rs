@@ -2,9 +2,18 @@
 //!
 //! The farm (`sturdy run`: supervisor, process pool, journal, state directory) moves into
 //! this crate so that the local mode, the multi-host coordinator and the host agent share
-//! it. For now the crate holds its foundation, the [`engine`]: the small trait through
-//! which the farm reaches whatever carries tasks between hosts, with a NATS JetStream
-//! implementation ([`engine::jetstream`]).
+//! it. It holds:
+//! - [`supervisor`]: drives the core's ledger in real time over a
+//!   [`WorkerPool`](supervisor::WorkerPool) (in-process tokio tasks with
+//!   [`LocalPool`](supervisor::LocalPool), child processes in the `sturdy` CLI), with
+//!   checkpoints to a `sturdy_tokio::checkpoint_store`;
+//! - [`agent`] (the host agent) and [`coordinator`] (enqueue, the journal's projection) of a
+//!   multi-host run;
+//! - the [`engine`]: the small trait through which the farm reaches whatever carries tasks
+//!   between hosts, with a NATS JetStream implementation ([`engine::jetstream`]).
+//!
+//! The local farm's process pool, worker protocol, journal and state directory are still in
+//! the `sturdy` CLI and move here next.
 //!
 //! # What the engine decides, and what it does not
 //!
