@@ -42,23 +42,22 @@ mod error;
 mod farm_metrics;
 mod health_gate;
 mod journal;
-mod oom;
 mod options;
 mod output;
 mod probe_cmd;
-mod process_fence;
 mod process_pool;
-mod protocol;
 mod report;
 mod resume;
 mod run;
 mod state_dir;
 mod state_lock;
-mod storage_fault;
 mod task_set;
 mod tasks;
 mod template;
 mod worker;
+
+// The local farm's parts that moved into the library, under their old names.
+use sturdy_farm::local::{oom, process_fence, protocol, storage_fault};
 
 use std::time::Duration;
 

@@ -65,4 +65,5 @@
 pub mod agent;
 pub mod coordinator;
 pub mod engine;
+pub mod local;
 pub mod supervisor;

@@ -1,0 +1,18 @@
+//! The single-machine farm's parts that are not the supervisor: what the local mode
+//! (`sturdy run`) needs around its worker processes.
+//!
+//! - [`protocol`]: the length-prefixed postcard frames between the master and a
+//!   `sturdy worker` child (its stdin and stdout);
+//! - [`process_fence`]: the marks every process of a worker carries, and the sweeps that
+//!   kill a dead worker's processes before its task runs elsewhere;
+//! - [`oom`]: the cgroup's OOM-kill counter (v2 `memory.events`, v1 `memory.oom_control`);
+//! - [`storage_fault`]: the latch a failure of the farm's own storage trips, stopping the
+//!   run.
+//!
+//! The process pool, the worker's loop, the journal and the state directory are still in
+//! the `sturdy` CLI and move here next.
+
+pub mod oom;
+pub mod process_fence;
+pub mod protocol;
+pub mod storage_fault;
