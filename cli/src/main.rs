@@ -36,12 +36,10 @@ macro_rules! eprint {
     }};
 }
 
-mod classify;
 mod engine_cmd;
 mod error;
 mod farm_metrics;
 mod health_gate;
-mod journal;
 mod options;
 mod output;
 mod probe_cmd;
@@ -54,10 +52,9 @@ mod state_lock;
 mod task_set;
 mod tasks;
 mod template;
-mod worker;
 
 // The local farm's parts that moved into the library, under their old names.
-use sturdy_farm::local::{oom, process_fence, protocol, storage_fault};
+use sturdy_farm::local::{classify, journal, process_fence, protocol, storage_fault, worker};
 
 use std::time::Duration;
 

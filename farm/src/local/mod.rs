@@ -5,14 +5,21 @@
 //!   `sturdy worker` child (its stdin and stdout);
 //! - [`process_fence`]: the marks every process of a worker carries, and the sweeps that
 //!   kill a dead worker's processes before its task runs elsewhere;
+//! - [`worker`]: the `sturdy worker` child's loop (runs one command at a time, heartbeats,
+//!   reports each attempt's outcome);
+//! - [`classify`]: an attempt's outcome as the core's failure kind;
+//! - [`journal`]: the append-only journal of every attempt, and its reader;
 //! - [`oom`]: the cgroup's OOM-kill counter (v2 `memory.events`, v1 `memory.oom_control`);
 //! - [`storage_fault`]: the latch a failure of the farm's own storage trips, stopping the
 //!   run.
 //!
-//! The process pool, the worker's loop, the journal and the state directory are still in
-//! the `sturdy` CLI and move here next.
+//! The process pool, the state directory and its lock, and resume planning are still in the
+//! `sturdy` CLI and move here next.
 
+pub mod classify;
+pub mod journal;
 pub mod oom;
 pub mod process_fence;
 pub mod protocol;
 pub mod storage_fault;
+pub mod worker;
