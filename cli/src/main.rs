@@ -47,14 +47,14 @@ mod process_pool;
 mod report;
 mod resume;
 mod run;
-mod state_dir;
-mod state_lock;
 mod task_set;
 mod tasks;
 mod template;
 
 // The local farm's parts that moved into the library, under their old names.
-use sturdy_farm::local::{classify, journal, process_fence, protocol, storage_fault, worker};
+use sturdy_farm::local::{
+    classify, journal, process_fence, protocol, state_dir, storage_fault, worker,
+};
 
 use std::time::Duration;
 

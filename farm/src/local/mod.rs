@@ -9,17 +9,25 @@
 //!   reports each attempt's outcome);
 //! - [`classify`]: an attempt's outcome as the core's failure kind;
 //! - [`journal`]: the append-only journal of every attempt, and its reader;
+//! - [`state_dir`] and [`state_lock`]: the run's state directory (identity, journal,
+//!   outputs) and the lock that keeps one master per directory; their errors are
+//!   [`FarmError`]s;
 //! - [`oom`]: the cgroup's OOM-kill counter (v2 `memory.events`, v1 `memory.oom_control`);
 //! - [`storage_fault`]: the latch a failure of the farm's own storage trips, stopping the
 //!   run.
 //!
-//! The process pool, the state directory and its lock, and resume planning are still in the
-//! `sturdy` CLI and move here next.
+//! The process pool and resume planning are still in the `sturdy` CLI and move here next.
+
+mod error;
 
 pub mod classify;
 pub mod journal;
 pub mod oom;
 pub mod process_fence;
 pub mod protocol;
+pub mod state_dir;
+pub mod state_lock;
 pub mod storage_fault;
 pub mod worker;
+
+pub use error::{ErrorKind, FarmError};
