@@ -8,16 +8,16 @@
 //!   [`LocalPool`](supervisor::LocalPool), child processes in the `sturdy` CLI), with
 //!   checkpoints to a `sturdy_tokio::checkpoint_store`;
 //! - [`local`]: the single-machine farm's parts around its worker processes: the
-//!   `sturdy worker` child's loop and the master–worker frame protocol, the journal,
-//!   outcome classification, process fencing, the cgroup OOM-kill counter, the
+//!   `sturdy worker` child's loop and the master–worker frame protocol, the journal, the
+//!   state directory and its lock, outcome classification, process fencing, the cgroup OOM-kill counter, the
 //!   storage-fault latch;
 //! - [`agent`] (the host agent) and [`coordinator`] (enqueue, the journal's projection) of a
 //!   multi-host run;
 //! - the [`engine`]: the small trait through which the farm reaches whatever carries tasks
 //!   between hosts, with a NATS JetStream implementation ([`engine::jetstream`]).
 //!
-//! The local farm's process pool, state directory and resume planning are still in the
-//! `sturdy` CLI and move here next.
+//! The local farm's process pool and resume planning are still in the `sturdy` CLI and
+//! move here next.
 //!
 //! # What the engine decides, and what it does not
 //!
