@@ -45,3 +45,13 @@ impl fmt::Display for CliError {
 }
 
 impl std::error::Error for CliError {}
+
+impl From<sturdy_farm::local::FarmError> for CliError {
+    /// Bad input stays bad input (exit code 2); a failure of the run is exit code 1.
+    fn from(e: sturdy_farm::local::FarmError) -> Self {
+        match e.kind() {
+            sturdy_farm::local::ErrorKind::Input => Self::input(e.to_string()),
+            sturdy_farm::local::ErrorKind::Runtime => Self::runtime(e.to_string()),
+        }
+    }
+}

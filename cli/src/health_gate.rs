@@ -13,7 +13,7 @@ use std::time::Duration;
 use sturdy_core::WorkerId;
 use sturdy_core::health::{HealthProbe, HealthStatus, Thresholds, assess, assess_gpu};
 use sturdy_core::manager::WorkerHealth;
-use sturdy_tokio::supervisor::HostHealth;
+use sturdy_farm::supervisor::HostHealth;
 use sturdy_tokio::{HealthMonitor, MonitorConfig};
 use tokio::sync::watch;
 

@@ -7,8 +7,8 @@
 //! whose circuit breaker is open gets no work, every attempt is journaled, and
 //! `sturdy run --resume` after a crash of the master runs only what had not finished.
 //! The decisions are the core's ledger's (`sturdy_core::manager`), driven by the tokio
-//! supervisor (`sturdy_tokio::supervisor`); this crate holds the processes, files and
-//! signals.
+//! farm's supervisor (`sturdy_farm::supervisor`); this crate holds the argument parsing,
+//! the output and, for now, the local farm's processes, files and signals.
 //!
 //! `sturdy run COMMAND ::: ARGS` (and `:::: FILE`) is GNU parallel's argument mode
 //! (`template`, `tasks`); each task's output reaches sturdy's stdout and stderr
@@ -36,30 +36,26 @@ macro_rules! eprint {
     }};
 }
 
-mod classify;
 mod engine_cmd;
 mod error;
 mod farm_metrics;
 mod health_gate;
-mod journal;
-mod oom;
 mod options;
 mod output;
 mod probe_cmd;
-mod process_fence;
 mod process_pool;
-mod protocol;
 mod report;
 mod resume;
 mod run;
 mod simulate_cmd;
-mod state_dir;
-mod state_lock;
-mod storage_fault;
 mod task_set;
 mod tasks;
 mod template;
-mod worker;
+
+// The local farm's parts that moved into the library, under their old names.
+use sturdy_farm::local::{
+    classify, journal, process_fence, protocol, state_dir, storage_fault, worker,
+};
 
 use std::time::Duration;
 

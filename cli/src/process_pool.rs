@@ -22,7 +22,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use sturdy_core::{TaskId, WorkerId};
-use sturdy_tokio::supervisor::{Order, Report, Reporter, WorkerPool};
+use sturdy_farm::supervisor::{Order, Report, Reporter, WorkerPool};
 
 use crate::classify::classify;
 use crate::options::Slot;

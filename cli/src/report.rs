@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use sturdy_core::FailureKind;
-use sturdy_tokio::supervisor::{AttemptRecord, Summary, Verdict};
+use sturdy_farm::supervisor::{AttemptRecord, Summary, Verdict};
 
 /// Progress display: a bar on a terminal, otherwise a line per failed attempt and a
 /// line at every tenth of the run. Both show how many attempts are running and how many

@@ -26,8 +26,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sturdy_core::FailureKind;
 use sturdy_core::manager::TaskState;
+use sturdy_farm::supervisor::read_checkpoint;
 use sturdy_tokio::checkpoint_store::CheckpointStore;
-use sturdy_tokio::supervisor::read_checkpoint;
 
 use crate::error::CliError;
 use crate::journal::{self, TaskHistory};

@@ -17,10 +17,10 @@ use sturdy_core::deadline::DeadlineConfig;
 use sturdy_core::manager::{BreakerState, Event, LedgerConfig};
 use sturdy_core::phi::PhiConfig;
 use sturdy_core::retry::RetryPolicy;
-use sturdy_tokio::checkpoint_store::{CheckpointStore, StoreConfig};
-use sturdy_tokio::supervisor::{
+use sturdy_farm::supervisor::{
     AttemptRecord, FedTask, Observer, Stop, Summary, Supervisor, SupervisorConfig, Verdict,
 };
+use sturdy_tokio::checkpoint_store::{CheckpointStore, StoreConfig};
 
 use crate::error::CliError;
 use crate::farm_metrics::FarmMetrics;
@@ -39,7 +39,7 @@ use crate::task_set::TaskSet;
 use crate::tasks::TaskList;
 use crate::template::Template;
 use std::sync::Arc;
-use sturdy_tokio::supervisor::StopHandle;
+use sturdy_farm::supervisor::StopHandle;
 
 /// Workers a run can have (the ledger's `WORKERS`).
 pub(crate) const MAX_WORKERS: usize = 256;
@@ -137,7 +137,7 @@ impl Observer<String> for RunObserver {
     fn attempt_started(
         &mut self,
         worker: WorkerId,
-        _order: &sturdy_tokio::supervisor::Order<'_, String>,
+        _order: &sturdy_farm::supervisor::Order<'_, String>,
     ) {
         self.progress.started(worker.0);
         if let Some(m) = &self.metrics {

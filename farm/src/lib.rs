@@ -2,12 +2,25 @@
 //!
 //! The farm (`sturdy run`: supervisor, process pool, journal, state directory) moves into
 //! this crate so that the local mode, the multi-host coordinator and the host agent share
-//! it. For now the crate holds its foundation, the [`engine`]: the small trait through
-//! which the farm reaches whatever carries tasks between hosts, with a NATS JetStream
-//! implementation ([`engine::jetstream`]); and over any engine the multi-host farm's
-//! host agent ([`agent`]) and coordinator ([`coordinator`]). [`sim`] is a deterministic
-//! simulation of the whole multi-host farm (a model of the engine, hosts, network and
-//! faults) in which the host agent runs unchanged, in virtual time (`sturdy simulate`).
+//! it. It holds:
+//! - [`supervisor`]: drives the core's ledger in real time over a
+//!   [`WorkerPool`](supervisor::WorkerPool) (in-process tokio tasks with
+//!   [`LocalPool`](supervisor::LocalPool), child processes in the `sturdy` CLI), with
+//!   checkpoints to a `sturdy_tokio::checkpoint_store`;
+//! - [`local`]: the single-machine farm's parts around its worker processes: the
+//!   `sturdy worker` child's loop and the master–worker frame protocol, the journal, the
+//!   state directory and its lock, outcome classification, process fencing, the cgroup OOM-kill counter, the
+//!   storage-fault latch;
+//! - [`agent`] (the host agent) and [`coordinator`] (enqueue, the journal's projection) of a
+//!   multi-host run;
+//! - [`sim`]: a deterministic simulation of the whole multi-host farm (a model of the
+//!   engine, hosts, network and faults) in which the host agent runs unchanged, in
+//!   virtual time (`sturdy simulate`);
+//! - the [`engine`]: the small trait through which the farm reaches whatever carries tasks
+//!   between hosts, with a NATS JetStream implementation ([`engine::jetstream`]).
+//!
+//! The local farm's process pool and resume planning are still in the `sturdy` CLI and
+//! move here next.
 //!
 //! # What the engine decides, and what it does not
 //!
@@ -59,4 +72,6 @@
 pub mod agent;
 pub mod coordinator;
 pub mod engine;
+pub mod local;
 pub mod sim;
+pub mod supervisor;

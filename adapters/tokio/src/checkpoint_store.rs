@@ -3,7 +3,7 @@
 //!
 //! The successor of the original's `CheckpointManager` (keep the newest 5, checkpoint
 //! every 10 generations, generation 0 included), usable on its own for a search loop's
-//! state, and the store the [`Supervisor`](crate::supervisor) writes its ledger
+//! state, and the store the farm's supervisor (`sturdy_farm::supervisor`) writes its ledger
 //! snapshots to.
 //!
 //! Layout: `DIR/EXPERIMENT/GENERATION.ckpt`, the generation as 20 decimal digits so that

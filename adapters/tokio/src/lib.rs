@@ -17,8 +17,6 @@
 //! - tower (feature `tower`, on by default): [`CircuitBreakerLayer`] and [`RetryLayer`]
 //!   for hyper, axum and tonic stacks, judging results with a [`ClassifyResult`]
 //!   ([`HttpStatus`] for HTTP; `GrpcStatus` for gRPC, feature `grpc`);
-//! - [`supervisor`]: the async task farm that drives the core's ledger over a pool of
-//!   workers (in-process tokio tasks, or child processes as in the `sturdy` CLI);
 //! - [`checkpoint_store`]: a directory-backed checkpoint store with crash-safe writes,
 //!   verified reads and the last K kept.
 //!
@@ -46,7 +44,6 @@ mod classify;
 mod clock;
 mod health_monitor;
 mod retry;
-pub mod supervisor;
 #[cfg(feature = "tower")]
 mod tower_breaker;
 #[cfg(feature = "tower")]

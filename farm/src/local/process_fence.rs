@@ -37,7 +37,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// The environment variable that marks a worker's processes.
-pub(crate) const OWNER_VAR: &str = "STURDY_OWNER";
+pub const OWNER_VAR: &str = "STURDY_OWNER";
 
 const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
 
@@ -46,7 +46,7 @@ const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
 /// follows the directory when it is renamed or moved within its filesystem (a resumed
 /// master in the moved directory still finds what an earlier one left running). A
 /// directory that cannot be read falls back to its canonical path.
-pub(crate) fn run_mark(root: &Path) -> String {
+pub fn run_mark(root: &Path) -> String {
     use std::os::unix::fs::MetadataExt;
     let id = match std::fs::metadata(root) {
         Ok(m) => format!("dev {} ino {}", m.dev(), m.ino()).into_bytes(),
@@ -59,7 +59,7 @@ pub(crate) fn run_mark(root: &Path) -> String {
 }
 
 /// The mark of one worker start: `<run>.<master pid>.<slot>.<n>`.
-pub(crate) fn worker_mark(run: &str, slot: usize, start: u64) -> String {
+pub fn worker_mark(run: &str, slot: usize, start: u64) -> String {
     format!("{run}.{}.{}.{start}", std::process::id(), slot + 1)
 }
 
@@ -84,11 +84,11 @@ fn alive(pid: i32) -> bool {
 
 /// What a sweep did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Swept {
+pub struct Swept {
     /// Processes sent `SIGKILL`.
-    pub(crate) killed: usize,
+    pub killed: usize,
     /// Marked processes still alive when the sweep gave up (stuck in the kernel).
-    pub(crate) left: usize,
+    pub left: usize,
 }
 
 /// The parent pid of a process, if it is readable.
@@ -101,7 +101,7 @@ fn parent_of(pid: i32) -> Option<i32> {
 
 /// Whether the process mark `m` is `mark` or extends it (`<mark>.<more>`, as an
 /// attempt's mark extends its worker's).
-pub(crate) fn has_mark(m: &str, mark: &str) -> bool {
+pub fn has_mark(m: &str, mark: &str) -> bool {
     m.strip_prefix(mark)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
@@ -109,7 +109,7 @@ pub(crate) fn has_mark(m: &str, mark: &str) -> bool {
 /// Kills (`SIGKILL`) every live process but this one whose mark satisfies `marked`,
 /// and scans again until none is left alive (a process that forks while it is being
 /// killed is caught by the next scan), for at most about a second.
-pub(crate) fn kill_marked(marked: impl Fn(&str) -> bool) -> Swept {
+pub fn kill_marked(marked: impl Fn(&str) -> bool) -> Swept {
     kill_where(|pid| owner_of(pid).is_some_and(|m| marked(&m)))
 }
 
@@ -118,7 +118,7 @@ pub(crate) fn kill_marked(marked: impl Fn(&str) -> bool) -> Swept {
 /// command left is re-parented here, the worker being a child subreaper, even when it
 /// cleared its environment), scanning again until none is left (see [`kill_marked`]).
 /// Call it only once the command's shell is reaped: it kills every child.
-pub(crate) fn kill_attempt_left(mark: Option<&str>) -> Swept {
+pub fn kill_attempt_left(mark: Option<&str>) -> Swept {
     let me = std::process::id() as i32;
     kill_where(|pid| {
         parent_of(pid) == Some(me)
@@ -166,13 +166,13 @@ fn kill_where(doomed: impl Fn(i32) -> bool) -> Swept {
 
 /// Kills every process of this worker mark or of one of its attempts' marks (see
 /// [`has_mark`] and [`kill_marked`]).
-pub(crate) fn kill_worker_marked(mark: &str) -> Swept {
+pub fn kill_worker_marked(mark: &str) -> Swept {
     kill_marked(|m| has_mark(m, mark))
 }
 
 /// Kills every process left by any earlier master of the state directory whose run mark
 /// is `run` (see [`kill_marked`]).
-pub(crate) fn kill_run_marked(run: &str) -> Swept {
+pub fn kill_run_marked(run: &str) -> Swept {
     let prefix = format!("{run}.");
     kill_marked(|m| m.starts_with(&prefix))
 }

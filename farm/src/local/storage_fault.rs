@@ -11,11 +11,11 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use sturdy_tokio::supervisor::StopHandle;
+use crate::supervisor::StopHandle;
 
 /// The run's storage-fault latch; cheap to clone, shared by every part of the master.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct StorageFault {
+pub struct StorageFault {
     inner: Arc<Mutex<Inner>>,
 }
 
@@ -28,7 +28,7 @@ struct Inner {
 impl StorageFault {
     /// Arms the latch with the supervisor's stop handle (a trip before this only
     /// records the message).
-    pub(crate) fn arm(&self, stop: StopHandle) {
+    pub fn arm(&self, stop: StopHandle) {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if g.message.is_some() {
             stop.abort();
@@ -37,7 +37,7 @@ impl StorageFault {
     }
 
     /// Records `message` (the first one wins) and aborts the run.
-    pub(crate) fn trip(&self, message: impl Into<String>) {
+    pub fn trip(&self, message: impl Into<String>) {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if g.message.is_none() {
             g.message = Some(message.into());
@@ -48,7 +48,7 @@ impl StorageFault {
     }
 
     /// The first fault's message, if one tripped the latch.
-    pub(crate) fn message(&self) -> Option<String> {
+    pub fn message(&self) -> Option<String> {
         self.inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

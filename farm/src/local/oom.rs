@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// The cgroup v2 `memory.events` of the process whose `/proc/PID/cgroup` is `cgroup`.
-pub(crate) fn v2_events_path(cgroup: &str) -> Option<PathBuf> {
+pub fn v2_events_path(cgroup: &str) -> Option<PathBuf> {
     let rel = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
     Some(
         Path::new("/sys/fs/cgroup")
@@ -35,7 +35,7 @@ pub(crate) fn v2_events_path(cgroup: &str) -> Option<PathBuf> {
 
 /// The cgroup v1 `memory.oom_control` of the process whose `/proc/PID/cgroup` is
 /// `cgroup` and `/proc/PID/mountinfo` is `mountinfo`.
-pub(crate) fn v1_oom_control_path(cgroup: &str, mountinfo: &str) -> Option<PathBuf> {
+pub fn v1_oom_control_path(cgroup: &str, mountinfo: &str) -> Option<PathBuf> {
     // `ID:CONTROLLERS:PATH`, CONTROLLERS comma-separated (`4:memory:/user.slice`).
     let rel = cgroup.lines().find_map(|l| {
         let mut it = l.splitn(3, ':');
@@ -76,7 +76,7 @@ pub(crate) fn v1_oom_control_path(cgroup: &str, mountinfo: &str) -> Option<PathB
 
 /// Parses the `oom_kill` counter out of a v2 `memory.events` or v1
 /// `memory.oom_control` text.
-pub(crate) fn parse_oom_kill(events: &str) -> Option<u64> {
+pub fn parse_oom_kill(events: &str) -> Option<u64> {
     events.lines().find_map(|l| {
         let mut it = l.split_whitespace();
         (it.next()? == "oom_kill").then(|| it.next()?.parse().ok())?
@@ -103,7 +103,7 @@ fn counter_file() -> Option<PathBuf> {
 /// The current OOM-kill count of this process's cgroup, or `None` when unknown. The
 /// counter's file is looked up and opened once per process, and read afresh from its
 /// start at each call (one `pread`).
-pub(crate) fn oom_kill_count() -> Option<u64> {
+pub fn oom_kill_count() -> Option<u64> {
     static FILE: OnceLock<Option<File>> = OnceLock::new();
     let file = FILE
         .get_or_init(|| File::open(counter_file()?).ok())

@@ -2,7 +2,7 @@
 //! shell command at a time.
 //!
 //! It reads [`ToWorker`] frames on stdin and writes [`FromWorker`] frames on stdout
-//! (see [`crate::protocol`]). Each command runs as `sh -c COMMAND` in a process group
+//! (see [`crate::local::protocol`]). Each command runs as `sh -c COMMAND` in a process group
 //! of its own, with stdin from `/dev/null`, stdout and stderr to the files the order
 //! names (through pipes the worker copies, so that a full or vanished state directory is
 //! the worker's to see, never the command's), and `STURDY_TASK` and `STURDY_ATTEMPT` in
@@ -20,7 +20,7 @@
 //! before the start.
 //!
 //! Each attempt's command runs with `STURDY_OWNER=<worker mark>.<task>.<attempt>` (see
-//! [`crate::process_fence`]), and the worker is a child subreaper (`PR_SET_CHILD_SUBREAPER`),
+//! [`crate::local::process_fence`]), and the worker is a child subreaper (`PR_SET_CHILD_SUBREAPER`),
 //! so that what the command leaves behind is re-parented to the worker. When an attempt
 //! ends, however it ends, the worker kills its process group, and, when anything of the
 //! attempt is still there (the worker still has a child once the shell is reaped), every
@@ -54,9 +54,9 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
-use crate::oom;
-use crate::process_fence::{self, OWNER_VAR};
-use crate::protocol::{self, FromWorker, Outcome, RunOrder, ToWorker};
+use crate::local::oom;
+use crate::local::process_fence::{self, OWNER_VAR};
+use crate::local::protocol::{self, FromWorker, Outcome, RunOrder, ToWorker};
 
 enum Event {
     Order(ToWorker),
@@ -101,7 +101,7 @@ fn send(msg: &FromWorker) -> io::Result<()> {
 
 /// Runs the worker loop until the master says shut down or goes away. Returns the
 /// process exit code.
-pub(crate) fn run(heartbeat: Duration) -> i32 {
+pub fn run(heartbeat: Duration) -> i32 {
     // A worker stopped (SIGSTOP) when its master dies is in an orphaned process group
     // with a stopped member, so the kernel sends it SIGHUP then SIGCONT. SIGHUP's
     // default action would kill it before it could kill its command; with a handler it

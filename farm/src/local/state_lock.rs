@@ -17,14 +17,14 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::error::CliError;
+use crate::local::FarmError;
 
 /// The lock file's name inside the state directory.
-pub(crate) const LOCK_FILE: &str = "lock";
+pub const LOCK_FILE: &str = "lock";
 
 /// A held lock on a state directory; released when dropped or when the process ends.
 #[derive(Debug)]
-pub(crate) struct StateLock {
+pub struct StateLock {
     dir: Flock<File>,
     _file: Flock<File>,
     root: PathBuf,
@@ -37,9 +37,9 @@ impl StateLock {
     /// # Errors
     /// (exit code 2) another master holds it: the message names the directory and the
     /// holder's pid; the directory or its lock file cannot be created or locked.
-    pub(crate) fn acquire(root: &Path) -> Result<Self, CliError> {
+    pub fn acquire(root: &Path) -> Result<Self, FarmError> {
         let unwritable = |e: std::io::Error| {
-            CliError::input(format!(
+            FarmError::input(format!(
                 "state directory {} is not writable: {e}",
                 root.display()
             ))
@@ -47,7 +47,7 @@ impl StateLock {
         std::fs::create_dir_all(root).map_err(unwritable)?;
         let path = root.join(LOCK_FILE);
         let in_use = |holder: String| {
-            CliError::input(format!(
+            FarmError::input(format!(
                 "state directory {} is in use by another sturdy run ({holder}); one run owns a state directory at a time: wait for it to end, or choose another --state-dir",
                 root.display()
             ))
@@ -63,7 +63,7 @@ impl StateLock {
             Ok(d) => d,
             Err((_, Errno::EWOULDBLOCK)) => return Err(in_use(holder())),
             Err((_, e)) => {
-                return Err(CliError::input(format!(
+                return Err(FarmError::input(format!(
                     "state directory {}: cannot lock it: {e}",
                     root.display()
                 )));
@@ -81,7 +81,7 @@ impl StateLock {
             // A master of an older build holds only the file's lock.
             Err((_, Errno::EWOULDBLOCK)) => return Err(in_use(holder())),
             Err((_, e)) => {
-                return Err(CliError::input(format!(
+                return Err(FarmError::input(format!(
                     "state directory {}: cannot lock {}: {e}",
                     root.display(),
                     path.display()
@@ -103,7 +103,7 @@ impl StateLock {
 
     /// Whether the directory this lock holds is still the one at its path (false once
     /// the state directory was deleted, moved or replaced).
-    pub(crate) fn still_in_place(&self) -> bool {
+    pub fn still_in_place(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
         match (self.dir.metadata(), std::fs::metadata(&self.root)) {
             (Ok(held), Ok(now)) => {
@@ -125,7 +125,7 @@ mod tests {
         let first = StateLock::acquire(&root).unwrap();
         assert!(first.still_in_place());
         let e = StateLock::acquire(&root).unwrap_err();
-        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.kind(), crate::local::ErrorKind::Input);
         let msg = e.to_string();
         assert!(
             msg.contains(&format!("(pid {})", std::process::id())),
@@ -135,7 +135,7 @@ mod tests {
         // Deleting the lock file does not let a second master in.
         std::fs::remove_file(root.join(LOCK_FILE)).unwrap();
         let e = StateLock::acquire(&root).unwrap_err();
-        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.kind(), crate::local::ErrorKind::Input);
         assert!(
             e.to_string().contains("in use by another sturdy run"),
             "{e}"

@@ -12,11 +12,11 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 
 /// The largest payload accepted, in bytes (a command line plus paths fits easily).
-pub(crate) const MAX_FRAME: usize = 1 << 20;
+pub const MAX_FRAME: usize = 1 << 20;
 
 /// An order from the master.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum ToWorker {
+pub enum ToWorker {
     /// Run one attempt of a task.
     Run(RunOrder),
     /// Finish: exit once idle.
@@ -25,40 +25,40 @@ pub(crate) enum ToWorker {
 
 /// One attempt to run: what, under which identity, with which limits, output where.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct RunOrder {
+pub struct RunOrder {
     /// The master's id of the task (echoed in reports).
-    pub(crate) id: u32,
+    pub id: u32,
     /// Task number (from 1), exported as `STURDY_TASK`.
-    pub(crate) task: u32,
+    pub task: u32,
     /// Attempt number (from 1), exported as `STURDY_ATTEMPT`.
-    pub(crate) attempt: u32,
+    pub attempt: u32,
     /// The ledger's epoch of this attempt; echoed in every report about it.
-    pub(crate) epoch: u64,
+    pub epoch: u64,
     /// The shell command, run with `sh -c`.
-    pub(crate) command: String,
+    pub command: String,
     /// Kill the command's process group after this many ms (0: no limit).
-    pub(crate) timeout_ms: u64,
+    pub timeout_ms: u64,
     /// On a timeout, ms between `SIGTERM` and `SIGKILL` to the group (0: `SIGKILL` at
     /// once).
-    pub(crate) kill_grace_ms: u64,
+    pub kill_grace_ms: u64,
     /// Wait this many ms before starting the command (`--delay`); its timeout and
     /// runtime count from the start.
-    pub(crate) delay_ms: u64,
+    pub delay_ms: u64,
     /// Run the command under `nice -n` this niceness (`--nice`).
-    pub(crate) nice: Option<i32>,
+    pub nice: Option<i32>,
     /// Also send the command's output to the master as it comes ([`FromWorker::Output`],
     /// for `--line-buffer`).
-    pub(crate) stream: bool,
+    pub stream: bool,
     /// File that receives the command's stdout (created or truncated; the worker
     /// copies the command's stdout pipe into it).
-    pub(crate) stdout_path: String,
+    pub stdout_path: String,
     /// File that receives the command's stderr (created or truncated).
-    pub(crate) stderr_path: String,
+    pub stderr_path: String,
 }
 
 /// A report from a worker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum FromWorker {
+pub enum FromWorker {
     /// The worker is up; `pid` is its process id.
     Ready {
         /// The worker's process id.
@@ -99,7 +99,7 @@ pub(crate) enum FromWorker {
 
 /// How a command ended, as the worker saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Outcome {
+pub enum Outcome {
     /// It exited with this status (0 is success).
     Exited(i32),
     /// It was killed by this signal. `oom_kill` is true when the cgroup's OOM-kill
@@ -128,7 +128,7 @@ pub(crate) enum Outcome {
 ///
 /// # Errors
 /// The pipe is closed, or the encoding failed.
-pub(crate) fn write_frame<W: Write, M: Serialize>(w: &mut W, msg: &M) -> io::Result<()> {
+pub fn write_frame<W: Write, M: Serialize>(w: &mut W, msg: &M) -> io::Result<()> {
     w.write_all(&encode_frame(msg)?)?;
     w.flush()
 }
@@ -137,7 +137,7 @@ pub(crate) fn write_frame<W: Write, M: Serialize>(w: &mut W, msg: &M) -> io::Res
 ///
 /// # Errors
 /// The encoding failed or the frame is too long.
-pub(crate) fn encode_frame<M: Serialize>(msg: &M) -> io::Result<Vec<u8>> {
+pub fn encode_frame<M: Serialize>(msg: &M) -> io::Result<Vec<u8>> {
     let mut buf = postcard::to_extend(msg, vec![0u8; 4])
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let len = buf.len() - 4;
@@ -152,7 +152,7 @@ pub(crate) fn encode_frame<M: Serialize>(msg: &M) -> io::Result<Vec<u8>> {
 ///
 /// # Errors
 /// The payload is not a valid message.
-pub(crate) fn decode_payload<'a, M: Deserialize<'a>>(payload: &'a [u8]) -> io::Result<M> {
+pub fn decode_payload<'a, M: Deserialize<'a>>(payload: &'a [u8]) -> io::Result<M> {
     postcard::from_bytes(payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
@@ -160,7 +160,7 @@ pub(crate) fn decode_payload<'a, M: Deserialize<'a>>(payload: &'a [u8]) -> io::R
 ///
 /// # Errors
 /// A truncated frame, an oversized length, or a read error.
-pub(crate) fn read_frame<R: Read>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
+pub fn read_frame<R: Read>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Ok(()) => {}

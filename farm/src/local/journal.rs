@@ -37,14 +37,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sturdy_core::FailureKind;
 
 /// The first line of every journal.
-pub(crate) const MAGIC: &str = "# sturdy journal v1";
+pub const MAGIC: &str = "# sturdy journal v1";
 /// The column header.
-pub(crate) const HEADER: &str =
+pub const HEADER: &str =
     "task\tattempt\tworker\tepoch\tstart\tend\truntime\texit\tsignal\tkind\tnext\tcommand";
 
 /// What an attempt led to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Next {
+pub enum Next {
     /// The task succeeded.
     Done,
     /// It will run again.
@@ -58,7 +58,9 @@ pub(crate) enum Next {
 }
 
 impl Next {
-    pub(crate) fn as_str(self) -> &'static str {
+    /// Its name in the journal's `next` column (`done`, `retry`, `gave_up`, `stale`,
+    /// `interrupted`).
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Done => "done",
             Self::Retry => "retry",
@@ -83,19 +85,29 @@ impl Next {
 
 /// One journal line.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Record<'a> {
-    pub(crate) task: u32,
-    pub(crate) attempt: u32,
-    pub(crate) worker: u32,
-    pub(crate) epoch: u64,
-    pub(crate) start: SystemTime,
-    pub(crate) end: SystemTime,
-    pub(crate) exit: Option<i32>,
-    pub(crate) signal: Option<i32>,
+pub struct Record<'a> {
+    /// The task's number (its line in the task list, from 1).
+    pub task: u32,
+    /// The attempt's number for this task, from 1.
+    pub attempt: u32,
+    /// The worker (slot) that ran it.
+    pub worker: u32,
+    /// The attempt's epoch (the ledger's fence against late results).
+    pub epoch: u64,
+    /// When the attempt started (wall clock).
+    pub start: SystemTime,
+    /// When the attempt ended (wall clock).
+    pub end: SystemTime,
+    /// The command's exit code, `None` if it was killed by a signal or never exited.
+    pub exit: Option<i32>,
+    /// The signal that killed the command, if one did.
+    pub signal: Option<i32>,
     /// The failure kind's name, `None` on success.
-    pub(crate) kind: Option<&'a str>,
-    pub(crate) next: Next,
-    pub(crate) command: &'a str,
+    pub kind: Option<&'a str>,
+    /// What the attempt led to.
+    pub next: Next,
+    /// The task's command line.
+    pub command: &'a str,
 }
 
 fn unix_secs(t: SystemTime) -> f64 {
@@ -109,7 +121,7 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 
 impl Record<'_> {
     /// The line, newline included.
-    pub(crate) fn to_line(&self) -> String {
+    pub fn to_line(&self) -> String {
         let (s, e) = (unix_secs(self.start), unix_secs(self.end));
         format!(
             "{}\t{}\t{}\t{}\t{s:.3}\t{e:.3}\t{:.3}\t{}\t{}\t{}\t{}\t{}\n",
@@ -130,27 +142,27 @@ impl Record<'_> {
 /// What a journal says about one task: built by [`TaskHistory::record`] from the
 /// lines the caller accepts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct TaskHistory {
+pub struct TaskHistory {
     /// The largest attempt number on any of its lines, `stale` and `interrupted` ones
     /// included: the next attempt is numbered after it.
-    pub(crate) max_attempt: u32,
+    pub max_attempt: u32,
     /// Whether an attempt succeeded.
-    pub(crate) done: bool,
+    pub done: bool,
     /// Whether the task failed for good (and did not succeed).
-    pub(crate) gave_up: bool,
+    pub gave_up: bool,
     /// The failure kind of its last `gave_up` line.
-    pub(crate) gave_up_kind: Option<FailureKind>,
+    pub gave_up_kind: Option<FailureKind>,
     /// Failed attempts of its own (a `retry` or `gave_up` line of any kind but
     /// `worker_crash`).
-    pub(crate) own_failures: u32,
+    pub own_failures: u32,
     /// Attempts lost to a worker crash (a `retry` or `gave_up` line of kind
     /// `worker_crash`).
-    pub(crate) crashes: u32,
+    pub crashes: u32,
 }
 
 impl TaskHistory {
     /// Adds one line of the task.
-    pub(crate) fn record(&mut self, e: &Entry<'_>) {
+    pub fn record(&mut self, e: &Entry<'_>) {
         self.max_attempt = self.max_attempt.max(e.attempt);
         let kind = e
             .kind
@@ -178,26 +190,30 @@ impl TaskHistory {
 
 /// One attempt line read back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Entry<'a> {
+pub struct Entry<'a> {
     /// Its line number in the file, from 1.
-    pub(crate) line: usize,
-    pub(crate) task: u32,
-    pub(crate) attempt: u32,
+    pub line: usize,
+    /// The task's number (its line in the task list, from 1).
+    pub task: u32,
+    /// The attempt's number for this task, from 1.
+    pub attempt: u32,
     /// The failure kind's name, `None` for `-`.
-    pub(crate) kind: Option<&'a str>,
-    pub(crate) next: Next,
-    pub(crate) command: &'a str,
+    pub kind: Option<&'a str>,
+    /// What the attempt led to.
+    pub next: Next,
+    /// The task's command line.
+    pub command: &'a str,
 }
 
 /// A journal read back whole.
 #[derive(Clone, Debug)]
-pub(crate) struct JournalText {
+pub struct JournalText {
     text: String,
 }
 
 impl JournalText {
     /// Wraps a journal's text (bytes that are not UTF-8 become U+FFFD).
-    pub(crate) fn new(bytes: &[u8]) -> Self {
+    pub fn new(bytes: &[u8]) -> Self {
         Self {
             text: String::from_utf8_lossy(bytes).into_owned(),
         }
@@ -214,7 +230,7 @@ impl JournalText {
 
     /// Whether it starts with the format line or the column header (a journal this
     /// program began; one truncated to nothing, or some other file, does not).
-    pub(crate) fn has_header(&self) -> bool {
+    pub fn has_header(&self) -> bool {
         self.text
             .split('\n')
             .take(2)
@@ -224,7 +240,7 @@ impl JournalText {
     /// Its attempt lines in order: `Ok` for each line that parses, `Err(line number)`
     /// for each that does not (a torn write). The format line, the header, other `#`
     /// lines and blank lines are skipped.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = Result<Entry<'_>, usize>> {
+    pub fn entries(&self) -> impl Iterator<Item = Result<Entry<'_>, usize>> {
         // Split on `\n` only: a command may end in `\r`, which `lines()` would drop.
         self.text.split('\n').enumerate().filter_map(|(i, line)| {
             if line.starts_with('#') || line == HEADER || line.is_empty() {
@@ -254,7 +270,7 @@ fn parse_line(line_no: usize, line: &str) -> Option<Entry<'_>> {
 }
 
 /// The appending journal writer.
-pub(crate) struct Journal {
+pub struct Journal {
     file: File,
     /// The length the file has at least: what it held when opened plus every line
     /// written since (see [`JournalWatch`]).
@@ -265,7 +281,7 @@ pub(crate) struct Journal {
 /// `copytruncate`, a `cp` over it, a `mv` of another file onto it): the file at its path
 /// must still be the one the master appends to, and hold at least every byte the
 /// master wrote. Either failing means lines the record relied on are gone.
-pub(crate) struct JournalWatch {
+pub struct JournalWatch {
     path: PathBuf,
     file: File,
     expected: Arc<AtomicU64>,
@@ -273,7 +289,7 @@ pub(crate) struct JournalWatch {
 
 impl JournalWatch {
     /// `Err(what happened)` when the journal was truncated, replaced or deleted.
-    pub(crate) fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), String> {
         use std::os::unix::fs::MetadataExt;
         // Read the expectation first: a line counted in it is already written.
         let expected = self.expected.load(Ordering::Acquire);
@@ -313,7 +329,7 @@ impl Journal {
     ///
     /// # Errors
     /// The file cannot be opened or written.
-    pub(crate) fn open(path: &Path) -> io::Result<Self> {
+    pub fn open(path: &Path) -> io::Result<Self> {
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -337,7 +353,7 @@ impl Journal {
     ///
     /// # Errors
     /// The file cannot be duplicated.
-    pub(crate) fn watch(&self, path: &Path) -> io::Result<JournalWatch> {
+    pub fn watch(&self, path: &Path) -> io::Result<JournalWatch> {
         Ok(JournalWatch {
             path: path.to_owned(),
             file: self.file.try_clone()?,
@@ -352,7 +368,7 @@ impl Journal {
     ///
     /// A write that fails part-way (a full disk) is cut back off the file where
     /// possible, so that the journal never holds half a line.
-    pub(crate) fn append(&mut self, rec: &Record<'_>) -> io::Result<()> {
+    pub fn append(&mut self, rec: &Record<'_>) -> io::Result<()> {
         let line = rec.to_line();
         let mut written = 0;
         while written < line.len() {
@@ -384,7 +400,7 @@ impl Journal {
     ///
     /// # Errors
     /// `fdatasync` failed.
-    pub(crate) fn sync(&self) -> io::Result<()> {
+    pub fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 }
@@ -393,7 +409,7 @@ impl Journal {
 ///
 /// # Errors
 /// The file exists but cannot be read.
-pub(crate) fn read(path: &Path) -> io::Result<Option<JournalText>> {
+pub fn read(path: &Path) -> io::Result<Option<JournalText>> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(Some(JournalText::from_vec(bytes))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),

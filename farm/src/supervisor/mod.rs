@@ -21,7 +21,7 @@
 //! use sturdy_core::FailureKind;
 //! use sturdy_core::manager::LedgerConfig;
 //! use sturdy_core::retry::fixed_policy;
-//! use sturdy_tokio::supervisor::{LocalPool, Supervisor, SupervisorConfig};
+//! use sturdy_farm::supervisor::{LocalPool, Supervisor, SupervisorConfig};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let ledger = LedgerConfig::new(fixed_policy(3, Duration::from_millis(1)).unwrap());
@@ -55,7 +55,7 @@ use sturdy_core::retry::Decision;
 use sturdy_core::{FailureKind, Instant, TaskId, WorkerId};
 use tokio::sync::{mpsc, watch};
 
-use crate::checkpoint_store::CheckpointStore;
+use sturdy_tokio::checkpoint_store::CheckpointStore;
 
 pub use config::{HostHealth, SupervisorConfig};
 pub use local::LocalPool;

@@ -7,10 +7,10 @@ use std::time::Duration;
 use sturdy_core::FailureKind;
 use sturdy_core::manager::LedgerConfig;
 use sturdy_core::retry::fixed_policy;
-use sturdy_tokio::checkpoint_store::{CheckpointStore, StoreConfig};
-use sturdy_tokio::supervisor::{
+use sturdy_farm::supervisor::{
     AttemptRecord, LocalPool, Observer, Summary, Supervisor, SupervisorConfig, Verdict,
 };
+use sturdy_tokio::checkpoint_store::{CheckpointStore, StoreConfig};
 
 #[derive(Default)]
 struct Tally {
@@ -182,7 +182,7 @@ impl<T> Observer<T> for StartTimes {
     fn attempt_started(
         &mut self,
         _w: sturdy_core::WorkerId,
-        _o: &sturdy_tokio::supervisor::Order<'_, T>,
+        _o: &sturdy_farm::supervisor::Order<'_, T>,
     ) {
         self.0.push(tokio::time::Instant::now());
     }
@@ -191,7 +191,7 @@ impl<T> Observer<T> for StartTimes {
 #[tokio::test(start_paused = true)]
 async fn a_critical_host_holds_dispatch_until_it_recovers() {
     use sturdy_core::health::HealthStatus;
-    use sturdy_tokio::supervisor::HostHealth;
+    use sturdy_farm::supervisor::HostHealth;
     let pool = LocalPool::new(Duration::from_millis(100), |_n: u64, _a: u32| async move {
         tokio::time::sleep(Duration::from_millis(10)).await;
         Ok(())
@@ -340,27 +340,27 @@ async fn a_resumed_task_keeps_its_earlier_failures_and_crashes() {
 /// reports of a recycled slot's earlier tasks must never count, nor be recorded under
 /// the slot's new task.
 struct Replayer {
-    reporter: Option<sturdy_tokio::supervisor::Reporter>,
+    reporter: Option<sturdy_farm::supervisor::Reporter>,
     /// Every attempt dispatched: (slot, epoch, key).
     sent: std::rc::Rc<std::cell::RefCell<Vec<(sturdy_core::TaskId, u32, u64)>>>,
 }
 
-impl sturdy_tokio::supervisor::WorkerPool for Replayer {
+impl sturdy_farm::supervisor::WorkerPool for Replayer {
     type Task = u64;
     fn start(
         &mut self,
         _worker: sturdy_core::WorkerId,
-        reporter: sturdy_tokio::supervisor::Reporter,
+        reporter: sturdy_farm::supervisor::Reporter,
     ) {
-        reporter.send(sturdy_tokio::supervisor::Report::Heartbeat);
+        reporter.send(sturdy_farm::supervisor::Report::Heartbeat);
         self.reporter = Some(reporter);
     }
     fn dispatch(
         &mut self,
         _worker: sturdy_core::WorkerId,
-        order: sturdy_tokio::supervisor::Order<'_, u64>,
+        order: sturdy_farm::supervisor::Order<'_, u64>,
     ) {
-        use sturdy_tokio::supervisor::{Finish, Report};
+        use sturdy_farm::supervisor::{Finish, Report};
         let r = self.reporter.as_ref().unwrap();
         let mut sent = self.sent.borrow_mut();
         for &(task, epoch, _) in sent.iter().rev().take(4) {
@@ -395,7 +395,7 @@ impl sturdy_tokio::supervisor::WorkerPool for Replayer {
 
 #[tokio::test(start_paused = true)]
 async fn a_recycled_slot_never_takes_a_late_report_of_its_earlier_tasks() {
-    use sturdy_tokio::supervisor::FedTask;
+    use sturdy_farm::supervisor::FedTask;
     let sent = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let pool = Replayer {
         reporter: None,
@@ -445,7 +445,7 @@ async fn a_recycled_slot_never_takes_a_late_report_of_its_earlier_tasks() {
 
 #[tokio::test(start_paused = true)]
 async fn a_window_runs_a_long_feed_exactly_once_each() {
-    use sturdy_tokio::supervisor::FedTask;
+    use sturdy_farm::supervisor::FedTask;
     // Odd tasks fail their first attempt; task 7's every attempt fails.
     let pool = LocalPool::new(
         Duration::from_millis(100),

@@ -29,8 +29,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::CliError;
-use crate::state_lock::{LOCK_FILE, StateLock};
+use crate::local::FarmError;
+use crate::local::state_lock::{LOCK_FILE, StateLock};
 
 const FORMAT: u32 = 1;
 
@@ -47,16 +47,16 @@ struct RunMeta {
 
 /// An opened, validated state directory.
 #[derive(Clone, Debug)]
-pub(crate) struct StateDir {
+pub struct StateDir {
     root: PathBuf,
     /// Whether a previous run's state was found (a resume).
-    pub(crate) resumed: bool,
+    pub resumed: bool,
     /// The directory's lock, held while any clone lives.
     lock: Arc<StateLock>,
 }
 
 /// The default state directory for a task list: `.sturdy/<fingerprint>`.
-pub(crate) fn default_path(fingerprint: u64) -> PathBuf {
+pub fn default_path(fingerprint: u64) -> PathBuf {
     PathBuf::from(".sturdy").join(format!("{fingerprint:016x}"))
 }
 
@@ -66,16 +66,16 @@ impl StateDir {
     /// # Errors
     /// (exit code 2) the directory cannot be created or written; it holds a run and
     /// `resume` is false; `resume` is true and it holds a run of a different task list.
-    pub(crate) fn open(
+    pub fn open(
         root: &Path,
         fingerprint: u64,
         tasks: usize,
         source: &str,
         resume: bool,
-    ) -> Result<Self, CliError> {
+    ) -> Result<Self, FarmError> {
         let meta_path = root.join("run.toml");
         let unwritable = |e: std::io::Error| {
-            CliError::input(format!(
+            FarmError::input(format!(
                 "state directory {} is not writable: {e}",
                 root.display()
             ))
@@ -88,7 +88,7 @@ impl StateDir {
                 .filter_map(Result::ok)
                 .find(|e| e.file_name() != ".run.toml.tmp" && e.file_name() != LOCK_FILE)
         {
-            return Err(CliError::input(format!(
+            return Err(FarmError::input(format!(
                 "state directory {} is not empty and holds no sturdy run (it has {}); choose a new or empty --state-dir",
                 root.display(),
                 entry.file_name().to_string_lossy()
@@ -98,14 +98,14 @@ impl StateDir {
         let lock = Arc::new(StateLock::acquire(root)?);
         let existing = match fs::read_to_string(&meta_path) {
             Ok(text) => Some(toml::from_str::<RunMeta>(&text).map_err(|e| {
-                CliError::input(format!(
+                FarmError::input(format!(
                     "state directory {} holds an unreadable run.toml ({e}); refusing to touch it",
                     root.display()
                 ))
             })?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-                return Err(CliError::input(format!(
+                return Err(FarmError::input(format!(
                     "state directory {} is not a directory",
                     root.display()
                 )));
@@ -115,7 +115,7 @@ impl StateDir {
         let want = format!("{fingerprint:016x}");
         match (&existing, resume) {
             (Some(meta), false) => {
-                return Err(CliError::input(format!(
+                return Err(FarmError::input(format!(
                     "state directory {} already holds a run of {} tasks from {}; pass --resume to continue it, or choose another --state-dir",
                     root.display(),
                     meta.tasks,
@@ -123,7 +123,7 @@ impl StateDir {
                 )));
             }
             (Some(meta), true) if meta.fingerprint != want || meta.tasks != tasks => {
-                return Err(CliError::input(format!(
+                return Err(FarmError::input(format!(
                     "--resume: state directory {} was made for a different task list ({} tasks from {}, fingerprint {}; this list: {tasks} tasks, fingerprint {want}); nothing was changed",
                     root.display(),
                     meta.tasks,
@@ -132,7 +132,7 @@ impl StateDir {
                 )));
             }
             (Some(meta), true) if meta.format != FORMAT => {
-                return Err(CliError::input(format!(
+                return Err(FarmError::input(format!(
                     "state directory {} has format {}, this sturdy reads format {FORMAT}",
                     root.display(),
                     meta.format
@@ -148,7 +148,7 @@ impl StateDir {
                 tasks,
                 source: source.to_owned(),
             };
-            let text = toml::to_string(&meta).map_err(|e| CliError::runtime(e.to_string()))?;
+            let text = toml::to_string(&meta).map_err(|e| FarmError::runtime(e.to_string()))?;
             let tmp = root.join(".run.toml.tmp");
             let write = || -> std::io::Result<()> {
                 let mut f = fs::File::create(&tmp)?;
@@ -170,18 +170,18 @@ impl StateDir {
     }
 
     /// The journal file.
-    pub(crate) fn journal(&self) -> PathBuf {
+    pub fn journal(&self) -> PathBuf {
         self.root.join("journal.tsv")
     }
 
     /// `--resume-failed`'s record of the earlier commands of tasks it gave a new text.
-    pub(crate) fn amended(&self) -> PathBuf {
+    pub fn amended(&self) -> PathBuf {
         self.root.join("amended.tsv")
     }
 
     /// The fingerprint and task count recorded in `root`'s `run.toml`, if it holds a
     /// readable one (read without the lock: [`StateDir::open`] checks again under it).
-    pub(crate) fn recorded(root: &Path) -> Option<(u64, usize)> {
+    pub fn recorded(root: &Path) -> Option<(u64, usize)> {
         let text = fs::read_to_string(root.join("run.toml")).ok()?;
         let meta = toml::from_str::<RunMeta>(&text).ok()?;
         Some((u64::from_str_radix(&meta.fingerprint, 16).ok()?, meta.tasks))
@@ -192,7 +192,7 @@ impl StateDir {
     ///
     /// # Errors
     /// `run.toml` cannot be read, written or synced.
-    pub(crate) fn set_fingerprint(&self, fingerprint: u64) -> std::io::Result<()> {
+    pub fn set_fingerprint(&self, fingerprint: u64) -> std::io::Result<()> {
         let meta_path = self.root.join("run.toml");
         let mut meta = toml::from_str::<RunMeta>(&fs::read_to_string(&meta_path)?)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
@@ -208,25 +208,25 @@ impl StateDir {
     }
 
     /// The checkpoint store's root.
-    pub(crate) fn checkpoints(&self) -> PathBuf {
+    pub fn checkpoints(&self) -> PathBuf {
         self.root.join("checkpoints")
     }
 
     /// Output file of one attempt's stream (`out` or `err`).
-    pub(crate) fn output(&self, task: u32, attempt: u32, stream: &str) -> PathBuf {
+    pub fn output(&self, task: u32, attempt: u32, stream: &str) -> PathBuf {
         self.root
             .join("out")
             .join(format!("{task}.{attempt}.{stream}"))
     }
 
     /// The root.
-    pub(crate) fn root(&self) -> &Path {
+    pub fn root(&self) -> &Path {
         &self.root
     }
 
     /// Whether the directory this run locked is still at its path (false once it was
     /// deleted, moved or replaced under the running master).
-    pub(crate) fn still_in_place(&self) -> bool {
+    pub fn still_in_place(&self) -> bool {
         self.lock.still_in_place()
     }
 }
@@ -250,7 +250,7 @@ mod tests {
         drop(s);
         let e = StateDir::open(&root, 0xabc, 3, "t.txt", false).unwrap_err();
         assert!(e.to_string().contains("--resume"), "{e}");
-        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.kind(), crate::local::ErrorKind::Input);
         let resumed = StateDir::open(&root, 0xabc, 3, "t.txt", true).unwrap();
         assert!(resumed.resumed);
         drop(resumed);
@@ -266,7 +266,7 @@ mod tests {
         fs::write(dir.path().join("journal.tsv"), "precious\n").unwrap();
         for resume in [false, true] {
             let e = StateDir::open(dir.path(), 1, 1, "t", resume).unwrap_err();
-            assert_eq!(e.exit_code(), 2);
+            assert_eq!(e.kind(), crate::local::ErrorKind::Input);
             assert!(
                 e.to_string()
                     .contains("holds no sturdy run (it has journal.tsv)"),
@@ -293,7 +293,7 @@ mod tests {
         let file = dir.path().join("plain-file");
         fs::write(&file, "x").unwrap();
         let e = StateDir::open(&file.join("state"), 1, 1, "t", false).unwrap_err();
-        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.kind(), crate::local::ErrorKind::Input);
         assert!(e.to_string().contains("state directory"), "{e}");
     }
 }

@@ -17,15 +17,15 @@
 //! A worker process that vanishes (closed pipe) or goes silent past the heartbeat
 //! timeout is a `worker_crash`, decided by the supervisor, not here.
 
+use crate::supervisor::Finish;
 use sturdy_core::FailureKind;
-use sturdy_tokio::supervisor::Finish;
 
-use crate::protocol::Outcome;
+use crate::local::protocol::Outcome;
 
 const SIGKILL: i32 = 9;
 
 /// The failure kind (or success) of an outcome, with its exit status or signal.
-pub(crate) fn classify(outcome: &Outcome) -> Finish {
+pub fn classify(outcome: &Outcome) -> Finish {
     match *outcome {
         Outcome::Exited(0) => Finish::process(None, Some(0), None),
         Outcome::Exited(code @ (126 | 127)) => {
