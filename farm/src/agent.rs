@@ -42,6 +42,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use futures_util::future::join_all;
 use sturdy_core::breaker::{ConsecutiveBreaker, ConsecutiveConfig, Outcome as BreakerOutcome};
 use sturdy_core::failure::FailureKind;
@@ -267,7 +268,8 @@ pub enum Event {
         /// The crashes counted.
         crashes: u32,
     },
-    /// An attempt found itself stale: its command was killed, its delivery left alone.
+    /// An attempt found itself stale: its command was killed (or had already ended; its
+    /// result is refused), its delivery left alone.
     Stale {
         /// The task.
         task: TaskId,
@@ -569,8 +571,9 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
             };
             let Some(core) = core_record(record.as_ref()) else {
                 self.engine_error(&format!(
-                    "task {}: record {record:?} is not one the agent can claim; left alone",
-                    task.0
+                    "task {}: record ({}) is not one the agent can claim; left alone",
+                    task.0,
+                    describe(record.as_ref())
                 ));
                 return Finished::NotRun;
             };
@@ -727,8 +730,19 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                         Step::Renew => match self.engine.renew_fenced(&delivery, mine).await {
                             Ok(Fenced::Renewed) => {}
                             Ok(Fenced::Stale { record, .. }) => {
+                                // A renewal held up (a partition, a paused host) may come
+                                // back after the command ended: say which.
+                                let ended = running.wait().now_or_never().is_some();
                                 running.kill().await;
-                                let reason = format!("record moved on while running: {record:?}");
+                                let what = if ended {
+                                    "its command had already ended; its result is refused"
+                                } else {
+                                    "its command was killed"
+                                };
+                                let reason = format!(
+                                    "record moved on while running (now: {}); {what}",
+                                    describe(record.as_ref())
+                                );
                                 self.stale(task, &claim, &reason, summary).await;
                                 return Finished::Dropped;
                             }
@@ -886,5 +900,31 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
             slot: self.name.to_string(),
             reason: reason.to_string(),
         });
+    }
+}
+
+/// A task's record in words for the journal and the log (`attempt 2 claimed by b/cpu`,
+/// `attempt 2 ended done on b/cpu`, `no record`).
+fn describe(record: Option<&Record>) -> String {
+    match record {
+        None => "no record".to_string(),
+        Some(Record::Claimed(c)) => {
+            format!("attempt {} claimed by {}/{}", c.attempt, c.host, c.slot)
+        }
+        Some(Record::Ended(e)) => {
+            let outcome = match e.outcome {
+                Outcome::Done => "done",
+                Outcome::Retry => "retry",
+                Outcome::GaveUp => "gave_up",
+            };
+            format!(
+                "attempt {} ended {outcome} on {}/{}",
+                e.attempt, e.host, e.slot
+            )
+        }
+        Some(Record::Stale(st)) => {
+            format!("attempt {} stale on {}/{}", st.attempt, st.host, st.slot)
+        }
+        Some(Record::Reopened { generation }) => format!("reopened, generation {generation}"),
     }
 }
