@@ -44,7 +44,7 @@ pub(crate) struct SimulateArgs {
     /// How long a pause lasts.
     #[arg(long, value_name = "DIST", default_value = "const:30s")]
     pause: String,
-    /// A partition: START+LENGTH[:FRACTION] cuts FRACTION of the hosts (default all) off
+    /// A partition: `START+LENGTH[:FRACTION]` cuts FRACTION of the hosts (default all) off
     /// the engine from START for LENGTH. Repeatable.
     #[arg(long, value_name = "START+LEN[:FRAC]")]
     partition: Vec<String>,
