@@ -668,6 +668,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             (tasks, format!("{} ::: ...", words.join(" ")))
         }
     };
+    if tasks.len() == 0 {
+        return Ok(run_nothing(&settings));
+    }
     if let Some((url, name)) = settings.engine.clone()
         && !settings.dry_run
     {
@@ -934,6 +937,48 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             crate::error::EXIT_TASKS_FAILED
         },
     )
+}
+
+/// A run of no task (an empty argument source or an empty task list on stdin: a
+/// pipeline that found nothing), as GNU parallel: nothing runs, nothing is printed on
+/// stdout (but the `--json` summary, all zeros, with no state directory), no state
+/// directory is made, and the exit code is 0. A line on stderr says so.
+fn run_nothing(settings: &Settings) -> i32 {
+    if settings.dry_run {
+        return 0;
+    }
+    if settings.json {
+        let fin = FinalSummary {
+            tasks: 0,
+            succeeded: 0,
+            succeeded_before: 0,
+            failed: 0,
+            failed_by_kind: std::collections::BTreeMap::new(),
+            failed_tasks: Vec::new(),
+            unfinished: 0,
+            attempts: 0,
+            retries: 0,
+            reassignments: 0,
+            worker_crashes: 0,
+            breaker_trips: 0,
+            stale_results: 0,
+            interrupted: false,
+            wall_seconds: 0.0,
+            master_cpu_seconds: 0.0,
+            state_dir: String::new(),
+            storage_fault: None,
+        };
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}",
+            serde_json::to_string_pretty(&fin).unwrap_or_default()
+        );
+    } else {
+        eprintln!(
+            "sturdy run: no tasks (the input sources or task list on stdin held none); nothing ran"
+        );
+    }
+    0
 }
 
 /// A seed for `--shuf`: the clock and the process id.

@@ -831,3 +831,109 @@ fn values_after_the_first_source_are_never_sturdy_options() {
     // A run was made (no dry run): its journal holds the six tasks.
     assert_exactly_once(&journal(&dir.path().join("s1")), 6);
 }
+
+/// Runs `sturdy run` and parallel with the same arguments and the same stdin; returns
+/// (sturdy, parallel).
+fn both_with_stdin(dir: &Path, state: &str, args: &[&str], stdin: &[u8]) -> (Output, Output) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let feed = |mut c: Command| {
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let mut s = sturdy();
+    s.current_dir(dir)
+        .args(["run", "--state-dir", state, "--backoff-base", "0"])
+        .args(args);
+    let mut p = parallel();
+    p.current_dir(dir).args(args);
+    (feed(s), feed(p))
+}
+
+#[test]
+fn an_empty_argument_source_runs_nothing_and_succeeds_like_parallel() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("empty.txt"), "").unwrap();
+    for (i, (args, stdin)) in [
+        (vec!["echo", "::::", "/dev/null"], &b""[..]),
+        (vec!["echo", "::::", "empty.txt"], b""),
+        (vec!["echo", "::::", "-"], b""),
+        (vec!["echo {}", ":::"], b""),
+        (vec!["echo", "::::", "-", "::::", "empty.txt"], b""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let state = format!("s{i}");
+        let (s, p) = both_with_stdin(d, &state, &args, stdin);
+        assert_eq!(p.status.code(), Some(0), "parallel {args:?}");
+        assert_eq!(
+            s.status.code(),
+            p.status.code(),
+            "{args:?}: {}",
+            text(&s.stderr)
+        );
+        assert_eq!(text(&s.stdout), text(&p.stdout), "{args:?}");
+        assert_eq!(text(&s.stdout), "");
+        assert!(
+            text(&s.stderr).contains("no tasks"),
+            "{args:?}: {}",
+            text(&s.stderr)
+        );
+        assert!(!d.join(&state).exists(), "no state directory for no task");
+    }
+    // An empty source among others combines as one empty value, as in parallel.
+    let (s, p) = both_with_stdin(
+        d,
+        "s-mixed",
+        &[
+            "-k",
+            "echo {1}-{2}-{3}",
+            ":::",
+            "a",
+            "b",
+            "::::",
+            "-",
+            ":::",
+            "x",
+        ],
+        b"",
+    );
+    assert_eq!(text(&s.stdout), text(&p.stdout));
+    assert_eq!(text(&s.stdout), "a--x\nb--x\n");
+    assert_eq!(s.status.code(), Some(0), "{}", text(&s.stderr));
+    // A task list on stdin that a pipeline left empty: the same (parallel reads
+    // commands from stdin then).
+    let mut s = sturdy();
+    s.current_dir(d)
+        .args(["run", "--state-dir", "s-list", "-"])
+        .stdin(std::process::Stdio::null());
+    let s = s.output().unwrap();
+    let mut p = parallel();
+    p.current_dir(d).stdin(std::process::Stdio::null());
+    let p = p.output().unwrap();
+    assert_eq!(s.status.code(), Some(0), "{}", text(&s.stderr));
+    assert_eq!(s.status.code(), p.status.code());
+    assert_eq!(text(&s.stdout), text(&p.stdout));
+    // --json prints the summary of no task on stdout.
+    let s = sturdy_run(d, "s-json", &["--json", "echo", "::::", "/dev/null"]);
+    assert_eq!(s.status.code(), Some(0), "{}", text(&s.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    assert_eq!(v["tasks"], 0);
+    assert_eq!(v["attempts"], 0);
+    // A named task file with no command stays a mistake (exit 2), unlike a pipeline.
+    let s = sturdy_run(d, "s-file", &["empty.txt"]);
+    assert_eq!(s.status.code(), Some(2));
+    assert!(
+        text(&s.stderr).contains("empty.txt holds no command"),
+        "{}",
+        text(&s.stderr)
+    );
+}
