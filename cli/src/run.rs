@@ -479,9 +479,13 @@ async fn drive<const T: usize>(
         nice: settings.nice,
         timeout_percent: settings.timeout_percent,
     })
-    .with_line_buffer(settings.line_buffer.then(|| LineBuffer {
-        tags: Arc::new(tags_of(settings, tasks)),
-    }));
+    // --results takes the tasks' output off stdout and stderr (as GNU parallel), also
+    // from --line-buffer.
+    .with_line_buffer(
+        (settings.line_buffer && settings.results.is_none()).then(|| LineBuffer {
+            tags: Arc::new(tags_of(settings, tasks)),
+        }),
+    );
     let mut config =
         SupervisorConfig::new(ledger_config(settings)?).with_task_timeout(settings.task_timeout);
     if let Detector::Phi(threshold) = settings.detector {
@@ -789,7 +793,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         ));
     }
     let output = TaskOutput::new(
-        !settings.json && !settings.line_buffer,
+        // With --results the output goes to DIR only, as GNU parallel.
+        !settings.json && !settings.line_buffer && settings.results.is_none(),
         tag,
         settings.results.clone(),
         settings.joblog.as_deref(),

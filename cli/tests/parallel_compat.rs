@@ -270,7 +270,28 @@ fn results_tree_matches_parallel() {
     let s = sturdy_run(dir.path(), "s", &args);
     assert!(s.status.success(), "{}", text(&s.stderr));
     std::fs::rename(dir.path().join("RES"), dir.path().join("sturdy-res")).unwrap();
-    run_parallel(dir.path(), &args);
+    let p = run_parallel(dir.path(), &args);
+    // The output goes to the files only: stdout is empty, as parallel's, and the
+    // tasks' stderr is not on sturdy's (its own summary is).
+    assert_eq!(p.status.code(), Some(0));
+    assert_eq!(s.status.code(), p.status.code());
+    assert_eq!(text(&s.stdout), text(&p.stdout));
+    assert_eq!(text(&s.stdout), "");
+    assert!(!text(&s.stderr).contains("err 1"), "{}", text(&s.stderr));
+    assert!(!text(&p.stderr).contains("err 1"), "{}", text(&p.stderr));
+    // So with --tag, -k and --line-buffer.
+    for extra in [["--tag", "-k"], ["--line-buffer", "--tag"]] {
+        let mut a = vec![extra[0], extra[1], "--results", "RES2"];
+        a.extend(&args[2..]);
+        let s = sturdy_run(dir.path(), &format!("s{}", extra[0]), &a);
+        assert!(s.status.success(), "{}", text(&s.stderr));
+        assert_eq!(text(&s.stdout), "", "{a:?}");
+        assert!(!text(&s.stderr).contains("err 1"), "{}", text(&s.stderr));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("RES2/1/c\\_d/2/1/stdout")).unwrap(),
+            "out c/d\n"
+        );
+    }
     let files = |root: &Path| {
         let mut v = Vec::new();
         let mut stack = vec![root.to_path_buf()];
