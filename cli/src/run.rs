@@ -774,13 +774,16 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         }
     }
     // Task numbers kept per task to run only for --keep-order and --shuf.
-    let keep_order: Option<Vec<u32>> = settings
-        .keep_order
-        .then(|| plan.todo(&tasks).map(|(n, ..)| n).collect());
     let order = settings.shuf.then(|| {
         let mut order: Vec<u32> = plan.todo(&tasks).map(|(n, ..)| n).collect();
         shuffle(&mut order, seed());
         order
+    });
+    // -k prints in the order tasks start: the shuffled one with --shuf (as GNU
+    // parallel's `-k --shuf`), task order otherwise.
+    let keep_order: Option<Vec<u32>> = settings.keep_order.then(|| match &order {
+        Some(order) => order.clone(),
+        None => plan.todo(&tasks).map(|(n, ..)| n).collect(),
     });
     let tag = match (&settings.tagstring, settings.tag) {
         (Some(s), _) => Some(Tag::String(s.clone())),

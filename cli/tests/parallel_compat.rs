@@ -958,3 +958,44 @@ fn an_empty_argument_source_runs_nothing_and_succeeds_like_parallel() {
         text(&s.stderr)
     );
 }
+
+#[test]
+fn keep_order_with_shuf_keeps_the_shuffled_order_like_parallel() {
+    // parallel -k --shuf prints in the (shuffled) order the jobs started, not in input
+    // order; tasks that end out of order (4 at once, varied sleeps) come out in it too.
+    let dir = tempfile::tempdir().unwrap();
+    let input: Vec<String> = (1..=30).map(|i| i.to_string()).collect();
+    let mut a = vec![
+        "-k",
+        "--shuf",
+        "-j",
+        "4",
+        "sleep 0.0$(({} % 4)); echo {}",
+        ":::",
+    ];
+    a.extend(input.iter().map(String::as_str));
+    let s = sturdy_run(dir.path(), "s", &a);
+    let p = run_parallel(dir.path(), &a);
+    assert_eq!(s.status.code(), Some(0), "{}", text(&s.stderr));
+    assert_eq!(s.status.code(), p.status.code());
+    for (who, out) in [("sturdy", &s.stdout), ("parallel", &p.stdout)] {
+        let printed: Vec<String> = text(out).lines().map(str::to_owned).collect();
+        assert_ne!(printed, input, "{who}: 30 tasks came out in input order");
+        let mut sorted = printed.clone();
+        sorted.sort_by_key(|x| x.parse::<u32>().unwrap());
+        assert_eq!(sorted, input, "{who}");
+    }
+    // One worker: the printed order is the order the tasks ran in, which the journal
+    // (one line per attempt, as each ends) records.
+    let mut a = vec!["-k", "--shuf", "-j", "1", "echo {}", ":::"];
+    a.extend(input.iter().map(String::as_str));
+    let s = sturdy_run(dir.path(), "s1", &a);
+    assert!(s.status.success(), "{}", text(&s.stderr));
+    let ran: Vec<String> = journal(&dir.path().join("s1"))
+        .iter()
+        .map(|l| l.task.to_string())
+        .collect();
+    let printed: Vec<String> = text(&s.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(printed, ran);
+    assert_ne!(printed, input);
+}
