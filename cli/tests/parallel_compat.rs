@@ -999,3 +999,44 @@ fn keep_order_with_shuf_keeps_the_shuffled_order_like_parallel() {
     assert_eq!(printed, ran);
     assert_ne!(printed, input);
 }
+
+#[test]
+fn halt_counts_tasks_failed_for_good_after_the_default_retries() {
+    // parallel has no retries: `--halt now,fail=1` stops at task 2's first failure.
+    // sturdy retries it first (3 attempts by default) and counts it when it has failed
+    // for good; the free worker may run task 3 meanwhile. The exit code is the same.
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "-j",
+        "1",
+        "--halt",
+        "now,fail=1",
+        "echo {}; exit {}",
+        ":::",
+        "0",
+        "1",
+        "0",
+    ];
+    let s = sturdy_run(dir.path(), "s", &args);
+    let p = run_parallel(dir.path(), &args);
+    assert_eq!(text(&p.stdout), "0\n1\n");
+    assert_eq!(p.status.code(), Some(1));
+    assert_eq!(s.status.code(), p.status.code(), "{}", text(&s.stderr));
+    // Task 3 ran during task 2's backoff or not at all (the retry may come first):
+    // either way task 2's output is printed once, last.
+    let out = text(&s.stdout);
+    assert!(out == "0\n0\n1\n" || out == "0\n1\n", "{out}");
+    let j = journal(&dir.path().join("s"));
+    assert_eq!(j.iter().filter(|l| l.task == 2).count(), 3);
+    assert!(
+        text(&s.stderr).contains("--halt: 1 task(s) failed"),
+        "{}",
+        text(&s.stderr)
+    );
+    // --retries 1 (one attempt, parallel's default) halts as parallel does.
+    let mut one = vec!["--retries", "1"];
+    one.extend(args);
+    let s = sturdy_run(dir.path(), "s1", &one);
+    assert_eq!(text(&s.stdout), text(&p.stdout));
+    assert_eq!(s.status.code(), p.status.code(), "{}", text(&s.stderr));
+}
