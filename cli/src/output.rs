@@ -256,11 +256,16 @@ impl TaskOutput {
     }
 
     /// Prints what `--keep-order` still holds (tasks whose turn never came, because an
-    /// earlier one did not end), in task order.
+    /// earlier one did not end), in the order kept (task order, or `--shuf`'s).
     pub(crate) fn flush(&mut self) {
-        if let Some((_, _, pending)) = &mut self.order {
-            let rest = std::mem::take(pending);
-            for (o, e) in rest.into_values() {
+        if let Some((order, next, pending)) = &mut self.order {
+            let mut rest = std::mem::take(pending);
+            let mut ready: Vec<_> = order[(*next).min(order.len())..]
+                .iter()
+                .filter_map(|t| rest.remove(t))
+                .collect();
+            ready.extend(rest.into_values());
+            for (o, e) in ready {
                 self.print(&o, &e);
             }
         }

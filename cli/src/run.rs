@@ -479,9 +479,13 @@ async fn drive<const T: usize>(
         nice: settings.nice,
         timeout_percent: settings.timeout_percent,
     })
-    .with_line_buffer(settings.line_buffer.then(|| LineBuffer {
-        tags: Arc::new(tags_of(settings, tasks)),
-    }));
+    // --results takes the tasks' output off stdout and stderr (as GNU parallel), also
+    // from --line-buffer.
+    .with_line_buffer(
+        (settings.line_buffer && settings.results.is_none()).then(|| LineBuffer {
+            tags: Arc::new(tags_of(settings, tasks)),
+        }),
+    );
     let mut config =
         SupervisorConfig::new(ledger_config(settings)?).with_task_timeout(settings.task_timeout);
     if let Detector::Phi(threshold) = settings.detector {
@@ -668,6 +672,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             (tasks, format!("{} ::: ...", words.join(" ")))
         }
     };
+    if tasks.len() == 0 {
+        return Ok(run_nothing(&settings));
+    }
     if let Some((url, name)) = settings.engine.clone()
         && !settings.dry_run
     {
@@ -767,13 +774,16 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         }
     }
     // Task numbers kept per task to run only for --keep-order and --shuf.
-    let keep_order: Option<Vec<u32>> = settings
-        .keep_order
-        .then(|| plan.todo(&tasks).map(|(n, ..)| n).collect());
     let order = settings.shuf.then(|| {
         let mut order: Vec<u32> = plan.todo(&tasks).map(|(n, ..)| n).collect();
         shuffle(&mut order, seed());
         order
+    });
+    // -k prints in the order tasks start: the shuffled one with --shuf (as GNU
+    // parallel's `-k --shuf`), task order otherwise.
+    let keep_order: Option<Vec<u32>> = settings.keep_order.then(|| match &order {
+        Some(order) => order.clone(),
+        None => plan.todo(&tasks).map(|(n, ..)| n).collect(),
     });
     let tag = match (&settings.tagstring, settings.tag) {
         (Some(s), _) => Some(Tag::String(s.clone())),
@@ -786,7 +796,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         ));
     }
     let output = TaskOutput::new(
-        !settings.json && !settings.line_buffer,
+        // With --results the output goes to DIR only, as GNU parallel.
+        !settings.json && !settings.line_buffer && settings.results.is_none(),
         tag,
         settings.results.clone(),
         settings.joblog.as_deref(),
@@ -934,6 +945,48 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             crate::error::EXIT_TASKS_FAILED
         },
     )
+}
+
+/// A run of no task (an empty argument source or an empty task list on stdin: a
+/// pipeline that found nothing), as GNU parallel: nothing runs, nothing is printed on
+/// stdout (but the `--json` summary, all zeros, with no state directory), no state
+/// directory is made, and the exit code is 0. A line on stderr says so.
+fn run_nothing(settings: &Settings) -> i32 {
+    if settings.dry_run {
+        return 0;
+    }
+    if settings.json {
+        let fin = FinalSummary {
+            tasks: 0,
+            succeeded: 0,
+            succeeded_before: 0,
+            failed: 0,
+            failed_by_kind: std::collections::BTreeMap::new(),
+            failed_tasks: Vec::new(),
+            unfinished: 0,
+            attempts: 0,
+            retries: 0,
+            reassignments: 0,
+            worker_crashes: 0,
+            breaker_trips: 0,
+            stale_results: 0,
+            interrupted: false,
+            wall_seconds: 0.0,
+            master_cpu_seconds: 0.0,
+            state_dir: String::new(),
+            storage_fault: None,
+        };
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}",
+            serde_json::to_string_pretty(&fin).unwrap_or_default()
+        );
+    } else {
+        eprintln!(
+            "sturdy run: no tasks (the input sources or task list on stdin held none); nothing ran"
+        );
+    }
+    0
 }
 
 /// A seed for `--shuf`: the clock and the process id.

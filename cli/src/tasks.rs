@@ -103,10 +103,12 @@ impl TaskList {
     /// bytes, or more than [`MAX_TASKS`] lines.
     #[cfg(test)]
     pub(crate) fn parse(text: &str, source: &str) -> Result<Self, CliError> {
-        Self::parse_owned(text.to_owned(), source)
+        Self::parse_owned(text.to_owned(), source, false)
     }
 
-    fn parse_owned(mut text: String, source: &str) -> Result<Self, CliError> {
+    /// `allow_empty`: a list with no command is a list of no task (stdin, where a
+    /// pipeline that found nothing is a normal case), not an error (a named file).
+    fn parse_owned(mut text: String, source: &str, allow_empty: bool) -> Result<Self, CliError> {
         if text.starts_with('\u{feff}') {
             text.drain(..'\u{feff}'.len_utf8());
         }
@@ -145,7 +147,7 @@ impl TaskList {
             lens.push(l.len() as u32);
             numbers.push((i + 1) as u32);
         }
-        if starts.is_empty() {
+        if starts.is_empty() && !allow_empty {
             return Err(CliError::input(format!(
                 "tasks file {source} holds no command (blank lines and # comments are skipped)"
             )));
@@ -164,15 +166,15 @@ impl TaskList {
     }
 
     /// Builds the task list of argument mode: one task per combination of the
-    /// sources' values (every combination, the last source varying fastest, as GNU
-    /// parallel does), numbered from 1 in that order, each command the template
+    /// sources' values (every combination, the last source varying fastest, an empty
+    /// source as one empty value unless all are empty, as GNU parallel does), numbered from 1 in that order, each command the template
     /// expanded with that combination. `colsep` splits each value into columns. The
     /// fingerprint covers the expanded commands, so it covers the template and the
     /// arguments. Every command is expanded once here (to check it and fingerprint it)
     /// and kept nowhere.
     ///
     /// # Errors
-    /// A source is unreadable or not UTF-8; no combination; more than `max`
+    /// A source is unreadable or not UTF-8; more than `max`
     /// combinations; an expanded command with a NUL byte or over [`MAX_COMMAND`] bytes.
     pub(crate) fn from_arguments(
         template: &Template,
@@ -187,6 +189,14 @@ impl TaskList {
                 Source::File(path) => read_arguments(path)?,
             });
         }
+        // As GNU parallel: an empty source among sources that are not all empty
+        // combines as one empty value (`::: a b :::: /dev/null` runs `a ''`, `b ''`);
+        // when every source is empty there is no task.
+        if values.iter().any(|v| v.len() > 0) {
+            for v in values.iter_mut().filter(|v| v.len() == 0) {
+                *v = Values::from_vec(&[String::new()]);
+            }
+        }
         let total = values
             .iter()
             .try_fold(1u64, |n, v| n.checked_mul(v.len() as u64))
@@ -196,11 +206,6 @@ impl TaskList {
                 "the input sources make more than {max} combinations; a run takes at most {max} tasks (split the input)"
             )));
         };
-        if total == 0 {
-            return Err(CliError::input(
-                "the input sources hold no argument (an empty ::: or :::: source makes no task)",
-            ));
-        }
         let mut list = Self {
             inner: Inner::Arguments {
                 template: template.clone(),
@@ -218,7 +223,8 @@ impl TaskList {
     /// `-`.
     ///
     /// # Errors
-    /// The file is missing or unreadable, is not UTF-8, or holds no command.
+    /// The file is missing or unreadable, is not UTF-8, or (a named file, not stdin)
+    /// holds no command.
     pub(crate) fn load(path: &Path) -> Result<Self, CliError> {
         let bytes = if path.as_os_str() == "-" {
             let mut b = Vec::new();
@@ -247,7 +253,8 @@ impl TaskList {
         } else {
             path.display().to_string()
         };
-        Self::parse_owned(decode(bytes, &name)?, &name)
+        let stdin = path.as_os_str() == "-";
+        Self::parse_owned(decode(bytes, &name)?, &name, stdin)
     }
 
     /// How many commands the list holds.

@@ -343,6 +343,21 @@ fn a_full_journal_filesystem_stops_the_run_and_resume_reruns_only_what_was_in_fl
     drop(fs);
 }
 
+/// Removes a directory that the run's workers are still writing files into: a file
+/// made between `remove_dir_all`'s listing and its `rmdir` makes it fail with
+/// `DirectoryNotEmpty`, so it tries again (the run stops writing once it notices).
+fn remove_while_written(dir: &Path) {
+    for _ in 0..100 {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => continue,
+            Err(e) => panic!("cannot remove {}: {e}", dir.display()),
+        }
+    }
+    panic!("{} kept being written into", dir.display());
+}
+
 #[test]
 fn a_deleted_state_directory_stops_the_run_within_a_heartbeat_without_blaming_tasks() {
     let dir = tempfile::tempdir().unwrap();
@@ -350,7 +365,7 @@ fn a_deleted_state_directory_stops_the_run_within_a_heartbeat_without_blaming_ta
     let state = dir.path().join("state");
     let child = start(&list, &state, &["--workers", "2", "--json"]);
     wait_for("some effects", || lines_in(&fx) >= 5);
-    std::fs::remove_dir_all(&state).unwrap();
+    remove_while_written(&state);
     let t0 = Instant::now();
     let out = child.wait_with_output().unwrap();
     assert!(t0.elapsed() < Duration::from_secs(5), "stopped promptly");
@@ -370,7 +385,7 @@ fn a_removed_output_directory_stops_the_run_naming_the_path_without_blaming_task
     let state = dir.path().join("state");
     let child = start(&list, &state, &["--workers", "2", "--json"]);
     wait_for("some effects", || lines_in(&fx) >= 5);
-    std::fs::remove_dir_all(state.join("out")).unwrap();
+    remove_while_written(&state.join("out"));
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");

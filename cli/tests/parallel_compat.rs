@@ -270,7 +270,28 @@ fn results_tree_matches_parallel() {
     let s = sturdy_run(dir.path(), "s", &args);
     assert!(s.status.success(), "{}", text(&s.stderr));
     std::fs::rename(dir.path().join("RES"), dir.path().join("sturdy-res")).unwrap();
-    run_parallel(dir.path(), &args);
+    let p = run_parallel(dir.path(), &args);
+    // The output goes to the files only: stdout is empty, as parallel's, and the
+    // tasks' stderr is not on sturdy's (its own summary is).
+    assert_eq!(p.status.code(), Some(0));
+    assert_eq!(s.status.code(), p.status.code());
+    assert_eq!(text(&s.stdout), text(&p.stdout));
+    assert_eq!(text(&s.stdout), "");
+    assert!(!text(&s.stderr).contains("err 1"), "{}", text(&s.stderr));
+    assert!(!text(&p.stderr).contains("err 1"), "{}", text(&p.stderr));
+    // So with --tag, -k and --line-buffer.
+    for extra in [["--tag", "-k"], ["--line-buffer", "--tag"]] {
+        let mut a = vec![extra[0], extra[1], "--results", "RES2"];
+        a.extend(&args[2..]);
+        let s = sturdy_run(dir.path(), &format!("s{}", extra[0]), &a);
+        assert!(s.status.success(), "{}", text(&s.stderr));
+        assert_eq!(text(&s.stdout), "", "{a:?}");
+        assert!(!text(&s.stderr).contains("err 1"), "{}", text(&s.stderr));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("RES2/1/c\\_d/2/1/stdout")).unwrap(),
+            "out c/d\n"
+        );
+    }
     let files = |root: &Path| {
         let mut v = Vec::new();
         let mut stack = vec![root.to_path_buf()];
@@ -830,4 +851,192 @@ fn values_after_the_first_source_are_never_sturdy_options() {
     assert_eq!(out, "a\n-k\n--dry-run\n-j1\n-1\nb\n");
     // A run was made (no dry run): its journal holds the six tasks.
     assert_exactly_once(&journal(&dir.path().join("s1")), 6);
+}
+
+/// Runs `sturdy run` and parallel with the same arguments and the same stdin; returns
+/// (sturdy, parallel).
+fn both_with_stdin(dir: &Path, state: &str, args: &[&str], stdin: &[u8]) -> (Output, Output) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let feed = |mut c: Command| {
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let mut s = sturdy();
+    s.current_dir(dir)
+        .args(["run", "--state-dir", state, "--backoff-base", "0"])
+        .args(args);
+    let mut p = parallel();
+    p.current_dir(dir).args(args);
+    (feed(s), feed(p))
+}
+
+#[test]
+fn an_empty_argument_source_runs_nothing_and_succeeds_like_parallel() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("empty.txt"), "").unwrap();
+    for (i, (args, stdin)) in [
+        (vec!["echo", "::::", "/dev/null"], &b""[..]),
+        (vec!["echo", "::::", "empty.txt"], b""),
+        (vec!["echo", "::::", "-"], b""),
+        (vec!["echo {}", ":::"], b""),
+        (vec!["echo", "::::", "-", "::::", "empty.txt"], b""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let state = format!("s{i}");
+        let (s, p) = both_with_stdin(d, &state, &args, stdin);
+        assert_eq!(p.status.code(), Some(0), "parallel {args:?}");
+        assert_eq!(
+            s.status.code(),
+            p.status.code(),
+            "{args:?}: {}",
+            text(&s.stderr)
+        );
+        assert_eq!(text(&s.stdout), text(&p.stdout), "{args:?}");
+        assert_eq!(text(&s.stdout), "");
+        assert!(
+            text(&s.stderr).contains("no tasks"),
+            "{args:?}: {}",
+            text(&s.stderr)
+        );
+        assert!(!d.join(&state).exists(), "no state directory for no task");
+    }
+    // An empty source among others combines as one empty value, as in parallel.
+    let (s, p) = both_with_stdin(
+        d,
+        "s-mixed",
+        &[
+            "-k",
+            "echo {1}-{2}-{3}",
+            ":::",
+            "a",
+            "b",
+            "::::",
+            "-",
+            ":::",
+            "x",
+        ],
+        b"",
+    );
+    assert_eq!(text(&s.stdout), text(&p.stdout));
+    assert_eq!(text(&s.stdout), "a--x\nb--x\n");
+    assert_eq!(s.status.code(), Some(0), "{}", text(&s.stderr));
+    // A task list on stdin that a pipeline left empty: the same (parallel reads
+    // commands from stdin then).
+    let mut s = sturdy();
+    s.current_dir(d)
+        .args(["run", "--state-dir", "s-list", "-"])
+        .stdin(std::process::Stdio::null());
+    let s = s.output().unwrap();
+    let mut p = parallel();
+    p.current_dir(d).stdin(std::process::Stdio::null());
+    let p = p.output().unwrap();
+    assert_eq!(s.status.code(), Some(0), "{}", text(&s.stderr));
+    assert_eq!(s.status.code(), p.status.code());
+    assert_eq!(text(&s.stdout), text(&p.stdout));
+    // --json prints the summary of no task on stdout.
+    let s = sturdy_run(d, "s-json", &["--json", "echo", "::::", "/dev/null"]);
+    assert_eq!(s.status.code(), Some(0), "{}", text(&s.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    assert_eq!(v["tasks"], 0);
+    assert_eq!(v["attempts"], 0);
+    // A named task file with no command stays a mistake (exit 2), unlike a pipeline.
+    let s = sturdy_run(d, "s-file", &["empty.txt"]);
+    assert_eq!(s.status.code(), Some(2));
+    assert!(
+        text(&s.stderr).contains("empty.txt holds no command"),
+        "{}",
+        text(&s.stderr)
+    );
+}
+
+#[test]
+fn keep_order_with_shuf_keeps_the_shuffled_order_like_parallel() {
+    // parallel -k --shuf prints in the (shuffled) order the jobs started, not in input
+    // order; tasks that end out of order (4 at once, varied sleeps) come out in it too.
+    let dir = tempfile::tempdir().unwrap();
+    let input: Vec<String> = (1..=30).map(|i| i.to_string()).collect();
+    let mut a = vec![
+        "-k",
+        "--shuf",
+        "-j",
+        "4",
+        "sleep 0.0$(({} % 4)); echo {}",
+        ":::",
+    ];
+    a.extend(input.iter().map(String::as_str));
+    let s = sturdy_run(dir.path(), "s", &a);
+    let p = run_parallel(dir.path(), &a);
+    assert_eq!(s.status.code(), Some(0), "{}", text(&s.stderr));
+    assert_eq!(s.status.code(), p.status.code());
+    for (who, out) in [("sturdy", &s.stdout), ("parallel", &p.stdout)] {
+        let printed: Vec<String> = text(out).lines().map(str::to_owned).collect();
+        assert_ne!(printed, input, "{who}: 30 tasks came out in input order");
+        let mut sorted = printed.clone();
+        sorted.sort_by_key(|x| x.parse::<u32>().unwrap());
+        assert_eq!(sorted, input, "{who}");
+    }
+    // One worker: the printed order is the order the tasks ran in, which the journal
+    // (one line per attempt, as each ends) records.
+    let mut a = vec!["-k", "--shuf", "-j", "1", "echo {}", ":::"];
+    a.extend(input.iter().map(String::as_str));
+    let s = sturdy_run(dir.path(), "s1", &a);
+    assert!(s.status.success(), "{}", text(&s.stderr));
+    let ran: Vec<String> = journal(&dir.path().join("s1"))
+        .iter()
+        .map(|l| l.task.to_string())
+        .collect();
+    let printed: Vec<String> = text(&s.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(printed, ran);
+    assert_ne!(printed, input);
+}
+
+#[test]
+fn halt_counts_tasks_failed_for_good_after_the_default_retries() {
+    // parallel has no retries: `--halt now,fail=1` stops at task 2's first failure.
+    // sturdy retries it first (3 attempts by default) and counts it when it has failed
+    // for good; the free worker may run task 3 meanwhile. The exit code is the same.
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "-j",
+        "1",
+        "--halt",
+        "now,fail=1",
+        "echo {}; exit {}",
+        ":::",
+        "0",
+        "1",
+        "0",
+    ];
+    let s = sturdy_run(dir.path(), "s", &args);
+    let p = run_parallel(dir.path(), &args);
+    assert_eq!(text(&p.stdout), "0\n1\n");
+    assert_eq!(p.status.code(), Some(1));
+    assert_eq!(s.status.code(), p.status.code(), "{}", text(&s.stderr));
+    // Task 3 ran during task 2's backoff or not at all (the retry may come first):
+    // either way task 2's output is printed once, last.
+    let out = text(&s.stdout);
+    assert!(out == "0\n0\n1\n" || out == "0\n1\n", "{out}");
+    let j = journal(&dir.path().join("s"));
+    assert_eq!(j.iter().filter(|l| l.task == 2).count(), 3);
+    assert!(
+        text(&s.stderr).contains("--halt: 1 task(s) failed"),
+        "{}",
+        text(&s.stderr)
+    );
+    // --retries 1 (one attempt, parallel's default) halts as parallel does.
+    let mut one = vec!["--retries", "1"];
+    one.extend(args);
+    let s = sturdy_run(dir.path(), "s1", &one);
+    assert_eq!(text(&s.stdout), text(&p.stdout));
+    assert_eq!(s.status.code(), p.status.code(), "{}", text(&s.stderr));
 }
