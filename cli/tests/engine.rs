@@ -7,9 +7,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -273,13 +276,18 @@ impl Farm {
     }
 
     fn agent_with(&self, host: &str, workers: u32, extra: &[&str]) -> Proc {
+        self.agent_at(host, workers, &self.url, extra)
+    }
+
+    /// An agent that reaches the server at `url` (the server's, or a proxy's).
+    fn agent_at(&self, host: &str, workers: u32, url: &str, extra: &[&str]) -> Proc {
         let state = self.path(host);
         let n = std::fs::read_dir(self.dir.path()).unwrap().count();
         Proc::spawn(
             &[
                 "agent",
                 "--engine",
-                &self.url,
+                url,
                 "--run",
                 &self.run,
                 "--workers",
@@ -672,7 +680,7 @@ fn bad_input_is_refused_with_exit_2_naming_what_is_wrong() {
         quick,
     );
     assert!(err.contains("no host"), "{err}");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
@@ -989,4 +997,179 @@ fn a_host_whose_commands_always_fail_opens_its_breakers_and_the_work_moves() {
     );
     assert_eq!(broken.wait(Duration::from_secs(10)).code(), Some(0));
     assert!(broken.log().contains("breaker open"), "{}", broken.log());
+}
+
+/// A loopback TCP proxy to one port. While `cut` is set it forwards nothing either way and
+/// leaves the sockets open (bytes wait in the kernel's buffers, as TCP would hold them
+/// through a partition); cleared, it forwards again.
+struct Proxy {
+    url: String,
+    cut: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    fn start(to: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("nats://{}", listener.local_addr().unwrap());
+        let cut = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&cut);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                for (from, into) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let flag = Arc::clone(&flag);
+                    std::thread::spawn(move || pump(from, into, &flag));
+                }
+            }
+        });
+        Self { url, cut }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+    }
+
+    fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` into `into` until either end closes, reading nothing while `cut` is set.
+fn pump(mut from: TcpStream, mut into: TcpStream, cut: &AtomicBool) {
+    from.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut buf = [0_u8; 16 * 1024];
+    loop {
+        if cut.load(Ordering::SeqCst) {
+            sleep(Duration::from_millis(10));
+            continue;
+        }
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if into.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = into.shutdown(Shutdown::Write);
+}
+
+#[test]
+fn an_agent_cut_off_past_its_lease_loses_its_tasks_to_another_once_each() {
+    const TASKS: u32 = 16;
+    let (server, farm) = farm("partition");
+    let proxy = Proxy::start(server.port);
+    farm.tasks(TASKS, |_| "sleep 0.5;".into());
+    let mut coordinator = farm.coordinator(&["--max-worker-crashes", "100"]);
+    let mut a = farm.agent_at("a", 2, &proxy.url, &[]);
+    // Wait until `a` holds tasks (its claims reached the coordinator's journal).
+    let until = Instant::now() + Duration::from_secs(30);
+    while !farm
+        .journal()
+        .iter()
+        .any(|l| l.1 == "claimed" && l.3 == "a")
+    {
+        assert!(Instant::now() < until, "no claim by a:\n{}", a.log());
+        sleep(Duration::from_millis(20));
+    }
+    proxy.cut();
+    let cut_at = farm.journal().len();
+    let mut b = farm.agent("b", 2);
+    sleep(Duration::from_secs(3)); // well past the 1 s lease
+    // On a loaded machine `b` may be slow to claim again: stay cut until it has.
+    let held: Vec<u32> = farm.journal()[..cut_at]
+        .iter()
+        .filter(|l| l.1 == "claimed" && l.3 == "a")
+        .map(|l| l.0)
+        .collect();
+    let until = Instant::now() + Duration::from_secs(60);
+    while !farm
+        .journal()
+        .iter()
+        .any(|l| l.1 == "claimed" && l.3 == "b" && held.contains(&l.0))
+    {
+        assert!(Instant::now() < until, "b took nothing over:\n{}", b.log());
+        sleep(Duration::from_millis(20));
+    }
+    proxy.heal();
+    let status = coordinator.wait(RUN_LIMIT);
+    assert_eq!(status.code(), Some(0), "{}", coordinator.log());
+    assert_eq!(
+        a.wait(Duration::from_secs(30)).code(),
+        Some(0),
+        "{}",
+        a.log()
+    );
+    assert_eq!(
+        b.wait(Duration::from_secs(30)).code(),
+        Some(0),
+        "{}",
+        b.log()
+    );
+    let journal = farm.journal();
+    // No task lost, none done twice.
+    farm.assert_each_done_once(TASKS);
+    // Every task made its effect; at most twice (a's attempt cut off, and b's).
+    let effects = farm.effects_by_task();
+    for task in 1..=TASKS {
+        let n = effects.get(&task).map_or(0, Vec::len);
+        assert!((1..=2).contains(&n), "task {task}: effects {effects:?}");
+    }
+    // The attempts `a` claimed before the cut and `b` claimed again.
+    let claims = |host: &str| -> Vec<(u32, u32)> {
+        journal
+            .iter()
+            .filter(|l| l.1 == "claimed" && l.3 == host)
+            .map(|l| (l.0, l.2))
+            .collect()
+    };
+    let (by_a, by_b) = (claims("a"), claims("b"));
+    let taken: Vec<(u32, u32)> = journal[..cut_at]
+        .iter()
+        .filter(|l| l.1 == "claimed" && l.3 == "a")
+        .map(|l| (l.0, l.2))
+        .filter(|&(task, attempt)| by_b.iter().any(|&(t, at)| t == task && at > attempt))
+        .collect();
+    assert!(
+        !taken.is_empty(),
+        "b took none of a's tasks over; a: {by_a:?}, b: {by_b:?}\n{journal:?}"
+    );
+    for &(task, attempt) in &taken {
+        let lines: Vec<_> = journal
+            .iter()
+            .filter(|l| l.0 == task && l.2 == attempt && l.3 == "a")
+            .collect();
+        // `a`'s superseded attempt is refused: no end record of its own, a stale note.
+        assert!(
+            !lines.iter().any(|l| l.1 == "ended"),
+            "task {task} attempt {attempt}: {lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.1 == "stale"),
+            "task {task} attempt {attempt} not journaled stale: {lines:?}\n{}",
+            a.log()
+        );
+        // The one done record is the later attempt's.
+        let done: Vec<_> = journal
+            .iter()
+            .filter(|l| l.0 == task && l.1 == "ended" && l.4 == "done")
+            .collect();
+        assert!(done[0].2 > attempt, "task {task}: {done:?}");
+    }
+    let log = a.log();
+    assert!(
+        log.contains(&format!("{} stale", taken.len())),
+        "a's summary should count {} stale attempts:\n{log}",
+        taken.len()
+    );
 }
