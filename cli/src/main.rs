@@ -8,7 +8,7 @@
 //! `sturdy run --resume` after a crash of the master runs only what had not finished.
 //! The decisions are the core's ledger's (`sturdy_core::manager`), driven by the tokio
 //! farm's supervisor (`sturdy_farm::supervisor`); this crate holds the argument parsing,
-//! the output and, for now, the local farm's processes, files and signals.
+//! the output and, for now, the local farm's orchestration and signals.
 //!
 //! `sturdy run COMMAND ::: ARGS` (and `:::: FILE`) is GNU parallel's argument mode
 //! (`template`, `tasks`); each task's output reaches sturdy's stdout and stderr
@@ -39,22 +39,19 @@ macro_rules! eprint {
 mod engine_cmd;
 mod error;
 mod farm_metrics;
-mod health_gate;
 mod options;
 mod output;
 mod probe_cmd;
-mod process_pool;
 mod report;
-mod resume;
 mod run;
 mod simulate_cmd;
-mod task_set;
 mod tasks;
 mod template;
 
 // The local farm's parts that moved into the library, under their old names.
 use sturdy_farm::local::{
-    classify, journal, process_fence, protocol, state_dir, storage_fault, worker,
+    classify, health_gate, journal, process_fence, process_pool, protocol, resume, state_dir,
+    storage_fault, task_set, worker,
 };
 
 use std::time::Duration;

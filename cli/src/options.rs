@@ -698,13 +698,7 @@ pub(crate) fn parse_watch(s: &str) -> Result<Duration, String> {
 }
 
 /// A worker slot.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Slot {
-    /// The label shown in the journal and summary (`cpu`, `gpu:0`).
-    pub(crate) label: String,
-    /// `CUDA_VISIBLE_DEVICES` for the worker, if any.
-    pub(crate) cuda_visible_devices: Option<String>,
-}
+pub(crate) use sturdy_farm::local::Slot;
 
 /// Parses one `--slots` entry.
 ///

@@ -321,6 +321,29 @@ impl TaskOutput {
     }
 }
 
+/// `--line-buffer`'s printer (the process pool's
+/// [`PrintLines`](sturdy_farm::local::process_pool::PrintLines)): complete lines of a
+/// task's output, each prefixed by `tag` and a tab when there is one, to stderr (marking
+/// whether it ended mid-line) or stdout (noting a failed write).
+pub(crate) fn print_lines(tag: Option<&str>, chunk: &[u8], stderr: bool) {
+    let tagged_text;
+    let text = match tag {
+        Some(t) => {
+            tagged_text = tagged(t, chunk);
+            &tagged_text[..]
+        }
+        None => chunk,
+    };
+    if stderr {
+        let mut e = io::stderr().lock();
+        set_stderr_mid_line(!text.ends_with(b"\n"));
+        let _ = e.write_all(text).and_then(|()| e.flush());
+    } else {
+        let mut o = io::stdout().lock();
+        note_stdout(o.write_all(text).and_then(|()| o.flush()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

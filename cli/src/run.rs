@@ -39,17 +39,11 @@ use crate::task_set::TaskSet;
 use crate::tasks::TaskList;
 use crate::template::Template;
 use std::sync::Arc;
+use sturdy_farm::local::resume::WINDOW_TASKS;
 use sturdy_farm::supervisor::StopHandle;
 
 /// Workers a run can have (the ledger's `WORKERS`).
 pub(crate) const MAX_WORKERS: usize = 256;
-/// The master's window of the task list: the most tasks its ledger holds at once
-/// (the ledger's `TASKS`; slots of ended tasks take the next ones). A run of more tasks
-/// streams them through it.
-pub(crate) const WINDOW_TASKS: usize = 4096;
-/// The largest ledger before the window (`TASKS` of checkpoints written by earlier
-/// versions, read back by a resume).
-pub(crate) const LEGACY_TASKS: usize = 262_144;
 
 fn ledger_config(s: &Settings) -> Result<LedgerConfig, CliError> {
     let bad = |e: sturdy_core::ConfigError| CliError::input(format!("invalid setting: {e}"));
@@ -484,6 +478,7 @@ async fn drive<const T: usize>(
     .with_line_buffer(
         (settings.line_buffer && settings.results.is_none()).then(|| LineBuffer {
             tags: Arc::new(tags_of(settings, tasks)),
+            print: crate::output::print_lines,
         }),
     );
     let mut config =

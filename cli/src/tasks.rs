@@ -453,6 +453,28 @@ fn decode(bytes: Vec<u8>, source: &str) -> Result<String, CliError> {
     })
 }
 
+/// Resume planning (`sturdy_farm::local::resume`) reads the list through this.
+impl sturdy_farm::local::TaskCommands for TaskList {
+    fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+    fn len(&self) -> usize {
+        Self::len(self)
+    }
+    fn max_number(&self) -> u32 {
+        Self::max_number(self)
+    }
+    fn numbers(&self) -> impl Iterator<Item = u32> + '_ {
+        Self::numbers(self)
+    }
+    fn index_of(&self, n: u32) -> Option<usize> {
+        Self::index_of(self, n)
+    }
+    fn command(&self, n: u32) -> Option<std::borrow::Cow<'_, str>> {
+        Self::command(self, n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,8 @@
 //! - [`local`]: the single-machine farm's parts around its worker processes: the
 //!   `sturdy worker` child's loop and the master–worker frame protocol, the journal, the
 //!   state directory and its lock, outcome classification, process fencing, the cgroup OOM-kill counter, the
-//!   storage-fault latch;
+//!   storage-fault latch, the process pool of worker children, resume planning and the
+//!   host health gate;
 //! - [`agent`] (the host agent) and [`coordinator`] (enqueue, the journal's projection) of a
 //!   multi-host run;
 //! - [`sim`]: a deterministic simulation of the whole multi-host farm (a model of the
@@ -18,9 +19,6 @@
 //!   virtual time (`sturdy simulate`);
 //! - the [`engine`]: the small trait through which the farm reaches whatever carries tasks
 //!   between hosts, with a NATS JetStream implementation ([`engine::jetstream`]).
-//!
-//! The local farm's process pool and resume planning are still in the `sturdy` CLI and
-//! move here next.
 //!
 //! # What the engine decides, and what it does not
 //!

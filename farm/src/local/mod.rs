@@ -14,20 +14,42 @@
 //!   [`FarmError`]s;
 //! - [`oom`]: the cgroup's OOM-kill counter (v2 `memory.events`, v1 `memory.oom_control`);
 //! - [`storage_fault`]: the latch a failure of the farm's own storage trips, stopping the
-//!   run.
-//!
-//! The process pool and resume planning are still in the `sturdy` CLI and move here next.
+//!   run;
+//! - [`process_pool`]: the supervisor's pool of `sturdy worker` children, one per
+//!   [`Slot`];
+//! - [`resume`]: what a resumed run still has to do, from the journal, the newest
+//!   checkpoint and the output files, checked against the task list
+//!   ([`TaskCommands`]); [`task_set`] is its bitmap of task numbers;
+//! - [`health_gate`]: `--health-gate`, `--load` and `--memfree`: the host's health
+//!   sampled and judged for the supervisor.
+
+/// `eprintln!` that never panics: a closed or broken stderr (`2>&1 | head -1`, a reader
+/// that went away) must not stop a run; the journal, not the terminal, is its record.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 mod error;
+mod slot;
+mod task_list;
 
 pub mod classify;
+pub mod health_gate;
 pub mod journal;
 pub mod oom;
 pub mod process_fence;
+pub mod process_pool;
 pub mod protocol;
+pub mod resume;
 pub mod state_dir;
 pub mod state_lock;
 pub mod storage_fault;
+pub mod task_set;
 pub mod worker;
 
 pub use error::{ErrorKind, FarmError};
+pub use slot::Slot;
+pub use task_list::TaskCommands;

@@ -13,14 +13,14 @@ use std::time::Duration;
 use sturdy_core::WorkerId;
 use sturdy_core::health::{HealthProbe, HealthStatus, Thresholds, assess, assess_gpu};
 use sturdy_core::manager::WorkerHealth;
-use sturdy_farm::supervisor::HostHealth;
 use sturdy_tokio::{HealthMonitor, MonitorConfig};
 use tokio::sync::watch;
 
-use crate::options::Slot;
+use super::slot::Slot;
+use crate::supervisor::HostHealth;
 
 /// How often the gate samples the host.
-pub(crate) const INTERVAL: Duration = Duration::from_secs(2);
+pub const INTERVAL: Duration = Duration::from_secs(2);
 
 fn mark(status: HealthStatus) -> WorkerHealth {
     match status {
@@ -42,17 +42,17 @@ fn worst(a: HealthStatus, b: HealthStatus) -> HealthStatus {
 
 /// GNU parallel's `--load` and `--memfree`: further reasons to start nothing new.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(crate) struct Limits {
+pub struct Limits {
     /// `--load`: the highest 1-minute load average at which a task may start.
-    pub(crate) max_load: Option<f64>,
+    pub max_load: Option<f64>,
     /// `--memfree`: the least available memory, in bytes, at which a task may start.
-    pub(crate) min_available: Option<u64>,
+    pub min_available: Option<u64>,
 }
 
 /// Judges one sample into what the supervisor needs: the core's rules, then
 /// `limits` (a load above `--load` or less memory available than `--memfree` is
 /// critical: the gate closes).
-pub(crate) fn judge(
+pub fn judge(
     sample: &sturdy_core::health::MachineSample,
     thresholds: &Thresholds,
     slots: &[Slot],
@@ -83,7 +83,7 @@ pub(crate) fn judge(
 
 /// Whether `sample` breaks `limits`: a 1-minute load above `--load`, or less memory
 /// available than `--memfree`. A reading the sample lacks breaks nothing.
-pub(crate) fn over_limits(sample: &sturdy_core::health::MachineSample, limits: Limits) -> bool {
+pub fn over_limits(sample: &sturdy_core::health::MachineSample, limits: Limits) -> bool {
     let over_load = matches!(
         (limits.max_load, sample.host.load_average),
         (Some(max), Some(l)) if f64::from(l.one) > max
@@ -101,7 +101,7 @@ pub(crate) fn over_limits(sample: &sturdy_core::health::MachineSample, limits: L
 ///
 /// Without `full` (`--load`/`--memfree` without `--health-gate`) only `limits` are
 /// judged: the host is healthy unless it breaks them.
-pub(crate) fn spawn<P>(
+pub fn spawn<P>(
     probe: P,
     slots: Vec<Slot>,
     limits: Limits,
@@ -164,10 +164,14 @@ mod tests {
         gpus.push(gpu(0, 40.0)).unwrap();
         gpus.push(gpu(1, 99.0)).unwrap();
         sample.gpus = gpus;
+        let slot = |label: &str, cvd: Option<&str>| Slot {
+            label: label.into(),
+            cuda_visible_devices: cvd.map(Into::into),
+        };
         let slots = [
-            crate::options::parse_slot("gpu:0").unwrap(),
-            crate::options::parse_slot("gpu:1").unwrap(),
-            crate::options::parse_slot("cpu").unwrap(),
+            slot("gpu:0", Some("0")),
+            slot("gpu:1", Some("1")),
+            slot("cpu", None),
         ];
         let h = judge(&sample, &Thresholds::default(), &slots, Limits::default());
         assert_eq!(h.status, HealthStatus::Critical);

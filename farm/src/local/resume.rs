@@ -26,35 +26,44 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sturdy_core::FailureKind;
 use sturdy_core::manager::TaskState;
-use sturdy_farm::supervisor::read_checkpoint;
 use sturdy_tokio::checkpoint_store::CheckpointStore;
 
-use crate::error::CliError;
-use crate::journal::{self, TaskHistory};
-use crate::run::{LEGACY_TASKS, WINDOW_TASKS};
-use crate::state_dir::StateDir;
-use crate::task_set::TaskSet;
-use crate::tasks::TaskList;
+use super::FarmError;
+use super::journal::{self, TaskHistory};
+use super::state_dir::StateDir;
+use super::task_list::TaskCommands;
+use super::task_set::TaskSet;
+use crate::supervisor::read_checkpoint;
+
+/// The master's window of the task list: the most tasks its ledger holds at once
+/// (the ledger's `TASKS`; slots of ended tasks take the next ones). A run of more tasks
+/// streams them through it.
+pub const WINDOW_TASKS: usize = 4096;
+/// The largest ledger before the window (`TASKS` of checkpoints written by earlier
+/// versions, read back by a resume).
+pub const LEGACY_TASKS: usize = 262_144;
 
 /// The checkpoint store's experiment name for a run.
-pub(crate) const EXPERIMENT: &str = "run";
+pub const EXPERIMENT: &str = "run";
 
 /// Line-level warnings of one kind shown before the rest are only counted.
 const SHOWN: usize = 20;
 
-/// The CLI's payload in each checkpoint: which task list, the task number of each
+/// The local farm's payload in each checkpoint: which task list, the task number of each
 /// ledger task id of the run that wrote it, and the outcomes of the tasks that finished
 /// in earlier runs (not in that run's ledger), carried forward so that every checkpoint
 /// covers the whole list: a lost or emptied journal then never reruns a task that
 /// finished before the newest checkpoint.
 #[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct RunCheckpoint {
-    pub(crate) fingerprint: u64,
-    pub(crate) keys: Vec<u32>,
+pub struct RunCheckpoint {
+    /// The task list's fingerprint.
+    pub fingerprint: u64,
+    /// The task number of each ledger task id of the run that wrote it.
+    pub keys: Vec<u32>,
     /// Tasks that succeeded in earlier runs.
-    pub(crate) done_before: Vec<u32>,
+    pub done_before: Vec<u32>,
     /// Tasks that failed for good in earlier runs, with their failure kind's name.
-    pub(crate) gave_up_before: Vec<(u32, String)>,
+    pub gave_up_before: Vec<(u32, String)>,
 }
 
 /// The payload written before outcomes were carried forward (read back only).
@@ -66,7 +75,7 @@ struct RunCheckpointV0 {
 
 impl RunCheckpoint {
     /// Decodes a payload of either layout (one without carried outcomes carries none).
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
         postcard::from_bytes::<Self>(bytes).or_else(|_| {
             postcard::from_bytes::<RunCheckpointV0>(bytes).map(|v0| Self {
                 fingerprint: v0.fingerprint,
@@ -82,7 +91,7 @@ impl RunCheckpoint {
 /// only the unfinished tasks that earlier runs started have their counts; the tasks to
 /// run come from [`Plan::todo`] in task order.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Plan {
+pub struct Plan {
     /// `task number -> (attempts made, own failures, worker crashes)` of the tasks to
     /// run that earlier runs started (every other task to run has all three 0).
     /// Attempts made is the largest attempt number seen for the task (journal or
@@ -90,34 +99,34 @@ pub(crate) struct Plan {
     /// its journal's `retry`/`gave_up` lines by kind (`worker_crash` is a crash); both
     /// are 0 for a task that had failed for good and runs again by `--retry-failed`,
     /// which gets a fresh budget.
-    pub(crate) started: BTreeMap<u32, (u32, u32, u32)>,
+    pub started: BTreeMap<u32, (u32, u32, u32)>,
     /// Tasks not to run: those that succeeded, and those that failed for good (unless
     /// `--retry-failed`).
-    pub(crate) skip: TaskSet,
+    pub skip: TaskSet,
     /// How many tasks [`Plan::todo`] gives.
-    pub(crate) todo_len: usize,
+    pub todo_len: usize,
     /// Tasks that succeeded in earlier runs.
-    pub(crate) done_before: TaskSet,
+    pub done_before: TaskSet,
     /// Tasks that failed for good in earlier runs (and are not run again), with the
     /// kind of their last failure.
-    pub(crate) gave_up_before: Vec<(u64, FailureKind)>,
+    pub gave_up_before: Vec<(u64, FailureKind)>,
     /// `--resume-failed`: the earlier commands of tasks whose text the new list
     /// changes, as the journal recorded them (to be kept in `amended.tsv`).
-    pub(crate) retexted: BTreeSet<(u32, String)>,
+    pub retexted: BTreeSet<(u32, String)>,
 }
 
 impl Plan {
     /// The tasks to run, in task order: `(task number, attempts made, own failures,
     /// worker crashes)` (see [`Plan::started`]).
-    pub(crate) fn todo<'a>(
+    pub fn todo<'a, T: TaskCommands + ?Sized>(
         &'a self,
-        tasks: &'a TaskList,
+        tasks: &'a T,
     ) -> impl Iterator<Item = (u32, u32, u32, u32)> + 'a {
         tasks.numbers().filter_map(|t| self.todo_entry(t))
     }
 
     /// Task `t`'s entry of [`Plan::todo`], `None` when it does not run.
-    pub(crate) fn todo_entry(&self, t: u32) -> Option<(u32, u32, u32, u32)> {
+    pub fn todo_entry(&self, t: u32) -> Option<(u32, u32, u32, u32)> {
         if self.skip.contains(t) {
             return None;
         }
@@ -128,7 +137,7 @@ impl Plan {
 
 /// Reads `amended.tsv`: the earlier commands of each task that `--resume-failed` gave
 /// a new text (`TASK<TAB>COMMAND` lines; a torn last line is skipped).
-pub(crate) fn read_amended(path: &Path) -> BTreeMap<u32, BTreeSet<String>> {
+pub fn read_amended(path: &Path) -> BTreeMap<u32, BTreeSet<String>> {
     let mut m: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
     let Ok(text) = std::fs::read_to_string(path) else {
         return m;
@@ -147,10 +156,7 @@ pub(crate) fn read_amended(path: &Path) -> BTreeMap<u32, BTreeSet<String>> {
 ///
 /// # Errors
 /// The file cannot be written or synced.
-pub(crate) fn write_amended(
-    path: &Path,
-    retexted: &BTreeSet<(u32, String)>,
-) -> std::io::Result<()> {
+pub fn write_amended(path: &Path, retexted: &BTreeSet<(u32, String)>) -> std::io::Result<()> {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -170,12 +176,13 @@ pub(crate) fn write_amended(
 
 /// What the newest valid checkpoint records.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct CheckpointOutcomes {
+pub struct CheckpointOutcomes {
     /// Its generation; `None` when no checkpoint is valid for this task list.
-    pub(crate) generation: Option<u64>,
-    pub(crate) done: Vec<u32>,
+    pub generation: Option<u64>,
+    /// The tasks it records as succeeded.
+    pub done: Vec<u32>,
     /// With the failure kind where the checkpoint carries it (`Unknown` otherwise).
-    pub(crate) gave_up: Vec<(u32, FailureKind)>,
+    pub gave_up: Vec<(u32, FailureKind)>,
 }
 
 /// Collects warnings; line-level ones of a kind past [`SHOWN`] are only counted.
@@ -279,9 +286,9 @@ fn outcomes_of(
 
 /// Reads the newest valid checkpoint of this task list (skipping, with a warning, any
 /// newer one that does not decode or is of another list).
-fn checkpoint_outcomes(
+fn checkpoint_outcomes<T: TaskCommands + ?Sized>(
     store: &CheckpointStore,
-    tasks: &TaskList,
+    tasks: &T,
     old_fingerprint: Option<u64>,
     warnings: &mut Warnings,
 ) -> CheckpointOutcomes {
@@ -305,7 +312,7 @@ fn checkpoint_outcomes(
         };
         let fingerprint = match (old_fingerprint, RunCheckpoint::decode(&saved.payload)) {
             (Some(old), Ok(p)) if p.fingerprint == old => old,
-            _ => tasks.fingerprint,
+            _ => tasks.fingerprint(),
         };
         match outcomes_of(
             saved.generation,
@@ -333,7 +340,7 @@ fn checkpoint_outcomes(
 /// `T.A.out` and `T.A.err`, and the largest attempt number among the marks
 /// [`crate::run`] leaves of a task that ended (an `T.A.err` whose `T.A.out` is gone:
 /// trimmed once the task's outcome was journaled; an attempt in flight has its `.out`).
-pub(crate) fn scan_outputs(
+pub fn scan_outputs(
     out: &Path,
     tasks: usize,
     skip: &TaskSet,
@@ -398,13 +405,13 @@ fn listed(tasks: &[u32]) -> String {
 /// command goes into [`Plan::retexted`]; a checkpoint of either list is read. Without
 /// it, a line carrying an earlier command of its task recorded in `amended.tsv` counts
 /// too.
-pub(crate) fn plan(
-    tasks: &TaskList,
+pub fn plan<T: TaskCommands + ?Sized>(
+    tasks: &T,
     state: &StateDir,
     store: &CheckpointStore,
     retry_failed: bool,
     retext: Option<u64>,
-) -> Result<Plan, CliError> {
+) -> Result<Plan, FarmError> {
     let (plan, warnings) = plan_quietly(tasks, state, store, retry_failed, retext)?;
     for w in warnings {
         eprintln!("sturdy: warning: {w}");
@@ -413,20 +420,20 @@ pub(crate) fn plan(
 }
 
 /// [`plan`], returning the warnings instead of printing them.
-fn plan_quietly(
-    tasks: &TaskList,
+fn plan_quietly<T: TaskCommands + ?Sized>(
+    tasks: &T,
     state: &StateDir,
     store: &CheckpointStore,
     retry_failed: bool,
     retext: Option<u64>,
-) -> Result<(Plan, Vec<String>), CliError> {
+) -> Result<(Plan, Vec<String>), FarmError> {
     let n = tasks.max_number() as usize;
     let earlier = read_amended(&state.amended());
     let mut retexted = BTreeSet::new();
     let mut warnings = Warnings::default();
     let journal_path = state.journal();
     let text = journal::read(&journal_path).map_err(|e| {
-        CliError::runtime(format!(
+        FarmError::runtime(format!(
             "cannot read the journal {}: {e}",
             journal_path.display()
         ))
@@ -579,7 +586,7 @@ fn plan_quietly(
                 ck.gave_up.len()
             )),
             None if !outputs.is_empty() => {
-                return Err(CliError::input(format!(
+                return Err(FarmError::input(format!(
                     "--resume: the record of the run in {} is gone: {what}, and no valid checkpoint is in {}, while {} holds the output of attempts of {} task(s); resuming would run finished tasks again. Restore journal.tsv, or start over in a new --state-dir",
                     state.root().display(),
                     state.checkpoints().display(),
@@ -643,7 +650,42 @@ fn plan_quietly(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
     use sturdy_tokio::checkpoint_store::StoreConfig;
+
+    /// Commands `1..=N`, one per line (no blank or comment lines).
+    struct TaskList {
+        commands: Vec<String>,
+    }
+
+    impl TaskList {
+        fn parse(text: &str, _source: &str) -> Option<Self> {
+            Some(Self {
+                commands: text.lines().map(str::to_owned).collect(),
+            })
+        }
+    }
+
+    impl TaskCommands for TaskList {
+        fn fingerprint(&self) -> u64 {
+            0x5eed_0000 + self.commands.len() as u64
+        }
+        fn len(&self) -> usize {
+            self.commands.len()
+        }
+        fn max_number(&self) -> u32 {
+            self.commands.len() as u32
+        }
+        fn numbers(&self) -> impl Iterator<Item = u32> + '_ {
+            1..=self.max_number()
+        }
+        fn index_of(&self, n: u32) -> Option<usize> {
+            (n >= 1 && n <= self.max_number()).then(|| n as usize - 1)
+        }
+        fn command(&self, n: u32) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(&self.commands[self.index_of(n)?]))
+        }
+    }
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -659,8 +701,8 @@ mod tests {
         let text: Vec<String> = (1..=n).map(|t| format!("echo {t}")).collect();
         let tasks = TaskList::parse(&text.join("\n"), "t").unwrap();
         let root = dir.path().join("state");
-        StateDir::open(&root, tasks.fingerprint, tasks.len(), "t", false).unwrap();
-        let state = StateDir::open(&root, tasks.fingerprint, tasks.len(), "t", true).unwrap();
+        StateDir::open(&root, tasks.fingerprint(), tasks.len(), "t", false).unwrap();
+        let state = StateDir::open(&root, tasks.fingerprint(), tasks.len(), "t", true).unwrap();
         let mut j = String::new();
         if header {
             j.push_str(&format!("{}\n{}\n", journal::MAGIC, journal::HEADER));
@@ -689,7 +731,7 @@ mod tests {
         format!("{task}\t{attempt}\t1\t1\t0.000\t0.000\t0.000\t-\t-\t{kind}\t{next}\t{command}")
     }
 
-    fn run(f: &Fixture, retry_failed: bool) -> Result<(Plan, Vec<String>), CliError> {
+    fn run(f: &Fixture, retry_failed: bool) -> Result<(Plan, Vec<String>), FarmError> {
         plan_quietly(&f.tasks, &f.state, &f.store, retry_failed, None)
     }
 
@@ -820,7 +862,7 @@ mod tests {
                 continue;
             }
             let e = got.unwrap_err();
-            assert_eq!(e.exit_code(), 2);
+            assert_eq!(e.kind(), super::super::ErrorKind::Input);
             let msg = e.to_string();
             let root = f.state.root().display().to_string();
             assert!(

@@ -1,5 +1,6 @@
 //! Workers as child processes: each is `sturdy worker`, spoken to over its stdin and
-//! stdout with the framed protocol.
+//! stdout with the framed protocol ([`ProcessPool`], the local farm's
+//! [`WorkerPool`](crate::supervisor::WorkerPool)).
 //!
 //! A reader thread per worker turns frames into supervisor reports. When a worker's
 //! stdout closes (it died: a crash, an OOM kill, a `kill -9`), the thread kills the
@@ -11,7 +12,7 @@
 //! run's `StorageFault` instead of reaching the supervisor as a task failure.
 
 use std::fs::OpenOptions;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};
@@ -22,14 +23,14 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use sturdy_core::{TaskId, WorkerId};
-use sturdy_farm::supervisor::{Order, Report, Reporter, WorkerPool};
 
-use crate::classify::classify;
-use crate::options::Slot;
-use crate::process_fence;
-use crate::protocol::{self, FromWorker, Outcome, RunOrder, ToWorker};
-use crate::state_dir::StateDir;
-use crate::storage_fault::StorageFault;
+use super::classify::classify;
+use super::process_fence;
+use super::protocol::{self, FromWorker, Outcome, RunOrder, ToWorker};
+use super::slot::Slot;
+use super::state_dir::StateDir;
+use super::storage_fault::StorageFault;
+use crate::supervisor::{Order, Report, Reporter, WorkerPool};
 
 struct ProcWorker {
     pid: i32,
@@ -41,7 +42,7 @@ struct ProcWorker {
 }
 
 /// The child-process pool of `sturdy run`.
-pub(crate) struct ProcessPool {
+pub struct ProcessPool {
     exe: PathBuf,
     slots: Vec<Slot>,
     heartbeat: Duration,
@@ -68,26 +69,40 @@ pub(crate) struct ProcessPool {
 
 /// The pool's share of GNU parallel's options.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct PoolExtras {
+pub struct PoolExtras {
     /// `--delay`: at least this long between two starts.
-    pub(crate) delay: Option<Duration>,
+    pub delay: Option<Duration>,
     /// `--nice`.
-    pub(crate) nice: Option<i32>,
+    pub nice: Option<i32>,
     /// `--timeout N%`: an attempt's limit is N % of the median runtime of the attempts
     /// that succeeded, once [`MEDIAN_AFTER`] have.
-    pub(crate) timeout_percent: Option<f64>,
+    pub timeout_percent: Option<f64>,
 }
 
 /// `--line-buffer`: each task's output printed line by line as it comes, each line
 /// prefixed by the task's tag (`tags[task - 1]` and a tab) when there are tags.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct LineBuffer {
-    pub(crate) tags: Arc<Vec<String>>,
+#[derive(Clone, Debug)]
+pub struct LineBuffer {
+    /// The tag of each task (`tags[task - 1]`); a task without one is printed untagged.
+    pub tags: Arc<Vec<String>>,
+    /// Prints complete lines of one task's output: its tag (if any), the bytes, and
+    /// whether they came from its stderr. The caller owns the terminal.
+    pub print: PrintLines,
 }
+
+/// How a [`LineBuffer`] prints: `(tag, complete lines, from stderr)`.
+pub type PrintLines = fn(Option<&str>, &[u8], bool);
 
 /// Prints the complete lines of `pending` (plus `more`), keeping a trailing partial
 /// line; with `all`, the partial line too.
-fn print_lines(pending: &mut Vec<u8>, more: &[u8], tag: Option<&str>, stderr: bool, all: bool) {
+fn print_lines(
+    print: PrintLines,
+    pending: &mut Vec<u8>,
+    more: &[u8],
+    tag: Option<&str>,
+    stderr: bool,
+    all: bool,
+) {
     // `pending` holds no line feed (its complete lines went out before): only the new
     // bytes are searched, so a long line that arrives in many pieces costs linear time.
     let before = pending.len();
@@ -97,18 +112,7 @@ fn print_lines(pending: &mut Vec<u8>, more: &[u8], tag: Option<&str>, stderr: bo
         return;
     }
     let chunk: Vec<u8> = pending.drain(..end).collect();
-    let text = match tag {
-        Some(t) => crate::output::tagged(t, &chunk),
-        None => chunk,
-    };
-    if stderr {
-        let mut e = std::io::stderr().lock();
-        crate::output::set_stderr_mid_line(!text.ends_with(b"\n"));
-        let _ = e.write_all(&text).and_then(|()| e.flush());
-    } else {
-        let mut o = std::io::stdout().lock();
-        crate::output::note_stdout(o.write_all(&text).and_then(|()| o.flush()));
-    }
+    print(tag, &chunk, stderr);
 }
 
 /// How much of `pending` (whose first `before` bytes hold no line feed) can be printed:
@@ -124,12 +128,12 @@ fn printable_end(pending: &[u8], before: usize, all: bool) -> usize {
 }
 
 /// Successes needed before `--timeout N%` applies (a median of fewer says little).
-pub(crate) const MEDIAN_AFTER: usize = 3;
+pub const MEDIAN_AFTER: usize = 3;
 
 /// The limit `--timeout N%` sets, in ms, from the successes' runtimes (ms): `None`
 /// before [`MEDIAN_AFTER`] successes. The median of an even count is the mean of the
 /// middle two.
-pub(crate) fn relative_timeout_ms(runtimes: &[u64], percent: f64) -> Option<u64> {
+pub fn relative_timeout_ms(runtimes: &[u64], percent: f64) -> Option<u64> {
     if runtimes.len() < MEDIAN_AFTER {
         return None;
     }
@@ -145,7 +149,11 @@ pub(crate) fn relative_timeout_ms(runtimes: &[u64], percent: f64) -> Option<u64>
 }
 
 impl ProcessPool {
-    pub(crate) fn new(
+    /// A pool of one `sturdy worker` child per slot (`exe` is the `sturdy` binary),
+    /// heartbeating every `heartbeat`, writing outputs and logs under `state`; a
+    /// command's process group gets `kill_grace` between SIGTERM and SIGKILL; a worker's
+    /// failure to write an output file trips `fault`.
+    pub fn new(
         exe: PathBuf,
         slots: Vec<Slot>,
         heartbeat: Duration,
@@ -173,13 +181,13 @@ impl ProcessPool {
     }
 
     /// Sets `--line-buffer`.
-    pub(crate) fn with_line_buffer(mut self, lb: Option<LineBuffer>) -> Self {
+    pub fn with_line_buffer(mut self, lb: Option<LineBuffer>) -> Self {
         self.line_buffer = lb;
         self
     }
 
     /// Sets `--delay`, `--nice` and `--timeout N%`.
-    pub(crate) fn with_extras(mut self, extras: PoolExtras) -> Self {
+    pub fn with_extras(mut self, extras: PoolExtras) -> Self {
         self.extras = extras;
         self
     }
@@ -271,24 +279,27 @@ impl WorkerPool for ProcessPool {
                         .get(&id)?;
                     lb.tags.get(task as usize - 1).cloned()
                 };
+                let print = line_buffer.as_ref().map(|lb| lb.print);
                 while let Ok(Some(payload)) = protocol::read_frame(&mut r) {
                     let Ok(msg) = protocol::decode_payload::<FromWorker>(&payload) else {
                         break;
                     };
                     if let FromWorker::Finished { id, .. } = &msg
-                        && line_buffer.is_some()
+                        && let Some(print) = print
                     {
                         let tag = tag_of(*id);
                         for (i, p) in partial.iter_mut().enumerate() {
-                            print_lines(p, &[], tag.as_deref(), i == 1, true);
+                            print_lines(print, p, &[], tag.as_deref(), i == 1, true);
                         }
                     }
                     let report = match msg {
                         FromWorker::Ready { .. } | FromWorker::Heartbeat => Report::Heartbeat,
                         FromWorker::Output { id, stderr, bytes } => {
-                            let tag = tag_of(id);
-                            let p = &mut partial[usize::from(stderr)];
-                            print_lines(p, &bytes, tag.as_deref(), stderr, false);
+                            if let Some(print) = print {
+                                let tag = tag_of(id);
+                                let p = &mut partial[usize::from(stderr)];
+                                print_lines(print, p, &bytes, tag.as_deref(), stderr, false);
+                            }
                             // Not a heartbeat: the detectors read heartbeats' rhythm.
                             continue;
                         }

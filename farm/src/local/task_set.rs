@@ -4,14 +4,14 @@
 
 /// A set of task numbers (`u32`), one bit each.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct TaskSet {
+pub struct TaskSet {
     words: Vec<u64>,
     len: usize,
 }
 
 impl TaskSet {
     /// Adds `n`; returns whether it was new.
-    pub(crate) fn insert(&mut self, n: u32) -> bool {
+    pub fn insert(&mut self, n: u32) -> bool {
         let (w, bit) = ((n / 64) as usize, 1u64 << (n % 64));
         if w >= self.words.len() {
             self.words.resize(w + 1, 0);
@@ -23,7 +23,7 @@ impl TaskSet {
     }
 
     /// Removes `n`; returns whether it was there.
-    pub(crate) fn remove(&mut self, n: u32) -> bool {
+    pub fn remove(&mut self, n: u32) -> bool {
         let (w, bit) = ((n / 64) as usize, 1u64 << (n % 64));
         let Some(word) = self.words.get_mut(w) else {
             return false;
@@ -35,19 +35,24 @@ impl TaskSet {
     }
 
     /// Whether `n` is in the set.
-    pub(crate) fn contains(&self, n: u32) -> bool {
+    pub fn contains(&self, n: u32) -> bool {
         self.words
             .get((n / 64) as usize)
             .is_some_and(|w| w & (1u64 << (n % 64)) != 0)
     }
 
     /// How many numbers the set holds.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether the set holds no number.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The numbers, increasing.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.words.iter().enumerate().flat_map(|(i, &w)| {
             let mut w = w;
             std::iter::from_fn(move || {
