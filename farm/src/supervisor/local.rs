@@ -76,6 +76,7 @@ async fn worker_loop<T, F, Fut>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next = tokio::select! {
+            biased;
             j = orders.recv() => j,
             _ = tick.tick() => {
                 if !reporter.send(Report::Heartbeat) { return; }
@@ -95,6 +96,7 @@ async fn worker_loop<T, F, Fut>(
         }));
         let result = loop {
             tokio::select! {
+                biased;
                 r = &mut attempt.0 => break r,
                 _ = tick.tick() => {
                     if !reporter.send(Report::Heartbeat) { return; }
