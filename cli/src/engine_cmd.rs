@@ -22,11 +22,13 @@ use sturdy_farm::agent::{self, AgentConfig, Control, Event, Exit, Runner, Runnin
 use sturdy_farm::coordinator::{self, Followed, JOURNAL_HEADER, Projection};
 use sturdy_farm::engine::jetstream::{Config, JetStream, Opened, Run};
 use sturdy_farm::engine::{Error as EngineError, RunMeta, TaskId};
+use sturdy_farm::supervisor::HostHealth;
 use tokio::sync::watch;
 
 use crate::classify::classify;
 use crate::error::CliError;
-use crate::options::{AgentArgs, Detector, JitterArg, Settings, parse_slot};
+use crate::health_gate::{self, Limits};
+use crate::options::{AgentArgs, Detector, JitterArg, Settings, Slot, parse_slot};
 use crate::protocol::Outcome;
 use crate::tasks::TaskList;
 
@@ -105,7 +107,45 @@ fn meta_settings(s: &Settings, seed: u64) -> BTreeMap<String, String> {
     m.insert("breaker_failures".into(), s.breaker_failures.to_string());
     m.insert("breaker_open_ms".into(), ms(s.breaker_open));
     m.insert("seed".into(), seed.to_string());
+    // The host health gate, applied by every agent on its own host.
+    if s.health_gate {
+        m.insert("health_gate".into(), "true".into());
+    }
+    if let Some(load) = s.load {
+        m.insert("load".into(), load.to_string());
+    }
+    if let Some(memfree) = s.memfree {
+        m.insert("memfree".into(), memfree.to_string());
+    }
     m
+}
+
+/// The health gate an agent applies: its own `--health-gate`, `--load` and
+/// `--memfree` and the run's (the stricter of each). `None`: no gate.
+fn gate_limits(args: &AgentArgs, meta: &RunMeta) -> Result<Option<(Limits, bool)>, CliError> {
+    let setting = |key: &str| meta.settings.get(key).map(String::as_str);
+    let bad = |key: &str, v: &str| {
+        CliError::runtime(format!("the run's setting {key} = {v:?} is not a number"))
+    };
+    let run_load = match setting("load") {
+        Some(v) => Some(v.parse::<f64>().map_err(|_| bad("load", v))?),
+        None => None,
+    };
+    let run_memfree = match setting("memfree") {
+        Some(v) => Some(v.parse::<u64>().map_err(|_| bad("memfree", v))?),
+        None => None,
+    };
+    let stricter = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let limits = Limits {
+        max_load: stricter(args.load, run_load),
+        min_available: args.memfree.max(run_memfree),
+    };
+    let full = args.health_gate || setting("health_gate") == Some("true");
+    let gated = full || limits.max_load.is_some() || limits.min_available.is_some();
+    Ok(gated.then_some((limits, full)))
 }
 
 /// The agent's config from the run's settings.
@@ -181,7 +221,6 @@ pub(crate) fn coordinate(
         (settings.metrics_listen.is_some(), "--metrics-listen"),
         (settings.retry_failed, "--retry-failed"),
         (settings.resume_failed, "--resume-failed"),
-        (settings.health_gate, "--health-gate"),
         (settings.keep_order, "--keep-order"),
         (settings.line_buffer, "--line-buffer"),
         (settings.delay.is_some(), "--delay"),
@@ -384,12 +423,17 @@ async fn follow(
 
 /// `sturdy agent --engine URL --run NAME (--workers N | --slots LIST)`.
 pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
-    let slots: Vec<(String, Option<String>)> = match (&args.slots, args.workers) {
+    let slots: Vec<Slot> = match (&args.slots, args.workers) {
         (Some(list), _) => list
             .iter()
-            .map(|s| parse_slot(s).map(|s| (s.label, s.cuda_visible_devices)))
+            .map(|s| parse_slot(s))
             .collect::<Result<_, _>>()?,
-        (None, Some(n)) => (0..n).map(|i| (i.to_string(), None)).collect(),
+        (None, Some(n)) => (0..n)
+            .map(|i| Slot {
+                label: i.to_string(),
+                cuda_visible_devices: None,
+            })
+            .collect(),
         (None, None) => {
             return Err(CliError::input(
                 "sturdy agent needs --workers N or --slots LIST",
@@ -398,8 +442,9 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
     };
     // Slot names are the records' labels; repeated labels get their index.
     let mut names = Vec::with_capacity(slots.len());
-    for (i, (label, _)) in slots.iter().enumerate() {
-        if slots.iter().filter(|(l, _)| l == label).count() > 1 {
+    for (i, slot) in slots.iter().enumerate() {
+        let label = &slot.label;
+        if slots.iter().filter(|s| &s.label == label).count() > 1 {
             names.push(format!("{label}#{i}"));
         } else {
             names.push(label.clone());
@@ -430,9 +475,21 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
         let js = connect(&args.engine, None).await?;
         let (run, meta) = js.open_run(&args.run_name).await.map_err(cli_error)?;
         let config = agent_config(&meta, host.clone(), names)?;
+        // The health gate samples this host (as the local farm's does); the slots wait
+        // for its first reading, so that nothing is pulled ahead of it.
+        let (_monitor, gate) = match gate_limits(args, &meta)? {
+            Some((limits, full)) => {
+                let (monitor, mut health) =
+                    health_gate::spawn(sturdy_probe::Probe::new(), slots.clone(), limits, full);
+                let _ = health.changed().await;
+                (Some(monitor), Some(health))
+            }
+            None => (None, None),
+        };
         let runner = ProcessRunner {
             out_dir,
-            cuda: slots.into_iter().map(|(_, c)| c).collect(),
+            cuda: slots.into_iter().map(|s| s.cuda_visible_devices).collect(),
+            gate,
         };
         let (control_tx, control_rx) = watch::channel(run.control().await.map_err(cli_error)?);
         let poll = config.heartbeat.max(Duration::from_millis(100));
@@ -500,6 +557,11 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
             Event::BreakerOpen { slot } => {
                 eprintln!("sturdy agent: slot {slot}: breaker open, it pulls nothing for now");
             }
+            Event::HealthGateClosed { slot } => {
+                eprintln!(
+                    "sturdy agent: slot {slot}: health gate closed (the host or its GPU is unhealthy, or over --load or under --memfree), it pulls nothing for now"
+                );
+            }
             Event::GaveUpOnCrashes { task, crashes } => eprintln!(
                 "sturdy agent: task {} gave up: its claims were lost {crashes} times",
                 task.0
@@ -522,6 +584,8 @@ struct ProcessRunner {
     out_dir: PathBuf,
     /// Each slot's CUDA_VISIBLE_DEVICES.
     cuda: Vec<Option<String>>,
+    /// The host's health, when gated (`--health-gate`, `--load`, `--memfree`).
+    gate: Option<watch::Receiver<HostHealth>>,
 }
 
 /// One running attempt.
@@ -534,6 +598,12 @@ struct ProcessRunning {
 
 impl Runner for ProcessRunner {
     type Running = ProcessRunning;
+
+    fn admits(&self, slot_index: usize) -> bool {
+        self.gate
+            .as_ref()
+            .is_none_or(|g| health_gate::admits(&g.borrow(), slot_index))
+    }
 
     async fn start(&self, start: Start<'_>) -> Result<ProcessRunning, String> {
         let command = std::str::from_utf8(start.payload)

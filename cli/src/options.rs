@@ -357,6 +357,21 @@ pub(crate) struct AgentArgs {
     /// This host's name in the records (default: the hostname).
     #[arg(long, value_name = "NAME")]
     pub(crate) host: Option<String>,
+    /// Pull nothing new while the host's health assessment is critical (sampled every
+    /// 2 s: CPU, memory or disk above 95 %, a GPU fault); a `gpu:IDS` slot also pulls
+    /// nothing while its GPU is critical. The run's `--health-gate` (given to the
+    /// coordinator) does the same on every host.
+    #[arg(long)]
+    pub(crate) health_gate: bool,
+    /// Pull nothing new while the 1-minute load average is above LOAD (a number, or N%
+    /// of the CPUs); sampled every 2 s. The run's `--load` applies too (the lower wins).
+    #[arg(long, value_name = "LOAD", value_parser = parse_load)]
+    pub(crate) load: Option<f64>,
+    /// Pull nothing new while less than SIZE of memory is available (`2G`, `512M`; K M
+    /// G T P are powers of 1024, k m g t p of 1000); sampled every 2 s. The run's
+    /// `--memfree` applies too (the higher wins).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) memfree: Option<u64>,
 }
 
 /// The longest duration any option takes: 365 days. Longer ones are refused rather

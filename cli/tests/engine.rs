@@ -705,6 +705,25 @@ fn bad_input_is_refused_with_exit_2_naming_what_is_wrong() {
         quick,
     );
     assert!(err.contains("--halt") && err.contains("--engine"), "{err}");
+    // The health gate's options are the agents' (each on its own host): accepted, the
+    // coordinator goes on to the server.
+    let err = bad(
+        &[
+            "run",
+            t,
+            "--engine",
+            &url,
+            "--run",
+            "r",
+            "--health-gate",
+            "--load",
+            "4",
+            "--memfree",
+            "1G",
+        ],
+        quick,
+    );
+    assert!(err.contains("cannot reach"), "{err}");
     // --run without --engine and the reverse.
     bad(&["run", t, "--run", "r"], quick);
     bad(&["run", t, "--engine", &url], quick);
@@ -1171,5 +1190,56 @@ fn an_agent_cut_off_past_its_lease_loses_its_tasks_to_another_once_each() {
         log.contains(&format!("{} stale", taken.len())),
         "a's summary should count {} stale attempts:\n{log}",
         taken.len()
+    );
+}
+
+#[test]
+fn an_agent_whose_health_gate_is_closed_takes_nothing_while_another_finishes_the_run() {
+    let (_server, farm) = farm("gated");
+    farm.tasks(20, |_| String::new());
+    // The run's limits go to every agent; these ones no host breaks.
+    let mut coordinator = farm.coordinator(&["--memfree", "1k", "--load", "100000"]);
+    // No host has 1 PiB of memory available: this agent's gate stays closed.
+    let mut gated = farm.agent_with("gated", 2, &["--memfree", "1P"]);
+    let until = Instant::now() + Duration::from_secs(20);
+    while gated.log().matches("health gate closed").count() < 2 {
+        if let Some(status) = gated.try_wait() {
+            panic!("the gated agent exited with {status}:\n{}", gated.log());
+        }
+        assert!(
+            Instant::now() < until,
+            "both slots should report the closed gate:\n{}",
+            gated.log()
+        );
+        sleep(Duration::from_millis(20));
+    }
+    // Only now may anybody work, and only the agent without a gate does.
+    let mut open = farm.agent("open", 2);
+    let status = coordinator.wait(RUN_LIMIT);
+    assert_eq!(status.code(), Some(0), "{}", coordinator.log());
+    farm.assert_each_done_once(20);
+    let hosts: std::collections::BTreeSet<String> =
+        farm.journal().into_iter().map(|l| l.3).collect();
+    assert_eq!(
+        hosts,
+        std::collections::BTreeSet::from(["open".to_string()]),
+        "the gated agent claimed a task:\n{}",
+        gated.log()
+    );
+    let effects = farm.effects_by_task();
+    assert_eq!(effects.len(), 20);
+    assert!(effects.values().all(|a| a == &vec![1]), "{effects:?}");
+    // The run is over: both agents drain and exit 0, the gated one without a claim.
+    assert_eq!(open.wait(Duration::from_secs(15)).code(), Some(0));
+    assert_eq!(
+        gated.wait(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        gated.log()
+    );
+    assert!(
+        gated.log().contains("0 attempts"),
+        "the gated agent's summary:\n{}",
+        gated.log()
     );
 }

@@ -7,8 +7,8 @@
 //!
 //! # The rules, per slot
 //!
-//! - **R1 claim.** A slot pulls one delivery only while its [`ConsecutiveBreaker`] admits
-//!   and the run is not draining. It reads the task's record and asks the core
+//! - **R1 claim.** A slot pulls one delivery only while its [`ConsecutiveBreaker`] admits,
+//!   the host's health gate admits it ([`Runner::admits`]) and the run is not draining. It reads the task's record and asks the core
 //!   ([`CoreRecord::on_delivery`]): a finished task is acknowledged without running
 //!   (`Skip`); a task whose lost claims are over the crash limit is written `gave_up`
 //!   (kind `worker_crash`) with compare-and-set, then terminated; otherwise the claim is
@@ -126,6 +126,17 @@ pub trait Runner {
     /// Why it could not start (shown in the record's `detail`); the attempt then fails
     /// with [`FailureKind::Unknown`].
     fn start(&self, start: Start<'_>) -> impl Future<Output = Result<Self::Running, String>>;
+
+    /// Whether slot `slot_index` (an index into [`AgentConfig::slots`]) may pull new work
+    /// now: the host's health gate, closed while the host (or the slot's device) is
+    /// unhealthy. Asked before every pull; while it refuses, the slot pulls nothing,
+    /// reports [`Event::HealthGateClosed`] once, and asks again every
+    /// [`AgentConfig::pull_wait`]. Running attempts are not touched. The default admits
+    /// always.
+    fn admits(&self, slot_index: usize) -> bool {
+        let _ = slot_index;
+        true
+    }
 }
 
 /// One running command, from [`Runner::start`].
@@ -282,6 +293,12 @@ pub enum Event {
     },
     /// A slot's breaker refused work; the slot waits.
     BreakerOpen {
+        /// The slot.
+        slot: String,
+    },
+    /// The host's health gate closed for a slot ([`Runner::admits`]); it pulls nothing
+    /// until the gate opens.
+    HealthGateClosed {
         /// The slot.
         slot: String,
     },
@@ -479,10 +496,26 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
         let mut summary = AgentSummary::default();
         let mut breaker: ConsecutiveBreaker = ConsecutiveBreaker::new(self.config.breaker);
         let mut told_open = false;
+        let mut told_gated = false;
         loop {
             if *control.borrow_and_update() != Control::Run {
                 return summary;
             }
+            if !self.runner.admits(self.index) {
+                if !told_gated {
+                    told_gated = true;
+                    self.emit(Event::HealthGateClosed {
+                        slot: self.name.to_string(),
+                    });
+                }
+                tokio::select! {
+                    biased;
+                    () = stopped(&mut control) => {}
+                    () = sleep(self.config.pull_wait) => {}
+                }
+                continue;
+            }
+            told_gated = false;
             let permit = match breaker.try_acquire(self.now()) {
                 Ok(permit) => {
                     told_open = false;

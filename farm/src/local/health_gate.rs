@@ -139,6 +139,17 @@ where
     (monitor, rx)
 }
 
+/// Whether slot `slot` (a worker index) may start new work under `health`: not while
+/// the host is critical, nor while the slot's GPUs are. A host whose health is unknown
+/// (no reading yet, or a sample that failed) admits, as in the local farm.
+pub fn admits(health: &HostHealth, slot: usize) -> bool {
+    health.status != HealthStatus::Critical
+        && !health
+            .workers
+            .iter()
+            .any(|(w, m)| w.0 as usize == slot && *m == WorkerHealth::Critical)
+}
+
 fn unknown() -> HostHealth {
     HostHealth {
         status: HealthStatus::Unknown,
@@ -175,6 +186,12 @@ mod tests {
         ];
         let h = judge(&sample, &Thresholds::default(), &slots, Limits::default());
         assert_eq!(h.status, HealthStatus::Critical);
+        assert!(!admits(&h, 2), "a critical host admits no slot");
+        let mut calm = h.clone();
+        calm.status = HealthStatus::Degraded;
+        assert!(admits(&calm, 0) && admits(&calm, 2));
+        assert!(!admits(&calm, 1), "gpu:1 is critical");
+        assert!(admits(&unknown(), 1));
         assert_eq!(
             h.workers,
             vec![
