@@ -1,39 +1,25 @@
 //! The multi-host farm on NATS JetStream: `sturdy run TASKS --engine URL --run NAME`
 //! (the coordinator) and `sturdy agent --engine URL --run NAME` (a host agent).
 //!
-//! The decisions are `sturdy_farm::agent` and `sturdy_farm::coordinator`'s; this module
-//! holds the processes, files, signals and output. Each attempt's command runs in its
-//! own process group (`/bin/sh -c`), a child of the agent that gets SIGKILL when the
-//! agent dies (`PR_SET_PDEATHSIG`); killing an attempt (stale, timed out, aborted)
-//! SIGKILLs its whole group and reaps the shell before the slot goes on.
+//! The decisions are `sturdy_farm::agent` and `sturdy_farm::coordinator`'s, and the host
+//! agent's processes, gate and signals are `sturdy_farm::host`'s; this module maps the
+//! options onto them and prints.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
-use std::os::unix::process::ExitStatusExt as _;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use sturdy_core::backoff::{BackoffConfig, Jitter};
-use sturdy_core::breaker::ConsecutiveConfig;
-use sturdy_core::retry::RetryPolicy;
-use sturdy_farm::agent::{self, AgentConfig, Control, Event, Exit, Runner, Running, Start};
-use sturdy_farm::coordinator::{self, Followed, JOURNAL_HEADER, Projection};
-use sturdy_farm::engine::jetstream::{Config, JetStream, Opened, Run};
-use sturdy_farm::engine::{Error as EngineError, RunMeta, TaskId};
-use sturdy_farm::supervisor::HostHealth;
-use tokio::sync::watch;
+use sturdy_farm::agent::Event;
+use sturdy_farm::coordinate::{self, CoordinateConfig, CoordinateError, Note};
+use sturdy_farm::engine::Error as EngineError;
+use sturdy_farm::engine::TaskId;
+use sturdy_farm::engine::jetstream::{Config, JetStream};
+use sturdy_farm::host::{self, HostConfig, HostError};
 
-use crate::classify::classify;
 use crate::error::CliError;
-use crate::health_gate::{self, Limits};
 use crate::options::{AgentArgs, Detector, JitterArg, Settings, Slot, parse_slot};
-use crate::protocol::Outcome;
 use crate::tasks::TaskList;
-
-/// How often the coordinator prints a progress line, at most.
-const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// How long connecting to the engine may take before the command gives up (exit 2).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -120,83 +106,6 @@ fn meta_settings(s: &Settings, seed: u64) -> BTreeMap<String, String> {
     m
 }
 
-/// The health gate an agent applies: its own `--health-gate`, `--load` and
-/// `--memfree` and the run's (the stricter of each). `None`: no gate.
-fn gate_limits(args: &AgentArgs, meta: &RunMeta) -> Result<Option<(Limits, bool)>, CliError> {
-    let setting = |key: &str| meta.settings.get(key).map(String::as_str);
-    let bad = |key: &str, v: &str| {
-        CliError::runtime(format!("the run's setting {key} = {v:?} is not a number"))
-    };
-    let run_load = match setting("load") {
-        Some(v) => Some(v.parse::<f64>().map_err(|_| bad("load", v))?),
-        None => None,
-    };
-    let run_memfree = match setting("memfree") {
-        Some(v) => Some(v.parse::<u64>().map_err(|_| bad("memfree", v))?),
-        None => None,
-    };
-    let stricter = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    let limits = Limits {
-        max_load: stricter(args.load, run_load),
-        min_available: args.memfree.max(run_memfree),
-    };
-    let full = args.health_gate || setting("health_gate") == Some("true");
-    let gated = full || limits.max_load.is_some() || limits.min_available.is_some();
-    Ok(gated.then_some((limits, full)))
-}
-
-/// The agent's config from the run's settings.
-fn agent_config(meta: &RunMeta, host: String, slots: Vec<String>) -> Result<AgentConfig, CliError> {
-    let get = |key: &str| -> Result<Option<u64>, CliError> {
-        meta.settings
-            .get(key)
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| {
-                    CliError::runtime(format!("the run's setting {key} = {v:?} is not a number"))
-                })
-            })
-            .transpose()
-    };
-    let ms = |v: u64| Duration::from_millis(v);
-    let bad = |e: sturdy_core::ConfigError| {
-        CliError::runtime(format!("the run's settings are invalid: {e}"))
-    };
-    let mut config = AgentConfig::new(host, slots);
-    let max_attempts = u32::try_from(get("max_attempts")?.unwrap_or(3)).unwrap_or(u32::MAX);
-    let base = ms(get("backoff_base_ms")?.unwrap_or(0));
-    let cap = ms(get("backoff_cap_ms")?.unwrap_or(0)).max(base);
-    let jitter = match meta.settings.get("jitter").map(String::as_str) {
-        Some("none") => Jitter::None,
-        Some("equal") => Jitter::Equal,
-        Some("decorrelated") => Jitter::Decorrelated,
-        _ => Jitter::Full,
-    };
-    let backoff = if base.is_zero() {
-        BackoffConfig::constant(Duration::ZERO)
-    } else {
-        BackoffConfig::exponential(base, 2000, cap)
-            .and_then(|b| b.with_jitter(jitter))
-            .map_err(bad)?
-    };
-    config.retry = RetryPolicy::new(max_attempts, backoff).map_err(bad)?;
-    config.crash_limit = u32::try_from(get("max_worker_crashes")?.unwrap_or(2)).unwrap_or(2);
-    config.timeout = get("task_timeout_ms")?.map(ms);
-    if let Some(hb) = get("heartbeat_ms")? {
-        config.heartbeat = ms(hb.max(1));
-    }
-    config.pull_wait = config
-        .heartbeat
-        .clamp(Duration::from_millis(100), Duration::from_secs(1));
-    config.seed = get("seed")?.unwrap_or(0);
-    let failures = u32::try_from(get("breaker_failures")?.unwrap_or(3)).unwrap_or(3);
-    let open = ms(get("breaker_open_ms")?.unwrap_or(30_000).max(1));
-    config.breaker = ConsecutiveConfig::new(failures.max(1), open, 1).map_err(bad)?;
-    Ok(config)
-}
-
 fn seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -241,12 +150,6 @@ pub(crate) fn coordinate(
             (TaskId(n), command.as_bytes().to_vec())
         })
         .collect();
-    let fingerprint = coordinator::fingerprint(list.iter().map(|(t, c)| (*t, c.as_slice())));
-    let meta = RunMeta {
-        fingerprint,
-        tasks: u32::try_from(list.len()).unwrap_or(u32::MAX),
-        settings: meta_settings(settings, seed()),
-    };
     let root = settings
         .state_dir
         .clone()
@@ -257,136 +160,29 @@ pub(crate) fn coordinate(
             root.display()
         ))
     })?;
+    let mut config = CoordinateConfig::new(
+        name,
+        list,
+        meta_settings(settings, seed()),
+        root.join("journal.tsv"),
+    );
+    config.resume = settings.resume;
     let rt = runtime()?;
-    rt.block_on(async {
+    let outcome = rt.block_on(async {
         let js = connect(url, Some(ack_wait)).await?;
-        let (run, opened) = js.create_run(name, &meta).await.map_err(cli_error)?;
-        if opened == Opened::Existing && !settings.resume {
-            return Err(CliError::input(format!(
-                "run {name:?} exists at {}: add --resume to re-attach to it, or pick another --run name; nothing was changed",
-                js.url()
-            )));
-        }
-        if opened == Opened::Existing && run.control().await.map_err(cli_error)? != Control::Run
-        {
-            run.set_control(Control::Run).await.map_err(cli_error)?;
-        }
-        let enqueued = coordinator::enqueue(&run, &list, opened == Opened::Created)
+        coordinate::coordinate(&js, &config, &mut |note| print_note(name, &note))
             .await
-            .map_err(cli_error)?;
-        eprintln!(
-            "sturdy: run {name} at {}: {} tasks ({} queued, {} already recorded); waiting for agents (`sturdy agent --engine {} --run {name} --workers N`)",
-            js.url(),
-            list.len(),
-            enqueued.queued + enqueued.duplicate,
-            enqueued.recorded,
-            js.url()
-        );
-        follow(&run, &list, &root, settings.json).await
-    })
-}
-
-async fn follow(
-    run: &Run,
-    list: &[(TaskId, Vec<u8>)],
-    root: &Path,
-    json: bool,
-) -> Result<i32, CliError> {
-    let journal_path = root.join("journal.tsv");
-    let mut journal = File::create(&journal_path)
-        .map_err(|e| CliError::runtime(format!("cannot write {}: {e}", journal_path.display())))?;
-    let _ = writeln!(journal, "{JOURNAL_HEADER}");
-    let mut projection = Projection::new(list.iter().map(|(t, _)| *t));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let interrupts = watch::channel(0u32);
-    let (int_tx, mut int_rx) = interrupts;
-    // SIGINT: the first drains the run (agents pull nothing more), the second aborts it
-    // (agents kill their commands; `--resume` reruns them).
-    tokio::spawn(async move {
-        let mut n = 0;
-        while tokio::signal::ctrl_c().await.is_ok() {
-            n += 1;
-            let _ = int_tx.send(n);
-        }
-    });
-    let mut journal_error = None;
-    let mut last_progress = tokio::time::Instant::now();
-    let followed = loop {
-        let result = {
-            let line_sink = |line: &str, p: &Projection| {
-                if journal_error.is_none()
-                    && let Err(e) = writeln!(journal, "{line}")
-                {
-                    journal_error = Some(e);
-                }
-                // Progress: one line every 2 s at most, while records come in.
-                if last_progress.elapsed() >= PROGRESS_EVERY {
-                    last_progress = tokio::time::Instant::now();
-                    let s = p.summary();
-                    eprintln!(
-                        "sturdy: {}/{} succeeded, {} gave up, {} running, {} waiting",
-                        s.succeeded, s.tasks, s.gave_up, s.running, s.waiting
-                    );
-                }
-            };
-            let stop = stop_rx.clone();
-            tokio::select! {
-                biased;
-                _ = int_rx.changed() => None,
-                r = coordinator::follow(run, &mut projection, stop, line_sink) => Some(r),
-            }
-        };
-        match result {
-            Some(Ok(f)) => break f,
-            Some(Err(e)) => {
-                eprintln!("sturdy: {e}; following again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            None => {
-                let n = *int_rx.borrow_and_update();
-                let control = if n >= 2 {
-                    Control::Abort
-                } else {
-                    Control::Drain
-                };
-                eprintln!(
-                    "sturdy: {} run {} (SIGINT {n}); `--resume` continues it",
-                    if n >= 2 { "aborting" } else { "draining" },
-                    run.name()
-                );
-                run.set_control(control).await.map_err(cli_error)?;
-                let _ = stop_tx.send(true);
-                break Followed::Stopped;
-            }
-        }
-    };
-    if let Some(e) = journal_error {
-        eprintln!(
-            "sturdy: writing {} failed: {e} (the engine's journal is intact)",
-            journal_path.display()
-        );
-    }
-    if followed == Followed::Complete {
-        // Every task finished: the agents may go home.
-        if let Err(e) = run.set_control(Control::Drain).await {
-            eprintln!("sturdy: could not tell the agents the run is over: {e}");
-        }
-    }
-    let s = projection.summary();
-    let code = if followed == Followed::Complete {
-        projection.exit_status()
-    } else {
-        1
-    };
-    if json {
-        let failed: Vec<u32> = projection
-            .tasks()
-            .filter(|(_, v)| v.is_finished() && !v.succeeded())
-            .map(|(t, _)| t.0)
-            .collect();
+            .map_err(|e| match e {
+                CoordinateError::Engine(e) => cli_error(e),
+                CoordinateError::Journal { .. } => CliError::runtime(e.to_string()),
+                e => CliError::input(e.to_string()),
+            })
+    })?;
+    let s = &outcome.summary;
+    if settings.json {
         let value = serde_json::json!({
-            "run": run.name(),
-            "complete": followed == Followed::Complete,
+            "run": outcome.run,
+            "complete": outcome.complete,
             "tasks": s.tasks,
             "succeeded": s.succeeded,
             "gave_up": s.gave_up,
@@ -395,16 +191,16 @@ async fn follow(
             "attempts": s.attempts,
             "failed_attempts": s.failed_attempts,
             "stale": s.stale,
-            "failed_tasks": failed,
-            "journal": journal_path.display().to_string(),
-            "exit": code,
+            "failed_tasks": outcome.failed_tasks,
+            "journal": outcome.journal.display().to_string(),
+            "exit": outcome.exit,
         });
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{value}");
     }
     eprintln!(
         "sturdy: run {}: {} tasks, {} succeeded, {} gave up, {} running, {} waiting; {} attempts ({} failed, {} stale); journal {}",
-        run.name(),
+        outcome.run,
         s.tasks,
         s.succeeded,
         s.gave_up,
@@ -413,15 +209,47 @@ async fn follow(
         s.attempts,
         s.failed_attempts,
         s.stale,
-        journal_path.display()
+        outcome.journal.display()
     );
-    Ok(code)
+    Ok(outcome.exit)
+}
+
+/// Prints what the coordinator of run `name` says while it runs.
+fn print_note(name: &str, note: &Note<'_>) {
+    match note {
+        Note::Enqueued {
+            url,
+            tasks,
+            queued,
+            recorded,
+        } => eprintln!(
+            "sturdy: run {name} at {url}: {tasks} tasks ({queued} queued, {recorded} already recorded); waiting for agents (`sturdy agent --engine {url} --run {name} --workers N`)"
+        ),
+        Note::Progress(s) => eprintln!(
+            "sturdy: {}/{} succeeded, {} gave up, {} running, {} waiting",
+            s.succeeded, s.tasks, s.gave_up, s.running, s.waiting
+        ),
+        Note::FollowError(e) => eprintln!("sturdy: {e}; following again"),
+        Note::Stopping { interrupts: n } => eprintln!(
+            "sturdy: {} run {name} (SIGINT {n}); `--resume` continues it",
+            if *n >= 2 { "aborting" } else { "draining" },
+        ),
+        Note::JournalFailed { path, error } => eprintln!(
+            "sturdy: writing {} failed: {error} (the engine's journal is intact)",
+            path.display()
+        ),
+        Note::AgentsNotTold(e) => {
+            eprintln!("sturdy: could not tell the agents the run is over: {e}");
+        }
+        _ => {}
+    }
 }
 
 // ---------------------------------------------------------------------------------
 // The host agent.
 
-/// `sturdy agent --engine URL --run NAME (--workers N | --slots LIST)`.
+/// `sturdy agent --engine URL --run NAME (--workers N | --slots LIST)
+/// [--health-gate] [--load L] [--memfree SIZE]`.
 pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
     let slots: Vec<Slot> = match (&args.slots, args.workers) {
         (Some(list), _) => list
@@ -440,16 +268,6 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
             ));
         }
     };
-    // Slot names are the records' labels; repeated labels get their index.
-    let mut names = Vec::with_capacity(slots.len());
-    for (i, slot) in slots.iter().enumerate() {
-        let label = &slot.label;
-        if slots.iter().filter(|s| &s.label == label).count() > 1 {
-            names.push(format!("{label}#{i}"));
-        } else {
-            names.push(label.clone());
-        }
-    }
     let host = match &args.host {
         Some(h) if !h.is_empty() => h.clone(),
         Some(_) => return Err(CliError::input("invalid value '' for '--host': empty")),
@@ -470,70 +288,22 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
             root.display()
         ))
     })?;
+    let mut config = HostConfig::new(host.clone(), slots, out_dir);
+    config.health_gate = args.health_gate;
+    config.load = args.load;
+    config.memfree = args.memfree;
     let rt = runtime()?;
     rt.block_on(async {
         let js = connect(&args.engine, None).await?;
         let (run, meta) = js.open_run(&args.run_name).await.map_err(cli_error)?;
-        let config = agent_config(&meta, host.clone(), names)?;
-        // The health gate samples this host (as the local farm's does); the slots wait
-        // for its first reading, so that nothing is pulled ahead of it.
-        let (_monitor, gate) = match gate_limits(args, &meta)? {
-            Some((limits, full)) => {
-                let (monitor, mut health) =
-                    health_gate::spawn(sturdy_probe::Probe::new(), slots.clone(), limits, full);
-                let _ = health.changed().await;
-                (Some(monitor), Some(health))
-            }
-            None => (None, None),
-        };
-        let runner = ProcessRunner {
-            out_dir,
-            cuda: slots.into_iter().map(|s| s.cuda_visible_devices).collect(),
-            gate,
-        };
-        let (control_tx, control_rx) = watch::channel(run.control().await.map_err(cli_error)?);
-        let poll = config.heartbeat.max(Duration::from_millis(100));
-        let watcher = run.clone();
-        // The run's control, polled; SIGINT drains (first) or aborts (second); SIGTERM
-        // aborts.
-        tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let mut interrupts = 0;
-            let mut local = Control::Run;
-            loop {
-                let from_signal = tokio::select! {
-                    biased;
-                    r = tokio::signal::ctrl_c() => {
-                        interrupts += 1;
-                        r.ok().map(|()| if interrupts >= 2 { Control::Abort } else { Control::Drain })
-                    }
-                    Some(()) = async {
-                        match term.as_mut() {
-                            Some(t) => t.recv().await,
-                            None => std::future::pending().await,
-                        }
-                    } => Some(Control::Abort),
-                    () = tokio::time::sleep(poll) => None,
-                };
-                if let Some(c) = from_signal {
-                    local = local.max(c);
-                }
-                let remote = watcher.control().await.unwrap_or(Control::Run);
-                let now = local.max(remote);
-                // Only a change wakes the slots (a wake-up cancels their pulls).
-                control_tx.send_if_modified(|c| {
-                    let changed = *c != now;
-                    *c = now;
-                    changed
-                });
-            }
-        });
+        let agent = host::prepare(&run, &meta, &config, sturdy_probe::Probe::new)
+            .await
+            .map_err(host_error)?;
         eprintln!(
             "sturdy agent {host}: run {} at {}, {} slots",
             run.name(),
             js.url(),
-            config.slots.len()
+            agent.config().slots.len()
         );
         let last_engine_error = std::sync::Mutex::new(None);
         let events = |event: &Event| match event {
@@ -568,9 +338,7 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
             ),
             _ => {}
         };
-        let summary = agent::run(&run, &runner, &config, control_rx, &events)
-            .await
-            .map_err(|e| CliError::input(e.to_string()))?;
+        let summary = agent.run(&events).await.map_err(host_error)?;
         eprintln!(
             "sturdy agent {host}: stopped; {} attempts ({} done, {} failed, {} stale), {} finished tasks skipped",
             summary.attempts, summary.done, summary.failed, summary.stale, summary.skipped
@@ -579,137 +347,12 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
     })
 }
 
-/// Runs each attempt as `/bin/sh -c COMMAND` in its own process group.
-struct ProcessRunner {
-    out_dir: PathBuf,
-    /// Each slot's CUDA_VISIBLE_DEVICES.
-    cuda: Vec<Option<String>>,
-    /// The host's health, when gated (`--health-gate`, `--load`, `--memfree`).
-    gate: Option<watch::Receiver<HostHealth>>,
-}
-
-/// One running attempt.
-struct ProcessRunning {
-    child: tokio::process::Child,
-    pgid: i32,
-    err_path: PathBuf,
-    killed: bool,
-}
-
-impl Runner for ProcessRunner {
-    type Running = ProcessRunning;
-
-    fn admits(&self, slot_index: usize) -> bool {
-        self.gate
-            .as_ref()
-            .is_none_or(|g| health_gate::admits(&g.borrow(), slot_index))
-    }
-
-    async fn start(&self, start: Start<'_>) -> Result<ProcessRunning, String> {
-        let command = std::str::from_utf8(start.payload)
-            .map_err(|_| "the work message is not UTF-8 text".to_string())?;
-        let base = format!("{}.{}", start.task.0, start.attempt);
-        let out_path = self.out_dir.join(format!("{base}.out"));
-        let err_path = self.out_dir.join(format!("{base}.err"));
-        let stdout = File::create(&out_path)
-            .map_err(|e| format!("cannot create {}: {e}", out_path.display()))?;
-        let stderr = File::create(&err_path)
-            .map_err(|e| format!("cannot create {}: {e}", err_path.display()))?;
-        let mut cmd = tokio::process::Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(command)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .env("STURDY_TASK", start.task.0.to_string())
-            .env("STURDY_ATTEMPT", start.attempt.to_string())
-            .env("STURDY_SLOT", start.slot)
-            .process_group(0)
-            .kill_on_drop(true);
-        if let Some(Some(devices)) = self.cuda.get(start.slot_index) {
-            cmd.env("CUDA_VISIBLE_DEVICES", devices);
-        }
-        // SAFETY: prctl(2) is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                    .map_err(std::io::Error::from)
-            });
-        }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start /bin/sh: {e}"))?;
-        let pgid = child
-            .id()
-            .and_then(|p| i32::try_from(p).ok())
-            .ok_or("the shell exited before it could be tracked")?;
-        Ok(ProcessRunning {
-            child,
-            pgid,
-            err_path,
-            killed: false,
-        })
-    }
-}
-
-/// The last `n` bytes of a file, as text.
-fn tail(path: &Path, n: u64) -> String {
-    let Ok(mut f) = File::open(path) else {
-        return String::new();
-    };
-    let len = f.metadata().map_or(0, |m| m.len());
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(n)));
-    let mut buf = Vec::new();
-    let _ = f.read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).trim().to_string()
-}
-
-impl Running for ProcessRunning {
-    async fn wait(&mut self) -> Exit {
-        let status = self.child.wait().await;
-        // The shell is gone; anything it left in its group goes too.
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.pgid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let outcome = match status {
-            Ok(s) => match (s.code(), s.signal()) {
-                (Some(code), _) => Outcome::Exited(code),
-                (None, Some(signal)) => Outcome::Signaled {
-                    signal,
-                    oom_kill: false,
-                },
-                (None, None) => Outcome::SpawnFailed("no exit status".into()),
-            },
-            Err(e) => Outcome::SpawnFailed(e.to_string()),
-        };
-        let finish = classify(&outcome);
-        let mut detail = format!("stderr {}", self.err_path.display());
-        if finish.failure.is_some() {
-            let t = tail(&self.err_path, 512);
-            if !t.is_empty() {
-                detail.push_str(": ");
-                detail.push_str(&t);
-            }
-        }
-        if self.killed {
-            detail.push_str(" (killed)");
-        }
-        Exit {
-            failure: finish.failure,
-            exit: finish.exit,
-            signal: finish.signal,
-            detail,
-        }
-    }
-
-    async fn kill(&mut self) {
-        self.killed = true;
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.pgid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
+/// The host agent's errors as the CLI's: the engine's as [`cli_error`] says, the run's
+/// settings a failure of the run (exit 1), the agent's refusal of its config bad input.
+fn host_error(e: HostError) -> CliError {
+    match e {
+        HostError::Engine(e) => cli_error(e),
+        HostError::Settings(m) => CliError::runtime(m),
+        e => CliError::input(e.to_string()),
     }
 }

@@ -50,8 +50,8 @@ mod template;
 
 // The local farm's parts that moved into the library, under their old names.
 use sturdy_farm::local::{
-    classify, health_gate, journal, process_fence, process_pool, protocol, resume, state_dir,
-    storage_fault, task_set, worker,
+    health_gate, journal, process_fence, process_pool, resume, state_dir, storage_fault, task_set,
+    worker,
 };
 
 use std::time::Duration;

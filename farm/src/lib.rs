@@ -13,7 +13,9 @@
 //!   storage-fault latch, the process pool of worker children, resume planning and the
 //!   host health gate;
 //! - [`agent`] (the host agent) and [`coordinator`] (enqueue, the journal's projection) of a
-//!   multi-host run;
+//!   multi-host run; [`coordinate`]: the coordinator on a real machine (create, enqueue,
+//!   follow into the journal, SIGINT); and [`host`]: the agent on a real host (its settings from the run's,
+//!   the health gate, signals, each attempt a child process);
 //! - [`sim`]: a deterministic simulation of the whole multi-host farm (a model of the
 //!   engine, hosts, network and faults) in which the host agent runs unchanged, in
 //!   virtual time (`sturdy simulate`);
@@ -68,8 +70,10 @@
 //! [`Record`]: engine::Record
 
 pub mod agent;
+pub mod coordinate;
 pub mod coordinator;
 pub mod engine;
+pub mod host;
 pub mod local;
 pub mod sim;
 pub mod supervisor;
