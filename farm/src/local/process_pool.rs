@@ -1,6 +1,6 @@
 //! Workers as child processes: each is `sturdy worker`, spoken to over its stdin and
 //! stdout with the framed protocol ([`ProcessPool`], the local farm's
-//! [`WorkerPool`](crate::supervisor::WorkerPool)).
+//! [`WorkerPool`]).
 //!
 //! A reader thread per worker turns frames into supervisor reports. When a worker's
 //! stdout closes (it died: a crash, an OOM kill, a `kill -9`), the thread kills the

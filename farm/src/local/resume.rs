@@ -338,7 +338,7 @@ fn checkpoint_outcomes<T: TaskCommands + ?Sized>(
 /// What `out` holds of the tasks in `1..=tasks` that are not in `skip`, in one pass
 /// over the directory: the largest attempt number of each task among its output files
 /// `T.A.out` and `T.A.err`, and the largest attempt number among the marks
-/// [`crate::run`] leaves of a task that ended (an `T.A.err` whose `T.A.out` is gone:
+/// `sturdy run` leaves of a task that ended (an `T.A.err` whose `T.A.out` is gone:
 /// trimmed once the task's outcome was journaled; an attempt in flight has its `.out`).
 pub fn scan_outputs(
     out: &Path,
