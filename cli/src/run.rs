@@ -24,7 +24,7 @@ use sturdy_tokio::checkpoint_store::{CheckpointStore, StoreConfig};
 
 use crate::error::CliError;
 use crate::farm_metrics::FarmMetrics;
-use crate::health_gate::Limits;
+use crate::health_gate::{self, Limits};
 use crate::journal::{Journal, Next, Record};
 use crate::options::{Detector, JitterArg, RunArgs, Settings};
 use crate::options::{Halt, HaltOn, InputSpec};
@@ -40,6 +40,7 @@ use crate::tasks::TaskList;
 use crate::template::Template;
 use std::sync::Arc;
 use sturdy_farm::local::resume::WINDOW_TASKS;
+use sturdy_farm::local::trim;
 use sturdy_farm::supervisor::StopHandle;
 
 /// Workers a run can have (the ledger's `WORKERS`).
@@ -191,7 +192,7 @@ impl Observer<String> for RunObserver {
                 && self.fault.message().is_none()
                 && !crate::output::stdout_broken()
             {
-                trim_outputs(&self.state, task, &attempts, rec.attempt);
+                trim::trim_outputs(&self.state, task, &attempts, rec.attempt);
             }
         }
         self.progress.attempt(rec, command);
@@ -340,83 +341,20 @@ impl RunObserver {
     }
 }
 
-/// `--load` / `--memfree`: before the first dispatch, waits (sampling every
-/// [`crate::health_gate::INTERVAL`]) until the host is within these limits (only
-/// these; the rest of the health gate applies once the run goes), so that the
-/// first tasks do not start ahead of the health gate's first reading (GNU parallel
-/// checks before each start). A reading the probe could not take does not hold the run
-/// back.
+/// `--load` / `--memfree`: before the first dispatch, waits until the host is within
+/// these limits ([`health_gate::wait_for_limits`]), saying so once.
 fn wait_for_limits(settings: &Settings) {
     let limits = Limits {
         max_load: settings.load,
         min_available: settings.memfree,
     };
-    let mut probe = sturdy_probe::Probe::new();
-    let mut told = false;
-    loop {
-        let sample = probe.sample();
-        if !crate::health_gate::over_limits(&sample, limits) {
-            return;
-        }
-        if !told {
-            told = true;
-            eprintln!(
-                "sturdy: waiting: the host is over --load {} or under --memfree {} bytes; nothing starts until it is within them",
-                settings.load.map_or("-".into(), |l| l.to_string()),
-                settings.memfree.map_or("-".into(), |m| m.to_string()),
-            );
-        }
-        std::thread::sleep(crate::health_gate::INTERVAL);
-    }
-}
-
-/// The most of an ended task's stderr the state directory keeps, in bytes (its tail).
-pub(crate) const STDERR_TAIL: u64 = 4096;
-
-/// Bounds what the state directory keeps of a task that ended with attempt `last`
-/// (its output printed and saved, its attempts journaled): the output files of the
-/// `attempts` journaled by this run are removed but one, the mark that the task ended:
-/// the last attempt's stderr cut to its last [`STDERR_TAIL`] bytes, or, when that
-/// attempt wrote nothing to stderr (the worker then made no `.err` file), its emptied
-/// stdout file renamed to `.err` (no file is created for it). The mark is what `resume`
-/// reads: an `.err` without its `.out` is an ended task (an attempt in flight has its
-/// `.out`), and a directory whose journal is gone is refused while `out/` holds any.
-/// Files of attempts this run did not journal (one in flight when an earlier master
-/// died) are kept. Best effort: a file that cannot be removed or cut stays whole.
-fn trim_outputs(state: &StateDir, task: u32, attempts: &[u32], last: u32) {
-    for &a in attempts {
-        if a != last {
-            let _ = std::fs::remove_file(state.output(task, a, "out"));
-            let _ = std::fs::remove_file(state.output(task, a, "err"));
-        }
-    }
-    let (out, err) = (
-        state.output(task, last, "out"),
-        state.output(task, last, "err"),
-    );
-    match std::fs::metadata(&err) {
-        Ok(meta) => {
-            let _ = std::fs::remove_file(&out);
-            if meta.len() > STDERR_TAIL
-                && let Ok(bytes) = std::fs::read(&err)
-            {
-                let tail = &bytes[bytes.len() - STDERR_TAIL as usize..];
-                let tmp = err.with_extension("err.tmp");
-                if std::fs::write(&tmp, tail).is_ok() {
-                    let _ = std::fs::rename(&tmp, &err);
-                }
-            }
-        }
-        Err(_) => {
-            let emptied = std::fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&out);
-            if emptied.is_ok() {
-                let _ = std::fs::rename(&out, &err);
-            }
-        }
-    }
+    health_gate::wait_for_limits(sturdy_probe::Probe::new(), limits, || {
+        eprintln!(
+            "sturdy: waiting: the host is over --load {} or under --memfree {} bytes; nothing starts until it is within them",
+            settings.load.map_or("-".into(), |l| l.to_string()),
+            settings.memfree.map_or("-".into(), |m| m.to_string()),
+        );
+    });
 }
 
 /// The tasks to run, in task order (or `order`'s, for `--shuf`), each with what
@@ -524,7 +462,7 @@ async fn drive<const T: usize>(
     );
     let gated = settings.health_gate || settings.load.is_some() || settings.memfree.is_some();
     let _monitor = gated.then(|| {
-        let (monitor, health) = crate::health_gate::spawn(
+        let (monitor, health) = health_gate::spawn(
             sturdy_probe::Probe::new(),
             settings.slots.clone(),
             Limits {

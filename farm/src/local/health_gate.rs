@@ -95,6 +95,26 @@ pub fn over_limits(sample: &sturdy_core::health::MachineSample, limits: Limits) 
     over_load || low_memory
 }
 
+/// `--load` / `--memfree` before the first dispatch: samples with `probe` every
+/// [`INTERVAL`] (blocking the thread) until the host is within `limits` (only these;
+/// the rest of the health gate applies once the run goes), so that the first tasks do
+/// not start ahead of the health gate's first reading (GNU parallel checks before each
+/// start); `waiting` is called once, the first time the host is over them. A reading
+/// the probe could not take does not hold the run back.
+pub fn wait_for_limits<P: HealthProbe>(mut probe: P, limits: Limits, waiting: impl FnOnce()) {
+    let mut waiting = Some(waiting);
+    loop {
+        let Ok(sample) = probe.sample() else { return };
+        if !over_limits(&sample, limits) {
+            return;
+        }
+        if let Some(tell) = waiting.take() {
+            tell();
+        }
+        std::thread::sleep(INTERVAL);
+    }
+}
+
 /// Starts sampling with `probe` on the tokio adapter's [`HealthMonitor`] (every
 /// [`INTERVAL`], on a blocking thread) and returns the monitor (sampling stops when it is
 /// dropped) and the channel the supervisor watches.

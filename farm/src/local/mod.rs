@@ -21,7 +21,8 @@
 //!   checkpoint and the output files, checked against the task list
 //!   ([`TaskCommands`]); [`task_set`] is its bitmap of task numbers;
 //! - [`health_gate`]: `--health-gate`, `--load` and `--memfree`: the host's health
-//!   sampled and judged for the supervisor.
+//!   sampled and judged for the supervisor;
+//! - [`trim`]: what the state directory keeps of a task that ended.
 
 /// `eprintln!` that never panics: a closed or broken stderr (`2>&1 | head -1`, a reader
 /// that went away) must not stop a run; the journal, not the terminal, is its record.
@@ -48,6 +49,7 @@ pub mod state_dir;
 pub mod state_lock;
 pub mod storage_fault;
 pub mod task_set;
+pub mod trim;
 pub mod worker;
 
 pub use error::{ErrorKind, FarmError};
