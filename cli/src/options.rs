@@ -746,13 +746,7 @@ pub(crate) fn parse_slot(s: &str) -> Result<Slot, CliError> {
 }
 
 /// How a dead worker is detected from its heartbeats.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Detector {
-    /// Silent longer than this.
-    Deadline(Duration),
-    /// Phi accrual above this threshold.
-    Phi(f64),
-}
+pub(crate) use sturdy_farm::local::Detector;
 
 /// Where the tasks come from.
 #[derive(Clone, Debug)]

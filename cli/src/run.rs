@@ -12,11 +12,9 @@ use std::time::Duration;
 
 use sturdy_core::FailureKind;
 use sturdy_core::WorkerId;
-use sturdy_core::backoff::{BackoffConfig, Jitter};
-use sturdy_core::deadline::DeadlineConfig;
+use sturdy_core::backoff::Jitter;
 use sturdy_core::manager::{BreakerState, Event, LedgerConfig};
 use sturdy_core::phi::PhiConfig;
-use sturdy_core::retry::RetryPolicy;
 use sturdy_farm::supervisor::{
     AttemptRecord, FedTask, Observer, Stop, Summary, Supervisor, SupervisorConfig, Verdict,
 };
@@ -39,6 +37,7 @@ use crate::task_set::TaskSet;
 use crate::tasks::TaskList;
 use crate::template::Template;
 use std::sync::Arc;
+use sturdy_farm::local::LedgerSettings;
 use sturdy_farm::local::resume::WINDOW_TASKS;
 use sturdy_farm::local::trim;
 use sturdy_farm::supervisor::StopHandle;
@@ -47,42 +46,26 @@ use sturdy_farm::supervisor::StopHandle;
 pub(crate) const MAX_WORKERS: usize = 256;
 
 fn ledger_config(s: &Settings) -> Result<LedgerConfig, CliError> {
-    let bad = |e: sturdy_core::ConfigError| CliError::input(format!("invalid setting: {e}"));
     let jitter = match s.jitter {
         JitterArg::None => Jitter::None,
         JitterArg::Full => Jitter::Full,
         JitterArg::Equal => Jitter::Equal,
         JitterArg::Decorrelated => Jitter::Decorrelated,
     };
-    let backoff = if s.backoff_base.is_zero() {
-        BackoffConfig::constant(Duration::ZERO)
-    } else {
-        BackoffConfig::exponential(s.backoff_base, 2000, s.backoff_cap)
-            .and_then(|b| b.with_jitter(jitter))
-            .map_err(bad)?
-    };
-    let retry = RetryPolicy::new(s.max_attempts, backoff).map_err(bad)?;
-    // With the phi detector the supervisor suspects workers; the ledger's deadline then
-    // only backs it up at a generous silence.
-    let timeout = match s.detector {
-        Detector::Deadline(t) => t,
-        Detector::Phi(_) => (s.heartbeat_interval * 30).max(Duration::from_secs(30)),
-    };
-    // A fresh worker process needs a moment before its first heartbeat.
-    let grace = timeout.max(Duration::from_secs(5));
-    let deadline = DeadlineConfig::new(timeout, grace).map_err(bad)?;
-    LedgerConfig::new(retry)
-        .with_deadline(deadline)
-        .with_lease(timeout.saturating_mul(2))
-        .and_then(|c| c.with_breaker(s.breaker_failures, s.breaker_open, 1))
-        // A worker is our own process: its crash is an outside kill or an OOM kill, not
-        // the slot's fault, and not the task's (counted apart, see --max-worker-crashes).
-        .map(|c| {
-            c.with_crash_limit(s.max_worker_crashes)
-                .with_crashes_open_breaker(false)
-        })
-        .map(|c| c.with_seed(std::process::id().into()))
-        .map_err(bad)
+    LedgerSettings {
+        max_attempts: s.max_attempts,
+        backoff_base: s.backoff_base,
+        backoff_cap: s.backoff_cap,
+        jitter,
+        detector: s.detector,
+        heartbeat_interval: s.heartbeat_interval,
+        breaker_failures: s.breaker_failures,
+        breaker_open: s.breaker_open,
+        max_worker_crashes: s.max_worker_crashes,
+        seed: std::process::id().into(),
+    }
+    .ledger_config()
+    .map_err(|e| CliError::input(format!("invalid setting: {e}")))
 }
 
 struct RunObserver {

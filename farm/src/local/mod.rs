@@ -22,7 +22,9 @@
 //!   ([`TaskCommands`]); [`task_set`] is its bitmap of task numbers;
 //! - [`health_gate`]: `--health-gate`, `--load` and `--memfree`: the host's health
 //!   sampled and judged for the supervisor;
-//! - [`trim`]: what the state directory keeps of a task that ended.
+//! - [`trim`]: what the state directory keeps of a task that ended;
+//! - [`ledger_settings`]: the run's retry, detection and breaker settings as the core
+//!   ledger's config.
 
 /// `eprintln!` that never panics: a closed or broken stderr (`2>&1 | head -1`, a reader
 /// that went away) must not stop a run; the journal, not the terminal, is its record.
@@ -40,6 +42,7 @@ mod task_list;
 pub mod classify;
 pub mod health_gate;
 pub mod journal;
+pub mod ledger_settings;
 pub mod oom;
 pub mod process_fence;
 pub mod process_pool;
@@ -53,5 +56,6 @@ pub mod trim;
 pub mod worker;
 
 pub use error::{ErrorKind, FarmError};
+pub use ledger_settings::{Detector, LedgerSettings};
 pub use slot::Slot;
 pub use task_list::TaskCommands;
