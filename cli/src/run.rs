@@ -39,7 +39,7 @@ use crate::template::Template;
 use std::sync::Arc;
 use sturdy_farm::local::LedgerSettings;
 use sturdy_farm::local::resume::WINDOW_TASKS;
-use sturdy_farm::local::trim;
+use sturdy_farm::local::{signals, trim, watchdog};
 use sturdy_farm::supervisor::StopHandle;
 
 /// Workers a run can have (the ledger's `WORKERS`).
@@ -477,61 +477,31 @@ async fn drive<const T: usize>(
             "sturdy: serving the run's metrics on http://{bound}/metrics, /livez and /readyz"
         );
     }
-    let watchdog = {
-        let (state, fault, every, metrics) = (
-            state.clone(),
-            observer.fault.clone(),
-            settings.heartbeat_interval,
-            observer.metrics.clone(),
-        );
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                if let Some(m) = &metrics {
-                    m.tick();
-                    if fault.message().is_some() {
-                        m.stopped_dispatching(true);
-                    }
-                }
-                if !state.still_in_place() {
-                    fault.trip(format!(
-                        "state directory {} was deleted or replaced while the run was going",
-                        state.root().display()
-                    ));
-                    return;
-                }
-                if let Err(e) = journal_watch.check() {
-                    fault.trip(e);
-                    return;
+    let metrics = observer.metrics.clone();
+    let watchdog = watchdog::spawn(
+        state.clone(),
+        journal_watch,
+        observer.fault.clone(),
+        settings.heartbeat_interval,
+        move |fault| {
+            if let Some(m) = &metrics {
+                m.tick();
+                if fault.message().is_some() {
+                    m.stopped_dispatching(true);
                 }
             }
-        })
-    };
-    let stop = sup.stop_handle();
+        },
+    );
     let signal_metrics = observer.metrics.clone();
-    let signals = tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            if let Some(m) = &signal_metrics {
-                m.stopped_dispatching(false);
-            }
-            match stop.escalate() {
-                Stop::Drain => eprintln!(
-                    "sturdy: stopping: no new tasks; waiting for running ones (signal again to kill them)"
-                ),
-                _ => eprintln!("sturdy: killing running tasks"),
-            }
+    let signals = signals::spawn(sup.stop_handle(), move |level| {
+        if let Some(m) = &signal_metrics {
+            m.stopped_dispatching(false);
+        }
+        match level {
+            Stop::Drain => eprintln!(
+                "sturdy: stopping: no new tasks; waiting for running ones (signal again to kill them)"
+            ),
+            _ => eprintln!("sturdy: killing running tasks"),
         }
     });
     let summary = sup.run(observer).await;
@@ -541,17 +511,17 @@ async fn drive<const T: usize>(
         m.stopped_dispatching(observer.fault.message().is_some());
     }
     // What happened since the watchdog's last look (the first fault's message wins).
-    {
-        if !state.still_in_place() {
-            observer.fault.trip(format!(
-                "state directory {} was deleted or replaced while the run was going",
-                state.root().display()
-            ));
-        } else if let Ok(w) = observer.journal.watch(&observer.journal_path)
-            && let Err(e) = w.check()
-        {
-            observer.fault.trip(e);
+    match observer.journal.watch(&observer.journal_path) {
+        Ok(w) => {
+            if let Err(e) = watchdog::check(state, &w) {
+                observer.fault.trip(e);
+            }
         }
+        Err(_) if !state.still_in_place() => observer.fault.trip(format!(
+            "state directory {} was deleted or replaced while the run was going",
+            state.root().display()
+        )),
+        Err(_) => {}
     }
     Ok(summary)
 }

@@ -23,6 +23,8 @@
 //! - [`health_gate`]: `--health-gate`, `--load` and `--memfree`: the host's health
 //!   sampled and judged for the supervisor;
 //! - [`trim`]: what the state directory keeps of a task that ended;
+//! - [`watchdog`]: the state directory and the journal checked under a running run;
+//! - [`signals`]: SIGINT and SIGTERM escalate the run's stop;
 //! - [`ledger_settings`]: the run's retry, detection and breaker settings as the core
 //!   ledger's config.
 
@@ -48,11 +50,13 @@ pub mod process_fence;
 pub mod process_pool;
 pub mod protocol;
 pub mod resume;
+pub mod signals;
 pub mod state_dir;
 pub mod state_lock;
 pub mod storage_fault;
 pub mod task_set;
 pub mod trim;
+pub mod watchdog;
 pub mod worker;
 
 pub use error::{ErrorKind, FarmError};
