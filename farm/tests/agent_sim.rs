@@ -537,3 +537,97 @@ async fn a_first_delivery_of_a_finished_task_is_acked_without_running() {
     assert_eq!(mem.with(|s| s.settles.clone()), vec![(3, "ack")]);
     assert_eq!(mem.with(|s| s.journal.len()), 1, "no claim was written");
 }
+
+/// [`Fake`] behind a health gate that is closed for the slots in `closed`.
+struct Gated {
+    fake: Fake,
+    closed: Vec<usize>,
+}
+
+impl Runner for Gated {
+    type Running = FakeRunning;
+
+    async fn start(&self, start: Start<'_>) -> Result<FakeRunning, String> {
+        self.fake.start(start).await
+    }
+
+    fn admits(&self, slot_index: usize) -> bool {
+        !self.closed.contains(&slot_index)
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_slot_whose_health_gate_is_closed_pulls_nothing_and_says_so_once() {
+    let mem = Mem::default();
+    for t in 1..=6 {
+        mem.enqueue(TaskId(t), b"ok:100", Generation(0))
+            .await
+            .unwrap();
+    }
+    let gated = Gated {
+        fake: Fake::default(),
+        closed: vec![0],
+    };
+    let (tx, rx) = watch::channel(Control::Run);
+    let events = Mutex::new(Vec::new());
+    let record = |e: &Event| events.lock().unwrap().push(e.clone());
+    let watcher = {
+        let mem = mem.clone();
+        async move {
+            loop {
+                sleep(Duration::from_millis(50)).await;
+                if ended(&mem).len() == 6 {
+                    tx.send(Control::Drain).unwrap();
+                    return;
+                }
+            }
+        }
+    };
+    let a = config("a", 2);
+    let (summary, ()) = tokio::join!(agent::run(&mem, &gated, &a, rx, &record), watcher);
+    assert_eq!(summary.unwrap().attempts, 6);
+    let starts = gated.fake.starts.lock().unwrap().clone();
+    assert_eq!(starts.len(), 6);
+    assert!(starts.iter().all(|(_, _, slot)| slot == "1"), "{starts:?}");
+    let closed: Vec<Event> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Event::HealthGateClosed { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(
+        closed,
+        vec![Event::HealthGateClosed {
+            slot: "0".to_string()
+        }]
+    );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_host_whose_gate_stays_closed_takes_nothing_and_still_drains() {
+    let mem = Mem::default();
+    mem.enqueue(TaskId(1), b"ok:100", Generation(0))
+        .await
+        .unwrap();
+    let gated = Gated {
+        fake: Fake::default(),
+        closed: vec![0, 1],
+    };
+    let (tx, rx) = watch::channel(Control::Run);
+    let drain = async move {
+        sleep(Duration::from_secs(30)).await;
+        tx.send(Control::Drain).unwrap();
+    };
+    let quiet = |_: &Event| {};
+    let a = config("a", 2);
+    let (summary, ()) = tokio::join!(agent::run(&mem, &gated, &a, rx, &quiet), drain);
+    assert_eq!(summary.unwrap().attempts, 0);
+    assert!(gated.fake.starts.lock().unwrap().is_empty());
+    assert!(ended(&mem).is_empty());
+    // The task is still waiting in the queue, never delivered.
+    assert_eq!(
+        mem.with(|s| s.queue.values().map(|m| m.delivered).sum::<u64>()),
+        0
+    );
+}
