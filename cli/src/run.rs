@@ -16,7 +16,7 @@ use sturdy_core::backoff::Jitter;
 use sturdy_core::manager::{BreakerState, Event, LedgerConfig};
 use sturdy_core::phi::PhiConfig;
 use sturdy_farm::supervisor::{
-    AttemptRecord, FedTask, Observer, Stop, Summary, Supervisor, SupervisorConfig, Verdict,
+    AttemptRecord, Observer, Stop, Summary, Supervisor, SupervisorConfig, Verdict,
 };
 use sturdy_tokio::checkpoint_store::{CheckpointStore, StoreConfig};
 
@@ -39,6 +39,7 @@ use crate::template::Template;
 use std::sync::Arc;
 use sturdy_farm::local::LedgerSettings;
 use sturdy_farm::local::resume::WINDOW_TASKS;
+use sturdy_farm::local::todo_feed::TodoFeed;
 use sturdy_farm::local::{signals, trim, watchdog};
 use sturdy_farm::supervisor::StopHandle;
 
@@ -340,36 +341,6 @@ fn wait_for_limits(settings: &Settings) {
     });
 }
 
-/// The tasks to run, in task order (or `order`'s, for `--shuf`), each with what
-/// earlier runs did of it, one at a time for the supervisor's window.
-struct TodoFeed {
-    tasks: Arc<TaskList>,
-    plan: Arc<Plan>,
-    /// `--shuf`: the task numbers to run, shuffled.
-    order: Option<Vec<u32>>,
-    /// The next index into `order`, or into the task list's numbers.
-    at: usize,
-}
-
-impl Iterator for TodoFeed {
-    type Item = FedTask<String>;
-
-    fn next(&mut self) -> Option<FedTask<String>> {
-        loop {
-            let n = match &self.order {
-                Some(order) => *order.get(self.at)?,
-                None => self.tasks.number_at(self.at)?,
-            };
-            self.at += 1;
-            if let Some((n, made, own, crashes)) = self.plan.todo_entry(n) {
-                let command = self.tasks.command(n).unwrap_or_default().into_owned();
-                let made = made.max(own.saturating_add(crashes));
-                return Some(FedTask::resumed(u64::from(n), made, own, crashes, command));
-            }
-        }
-    }
-}
-
 async fn drive<const T: usize>(
     settings: &Settings,
     tasks: &Arc<TaskList>,
@@ -435,12 +406,7 @@ async fn drive<const T: usize>(
     // failures and crashes: --max-attempts and --max-worker-crashes hold across resumes.
     let window = settings.window.map_or(T, |w| (w as usize).min(T));
     sup.set_feed(
-        TodoFeed {
-            tasks: Arc::clone(tasks),
-            plan: Arc::clone(plan),
-            order,
-            at: 0,
-        },
+        TodoFeed::new(Arc::clone(tasks), Arc::clone(plan), order),
         window,
     );
     let gated = settings.health_gate || settings.load.is_some() || settings.memfree.is_some();

@@ -467,6 +467,9 @@ impl sturdy_farm::local::TaskCommands for TaskList {
     fn numbers(&self) -> impl Iterator<Item = u32> + '_ {
         Self::numbers(self)
     }
+    fn number_at(&self, i: usize) -> Option<u32> {
+        Self::number_at(self, i)
+    }
     fn index_of(&self, n: u32) -> Option<usize> {
         Self::index_of(self, n)
     }

@@ -25,6 +25,7 @@
 //! - [`trim`]: what the state directory keeps of a task that ended;
 //! - [`watchdog`]: the state directory and the journal checked under a running run;
 //! - [`signals`]: SIGINT and SIGTERM escalate the run's stop;
+//! - [`todo_feed`]: the tasks a resumed run still has to do, for the supervisor;
 //! - [`ledger_settings`]: the run's retry, detection and breaker settings as the core
 //!   ledger's config.
 
@@ -55,6 +56,7 @@ pub mod state_dir;
 pub mod state_lock;
 pub mod storage_fault;
 pub mod task_set;
+pub mod todo_feed;
 pub mod trim;
 pub mod watchdog;
 pub mod worker;

@@ -679,6 +679,9 @@ mod tests {
         fn numbers(&self) -> impl Iterator<Item = u32> + '_ {
             1..=self.max_number()
         }
+        fn number_at(&self, i: usize) -> Option<u32> {
+            (i < self.commands.len()).then(|| i as u32 + 1)
+        }
         fn index_of(&self, n: u32) -> Option<usize> {
             (n >= 1 && n <= self.max_number()).then(|| n as usize - 1)
         }

@@ -23,6 +23,9 @@ pub trait TaskCommands {
     /// The task numbers, increasing.
     fn numbers(&self) -> impl Iterator<Item = u32> + '_;
 
+    /// The `i`-th task number (from 0), if there are more than `i` tasks.
+    fn number_at(&self, i: usize) -> Option<u32>;
+
     /// The index of task `n` in [`TaskCommands::numbers`], if `n` is a task.
     fn index_of(&self, n: u32) -> Option<usize>;
 
@@ -43,6 +46,9 @@ impl<T: TaskCommands + ?Sized> TaskCommands for std::sync::Arc<T> {
     }
     fn numbers(&self) -> impl Iterator<Item = u32> + '_ {
         (**self).numbers()
+    }
+    fn number_at(&self, i: usize) -> Option<u32> {
+        (**self).number_at(i)
     }
     fn index_of(&self, n: u32) -> Option<usize> {
         (**self).index_of(n)
