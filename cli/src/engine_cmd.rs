@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use sturdy_farm::agent::Event;
 use sturdy_farm::coordinate::{self, CoordinateConfig, CoordinateError, Note};
-use sturdy_farm::engine::Error as EngineError;
-use sturdy_farm::engine::TaskId;
 use sturdy_farm::engine::jetstream::{Config, JetStream};
+use sturdy_farm::engine::{Error as EngineError, TaskId};
 use sturdy_farm::host::{self, HostConfig, HostError};
 
 use crate::error::CliError;
