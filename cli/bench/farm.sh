@@ -11,8 +11,9 @@
 # and median are shown), PARALLEL_MAX (default 10000: GNU parallel, ~8 ms per task, is
 # left out of larger sizes), BASE (optional: another `sturdy` binary, measured in the same
 # rounds as "sturdy (BASE)", for before/after), CARGO_TARGET_DIR (where the binary is built),
-# TMPDIR (where the state directory goes: its file system matters, as sturdy creates two
-# output files per attempt; on a busy ext4 inode allocation is most of sturdy's extra CPU).
+# TMPDIR (where the state directory goes: its file system matters; a quiet attempt makes
+# a hard link and a rename there, one that prints a file per stream, and on ext4 without
+# a journal allocating an inode costs up to ~1 ms of CPU while many were freed recently).
 # Needs GNU parallel (Debian: apt-get install parallel) and python3 (for rtime.py).
 # Wall and CPU are per whole command (CPU = user + system of it and all its descendants,
 # counted by cli/bench/rtime.py, a child subreaper: GNU time misses the workers that the

@@ -187,6 +187,9 @@ impl TaskOutput {
         out: &Path,
         err: &Path,
     ) -> Option<String> {
+        if !self.echo && self.results.is_none() && self.joblog.is_none() {
+            return None; // nothing reads the output (`--json`)
+        }
         // The common case (printing only, untagged, in finishing order) copies the files
         // without holding them in memory.
         if self.echo && self.tag.is_none() && self.order.is_none() && self.results.is_none() {

@@ -413,6 +413,7 @@ impl WorkerPool for ProcessPool {
                 .output(task, order.attempt, "err")
                 .display()
                 .to_string(),
+            stdout_blank: Some(self.state.blank().display().to_string()),
         });
         // A broken pipe means the worker died; its reader thread reports it.
         let _ = protocol::write_frame(&mut pw.stdin, &run);

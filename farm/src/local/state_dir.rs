@@ -11,6 +11,9 @@
 //!                         the task ended: only its last attempt's stderr tail, empty
 //!                         for a quiet one, see `run`)
 //! STATE/amended.tsv       earlier commands of tasks that --resume-failed gave a new text
+//! STATE/blank.out         an empty file: a quiet attempt's `.out` (and the mark it
+//!                         becomes) is a hard link to it, so that it allocates no inode
+//!                         (see `worker`); the file is replaced when its links run out
 //! ```
 //!
 //! A fresh run refuses a directory that already holds a run (pass `--resume`, or pick
@@ -217,6 +220,12 @@ impl StateDir {
         self.root
             .join("out")
             .join(format!("{task}.{attempt}.{stream}"))
+    }
+
+    /// The empty file that quiet attempts' `out/T.A.out` files are hard links to
+    /// (`STATE/blank.out`; made by the workers when missing).
+    pub fn blank(&self) -> PathBuf {
+        self.root.join("blank.out")
     }
 
     /// The root.

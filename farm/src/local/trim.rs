@@ -40,11 +40,18 @@ pub fn trim_outputs(state: &StateDir, task: u32, attempts: &[u32], last: u32) {
             }
         }
         Err(_) => {
-            let emptied = std::fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&out);
-            if emptied.is_ok() {
+            // A quiet attempt's `.out` is a hard link to the state directory's blank
+            // (see `StateDir::blank`), empty already: it is renamed as it is.
+            let emptied = match std::fs::metadata(&out) {
+                Ok(meta) if meta.len() == 0 => true,
+                Ok(_) => std::fs::OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&out)
+                    .is_ok(),
+                Err(_) => false,
+            };
+            if emptied {
                 let _ = std::fs::rename(&out, &err);
             }
         }

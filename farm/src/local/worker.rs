@@ -42,6 +42,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -204,11 +205,15 @@ fn signal_group(pgid: i32, signal: Signal) {
 struct Capture {
     /// The pipe's read end, until it closes.
     pipe: Option<File>,
-    /// The output file. Stdout's is created before the command starts (it marks the
-    /// attempt as started in `STATE/out`, for the numbering of attempts after a crash);
-    /// stderr's at its first byte, so that a command that writes none leaves none.
+    /// The output file. Stdout's path exists before the command starts (it marks the
+    /// attempt as started in `STATE/out`, for the numbering of attempts after a crash),
+    /// as a file of its own or as a hard link to the order's blank (see [`link_blank`]),
+    /// which is replaced by a file of its own at the first byte; stderr's is created at
+    /// its first byte, so that a command that writes none leaves none.
     file: Option<File>,
     path: String,
+    /// Whether `path` is a hard link to the blank (never to be written through).
+    linked: bool,
     stderr: bool,
 }
 
@@ -261,8 +266,16 @@ impl Captures<'_> {
             return;
         }
         if out.file.is_none() {
-            match File::create(&out.path) {
-                Ok(f) => out.file = Some(f),
+            let made = if out.linked {
+                own_file(&out.path)
+            } else {
+                File::create(&out.path)
+            };
+            match made {
+                Ok(f) => {
+                    out.file = Some(f);
+                    out.linked = false;
+                }
                 Err(e) => {
                     self.error = Some((out.path.clone(), e.to_string()));
                     return;
@@ -413,7 +426,16 @@ fn run_attempt(order: &RunOrder, subreaper: bool, ev: &Attempt<'_>, buf: &mut [u
         }
     }
     let started = Instant::now();
-    let out = match File::create(&order.stdout_path) {
+    let linked = order
+        .stdout_blank
+        .as_deref()
+        .is_some_and(|blank| link_blank(Path::new(blank), Path::new(&order.stdout_path)));
+    let out = if linked {
+        Ok(None)
+    } else {
+        File::create(&order.stdout_path).map(Some)
+    };
+    let out = match out {
         Ok(f) => f,
         Err(e) => {
             let outcome = Outcome::StorageFailed {
@@ -460,14 +482,16 @@ fn run_attempt(order: &RunOrder, subreaper: bool, ev: &Attempt<'_>, buf: &mut [u
         outs: [
             Capture {
                 pipe: child.stdout.take().map(|p| File::from(OwnedFd::from(p))),
-                file: Some(out),
+                file: out,
                 path: order.stdout_path.clone(),
+                linked,
                 stderr: false,
             },
             Capture {
                 pipe: child.stderr.take().map(|p| File::from(OwnedFd::from(p))),
                 file: None,
                 path: order.stderr_path.clone(),
+                linked: false,
                 stderr: true,
             },
         ],
@@ -583,6 +607,54 @@ fn run_attempt(order: &RunOrder, subreaper: bool, ev: &Attempt<'_>, buf: &mut [u
     report(order, outcome, started) && !shutdown_after
 }
 
+/// Makes `path` a hard link to the empty file `blank`, so that an attempt that writes
+/// nothing to stdout allocates no inode for its `.out` (nor for the mark the master
+/// renames it to): creates `blank` when it is missing, puts a new one in its place when
+/// it has the most links the file system allows (`EMLINK`: 65 000 on ext4), and
+/// replaces a `path` left by an earlier start of the same attempt number. False when
+/// the link cannot be made (a file system without hard links, a missing directory):
+/// the caller then creates `path` as a file, and reports a failure to do so.
+fn link_blank(blank: &Path, path: &Path) -> bool {
+    let is = |e: &io::Error, errno: Errno| e.raw_os_error() == Some(errno as i32);
+    for _ in 0..3 {
+        let Err(e) = std::fs::hard_link(blank, path) else {
+            return true;
+        };
+        let fixed = if is(&e, Errno::EEXIST) {
+            std::fs::remove_file(path).is_ok()
+        } else if is(&e, Errno::ENOENT) {
+            // Never truncated: another worker may have made it (empty) meanwhile.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(blank)
+                .is_ok()
+        } else if is(&e, Errno::EMLINK) {
+            // A fresh blank under the same name; the links made stay on the old one.
+            let mut tmp = blank.as_os_str().to_owned();
+            tmp.push(format!(".{}.tmp", std::process::id()));
+            File::create(&tmp).is_ok() && std::fs::rename(&tmp, blank).is_ok()
+        } else {
+            false
+        };
+        if !fixed {
+            return false;
+        }
+    }
+    false
+}
+
+/// Gives the attempt's stdout file at `path` (until now a hard link to the blank, see
+/// [`link_blank`]) an inode of its own, empty, at the first byte the command writes: a
+/// new file at `path.tmp` renamed over `path`, so that `path` exists throughout.
+fn own_file(path: &str) -> io::Result<File> {
+    let tmp = format!("{path}.tmp");
+    let f = File::create(&tmp)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(f)
+}
+
 /// Kills every other process that carries this worker's mark or one of its attempts'
 /// marks (its commands' children that left the command's process group).
 fn kill_own_marked() {
@@ -686,4 +758,61 @@ fn report(order: &RunOrder, outcome: Outcome, started: Instant) -> bool {
         runtime_ms: started.elapsed().as_millis() as u64,
     })
     .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn ino(p: &Path) -> u64 {
+        std::fs::metadata(p).unwrap().ino()
+    }
+
+    #[test]
+    fn a_quiet_attempts_stdout_is_a_link_to_the_blank_made_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (blank, out) = (dir.path().join("blank.out"), dir.path().join("1.1.out"));
+        assert!(link_blank(&blank, &out));
+        assert_eq!(ino(&blank), ino(&out));
+        assert_eq!(std::fs::metadata(&blank).unwrap().nlink(), 2);
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), 0);
+        // A second attempt links to the same blank: no new inode.
+        let out2 = dir.path().join("1.2.out");
+        assert!(link_blank(&blank, &out2));
+        assert_eq!(ino(&out2), ino(&blank));
+        assert_eq!(std::fs::metadata(&blank).unwrap().nlink(), 3);
+    }
+
+    #[test]
+    fn a_file_left_at_the_path_is_replaced_by_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let (blank, out) = (dir.path().join("blank.out"), dir.path().join("3.1.out"));
+        std::fs::write(&out, "an earlier start's output").unwrap();
+        assert!(link_blank(&blank, &out));
+        assert_eq!(ino(&out), ino(&blank));
+        assert_eq!(std::fs::read(&out).unwrap(), b"");
+    }
+
+    #[test]
+    fn no_link_where_the_directory_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let blank = dir.path().join("blank.out");
+        assert!(!link_blank(&blank, &dir.path().join("gone/1.1.out")));
+    }
+
+    #[test]
+    fn the_first_byte_gives_the_file_its_own_inode_and_the_blank_stays_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let (blank, out) = (dir.path().join("blank.out"), dir.path().join("2.1.out"));
+        assert!(link_blank(&blank, &out));
+        let mut f = own_file(out.to_str().unwrap()).unwrap();
+        f.write_all(b"hello\n").unwrap();
+        assert_ne!(ino(&out), ino(&blank));
+        assert_eq!(std::fs::read(&out).unwrap(), b"hello\n");
+        assert_eq!(std::fs::read(&blank).unwrap(), b"");
+        assert_eq!(std::fs::metadata(&blank).unwrap().nlink(), 1);
+        // Nothing else is left in the directory (the temporary name was renamed).
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
 }
