@@ -460,6 +460,16 @@ async fn changed(control: &mut watch::Receiver<Control>) {
     }
 }
 
+/// Waits for the next control change on its own receiver; gives back the control and the
+/// receiver (to wait again).
+async fn next_control(
+    mut control: watch::Receiver<Control>,
+) -> (Control, watch::Receiver<Control>) {
+    changed(&mut control).await;
+    let now = *control.borrow_and_update();
+    (now, control)
+}
+
 /// Waits until the control is no longer [`Control::Run`] (a change that keeps it
 /// [`Control::Run`] does not end the wait, so a pull in flight is not dropped for it: a
 /// dropped pull may leave a handed-out message leased to nobody for an ack wait).
@@ -761,8 +771,10 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                 // One timer for the whole attempt, not one per renewal.
                 let timeout = sleep_until(deadline.unwrap_or(started));
                 tokio::pin!(timeout);
+                // One control watch for the whole attempt, not one per renewal.
+                let mut stop = std::pin::pin!(next_control(control.clone()));
                 enum Step {
-                    Control,
+                    Control(Control, watch::Receiver<Control>),
                     Renew,
                     Timeout,
                     Exited(Exit),
@@ -770,7 +782,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                 loop {
                     let step = tokio::select! {
                         biased;
-                        () = changed(control) => Step::Control,
+                        (now, rx) = &mut stop => Step::Control(now, rx),
                         _ = renew.tick() => Step::Renew,
                         () = &mut timeout, if deadline.is_some() => {
                             Step::Timeout
@@ -779,11 +791,12 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                     };
                     match step {
                         Step::Exited(exit) => break exit,
-                        Step::Control => {
-                            if *control.borrow_and_update() == Control::Abort {
+                        Step::Control(now, rx) => {
+                            if now == Control::Abort {
                                 running.kill().await;
                                 return Finished::Abort;
                             }
+                            stop.set(next_control(rx));
                         }
                         Step::Timeout => {
                             running.kill().await;
