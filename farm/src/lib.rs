@@ -13,9 +13,10 @@
 //!   storage-fault latch;
 //! - [`agent`] (the host agent) and [`coordinator`] (enqueue, the journal's projection) of a
 //!   multi-host run;
-//! - [`sim`]: a deterministic simulation of the whole multi-host farm (a model of the
-//!   engine, hosts, network and faults) in which the host agent runs unchanged, in
-//!   virtual time (`sturdy simulate`);
+//! - `sim` (with the cargo feature `sim`, which brings tokio's `test-util`): a
+//!   deterministic simulation of the whole multi-host farm (a model of the engine, hosts,
+//!   network and faults) in which the host agent runs unchanged, in virtual time
+//!   (`sturdy simulate`);
 //! - the [`engine`]: the small trait through which the farm reaches whatever carries tasks
 //!   between hosts, with a NATS JetStream implementation ([`engine::jetstream`]).
 //!
@@ -73,5 +74,6 @@ pub mod agent;
 pub mod coordinator;
 pub mod engine;
 pub mod local;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod supervisor;
