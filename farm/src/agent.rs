@@ -34,16 +34,29 @@
 //!
 //! # Determinism
 //!
-//! The agent is one future: its slots are polled in slot order by one `join_all`, with no
-//! spawned tasks, no hash-map iteration and only `biased` selects; time is read only
-//! through `tokio::time`. On a paused-clock current-thread runtime with a simulated
-//! engine and a fake runner, a run replays exactly.
+//! The agent is one future: its slots are futures in one [`FuturesUnordered`], which
+//! polls only the slot whose waker fired (in the order they fired), with no spawned
+//! tasks, no hash-map iteration and only `biased` selects; time is read only through
+//! `tokio::time`. On a paused-clock current-thread runtime with a simulated engine and a
+//! fake runner, a run replays exactly.
+//!
+//! # Messages
+//!
+//! An idle slot waits on one long pull ([`AgentConfig::pull_wait`]) rather than pulling
+//! again every second. A slot whose attempt ended `done` keeps the delivery unacknowledged
+//! until it pulls again, and then acknowledges it and pulls in one message
+//! ([`Engine::ack_next`], JetStream's `+NXT`); the `ended` record's compare-and-set was
+//! written before, as R3 requires. If the slot stops pulling instead (drain, abort, its
+//! breaker open), the delivery is acknowledged on its own first.
 
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use futures_util::FutureExt as _;
-use futures_util::future::join_all;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use sturdy_core::breaker::{ConsecutiveBreaker, ConsecutiveConfig, Outcome as BreakerOutcome};
 use sturdy_core::failure::FailureKind;
 use sturdy_core::manager::record::{
@@ -162,8 +175,10 @@ pub struct AgentConfig {
     /// How often a running attempt renews its lease (R2); at most a third of the
     /// engine's ack wait. Default 1 s.
     pub heartbeat: Duration,
-    /// How long one pull waits for a task before the slot checks its control and
-    /// breaker again. Default 1 s.
+    /// How long one pull waits for a task before the slot pulls again (a control change
+    /// ends the wait at once). Long, so that an idle slot costs the engine one request
+    /// per `pull_wait`; keep it below the engine's own limit on a pull's expiry. Default
+    /// 30 s.
     pub pull_wait: Duration,
     /// How long to pause after an engine error before trying again. Default 200 ms.
     pub engine_pause: Duration,
@@ -189,7 +204,7 @@ impl AgentConfig {
             host: host.into(),
             slots,
             heartbeat: Duration::from_secs(1),
-            pull_wait: Duration::from_secs(1),
+            pull_wait: Duration::from_secs(30),
             engine_pause: Duration::from_millis(200),
             timeout: None,
             retry: RetryPolicy::ORIGINAL,
@@ -415,26 +430,33 @@ pub async fn run<E: Engine, R: Runner>(
 ) -> Result<AgentSummary, AgentError> {
     config.validate()?;
     let origin = Instant::now();
-    let slots = config.slots.iter().enumerate().map(|(index, name)| {
-        let slot = SlotCtx {
-            engine,
-            runner,
-            config,
-            events,
-            origin,
-            index,
-            name,
-        };
-        slot.run(control.clone())
-    });
+    // Each slot is its own future; a wake-up polls only the slot that woke.
+    let mut slots: FuturesUnordered<_> = config
+        .slots
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            let slot = SlotCtx {
+                engine,
+                runner,
+                config,
+                events,
+                origin,
+                index,
+                name,
+                unacked: Mutex::new(None),
+            };
+            slot.run(control.clone())
+        })
+        .collect();
     let mut summary = AgentSummary::default();
-    for one in join_all(slots).await {
+    while let Some(one) = slots.next().await {
         summary.add(&one);
     }
     Ok(summary)
 }
 
-struct SlotCtx<'a, E, R> {
+struct SlotCtx<'a, E: Engine, R> {
     engine: &'a E,
     runner: &'a R,
     config: &'a AgentConfig,
@@ -442,6 +464,10 @@ struct SlotCtx<'a, E, R> {
     origin: Instant,
     index: usize,
     name: &'a str,
+    /// A delivery whose task is finished (its `ended` record written, or found final on
+    /// redelivery), still to be acknowledged: by the slot's next pull in the same message
+    /// ([`Engine::ack_next`]), or on its own when the slot stops pulling.
+    unacked: Mutex<Option<Delivery<E::Handle>>>,
 }
 
 /// Waits for the next control change; never returns once the sender is gone.
@@ -449,6 +475,16 @@ async fn changed(control: &mut watch::Receiver<Control>) {
     if control.changed().await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// Waits for the next control change on its own receiver; gives back the control and the
+/// receiver (to wait again).
+async fn next_control(
+    mut control: watch::Receiver<Control>,
+) -> (Control, watch::Receiver<Control>) {
+    changed(&mut control).await;
+    let now = *control.borrow_and_update();
+    (now, control)
 }
 
 /// Waits until the control is no longer [`Control::Run`] (a change that keeps it
@@ -492,6 +528,40 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
         });
     }
 
+    /// Keeps a finished task's delivery to be acknowledged by the next pull.
+    fn defer_ack(&self, delivery: Delivery<E::Handle>) {
+        let mut unacked = self.unacked.lock().unwrap_or_else(|p| p.into_inner());
+        debug_assert!(
+            unacked.is_none(),
+            "one finished delivery per slot at a time"
+        );
+        *unacked = Some(delivery);
+    }
+
+    fn take_unacked(&self) -> Option<Delivery<E::Handle>> {
+        self.unacked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Acknowledges the deferred delivery on its own, when the slot does not pull next.
+    async fn ack_unacked(&self) {
+        if let Some(delivery) = self.take_unacked()
+            && let Err(e) = self.engine.settle(delivery, Settle::Ack).await
+        {
+            self.engine_error(&e);
+        }
+    }
+
+    /// Pulls the next delivery, acknowledging the deferred one in the same message.
+    async fn pull(&self) -> Result<Option<Delivery<E::Handle>>, crate::engine::Error> {
+        match self.take_unacked() {
+            Some(done) => self.engine.ack_next(done, self.config.pull_wait).await,
+            None => self.engine.next_within(self.config.pull_wait).await,
+        }
+    }
+
     async fn run(self, mut control: watch::Receiver<Control>) -> AgentSummary {
         let mut summary = AgentSummary::default();
         let mut breaker: ConsecutiveBreaker = ConsecutiveBreaker::new(self.config.breaker);
@@ -499,9 +569,11 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
         let mut told_gated = false;
         loop {
             if *control.borrow_and_update() != Control::Run {
+                self.ack_unacked().await;
                 return summary;
             }
             if !self.runner.admits(self.index) {
+                self.ack_unacked().await;
                 if !told_gated {
                     told_gated = true;
                     self.emit(Event::HealthGateClosed {
@@ -522,6 +594,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                     permit
                 }
                 Err(_) => {
+                    self.ack_unacked().await;
                     if !told_open {
                         told_open = true;
                         self.emit(Event::BreakerOpen {
@@ -548,7 +621,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
             let pulled = tokio::select! {
                 biased;
                 () = stopped(&mut control) => None,
-                pulled = self.engine.next_within(self.config.pull_wait) => Some(pulled),
+                pulled = self.pull() => Some(pulled),
             };
             let delivery = match pulled {
                 None | Some(Ok(None)) => {
@@ -568,6 +641,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                 Finished::NotRun | Finished::Dropped => breaker.release(permit, self.now()),
                 Finished::Abort => {
                     breaker.release(permit, self.now());
+                    self.ack_unacked().await;
                     return summary;
                 }
             }
@@ -612,9 +686,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
             };
             let written = match core.on_delivery(self.config.crash_limit) {
                 CoreDelivery::Skip => {
-                    if let Err(e) = self.engine.settle(delivery, Settle::Ack).await {
-                        self.engine_error(&e);
-                    }
+                    self.defer_ack(delivery);
                     summary.skipped += 1;
                     self.emit(Event::Skipped { task });
                     return Finished::NotRun;
@@ -730,8 +802,13 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                 );
                 renew.set_missed_tick_behavior(MissedTickBehavior::Delay);
                 let deadline = self.config.timeout.map(|t| started + t);
+                // One timer for the whole attempt, not one per renewal.
+                let timeout = sleep_until(deadline.unwrap_or(started));
+                tokio::pin!(timeout);
+                // One control watch for the whole attempt, not one per renewal.
+                let mut stop = std::pin::pin!(next_control(control.clone()));
                 enum Step {
-                    Control,
+                    Control(Control, watch::Receiver<Control>),
                     Renew,
                     Timeout,
                     Exited(Exit),
@@ -739,20 +816,21 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                 loop {
                     let step = tokio::select! {
                         biased;
-                        () = changed(control) => Step::Control,
+                        (now, rx) = &mut stop => Step::Control(now, rx),
                         _ = renew.tick() => Step::Renew,
-                        () = sleep_until(deadline.unwrap_or(started)), if deadline.is_some() => {
+                        () = &mut timeout, if deadline.is_some() => {
                             Step::Timeout
                         }
                         exit = running.wait() => Step::Exited(exit),
                     };
                     match step {
                         Step::Exited(exit) => break exit,
-                        Step::Control => {
-                            if *control.borrow_and_update() == Control::Abort {
+                        Step::Control(now, rx) => {
+                            if now == Control::Abort {
                                 running.kill().await;
                                 return Finished::Abort;
                             }
+                            stop.set(next_control(rx));
                         }
                         Step::Timeout => {
                             running.kill().await;
@@ -902,7 +980,10 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
             Outcome::Done => summary.done += 1,
             Outcome::Retry | Outcome::GaveUp => summary.failed += 1,
         }
-        if let Err(e) = self.engine.settle(delivery, settle).await {
+        if settle == Settle::Ack {
+            // Acknowledged by the slot's next pull, in the same message.
+            self.defer_ack(delivery);
+        } else if let Err(e) = self.engine.settle(delivery, settle).await {
             // The record is written; the message comes back after the ack wait and R1
             // settles it then (done: ack; retry: it simply runs).
             self.engine_error(&e);

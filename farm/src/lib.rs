@@ -16,9 +16,10 @@
 //!   multi-host run; [`coordinate`]: the coordinator on a real machine (create, enqueue,
 //!   follow into the journal, SIGINT); and [`host`]: the agent on a real host (its settings from the run's,
 //!   the health gate, signals, each attempt a child process);
-//! - [`sim`]: a deterministic simulation of the whole multi-host farm (a model of the
-//!   engine, hosts, network and faults) in which the host agent runs unchanged, in
-//!   virtual time (`sturdy simulate`);
+//! - `sim` (with the cargo feature `sim`, which brings tokio's `test-util`): a
+//!   deterministic simulation of the whole multi-host farm (a model of the engine, hosts,
+//!   network and faults) in which the host agent and coordinator run unchanged, in virtual time
+//!   (`sturdy simulate`);
 //! - the [`engine`]: the small trait through which the farm reaches whatever carries tasks
 //!   between hosts, with a NATS JetStream implementation ([`engine::jetstream`]).
 //!
@@ -75,5 +76,6 @@ pub mod coordinator;
 pub mod engine;
 pub mod host;
 pub mod local;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod supervisor;

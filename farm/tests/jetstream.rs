@@ -441,6 +441,31 @@ async fn term_never_redelivers() {
 }
 
 #[tokio::test]
+async fn ack_next_acknowledges_and_pulls_in_one_message() {
+    let server = Server::start();
+    let run = run(&server, "acknext").await;
+    run.enqueue(TaskId(1), b"a", Generation(0)).await.unwrap();
+    run.enqueue(TaskId(2), b"b", Generation(0)).await.unwrap();
+    let first = run
+        .next_within(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.task(), TaskId(1));
+    let second = run
+        .ack_next(first, Duration::from_secs(2))
+        .await
+        .unwrap()
+        .expect("the next task is delivered to the +NXT");
+    assert_eq!((second.task(), second.epoch()), (TaskId(2), 1));
+    // Nothing left: the +NXT's pull expires empty, and acknowledges the second task.
+    let none = run.ack_next(second, 2 * ACK_WAIT).await.unwrap();
+    assert!(none.is_none());
+    // Both were acknowledged: neither comes back after the ack wait.
+    assert!(run.next_within(4 * ACK_WAIT).await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn follow_returns_every_record_in_server_order_and_resumes() {
     let server = Server::start();
     let run = run(&server, "follow").await;

@@ -99,7 +99,8 @@ mod properties {
                     c.net.loss = loss;
                     c.net.latency_ms = Dist::Uniform(0.0, lat as f64);
                     // Unlimited deliveries: a message that reached MaxDeliver waits for
-                    // the coordinator's reconciliation (R5), which this world lacks.
+                    // the coordinator's reconciliation (R5). The world runs the real
+                    // coordinator (enqueue, follow), which does not reconcile yet.
                     c.server.max_deliver = 0;
                     c.server.max_ack_pending = 12;
                     c.server.max_waiting = 6;

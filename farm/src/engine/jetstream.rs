@@ -675,6 +675,30 @@ impl Run {
         )
     }
 
+    /// A pulled work message as a delivery; a malformed one (published by hand?) is
+    /// terminated, so that it does not come back after every ack wait, and reported.
+    async fn delivered(&self, message: js::Message) -> Result<Delivery<js::Message>, Error> {
+        match self.delivery(&message) {
+            Ok((task, generation, epoch, sequence)) => {
+                let payload = message.payload.clone();
+                Ok(Delivery::new(
+                    task, generation, payload, epoch, sequence, message,
+                ))
+            }
+            Err(reason) => {
+                let subject = message.subject.to_string();
+                let sequence = message.info().map_or(0, |i| i.stream_sequence);
+                let _ = message.double_ack_with(AckKind::Term).await;
+                Err(Error::Malformed {
+                    run: self.run.clone(),
+                    subject,
+                    sequence,
+                    reason: format!("work message (terminated): {reason}"),
+                })
+            }
+        }
+    }
+
     async fn ack(&self, delivery: &Delivery<js::Message>, kind: AckKind) -> Result<(), Error> {
         // A request: the server confirms it received the ack (it confirms every kind).
         delivery
@@ -741,25 +765,53 @@ impl Engine for Run {
             return Ok(None);
         };
         let message = message.map_err(|e| self.fail("pull", consumer, &*e))?;
-        match self.delivery(&message) {
-            Ok((task, generation, epoch, sequence)) => {
-                let payload = message.payload.clone();
-                Ok(Some(Delivery::new(
-                    task, generation, payload, epoch, sequence, message,
-                )))
-            }
-            Err(reason) => {
-                // Not ours to run (published by hand?): terminate it, so that it does
-                // not come back after every ack wait, and say so.
-                let subject = message.subject.to_string();
-                let sequence = message.info().map_or(0, |i| i.stream_sequence);
-                let _ = message.double_ack_with(AckKind::Term).await;
-                Err(Error::Malformed {
-                    run: self.run.clone(),
-                    subject,
-                    sequence,
-                    reason: format!("work message (terminated): {reason}"),
-                })
+        self.delivered(message).await.map(Some)
+    }
+
+    async fn ack_next(
+        &self,
+        delivery: Delivery<js::Message>,
+        wait: Duration,
+    ) -> Result<Option<Delivery<js::Message>>, Error> {
+        let consumer = CONSUMER;
+        let client = self.context.client();
+        let Some(ack_subject) = delivery.handle().reply.clone() else {
+            return Err(self.fail("ack", consumer, &"the delivery has no reply subject"));
+        };
+        // `+NXT` on the delivery's ack subject: the server acknowledges it and takes the
+        // rest as a pull request whose messages go to the reply subject.
+        let inbox = client.new_inbox();
+        let mut replies = client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| self.fail("pull", consumer, &e))?;
+        let wait_ns = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+        let request = format!("+NXT {{\"batch\":1,\"expires\":{wait_ns}}}");
+        client
+            .publish_with_reply(ack_subject.clone(), inbox, request.into())
+            .await
+            .map_err(|e| self.fail("ack", ack_subject.as_str(), &e))?;
+        drop(delivery);
+        // The server answers within `wait` (a delivery, or 408 when the request expired);
+        // a second of slack covers a lost answer.
+        let until = tokio::time::Instant::now() + wait + Duration::from_secs(1);
+        loop {
+            let message = match tokio::time::timeout_at(until, replies.next()).await {
+                Err(_) => return Ok(None),
+                Ok(None) => return Err(self.fail("pull", consumer, &"the reply inbox closed")),
+                Ok(Some(message)) => message,
+            };
+            match message.status {
+                None | Some(async_nats::StatusCode::OK) => {
+                    let message = js::Message {
+                        message,
+                        context: self.context.clone(),
+                    };
+                    return self.delivered(message).await.map(Some);
+                }
+                Some(async_nats::StatusCode::IDLE_HEARTBEAT) => {}
+                // Expired (408), nothing to pull (404), or ended by the server (409).
+                Some(_) => return Ok(None),
             }
         }
     }

@@ -325,6 +325,30 @@ pub trait Engine: Send + Sync {
         how: Settle,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
+    /// Acknowledges `delivery` as [`Settle::Ack`] does and pulls the next work message
+    /// for the same slot, waiting at most `wait` ([`Engine::next_within`]): on JetStream
+    /// one message (`+NXT`) instead of an ack and a pull request.
+    ///
+    /// The same rule as for [`Engine::settle`]: call it only after this attempt's own
+    /// `ended` record was written with compare-and-set, or after reading the record and
+    /// finding it final; and only when the slot is free for the next task (the lease of
+    /// what comes back starts now). The acknowledgement is not confirmed: if it is lost,
+    /// or this future is dropped before it was sent, the finished task is redelivered
+    /// after the ack wait and acknowledged then without running. An error may come after
+    /// the acknowledgement was sent.
+    ///
+    /// The default sends [`Engine::settle`] then [`Engine::next_within`].
+    fn ack_next(
+        &self,
+        delivery: Delivery<Self::Handle>,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Option<Delivery<Self::Handle>>, Error>> + Send {
+        async move {
+            self.settle(delivery, Settle::Ack).await?;
+            self.next_within(wait).await
+        }
+    }
+
     /// Follows the run's journal from `from` (inclusive; [`Position::START`] for all of
     /// it): every record write and note in the engine's order, then new ones as they come.
     /// The stream ends only with an error or when dropped; resume with

@@ -325,7 +325,13 @@ impl SimEngine {
         g.dispatch(now);
     }
 
-    async fn pull(&self, wait: Option<Duration>) -> Result<Option<Delivery<SimHandle>>, Error> {
+    /// A pull request; with `ack`, it also acknowledges that work message (`+NXT`: one
+    /// message for both, applied when it reaches the server, lost with it).
+    async fn pull(
+        &self,
+        wait: Option<Duration>,
+        ack: Option<u64>,
+    ) -> Result<Option<Delivery<SimHandle>>, Error> {
         let deadline = wait.map(|w| Instant::now() + w);
         let there = {
             let mut g = self.shared.lock();
@@ -351,6 +357,10 @@ impl SimEngine {
             if g.server.is_down(now) {
                 drop(g);
                 return Err(self.err("pull", "server restarting"));
+            }
+            if let Some(seq) = ack {
+                g.server.remove(seq);
+                g.mix([now, 6, seq, 0]);
             }
             g.dispatch(now);
             let direct = if g.waiters.is_empty() {
@@ -456,14 +466,22 @@ impl Engine for SimEngine {
 
     async fn next(&self) -> Result<Delivery<SimHandle>, Error> {
         loop {
-            if let Some(d) = self.pull(None).await? {
+            if let Some(d) = self.pull(None, None).await? {
                 return Ok(d);
             }
         }
     }
 
     async fn next_within(&self, wait: Duration) -> Result<Option<Delivery<SimHandle>>, Error> {
-        self.pull(Some(wait)).await
+        self.pull(Some(wait), None).await
+    }
+
+    async fn ack_next(
+        &self,
+        delivery: Delivery<SimHandle>,
+        wait: Duration,
+    ) -> Result<Option<Delivery<SimHandle>>, Error> {
+        self.pull(Some(wait), Some(delivery.handle().seq)).await
     }
 
     async fn read(&self, task: TaskId) -> Result<(Option<Record>, Revision), Error> {

@@ -9,7 +9,10 @@
 //!   run-time distributions and failure modes (transient, permanent, poison, hang), faults
 //!   at rates or on a schedule (host crashes, pauses longer than the lease, partitions,
 //!   server restarts, slow hosts), and host agents following the record rules (R1-R3 of
-//!   the engine notes). The [`Report`] says what the run cost and whether the rules held.
+//!   the engine notes). With the journal kept ([`ServerConfig::journal`]), the real
+//!   coordinator (`crate::coordinator`: `enqueue`, then `follow` into its `Projection`)
+//!   enqueues over the simulated network and decides when the run is complete. The
+//!   [`Report`] says what the run cost and whether the rules held.
 //!
 //! Everything runs on one thread, on a current-thread tokio runtime whose clock is paused
 //! and advanced to the next timer whenever every task waits: no real sleeps. Every random

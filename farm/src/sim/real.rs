@@ -31,6 +31,10 @@ pub(crate) struct SimRunning {
     start: u64,
     paused_at_start: u64,
     killed: bool,
+    /// The timer of the command's end, kept across [`Running::wait`] calls (the agent
+    /// drops the wait at each renewal and waits again): one timer per command, not one
+    /// per renewal.
+    end: Option<Pin<Box<Sleep>>>,
 }
 
 impl Runner for SimRunner {
@@ -48,13 +52,14 @@ impl Runner for SimRunner {
             start: self.w.now(),
             paused_at_start: self.w.paused_total[self.host as usize].load(Ordering::Relaxed),
             killed: false,
+            end: None,
         })
     }
 }
 
 impl SimRunning {
     /// Sleeps until `ms` of the command's own (unpaused) time have passed.
-    async fn run_for(&self, ms: u64) {
+    async fn run_for(&mut self, ms: u64) {
         loop {
             let paused = self.w.paused_total[self.host as usize].load(Ordering::Relaxed)
                 - self.paused_at_start;
@@ -62,7 +67,17 @@ impl SimRunning {
             if self.w.now() >= end {
                 return;
             }
-            tokio::time::sleep_until(self.w.start + Duration::from_millis(end)).await;
+            let at = self.w.start + Duration::from_millis(end);
+            let sleep = match &mut self.end {
+                Some(sleep) => {
+                    if sleep.deadline() != at {
+                        sleep.as_mut().reset(at);
+                    }
+                    sleep
+                }
+                None => self.end.insert(Box::pin(tokio::time::sleep_until(at))),
+            };
+            sleep.as_mut().await;
         }
     }
 }
@@ -124,7 +139,8 @@ impl<F: Future> Future for Stoppable<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let until = self.w.paused_until[self.host as usize].load(Ordering::Relaxed);
-        if self.w.now() < until {
+        // `until` is 0 for a host never paused: no clock read then.
+        if until > 0 && self.w.now() < until {
             let at = self.w.start + Duration::from_millis(until);
             self.sleep.as_mut().reset(at);
             if self.sleep.as_mut().poll(cx).is_pending() {

@@ -734,13 +734,31 @@ pub(crate) async fn run_world(cfg: WorldConfig, progress: &mut dyn FnMut(u64, u6
         cfg,
     });
     let c = &w.cfg;
+    // With the journal kept, the real coordinator (`crate::coordinator`) enqueues over the
+    // simulated network and follows the journal into its projection, which says when the
+    // run is complete. Without it (large runs), a bulk enqueue and the server's count of
+    // final records stand in.
+    let coordinated = c.server.journal;
+    let coordinator = server.engine(c.hosts());
     let mut total_ms: u128 = 0;
     let mut longest = 0;
     for t in 0..c.tasks {
         let ms = w.base_ms(t);
         total_ms += u128::from(ms);
         longest = longest.max(ms);
-        server.enqueue_local(TaskId(t), Generation(0));
+        if !coordinated {
+            server.enqueue_local(TaskId(t), Generation(0));
+        }
+    }
+    if coordinated {
+        let list: Vec<(TaskId, Vec<u8>)> = (0..c.tasks).map(|t| (TaskId(t), Vec::new())).collect();
+        // Enqueueing again is idempotent: retry until every task is in (a lost request).
+        while crate::coordinator::enqueue(&coordinator, &list, true)
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     let slots = u128::from(c.workers);
     let ideal_ms = (total_ms / slots.max(1)).max(u128::from(longest)) as f64;
@@ -750,6 +768,30 @@ pub(crate) async fn run_world(cfg: WorldConfig, progress: &mut dyn FnMut(u64, u6
     }
     let shared = server.shared().clone();
     let limit = w.start + Duration::from_millis(c.time_limit_ms);
+    if coordinated {
+        let mut projection = crate::coordinator::Projection::new((0..c.tasks).map(TaskId));
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+        let follow = async {
+            loop {
+                let followed = crate::coordinator::follow(
+                    &coordinator,
+                    &mut projection,
+                    stop.clone(),
+                    |_, _| progress(shared.lock().server.finals, w.now()),
+                )
+                .await;
+                if followed.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = follow => {}
+            () = tokio::time::sleep_until(limit) => {}
+        }
+    }
     loop {
         let notified = shared.progress.notified();
         tokio::pin!(notified);
