@@ -40,6 +40,7 @@ mod engine_cmd;
 mod error;
 mod farm_metrics;
 mod health_gate;
+mod line_file;
 mod options;
 mod output;
 mod probe_cmd;

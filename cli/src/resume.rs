@@ -328,21 +328,21 @@ fn checkpoint_outcomes(
     CheckpointOutcomes::default()
 }
 
-/// What `out` holds of the tasks in `1..=tasks` that are not in `skip`, in one pass
-/// over the directory: the largest attempt number of each task among its output files
-/// `T.A.out` and `T.A.err`, and the largest attempt number among the marks
-/// [`crate::run`] leaves of a task that ended (an `T.A.err` whose `T.A.out` is gone:
-/// trimmed once the task's outcome was journaled; an attempt in flight has its `.out`).
-pub(crate) fn scan_outputs(
-    out: &Path,
-    tasks: usize,
-    skip: &TaskSet,
-) -> (BTreeMap<u32, u32>, BTreeMap<u32, u32>) {
-    let mut max = BTreeMap::new();
-    let mut errs = BTreeSet::new();
-    let mut outs = BTreeSet::new();
+/// The output files in `out/` of the tasks in `1..=tasks`, as listed: most are the
+/// marks `T.1.err` of tasks that ended at their first attempt (one bit each), the rest
+/// `(task, attempt, is .err)`.
+#[derive(Debug, Default)]
+pub(crate) struct OutListing {
+    first_err: TaskSet,
+    other: Vec<(u32, u32, bool)>,
+}
+
+/// Lists `out` in one pass over the directory (see [`OutListing`]); names that are no
+/// attempt's output file, or of a task outside `1..=tasks`, are left out.
+pub(crate) fn list_outputs(out: &Path, tasks: usize) -> OutListing {
+    let mut listing = OutListing::default();
     let Ok(entries) = std::fs::read_dir(out) else {
-        return (max, BTreeMap::new());
+        return listing;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
@@ -358,7 +358,29 @@ pub(crate) fn scan_outputs(
         let (Ok(t), Ok(a)) = (t.parse::<u32>(), a.parse::<u32>()) else {
             continue;
         };
-        if t == 0 || t as usize > tasks || skip.contains(t) {
+        if t == 0 || t as usize > tasks {
+            continue;
+        }
+        if a == 1 && is_err {
+            listing.first_err.insert(t);
+        } else {
+            listing.other.push((t, a, is_err));
+        }
+    }
+    listing
+}
+
+/// What `out` holds (a [`list_outputs`] listing) of the tasks not in `skip`: the largest attempt number of each task among its output files
+/// `T.A.out` and `T.A.err`, and the largest attempt number among the marks
+/// [`crate::run`] leaves of a task that ended (an `T.A.err` whose `T.A.out` is gone:
+/// trimmed once the task's outcome was journaled; an attempt in flight has its `.out`).
+fn outputs_of(listing: OutListing, skip: &TaskSet) -> (BTreeMap<u32, u32>, BTreeMap<u32, u32>) {
+    let mut max = BTreeMap::new();
+    let mut errs = BTreeSet::new();
+    let mut outs = BTreeSet::new();
+    let first = listing.first_err.iter().map(|t| (t, 1, true));
+    for (t, a, is_err) in first.chain(listing.other) {
+        if skip.contains(t) {
             continue;
         }
         let m = max.entry(t).or_insert(0);
@@ -421,6 +443,12 @@ fn plan_quietly(
     retext: Option<u64>,
 ) -> Result<(Plan, Vec<String>), CliError> {
     let n = tasks.max_number() as usize;
+    // `out/` is listed (a directory of up to one file per task) while the journal is
+    // read and checked.
+    let listing = {
+        let out = state.root().join("out");
+        std::thread::spawn(move || list_outputs(&out, n))
+    };
     let earlier = read_amended(&state.amended());
     let mut retexted = BTreeSet::new();
     let mut warnings = Warnings::default();
@@ -455,7 +483,7 @@ fn plan_quietly(
                 });
                 continue;
             }
-            let Some(want) = tasks.command(e.task) else {
+            let Some(same) = tasks.with_command(e.task, |want| want == e.command) else {
                 warnings.line("journal lines outside the task list", || {
                     format!(
                         "journal.tsv line {}: task {} is not a task of the list (its line is blank or a comment); ignored",
@@ -464,18 +492,18 @@ fn plan_quietly(
                 });
                 continue;
             };
-            let want = &*want;
-            let amended = earlier.get(&e.task).is_some_and(|c| c.contains(e.command));
-            if e.command != want && !amended && retext.is_some() {
+            let amended = !same && earlier.get(&e.task).is_some_and(|c| c.contains(e.command));
+            if !same && !amended && retext.is_some() {
                 retexted.insert((e.task, e.command.to_owned()));
-            } else if e.command != want && !amended {
+            } else if !same && !amended {
                 warnings.line("journal lines with another command", || {
+                    let want = tasks.command(e.task).unwrap_or_default();
                     format!(
                         "journal.tsv line {}: the command {:?} is not task {}'s ({:?}); ignored",
                         e.line,
                         short(e.command),
                         e.task,
-                        short(want)
+                        short(&want)
                     )
                 });
                 continue;
@@ -561,7 +589,8 @@ fn plan_quietly(
         }
     }
     let out = state.root().join("out");
-    let (outputs, marks) = scan_outputs(&out, n, &skip);
+    let listing = listing.join().unwrap_or_default();
+    let (outputs, marks) = outputs_of(listing, &skip);
 
     if state.resumed && !journal_usable {
         let what = if text.is_none() {
