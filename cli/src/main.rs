@@ -49,6 +49,7 @@ mod report;
 mod resume;
 mod run;
 mod simulate_cmd;
+mod spool;
 mod task_set;
 mod tasks;
 mod template;

@@ -22,6 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sturdy_core::FailureKind;
@@ -124,6 +125,16 @@ impl Plan {
         let (made, own, crashes) = self.started.get(&t).copied().unwrap_or_default();
         Some((t, made, own, crashes))
     }
+}
+
+/// The numbers of the tasks to run (those not in `skip`), in task order, produced one
+/// at a time (for `--keep-order`, which must not hold a list of them).
+pub(crate) fn todo_numbers(tasks: Arc<TaskList>, skip: TaskSet) -> crate::output::Order {
+    Box::new(
+        (0..)
+            .map_while(move |i| tasks.number_at(i))
+            .filter(move |&n| !skip.contains(n)),
+    )
 }
 
 /// Reads `amended.tsv`: the earlier commands of each task that `--resume-failed` gave

@@ -112,3 +112,58 @@ fn two_million_lines_run_in_bounded_memory() {
         LINES / 4
     );
 }
+
+/// The master's peak resident set (KiB) over `sturdy run TASKS -k --tag`, its stdout in
+/// the file `stdout`.
+fn peak_of_kept(dir: &Path, name: &str, stdout: &Path) -> u64 {
+    let child = sturdy()
+        .arg("run")
+        .arg(dir.join(name))
+        .args(["-k", "--tag", "--workers", "3", "--state-dir"])
+        .arg(dir.join(format!("{name}.state")))
+        .stdout(std::fs::File::create(stdout).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (peak, ok) = peak_of(child);
+    assert!(ok && peak > 0, "the run of {name} failed");
+    peak
+}
+
+#[test]
+fn keep_order_holds_big_output_of_a_later_task_outside_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gate = d.join("gate");
+    // Task 1 ends only after task 3 has ended, so task 2's 24 MB and task 3's lines
+    // wait for it (past the 4 MiB held in memory, in a temporary file).
+    let cmds = [
+        format!(
+            "while [ ! -e {} ]; do sleep 0.05; done; echo first",
+            gate.display()
+        ),
+        "head -c 24000000 /dev/zero | tr '\\0' x; echo".to_owned(),
+        format!("seq 3; touch {}", gate.display()),
+    ];
+    write_tasks(d, "big.txt", &cmds);
+    write_tasks(d, "small.txt", &["echo a".to_owned(), "echo b".to_owned()]);
+    let base = peak_of_kept(d, "small.txt", &d.join("small.out"));
+    let peak = peak_of_kept(d, "big.txt", &d.join("big.out"));
+    let out = std::fs::read(d.join("big.out")).unwrap();
+    let mut want = format!("{}\tfirst\n{}\t", cmds[0], cmds[1]).into_bytes();
+    want.extend(std::iter::repeat_n(b'x', 24_000_000));
+    want.push(b'\n');
+    for i in 1..=3 {
+        want.extend(format!("{}\t{i}\n", cmds[2]).into_bytes());
+    }
+    assert!(
+        out == want,
+        "output of {} bytes is not the expected {} bytes",
+        out.len(),
+        want.len()
+    );
+    assert!(
+        peak <= base + 8 * 1024,
+        "master peak RSS {peak} KiB holding 24 MB of output, {base} KiB for a small run"
+    );
+}
