@@ -419,6 +419,68 @@ fn listed(tasks: &[u32]) -> String {
     s.join(", ")
 }
 
+/// The journal read back a chunk of whole lines at a time (about 1 MiB), so that
+/// reading it costs no memory in proportion to its length.
+struct JournalChunks {
+    file: std::fs::File,
+    /// Bytes read past the last whole line.
+    rest: Vec<u8>,
+    /// Lines in the chunks given so far.
+    lines: usize,
+    eof: bool,
+}
+
+impl JournalChunks {
+    /// `None` when there is no journal.
+    fn open(path: &Path) -> std::io::Result<Option<Self>> {
+        match std::fs::File::open(path) {
+            Ok(file) => Ok(Some(Self {
+                file,
+                rest: Vec::new(),
+                lines: 0,
+                eof: false,
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next chunk of whole lines (the last chunk: what remains) and the number of
+    /// lines before it; `None` at the end.
+    fn next_chunk(&mut self) -> std::io::Result<Option<(journal::JournalText, usize)>> {
+        use std::io::Read;
+        const CHUNK: usize = 1 << 20;
+        let mut buf = std::mem::take(&mut self.rest);
+        // Until the chunk holds a line feed past its first MiB, or the file ends.
+        while !self.eof {
+            let at = buf.len();
+            buf.resize(at + CHUNK, 0);
+            let n = loop {
+                match self.file.read(&mut buf[at..]) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    r => break r?,
+                }
+            };
+            buf.truncate(at + n);
+            self.eof = n == 0;
+            if buf[at..].contains(&b'\n') && buf.len() >= CHUNK {
+                break;
+            }
+        }
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        if !self.eof
+            && let Some(cut) = buf.iter().rposition(|&b| b == b'\n')
+        {
+            self.rest = buf.split_off(cut + 1);
+        }
+        let before = self.lines;
+        self.lines += buf.iter().filter(|&&b| b == b'\n').count();
+        Ok(Some((journal::JournalText::new(&buf), before)))
+    }
+}
+
 /// Works out what is left to do, printing the warnings on stderr.
 ///
 /// # Errors
@@ -464,24 +526,35 @@ fn plan_quietly(
     let mut retexted = BTreeSet::new();
     let mut warnings = Warnings::default();
     let journal_path = state.journal();
-    let text = journal::read(&journal_path).map_err(|e| {
+    let read_error = |e: std::io::Error| {
         CliError::runtime(format!(
             "cannot read the journal {}: {e}",
             journal_path.display()
         ))
-    })?;
+    };
+    let mut chunks = JournalChunks::open(&journal_path).map_err(read_error)?;
+    let exists = chunks.is_some();
+    let mut header = false;
     // Tasks with a `done` line; the history of the others (only unfinished and
     // failed tasks take an entry).
     let mut journal_done = TaskSet::default();
     let mut hist: BTreeMap<u32, TaskHistory> = BTreeMap::new();
     let mut torn = Vec::new();
     let mut accepted = 0usize;
-    if let Some(text) = &text {
+    while let Some(chunks) = &mut chunks
+        && let Some((text, before)) = chunks.next_chunk().map_err(read_error)?
+    {
+        if before == 0 {
+            header = text.has_header();
+        }
         for entry in text.entries() {
             let e = match entry {
-                Ok(e) => e,
+                Ok(mut e) => {
+                    e.line += before;
+                    e
+                }
                 Err(line) => {
-                    torn.push(line);
+                    torn.push(line + before);
                     continue;
                 }
             };
@@ -543,7 +616,7 @@ fn plan_quietly(
     // The journal is the record of every attempt; the checkpoint (synced with the
     // journal) backs it up should journal lines be lost.
     let ck = checkpoint_outcomes(store, tasks, retext, &mut warnings);
-    let journal_usable = text.as_ref().is_some_and(|t| t.has_header()) || accepted > 0;
+    let journal_usable = header || accepted > 0;
     let is_task = |t: u32| tasks.index_of(t).is_some();
     let journal_gave_up = |t: &u32| hist.get(t).is_some_and(|h| h.gave_up);
 
@@ -604,7 +677,7 @@ fn plan_quietly(
     let (outputs, marks) = outputs_of(listing, &skip);
 
     if state.resumed && !journal_usable {
-        let what = if text.is_none() {
+        let what = if !exists {
             format!("{} is missing", journal_path.display())
         } else {
             format!(
@@ -965,6 +1038,30 @@ mod tests {
         assert_eq!(
             w.finish(),
             vec!["checkpoint 5: task 9 is outside 1..=4; ignored".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_journal_past_one_chunk_is_read_whole_with_its_line_numbers() {
+        // 30 000 lines of ~60 bytes: two chunks of 1 MiB; a torn line past the first.
+        let n = 30_000;
+        let mut lines: Vec<String> = (1..=n)
+            .map(|t| line(t, 1, "-", "done", &format!("echo {t}")))
+            .collect();
+        lines[25_000] = "torn".to_owned();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let f = fixture(n, true, &refs, &[]);
+        assert!(std::fs::metadata(f.state.journal()).unwrap().len() > 1 << 20);
+        let (plan, warnings) = run(&f, false).unwrap();
+        // The header is two lines: attempt line i is file line i + 2.
+        assert_eq!(
+            warnings,
+            vec!["skipped 1 unreadable journal line(s) (torn write): line 25003".to_owned()]
+        );
+        assert_eq!(plan.done_before.len(), n as usize - 1);
+        assert_eq!(
+            plan.todo(&f.tasks).collect::<Vec<_>>(),
+            vec![(25_001, 0, 0, 0)]
         );
     }
 
