@@ -575,6 +575,41 @@ mod tests {
         assert_eq!(t.command(3), None);
         assert_eq!(t.max_number(), 4);
         assert_eq!(t.index_of(2), Some(0));
+        assert_eq!(t.index_of(4), Some(1));
+        assert_eq!(
+            (t.number_at(0), t.number_at(1), t.number_at(2)),
+            (Some(2), Some(4), None)
+        );
+        // Trailing blank and comment lines are no concern of the numbering.
+        let t = TaskList::parse("\n\na\n# c\n\nb\nc\n\n# end\n", "t").unwrap();
+        assert_eq!(t.numbers().collect::<Vec<_>>(), vec![3, 6, 7]);
+        assert_eq!(
+            (0..4).map(|i| t.number_at(i)).collect::<Vec<_>>(),
+            [Some(3), Some(6), Some(7), None]
+        );
+        assert_eq!(t.max_number(), 7);
+        assert_eq!(t.command(6).as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn argument_files_are_read_back_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.txt");
+        let lines: Vec<String> = (1..=3000).map(|i| format!("v{i}")).collect();
+        std::fs::write(&a, lines.join("\n") + "\n").unwrap();
+        let template = Template::parse(&["echo".to_owned(), "{}".to_owned()], false);
+        let sources = [
+            Source::File(a.clone()),
+            Source::Args(vec!["x".into(), "y".into()]),
+        ];
+        let t = TaskList::from_arguments(&template, &sources, None, MAX_TASKS).unwrap();
+        assert_eq!(t.len(), 6000);
+        assert_eq!(t.args(5999), vec!["v3000".to_owned(), "x".to_owned()]);
+        assert_eq!(t.args(2), vec!["v1".to_owned(), "y".to_owned()]);
+        // A file that is one line feed holds no value.
+        std::fs::write(&a, "\n").unwrap();
+        let t = TaskList::from_arguments(&template, &[Source::File(a)], None, MAX_TASKS).unwrap();
+        assert_eq!(t.len(), 0);
     }
 
     #[test]
