@@ -39,12 +39,14 @@ macro_rules! eprint {
 mod engine_cmd;
 mod error;
 mod farm_metrics;
+mod line_file;
 mod options;
 mod output;
 mod probe_cmd;
 mod report;
 mod run;
 mod simulate_cmd;
+mod spool;
 mod tasks;
 mod template;
 

@@ -185,6 +185,7 @@ pub(crate) struct RunArgs {
     #[serde(default, deserialize_with = "de_timeout")]
     pub(crate) timeout: Option<Timeout>,
     /// Dispatch the tasks in a random order (task numbers stay those of the input).
+    /// The shuffled order is held in memory: 4 bytes a task.
     #[arg(long)]
     #[serde(default)]
     pub(crate) shuf: bool,

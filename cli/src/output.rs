@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
+use crate::spool::{KEEP_ORDER_BUDGET, Spool, render};
 use crate::template::Template;
 
 /// Whether sturdy's stderr ends in the middle of a task's line (set by whoever prints
@@ -67,12 +68,23 @@ pub(crate) enum Tag {
     String(String),
 }
 
-/// A task's stdout and stderr.
-type Printed = (Vec<u8>, Vec<u8>);
+/// A task's stdout and stderr, held until its turn.
+type Held = (Spool, Spool);
 
-/// `--keep-order`'s queue: the task numbers to print in order, the index of the next
-/// one, and the output of those that finished ahead of their turn.
-type KeepOrder = (Vec<u32>, usize, BTreeMap<u32, Printed>);
+/// The order `--keep-order` prints in: the task numbers this run will end, in order,
+/// produced as they are needed.
+pub(crate) type Order = Box<dyn Iterator<Item = u32> + Send>;
+
+/// `--keep-order`'s queue: the order, the task whose turn it is, and the output of
+/// those that finished ahead of their turn (in memory within `budget`, spilled to
+/// temporary files past it: see [`crate::spool`]).
+struct KeepOrder {
+    order: Order,
+    next: Option<u32>,
+    pending: BTreeMap<u32, Held>,
+    /// Bytes of the in-memory budget left.
+    budget: usize,
+}
 
 /// The printer of the tasks' output.
 pub(crate) struct TaskOutput {
@@ -140,7 +152,7 @@ pub(crate) const JOBLOG_HEADER: &str =
     "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n";
 
 impl TaskOutput {
-    /// A printer; `keep_order` lists the task numbers this run will end, in order.
+    /// A printer; `keep_order` gives the task numbers this run will end, in order.
     ///
     /// # Errors
     /// The joblog cannot be opened (it is created, or appended to when `append`).
@@ -150,7 +162,7 @@ impl TaskOutput {
         results: Option<PathBuf>,
         joblog: Option<&Path>,
         append: bool,
-        keep_order: Option<Vec<u32>>,
+        keep_order: Option<Order>,
     ) -> io::Result<Self> {
         let joblog = match joblog {
             Some(p) => {
@@ -173,7 +185,12 @@ impl TaskOutput {
             tag,
             results,
             joblog,
-            order: keep_order.map(|o| (o, 0, BTreeMap::new())),
+            order: keep_order.map(|mut order| KeepOrder {
+                next: order.next(),
+                order,
+                pending: BTreeMap::new(),
+                budget: KEEP_ORDER_BUDGET,
+            }),
         })
     }
 
@@ -201,8 +218,6 @@ impl TaskOutput {
             self.copy(out, err);
             return problem;
         }
-        let stdout = std::fs::read(out).unwrap_or_default();
-        let stderr = std::fs::read(err).unwrap_or_default();
         let mut problem = None;
         if let Some(dir) = &self.results {
             let owned;
@@ -214,46 +229,59 @@ impl TaskOutput {
             };
             let d = results_dir(dir, args);
             let written = std::fs::create_dir_all(&d)
-                .and_then(|()| std::fs::write(d.join("stdout"), &stdout))
-                .and_then(|()| std::fs::write(d.join("stderr"), &stderr))
+                .and_then(|()| copy_or_empty(out, &d.join("stdout")))
+                .and_then(|()| copy_or_empty(err, &d.join("stderr")))
                 .and_then(|()| std::fs::write(d.join("seq"), ending.task.to_string()));
             if let Err(e) = written {
                 problem = Some(format!("cannot write --results in {}: {e}", d.display()));
             }
         }
-        if let Some(p) = self.log_job(ending, stdout.len() as u64, command) {
+        let received = std::fs::metadata(out).map_or(0, |m| m.len());
+        if let Some(p) = self.log_job(ending, received, command) {
             problem = Some(p);
         }
         if !self.echo {
             return problem;
         }
-        let (stdout, stderr) = match &self.tag {
-            None => (stdout, stderr),
-            Some(tag) => {
-                let t = match tag {
-                    Tag::Args if args.is_empty() => command.to_owned(),
-                    Tag::Args => args.join(" "),
-                    Tag::String(s) => Template::fill(s, args, u64::from(ending.task)),
-                };
-                (tagged(&t, &stdout), tagged(&t, &stderr))
+        let tag = self.tag.as_ref().map(|tag| match tag {
+            Tag::Args if args.is_empty() => command.to_owned(),
+            Tag::Args => args.join(" "),
+            Tag::String(s) => Template::fill(s, args, u64::from(ending.task)),
+        });
+        let tag = tag.as_deref();
+        let Some(ko) = &mut self.order else {
+            // In finishing order: straight from the files, a chunk at a time.
+            {
+                let mut o = io::stdout().lock();
+                note_stdout(render(out, tag, |b| o.write_all(b)).and_then(|_| o.flush()));
             }
+            let mut e = io::stderr().lock();
+            if let Ok((n, last)) = render(err, tag, |b| e.write_all(b)) {
+                let _ = e.flush();
+                if n > 0 {
+                    set_stderr_mid_line(last != Some(b'\n'));
+                }
+            }
+            return problem;
         };
-        match &mut self.order {
-            None => self.print(&stdout, &stderr),
-            Some((order, next, pending)) => {
-                pending.insert(ending.task, (stdout, stderr));
-                let mut ready = Vec::new();
-                while let Some(t) = order.get(*next) {
-                    match pending.remove(t) {
-                        Some(o) => ready.push(o),
-                        None => break,
-                    }
-                    *next += 1;
-                }
-                for (o, e) in ready {
-                    self.print(&o, &e);
-                }
-            }
+        // Held until its turn: in memory within the budget, in temporary files past it.
+        let (mut so, mut se) = (Spool::default(), Spool::default());
+        let budget = &mut ko.budget;
+        let held = render(out, tag, |b| so.write(b, budget))
+            .and_then(|_| render(err, tag, |b| se.write(b, budget)));
+        if let Err(e) = held {
+            problem = Some(format!(
+                "cannot hold task {}'s output for --keep-order: {e}",
+                ending.task
+            ));
+        }
+        ko.pending.insert(ending.task, (so, se));
+        while let Some(t) = ko.next {
+            let Some(held) = ko.pending.remove(&t) else {
+                break;
+            };
+            print_held(held, &mut ko.budget);
+            ko.next = ko.order.next();
         }
         problem
     }
@@ -261,15 +289,17 @@ impl TaskOutput {
     /// Prints what `--keep-order` still holds (tasks whose turn never came, because an
     /// earlier one did not end), in the order kept (task order, or `--shuf`'s).
     pub(crate) fn flush(&mut self) {
-        if let Some((order, next, pending)) = &mut self.order {
-            let mut rest = std::mem::take(pending);
-            let mut ready: Vec<_> = order[(*next).min(order.len())..]
-                .iter()
-                .filter_map(|t| rest.remove(t))
-                .collect();
-            ready.extend(rest.into_values());
-            for (o, e) in ready {
-                self.print(&o, &e);
+        if let Some(ko) = &mut self.order {
+            while !ko.pending.is_empty()
+                && let Some(t) = ko.next
+            {
+                if let Some(held) = ko.pending.remove(&t) {
+                    print_held(held, &mut ko.budget);
+                }
+                ko.next = ko.order.next();
+            }
+            for (_, held) in std::mem::take(&mut ko.pending) {
+                print_held(held, &mut ko.budget);
             }
         }
     }
@@ -310,17 +340,30 @@ impl TaskOutput {
                 && last[0] != b'\n',
         );
     }
+}
 
-    fn print(&mut self, stdout: &[u8], stderr: &[u8]) {
-        if !stdout.is_empty() {
-            let mut o = io::stdout().lock();
-            note_stdout(o.write_all(stdout).and_then(|()| o.flush()));
-        }
-        if !stderr.is_empty() {
-            let mut e = io::stderr().lock();
-            let _ = e.write_all(stderr).and_then(|()| e.flush());
-            set_stderr_mid_line(!stderr.ends_with(b"\n"));
-        }
+/// Copies `src` to `dst`; an absent `src` makes `dst` empty.
+fn copy_or_empty(src: &Path, dst: &Path) -> io::Result<()> {
+    match std::fs::copy(src, dst) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !src.exists() => std::fs::write(dst, b""),
+        Err(e) => Err(e),
+    }
+}
+
+/// Prints a task's held output to stdout and stderr.
+fn print_held((out, err): Held, budget: &mut usize) {
+    if !out.is_empty() {
+        let mut o = io::stdout().lock();
+        note_stdout(out.drain_to(&mut o, budget));
+    } else {
+        let _ = out.drain_to(&mut io::sink(), budget);
+    }
+    if !err.is_empty() {
+        let mid = err.ends_mid_line();
+        let mut e = io::stderr().lock();
+        let _ = err.drain_to(&mut e, budget);
+        set_stderr_mid_line(mid);
     }
 }
 

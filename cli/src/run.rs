@@ -633,9 +633,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
     });
     // -k prints in the order tasks start: the shuffled one with --shuf (as GNU
     // parallel's `-k --shuf`), task order otherwise.
-    let keep_order: Option<Vec<u32>> = settings.keep_order.then(|| match &order {
-        Some(order) => order.clone(),
-        None => plan.todo(&tasks).map(|(n, ..)| n).collect(),
+    let keep_order = settings.keep_order.then(|| match &order {
+        Some(order) => Box::new(order.clone().into_iter()) as crate::output::Order,
+        None => crate::tasks::todo_numbers(Arc::clone(&tasks), plan.skip.clone()),
     });
     let tag = match (&settings.tagstring, settings.tag) {
         (Some(s), _) => Some(Tag::String(s.clone())),

@@ -16,18 +16,22 @@
 //! [`MAX_COMMAND`] bytes (Linux's `MAX_ARG_STRLEN`, 32 pages, less the NUL); a list
 //! with such a line is refused before anything runs.
 
-use std::io::Read;
+use std::borrow::Cow;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::error::CliError;
+use crate::line_file::{LineError, LineFile, has_bom, spool_stdin};
 use crate::template::Template;
 
-/// The task list, held compactly: a task list's text with the offset, length and line
-/// number of each command (16 bytes a task beside its text); in argument mode the input
-/// sources' values (each source's text and value offsets) and the template, each
-/// task's command expanded from its combination when asked for. Nothing is kept per
-/// task as a `String`, so a list of a million tasks costs tens of MiB, not hundreds.
-#[derive(Clone, Debug)]
+/// The task list, streamed: its text stays in its file (standard input is first copied
+/// to an unnamed temporary file) and is read back by line number through a sparse index
+/// ([`LineFile`]: 16 bytes per 512 lines), so the master's memory does not grow with
+/// the list. Beside it: the line numbers of blank and comment lines (4 bytes each); in
+/// argument mode the `:::` values (they are on the command line already), each `::::`
+/// file indexed the same way, and the template, each task's command expanded from its
+/// combination when asked for.
+#[derive(Debug)]
 pub(crate) struct TaskList {
     inner: Inner,
     /// A CRC-64 fingerprint of the commands; a state directory remembers it so that
@@ -35,17 +39,18 @@ pub(crate) struct TaskList {
     pub(crate) fingerprint: u64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 enum Inner {
     /// Command-list mode.
     List {
-        text: String,
-        /// Each command's byte offset in `text`.
-        starts: Vec<u64>,
-        /// Each command's length in bytes.
-        lens: Vec<u32>,
-        /// Each command's task number (its line number), increasing.
-        numbers: Vec<u32>,
+        lines: LineFile,
+        /// The line numbers (from 1) that hold no command (blank or `#` comment lines),
+        /// increasing.
+        skipped: Vec<u32>,
+        /// How many commands.
+        count: usize,
+        /// The last command's line number.
+        last: u32,
     },
     /// Argument mode: task `n` is the `n`-th combination of the sources' values (the
     /// last source varying fastest).
@@ -57,12 +62,14 @@ enum Inner {
     },
 }
 
-/// The values of one input source: `text` holds them back to back; value `i` is
-/// `text[ends[i - 1]..ends[i]]` (`ends[-1]` being 0).
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Values {
-    text: String,
-    ends: Vec<u64>,
+/// The values of one input source.
+#[derive(Debug)]
+enum Values {
+    /// `:::` values: `text` holds them back to back; value `i` is
+    /// `text[ends[i - 1]..ends[i]]` (`ends[-1]` being 0).
+    Mem { text: String, ends: Vec<u64> },
+    /// A `::::` file (or stdin): value `i` is its line `i`.
+    File(LineFile),
 }
 
 impl Values {
@@ -73,16 +80,24 @@ impl Values {
             text.push_str(v);
             ends.push(text.len() as u64);
         }
-        Self { text, ends }
+        Self::Mem { text, ends }
     }
 
     fn len(&self) -> usize {
-        self.ends.len()
+        match self {
+            Self::Mem { ends, .. } => ends.len(),
+            Self::File(f) => f.len() as usize,
+        }
     }
 
-    fn get(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.text[start..self.ends[i] as usize]
+    fn get(&self, i: usize) -> String {
+        match self {
+            Self::Mem { text, ends } => {
+                let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+                text[start..ends[i] as usize].to_owned()
+            }
+            Self::File(f) => f.get(i as u64).unwrap_or_default(),
+        }
     }
 }
 
@@ -95,6 +110,36 @@ pub(crate) const MAX_TASKS: u64 = u32::MAX as u64 - 1;
 
 const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
 
+/// A [`LineError`] of the file `source` as the CLI's error.
+fn line_error(source: &str, e: LineError) -> CliError {
+    match e {
+        LineError::Io(e) => CliError::input(format!("cannot read tasks file {source}: {e}")),
+        LineError::NotUtf8 { line, byte } => CliError::input(format!(
+            "tasks file {source}, line {line}: not UTF-8 (byte {byte} of the file)"
+        )),
+    }
+}
+
+/// Why indexing a task list stopped: the file, or a line it refused.
+enum IndexError {
+    Line(LineError),
+    Cli(CliError),
+}
+
+impl From<LineError> for IndexError {
+    fn from(e: LineError) -> Self {
+        Self::Line(e)
+    }
+}
+
+/// The command of a task list's line (its trailing `\r` removed), `None` for a blank or
+/// comment line.
+fn command_of(line: &str) -> Option<&str> {
+    let l = line.strip_suffix('\r').unwrap_or(line);
+    let t = l.trim_start();
+    (!t.is_empty() && !t.starts_with('#')).then_some(l)
+}
+
 impl TaskList {
     /// Parses the text of a task list. `source` names it in errors.
     ///
@@ -103,61 +148,71 @@ impl TaskList {
     /// bytes, or more than [`MAX_TASKS`] lines.
     #[cfg(test)]
     pub(crate) fn parse(text: &str, source: &str) -> Result<Self, CliError> {
-        Self::parse_owned(text.to_owned(), source, false)
+        use std::io::Write;
+        let mut f = tempfile::tempfile().map_err(|e| CliError::runtime(e.to_string()))?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| CliError::runtime(e.to_string()))?;
+        Self::parse_file(f, source, false)
     }
 
-    /// `allow_empty`: a list with no command is a list of no task (stdin, where a
+    /// Indexes a task list in `file` (read from its start) and fingerprints it (a second
+    /// pass). `allow_empty`: a list with no command is a list of no task (stdin, where a
     /// pipeline that found nothing is a normal case), not an error (a named file).
-    fn parse_owned(mut text: String, source: &str, allow_empty: bool) -> Result<Self, CliError> {
-        if text.starts_with('\u{feff}') {
-            text.drain(..'\u{feff}'.len_utf8());
-        }
-        let mut starts: Vec<u64> = Vec::new();
-        let mut lens: Vec<u32> = Vec::new();
-        let mut numbers: Vec<u32> = Vec::new();
-        let mut at = 0usize;
-        for (i, line) in text.split_inclusive('\n').enumerate() {
-            let offset = at;
-            at += line.len();
-            let line = line.strip_suffix('\n').unwrap_or(line);
-            let l = line.strip_suffix('\r').unwrap_or(line);
-            let t = l.trim_start();
-            if t.is_empty() || t.starts_with('#') {
-                continue;
-            }
-            if i as u64 >= MAX_TASKS {
-                return Err(CliError::input(format!(
+    fn parse_file(mut file: File, source: &str, allow_empty: bool) -> Result<Self, CliError> {
+        let start = if has_bom(&mut file).map_err(|e| line_error(source, LineError::Io(e)))? {
+            '\u{feff}'.len_utf8() as u64
+        } else {
+            0
+        };
+        let mut skipped: Vec<u32> = Vec::new();
+        let (mut count, mut last) = (0usize, 0u32);
+        let lines = LineFile::index(file, start, |i, line| {
+            let Some(l) = command_of(line) else {
+                if i < MAX_TASKS {
+                    skipped.push(i as u32 + 1);
+                }
+                return Ok(());
+            };
+            if i >= MAX_TASKS {
+                return Err(IndexError::Cli(CliError::input(format!(
                     "tasks file {source} has more than {MAX_TASKS} lines; task numbers are line numbers and stop there (split the list)"
-                )));
+                ))));
             }
             if l.contains('\0') {
-                return Err(CliError::input(format!(
+                return Err(IndexError::Cli(CliError::input(format!(
                     "tasks file {source}, line {}: a command cannot hold a NUL byte",
                     i + 1
-                )));
+                ))));
             }
             if l.len() > MAX_COMMAND {
-                return Err(CliError::input(format!(
+                return Err(IndexError::Cli(CliError::input(format!(
                     "tasks file {source}, line {}: the command is {} bytes; a command can be at most {MAX_COMMAND} bytes (Linux's MAX_ARG_STRLEN)",
                     i + 1,
                     l.len()
-                )));
+                ))));
             }
-            starts.push(offset as u64);
-            lens.push(l.len() as u32);
-            numbers.push((i + 1) as u32);
-        }
-        if starts.is_empty() && !allow_empty {
+            count += 1;
+            last = i as u32 + 1;
+            Ok(())
+        })
+        .map_err(|e| match e {
+            IndexError::Line(e) => line_error(source, e),
+            IndexError::Cli(e) => e,
+        })?;
+        if count == 0 && !allow_empty {
             return Err(CliError::input(format!(
                 "tasks file {source} holds no command (blank lines and # comments are skipped)"
             )));
         }
+        // Blank lines after the last command are no concern of the numbering.
+        skipped.retain(|&n| n < last);
+        skipped.shrink_to_fit();
         let mut list = Self {
             inner: Inner::List {
-                text,
-                starts,
-                lens,
-                numbers,
+                lines,
+                skipped,
+                count,
+                last,
             },
             fingerprint: 0,
         };
@@ -167,11 +222,12 @@ impl TaskList {
 
     /// Builds the task list of argument mode: one task per combination of the
     /// sources' values (every combination, the last source varying fastest, an empty
-    /// source as one empty value unless all are empty, as GNU parallel does), numbered from 1 in that order, each command the template
-    /// expanded with that combination. `colsep` splits each value into columns. The
-    /// fingerprint covers the expanded commands, so it covers the template and the
-    /// arguments. Every command is expanded once here (to check it and fingerprint it)
-    /// and kept nowhere.
+    /// source as one empty value unless all are empty, as GNU parallel does), numbered
+    /// from 1 in that order, each command the template expanded with that combination.
+    /// `colsep` splits each value into columns. The fingerprint covers the expanded
+    /// commands, so it covers the template and the arguments. Every command is expanded
+    /// once here (to check it and fingerprint it) and kept nowhere; a `::::` file is
+    /// indexed, not held (see [`LineFile`]).
     ///
     /// # Errors
     /// A source is unreadable or not UTF-8; more than `max`
@@ -219,21 +275,19 @@ impl TaskList {
         Ok(list)
     }
 
-    /// Reads and parses a task list from a file, or from standard input when `path` is
-    /// `-`.
+    /// Reads and indexes a task list from a file, or from standard input when `path` is
+    /// `-` (copied to an unnamed temporary file first).
     ///
     /// # Errors
     /// The file is missing or unreadable, is not UTF-8, or (a named file, not stdin)
     /// holds no command.
     pub(crate) fn load(path: &Path) -> Result<Self, CliError> {
-        let bytes = if path.as_os_str() == "-" {
-            let mut b = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut b)
-                .map_err(|e| CliError::input(format!("cannot read the tasks from stdin: {e}")))?;
-            b
+        let stdin = path.as_os_str() == "-";
+        let file = if stdin {
+            spool_stdin()
+                .map_err(|e| CliError::input(format!("cannot read the tasks from stdin: {e}")))?
         } else {
-            std::fs::read(path).map_err(|e| {
+            File::open(path).map_err(|e| {
                 let hint = if e.kind() == std::io::ErrorKind::NotFound {
                     format!(
                         " (to run a command on arguments from stdin, as `parallel {0}`, write: sturdy run '{0}' :::: -)",
@@ -248,19 +302,18 @@ impl TaskList {
                 ))
             })?
         };
-        let name = if path.as_os_str() == "-" {
+        let name = if stdin {
             "<stdin>".to_owned()
         } else {
             path.display().to_string()
         };
-        let stdin = path.as_os_str() == "-";
-        Self::parse_owned(decode(bytes, &name)?, &name, stdin)
+        Self::parse_file(file, &name, stdin)
     }
 
     /// How many commands the list holds.
     pub(crate) fn len(&self) -> usize {
         match &self.inner {
-            Inner::List { starts, .. } => starts.len(),
+            Inner::List { count, .. } => *count,
             Inner::Arguments { total, .. } => *total as usize,
         }
     }
@@ -268,57 +321,80 @@ impl TaskList {
     /// The largest task number (the last command's line in a task list).
     pub(crate) fn max_number(&self) -> u32 {
         match &self.inner {
-            Inner::List { numbers, .. } => numbers.last().copied().unwrap_or(0),
+            Inner::List { last, .. } => *last,
             Inner::Arguments { total, .. } => *total as u32,
         }
     }
 
     /// The task numbers, increasing.
     pub(crate) fn numbers(&self) -> impl Iterator<Item = u32> + '_ {
-        let (list, total) = match &self.inner {
-            Inner::List { numbers, .. } => (Some(numbers.iter().copied()), 0),
-            Inner::Arguments { total, .. } => (None, *total as u32),
+        let (skipped, last): (&[u32], u32) = match &self.inner {
+            Inner::List { skipped, last, .. } => (skipped, *last),
+            Inner::Arguments { total, .. } => (&[], *total as u32),
         };
-        list.into_iter().flatten().chain(1..=total)
+        let mut k = 0usize;
+        (1..=last).filter(move |&n| {
+            if skipped.get(k) == Some(&n) {
+                k += 1;
+                false
+            } else {
+                true
+            }
+        })
     }
 
     /// The `i`-th task number (from 0), if there are more than `i` tasks.
     pub(crate) fn number_at(&self, i: usize) -> Option<u32> {
-        match &self.inner {
-            Inner::List { numbers, .. } => numbers.get(i).copied(),
-            Inner::Arguments { total, .. } => ((i as u64) < *total).then(|| i as u32 + 1),
+        if i >= self.len() {
+            return None;
+        }
+        let Inner::List { skipped, .. } = &self.inner else {
+            return Some(i as u32 + 1);
+        };
+        // The number n with n - (skipped lines before it) = i + 1.
+        let mut k = 0usize;
+        loop {
+            let n = (i + 1 + k) as u32;
+            let k2 = skipped.partition_point(|&s| s <= n);
+            if k2 == k {
+                return Some(n);
+            }
+            k = k2;
         }
     }
 
     /// The index of task `n` in [`TaskList::numbers`], if `n` is a task.
     pub(crate) fn index_of(&self, n: u32) -> Option<usize> {
+        if n == 0 || n > self.max_number() {
+            return None;
+        }
         match &self.inner {
-            // A list without blank or comment lines holds task n at n - 1.
-            Inner::List { numbers, .. } => match (n as usize).checked_sub(1) {
-                Some(i) if numbers.get(i) == Some(&n) => Some(i),
-                _ => numbers.binary_search(&n).ok(),
+            Inner::List { skipped, .. } => match skipped.binary_search(&n) {
+                Ok(_) => None,
+                Err(before) => Some(n as usize - 1 - before),
             },
-            Inner::Arguments { total, .. } => {
-                (n >= 1 && u64::from(n) <= *total).then(|| n as usize - 1)
-            }
+            Inner::Arguments { .. } => Some(n as usize - 1),
         }
     }
 
-    /// The command of task `n`, if `n` is a task (borrowed from a task list, expanded
+    /// The command of task `n`, if `n` is a task (read back from the list, expanded
     /// in argument mode).
-    pub(crate) fn command(&self, n: u32) -> Option<std::borrow::Cow<'_, str>> {
-        let i = self.index_of(n)?;
-        Some(match &self.inner {
-            Inner::List {
-                text, starts, lens, ..
-            } => {
-                let at = starts[i] as usize;
-                std::borrow::Cow::Borrowed(&text[at..at + lens[i] as usize])
+    pub(crate) fn command(&self, n: u32) -> Option<Cow<'_, str>> {
+        self.with_command(n, |c| c.to_owned()).map(Cow::Owned)
+    }
+
+    /// Calls `f` with the command of task `n`, if `n` is a task (without copying it
+    /// out of a task list).
+    pub(crate) fn with_command<T>(&self, n: u32, f: impl FnOnce(&str) -> T) -> Option<T> {
+        self.index_of(n)?;
+        match &self.inner {
+            Inner::List { lines, .. } => {
+                lines.with(u64::from(n) - 1, |line| f(command_of(line).unwrap_or("")))
             }
             Inner::Arguments { template, .. } => {
-                std::borrow::Cow::Owned(template.expand(&self.args(n), u64::from(n)))
+                Some(f(&template.expand(&self.args(n), u64::from(n))))
             }
-        })
+        }
     }
 
     /// The arguments of task `n` in argument mode (one per input source, or the
@@ -348,8 +424,8 @@ impl TaskList {
         let mut args = Vec::with_capacity(sources.len());
         for (v, &i) in sources.iter().zip(&index) {
             match colsep {
-                Some(re) => args.extend(re.split(v.get(i)).map(str::to_owned)),
-                None => args.push(v.get(i).to_owned()),
+                Some(re) => args.extend(re.split(&v.get(i)).map(str::to_owned)),
+                None => args.push(v.get(i)),
             }
         }
         args
@@ -372,24 +448,35 @@ impl TaskList {
         let mut digest = CRC64.digest();
         digest.update(&(self.len() as u64).to_le_bytes());
         let mut dense = true;
+        let args = self.is_arguments();
         for (n, i) in self.numbers().zip(1u32..) {
             dense &= n == i;
-            let c = self.command(n).unwrap_or_default();
-            if self.is_arguments() {
-                if c.contains('\0') {
-                    return Err(CliError::input(format!(
-                        "task {n}: the command cannot hold a NUL byte"
-                    )));
+            let checked = self.with_command(n, |c| {
+                if args {
+                    if c.contains('\0') {
+                        return Err(CliError::input(format!(
+                            "task {n}: the command cannot hold a NUL byte"
+                        )));
+                    }
+                    if c.len() > MAX_COMMAND {
+                        return Err(CliError::input(format!(
+                            "task {n}: the command is {} bytes; a command can be at most {MAX_COMMAND} bytes (Linux's MAX_ARG_STRLEN)",
+                            c.len()
+                        )));
+                    }
                 }
-                if c.len() > MAX_COMMAND {
-                    return Err(CliError::input(format!(
-                        "task {n}: the command is {} bytes; a command can be at most {MAX_COMMAND} bytes (Linux's MAX_ARG_STRLEN)",
-                        c.len()
+                digest.update(&(c.len() as u64).to_le_bytes());
+                digest.update(c.as_bytes());
+                Ok(())
+            });
+            match checked {
+                Some(r) => r?,
+                None => {
+                    return Err(CliError::runtime(format!(
+                        "task {n}: cannot read the task list back (was it changed while being read?)"
                     )));
                 }
             }
-            digest.update(&(c.len() as u64).to_le_bytes());
-            digest.update(c.as_bytes());
         }
         if !dense {
             digest.update(b"numbers");
@@ -411,46 +498,27 @@ pub(crate) enum Source {
 }
 
 /// The lines of an argument file (`-` reads stdin): each line one value, as GNU
-/// parallel reads them (a blank line is an empty value; no comments).
+/// parallel reads them (a blank line is an empty value; no comments; a file that is a
+/// single line feed holds no value).
 fn read_arguments(path: &Path) -> Result<Values, CliError> {
-    let (bytes, name) = if path.as_os_str() == "-" {
-        let mut b = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut b)
+    let (file, name) = if path.as_os_str() == "-" {
+        let f = spool_stdin()
             .map_err(|e| CliError::input(format!("cannot read arguments from stdin: {e}")))?;
-        (b, "<stdin>".to_owned())
+        (f, "<stdin>".to_owned())
     } else {
-        let b = std::fs::read(path).map_err(|e| {
+        let f = File::open(path).map_err(|e| {
             CliError::input(format!("cannot read argument file {}: {e}", path.display()))
         })?;
-        (b, path.display().to_string())
+        (f, path.display().to_string())
     };
-    let mut text = decode(bytes, &name)?;
-    if text.ends_with('\n') {
-        text.pop();
+    let lines = LineFile::index(file, 0, |_, _| Ok::<(), LineError>(())).map_err(|e| match e {
+        LineError::Io(e) => CliError::input(format!("cannot read argument file {name}: {e}")),
+        e => line_error(&name, e),
+    })?;
+    if lines.len() == 1 && lines.with(0, str::is_empty) == Some(true) {
+        return Ok(Values::from_vec(&[]));
     }
-    let mut ends = Vec::new();
-    if !text.is_empty() {
-        // The values back to back, without their line feeds.
-        let mut packed = String::with_capacity(text.len());
-        for v in text.split('\n') {
-            packed.push_str(v);
-            ends.push(packed.len() as u64);
-        }
-        text = packed;
-    }
-    Ok(Values { text, ends })
-}
-
-/// The text of a task list, or an error naming the first line that is not UTF-8.
-fn decode(bytes: Vec<u8>, source: &str) -> Result<String, CliError> {
-    String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let line = 1 + e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count();
-        CliError::input(format!(
-            "tasks file {source}, line {line}: not UTF-8 (byte {at} of the file)"
-        ))
-    })
+    Ok(Values::File(lines))
 }
 
 /// Resume planning (`sturdy_farm::local::resume`) reads the list through this.
@@ -473,10 +541,27 @@ impl sturdy_farm::local::TaskCommands for TaskList {
     fn index_of(&self, n: u32) -> Option<usize> {
         Self::index_of(self, n)
     }
-    fn command(&self, n: u32) -> Option<std::borrow::Cow<'_, str>> {
+    fn command(&self, n: u32) -> Option<Cow<'_, str>> {
         Self::command(self, n)
     }
+    fn command_is(&self, n: u32, text: &str) -> Option<bool> {
+        self.with_command(n, |want| want == text)
+    }
 }
+
+/// The numbers of the tasks to run (those not in `skip`), in task order, produced one
+/// at a time (for `--keep-order`, which must not hold a list of them).
+pub(crate) fn todo_numbers(
+    tasks: std::sync::Arc<TaskList>,
+    skip: sturdy_farm::local::task_set::TaskSet,
+) -> crate::output::Order {
+    Box::new(
+        (0..)
+            .map_while(move |i| tasks.number_at(i))
+            .filter(move |&n| !skip.contains(n)),
+    )
+}
+
 
 #[cfg(test)]
 mod tests {
@@ -532,6 +617,41 @@ mod tests {
         assert_eq!(t.command(3), None);
         assert_eq!(t.max_number(), 4);
         assert_eq!(t.index_of(2), Some(0));
+        assert_eq!(t.index_of(4), Some(1));
+        assert_eq!(
+            (t.number_at(0), t.number_at(1), t.number_at(2)),
+            (Some(2), Some(4), None)
+        );
+        // Trailing blank and comment lines are no concern of the numbering.
+        let t = TaskList::parse("\n\na\n# c\n\nb\nc\n\n# end\n", "t").unwrap();
+        assert_eq!(t.numbers().collect::<Vec<_>>(), vec![3, 6, 7]);
+        assert_eq!(
+            (0..4).map(|i| t.number_at(i)).collect::<Vec<_>>(),
+            [Some(3), Some(6), Some(7), None]
+        );
+        assert_eq!(t.max_number(), 7);
+        assert_eq!(t.command(6).as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn argument_files_are_read_back_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.txt");
+        let lines: Vec<String> = (1..=3000).map(|i| format!("v{i}")).collect();
+        std::fs::write(&a, lines.join("\n") + "\n").unwrap();
+        let template = Template::parse(&["echo".to_owned(), "{}".to_owned()], false);
+        let sources = [
+            Source::File(a.clone()),
+            Source::Args(vec!["x".into(), "y".into()]),
+        ];
+        let t = TaskList::from_arguments(&template, &sources, None, MAX_TASKS).unwrap();
+        assert_eq!(t.len(), 6000);
+        assert_eq!(t.args(5999), vec!["v3000".to_owned(), "x".to_owned()]);
+        assert_eq!(t.args(2), vec!["v1".to_owned(), "y".to_owned()]);
+        // A file that is one line feed holds no value.
+        std::fs::write(&a, "\n").unwrap();
+        let t = TaskList::from_arguments(&template, &[Source::File(a)], None, MAX_TASKS).unwrap();
+        assert_eq!(t.len(), 0);
     }
 
     #[test]
@@ -570,7 +690,10 @@ mod tests {
 
     #[test]
     fn non_utf8_names_the_line() {
-        let e = decode(b"echo a\necho \xff\n".to_vec(), "t.txt").unwrap_err();
+        use std::io::Write;
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"echo a\necho \xff\n").unwrap();
+        let e = TaskList::parse_file(f, "t.txt", false).unwrap_err();
         assert_eq!(
             e.to_string(),
             "tasks file t.txt, line 2: not UTF-8 (byte 12 of the file)"

@@ -28,7 +28,7 @@
 //! the lines say is checked against the task list by `resume`.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -339,9 +339,10 @@ impl Journal {
         if len == 0 {
             file.write_all(format!("{MAGIC}\n{HEADER}\n").as_bytes())?;
         } else {
-            let mut text = Vec::new();
-            (&file).read_to_end(&mut text)?;
-            if text.last() != Some(&b'\n') {
+            // Only its last byte matters (a journal can be tens of MiB).
+            let mut last = [0u8; 1];
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut last, len - 1)?;
+            if last[0] != b'\n' {
                 file.write_all(b"\n")?;
             }
         }

@@ -335,21 +335,21 @@ fn checkpoint_outcomes<T: TaskCommands + ?Sized>(
     CheckpointOutcomes::default()
 }
 
-/// What `out` holds of the tasks in `1..=tasks` that are not in `skip`, in one pass
-/// over the directory: the largest attempt number of each task among its output files
-/// `T.A.out` and `T.A.err`, and the largest attempt number among the marks
-/// `sturdy run` leaves of a task that ended (an `T.A.err` whose `T.A.out` is gone:
-/// trimmed once the task's outcome was journaled; an attempt in flight has its `.out`).
-pub fn scan_outputs(
-    out: &Path,
-    tasks: usize,
-    skip: &TaskSet,
-) -> (BTreeMap<u32, u32>, BTreeMap<u32, u32>) {
-    let mut max = BTreeMap::new();
-    let mut errs = BTreeSet::new();
-    let mut outs = BTreeSet::new();
+/// The output files in `out/` of the tasks in `1..=tasks`, as listed: most are the
+/// marks `T.1.err` of tasks that ended at their first attempt (one bit each), the rest
+/// `(task, attempt, is .err)`.
+#[derive(Debug, Default)]
+pub struct OutListing {
+    first_err: TaskSet,
+    other: Vec<(u32, u32, bool)>,
+}
+
+/// Lists `out` in one pass over the directory (see [`OutListing`]); names that are no
+/// attempt's output file, or of a task outside `1..=tasks`, are left out.
+pub fn list_outputs(out: &Path, tasks: usize) -> OutListing {
+    let mut listing = OutListing::default();
     let Ok(entries) = std::fs::read_dir(out) else {
-        return (max, BTreeMap::new());
+        return listing;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
@@ -365,7 +365,29 @@ pub fn scan_outputs(
         let (Ok(t), Ok(a)) = (t.parse::<u32>(), a.parse::<u32>()) else {
             continue;
         };
-        if t == 0 || t as usize > tasks || skip.contains(t) {
+        if t == 0 || t as usize > tasks {
+            continue;
+        }
+        if a == 1 && is_err {
+            listing.first_err.insert(t);
+        } else {
+            listing.other.push((t, a, is_err));
+        }
+    }
+    listing
+}
+
+/// What `out` holds (a [`list_outputs`] listing) of the tasks not in `skip`: the largest attempt number of each task among its output files
+/// `T.A.out` and `T.A.err`, and the largest attempt number among the marks
+/// `sturdy run` leaves of a task that ended (an `T.A.err` whose `T.A.out` is gone:
+/// trimmed once the task's outcome was journaled; an attempt in flight has its `.out`).
+fn outputs_of(listing: OutListing, skip: &TaskSet) -> (BTreeMap<u32, u32>, BTreeMap<u32, u32>) {
+    let mut max = BTreeMap::new();
+    let mut errs = BTreeSet::new();
+    let mut outs = BTreeSet::new();
+    let first = listing.first_err.iter().map(|t| (t, 1, true));
+    for (t, a, is_err) in first.chain(listing.other) {
+        if skip.contains(t) {
             continue;
         }
         let m = max.entry(t).or_insert(0);
@@ -391,6 +413,68 @@ fn listed(tasks: &[u32]) -> String {
         s.push(format!("and {} more", tasks.len() - 10));
     }
     s.join(", ")
+}
+
+/// The journal read back a chunk of whole lines at a time (about 1 MiB), so that
+/// reading it costs no memory in proportion to its length.
+struct JournalChunks {
+    file: std::fs::File,
+    /// Bytes read past the last whole line.
+    rest: Vec<u8>,
+    /// Lines in the chunks given so far.
+    lines: usize,
+    eof: bool,
+}
+
+impl JournalChunks {
+    /// `None` when there is no journal.
+    fn open(path: &Path) -> std::io::Result<Option<Self>> {
+        match std::fs::File::open(path) {
+            Ok(file) => Ok(Some(Self {
+                file,
+                rest: Vec::new(),
+                lines: 0,
+                eof: false,
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next chunk of whole lines (the last chunk: what remains) and the number of
+    /// lines before it; `None` at the end.
+    fn next_chunk(&mut self) -> std::io::Result<Option<(journal::JournalText, usize)>> {
+        use std::io::Read;
+        const CHUNK: usize = 1 << 20;
+        let mut buf = std::mem::take(&mut self.rest);
+        // Until the chunk holds a line feed past its first MiB, or the file ends.
+        while !self.eof {
+            let at = buf.len();
+            buf.resize(at + CHUNK, 0);
+            let n = loop {
+                match self.file.read(&mut buf[at..]) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    r => break r?,
+                }
+            };
+            buf.truncate(at + n);
+            self.eof = n == 0;
+            if buf[at..].contains(&b'\n') && buf.len() >= CHUNK {
+                break;
+            }
+        }
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        if !self.eof
+            && let Some(cut) = buf.iter().rposition(|&b| b == b'\n')
+        {
+            self.rest = buf.split_off(cut + 1);
+        }
+        let before = self.lines;
+        self.lines += buf.iter().filter(|&&b| b == b'\n').count();
+        Ok(Some((journal::JournalText::new(&buf), before)))
+    }
 }
 
 /// Works out what is left to do, printing the warnings on stderr.
@@ -428,28 +512,45 @@ fn plan_quietly<T: TaskCommands + ?Sized>(
     retext: Option<u64>,
 ) -> Result<(Plan, Vec<String>), FarmError> {
     let n = tasks.max_number() as usize;
+    // `out/` is listed (a directory of up to one file per task) while the journal is
+    // read and checked.
+    let listing = {
+        let out = state.root().join("out");
+        std::thread::spawn(move || list_outputs(&out, n))
+    };
     let earlier = read_amended(&state.amended());
     let mut retexted = BTreeSet::new();
     let mut warnings = Warnings::default();
     let journal_path = state.journal();
-    let text = journal::read(&journal_path).map_err(|e| {
+    let read_error = |e: std::io::Error| {
         FarmError::runtime(format!(
             "cannot read the journal {}: {e}",
             journal_path.display()
         ))
-    })?;
+    };
+    let mut chunks = JournalChunks::open(&journal_path).map_err(read_error)?;
+    let exists = chunks.is_some();
+    let mut header = false;
     // Tasks with a `done` line; the history of the others (only unfinished and
     // failed tasks take an entry).
     let mut journal_done = TaskSet::default();
     let mut hist: BTreeMap<u32, TaskHistory> = BTreeMap::new();
     let mut torn = Vec::new();
     let mut accepted = 0usize;
-    if let Some(text) = &text {
+    while let Some(chunks) = &mut chunks
+        && let Some((text, before)) = chunks.next_chunk().map_err(read_error)?
+    {
+        if before == 0 {
+            header = text.has_header();
+        }
         for entry in text.entries() {
             let e = match entry {
-                Ok(e) => e,
+                Ok(mut e) => {
+                    e.line += before;
+                    e
+                }
                 Err(line) => {
-                    torn.push(line);
+                    torn.push(line + before);
                     continue;
                 }
             };
@@ -462,7 +563,7 @@ fn plan_quietly<T: TaskCommands + ?Sized>(
                 });
                 continue;
             }
-            let Some(want) = tasks.command(e.task) else {
+            let Some(same) = tasks.command_is(e.task, e.command) else {
                 warnings.line("journal lines outside the task list", || {
                     format!(
                         "journal.tsv line {}: task {} is not a task of the list (its line is blank or a comment); ignored",
@@ -471,18 +572,18 @@ fn plan_quietly<T: TaskCommands + ?Sized>(
                 });
                 continue;
             };
-            let want = &*want;
-            let amended = earlier.get(&e.task).is_some_and(|c| c.contains(e.command));
-            if e.command != want && !amended && retext.is_some() {
+            let amended = !same && earlier.get(&e.task).is_some_and(|c| c.contains(e.command));
+            if !same && !amended && retext.is_some() {
                 retexted.insert((e.task, e.command.to_owned()));
-            } else if e.command != want && !amended {
+            } else if !same && !amended {
                 warnings.line("journal lines with another command", || {
+                    let want = tasks.command(e.task).unwrap_or_default();
                     format!(
                         "journal.tsv line {}: the command {:?} is not task {}'s ({:?}); ignored",
                         e.line,
                         short(e.command),
                         e.task,
-                        short(want)
+                        short(&want)
                     )
                 });
                 continue;
@@ -511,7 +612,7 @@ fn plan_quietly<T: TaskCommands + ?Sized>(
     // The journal is the record of every attempt; the checkpoint (synced with the
     // journal) backs it up should journal lines be lost.
     let ck = checkpoint_outcomes(store, tasks, retext, &mut warnings);
-    let journal_usable = text.as_ref().is_some_and(|t| t.has_header()) || accepted > 0;
+    let journal_usable = header || accepted > 0;
     let is_task = |t: u32| tasks.index_of(t).is_some();
     let journal_gave_up = |t: &u32| hist.get(t).is_some_and(|h| h.gave_up);
 
@@ -568,10 +669,11 @@ fn plan_quietly<T: TaskCommands + ?Sized>(
         }
     }
     let out = state.root().join("out");
-    let (outputs, marks) = scan_outputs(&out, n, &skip);
+    let listing = listing.join().unwrap_or_default();
+    let (outputs, marks) = outputs_of(listing, &skip);
 
     if state.resumed && !journal_usable {
-        let what = if text.is_none() {
+        let what = if !exists {
             format!("{} is missing", journal_path.display())
         } else {
             format!(
@@ -970,6 +1072,30 @@ mod tests {
         assert_eq!(
             w.finish(),
             vec!["checkpoint 5: task 9 is outside 1..=4; ignored".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_journal_past_one_chunk_is_read_whole_with_its_line_numbers() {
+        // 30 000 lines of ~60 bytes: two chunks of 1 MiB; a torn line past the first.
+        let n = 30_000;
+        let mut lines: Vec<String> = (1..=n)
+            .map(|t| line(t, 1, "-", "done", &format!("echo {t}")))
+            .collect();
+        lines[25_000] = "torn".to_owned();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let f = fixture(n, true, &refs, &[]);
+        assert!(std::fs::metadata(f.state.journal()).unwrap().len() > 1 << 20);
+        let (plan, warnings) = run(&f, false).unwrap();
+        // The header is two lines: attempt line i is file line i + 2.
+        assert_eq!(
+            warnings,
+            vec!["skipped 1 unreadable journal line(s) (torn write): line 25003".to_owned()]
+        );
+        assert_eq!(plan.done_before.len(), n as usize - 1);
+        assert_eq!(
+            plan.todo(&f.tasks).collect::<Vec<_>>(),
+            vec![(25_001, 0, 0, 0)]
         );
     }
 

@@ -31,6 +31,13 @@ pub trait TaskCommands {
 
     /// The command of task `n`, if `n` is a task.
     fn command(&self, n: u32) -> Option<Cow<'_, str>>;
+
+    /// Whether task `n`'s command is `text` (`None` if `n` is not a task). The default
+    /// compares [`TaskCommands::command`]; a list that reads its text back from a file
+    /// can compare without a copy.
+    fn command_is(&self, n: u32, text: &str) -> Option<bool> {
+        self.command(n).map(|c| c == text)
+    }
 }
 
 /// A shared list reads as the list.
@@ -55,5 +62,8 @@ impl<T: TaskCommands + ?Sized> TaskCommands for std::sync::Arc<T> {
     }
     fn command(&self, n: u32) -> Option<Cow<'_, str>> {
         (**self).command(n)
+    }
+    fn command_is(&self, n: u32, text: &str) -> Option<bool> {
+        (**self).command_is(n, text)
     }
 }

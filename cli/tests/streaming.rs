@@ -1,0 +1,169 @@
+//! The master streams its input: a list of two million lines (as a task file, and as a
+//! `::::` argument file on stdin) does not grow its resident set with the list. The
+//! master's peak resident set (VmHWM of `/proc/PID/status`) is read while it runs;
+//! `--halt now,done=1` stops it after its first task, once it has read and
+//! fingerprinted the whole input and filled its window.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// Lines in the big task list: two million, of 40 bytes each (80 MB of text; the
+/// master held it all, and 16 bytes a task beside it, before it streamed).
+const LINES: usize = 2_000_000;
+
+/// How much more the master may hold at two million lines than at a few thousand
+/// (in KiB): 8 MiB, a tenth of the input's text.
+const GROWTH_KIB: u64 = 8 * 1024;
+
+/// Polls the child's VmHWM until it exits; returns (peak KiB, whether it exited 0 or 1: a halted run exits 1).
+fn peak_of(mut child: Child) -> (u64, bool) {
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status)
+            && let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kib);
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            return (peak, matches!(s.code(), Some(0 | 1)));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn write_lines(path: &Path, line: &str, n: usize) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for _ in 0..n {
+        writeln!(f, "{line}").unwrap();
+    }
+    f.flush().unwrap();
+}
+
+/// The master's peak resident set (KiB) over a run of `args` (stdin from `stdin`),
+/// stopped after its first task; checks that a task succeeded and returns its command.
+fn peak_of_run(dir: &Path, name: &str, args: &[&str], stdin: Option<&Path>) -> (u64, String) {
+    let state = dir.join(name);
+    let child = sturdy()
+        .args([
+            "run",
+            "--workers",
+            "2",
+            "--json",
+            "--halt",
+            "now,done=1",
+            "--state-dir",
+        ])
+        .arg(&state)
+        .args(args)
+        .stdin(stdin.map_or(Stdio::null(), |p| std::fs::File::open(p).unwrap().into()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (peak, ok) = peak_of(child);
+    assert!(ok && peak > 0, "the run {name} failed");
+    let j = journal(&state);
+    let first = j
+        .iter()
+        .find(|l| l.next == "done")
+        .unwrap_or_else(|| panic!("no task of {name} ran: {j:?}"));
+    (peak, first.command.clone())
+}
+
+#[test]
+fn two_million_lines_run_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Task lists: `true` padded to 40 bytes with a shell comment; a small one (past
+    // the window of 4096 tasks, so the same ledger) and a big one.
+    let line = "true # ..............................";
+    let (small, big) = (d.join("small.txt"), d.join("big.txt"));
+    write_lines(&small, line, 5000);
+    write_lines(&big, line, LINES);
+    let (base, _) = peak_of_run(d, "small", &[small.to_str().unwrap()], None);
+    let (peak, command) = peak_of_run(d, "big", &[big.to_str().unwrap()], None);
+    assert_eq!(command, line);
+    assert!(
+        peak <= base + GROWTH_KIB,
+        "task list of {LINES} lines: master peak RSS {peak} KiB, {base} KiB at 5000 lines"
+    );
+
+    // Argument mode, the values on stdin (spooled to a file, not held).
+    let args = d.join("args.txt");
+    write_lines(&args, "a-value-of-forty-bytes..................", LINES / 4);
+    let (peak, command) = peak_of_run(d, "args", &["true {} {#}", "::::", "-"], Some(&args));
+    assert!(
+        command.starts_with("true a-value-of-forty-bytes.................. "),
+        "{command}"
+    );
+    assert!(
+        peak <= base + GROWTH_KIB,
+        "{} arguments on stdin: master peak RSS {peak} KiB, {base} KiB at 5000 lines",
+        LINES / 4
+    );
+}
+
+/// The master's peak resident set (KiB) over `sturdy run TASKS -k --tag`, its stdout in
+/// the file `stdout`.
+fn peak_of_kept(dir: &Path, name: &str, stdout: &Path) -> u64 {
+    let child = sturdy()
+        .arg("run")
+        .arg(dir.join(name))
+        .args(["-k", "--tag", "--workers", "3", "--state-dir"])
+        .arg(dir.join(format!("{name}.state")))
+        .stdout(std::fs::File::create(stdout).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (peak, ok) = peak_of(child);
+    assert!(ok && peak > 0, "the run of {name} failed");
+    peak
+}
+
+#[test]
+fn keep_order_holds_big_output_of_a_later_task_outside_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gate = d.join("gate");
+    // Task 1 ends only after task 3 has ended, so task 2's 24 MB and task 3's lines
+    // wait for it (past the 4 MiB held in memory, in a temporary file).
+    let cmds = [
+        format!(
+            "while [ ! -e {} ]; do sleep 0.05; done; echo first",
+            gate.display()
+        ),
+        "head -c 24000000 /dev/zero | tr '\\0' x; echo".to_owned(),
+        format!("seq 3; touch {}", gate.display()),
+    ];
+    write_tasks(d, "big.txt", &cmds);
+    write_tasks(d, "small.txt", &["echo a".to_owned(), "echo b".to_owned()]);
+    let base = peak_of_kept(d, "small.txt", &d.join("small.out"));
+    let peak = peak_of_kept(d, "big.txt", &d.join("big.out"));
+    let out = std::fs::read(d.join("big.out")).unwrap();
+    let mut want = format!("{}\tfirst\n{}\t", cmds[0], cmds[1]).into_bytes();
+    want.extend(std::iter::repeat_n(b'x', 24_000_000));
+    want.push(b'\n');
+    for i in 1..=3 {
+        want.extend(format!("{}\t{i}\n", cmds[2]).into_bytes());
+    }
+    assert!(
+        out == want,
+        "output of {} bytes is not the expected {} bytes",
+        out.len(),
+        want.len()
+    );
+    assert!(
+        peak <= base + 8 * 1024,
+        "master peak RSS {peak} KiB holding 24 MB of output, {base} KiB for a small run"
+    );
+}
