@@ -562,7 +562,6 @@ pub(crate) fn todo_numbers(
     )
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
