@@ -999,6 +999,56 @@ fn a_host_whose_commands_always_fail_opens_its_breakers_and_the_work_moves() {
     assert!(broken.log().contains("breaker open"), "{}", broken.log());
 }
 
+#[test]
+fn tasks_that_fail_everywhere_do_not_open_every_slot_s_breaker() {
+    // Tasks 1-4 fail on every attempt (6 attempts, no backoff), 16 good ones follow.
+    // Had every failure counted, the 24 failures coming back at once would open both
+    // slots' breakers (3 in a row, open 300 s) and stall the run; only each bad task's
+    // first failure counts (breaker attribution), so at most one slot can open.
+    let (_server, farm) = farm("attribution");
+    farm.tasks(20, |i| {
+        if i <= 4 {
+            "exit 5;".into()
+        } else {
+            String::new()
+        }
+    });
+    let mut coordinator = farm.coordinator(&[
+        "--max-attempts",
+        "6",
+        "--backoff-base",
+        "0",
+        "--breaker-failures",
+        "3",
+        "--breaker-open",
+        "300s",
+    ]);
+    let mut a = farm.agent("a", 2);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(1),
+        "{}",
+        coordinator.log()
+    );
+    let s = farm.summary();
+    assert_eq!(
+        (
+            s["succeeded"].as_u64(),
+            s["gave_up"].as_u64(),
+            s["attempts"].as_u64()
+        ),
+        (Some(16), Some(4), Some(16 + 4 * 6))
+    );
+    assert_eq!(
+        a.wait(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        a.log()
+    );
+    let opened = a.log().matches("breaker open").count();
+    assert!(opened < 2, "{opened} slots opened:\n{}", a.log());
+}
+
 /// A loopback TCP proxy to one port. While `cut` is set it forwards nothing either way and
 /// leaves the sockets open (bytes wait in the kernel's buffers, as TCP would hold them
 /// through a partition); cleared, it forwards again.

@@ -27,7 +27,9 @@
 //!   after it may be lost (JetStream sends it without a reply): the finished task then
 //!   comes back after the ack wait and R1 acknowledges it without running it. A conflict re-reads: a success is still
 //!   accepted when the claim was lost and nobody claimed again; otherwise stale, as in
-//!   R2.
+//!   R2. The slot's breaker hears the outcome only when it points at the slot
+//!   ([`prior_failure`], [`attribution`]), so tasks
+//!   that fail everywhere do not open every slot's breaker.
 //! - **R6 drain and abort** come from a [`Control`] watch: drain stops pulling and lets
 //!   running attempts finish; abort kills every command and settles nothing (the leases
 //!   lapse, the tasks run again elsewhere or after `--resume`).
@@ -46,6 +48,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::join_all;
 use sturdy_core::breaker::{ConsecutiveBreaker, ConsecutiveConfig, Outcome as BreakerOutcome};
 use sturdy_core::failure::FailureKind;
+use sturdy_core::manager::attribution;
 use sturdy_core::manager::record::{
     Delivery as CoreDelivery, Ending, Phase, Record as CoreRecord, Report,
 };
@@ -167,7 +170,11 @@ pub struct AgentConfig {
     /// The run's seed; the retry jitter of task `n` is drawn from `seed ^ n`.
     pub seed: u64,
     /// Each slot's breaker: consecutive failures open it and the slot stops pulling.
-    /// Default [`ConsecutiveConfig::original`].
+    /// It hears only failures that point at the slot
+    /// ([`attribution`]): the slot's own kinds
+    /// (GPU, out of memory, crash, a command that could not start) always; a task's own
+    /// failure unless the task's previous attempt failed the same way
+    /// ([`prior_failure`]). Default [`ConsecutiveConfig::original`].
     pub breaker: ConsecutiveConfig,
 }
 
@@ -347,6 +354,18 @@ pub fn core_record(record: Option<&Record>) -> Option<CoreRecord> {
         crashes,
         own_failures,
     })
+}
+
+/// How the task's previous attempt failed, as its newest record (read before the claim)
+/// tells, for the slot's breaker attribution
+/// ([`attribution`]): the kind of an `ended retry` or
+/// `ended gave_up` record; `None` for anything else (no record, a lost claim, a stale
+/// note), so such an attempt's failure counts against the slot.
+pub fn prior_failure(record: Option<&Record>) -> Option<FailureKind> {
+    match record {
+        Some(Record::Ended(e)) if e.outcome != Outcome::Done => FailureKind::from_name(&e.kind),
+        _ => None,
+    }
 }
 
 /// The core's retry decision after attempt `attempt` (claims so far) of `task` failed
@@ -625,6 +644,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                     attempt,
                     ..
                 } => {
+                    let prior = prior_failure(record.as_ref());
                     let claim = Claim {
                         attempt,
                         epoch: delivery.epoch(),
@@ -638,7 +658,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                         .write(task, revision, &Record::Claimed(claim.clone()))
                         .await
                     {
-                        Ok(Ok(mine)) => Ok((claim, next, mine)),
+                        Ok(Ok(mine)) => Ok((claim, next, prior, mine)),
                         Ok(Err(conflict)) => Err(conflict),
                         Err(e) => {
                             // Unknown whether it was written: leave the delivery; if it
@@ -650,7 +670,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                 }
             };
             match written {
-                Ok((claim, next, mine)) => break ((claim, next), mine),
+                Ok((claim, next, prior, mine)) => break ((claim, next, prior), mine),
                 Err(Conflict { .. }) if optimistic => optimistic = false,
                 Err(Conflict { .. }) if conflicts == 0 => conflicts += 1,
                 Err(_) => return Finished::NotRun, // stale: touch nothing
@@ -670,7 +690,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
     async fn execute(
         &self,
         delivery: Delivery<E::Handle>,
-        (claim, core): (Claim, CoreRecord),
+        (claim, core, mut prior): (Claim, CoreRecord, Option<FailureKind>),
         mine: Revision,
         control: &mut watch::Receiver<Control>,
         summary: &mut AgentSummary,
@@ -685,11 +705,15 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
             payload: delivery.payload(),
         };
         let exit = match self.runner.start(start).await {
-            Err(why) => Exit {
-                failure: Some(FailureKind::Unknown),
-                detail: format!("could not start: {why}"),
-                ..Exit::default()
-            },
+            Err(why) => {
+                // The slot could not start a command: its own fault, counted always.
+                prior = None;
+                Exit {
+                    failure: Some(FailureKind::Unknown),
+                    detail: format!("could not start: {why}"),
+                    ..Exit::default()
+                }
+            }
             Ok(mut running) => {
                 let mut renew = tokio::time::interval_at(
                     started + self.config.heartbeat,
@@ -756,7 +780,14 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
         };
         let runtime = started.elapsed();
         self.finish(
-            delivery, &claim, core, mine, exit, runtime, control, summary,
+            delivery,
+            &claim,
+            (core, prior),
+            mine,
+            exit,
+            runtime,
+            control,
+            summary,
         )
         .await
     }
@@ -767,7 +798,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
         &self,
         delivery: Delivery<E::Handle>,
         claim: &Claim,
-        core: CoreRecord,
+        (core, prior): (CoreRecord, Option<FailureKind>),
         mine: Revision,
         exit: Exit,
         runtime: Duration,
@@ -798,9 +829,9 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
         } else {
             Report::Failure
         };
-        let breaker_outcome = exit
-            .failure
-            .map_or(BreakerOutcome::Success, BreakerOutcome::Failure);
+        let breaker_outcome = exit.failure.map_or(BreakerOutcome::Success, |kind| {
+            attribution::breaker_outcome(kind, prior)
+        });
         let after = core.finish(ending);
         let ended = Ended {
             attempt: claim.attempt,
