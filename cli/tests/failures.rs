@@ -168,10 +168,11 @@ fn broken_slot_trips_its_breaker_and_its_work_moves_elsewhere() {
 
 #[test]
 fn tasks_that_fail_everywhere_do_not_open_every_worker_s_breaker() {
-    // Tasks 1-4 fail on every attempt (6 attempts, no backoff), 16 good ones follow, on
-    // 2 workers with breakers of 3 failures / 300 s. Had every failure counted, the 24
-    // failures would open both breakers and stall the run for 300 s; only each bad
-    // task's first failure counts (breaker attribution): at most one worker opens.
+    // Tasks 1-4 fail on every attempt (4 attempts, no backoff), 16 good ones follow, on
+    // 4 workers with breakers of 3 failures / 300 s. Had every failure counted, the
+    // bad tasks' retries (12 failures in a row once the good tasks are done) would
+    // open every breaker and stall the run for 300 s; a failure the task already showed
+    // on another worker does not count (breaker attribution).
     let dir = tempfile::tempdir().unwrap();
     let lines: Vec<String> = (1..=20)
         .map(|i| {
@@ -188,9 +189,9 @@ fn tasks_that_fail_everywhere_do_not_open_every_worker_s_breaker() {
         .args([
             "run",
             "-j",
-            "2",
+            "4",
             "--max-attempts",
-            "6",
+            "4",
             "--backoff-base",
             "0",
         ])
@@ -217,9 +218,9 @@ fn tasks_that_fail_everywhere_do_not_open_every_worker_s_breaker() {
         (s["succeeded"].as_u64(), s["failed"].as_u64()),
         (Some(16), Some(4))
     );
-    assert!(s["breaker_trips"].as_u64().unwrap() <= 1, "{s}");
+    assert!(s["breaker_trips"].as_u64().unwrap() < 4, "{s}");
     let j = journal(&state);
-    assert_eq!(j.iter().filter(|l| l.task <= 4).count(), 4 * 6);
+    assert_eq!(j.iter().filter(|l| l.task <= 4).count(), 4 * 4);
 }
 
 #[test]

@@ -48,7 +48,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::join_all;
 use sturdy_core::breaker::{ConsecutiveBreaker, ConsecutiveConfig, Outcome as BreakerOutcome};
 use sturdy_core::failure::FailureKind;
-use sturdy_core::manager::attribution;
+use sturdy_core::manager::attribution::{self, PriorFailure};
 use sturdy_core::manager::record::{
     Delivery as CoreDelivery, Ending, Phase, Record as CoreRecord, Report,
 };
@@ -173,7 +173,7 @@ pub struct AgentConfig {
     /// It hears only failures that point at the slot
     /// ([`attribution`]): the slot's own kinds
     /// (GPU, out of memory, crash, a command that could not start) always; a task's own
-    /// failure unless the task's previous attempt failed the same way
+    /// failure unless the task's previous attempt failed the same way on another host
     /// ([`prior_failure`]). Default [`ConsecutiveConfig::original`].
     pub breaker: ConsecutiveConfig,
 }
@@ -356,14 +356,18 @@ pub fn core_record(record: Option<&Record>) -> Option<CoreRecord> {
     })
 }
 
-/// How the task's previous attempt failed, as its newest record (read before the claim)
-/// tells, for the slot's breaker attribution
-/// ([`attribution`]): the kind of an `ended retry` or
-/// `ended gave_up` record; `None` for anything else (no record, a lost claim, a stale
-/// note), so such an attempt's failure counts against the slot.
-pub fn prior_failure(record: Option<&Record>) -> Option<FailureKind> {
+/// The task's previous failed attempt as its newest record (read before the claim)
+/// tells, for breaker attribution on host `host` ([`attribution`]): an `ended retry` or
+/// `ended gave_up` record with a known kind, *elsewhere* when it ran on another host (a
+/// host-wide fault fails every slot of the host alike, so another slot of the same host
+/// is not elsewhere); `None` for anything else (no record, a lost claim, a stale note),
+/// so such an attempt's failure counts against the slot.
+pub fn prior_failure(record: Option<&Record>, host: &str) -> Option<PriorFailure> {
     match record {
-        Some(Record::Ended(e)) if e.outcome != Outcome::Done => FailureKind::from_name(&e.kind),
+        Some(Record::Ended(e)) if e.outcome != Outcome::Done => Some(PriorFailure {
+            kind: FailureKind::from_name(&e.kind)?,
+            elsewhere: e.host != host,
+        }),
         _ => None,
     }
 }
@@ -644,7 +648,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                     attempt,
                     ..
                 } => {
-                    let prior = prior_failure(record.as_ref());
+                    let prior = prior_failure(record.as_ref(), &self.config.host);
                     let claim = Claim {
                         attempt,
                         epoch: delivery.epoch(),
@@ -690,7 +694,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
     async fn execute(
         &self,
         delivery: Delivery<E::Handle>,
-        (claim, core, mut prior): (Claim, CoreRecord, Option<FailureKind>),
+        (claim, core, mut prior): (Claim, CoreRecord, Option<PriorFailure>),
         mine: Revision,
         control: &mut watch::Receiver<Control>,
         summary: &mut AgentSummary,
@@ -798,7 +802,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
         &self,
         delivery: Delivery<E::Handle>,
         claim: &Claim,
-        (core, prior): (CoreRecord, Option<FailureKind>),
+        (core, prior): (CoreRecord, Option<PriorFailure>),
         mine: Revision,
         exit: Exit,
         runtime: Duration,
