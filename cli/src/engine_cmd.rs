@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use crate::classify::classify;
 use crate::error::CliError;
 use crate::options::{AgentArgs, Detector, JitterArg, Settings, parse_slot};
+use crate::process_fence::{self, Fence, OWNER_VAR};
 use crate::protocol::Outcome;
 use crate::tasks::TaskList;
 
@@ -425,12 +426,17 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
             root.display()
         ))
     })?;
+    // The fence first, while this process has one thread: if the agent dies (SIGKILL
+    // included), it kills every command the agent started and what they started.
+    let mark = process_fence::agent_mark(&process_fence::run_mark(&root));
+    let _fence = Fence::start(&mark).map_err(|e| CliError::runtime(e.to_string()))?;
     let rt = runtime()?;
     rt.block_on(async {
         let js = connect(&args.engine, None).await?;
         let (run, meta) = js.open_run(&args.run_name).await.map_err(cli_error)?;
         let config = agent_config(&meta, host.clone(), names)?;
         let runner = ProcessRunner {
+            mark,
             out_dir,
             cuda: slots.into_iter().map(|(_, c)| c).collect(),
         };
@@ -517,8 +523,11 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
     })
 }
 
-/// Runs each attempt as `/bin/sh -c COMMAND` in its own process group.
+/// Runs each attempt as `/bin/sh -c COMMAND` in its own process group, marked with
+/// `STURDY_OWNER=<agent mark>.<slot>.<task>.<attempt>` (see `process_fence`).
 struct ProcessRunner {
+    /// The agent's mark, which the fence sweeps when the agent dies.
+    mark: String,
     out_dir: PathBuf,
     /// Each slot's CUDA_VISIBLE_DEVICES.
     cuda: Vec<Option<String>>,
@@ -528,6 +537,8 @@ struct ProcessRunner {
 struct ProcessRunning {
     child: tokio::process::Child,
     pgid: i32,
+    /// The attempt's mark.
+    mark: String,
     err_path: PathBuf,
     killed: bool,
 }
@@ -545,6 +556,13 @@ impl Runner for ProcessRunner {
             .map_err(|e| format!("cannot create {}: {e}", out_path.display()))?;
         let stderr = File::create(&err_path)
             .map_err(|e| format!("cannot create {}: {e}", err_path.display()))?;
+        let mark = format!(
+            "{}.{}.{}.{}",
+            self.mark,
+            start.slot_index + 1,
+            start.task.0,
+            start.attempt
+        );
         let mut cmd = tokio::process::Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(command)
@@ -554,6 +572,7 @@ impl Runner for ProcessRunner {
             .env("STURDY_TASK", start.task.0.to_string())
             .env("STURDY_ATTEMPT", start.attempt.to_string())
             .env("STURDY_SLOT", start.slot)
+            .env(OWNER_VAR, &mark)
             .process_group(0)
             .kill_on_drop(true);
         if let Some(Some(devices)) = self.cuda.get(start.slot_index) {
@@ -576,6 +595,7 @@ impl Runner for ProcessRunner {
         Ok(ProcessRunning {
             child,
             pgid,
+            mark,
             err_path,
             killed: false,
         })
@@ -641,5 +661,8 @@ impl Running for ProcessRunning {
         );
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
+        // What left the group (setsid, a daemonizing step) carries the attempt's mark.
+        let mark = self.mark.clone();
+        let _ = tokio::task::spawn_blocking(move || process_fence::kill_worker_marked(&mark)).await;
     }
 }

@@ -1000,53 +1000,47 @@ fn a_host_whose_commands_always_fail_opens_its_breakers_and_the_work_moves() {
 }
 
 #[test]
-fn tasks_that_fail_everywhere_do_not_open_every_slot_s_breaker() {
-    // Tasks 1-4 fail on every attempt (6 attempts, no backoff), 16 good ones follow.
-    // Had every failure counted, the 24 failures coming back at once would open both
-    // slots' breakers (3 in a row, open 300 s) and stall the run; only each bad task's
-    // first failure counts (breaker attribution), so at most one slot can open.
-    let (_server, farm) = farm("attribution");
-    farm.tasks(20, |i| {
-        if i <= 4 {
-            "exit 5;".into()
-        } else {
-            String::new()
-        }
+fn a_sigkilled_agent_s_commands_and_what_they_started_die_with_it() {
+    // Each command backgrounds a sleep (a grandchild of the agent; a second one leaves
+    // the process group with setsid) and waits. SIGKILL the agent: the shells died with
+    // it before (PDEATHSIG), but the sleeps lived on and kept running tasks that the
+    // engine hands to another host; now the agent's fence kills them.
+    let (_server, farm) = farm("fence");
+    let pids = farm.path("pids");
+    std::fs::create_dir(&pids).unwrap();
+    farm.tasks(2, |_| {
+        format!(
+            "sleep 30 & echo $! > {p}/$STURDY_TASK.bg; setsid sleep 31 & echo $! > {p}/$STURDY_TASK.sid; wait;",
+            p = pids.display()
+        )
     });
-    let mut coordinator = farm.coordinator(&[
-        "--max-attempts",
-        "6",
-        "--backoff-base",
-        "0",
-        "--breaker-failures",
-        "3",
-        "--breaker-open",
-        "300s",
-    ]);
+    let _coordinator = farm.coordinator(&[]);
     let mut a = farm.agent("a", 2);
-    assert_eq!(
-        coordinator.wait(RUN_LIMIT).code(),
-        Some(1),
-        "{}",
-        coordinator.log()
-    );
-    let s = farm.summary();
-    assert_eq!(
-        (
-            s["succeeded"].as_u64(),
-            s["gave_up"].as_u64(),
-            s["attempts"].as_u64()
-        ),
-        (Some(16), Some(4), Some(16 + 4 * 6))
-    );
-    assert_eq!(
-        a.wait(Duration::from_secs(15)).code(),
-        Some(0),
-        "{}",
-        a.log()
-    );
-    let opened = a.log().matches("breaker open").count();
-    assert!(opened < 2, "{opened} slots opened:\n{}", a.log());
+    let until = Instant::now() + Duration::from_secs(20);
+    let read = |name: &str| -> Option<i32> {
+        std::fs::read_to_string(pids.join(name))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    };
+    let names = ["1.bg", "1.sid", "2.bg", "2.sid"];
+    let started: Vec<i32> = loop {
+        let got: Vec<i32> = names.iter().filter_map(|n| read(n)).collect();
+        if got.len() == names.len() && got.iter().all(|&p| alive(p)) {
+            break got;
+        }
+        assert!(Instant::now() < until, "commands not started:\n{}", a.log());
+        sleep(Duration::from_millis(20));
+    };
+    a.kill();
+    let until = Instant::now() + Duration::from_secs(5);
+    while started.iter().any(|&p| alive(p)) {
+        assert!(
+            Instant::now() < until,
+            "still alive 5 s after the agent's SIGKILL: {:?}",
+            started.iter().filter(|&&p| alive(p)).collect::<Vec<_>>()
+        );
+        sleep(Duration::from_millis(20));
+    }
 }
 
 /// A loopback TCP proxy to one port. While `cut` is set it forwards nothing either way and
