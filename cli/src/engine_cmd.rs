@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::classify::classify;
 use crate::error::CliError;
-use crate::options::{AgentArgs, Detector, JitterArg, Settings, parse_slot};
+use crate::options::{AgentArgs, Detector, Halt, HaltOn, JitterArg, Settings, parse_slot};
 use crate::process_fence::{self, Fence, OWNER_VAR};
 use crate::protocol::Outcome;
 use crate::tasks::TaskList;
@@ -175,21 +175,47 @@ pub(crate) fn coordinate(
     url: &str,
     name: &str,
 ) -> Result<i32, CliError> {
+    // What does not cross hosts (yet), each with its reason (the README says the same).
+    const OUTPUT: &str =
+        "a multi-host run's output stays on the hosts that ran it (each agent's DIR/out)";
     let unsupported = [
-        (settings.halt.is_some(), "--halt"),
-        (settings.joblog.is_some(), "--joblog"),
-        (settings.results.is_some(), "--results"),
-        (settings.metrics_listen.is_some(), "--metrics-listen"),
-        (settings.retry_failed, "--retry-failed"),
-        (settings.resume_failed, "--resume-failed"),
-        (settings.health_gate, "--health-gate"),
-        (settings.keep_order, "--keep-order"),
-        (settings.line_buffer, "--line-buffer"),
-        (settings.delay.is_some(), "--delay"),
+        (
+            settings.joblog.is_some(),
+            "--joblog",
+            "not built for the engine yet",
+        ),
+        (settings.results.is_some(), "--results", OUTPUT),
+        (
+            settings.metrics_listen.is_some(),
+            "--metrics-listen",
+            "the coordinator serves no metrics yet",
+        ),
+        (
+            settings.retry_failed,
+            "--retry-failed",
+            "reopening a given-up task in the engine is not built yet",
+        ),
+        (
+            settings.resume_failed,
+            "--resume-failed",
+            "reopening a given-up task in the engine is not built yet",
+        ),
+        (
+            settings.health_gate,
+            "--health-gate",
+            "the health gate runs on each host, in the agent",
+        ),
+        (settings.keep_order, "--keep-order", OUTPUT),
+        (settings.line_buffer, "--line-buffer", OUTPUT),
+        (
+            settings.delay.is_some(),
+            "--delay",
+            "not built for the engine yet",
+        ),
     ];
-    if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
+    if let Some((_, flag, why)) = unsupported.iter().find(|(set, _, _)| *set) {
         return Err(CliError::input(format!(
-            "{flag} is not supported with --engine yet (a multi-host run's output stays on its hosts; see the README's \"Beyond one machine\"); nothing was run"
+            "{flag} is not supported with --engine: {why} (see the README's \"Beyond one machine\"); nothing was run"
         )));
     }
     let ack_wait = match settings.detector {
@@ -244,15 +270,29 @@ pub(crate) fn coordinate(
             enqueued.recorded,
             js.url()
         );
-        follow(&run, &list, &root, settings.json).await
+        follow(&run, &list, &root, settings.json, settings.halt, ack_wait).await
     })
 }
 
+/// What `--halt` counts in the run's summary so far.
+fn halt_count(halt: &Halt, s: &coordinator::Summary) -> u64 {
+    match halt.on {
+        HaltOn::Fail => s.gave_up,
+        HaltOn::Success => s.succeeded,
+        HaltOn::Done => s.gave_up + s.succeeded,
+    }
+}
+
+/// Follows the run until it completes, a SIGINT stops it, or `--halt` (`halt`) does:
+/// `now` aborts the run (the agents kill their commands), `soon` drains it and waits
+/// (half an ack wait, `ack_wait`, then at most three more) until no attempt runs.
 async fn follow(
     run: &Run,
     list: &[(TaskId, Vec<u8>)],
     root: &Path,
     json: bool,
+    halt: Option<Halt>,
+    ack_wait: Duration,
 ) -> Result<i32, CliError> {
     let journal_path = root.join("journal.tsv");
     let mut journal = File::create(&journal_path)
@@ -273,6 +313,7 @@ async fn follow(
     });
     let mut journal_error = None;
     let mut last_progress = tokio::time::Instant::now();
+    let mut halted: Option<HaltOn> = None;
     let followed = loop {
         let result = {
             let line_sink = |line: &str, p: &Projection| {
@@ -280,6 +321,15 @@ async fn follow(
                     && let Err(e) = writeln!(journal, "{line}")
                 {
                     journal_error = Some(e);
+                }
+                if let Some(h) = &halt
+                    && halted.is_none()
+                {
+                    let s = p.summary();
+                    if h.reached(halt_count(h, &s), s.tasks) {
+                        halted = Some(h.on);
+                        let _ = stop_tx.send(true);
+                    }
                 }
                 // Progress: one line every 2 s at most, while records come in.
                 if last_progress.elapsed() >= PROGRESS_EVERY {
@@ -322,6 +372,62 @@ async fn follow(
             }
         }
     };
+    if let (Some(on), Some(h), Followed::Stopped) = (halted, halt, followed) {
+        let s = projection.summary();
+        let what = match on {
+            HaltOn::Fail => "failed for good",
+            HaltOn::Success => "succeeded",
+            HaltOn::Done => "finished",
+        };
+        eprintln!(
+            "sturdy: --halt: {} task(s) {what}; {}",
+            halt_count(&h, &s),
+            if h.now {
+                "aborting the run: the agents kill the running commands"
+            } else {
+                "draining the run: the agents start nothing more; waiting for the running ones"
+            }
+        );
+        let control = if h.now {
+            Control::Abort
+        } else {
+            Control::Drain
+        };
+        run.set_control(control).await.map_err(cli_error)?;
+        if !h.now {
+            // The agents see the drain at their next control poll (at most a heartbeat
+            // interval, a third of the ack wait): follow for half an ack wait, for the
+            // claims made meanwhile, then on until no attempt runs (a host that died
+            // holds its claim: give up waiting after three ack waits).
+            let mut sink = |line: &str, p: &Projection, stop_when_idle: bool| {
+                if journal_error.is_none()
+                    && let Err(e) = writeln!(journal, "{line}")
+                {
+                    journal_error = Some(e);
+                }
+                if stop_when_idle && p.summary().running == 0 {
+                    let _ = stop_tx.send(true);
+                }
+            };
+            let _ = stop_tx.send(false);
+            let _ = tokio::time::timeout(
+                ack_wait / 2,
+                coordinator::follow(run, &mut projection, stop_rx.clone(), |l, p| {
+                    sink(l, p, false);
+                }),
+            )
+            .await;
+            if projection.summary().running > 0 {
+                let _ = tokio::time::timeout(
+                    ack_wait * 3,
+                    coordinator::follow(run, &mut projection, stop_rx.clone(), |l, p| {
+                        sink(l, p, true);
+                    }),
+                )
+                .await;
+            }
+        }
+    }
     if let Some(e) = journal_error {
         eprintln!(
             "sturdy: writing {} failed: {e} (the engine's journal is intact)",
@@ -337,6 +443,9 @@ async fn follow(
     let s = projection.summary();
     let code = if followed == Followed::Complete {
         projection.exit_status()
+    } else if halted == Some(HaltOn::Success) && s.gave_up == 0 {
+        // As the local farm: a run halted on success with nothing failed is a success.
+        0
     } else {
         1
     };
@@ -349,6 +458,11 @@ async fn follow(
         let value = serde_json::json!({
             "run": run.name(),
             "complete": followed == Followed::Complete,
+            "halted": halted.map(|on| match on {
+                HaltOn::Fail => "fail",
+                HaltOn::Success => "success",
+                HaltOn::Done => "done",
+            }),
             "tasks": s.tasks,
             "succeeded": s.succeeded,
             "gave_up": s.gave_up,

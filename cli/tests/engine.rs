@@ -692,19 +692,14 @@ fn bad_input_is_refused_with_exit_2_naming_what_is_wrong() {
     assert!(err.contains(&url), "{err}");
     // An option of the local farm that a multi-host run does not support yet.
     let err = bad(
-        &[
-            "run",
-            t,
-            "--engine",
-            &url,
-            "--run",
-            "r",
-            "--halt",
-            "now,fail=1",
-        ],
+        &["run", t, "--engine", &url, "--run", "r", "--results", "out"],
         quick,
     );
-    assert!(err.contains("--halt") && err.contains("--engine"), "{err}");
+    assert!(
+        err.contains("--results is not supported with --engine")
+            && err.contains("output stays on the hosts"),
+        "{err}"
+    );
     // --run without --engine and the reverse.
     bad(&["run", t, "--run", "r"], quick);
     bad(&["run", t, "--engine", &url], quick);
@@ -997,6 +992,87 @@ fn a_host_whose_commands_always_fail_opens_its_breakers_and_the_work_moves() {
     );
     assert_eq!(broken.wait(Duration::from_secs(10)).code(), Some(0));
     assert!(broken.log().contains("breaker open"), "{}", broken.log());
+}
+
+#[test]
+fn halt_now_on_the_first_failure_aborts_the_run_across_hosts() {
+    // Task 1 fails at once; the others take 2 s each. `--halt now,fail=1`: the
+    // coordinator aborts the run (the agents kill their commands and exit) and exits 1.
+    let (_server, farm) = farm("halt-now");
+    farm.tasks(8, |i| {
+        if i == 1 {
+            "exit 3;".into()
+        } else {
+            "sleep 2;".into()
+        }
+    });
+    let mut coordinator = farm.coordinator(&["--max-attempts", "1", "--halt", "now,fail=1"]);
+    let mut a = farm.agent("a", 2);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(1),
+        "{}",
+        coordinator.log()
+    );
+    assert!(
+        coordinator
+            .log()
+            .contains("--halt: 1 task(s) failed for good; aborting"),
+        "{}",
+        coordinator.log()
+    );
+    let s = farm.summary();
+    assert_eq!(
+        (
+            s["halted"].as_str(),
+            s["complete"].as_bool(),
+            s["gave_up"].as_u64()
+        ),
+        (Some("fail"), Some(false), Some(1))
+    );
+    assert!(s["succeeded"].as_u64().unwrap() < 7, "{s}");
+    assert_eq!(
+        a.wait(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        a.log()
+    );
+}
+
+#[test]
+fn halt_soon_on_successes_drains_lets_the_running_finish_and_exits_0() {
+    // One slot, tasks of 0.3 s: after 2 successes the run drains; the attempt running
+    // then finishes and is recorded; the coordinator exits 0 (halted on success, nothing
+    // failed), as the local farm does.
+    let (_server, farm) = farm("halt-soon");
+    farm.tasks(10, |_| "sleep 0.3;".into());
+    let mut coordinator = farm.coordinator(&["--halt", "soon,success=2"]);
+    let mut a = farm.agent("a", 1);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(0),
+        "{}",
+        coordinator.log()
+    );
+    let s = farm.summary();
+    assert_eq!(
+        (
+            s["halted"].as_str(),
+            s["running"].as_u64(),
+            s["gave_up"].as_u64()
+        ),
+        (Some("success"), Some(0), Some(0))
+    );
+    let done = s["succeeded"].as_u64().unwrap();
+    assert!((2..=3).contains(&done), "{s}");
+    assert_eq!(
+        a.wait(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        a.log()
+    );
+    // Every success in the summary made its effect once; nothing else ran.
+    assert_eq!(farm.effects_by_task().len() as u64, done);
 }
 
 #[test]
