@@ -314,7 +314,15 @@ async fn follow(
     let mut journal_error = None;
     let mut last_progress = tokio::time::Instant::now();
     let mut halted: Option<HaltOn> = None;
+    // Since the first SIGINT drained the run: the coordinator follows on until no
+    // attempt runs (a second SIGINT aborts), as the local farm waits for its running
+    // tasks.
+    let mut draining: Option<tokio::time::Instant> = None;
+    let grace = ack_wait / 2;
     let followed = loop {
+        if draining.is_some() {
+            let _ = stop_tx.send(false);
+        }
         let result = {
             let line_sink = |line: &str, p: &Projection| {
                 if journal_error.is_none()
@@ -346,13 +354,28 @@ async fn follow(
                 biased;
                 _ = int_rx.changed() => None,
                 r = coordinator::follow(run, &mut projection, stop, line_sink) => Some(r),
+                // While draining: look every half ack wait whether anything still runs
+                // (the agents see the drain within a heartbeat interval).
+                () = tokio::time::sleep(grace), if draining.is_some() => Some(Ok(Followed::Stopped)),
             }
         };
         match result {
+            Some(Ok(Followed::Stopped))
+                if draining.is_some_and(|since| since.elapsed() < grace)
+                    || (draining.is_some() && projection.summary().running > 0) => {}
             Some(Ok(f)) => break f,
             Some(Err(e)) => {
                 eprintln!("sturdy: {e}; following again");
                 tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            None if *int_rx.borrow() == 1 && halted.is_none() => {
+                let _ = int_rx.borrow_and_update();
+                eprintln!(
+                    "sturdy: draining run {} (SIGINT): the agents start nothing more and the running attempts finish; a second SIGINT aborts; `--resume` continues it",
+                    run.name()
+                );
+                run.set_control(Control::Drain).await.map_err(cli_error)?;
+                draining = Some(tokio::time::Instant::now());
             }
             None => {
                 let n = *int_rx.borrow_and_update();

@@ -1075,6 +1075,81 @@ fn halt_soon_on_successes_drains_lets_the_running_finish_and_exits_0() {
     assert_eq!(farm.effects_by_task().len() as u64, done);
 }
 
+/// Waits until the coordinator's journal holds at least `n` claims.
+fn wait_for_claims(farm: &Farm, n: usize) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while farm.journal().iter().filter(|l| l.1 == "claimed").count() < n {
+        assert!(Instant::now() < until, "fewer than {n} claims after 20 s");
+        sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_coordinator_s_first_sigint_drains_and_waits_its_second_aborts() {
+    // First SIGINT: the agents start nothing more, the running attempts (1.5 s) finish
+    // and are recorded, then the coordinator exits 1 (interrupted) and the agent 0.
+    let (_server, farm) = farm("drain");
+    farm.tasks(8, |_| "sleep 1.5;".into());
+    let mut coordinator = farm.coordinator(&[]);
+    let mut a = farm.agent("a", 2);
+    wait_for_claims(&farm, 2);
+    coordinator.signal("INT");
+    sleep(Duration::from_millis(300));
+    assert!(
+        coordinator.try_wait().is_none(),
+        "the coordinator waits for the running attempts:\n{}",
+        coordinator.log()
+    );
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(1),
+        "{}",
+        coordinator.log()
+    );
+    assert!(coordinator.log().contains("draining run drain (SIGINT)"));
+    let s = farm.summary();
+    assert_eq!(s["running"].as_u64(), Some(0), "{s}");
+    let done = s["succeeded"].as_u64().unwrap();
+    assert!((2..8).contains(&done), "{s}");
+    assert_eq!(
+        a.wait(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        a.log()
+    );
+    assert_eq!(farm.effects_by_task().len() as u64, done);
+
+    // First SIGINT drains, a second aborts: the agents kill the running commands (30 s)
+    // and the coordinator exits at once.
+    let (_server2, farm) = self::farm("abort");
+    farm.tasks(4, |_| "sleep 30;".into());
+    let mut coordinator = farm.coordinator(&[]);
+    let mut a = farm.agent("a", 2);
+    wait_for_claims(&farm, 2);
+    coordinator.signal("INT");
+    sleep(Duration::from_millis(300));
+    assert!(coordinator.try_wait().is_none(), "{}", coordinator.log());
+    coordinator.signal("INT");
+    assert_eq!(
+        coordinator.wait(Duration::from_secs(10)).code(),
+        Some(1),
+        "{}",
+        coordinator.log()
+    );
+    assert!(
+        coordinator.log().contains("aborting run abort"),
+        "{}",
+        coordinator.log()
+    );
+    assert_eq!(
+        a.wait(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        a.log()
+    );
+    assert!(farm.effects_by_task().is_empty());
+}
+
 #[test]
 fn a_sigkilled_agent_s_commands_and_what_they_started_die_with_it() {
     // Each command backgrounds a sleep (a grandchild of the agent; a second one leaves
