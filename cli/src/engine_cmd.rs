@@ -179,11 +179,6 @@ pub(crate) fn coordinate(
     const OUTPUT: &str =
         "a multi-host run's output stays on the hosts that ran it (each agent's DIR/out)";
     let unsupported = [
-        (
-            settings.joblog.is_some(),
-            "--joblog",
-            "not built for the engine yet",
-        ),
         (settings.results.is_some(), "--results", OUTPUT),
         (
             settings.metrics_listen.is_some(),
@@ -270,8 +265,101 @@ pub(crate) fn coordinate(
             enqueued.recorded,
             js.url()
         );
-        follow(&run, &list, &root, settings.json, settings.halt, ack_wait).await
+        follow(
+            &run,
+            &list,
+            &root,
+            settings.json,
+            settings.halt,
+            ack_wait,
+            settings.joblog.as_deref(),
+        )
+        .await
     })
+}
+
+/// Where the coordinator's projection goes: `STATE/journal.tsv` (every journal line)
+/// and, with `--joblog FILE`, GNU parallel's joblog (one line per finished task).
+struct Lines<'a> {
+    journal: File,
+    joblog: Option<(File, PathBuf)>,
+    commands: BTreeMap<u32, &'a [u8]>,
+    /// The first write error, as a message.
+    error: Option<String>,
+}
+
+impl<'a> Lines<'a> {
+    /// # Errors
+    /// The joblog cannot be created.
+    fn open(
+        journal: File,
+        joblog: Option<&Path>,
+        list: &'a [(TaskId, Vec<u8>)],
+    ) -> Result<Self, CliError> {
+        let joblog = match joblog {
+            None => None,
+            Some(p) => {
+                let mut f = File::create(p).map_err(|e| {
+                    CliError::input(format!("cannot open the joblog {}: {e}", p.display()))
+                })?;
+                let _ = f.write_all(
+                    b"Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n",
+                );
+                Some((f, p.to_path_buf()))
+            }
+        };
+        Ok(Self {
+            journal,
+            joblog,
+            commands: list.iter().map(|(t, c)| (t.0, c.as_slice())).collect(),
+            error: None,
+        })
+    }
+
+    /// Writes one journal line; a task's final `ended` line (done or gave up) also
+    /// makes its joblog line: Seq the task, Host the agent's host, Starttime the time the
+    /// coordinator saw the end less the runtime (the records carry no wall clock; a
+    /// `--resume` that replays the journal writes its own time), Receive 0 (the output
+    /// stays on the host), Exitval -1 without an exit status.
+    fn write(&mut self, line: &str) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = writeln!(self.journal, "{line}") {
+            self.error = Some(format!("writing the journal failed: {e}"));
+            return;
+        }
+        let Some((f, path)) = &mut self.joblog else {
+            return;
+        };
+        let c: Vec<&str> = line.split('\t').collect();
+        if c.len() < 12 || c[2] != "ended" || !(c[7] == "done" || c[7] == "gave_up") {
+            return;
+        }
+        let Ok(task) = c[1].parse::<u32>() else {
+            return;
+        };
+        let runtime = c[11].parse::<u64>().map_or(0.0, |ms| ms as f64 / 1000.0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let num = |v: &str, none: i64| v.parse::<i64>().unwrap_or(none);
+        let command = self
+            .commands
+            .get(&task)
+            .map(|c| String::from_utf8_lossy(c).replace(['\t', '\n'], " "))
+            .unwrap_or_default();
+        let out = format!(
+            "{task}\t{}\t{:.3}\t{runtime:>10.3}\t0\t0\t{}\t{}\t{command}\n",
+            c[4],
+            (now - runtime).max(0.0),
+            num(c[9], -1),
+            num(c[10], 0),
+        );
+        if let Err(e) = f.write_all(out.as_bytes()) {
+            self.error = Some(format!("cannot write the joblog {}: {e}", path.display()));
+        }
+    }
 }
 
 /// What `--halt` counts in the run's summary so far.
@@ -293,11 +381,13 @@ async fn follow(
     json: bool,
     halt: Option<Halt>,
     ack_wait: Duration,
+    joblog: Option<&Path>,
 ) -> Result<i32, CliError> {
     let journal_path = root.join("journal.tsv");
     let mut journal = File::create(&journal_path)
         .map_err(|e| CliError::runtime(format!("cannot write {}: {e}", journal_path.display())))?;
     let _ = writeln!(journal, "{JOURNAL_HEADER}");
+    let mut record = Lines::open(journal, joblog, list)?;
     let mut projection = Projection::new(list.iter().map(|(t, _)| *t));
     let (stop_tx, stop_rx) = watch::channel(false);
     let interrupts = watch::channel(0u32);
@@ -311,7 +401,6 @@ async fn follow(
             let _ = int_tx.send(n);
         }
     });
-    let mut journal_error = None;
     let mut last_progress = tokio::time::Instant::now();
     let mut halted: Option<HaltOn> = None;
     // Since the first SIGINT drained the run: the coordinator follows on until no
@@ -325,11 +414,7 @@ async fn follow(
         }
         let result = {
             let line_sink = |line: &str, p: &Projection| {
-                if journal_error.is_none()
-                    && let Err(e) = writeln!(journal, "{line}")
-                {
-                    journal_error = Some(e);
-                }
+                record.write(line);
                 if let Some(h) = &halt
                     && halted.is_none()
                 {
@@ -423,11 +508,7 @@ async fn follow(
             // claims made meanwhile, then on until no attempt runs (a host that died
             // holds its claim: give up waiting after three ack waits).
             let mut sink = |line: &str, p: &Projection, stop_when_idle: bool| {
-                if journal_error.is_none()
-                    && let Err(e) = writeln!(journal, "{line}")
-                {
-                    journal_error = Some(e);
-                }
+                record.write(line);
                 if stop_when_idle && p.summary().running == 0 {
                     let _ = stop_tx.send(true);
                 }
@@ -451,11 +532,8 @@ async fn follow(
             }
         }
     }
-    if let Some(e) = journal_error {
-        eprintln!(
-            "sturdy: writing {} failed: {e} (the engine's journal is intact)",
-            journal_path.display()
-        );
+    if let Some(e) = record.error {
+        eprintln!("sturdy: {e} (the engine's journal is intact)");
     }
     if followed == Followed::Complete {
         // Every task finished: the agents may go home.

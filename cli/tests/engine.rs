@@ -1075,6 +1075,72 @@ fn halt_soon_on_successes_drains_lets_the_running_finish_and_exits_0() {
     assert_eq!(farm.effects_by_task().len() as u64, done);
 }
 
+#[test]
+fn joblog_has_one_line_per_finished_task_with_its_host() {
+    // Task 2 fails on both its attempts: one joblog line per task, for its last attempt.
+    let (_server, farm) = farm("joblog");
+    farm.tasks(3, |i| {
+        if i == 2 {
+            "exit 3;".into()
+        } else {
+            String::new()
+        }
+    });
+    let joblog = farm.path("joblog.tsv");
+    let mut coordinator = farm.coordinator(&[
+        "--max-attempts",
+        "2",
+        "--backoff-base",
+        "0",
+        "--joblog",
+        joblog.to_str().unwrap(),
+    ]);
+    let _a = farm.agent("a", 1);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(1),
+        "{}",
+        coordinator.log()
+    );
+    let text = std::fs::read_to_string(&joblog).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand")
+    );
+    let mut rows: Vec<(u32, String, String, String, String)> = lines
+        .map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            assert_eq!(c.len(), 9, "{l:?}");
+            assert!(c[2].parse::<f64>().unwrap() > 1.0e9, "{l:?}");
+            (
+                c[0].parse().unwrap(),
+                c[1].to_string(),
+                c[6].to_string(),
+                c[7].to_string(),
+                c[8].to_string(),
+            )
+        })
+        .collect();
+    rows.sort();
+    let tail = format!(
+        "echo $STURDY_TASK $STURDY_ATTEMPT >> {}",
+        farm.effects().display()
+    );
+    for r in &rows {
+        assert!(r.4.ends_with(&tail), "{r:?}");
+    }
+    assert!(rows[1].4.starts_with("exit 3;"), "{rows:?}");
+    let cols: Vec<_> = rows
+        .iter()
+        .map(|r| (r.0, r.1.as_str(), r.2.as_str(), r.3.as_str()))
+        .collect();
+    assert_eq!(
+        cols,
+        [(1, "a", "0", "0"), (2, "a", "3", "0"), (3, "a", "0", "0")]
+    );
+}
+
 /// Waits until the coordinator's journal holds at least `n` claims.
 fn wait_for_claims(farm: &Farm, n: usize) {
     let until = Instant::now() + Duration::from_secs(20);
