@@ -50,7 +50,9 @@ pub fn fingerprint<'a>(tasks: impl IntoIterator<Item = (TaskId, &'a [u8])>) -> S
 pub struct EnqueueSummary {
     /// Work messages stored.
     pub queued: u64,
-    /// Already stored (same task and generation, inside the engine's duplicate window).
+    /// Already stored: the same task and generation inside the engine's duplicate
+    /// window, or (re-attaching) a task with no record whose work message the engine
+    /// still holds ([`Engine::queued`]).
     pub duplicate: u64,
     /// Not enqueued: the task already has a record (it was delivered, so its work
     /// message exists or it finished).
@@ -63,7 +65,9 @@ pub struct EnqueueSummary {
 /// (re-attaching) each task's record is read first and a task that has one is left
 /// alone: its work message was delivered, so it is either still in the engine (waiting,
 /// leased or naked) or the task finished. Re-enqueueing it after the duplicate window
-/// would put a second message of it in the stream.
+/// would put a second message of it in the stream. A task with no record is enqueued
+/// only when the engine holds no work message of it ([`Engine::queued`]): its first
+/// message may still wait, never delivered, past the duplicate window.
 ///
 /// Up to 64 tasks are in flight at once, so the work messages may be stored in an order
 /// slightly different from the list's.
@@ -91,6 +95,9 @@ pub async fn enqueue<E: Engine>(
                 let (_, revision) = engine.read(*task).await?;
                 if revision != Revision::NONE {
                     return Ok::<_, Error>(One::Recorded);
+                }
+                if engine.queued(*task).await? == Some(true) {
+                    return Ok(One::Enqueued(Enqueued::Duplicate));
                 }
             }
             Ok(One::Enqueued(

@@ -156,6 +156,42 @@ async fn enqueue_is_idempotent_per_generation() {
 }
 
 #[tokio::test]
+async fn re_attaching_after_the_duplicate_window_enqueues_no_task_twice() {
+    // A 1 s duplicate window: past it, publishing generation 0 again would store a second
+    // message. Re-attaching (not fresh) finds each task's waiting message and skips it.
+    let server = Server::start();
+    let mut cfg = config();
+    cfg.duplicate_window = Duration::from_secs(1);
+    let js = JetStream::connect(&server.url, cfg).await.expect("connect");
+    let (run, _) = js.create_run("late", &meta("fp-1")).await.expect("run");
+    let tasks: Vec<(TaskId, Vec<u8>)> = (1..=5).map(|n| (TaskId(n), b"x".to_vec())).collect();
+    let first = sturdy_farm::coordinator::enqueue(&run, &tasks, true)
+        .await
+        .unwrap();
+    assert_eq!(first.queued, 5);
+    assert_eq!(run.queued(TaskId(3)).await.unwrap(), Some(true));
+    assert_eq!(run.queued(TaskId(9)).await.unwrap(), Some(false));
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let again = sturdy_farm::coordinator::enqueue(&run, &tasks, false)
+        .await
+        .unwrap();
+    assert_eq!((again.queued, again.duplicate), (0, 5));
+    // Exactly one message per task.
+    let mut seen = Vec::new();
+    while let Some(d) = run.next_within(Duration::from_millis(300)).await.unwrap() {
+        seen.push(d.task().0);
+        run.settle(d, Settle::Ack).await.unwrap();
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, [1, 2, 3, 4, 5]);
+    // A task whose message was taken (acked) and that has no record is enqueued again.
+    let third = sturdy_farm::coordinator::enqueue(&run, &tasks[..1], false)
+        .await
+        .unwrap();
+    assert_eq!(third.queued, 1);
+}
+
+#[tokio::test]
 async fn write_is_a_compare_and_set_exactly_one_racer_wins() {
     let server = Server::start();
     let a = run(&server, "cas").await;
