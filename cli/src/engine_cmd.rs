@@ -408,6 +408,11 @@ async fn follow(
     // tasks.
     let mut draining: Option<tokio::time::Instant> = None;
     let grace = ack_wait / 2;
+    // R5: every ack wait, a claimed task that lost its work message (a stale ack) and
+    // kept the same claim for two ack waits is enqueued again (`coordinator::Reconcile`).
+    let mut reconcile = coordinator::Reconcile::new();
+    let mut next_reconcile = tokio::time::Instant::now() + ack_wait;
+    let mut reconcile_due = false;
     let followed = loop {
         if draining.is_some() {
             let _ = stop_tx.send(false);
@@ -442,9 +447,39 @@ async fn follow(
                 // While draining: look every half ack wait whether anything still runs
                 // (the agents see the drain within a heartbeat interval).
                 () = tokio::time::sleep(grace), if draining.is_some() => Some(Ok(Followed::Stopped)),
+                () = tokio::time::sleep_until(next_reconcile) => {
+                    reconcile_due = true;
+                    Some(Ok(Followed::Stopped))
+                }
             }
         };
         match result {
+            Some(Ok(Followed::Stopped)) if reconcile_due => {
+                reconcile_due = false;
+                next_reconcile = tokio::time::Instant::now() + ack_wait;
+                let payload =
+                    |t: TaskId| list.iter().find(|(n, _)| *n == t).map(|(_, c)| c.clone());
+                match reconcile
+                    .pass(
+                        run,
+                        &projection,
+                        payload,
+                        tokio::time::Instant::now(),
+                        ack_wait * 2,
+                    )
+                    .await
+                {
+                    Ok(requeued) => {
+                        for t in requeued {
+                            eprintln!(
+                                "sturdy: task {} was claimed but its work message was gone (a stale acknowledgement?) for two ack waits: enqueued again",
+                                t.0
+                            );
+                        }
+                    }
+                    Err(e) => eprintln!("sturdy: reconcile: {e}"),
+                }
+            }
             Some(Ok(Followed::Stopped))
                 if draining.is_some_and(|since| since.elapsed() < grace)
                     || (draining.is_some() && projection.summary().running > 0) => {}

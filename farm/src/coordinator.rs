@@ -511,3 +511,83 @@ mod tests {
         );
     }
 }
+
+/// SCALE-OUT R5, the coordinator's reconcile: the server fences neither acks nor `+WPI`,
+/// so a stale ack can delete the work message of a task that a live claim holds
+/// (nats-server #4786). While that claim's owner lives, nothing is lost (its `ended`
+/// write still succeeds); once it dies, no delivery ever comes back and the task would
+/// stay `claimed` for ever. A task whose record is a claim, with no work message in the
+/// engine ([`Engine::queued`]) and the same claim (revision) for `grace` (2 × the ack
+/// wait: a live owner's renewals are `+WPI`s the coordinator cannot see, so an unchanged
+/// claim with no message is the signal), is enqueued again under generation = that
+/// claim's revision (idempotent per claim). Its next claim charges the lost one as a
+/// worker crash; a live owner of the old claim finds itself stale at its next renewal
+/// (its command is killed) or at its `ended` write.
+///
+/// Cost: one message get per task whose claim is older than `grace`, per call (call it
+/// every ack wait or so); the records are read only for tasks with no message.
+#[derive(Clone, Debug, Default)]
+pub struct Reconcile {
+    /// Claimed tasks seen, with the claim's first sighting (by this reconcile) and, once
+    /// found without a message, the claim's revision.
+    seen: BTreeMap<u32, (tokio::time::Instant, Option<Revision>)>,
+}
+
+impl Reconcile {
+    /// An empty reconcile.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One pass over `projection` at `now`; enqueues (with `payload(task)`) the tasks
+    /// that lost their work message under a claim unchanged for `grace`, and returns
+    /// them.
+    ///
+    /// # Errors
+    /// The first engine error (the pass can simply be repeated).
+    pub async fn pass<E: Engine>(
+        &mut self,
+        engine: &E,
+        projection: &Projection,
+        payload: impl Fn(TaskId) -> Option<Vec<u8>>,
+        now: tokio::time::Instant,
+        grace: std::time::Duration,
+    ) -> Result<Vec<TaskId>, Error> {
+        let claimed: Vec<TaskId> = projection
+            .tasks()
+            .filter(|(_, v)| matches!(v.record, Some(Record::Claimed(_))))
+            .map(|(t, _)| t)
+            .collect();
+        self.seen
+            .retain(|n, _| claimed.binary_search(&TaskId(*n)).is_ok());
+        let mut requeued = Vec::new();
+        for task in claimed {
+            let entry = self.seen.entry(task.0).or_insert((now, None));
+            if now.duration_since(entry.0) < grace {
+                continue;
+            }
+            if engine.queued(task).await? != Some(false) {
+                entry.1 = None;
+                continue;
+            }
+            let (record, revision) = engine.read(task).await?;
+            if !matches!(record, Some(Record::Claimed(_))) {
+                continue;
+            }
+            match entry.1 {
+                Some(r) if r == revision => {}
+                _ => {
+                    // First seen without a message (or a newer claim): wait `grace`
+                    // from now for its owner to finish or for a new claim.
+                    *entry = (now, Some(revision));
+                    continue;
+                }
+            }
+            let Some(body) = payload(task) else { continue };
+            engine.enqueue(task, &body, Generation(revision.0)).await?;
+            self.seen.remove(&task.0);
+            requeued.push(task);
+        }
+        Ok(requeued)
+    }
+}

@@ -192,6 +192,100 @@ async fn re_attaching_after_the_duplicate_window_enqueues_no_task_twice() {
 }
 
 #[tokio::test]
+async fn reconcile_re_enqueues_a_claimed_task_whose_message_a_stale_ack_deleted() {
+    // nats-server #4786 by hand: a delivery is claimed, then its message is acked while
+    // the record still says claimed (as a stale ack of an older delivery would do). The
+    // owner "dies": nothing ends the claim. The reconcile sees a claim with no work
+    // message, unchanged past its grace, and enqueues the task again, once.
+    let server = Server::start();
+    let run = run(&server, "r5").await;
+    let tasks: Vec<(TaskId, Vec<u8>)> =
+        vec![(TaskId(1), b"cmd".to_vec()), (TaskId(2), b"two".to_vec())];
+    sturdy_farm::coordinator::enqueue(&run, &tasks, true)
+        .await
+        .unwrap();
+    let mut projection = sturdy_farm::coordinator::Projection::new([TaskId(1), TaskId(2)]);
+    let (d1, d2) = (
+        run.next_within(Duration::from_secs(2))
+            .await
+            .unwrap()
+            .unwrap(),
+        run.next_within(Duration::from_secs(2))
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let (d1, d2) = if d1.task() == TaskId(1) {
+        (d1, d2)
+    } else {
+        (d2, d1)
+    };
+    let rev = run
+        .write(TaskId(1), Revision::NONE, &claim(1, "a"))
+        .await
+        .unwrap()
+        .unwrap();
+    // Task 2 is claimed and keeps its message (a live, renewing owner).
+    run.write(TaskId(2), Revision::NONE, &claim(1, "b"))
+        .await
+        .unwrap()
+        .unwrap();
+    run.settle(d1, Settle::Ack).await.unwrap();
+    run.renew(&d2).await.unwrap();
+    let mut follow = run.follow(projection.next_position()).await.unwrap();
+    for _ in 0..2 {
+        let entry = bounded(follow.next()).await.unwrap().unwrap();
+        projection.apply(&entry);
+    }
+    let payload = |t: TaskId| tasks.iter().find(|(n, _)| *n == t).map(|(_, c)| c.clone());
+    let grace = Duration::from_millis(200);
+    let mut reconcile = sturdy_farm::coordinator::Reconcile::new();
+    let t0 = tokio::time::Instant::now();
+    // Too young to look at; then found without a message; then re-enqueued.
+    assert!(
+        reconcile
+            .pass(&run, &projection, payload, t0, grace)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        reconcile
+            .pass(&run, &projection, payload, t0 + grace, grace)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        reconcile
+            .pass(&run, &projection, payload, t0 + grace * 2, grace)
+            .await
+            .unwrap(),
+        [TaskId(1)]
+    );
+    // The new delivery: generation = the lost claim's revision; task 2 was left alone.
+    let again = run
+        .next_within(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (again.task(), again.generation(), again.payload()),
+        (TaskId(1), Generation(rev.0), &b"cmd"[..])
+    );
+    assert_eq!(run.queued(TaskId(2)).await.unwrap(), Some(true));
+    // While its message is out (leased), the task is not enqueued again.
+    assert!(
+        reconcile
+            .pass(&run, &projection, payload, t0 + grace * 4, grace)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    drop(d2);
+}
+
+#[tokio::test]
 async fn write_is_a_compare_and_set_exactly_one_racer_wins() {
     let server = Server::start();
     let a = run(&server, "cas").await;
