@@ -14,7 +14,9 @@ use sturdy_farm::agent::Event;
 use sturdy_farm::coordinate::{self, CoordinateConfig, CoordinateError, Note};
 use sturdy_farm::engine::jetstream::{Config, JetStream};
 use sturdy_farm::engine::{Error as EngineError, TaskId};
+use sturdy_farm::halt::HaltOn;
 use sturdy_farm::host::{self, HostConfig, HostError};
+use sturdy_farm::local::process_fence::{self, Fence};
 
 use crate::error::CliError;
 use crate::options::{AgentArgs, Detector, JitterArg, Settings, Slot, parse_slot};
@@ -122,20 +124,37 @@ pub(crate) fn coordinate(
     url: &str,
     name: &str,
 ) -> Result<i32, CliError> {
+    // What does not cross hosts (yet), each with its reason (the README says the same).
+    const OUTPUT: &str =
+        "a multi-host run's output stays on the hosts that ran it (each agent's DIR/out)";
     let unsupported = [
-        (settings.halt.is_some(), "--halt"),
-        (settings.joblog.is_some(), "--joblog"),
-        (settings.results.is_some(), "--results"),
-        (settings.metrics_listen.is_some(), "--metrics-listen"),
-        (settings.retry_failed, "--retry-failed"),
-        (settings.resume_failed, "--resume-failed"),
-        (settings.keep_order, "--keep-order"),
-        (settings.line_buffer, "--line-buffer"),
-        (settings.delay.is_some(), "--delay"),
+        (settings.results.is_some(), "--results", OUTPUT),
+        (
+            settings.metrics_listen.is_some(),
+            "--metrics-listen",
+            "the coordinator serves no metrics yet",
+        ),
+        (
+            settings.retry_failed,
+            "--retry-failed",
+            "reopening a given-up task in the engine is not built yet",
+        ),
+        (
+            settings.resume_failed,
+            "--resume-failed",
+            "reopening a given-up task in the engine is not built yet",
+        ),
+        (settings.keep_order, "--keep-order", OUTPUT),
+        (settings.line_buffer, "--line-buffer", OUTPUT),
+        (
+            settings.delay.is_some(),
+            "--delay",
+            "not built for the engine yet",
+        ),
     ];
-    if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
+    if let Some((_, flag, why)) = unsupported.iter().find(|(set, _, _)| *set) {
         return Err(CliError::input(format!(
-            "{flag} is not supported with --engine yet (a multi-host run's output stays on its hosts; see the README's \"Beyond one machine\"); nothing was run"
+            "{flag} is not supported with --engine: {why} (see the README's \"Beyond one machine\"); nothing was run"
         )));
     }
     let ack_wait = match settings.detector {
@@ -166,6 +185,9 @@ pub(crate) fn coordinate(
         root.join("journal.tsv"),
     );
     config.resume = settings.resume;
+    config.halt = settings.halt;
+    config.joblog = settings.joblog.clone();
+    config.ack_wait = ack_wait;
     let rt = runtime()?;
     let outcome = rt.block_on(async {
         let js = connect(url, Some(ack_wait)).await?;
@@ -182,6 +204,11 @@ pub(crate) fn coordinate(
         let value = serde_json::json!({
             "run": outcome.run,
             "complete": outcome.complete,
+            "halted": outcome.halted.map(|on| match on {
+                HaltOn::Fail => "fail",
+                HaltOn::Success => "success",
+                HaltOn::Done => "done",
+            }),
             "tasks": s.tasks,
             "succeeded": s.succeeded,
             "gave_up": s.gave_up,
@@ -233,6 +260,27 @@ fn print_note(name: &str, note: &Note<'_>) {
             "sturdy: {} run {name} (SIGINT {n}); `--resume` continues it",
             if *n >= 2 { "aborting" } else { "draining" },
         ),
+        Note::Draining => eprintln!(
+            "sturdy: draining run {name} (SIGINT): the agents start nothing more and the running attempts finish; a second SIGINT aborts; `--resume` continues it"
+        ),
+        Note::Halting { on, count, now } => eprintln!(
+            "sturdy: --halt: {count} task(s) {}; {}",
+            match on {
+                HaltOn::Fail => "failed for good",
+                HaltOn::Success => "succeeded",
+                HaltOn::Done => "finished",
+            },
+            if *now {
+                "aborting the run: the agents kill the running commands"
+            } else {
+                "draining the run: the agents start nothing more; waiting for the running ones"
+            }
+        ),
+        Note::Requeued(t) => eprintln!(
+            "sturdy: task {} was claimed but its work message was gone (a stale acknowledgement?) for two ack waits: enqueued again",
+            t.0
+        ),
+        Note::ReconcileFailed(e) => eprintln!("sturdy: reconcile: {e}"),
         Note::JournalFailed { path, error } => eprintln!(
             "sturdy: writing {} failed: {error} (the engine's journal is intact)",
             path.display()
@@ -291,6 +339,11 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
     config.health_gate = args.health_gate;
     config.load = args.load;
     config.memfree = args.memfree;
+    // The fence first, while this process has one thread: if the agent dies (SIGKILL
+    // included), it kills every command the agent started and what they started.
+    let mark = process_fence::agent_mark(&process_fence::run_mark(&root));
+    let _fence = Fence::start(&mark).map_err(|e| CliError::runtime(e.to_string()))?;
+    config.owner_mark = Some(mark);
     let rt = runtime()?;
     rt.block_on(async {
         let js = connect(&args.engine, None).await?;

@@ -497,44 +497,7 @@ fn workers_from(s: &str, cpus: u64) -> Result<u32, String> {
     }
 }
 
-/// What `--halt` counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum HaltOn {
-    /// Tasks failed for good.
-    Fail,
-    /// Tasks succeeded.
-    Success,
-    /// Tasks finished either way.
-    Done,
-}
-
-/// How many of them stop the run.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum HaltAt {
-    /// This many tasks.
-    Count(u64),
-    /// This percentage (0, 100] of the run's tasks.
-    Percent(f64),
-}
-
-/// `--halt`: when to stop early.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Halt {
-    /// `now` (kill the running tasks) or `soon` (let them finish).
-    pub(crate) now: bool,
-    pub(crate) on: HaltOn,
-    pub(crate) at: HaltAt,
-}
-
-impl Halt {
-    /// Whether `count` tasks of `on`'s kind among `total` reach the threshold.
-    pub(crate) fn reached(&self, count: u64, total: u64) -> bool {
-        match self.at {
-            HaltAt::Count(n) => count >= n,
-            HaltAt::Percent(p) => count as f64 * 100.0 >= p * total as f64,
-        }
-    }
-}
+pub(crate) use sturdy_farm::halt::{Halt, HaltAt, HaltOn};
 
 /// Parses `--halt` (GNU parallel's forms); `Ok(None)` is `never` / `0`.
 ///

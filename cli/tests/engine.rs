@@ -692,19 +692,14 @@ fn bad_input_is_refused_with_exit_2_naming_what_is_wrong() {
     assert!(err.contains(&url), "{err}");
     // An option of the local farm that a multi-host run does not support yet.
     let err = bad(
-        &[
-            "run",
-            t,
-            "--engine",
-            &url,
-            "--run",
-            "r",
-            "--halt",
-            "now,fail=1",
-        ],
+        &["run", t, "--engine", &url, "--run", "r", "--results", "out"],
         quick,
     );
-    assert!(err.contains("--halt") && err.contains("--engine"), "{err}");
+    assert!(
+        err.contains("--results is not supported with --engine")
+            && err.contains("output stays on the hosts"),
+        "{err}"
+    );
     // The health gate's options are the agents' (each on its own host): accepted, the
     // coordinator goes on to the server.
     let err = bad(
@@ -1016,6 +1011,272 @@ fn a_host_whose_commands_always_fail_opens_its_breakers_and_the_work_moves() {
     );
     assert_eq!(broken.wait(Duration::from_secs(10)).code(), Some(0));
     assert!(broken.log().contains("breaker open"), "{}", broken.log());
+}
+
+#[test]
+fn halt_now_on_the_first_failure_aborts_the_run_across_hosts() {
+    // Task 1 fails at once; the others take 2 s each. `--halt now,fail=1`: the
+    // coordinator aborts the run (the agents kill their commands and exit) and exits 1.
+    let (_server, farm) = farm("halt-now");
+    farm.tasks(8, |i| {
+        if i == 1 {
+            "exit 3;".into()
+        } else {
+            "sleep 2;".into()
+        }
+    });
+    let mut coordinator = farm.coordinator(&["--max-attempts", "1", "--halt", "now,fail=1"]);
+    let mut a = farm.agent("a", 2);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(1),
+        "{}",
+        coordinator.log()
+    );
+    assert!(
+        coordinator
+            .log()
+            .contains("--halt: 1 task(s) failed for good; aborting"),
+        "{}",
+        coordinator.log()
+    );
+    let s = farm.summary();
+    assert_eq!(
+        (
+            s["halted"].as_str(),
+            s["complete"].as_bool(),
+            s["gave_up"].as_u64()
+        ),
+        (Some("fail"), Some(false), Some(1))
+    );
+    assert!(s["succeeded"].as_u64().unwrap() < 7, "{s}");
+    assert_eq!(
+        a.wait(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        a.log()
+    );
+}
+
+#[test]
+fn halt_soon_on_successes_drains_lets_the_running_finish_and_exits_0() {
+    // One slot, tasks of 0.3 s: after 2 successes the run drains; the attempt running
+    // then finishes and is recorded; the coordinator exits 0 (halted on success, nothing
+    // failed), as the local farm does.
+    let (_server, farm) = farm("halt-soon");
+    farm.tasks(10, |_| "sleep 0.3;".into());
+    let mut coordinator = farm.coordinator(&["--halt", "soon,success=2"]);
+    let mut a = farm.agent("a", 1);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(0),
+        "{}",
+        coordinator.log()
+    );
+    let s = farm.summary();
+    assert_eq!(
+        (
+            s["halted"].as_str(),
+            s["running"].as_u64(),
+            s["gave_up"].as_u64()
+        ),
+        (Some("success"), Some(0), Some(0))
+    );
+    let done = s["succeeded"].as_u64().unwrap();
+    assert!((2..=3).contains(&done), "{s}");
+    assert_eq!(
+        a.wait(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        a.log()
+    );
+    // Every success in the summary made its effect once; nothing else ran.
+    assert_eq!(farm.effects_by_task().len() as u64, done);
+}
+
+#[test]
+fn joblog_has_one_line_per_finished_task_with_its_host() {
+    // Task 2 fails on both its attempts: one joblog line per task, for its last attempt.
+    let (_server, farm) = farm("joblog");
+    farm.tasks(3, |i| {
+        if i == 2 {
+            "exit 3;".into()
+        } else {
+            String::new()
+        }
+    });
+    let joblog = farm.path("joblog.tsv");
+    let mut coordinator = farm.coordinator(&[
+        "--max-attempts",
+        "2",
+        "--backoff-base",
+        "0",
+        "--joblog",
+        joblog.to_str().unwrap(),
+    ]);
+    let _a = farm.agent("a", 1);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(1),
+        "{}",
+        coordinator.log()
+    );
+    let text = std::fs::read_to_string(&joblog).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand")
+    );
+    let mut rows: Vec<(u32, String, String, String, String)> = lines
+        .map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            assert_eq!(c.len(), 9, "{l:?}");
+            assert!(c[2].parse::<f64>().unwrap() > 1.0e9, "{l:?}");
+            (
+                c[0].parse().unwrap(),
+                c[1].to_string(),
+                c[6].to_string(),
+                c[7].to_string(),
+                c[8].to_string(),
+            )
+        })
+        .collect();
+    rows.sort();
+    let tail = format!(
+        "echo $STURDY_TASK $STURDY_ATTEMPT >> {}",
+        farm.effects().display()
+    );
+    for r in &rows {
+        assert!(r.4.ends_with(&tail), "{r:?}");
+    }
+    assert!(rows[1].4.starts_with("exit 3;"), "{rows:?}");
+    let cols: Vec<_> = rows
+        .iter()
+        .map(|r| (r.0, r.1.as_str(), r.2.as_str(), r.3.as_str()))
+        .collect();
+    assert_eq!(
+        cols,
+        [(1, "a", "0", "0"), (2, "a", "3", "0"), (3, "a", "0", "0")]
+    );
+}
+
+/// Waits until the coordinator's journal holds at least `n` claims.
+fn wait_for_claims(farm: &Farm, n: usize) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while farm.journal().iter().filter(|l| l.1 == "claimed").count() < n {
+        assert!(Instant::now() < until, "fewer than {n} claims after 20 s");
+        sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_coordinator_s_first_sigint_drains_and_waits_its_second_aborts() {
+    // First SIGINT: the agents start nothing more, the running attempts (1.5 s) finish
+    // and are recorded, then the coordinator exits 1 (interrupted) and the agent 0.
+    let (_server, farm) = farm("drain");
+    farm.tasks(8, |_| "sleep 1.5;".into());
+    let mut coordinator = farm.coordinator(&[]);
+    let mut a = farm.agent("a", 2);
+    wait_for_claims(&farm, 2);
+    coordinator.signal("INT");
+    sleep(Duration::from_millis(300));
+    assert!(
+        coordinator.try_wait().is_none(),
+        "the coordinator waits for the running attempts:\n{}",
+        coordinator.log()
+    );
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(1),
+        "{}",
+        coordinator.log()
+    );
+    assert!(coordinator.log().contains("draining run drain (SIGINT)"));
+    let s = farm.summary();
+    assert_eq!(s["running"].as_u64(), Some(0), "{s}");
+    let done = s["succeeded"].as_u64().unwrap();
+    assert!((2..8).contains(&done), "{s}");
+    assert_eq!(
+        a.wait(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        a.log()
+    );
+    assert_eq!(farm.effects_by_task().len() as u64, done);
+
+    // First SIGINT drains, a second aborts: the agents kill the running commands (30 s)
+    // and the coordinator exits at once.
+    let (_server2, farm) = self::farm("abort");
+    farm.tasks(4, |_| "sleep 30;".into());
+    let mut coordinator = farm.coordinator(&[]);
+    let mut a = farm.agent("a", 2);
+    wait_for_claims(&farm, 2);
+    coordinator.signal("INT");
+    sleep(Duration::from_millis(300));
+    assert!(coordinator.try_wait().is_none(), "{}", coordinator.log());
+    coordinator.signal("INT");
+    assert_eq!(
+        coordinator.wait(Duration::from_secs(10)).code(),
+        Some(1),
+        "{}",
+        coordinator.log()
+    );
+    assert!(
+        coordinator.log().contains("aborting run abort"),
+        "{}",
+        coordinator.log()
+    );
+    assert_eq!(
+        a.wait(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        a.log()
+    );
+    assert!(farm.effects_by_task().is_empty());
+}
+
+#[test]
+fn a_sigkilled_agent_s_commands_and_what_they_started_die_with_it() {
+    // Each command backgrounds a sleep (a grandchild of the agent; a second one leaves
+    // the process group with setsid) and waits. SIGKILL the agent: the shells died with
+    // it before (PDEATHSIG), but the sleeps lived on and kept running tasks that the
+    // engine hands to another host; now the agent's fence kills them.
+    let (_server, farm) = farm("fence");
+    let pids = farm.path("pids");
+    std::fs::create_dir(&pids).unwrap();
+    farm.tasks(2, |_| {
+        format!(
+            "sleep 30 & echo $! > {p}/$STURDY_TASK.bg; setsid sleep 31 & echo $! > {p}/$STURDY_TASK.sid; wait;",
+            p = pids.display()
+        )
+    });
+    let _coordinator = farm.coordinator(&[]);
+    let mut a = farm.agent("a", 2);
+    let until = Instant::now() + Duration::from_secs(20);
+    let read = |name: &str| -> Option<i32> {
+        std::fs::read_to_string(pids.join(name))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    };
+    let names = ["1.bg", "1.sid", "2.bg", "2.sid"];
+    let started: Vec<i32> = loop {
+        let got: Vec<i32> = names.iter().filter_map(|n| read(n)).collect();
+        if got.len() == names.len() && got.iter().all(|&p| alive(p)) {
+            break got;
+        }
+        assert!(Instant::now() < until, "commands not started:\n{}", a.log());
+        sleep(Duration::from_millis(20));
+    };
+    a.kill();
+    let until = Instant::now() + Duration::from_secs(5);
+    while started.iter().any(|&p| alive(p)) {
+        assert!(
+            Instant::now() < until,
+            "still alive 5 s after the agent's SIGKILL: {:?}",
+            started.iter().filter(|&&p| alive(p)).collect::<Vec<_>>()
+        );
+        sleep(Duration::from_millis(20));
+    }
 }
 
 /// A loopback TCP proxy to one port. While `cut` is set it forwards nothing either way and

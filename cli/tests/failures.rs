@@ -167,6 +167,63 @@ fn broken_slot_trips_its_breaker_and_its_work_moves_elsewhere() {
 }
 
 #[test]
+fn tasks_that_fail_everywhere_do_not_open_every_worker_s_breaker() {
+    // Tasks 1-4 fail on every attempt (4 attempts, no backoff), 16 good ones follow, on
+    // 4 workers with breakers of 3 failures / 300 s. Had every failure counted, the
+    // bad tasks' retries (12 failures in a row once the good tasks are done) would
+    // open every breaker and stall the run for 300 s; a failure the task already showed
+    // on another worker does not count (breaker attribution).
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (1..=20)
+        .map(|i| {
+            if i <= 4 {
+                "exit 5".into()
+            } else {
+                format!("echo {i}")
+            }
+        })
+        .collect();
+    let list = write_tasks(dir.path(), "tasks.txt", &lines);
+    let state = dir.path().join("state");
+    let out = sturdy()
+        .args([
+            "run",
+            "-j",
+            "4",
+            "--max-attempts",
+            "4",
+            "--backoff-base",
+            "0",
+        ])
+        .args([
+            "--breaker-failures",
+            "3",
+            "--breaker-open",
+            "300s",
+            "--json",
+        ])
+        .arg("--state-dir")
+        .arg(&state)
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(&out);
+    assert_eq!(
+        (s["succeeded"].as_u64(), s["failed"].as_u64()),
+        (Some(16), Some(4))
+    );
+    assert!(s["breaker_trips"].as_u64().unwrap() < 4, "{s}");
+    let j = journal(&state);
+    assert_eq!(j.iter().filter(|l| l.task <= 4).count(), 4 * 4);
+}
+
+#[test]
 fn resume_skips_failed_tasks_unless_asked_to_retry_them() {
     let dir = tempfile::tempdir().unwrap();
     let flag = dir.path().join("fixed");

@@ -27,7 +27,9 @@
 //!   after it may be lost (JetStream sends it without a reply): the finished task then
 //!   comes back after the ack wait and R1 acknowledges it without running it. A conflict re-reads: a success is still
 //!   accepted when the claim was lost and nobody claimed again; otherwise stale, as in
-//!   R2.
+//!   R2. The slot's breaker hears the outcome only when it points at the slot
+//!   ([`prior_failure`], [`attribution`]), so tasks
+//!   that fail everywhere do not open every slot's breaker.
 //! - **R6 drain and abort** come from a [`Control`] watch: drain stops pulling and lets
 //!   running attempts finish; abort kills every command and settles nothing (the leases
 //!   lapse, the tasks run again elsewhere or after `--resume`).
@@ -59,6 +61,7 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use sturdy_core::breaker::{ConsecutiveBreaker, ConsecutiveConfig, Outcome as BreakerOutcome};
 use sturdy_core::failure::FailureKind;
+use sturdy_core::manager::attribution::{self, PriorFailure};
 use sturdy_core::manager::record::{
     Delivery as CoreDelivery, Ending, Phase, Record as CoreRecord, Report,
 };
@@ -193,7 +196,11 @@ pub struct AgentConfig {
     /// The run's seed; the retry jitter of task `n` is drawn from `seed ^ n`.
     pub seed: u64,
     /// Each slot's breaker: consecutive failures open it and the slot stops pulling.
-    /// Default [`ConsecutiveConfig::original`].
+    /// It hears only failures that point at the slot
+    /// ([`attribution`]): the slot's own kinds
+    /// (GPU, out of memory, crash, a command that could not start) always; a task's own
+    /// failure unless the task's previous attempt failed the same way on another host
+    /// ([`prior_failure`]). Default [`ConsecutiveConfig::original`].
     pub breaker: ConsecutiveConfig,
 }
 
@@ -379,6 +386,22 @@ pub fn core_record(record: Option<&Record>) -> Option<CoreRecord> {
         crashes,
         own_failures,
     })
+}
+
+/// The task's previous failed attempt as its newest record (read before the claim)
+/// tells, for breaker attribution on host `host` ([`attribution`]): an `ended retry` or
+/// `ended gave_up` record with a known kind, *elsewhere* when it ran on another host (a
+/// host-wide fault fails every slot of the host alike, so another slot of the same host
+/// is not elsewhere); `None` for anything else (no record, a lost claim, a stale note),
+/// so such an attempt's failure counts against the slot.
+pub fn prior_failure(record: Option<&Record>, host: &str) -> Option<PriorFailure> {
+    match record {
+        Some(Record::Ended(e)) if e.outcome != Outcome::Done => Some(PriorFailure {
+            kind: FailureKind::from_name(&e.kind)?,
+            elsewhere: e.host != host,
+        }),
+        _ => None,
+    }
 }
 
 /// The core's retry decision after attempt `attempt` (claims so far) of `task` failed
@@ -730,6 +753,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                     attempt,
                     ..
                 } => {
+                    let prior = prior_failure(record.as_ref(), &self.config.host);
                     let claim = Claim {
                         attempt,
                         epoch: delivery.epoch(),
@@ -743,7 +767,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                         .write(task, revision, &Record::Claimed(claim.clone()))
                         .await
                     {
-                        Ok(Ok(mine)) => Ok((claim, next, mine)),
+                        Ok(Ok(mine)) => Ok((claim, next, prior, mine)),
                         Ok(Err(conflict)) => Err(conflict),
                         Err(e) => {
                             // Unknown whether it was written: leave the delivery; if it
@@ -755,7 +779,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                 }
             };
             match written {
-                Ok((claim, next, mine)) => break ((claim, next), mine),
+                Ok((claim, next, prior, mine)) => break ((claim, next, prior), mine),
                 Err(Conflict { .. }) if optimistic => optimistic = false,
                 Err(Conflict { .. }) if conflicts == 0 => conflicts += 1,
                 Err(_) => return Finished::NotRun, // stale: touch nothing
@@ -775,7 +799,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
     async fn execute(
         &self,
         delivery: Delivery<E::Handle>,
-        (claim, core): (Claim, CoreRecord),
+        (claim, core, mut prior): (Claim, CoreRecord, Option<PriorFailure>),
         mine: Revision,
         control: &mut watch::Receiver<Control>,
         summary: &mut AgentSummary,
@@ -790,11 +814,15 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
             payload: delivery.payload(),
         };
         let exit = match self.runner.start(start).await {
-            Err(why) => Exit {
-                failure: Some(FailureKind::Unknown),
-                detail: format!("could not start: {why}"),
-                ..Exit::default()
-            },
+            Err(why) => {
+                // The slot could not start a command: its own fault, counted always.
+                prior = None;
+                Exit {
+                    failure: Some(FailureKind::Unknown),
+                    detail: format!("could not start: {why}"),
+                    ..Exit::default()
+                }
+            }
             Ok(mut running) => {
                 let mut renew = tokio::time::interval_at(
                     started + self.config.heartbeat,
@@ -867,7 +895,14 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
         };
         let runtime = started.elapsed();
         self.finish(
-            delivery, &claim, core, mine, exit, runtime, control, summary,
+            delivery,
+            &claim,
+            (core, prior),
+            mine,
+            exit,
+            runtime,
+            control,
+            summary,
         )
         .await
     }
@@ -878,7 +913,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
         &self,
         delivery: Delivery<E::Handle>,
         claim: &Claim,
-        core: CoreRecord,
+        (core, prior): (CoreRecord, Option<PriorFailure>),
         mine: Revision,
         exit: Exit,
         runtime: Duration,
@@ -909,9 +944,9 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
         } else {
             Report::Failure
         };
-        let breaker_outcome = exit
-            .failure
-            .map_or(BreakerOutcome::Success, BreakerOutcome::Failure);
+        let breaker_outcome = exit.failure.map_or(BreakerOutcome::Success, |kind| {
+            attribution::breaker_outcome(kind, prior)
+        });
         let after = core.finish(ending);
         let ended = Ended {
             attempt: claim.attempt,

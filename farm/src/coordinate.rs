@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -18,6 +18,7 @@ use crate::agent::Control;
 use crate::coordinator::{self, Followed, JOURNAL_HEADER, Projection, Summary};
 use crate::engine::jetstream::{JetStream, Opened};
 use crate::engine::{Error as EngineError, RunMeta, TaskId};
+use crate::halt::{Halt, HaltOn};
 
 /// How often [`Note::Progress`] comes, at most.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -38,6 +39,16 @@ pub struct CoordinateConfig {
     pub journal: PathBuf,
     /// Re-attach to an existing run (`--resume`); without it an existing run is refused.
     pub resume: bool,
+    /// `--halt`: stop the run early (`now` aborts it, the agents kill their commands;
+    /// `soon` drains it and waits until no attempt runs). `None`: never.
+    pub halt: Option<Halt>,
+    /// `--joblog FILE`: GNU parallel's joblog, one line per finished task (created or
+    /// truncated).
+    pub joblog: Option<PathBuf>,
+    /// The run's ack wait (its lease): how long a drain waits for claims in flight, and
+    /// how often the R5 reconcile looks (a claim whose work message is gone and that
+    /// stayed the same for two ack waits is enqueued again). Default 30 s.
+    pub ack_wait: Duration,
 }
 
 impl CoordinateConfig {
@@ -54,6 +65,9 @@ impl CoordinateConfig {
             settings,
             journal,
             resume: false,
+            halt: None,
+            joblog: None,
+            ack_wait: Duration::from_secs(30),
         }
     }
 }
@@ -75,7 +89,7 @@ pub enum CoordinateError {
         /// The engine's URL.
         url: String,
     },
-    /// The journal could not be created.
+    /// The journal or the joblog could not be created.
     #[error("cannot write {}: {error}", path.display())]
     Journal {
         /// Its path.
@@ -110,11 +124,29 @@ pub enum Note<'a> {
         /// SIGINTs so far.
         interrupts: u32,
     },
-    /// A journal line could not be written (the first such error; the engine's journal
-    /// is intact).
+    /// The first SIGINT drained the run: the agents start nothing more, the coordinator
+    /// waits until the running attempts finished (a second SIGINT aborts).
+    Draining,
+    /// `--halt` stops the run: `count` tasks of its kind (`on`) so far; `now` aborts.
+    Halting {
+        /// What it counted.
+        on: HaltOn,
+        /// How many.
+        count: u64,
+        /// `now`: the run is aborted; otherwise drained.
+        now: bool,
+    },
+    /// R5: a task claimed but without its work message (a stale acknowledgement can
+    /// delete a live task's message, nats-server #4786) for two ack waits was enqueued
+    /// again.
+    Requeued(TaskId),
+    /// A reconcile pass failed; the next one tries again.
+    ReconcileFailed(&'a EngineError),
+    /// A journal or joblog line could not be written (the first such error; the
+    /// engine's journal is intact).
     JournalFailed {
         /// The journal's path.
-        path: &'a std::path::Path,
+        path: &'a Path,
         /// The error.
         error: &'a std::io::Error,
     },
@@ -128,15 +160,18 @@ pub enum Note<'a> {
 pub struct Outcome {
     /// The run's name.
     pub run: String,
-    /// Every task finished (otherwise a SIGINT stopped the run).
+    /// Every task finished (otherwise a SIGINT or `--halt` stopped the run).
     pub complete: bool,
+    /// What `--halt` stopped the run on, if it did.
+    pub halted: Option<HaltOn>,
     /// The counts.
     pub summary: Summary,
     /// The tasks that finished without success, in order.
     pub failed_tasks: Vec<u32>,
     /// The journal's path.
     pub journal: PathBuf,
-    /// The exit status: 0 only when complete and every task succeeded.
+    /// The exit status: 0 only when complete and every task succeeded (or halted on
+    /// success with no task failed, as the local farm), 1 otherwise.
     pub exit: i32,
 }
 
@@ -181,11 +216,11 @@ pub async fn coordinate(
         recorded: enqueued.recorded,
     });
     let journal_path = &config.journal;
-    let mut journal = File::create(journal_path).map_err(|error| CoordinateError::Journal {
+    let journal = File::create(journal_path).map_err(|error| CoordinateError::Journal {
         path: journal_path.clone(),
         error,
     })?;
-    let _ = writeln!(journal, "{JOURNAL_HEADER}");
+    let mut record = Lines::open(journal, journal_path, config.joblog.as_deref(), list)?;
     let mut projection = Projection::new(list.iter().map(|(t, _)| *t));
     let (stop_tx, stop_rx) = watch::channel(false);
     let interrupts = watch::channel(0u32);
@@ -199,15 +234,35 @@ pub async fn coordinate(
             let _ = int_tx.send(n);
         }
     });
-    let mut journal_error = None;
+    let ack_wait = config.ack_wait.max(Duration::from_millis(10));
+    let halt = config.halt;
     let mut last_progress = tokio::time::Instant::now();
+    let mut halted: Option<HaltOn> = None;
+    // Since the first SIGINT drained the run: the coordinator follows on until no
+    // attempt runs (a second SIGINT aborts), as the local farm waits for its running
+    // tasks.
+    let mut draining: Option<tokio::time::Instant> = None;
+    let grace = ack_wait / 2;
+    // R5: every ack wait, a claimed task that lost its work message (a stale ack) and
+    // kept the same claim for two ack waits is enqueued again (`coordinator::Reconcile`).
+    let mut reconcile = coordinator::Reconcile::new();
+    let mut next_reconcile = tokio::time::Instant::now() + ack_wait;
+    let mut reconcile_due = false;
     let followed = loop {
+        if draining.is_some() {
+            let _ = stop_tx.send(false);
+        }
         let result = {
             let line_sink = |line: &str, p: &Projection| {
-                if journal_error.is_none()
-                    && let Err(e) = writeln!(journal, "{line}")
+                record.write(line);
+                if let Some(h) = &halt
+                    && halted.is_none()
                 {
-                    journal_error = Some(e);
+                    let s = p.summary();
+                    if h.reached(halt_count(h, &s), s.tasks) {
+                        halted = Some(h.on);
+                        let _ = stop_tx.send(true);
+                    }
                 }
                 // Progress: one note every 2 s at most, while records come in.
                 if last_progress.elapsed() >= PROGRESS_EVERY {
@@ -220,13 +275,52 @@ pub async fn coordinate(
                 biased;
                 _ = int_rx.changed() => None,
                 r = coordinator::follow(&run, &mut projection, stop, line_sink) => Some(r),
+                // While draining: look every half ack wait whether anything still runs
+                // (the agents see the drain within a heartbeat interval).
+                () = tokio::time::sleep(grace), if draining.is_some() => Some(Ok(Followed::Stopped)),
+                () = tokio::time::sleep_until(next_reconcile) => {
+                    reconcile_due = true;
+                    Some(Ok(Followed::Stopped))
+                }
             }
         };
         match result {
+            Some(Ok(Followed::Stopped)) if reconcile_due => {
+                reconcile_due = false;
+                next_reconcile = tokio::time::Instant::now() + ack_wait;
+                let payload =
+                    |t: TaskId| list.iter().find(|(n, _)| *n == t).map(|(_, c)| c.clone());
+                match reconcile
+                    .pass(
+                        &run,
+                        &projection,
+                        payload,
+                        tokio::time::Instant::now(),
+                        ack_wait * 2,
+                    )
+                    .await
+                {
+                    Ok(requeued) => {
+                        for t in requeued {
+                            notes(Note::Requeued(t));
+                        }
+                    }
+                    Err(e) => notes(Note::ReconcileFailed(&e)),
+                }
+            }
+            Some(Ok(Followed::Stopped))
+                if draining.is_some_and(|since| since.elapsed() < grace)
+                    || (draining.is_some() && projection.summary().running > 0) => {}
             Some(Ok(f)) => break f,
             Some(Err(e)) => {
                 notes(Note::FollowError(&e));
                 tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            None if *int_rx.borrow() == 1 && halted.is_none() => {
+                let _ = int_rx.borrow_and_update();
+                notes(Note::Draining);
+                run.set_control(Control::Drain).await?;
+                draining = Some(tokio::time::Instant::now());
             }
             None => {
                 let n = *int_rx.borrow_and_update();
@@ -242,11 +336,51 @@ pub async fn coordinate(
             }
         }
     };
-    if let Some(e) = journal_error {
-        notes(Note::JournalFailed {
-            path: journal_path,
-            error: &e,
+    if let (Some(on), Some(h), Followed::Stopped) = (halted, halt, followed) {
+        let s = projection.summary();
+        notes(Note::Halting {
+            on,
+            count: halt_count(&h, &s),
+            now: h.now,
         });
+        let control = if h.now {
+            Control::Abort
+        } else {
+            Control::Drain
+        };
+        run.set_control(control).await?;
+        if !h.now {
+            // The agents see the drain at their next control poll (at most a heartbeat
+            // interval, a third of the ack wait): follow for half an ack wait, for the
+            // claims made meanwhile, then on until no attempt runs (a host that died
+            // holds its claim: give up waiting after three ack waits).
+            let mut sink = |line: &str, p: &Projection, stop_when_idle: bool| {
+                record.write(line);
+                if stop_when_idle && p.summary().running == 0 {
+                    let _ = stop_tx.send(true);
+                }
+            };
+            let _ = stop_tx.send(false);
+            let _ = tokio::time::timeout(
+                grace,
+                coordinator::follow(&run, &mut projection, stop_rx.clone(), |l, p| {
+                    sink(l, p, false);
+                }),
+            )
+            .await;
+            if projection.summary().running > 0 {
+                let _ = tokio::time::timeout(
+                    ack_wait * 3,
+                    coordinator::follow(&run, &mut projection, stop_rx.clone(), |l, p| {
+                        sink(l, p, true);
+                    }),
+                )
+                .await;
+            }
+        }
+    }
+    if let Some((path, error)) = &record.error {
+        notes(Note::JournalFailed { path, error });
     }
     if followed == Followed::Complete {
         // Every task finished: the agents may go home.
@@ -254,15 +388,20 @@ pub async fn coordinate(
             notes(Note::AgentsNotTold(&e));
         }
     }
+    let summary = projection.summary();
     let exit = if followed == Followed::Complete {
         projection.exit_status()
+    } else if halted == Some(HaltOn::Success) && summary.gave_up == 0 {
+        // As the local farm: a run halted on success with nothing failed is a success.
+        0
     } else {
         1
     };
     Ok(Outcome {
         run: run.name().to_string(),
         complete: followed == Followed::Complete,
-        summary: projection.summary(),
+        halted,
+        summary,
         failed_tasks: projection
             .tasks()
             .filter(|(_, v)| v.is_finished() && !v.succeeded())
@@ -271,4 +410,104 @@ pub async fn coordinate(
         journal: journal_path.clone(),
         exit,
     })
+}
+
+/// What `--halt` counts in the run's summary so far.
+fn halt_count(halt: &Halt, s: &Summary) -> u64 {
+    match halt.on {
+        HaltOn::Fail => s.gave_up,
+        HaltOn::Success => s.succeeded,
+        HaltOn::Done => s.gave_up + s.succeeded,
+    }
+}
+
+/// Where the coordinator's projection goes: the journal (every line) and, with
+/// `--joblog FILE`, GNU parallel's joblog (one line per finished task).
+struct Lines<'a> {
+    journal: (File, PathBuf),
+    joblog: Option<(File, PathBuf)>,
+    commands: BTreeMap<u32, &'a [u8]>,
+    /// The first write error: the file and the error.
+    error: Option<(PathBuf, std::io::Error)>,
+}
+
+impl<'a> Lines<'a> {
+    /// Writes the journal's header and opens the joblog (with its header).
+    ///
+    /// # Errors
+    /// [`CoordinateError::Journal`] when the joblog cannot be created.
+    fn open(
+        mut journal: File,
+        journal_path: &Path,
+        joblog: Option<&Path>,
+        list: &'a [(TaskId, Vec<u8>)],
+    ) -> Result<Self, CoordinateError> {
+        let _ = writeln!(journal, "{JOURNAL_HEADER}");
+        let joblog = match joblog {
+            None => None,
+            Some(p) => {
+                let fail = |error| CoordinateError::Journal {
+                    path: p.to_path_buf(),
+                    error,
+                };
+                let mut f = File::create(p).map_err(fail)?;
+                f.write_all(
+                    b"Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n",
+                )
+                .map_err(fail)?;
+                Some((f, p.to_path_buf()))
+            }
+        };
+        Ok(Self {
+            journal: (journal, journal_path.to_path_buf()),
+            joblog,
+            commands: list.iter().map(|(t, c)| (t.0, c.as_slice())).collect(),
+            error: None,
+        })
+    }
+
+    /// Writes one journal line; a task's final `ended` line (done or gave up) also
+    /// makes its joblog line: Seq the task, Host the agent's host, Starttime the time the
+    /// coordinator saw the end less the runtime (the records carry no wall clock; a
+    /// `--resume` that replays the journal writes its own time), Receive 0 (the output
+    /// stays on the host), Exitval -1 without an exit status.
+    fn write(&mut self, line: &str) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = writeln!(self.journal.0, "{line}") {
+            self.error = Some((self.journal.1.clone(), e));
+            return;
+        }
+        let Some((f, path)) = &mut self.joblog else {
+            return;
+        };
+        let c: Vec<&str> = line.split('\t').collect();
+        if c.len() < 12 || c[2] != "ended" || !(c[7] == "done" || c[7] == "gave_up") {
+            return;
+        }
+        let Ok(task) = c[1].parse::<u32>() else {
+            return;
+        };
+        let runtime = c[11].parse::<u64>().map_or(0.0, |ms| ms as f64 / 1000.0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let num = |v: &str, none: i64| v.parse::<i64>().unwrap_or(none);
+        let command = self
+            .commands
+            .get(&task)
+            .map(|c| String::from_utf8_lossy(c).replace(['\t', '\n'], " "))
+            .unwrap_or_default();
+        let out = format!(
+            "{task}\t{}\t{:.3}\t{runtime:>10.3}\t0\t0\t{}\t{}\t{command}\n",
+            c[4],
+            (now - runtime).max(0.0),
+            num(c[9], -1),
+            num(c[10], 0),
+        );
+        if let Err(e) = f.write_all(out.as_bytes()) {
+            self.error = Some((path.clone(), e));
+        }
+    }
 }

@@ -50,7 +50,9 @@ pub fn fingerprint<'a>(tasks: impl IntoIterator<Item = (TaskId, &'a [u8])>) -> S
 pub struct EnqueueSummary {
     /// Work messages stored.
     pub queued: u64,
-    /// Already stored (same task and generation, inside the engine's duplicate window).
+    /// Already stored: the same task and generation inside the engine's duplicate
+    /// window, or (re-attaching) a task with no record whose work message the engine
+    /// still holds ([`Engine::queued`]).
     pub duplicate: u64,
     /// Not enqueued: the task already has a record (it was delivered, so its work
     /// message exists or it finished).
@@ -63,7 +65,9 @@ pub struct EnqueueSummary {
 /// (re-attaching) each task's record is read first and a task that has one is left
 /// alone: its work message was delivered, so it is either still in the engine (waiting,
 /// leased or naked) or the task finished. Re-enqueueing it after the duplicate window
-/// would put a second message of it in the stream.
+/// would put a second message of it in the stream. A task with no record is enqueued
+/// only when the engine holds no work message of it ([`Engine::queued`]): its first
+/// message may still wait, never delivered, past the duplicate window.
 ///
 /// Up to 64 tasks are in flight at once, so the work messages may be stored in an order
 /// slightly different from the list's.
@@ -91,6 +95,9 @@ pub async fn enqueue<E: Engine>(
                 let (_, revision) = engine.read(*task).await?;
                 if revision != Revision::NONE {
                     return Ok::<_, Error>(One::Recorded);
+                }
+                if engine.queued(*task).await? == Some(true) {
+                    return Ok(One::Enqueued(Enqueued::Duplicate));
                 }
             }
             Ok(One::Enqueued(
@@ -502,5 +509,85 @@ mod tests {
             a,
             fingerprint([(TaskId(1), &b"echo ab"[..]), (TaskId(2), &b"echo "[..])])
         );
+    }
+}
+
+/// SCALE-OUT R5, the coordinator's reconcile: the server fences neither acks nor `+WPI`,
+/// so a stale ack can delete the work message of a task that a live claim holds
+/// (nats-server #4786). While that claim's owner lives, nothing is lost (its `ended`
+/// write still succeeds); once it dies, no delivery ever comes back and the task would
+/// stay `claimed` for ever. A task whose record is a claim, with no work message in the
+/// engine ([`Engine::queued`]) and the same claim (revision) for `grace` (2 × the ack
+/// wait: a live owner's renewals are `+WPI`s the coordinator cannot see, so an unchanged
+/// claim with no message is the signal), is enqueued again under generation = that
+/// claim's revision (idempotent per claim). Its next claim charges the lost one as a
+/// worker crash; a live owner of the old claim finds itself stale at its next renewal
+/// (its command is killed) or at its `ended` write.
+///
+/// Cost: one message get per task whose claim is older than `grace`, per call (call it
+/// every ack wait or so); the records are read only for tasks with no message.
+#[derive(Clone, Debug, Default)]
+pub struct Reconcile {
+    /// Claimed tasks seen, with the claim's first sighting (by this reconcile) and, once
+    /// found without a message, the claim's revision.
+    seen: BTreeMap<u32, (tokio::time::Instant, Option<Revision>)>,
+}
+
+impl Reconcile {
+    /// An empty reconcile.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One pass over `projection` at `now`; enqueues (with `payload(task)`) the tasks
+    /// that lost their work message under a claim unchanged for `grace`, and returns
+    /// them.
+    ///
+    /// # Errors
+    /// The first engine error (the pass can simply be repeated).
+    pub async fn pass<E: Engine>(
+        &mut self,
+        engine: &E,
+        projection: &Projection,
+        payload: impl Fn(TaskId) -> Option<Vec<u8>>,
+        now: tokio::time::Instant,
+        grace: std::time::Duration,
+    ) -> Result<Vec<TaskId>, Error> {
+        let claimed: Vec<TaskId> = projection
+            .tasks()
+            .filter(|(_, v)| matches!(v.record, Some(Record::Claimed(_))))
+            .map(|(t, _)| t)
+            .collect();
+        self.seen
+            .retain(|n, _| claimed.binary_search(&TaskId(*n)).is_ok());
+        let mut requeued = Vec::new();
+        for task in claimed {
+            let entry = self.seen.entry(task.0).or_insert((now, None));
+            if now.duration_since(entry.0) < grace {
+                continue;
+            }
+            if engine.queued(task).await? != Some(false) {
+                entry.1 = None;
+                continue;
+            }
+            let (record, revision) = engine.read(task).await?;
+            if !matches!(record, Some(Record::Claimed(_))) {
+                continue;
+            }
+            match entry.1 {
+                Some(r) if r == revision => {}
+                _ => {
+                    // First seen without a message (or a newer claim): wait `grace`
+                    // from now for its owner to finish or for a new claim.
+                    *entry = (now, Some(revision));
+                    continue;
+                }
+            }
+            let Some(body) = payload(task) else { continue };
+            engine.enqueue(task, &body, Generation(revision.0)).await?;
+            self.seen.remove(&task.0);
+            requeued.push(task);
+        }
+        Ok(requeued)
     }
 }

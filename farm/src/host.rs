@@ -35,6 +35,7 @@ use crate::engine::{Error as EngineError, RunMeta};
 use crate::local::Slot;
 use crate::local::classify::classify;
 use crate::local::health_gate::{self, Limits};
+use crate::local::process_fence;
 use crate::local::protocol::Outcome;
 use crate::supervisor::HostHealth;
 
@@ -70,6 +71,12 @@ pub struct HostConfig {
     pub load: Option<f64>,
     /// `--memfree`: the least available memory, in bytes, at which a slot may pull.
     pub memfree: Option<u64>,
+    /// The agent's owner mark (see [`process_fence::agent_mark`]): each command carries
+    /// `STURDY_OWNER=<mark>.<slot>.<task>.<attempt>`, so that a [`process_fence::Fence`]
+    /// started with the mark kills every command (and what it started) when the agent
+    /// dies, and a killed attempt's leftovers that left its process group are found.
+    /// `None`: commands carry no mark.
+    pub owner_mark: Option<String>,
 }
 
 impl HostConfig {
@@ -82,6 +89,7 @@ impl HostConfig {
             health_gate: false,
             load: None,
             memfree: None,
+            owner_mark: None,
         }
     }
 
@@ -233,6 +241,7 @@ pub async fn prepare<'a, P: HealthProbe + Send + 'static>(
         None => (None, None),
     };
     let runner = ProcessRunner {
+        mark: host.owner_mark.clone(),
         out_dir: host.out_dir.clone(),
         cuda: host
             .slots
@@ -304,8 +313,11 @@ impl HostAgent<'_> {
     }
 }
 
-/// Runs each attempt as `/bin/sh -c COMMAND` in its own process group.
+/// Runs each attempt as `/bin/sh -c COMMAND` in its own process group, marked with
+/// `STURDY_OWNER=<agent mark>.<slot>.<task>.<attempt>` (see `process_fence`).
 struct ProcessRunner {
+    /// The agent's mark, which the fence sweeps when the agent dies.
+    mark: Option<String>,
     out_dir: PathBuf,
     /// Each slot's CUDA_VISIBLE_DEVICES.
     cuda: Vec<Option<String>>,
@@ -317,6 +329,8 @@ struct ProcessRunner {
 struct ProcessRunning {
     child: tokio::process::Child,
     pgid: i32,
+    /// The attempt's mark.
+    mark: Option<String>,
     err_path: PathBuf,
     killed: bool,
 }
@@ -340,6 +354,14 @@ impl Runner for ProcessRunner {
             .map_err(|e| format!("cannot create {}: {e}", out_path.display()))?;
         let stderr = File::create(&err_path)
             .map_err(|e| format!("cannot create {}: {e}", err_path.display()))?;
+        let mark = self.mark.as_ref().map(|m| {
+            format!(
+                "{m}.{}.{}.{}",
+                start.slot_index + 1,
+                start.task.0,
+                start.attempt
+            )
+        });
         let mut cmd = tokio::process::Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(command)
@@ -351,6 +373,9 @@ impl Runner for ProcessRunner {
             .env("STURDY_SLOT", start.slot)
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(mark) = &mark {
+            cmd.env(process_fence::OWNER_VAR, mark);
+        }
         if let Some(Some(devices)) = self.cuda.get(start.slot_index) {
             cmd.env("CUDA_VISIBLE_DEVICES", devices);
         }
@@ -371,6 +396,7 @@ impl Runner for ProcessRunner {
         Ok(ProcessRunning {
             child,
             pgid,
+            mark,
             err_path,
             killed: false,
         })
@@ -436,5 +462,10 @@ impl Running for ProcessRunning {
         );
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
+        // What left the group (setsid, a daemonizing step) carries the attempt's mark.
+        if let Some(mark) = self.mark.clone() {
+            let _ =
+                tokio::task::spawn_blocking(move || process_fence::kill_worker_marked(&mark)).await;
+        }
     }
 }

@@ -74,6 +74,7 @@ pub mod agent;
 pub mod coordinate;
 pub mod coordinator;
 pub mod engine;
+pub mod halt;
 pub mod host;
 pub mod local;
 #[cfg(feature = "sim")]

@@ -156,6 +156,136 @@ async fn enqueue_is_idempotent_per_generation() {
 }
 
 #[tokio::test]
+async fn re_attaching_after_the_duplicate_window_enqueues_no_task_twice() {
+    // A 1 s duplicate window: past it, publishing generation 0 again would store a second
+    // message. Re-attaching (not fresh) finds each task's waiting message and skips it.
+    let server = Server::start();
+    let mut cfg = config();
+    cfg.duplicate_window = Duration::from_secs(1);
+    let js = JetStream::connect(&server.url, cfg).await.expect("connect");
+    let (run, _) = js.create_run("late", &meta("fp-1")).await.expect("run");
+    let tasks: Vec<(TaskId, Vec<u8>)> = (1..=5).map(|n| (TaskId(n), b"x".to_vec())).collect();
+    let first = sturdy_farm::coordinator::enqueue(&run, &tasks, true)
+        .await
+        .unwrap();
+    assert_eq!(first.queued, 5);
+    assert_eq!(run.queued(TaskId(3)).await.unwrap(), Some(true));
+    assert_eq!(run.queued(TaskId(9)).await.unwrap(), Some(false));
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let again = sturdy_farm::coordinator::enqueue(&run, &tasks, false)
+        .await
+        .unwrap();
+    assert_eq!((again.queued, again.duplicate), (0, 5));
+    // Exactly one message per task.
+    let mut seen = Vec::new();
+    while let Some(d) = run.next_within(Duration::from_millis(300)).await.unwrap() {
+        seen.push(d.task().0);
+        run.settle(d, Settle::Ack).await.unwrap();
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, [1, 2, 3, 4, 5]);
+    // A task whose message was taken (acked) and that has no record is enqueued again.
+    let third = sturdy_farm::coordinator::enqueue(&run, &tasks[..1], false)
+        .await
+        .unwrap();
+    assert_eq!(third.queued, 1);
+}
+
+#[tokio::test]
+async fn reconcile_re_enqueues_a_claimed_task_whose_message_a_stale_ack_deleted() {
+    // nats-server #4786 by hand: a delivery is claimed, then its message is acked while
+    // the record still says claimed (as a stale ack of an older delivery would do). The
+    // owner "dies": nothing ends the claim. The reconcile sees a claim with no work
+    // message, unchanged past its grace, and enqueues the task again, once.
+    let server = Server::start();
+    let run = run(&server, "r5").await;
+    let tasks: Vec<(TaskId, Vec<u8>)> =
+        vec![(TaskId(1), b"cmd".to_vec()), (TaskId(2), b"two".to_vec())];
+    sturdy_farm::coordinator::enqueue(&run, &tasks, true)
+        .await
+        .unwrap();
+    let mut projection = sturdy_farm::coordinator::Projection::new([TaskId(1), TaskId(2)]);
+    let (d1, d2) = (
+        run.next_within(Duration::from_secs(2))
+            .await
+            .unwrap()
+            .unwrap(),
+        run.next_within(Duration::from_secs(2))
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let (d1, d2) = if d1.task() == TaskId(1) {
+        (d1, d2)
+    } else {
+        (d2, d1)
+    };
+    let rev = run
+        .write(TaskId(1), Revision::NONE, &claim(1, "a"))
+        .await
+        .unwrap()
+        .unwrap();
+    // Task 2 is claimed and keeps its message (a live, renewing owner).
+    run.write(TaskId(2), Revision::NONE, &claim(1, "b"))
+        .await
+        .unwrap()
+        .unwrap();
+    run.settle(d1, Settle::Ack).await.unwrap();
+    run.renew(&d2).await.unwrap();
+    let mut follow = run.follow(projection.next_position()).await.unwrap();
+    for _ in 0..2 {
+        let entry = bounded(follow.next()).await.unwrap().unwrap();
+        projection.apply(&entry);
+    }
+    let payload = |t: TaskId| tasks.iter().find(|(n, _)| *n == t).map(|(_, c)| c.clone());
+    let grace = Duration::from_millis(200);
+    let mut reconcile = sturdy_farm::coordinator::Reconcile::new();
+    let t0 = tokio::time::Instant::now();
+    // Too young to look at; then found without a message; then re-enqueued.
+    assert!(
+        reconcile
+            .pass(&run, &projection, payload, t0, grace)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        reconcile
+            .pass(&run, &projection, payload, t0 + grace, grace)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        reconcile
+            .pass(&run, &projection, payload, t0 + grace * 2, grace)
+            .await
+            .unwrap(),
+        [TaskId(1)]
+    );
+    // The new delivery: generation = the lost claim's revision; task 2 was left alone.
+    let again = run
+        .next_within(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (again.task(), again.generation(), again.payload()),
+        (TaskId(1), Generation(rev.0), &b"cmd"[..])
+    );
+    assert_eq!(run.queued(TaskId(2)).await.unwrap(), Some(true));
+    // While its message is out (leased), the task is not enqueued again.
+    assert!(
+        reconcile
+            .pass(&run, &projection, payload, t0 + grace * 4, grace)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    drop(d2);
+}
+
+#[tokio::test]
 async fn write_is_a_compare_and_set_exactly_one_racer_wins() {
     let server = Server::start();
     let a = run(&server, "cas").await;

@@ -17,7 +17,9 @@
 //! [`ConsecutiveBreaker`] (defaults after the
 //! original: 3 failures in a row open it for 300 s, 2 successes in half-open close it;
 //! one trial task at a time while half-open). Failed attempts on a worker count against
-//! its breaker, successes for it; its reported failures, its suspicions and its lapsed
+//! its breaker when they point at the worker ([`attribution`]: its own kinds always, a
+//! task's own failure unless the task's previous attempt failed the same way on another
+//! worker), successes for it; its reported failures, its suspicions and its lapsed
 //! leases count against it too unless
 //! [`with_crashes_open_breaker(false)`](LedgerConfig::with_crashes_open_breaker)
 //! (then they never touch it: the lost attempts' permits go back uncounted).
@@ -127,6 +129,7 @@
 //! (64-bit targets). `Ledger<1024, 4096>` takes 1.6 MB, `Ledger<8, 10_000>` 3.3 MB: put
 //! a large one in a `static`, or in a `Box` built on a thread with enough stack.
 
+pub mod attribution;
 mod config;
 mod error;
 mod event;
@@ -832,10 +835,13 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         let TaskState::Running { worker, .. } = t.state else {
             return Err(self.reject(task, epoch, StaleReason::AlreadyCharged, now));
         };
+        // Attribution: a failure the task already showed on another worker says nothing
+        // about this one (see `attribution`).
+        let outcome = attribution::breaker_outcome(kind, t.prior_failure(worker));
         let permit = self.unlink(idx as u32, worker.0 as usize);
         self.stats.running_tasks -= 1;
         self.stats.pending_tasks += 1;
-        self.breaker_record(worker.0 as usize, permit, Outcome::Failure(kind), now);
+        self.breaker_record(worker.0 as usize, permit, outcome, now);
         Ok(self.charge(idx as u32, worker, kind, code, None, now))
     }
 
@@ -1229,6 +1235,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
             code,
         });
         t.last_kind = Some(kind);
+        t.failed_on = worker.0;
         t.state = TaskState::Pending;
         self.stats.total_task_failures = self.stats.total_task_failures.saturating_add(1);
         self.events.push(Event::AttemptFailed {

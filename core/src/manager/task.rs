@@ -7,6 +7,7 @@ use crate::failure::{FailureEvent, FailureKind, TaskId, WorkerId};
 use crate::retry::RetryState;
 use crate::time::Instant;
 
+use super::attribution::PriorFailure;
 use super::record::{Phase, Record};
 use super::worker::NIL;
 
@@ -104,6 +105,9 @@ pub(crate) struct Task<const H: usize> {
     pub(crate) retry: RetryState,
     pub(crate) last_worker: u32,
     pub(crate) last_kind: Option<FailureKind>,
+    /// The worker of its last failed attempt (own failure or crash), or NIL: with
+    /// `last_kind`, what breaker attribution compares a new failure with.
+    pub(crate) failed_on: u32,
     pub(crate) retried: bool,
     /// Crashes counted under it (attempts lost with their worker).
     pub(crate) crashes: u32,
@@ -128,6 +132,7 @@ impl<const H: usize> Task<H> {
             retry: RetryState::new(now, 0),
             last_worker: NIL,
             last_kind: None,
+            failed_on: NIL,
             retried: false,
             crashes: 0,
             requeued: false,
@@ -158,6 +163,18 @@ impl<const H: usize> Task<H> {
             crashes: self.crashes,
             own_failures: self.retry.attempts().saturating_sub(1),
         }
+    }
+
+    /// Its previous failed attempt, as seen from an attempt on `worker` that failed now
+    /// (before that failure is recorded), for [`attribution`](super::attribution);
+    /// `None` when it never failed (or only before a checkpoint restore, which keeps no
+    /// worker).
+    pub(crate) fn prior_failure(&self, worker: WorkerId) -> Option<PriorFailure> {
+        let kind = self.last_kind?;
+        (self.failed_on != NIL).then_some(PriorFailure {
+            kind,
+            elsewhere: self.failed_on != worker.0,
+        })
     }
 
     /// Attempts started for the slot's current task (its epoch less its base).

@@ -371,9 +371,13 @@ fn half_open_trial_task_may_run_long() {
     let cfg = LedgerConfig::new(fixed_policy(10, Duration::ZERO).unwrap());
     let mut l: Ledger<1, 4> = Ledger::new(cfg);
     let w = l.add_worker(1, secs(0)).unwrap();
+    // Three different tasks' first attempts (a task's repeated failure would not count:
+    // see `attribution`).
+    let failing: StdVec<_> = (0..3).map(|_| l.add_task(secs(0)).unwrap()).collect();
     let t = l.add_task(secs(0)).unwrap();
-    for _ in 0..3 {
+    for f in &failing {
         let a = l.assign(secs(0)).unwrap();
+        assert_eq!(a.task, *f);
         l.task_failed(a.task, a.epoch, FailureKind::Evaluation, secs(0))
             .unwrap();
     }
@@ -384,13 +388,13 @@ fn half_open_trial_task_may_run_long() {
     assert_eq!(l.assign(secs(299)), None);
     l.heartbeat(w, secs(300)).unwrap();
     let a = l.assign(secs(300)).unwrap();
-    assert_eq!((a.task, a.epoch), (t, 4));
+    assert_eq!((a.task, a.epoch), (t, 1));
     for s in (310..4000).step_by(10) {
         l.heartbeat(w, secs(s)).unwrap();
         l.handle_timeout(secs(s));
         assert_eq!(l.worker(w).unwrap().breaker, BreakerState::HalfOpen);
     }
-    l.task_succeeded(t, 4, secs(4000)).unwrap();
+    l.task_succeeded(t, 1, secs(4000)).unwrap();
     assert_eq!(l.worker(w).unwrap().breaker, BreakerState::HalfOpen);
     assert_eq!(l.worker(w).unwrap().breaker_metrics.probes_in_flight, 0);
 }
@@ -1314,6 +1318,121 @@ fn error_messages_are_clear() {
     );
 }
 
+#[test]
+fn tasks_that_fail_everywhere_do_not_open_every_breaker() {
+    // 4 workers, 3 tasks that fail (evaluation) on every attempt, then good ones. Each
+    // bad task's retries land on other workers (round robin): had every failure
+    // counted, workers 0, 1 and 2 would each hear three in a row and open for 300 s.
+    let mut l: Ledger<4, 16> = Ledger::new(config());
+    let workers: StdVec<_> = (0..4).map(|_| l.add_worker(1, secs(0)).unwrap()).collect();
+    let bad: StdVec<_> = (0..3).map(|_| l.add_task(secs(0)).unwrap()).collect();
+    let mut now = secs(0);
+    for _round in 0..3 {
+        for w in &workers {
+            l.heartbeat(*w, now).unwrap();
+        }
+        l.handle_timeout(now);
+        while let Some(a) = l.assign(now) {
+            l.task_failed(a.task, a.epoch, FailureKind::Evaluation, now)
+                .unwrap();
+        }
+        now = now + Duration::from_secs(5);
+    }
+    // Every bad task ran its 3 attempts and gave up.
+    for t in &bad {
+        assert_eq!(l.task(*t).unwrap().state, TaskState::Failed);
+        assert_eq!(l.task(*t).unwrap().attempts, 3);
+    }
+    for w in &workers {
+        assert_eq!(l.worker(*w).unwrap().breaker, BreakerState::Closed, "{w:?}");
+    }
+    // The retries moved: the breakers heard the first attempts only.
+    assert_eq!(
+        workers
+            .iter()
+            .map(|w| l.worker(*w).unwrap().breaker_metrics.failures)
+            .collect::<StdVec<_>>(),
+        [1, 1, 1, 0]
+    );
+    // Good tasks run on every worker.
+    let good: StdVec<_> = (0..6).map(|_| l.add_task(now).unwrap()).collect();
+    while let Some(a) = l.assign(now) {
+        l.task_succeeded(a.task, a.epoch, now).unwrap();
+    }
+    for t in &good {
+        assert_eq!(l.task(*t).unwrap().state, TaskState::Succeeded);
+    }
+}
+
+#[test]
+fn a_worker_whose_attempts_always_fail_still_opens_its_breaker() {
+    // Fresh tasks failing on one worker: first attempts, each counts.
+    let mut l: Ledger<2, 8> = Ledger::new(config());
+    let bad = l.add_worker(1, secs(0)).unwrap();
+    let good = l.add_worker(1, secs(0)).unwrap();
+    for _ in 0..3 {
+        let _ = l.add_task(secs(1)).unwrap();
+    }
+    l.set_worker_health(good, WorkerHealth::Critical).unwrap();
+    for _ in 0..3 {
+        let a = l.assign(secs(1)).unwrap();
+        assert_eq!(a.worker, bad);
+        l.task_failed(a.task, a.epoch, FailureKind::Evaluation, secs(1))
+            .unwrap();
+    }
+    assert_eq!(
+        l.worker(bad).unwrap().breaker,
+        BreakerState::Open { until: secs(301) }
+    );
+}
+
+#[test]
+fn a_task_failure_counts_unless_it_failed_the_same_way_on_another_worker() {
+    let mut l: Ledger<2, 8> = Ledger::new(config());
+    let w0 = l.add_worker(1, secs(0)).unwrap();
+    let w1 = l.add_worker(1, secs(0)).unwrap();
+    let t = l.add_task(secs(0)).unwrap();
+    l.set_worker_health(w1, WorkerHealth::Critical).unwrap();
+    let a = l.assign(secs(0)).unwrap();
+    assert_eq!(a.worker, w0);
+    l.task_failed(t, a.epoch, FailureKind::Network, secs(0))
+        .unwrap();
+    // Its retry on w1 fails the same way: not w1's fault.
+    l.set_worker_health(w0, WorkerHealth::Critical).unwrap();
+    l.set_worker_health(w1, WorkerHealth::Healthy).unwrap();
+    l.handle_timeout(secs(5));
+    let a = l.assign(secs(5)).unwrap();
+    assert_eq!(a.worker, w1);
+    l.task_failed(t, a.epoch, FailureKind::Network, secs(5))
+        .unwrap();
+    let m = l.worker(w1).unwrap().breaker_metrics;
+    assert_eq!((m.failures, m.consecutive_failures), (0, 0));
+    assert_eq!(l.worker(w0).unwrap().breaker_metrics.failures, 1);
+    // Again on w1, where it failed just before: counts.
+    l.heartbeat(w1, secs(10)).unwrap();
+    l.handle_timeout(secs(10));
+    let a = l.assign(secs(10)).unwrap();
+    assert_eq!(a.worker, w1);
+    l.task_failed(t, a.epoch, FailureKind::Network, secs(10))
+        .unwrap();
+    assert_eq!(l.worker(w1).unwrap().breaker_metrics.failures, 1);
+    // A GPU failure counts wherever the task failed before.
+    let t = l.add_task(secs(10)).unwrap();
+    let a = l.assign(secs(10)).unwrap();
+    assert_eq!(a.worker, w1);
+    l.task_failed(t, a.epoch, FailureKind::Gpu, secs(10))
+        .unwrap();
+    l.set_worker_health(w0, WorkerHealth::Healthy).unwrap();
+    l.set_worker_health(w1, WorkerHealth::Critical).unwrap();
+    l.heartbeat(w0, secs(15)).unwrap();
+    l.handle_timeout(secs(15));
+    let a = l.assign(secs(15)).unwrap();
+    assert_eq!(a.worker, w0);
+    l.task_failed(t, a.epoch, FailureKind::Gpu, secs(15))
+        .unwrap();
+    assert_eq!(l.worker(w0).unwrap().breaker_metrics.failures, 2);
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;
@@ -1405,7 +1524,26 @@ mod properties {
                     }
                     Op::Fail(t, e, perm) => {
                         let kind = if perm { FailureKind::Permanent } else { FailureKind::Evaluation };
-                        let _ = l.task_failed(TaskId(t as u32), e, kind, now);
+                        let id = TaskId(t as u32);
+                        // Attribution: the worker's breaker hears the failure unless the
+                        // task's previous failure was of the same kind on another worker.
+                        let before = l.task(id).and_then(|v| match v.state {
+                            TaskState::Running { worker, .. } => {
+                                let prior = l.failure_history(id).last().map(|f| (f.kind, f.worker));
+                                Some((worker, prior, l.worker(worker).unwrap()))
+                            }
+                            _ => None,
+                        });
+                        if l.task_failed(id, e, kind, now).is_ok() {
+                            let (worker, prior, was) = before.expect("accepted: it was running");
+                            let now_m = l.worker(worker).unwrap().breaker_metrics;
+                            let elsewhere_same = prior.is_some_and(|(k, w)| k == kind && w != Some(worker));
+                            if elsewhere_same || perm {
+                                prop_assert_eq!(now_m.failures, was.breaker_metrics.failures);
+                            } else if was.breaker == BreakerState::Closed {
+                                prop_assert_eq!(now_m.failures, was.breaker_metrics.failures + 1);
+                            }
+                        }
                     }
                     Op::WorkerFailed(w) => { let _ = l.worker_failed(WorkerId(w as u32), FailureKind::WorkerCrash, now); }
                     Op::Suspect(w) => { l.suspect_worker(WorkerId(w as u32), now).unwrap(); }

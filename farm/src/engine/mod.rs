@@ -221,6 +221,16 @@ pub trait Engine: Send + Sync {
         generation: Generation,
     ) -> impl Future<Output = Result<Enqueued, Error>> + Send;
 
+    /// Whether task `task` has a work message in the engine now (waiting, leased or
+    /// waiting for its retry delay): `Ok(Some(true))` or `Ok(Some(false))`; `Ok(None)`
+    /// when the engine cannot tell (the default). A re-attaching coordinator asks it
+    /// before enqueueing a task with no record, since the duplicate window that makes
+    /// [`Engine::enqueue`] idempotent may have passed.
+    fn queued(&self, task: TaskId) -> impl Future<Output = Result<Option<bool>, Error>> + Send {
+        let _ = task;
+        async { Ok(None) }
+    }
+
     /// Pulls one work message for a free slot, waiting as long as it takes.
     ///
     /// Call it only when a slot is free: the delivery's lease starts now. If the returned

@@ -29,6 +29,14 @@
 //!
 //! Reading `/proc/PID/environ` needs the same user (or root); processes of other users
 //! are never touched.
+//!
+//! The host agent (`sturdy agent`) has no master to sweep after it: it starts a
+//! [`Fence`] process first, which outlives it, and marks every attempt's command with
+//! `<agent mark>.<slot>.<task>.<attempt>` (see [`agent_mark`]). When the agent dies,
+//! however (`SIGKILL` included), the fence sees the agent's end of a pipe close, kills
+//! every process with the agent's mark (the commands and everything they started, in
+//! their process group or not) and exits, so a command cannot keep running a task that
+//! the engine hands to another host.
 
 use std::path::Path;
 use std::time::Duration;
@@ -61,6 +69,96 @@ pub fn run_mark(root: &Path) -> String {
 /// The mark of one worker start: `<run>.<master pid>.<slot>.<n>`.
 pub fn worker_mark(run: &str, slot: usize, start: u64) -> String {
     format!("{run}.{}.{}.{start}", std::process::id(), slot + 1)
+}
+
+/// The mark of one host agent's processes: `<run>.agent<pid>` (`run` from [`run_mark`]
+/// of its state directory). Its attempts' marks extend it
+/// (`<agent mark>.<slot>.<task>.<attempt>`).
+pub fn agent_mark(run: &str) -> String {
+    format!("{run}.agent{}", std::process::id())
+}
+
+/// A fence process (see the [module docs](self)): while this value lives, the process
+/// waits; once it is dropped or this process dies, it kills every process marked
+/// with the fence's mark (or an extension of it), then exits.
+#[derive(Debug)]
+pub struct Fence {
+    /// This process's end of the pipe; the fence reads the other until it closes.
+    _alive: std::os::fd::OwnedFd,
+    pid: i32,
+}
+
+impl Fence {
+    /// The fence process's id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Starts the fence for `mark` in a process of its own (a fork of this one that
+    /// never execs, in a process group of its own so that a terminal's `^C` or a
+    /// signal to this process's group does not reach it; it ignores `SIGINT` and
+    /// `SIGHUP`).
+    ///
+    /// Call it while this process has one thread (before a runtime starts): the forked
+    /// child allocates and reads `/proc`, which is safe only then.
+    ///
+    /// # Errors
+    /// The process has more than one thread (`"it already has N threads"`), or the
+    /// pipe or the fork failed.
+    pub fn start(mark: &str) -> std::io::Result<Self> {
+        use nix::fcntl::OFlag;
+        use nix::unistd::{ForkResult, fork, pipe2, read, setpgid};
+        let threads = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Threads:"))
+                    .and_then(|n| n.trim().parse::<u32>().ok())
+            })
+            .unwrap_or(1);
+        if threads > 1 {
+            return Err(std::io::Error::other(format!(
+                "cannot fork the process fence: it already has {threads} threads"
+            )));
+        }
+        let mark = mark.to_owned();
+        // Close-on-exec: the commands never hold the agent's end open.
+        let (rx, tx) = pipe2(OFlag::O_CLOEXEC)?;
+        // SAFETY: this process has one thread (checked above), so the child may do
+        // anything the parent could: no lock is held by a thread that is not there.
+        match unsafe { fork() }? {
+            ForkResult::Child => {
+                drop(tx);
+                let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
+                for signal in [Signal::SIGINT, Signal::SIGHUP] {
+                    // SAFETY: SIG_IGN installs no handler code.
+                    let _ = unsafe {
+                        nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigIgn)
+                    };
+                }
+                let mut buf = [0u8; 64];
+                loop {
+                    match read(&rx, &mut buf) {
+                        Ok(0) => break,
+                        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                        Err(_) => break,
+                    }
+                }
+                kill_worker_marked(&mark);
+                // Nothing of the parent's state needs cleaning: it forked with one
+                // thread, before any output was buffered (the agent writes to stderr,
+                // unbuffered) and before any runtime existed.
+                std::process::exit(0);
+            }
+            ForkResult::Parent { child } => {
+                drop(rx);
+                Ok(Self {
+                    _alive: tx,
+                    pid: child.as_raw(),
+                })
+            }
+        }
+    }
 }
 
 /// The value of [`OWNER_VAR`] in a process's environment, if it is readable and set.
