@@ -135,14 +135,9 @@ pub(crate) fn coordinate(
             "the coordinator serves no metrics yet",
         ),
         (
-            settings.retry_failed,
-            "--retry-failed",
-            "reopening a given-up task in the engine is not built yet",
-        ),
-        (
             settings.resume_failed,
             "--resume-failed",
-            "reopening a given-up task in the engine is not built yet",
+            "rerunning failed tasks under new command texts is not built for the engine yet (--resume --retry-failed reruns them unchanged)",
         ),
         (settings.keep_order, "--keep-order", OUTPUT),
         (settings.line_buffer, "--line-buffer", OUTPUT),
@@ -187,6 +182,7 @@ pub(crate) fn coordinate(
     config.resume = settings.resume;
     config.halt = settings.halt;
     config.joblog = settings.joblog.clone();
+    config.retry_failed = settings.retry_failed;
     config.ack_wait = ack_wait;
     let rt = runtime()?;
     let outcome = rt.block_on(async {
@@ -250,6 +246,9 @@ fn print_note(name: &str, note: &Note<'_>) {
             recorded,
         } => eprintln!(
             "sturdy: run {name} at {url}: {tasks} tasks ({queued} queued, {recorded} already recorded); waiting for agents (`sturdy agent --engine {url} --run {name} --workers N`)"
+        ),
+        Note::Reopened { tasks } => eprintln!(
+            "sturdy: --retry-failed: {tasks} given-up task(s) reopened with a fresh attempt budget"
         ),
         Note::Progress(s) => eprintln!(
             "sturdy: {}/{} succeeded, {} gave up, {} running, {} waiting",

@@ -1504,3 +1504,79 @@ fn an_agent_whose_health_gate_is_closed_takes_nothing_while_another_finishes_the
         gated.log()
     );
 }
+
+#[test]
+fn retry_failed_on_resume_reruns_only_the_given_up_tasks_with_a_fresh_budget() {
+    let (_server, farm) = farm("retryfailed");
+    let fixed = farm.path("fixed");
+    // Task 1 succeeds; task 2 fails until `fixed` exists; task 3 always fails.
+    farm.tasks(3, |i| match i {
+        2 => format!("[ -e {} ] || exit 5;", fixed.display()),
+        3 => "exit 6;".into(),
+        _ => String::new(),
+    });
+    let settings = ["--max-attempts", "2", "--backoff-base", "50ms"];
+    let mut first = farm.coordinator(&settings);
+    let mut a = farm.agent("a", 2);
+    assert_eq!(first.wait(RUN_LIMIT).code(), Some(1), "{}", first.log());
+    a.kill();
+    assert_eq!(
+        (
+            farm.summary()["succeeded"].as_u64(),
+            farm.summary()["gave_up"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    std::fs::write(&fixed, "").unwrap();
+    let mut second = farm.coordinator(&[&settings[..], &["--resume", "--retry-failed"]].concat());
+    assert!(
+        second.log().contains("2 given-up task(s) reopened"),
+        "{}",
+        second.log()
+    );
+    let _b = farm.agent("b", 2);
+    assert_eq!(second.wait(RUN_LIMIT).code(), Some(1), "{}", second.log());
+    // The journal replays the whole history: task 1 ran once; tasks 2 and 3 were
+    // reopened after giving up and claimed again from attempt 1 of a new budget.
+    let journal = farm.journal();
+    let of = |task: u32| -> Vec<(String, u32, String)> {
+        journal
+            .iter()
+            .filter(|l| l.0 == task && l.1 != "claimed")
+            .map(|l| (l.1.clone(), l.2, l.4.clone()))
+            .collect()
+    };
+    let ended = |attempt: u32, outcome: &str| ("ended".to_string(), attempt, outcome.to_string());
+    let reopened = ("reopened".to_string(), 0, "-".to_string());
+    assert_eq!(of(1), vec![ended(1, "done")]);
+    assert_eq!(
+        of(2),
+        vec![
+            ended(1, "retry"),
+            ended(2, "gave_up"),
+            reopened.clone(),
+            ended(1, "done")
+        ]
+    );
+    assert_eq!(
+        of(3),
+        vec![
+            ended(1, "retry"),
+            ended(2, "gave_up"),
+            reopened,
+            ended(1, "retry"),
+            ended(2, "gave_up")
+        ]
+    );
+    // Side effects: task 1 once (never again), task 2 once (its first attempt after the
+    // reopening), task 3 never.
+    let effects = farm.effects_by_task();
+    assert_eq!(effects.get(&1), Some(&vec![1]));
+    assert_eq!(effects.get(&2), Some(&vec![1]));
+    assert_eq!(effects.get(&3), None);
+    let s = farm.summary();
+    assert_eq!(
+        (s["succeeded"].as_u64(), s["gave_up"].as_u64()),
+        (Some(2), Some(1))
+    );
+}

@@ -358,14 +358,15 @@ impl AgentSummary {
     }
 }
 
-/// The core's view of a task's newest engine record: `None` (no record) is
-/// [`CoreRecord::NEW`]. `None` is returned for a record the rules cannot read (a
-/// `reopened` record, or a kind added later).
+/// The core's view of a task's newest engine record: `None` (no record) and a
+/// `reopened` record (`--retry-failed`: a fresh attempt budget) are [`CoreRecord::NEW`].
+/// `None` is kept for a record kind the rules could not read (none today).
 pub fn core_record(record: Option<&Record>) -> Option<CoreRecord> {
     let Some(record) = record else {
         return Some(CoreRecord::NEW);
     };
     let (phase, claims, crashes, own_failures) = match record {
+        Record::Reopened { .. } => return Some(CoreRecord::NEW),
         Record::Claimed(c) => (Phase::Claimed, c.attempt, c.crashes, c.own_failures),
         Record::Ended(e) => (
             match e.outcome {
@@ -378,7 +379,6 @@ pub fn core_record(record: Option<&Record>) -> Option<CoreRecord> {
             e.own_failures,
         ),
         Record::Stale(s) => (Phase::Lost, s.attempt, s.crashes, s.own_failures),
-        _ => return None,
     };
     Some(CoreRecord {
         phase,
@@ -386,6 +386,27 @@ pub fn core_record(record: Option<&Record>) -> Option<CoreRecord> {
         crashes,
         own_failures,
     })
+}
+
+/// Whether `record` is the claim `claim` itself, or the stale record a reconciler wrote
+/// over it (same attempt, epoch, host and slot): the only records a late result of that
+/// claim may be accepted onto.
+fn is_own_claim(record: Option<&Record>, claim: &Claim) -> bool {
+    match record {
+        Some(Record::Claimed(c)) => {
+            c.attempt == claim.attempt
+                && c.epoch == claim.epoch
+                && c.host == claim.host
+                && c.slot == claim.slot
+        }
+        Some(Record::Stale(s)) => {
+            s.attempt == claim.attempt
+                && s.epoch == claim.epoch
+                && s.host == claim.host
+                && s.slot == claim.slot
+        }
+        _ => false,
+    }
 }
 
 /// The task's previous failed attempt as its newest record (read before the claim)
@@ -699,6 +720,16 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                     return Finished::NotRun; // the lease lapses; nothing was charged
                 }
             };
+            if let Some(Record::Reopened { generation }) = &record
+                && Generation(*generation) != delivery.generation()
+            {
+                // A work message from before the reopening (its settlement was lost):
+                // only the reopening's own message may claim the fresh budget.
+                self.defer_ack(delivery);
+                summary.skipped += 1;
+                self.emit(Event::Skipped { task });
+                return Finished::NotRun;
+            }
             let Some(core) = core_record(record.as_ref()) else {
                 self.engine_error(&format!(
                     "task {}: record ({}) is not one the agent can claim; left alone",
@@ -986,8 +1017,13 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                     if now.as_ref() == Some(&record) {
                         break;
                     }
-                    let accepted = core_record(now.as_ref())
-                        .is_some_and(|c| c.accept(claim.attempt, report).is_ok());
+                    // Only this attempt's own claim (or the note that marked it lost):
+                    // after a reopening (`--retry-failed`) attempt numbers start again
+                    // at 1, so the number alone does not fence an attempt of the old
+                    // budget.
+                    let accepted = is_own_claim(now.as_ref(), claim)
+                        && core_record(now.as_ref())
+                            .is_some_and(|c| c.accept(claim.attempt, report).is_ok());
                     if accepted && revision != expect {
                         expect = revision;
                         continue;
