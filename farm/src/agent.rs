@@ -1113,3 +1113,37 @@ fn describe(record: Option<&Record>) -> String {
         Some(Record::Reopened { generation }) => format!("reopened, generation {generation}"),
     }
 }
+
+#[cfg(test)]
+mod reopen_tests {
+    use super::*;
+
+    fn claim(attempt: u32, host: &str) -> Claim {
+        Claim {
+            attempt,
+            epoch: 1,
+            host: host.into(),
+            slot: "0".into(),
+            crashes: 0,
+            own_failures: 0,
+        }
+    }
+
+    #[test]
+    fn a_reopened_task_is_new_and_an_old_attempt_is_not_its_new_claim() {
+        assert_eq!(
+            core_record(Some(&Record::Reopened { generation: 7 })),
+            Some(CoreRecord::NEW)
+        );
+        // After a reopening attempt numbers start at 1 again: attempt 1 of the old budget
+        // (host a) is not the new claim's owner (host b), though the numbers match.
+        let old = claim(1, "a");
+        let new = Record::Claimed(claim(1, "b"));
+        assert!(!is_own_claim(Some(&new), &old));
+        assert!(is_own_claim(Some(&Record::Claimed(old.clone())), &old));
+        assert!(!is_own_claim(
+            Some(&Record::Reopened { generation: 7 }),
+            &old
+        ));
+    }
+}

@@ -578,6 +578,22 @@ mod tests {
     }
 
     #[test]
+    fn a_reopened_task_waits_until_its_reopening_is_folded_in() {
+        // A resumed coordinator replays from the start: it sees the old `gave_up` first.
+        let mut p = Projection::new([TaskId(1)]);
+        p.reopened_at(TaskId(1), Revision(2));
+        p.apply(&entry(1, 1, ended(1, Outcome::GaveUp)));
+        assert!(!p.is_complete());
+        assert_eq!((p.summary().gave_up, p.summary().waiting), (0, 1));
+        p.apply(&entry(2, 1, Record::Reopened { generation: 1 }));
+        assert!(!p.is_complete(), "reopened: a fresh budget, not finished");
+        assert_eq!(p.summary().waiting, 1);
+        p.apply(&entry(3, 1, ended(1, Outcome::Done)));
+        assert!(p.is_complete());
+        assert_eq!(p.exit_status(), 0);
+    }
+
+    #[test]
     fn the_fingerprint_depends_on_numbers_and_payloads() {
         let a = fingerprint([(TaskId(1), &b"echo a"[..]), (TaskId(2), &b"echo b"[..])]);
         assert_eq!(a.len(), 16);
