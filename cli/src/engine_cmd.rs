@@ -94,6 +94,10 @@ fn meta_settings(s: &Settings, seed: u64) -> BTreeMap<String, String> {
     m.insert("breaker_failures".into(), s.breaker_failures.to_string());
     m.insert("breaker_open_ms".into(), ms(s.breaker_open));
     m.insert("seed".into(), seed.to_string());
+    // `--delay`: every agent spaces the starts of its own slots' attempts by it.
+    if let Some(d) = s.delay {
+        m.insert("delay_ms".into(), ms(d));
+    }
     // The host health gate, applied by every agent on its own host.
     if s.health_gate {
         m.insert("health_gate".into(), "true".into());
@@ -141,11 +145,6 @@ pub(crate) fn coordinate(
         ),
         (settings.keep_order, "--keep-order", OUTPUT),
         (settings.line_buffer, "--line-buffer", OUTPUT),
-        (
-            settings.delay.is_some(),
-            "--delay",
-            "not built for the engine yet",
-        ),
     ];
     if let Some((_, flag, why)) = unsupported.iter().find(|(set, _, _)| *set) {
         return Err(CliError::input(format!(

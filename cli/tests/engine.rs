@@ -1580,3 +1580,34 @@ fn retry_failed_on_resume_reruns_only_the_given_up_tasks_with_a_fresh_budget() {
         (Some(2), Some(1))
     );
 }
+
+#[test]
+fn delay_spaces_the_starts_on_one_agent() {
+    let (_server, farm) = farm("delay");
+    let starts = farm.path("starts");
+    // Each command notes when it started (ns since the epoch) and runs a while, so the
+    // three slots would all start at once without the delay.
+    farm.tasks(6, |_| {
+        format!("date +%s%N >> {}; sleep 0.3;", starts.display())
+    });
+    let mut coordinator = farm.coordinator(&["--delay", "400ms"]);
+    let _a = farm.agent("a", 3);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(0),
+        "{}",
+        coordinator.log()
+    );
+    farm.assert_each_done_once(6);
+    let mut at: Vec<u64> = std::fs::read_to_string(&starts)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    at.sort_unstable();
+    assert_eq!(at.len(), 6);
+    // The agent allows one start per 400 ms: consecutive starts are at least that far
+    // apart, less the difference between two claims' round trips (bounded here by half).
+    let gaps: Vec<u64> = at.windows(2).map(|w| (w[1] - w[0]) / 1_000_000).collect();
+    assert!(gaps.iter().all(|ms| *ms >= 200), "gaps in ms: {gaps:?}");
+}

@@ -202,6 +202,11 @@ pub struct AgentConfig {
     /// failure unless the task's previous attempt failed the same way on another host
     /// ([`prior_failure`]). Default [`ConsecutiveConfig::original`].
     pub breaker: ConsecutiveConfig,
+    /// `--delay`: the least time between two starts of attempts on this agent (GNU
+    /// parallel's pause between starting jobs, per host): a slot waits for its turn
+    /// before it pulls, and its turn moves on by `delay` when the pull brings a task.
+    /// Zero (default): no pause.
+    pub delay: Duration,
 }
 
 impl AgentConfig {
@@ -218,6 +223,7 @@ impl AgentConfig {
             crash_limit: 2,
             seed: 0,
             breaker: ConsecutiveConfig::original(),
+            delay: Duration::ZERO,
         }
     }
 
@@ -474,6 +480,8 @@ pub async fn run<E: Engine, R: Runner>(
 ) -> Result<AgentSummary, AgentError> {
     config.validate()?;
     let origin = Instant::now();
+    // `--delay`: the next start this agent allows (slots take turns through the lock).
+    let next_start = tokio::sync::Mutex::new(origin);
     // Each slot is its own future; a wake-up polls only the slot that woke.
     let mut slots: FuturesUnordered<_> = config
         .slots
@@ -489,6 +497,7 @@ pub async fn run<E: Engine, R: Runner>(
                 index,
                 name,
                 unacked: Mutex::new(None),
+                next_start: &next_start,
             };
             slot.run(control.clone())
         })
@@ -512,6 +521,8 @@ struct SlotCtx<'a, E: Engine, R> {
     /// redelivery), still to be acknowledged: by the slot's next pull in the same message
     /// ([`Engine::ack_next`]), or on its own when the slot stops pulling.
     unacked: Mutex<Option<Delivery<E::Handle>>>,
+    /// With [`AgentConfig::delay`]: the agent's next allowed start, shared by its slots.
+    next_start: &'a tokio::sync::Mutex<Instant>,
 }
 
 /// Waits for the next control change; never returns once the sender is gone.
@@ -606,6 +617,22 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
         }
     }
 
+    /// [`Self::pull`], spaced by [`AgentConfig::delay`]: the slot waits for the agent's
+    /// next allowed start (holding the turn while it pulls), and a pull that brings a
+    /// task moves that start `delay` on.
+    async fn spaced_pull(&self) -> Result<Option<Delivery<E::Handle>>, crate::engine::Error> {
+        if self.config.delay.is_zero() {
+            return self.pull().await;
+        }
+        let mut next = self.next_start.lock().await;
+        sleep_until(*next).await;
+        let pulled = self.pull().await;
+        if let Ok(Some(_)) = &pulled {
+            *next = Instant::now() + self.config.delay;
+        }
+        pulled
+    }
+
     async fn run(self, mut control: watch::Receiver<Control>) -> AgentSummary {
         let mut summary = AgentSummary::default();
         let mut breaker: ConsecutiveBreaker = ConsecutiveBreaker::new(self.config.breaker);
@@ -665,7 +692,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
             let pulled = tokio::select! {
                 biased;
                 () = stopped(&mut control) => None,
-                pulled = self.pull() => Some(pulled),
+                pulled = self.spaced_pull() => Some(pulled),
             };
             let delivery = match pulled {
                 None | Some(Ok(None)) => {
