@@ -19,6 +19,7 @@ use sturdy_farm::host::{self, HostConfig, HostError};
 use sturdy_farm::local::process_fence::{self, Fence};
 
 use crate::error::CliError;
+use crate::farm_metrics::FarmMetrics;
 use crate::options::{AgentArgs, Detector, JitterArg, Settings, Slot, parse_slot};
 use crate::tasks::TaskList;
 
@@ -134,11 +135,6 @@ pub(crate) fn coordinate(
     let unsupported = [
         (settings.results.is_some(), "--results", OUTPUT),
         (
-            settings.metrics_listen.is_some(),
-            "--metrics-listen",
-            "the coordinator serves no metrics yet",
-        ),
-        (
             settings.resume_failed,
             "--resume-failed",
             "rerunning failed tasks under new command texts is not built for the engine yet (--resume --retry-failed reruns them unchanged)",
@@ -184,15 +180,30 @@ pub(crate) fn coordinate(
     config.retry_failed = settings.retry_failed;
     config.ack_wait = ack_wait;
     let rt = runtime()?;
+    let metrics = settings
+        .metrics_listen
+        .map(|_| FarmMetrics::new(config.tasks.len() as u64, Duration::from_secs(1)));
     let outcome = rt.block_on(async {
+        let ticker = match (settings.metrics_listen, &metrics) {
+            (Some(addr), Some(m)) => Some(serve_metrics(m, addr).await?),
+            _ => None,
+        };
         let js = connect(url, Some(ack_wait)).await?;
-        coordinate::coordinate(&js, &config, &mut |note| print_note(name, &note))
-            .await
-            .map_err(|e| match e {
-                CoordinateError::Engine(e) => cli_error(e),
-                CoordinateError::Journal { .. } => CliError::runtime(e.to_string()),
-                e => CliError::input(e.to_string()),
-            })
+        let outcome = coordinate::coordinate(&js, &config, &mut |note| {
+            if let Some(m) = &metrics {
+                observe(m, &note);
+            }
+            print_note(name, &note);
+        })
+        .await;
+        if let Some(t) = ticker {
+            t.abort();
+        }
+        outcome.map_err(|e| match e {
+            CoordinateError::Engine(e) => cli_error(e),
+            CoordinateError::Journal { .. } => CliError::runtime(e.to_string()),
+            e => CliError::input(e.to_string()),
+        })
     })?;
     let s = &outcome.summary;
     if settings.json {
@@ -236,6 +247,52 @@ pub(crate) fn coordinate(
 }
 
 /// Prints what the coordinator of run `name` says while it runs.
+/// `--metrics-listen` on the coordinator: serves `m` (the local farm's families) on
+/// `addr`, and ticks its liveness every second from the coordinator's runtime; gives back
+/// the ticker.
+async fn serve_metrics(
+    m: &FarmMetrics,
+    addr: std::net::SocketAddr,
+) -> Result<tokio::task::JoinHandle<()>, CliError> {
+    let bound = m.serve(addr).await?;
+    eprintln!("sturdy: serving the run's metrics on http://{bound}/metrics, /livez and /readyz");
+    let m = m.clone();
+    Ok(tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            m.tick();
+        }
+    }))
+}
+
+/// Feeds the coordinator's projection into the metrics: every journal line's verdict
+/// (`ended` → its outcome, `stale` → stale), the running gauge and the task counters;
+/// a drain, halt or SIGINT stops `/readyz`.
+fn observe(m: &FarmMetrics, note: &Note<'_>) {
+    match note {
+        Note::Recorded { line, summary } => {
+            let c: Vec<&str> = line.split('\t').collect();
+            let verdict = match (c.get(2).copied(), c.get(7).copied()) {
+                (Some("ended"), Some("done")) => Some("done"),
+                (Some("ended"), Some("retry")) => Some("retry"),
+                (Some("ended"), Some("gave_up")) => Some("gave_up"),
+                (Some("stale"), _) => Some("stale"),
+                _ => None,
+            };
+            if let Some(v) = verdict {
+                m.journaled(v);
+            }
+            m.set_running(summary.running);
+            m.tasks_ended_so_far(summary.succeeded, summary.gave_up);
+        }
+        Note::Draining | Note::Halting { .. } | Note::Stopping { .. } => {
+            m.stopped_dispatching(false);
+        }
+        _ => {}
+    }
+}
+
 fn print_note(name: &str, note: &Note<'_>) {
     match note {
         Note::Enqueued {

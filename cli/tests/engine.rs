@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{alive, sturdy};
+use common::{alive, promtool_check, sturdy};
 
 const INSTALL: &str = "install nats-server: apt-get update && apt-get install -y nats-server";
 
@@ -1610,4 +1610,87 @@ fn delay_spaces_the_starts_on_one_agent() {
     // apart, less the difference between two claims' round trips (bounded here by half).
     let gaps: Vec<u64> = at.windows(2).map(|w| (w[1] - w[0]) / 1_000_000).collect();
     assert!(gaps.iter().all(|ms| *ms >= 200), "gaps in ms: {gaps:?}");
+}
+
+/// `GET path` on `addr`: (status, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
+}
+
+/// The value of the series `name` (labels included) in a text exposition.
+fn series(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn the_coordinator_serves_the_local_farm_s_metrics_from_its_projection() {
+    let (_server, farm) = farm("metrics");
+    // Tasks 1-4 succeed, task 5 fails for good, task 6 runs until the test ends.
+    farm.tasks(6, |i| match i {
+        5 => "exit 3;".into(),
+        6 => "sleep 60;".into(),
+        _ => String::new(),
+    });
+    let coordinator = farm.coordinator(&["--max-attempts", "1", "--metrics-listen", "127.0.0.1:0"]);
+    let log = coordinator.log();
+    let addr = log
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address printed:\n{log}"))
+        .to_string();
+    let _a = farm.agent("a", 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let (status, text) = http_get(&addr, "/metrics");
+        assert_eq!(status, 200);
+        let ended = series(&text, "sturdy_farm_tasks_succeeded_total").unwrap_or(0.0)
+            + series(&text, "sturdy_farm_tasks_failed_total").unwrap_or(0.0);
+        if ended >= 5.0 && series(&text, "sturdy_farm_attempts_running") == Some(1.0) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        sleep(Duration::from_millis(50));
+    };
+    promtool_check(&text);
+    assert_eq!(series(&text, "sturdy_farm_tasks"), Some(6.0), "{text}");
+    assert_eq!(
+        series(&text, "sturdy_farm_tasks_succeeded_total"),
+        Some(4.0)
+    );
+    assert_eq!(series(&text, "sturdy_farm_tasks_failed_total"), Some(1.0));
+    assert_eq!(
+        series(&text, "sturdy_farm_attempts_total{verdict=\"done\"}"),
+        Some(4.0)
+    );
+    assert_eq!(
+        series(&text, "sturdy_farm_attempts_total{verdict=\"gave_up\"}"),
+        Some(1.0)
+    );
+    assert_eq!(http_get(&addr, "/livez"), (200, "ok\n".to_owned()));
+    assert_eq!(http_get(&addr, "/readyz").0, 200);
+    // The first SIGINT drains the run: /readyz says it no longer dispatches.
+    coordinator.signal("INT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_get(&addr, "/readyz").0 != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz stayed 200 while draining"
+        );
+        sleep(Duration::from_millis(20));
+    }
 }

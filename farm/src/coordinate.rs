@@ -125,6 +125,15 @@ pub enum Note<'a> {
         /// How many.
         tasks: usize,
     },
+    /// A record (or note) was folded into the projection while following: its journal
+    /// line (the columns of [`coordinator::JOURNAL_HEADER`]) and the counts after it. For
+    /// live metrics (`--metrics-listen`).
+    Recorded {
+        /// The journal line.
+        line: &'a str,
+        /// The counts after it.
+        summary: &'a Summary,
+    },
     /// Progress, at most every [`PROGRESS_EVERY`] while records come in.
     Progress(&'a Summary),
     /// Following the records failed; it goes on after a pause.
@@ -278,6 +287,10 @@ pub async fn coordinate(
         let result = {
             let line_sink = |line: &str, p: &Projection| {
                 record.write(line);
+                notes(Note::Recorded {
+                    line,
+                    summary: &p.summary(),
+                });
                 if let Some(h) = &halt
                     && halted.is_none()
                 {
