@@ -19,6 +19,7 @@ use sturdy_farm::host::{self, HostConfig, HostError};
 use sturdy_farm::local::process_fence::{self, Fence};
 
 use crate::error::CliError;
+use crate::farm_metrics::FarmMetrics;
 use crate::options::{AgentArgs, Detector, JitterArg, Settings, Slot, parse_slot};
 use crate::tasks::TaskList;
 
@@ -94,6 +95,10 @@ fn meta_settings(s: &Settings, seed: u64) -> BTreeMap<String, String> {
     m.insert("breaker_failures".into(), s.breaker_failures.to_string());
     m.insert("breaker_open_ms".into(), ms(s.breaker_open));
     m.insert("seed".into(), seed.to_string());
+    // `--delay`: every agent spaces the starts of its own slots' attempts by it.
+    if let Some(d) = s.delay {
+        m.insert("delay_ms".into(), ms(d));
+    }
     // The host health gate, applied by every agent on its own host.
     if s.health_gate {
         m.insert("health_gate".into(), "true".into());
@@ -130,27 +135,12 @@ pub(crate) fn coordinate(
     let unsupported = [
         (settings.results.is_some(), "--results", OUTPUT),
         (
-            settings.metrics_listen.is_some(),
-            "--metrics-listen",
-            "the coordinator serves no metrics yet",
-        ),
-        (
-            settings.retry_failed,
-            "--retry-failed",
-            "reopening a given-up task in the engine is not built yet",
-        ),
-        (
             settings.resume_failed,
             "--resume-failed",
-            "reopening a given-up task in the engine is not built yet",
+            "rerunning failed tasks under new command texts is not built for the engine yet (--resume --retry-failed reruns them unchanged)",
         ),
         (settings.keep_order, "--keep-order", OUTPUT),
         (settings.line_buffer, "--line-buffer", OUTPUT),
-        (
-            settings.delay.is_some(),
-            "--delay",
-            "not built for the engine yet",
-        ),
     ];
     if let Some((_, flag, why)) = unsupported.iter().find(|(set, _, _)| *set) {
         return Err(CliError::input(format!(
@@ -187,17 +177,33 @@ pub(crate) fn coordinate(
     config.resume = settings.resume;
     config.halt = settings.halt;
     config.joblog = settings.joblog.clone();
+    config.retry_failed = settings.retry_failed;
     config.ack_wait = ack_wait;
     let rt = runtime()?;
+    let metrics = settings
+        .metrics_listen
+        .map(|_| FarmMetrics::new(config.tasks.len() as u64, Duration::from_secs(1)));
     let outcome = rt.block_on(async {
+        let ticker = match (settings.metrics_listen, &metrics) {
+            (Some(addr), Some(m)) => Some(serve_metrics(m, addr).await?),
+            _ => None,
+        };
         let js = connect(url, Some(ack_wait)).await?;
-        coordinate::coordinate(&js, &config, &mut |note| print_note(name, &note))
-            .await
-            .map_err(|e| match e {
-                CoordinateError::Engine(e) => cli_error(e),
-                CoordinateError::Journal { .. } => CliError::runtime(e.to_string()),
-                e => CliError::input(e.to_string()),
-            })
+        let outcome = coordinate::coordinate(&js, &config, &mut |note| {
+            if let Some(m) = &metrics {
+                observe(m, &note);
+            }
+            print_note(name, &note);
+        })
+        .await;
+        if let Some(t) = ticker {
+            t.abort();
+        }
+        outcome.map_err(|e| match e {
+            CoordinateError::Engine(e) => cli_error(e),
+            CoordinateError::Journal { .. } => CliError::runtime(e.to_string()),
+            e => CliError::input(e.to_string()),
+        })
     })?;
     let s = &outcome.summary;
     if settings.json {
@@ -241,6 +247,52 @@ pub(crate) fn coordinate(
 }
 
 /// Prints what the coordinator of run `name` says while it runs.
+/// `--metrics-listen` on the coordinator: serves `m` (the local farm's families) on
+/// `addr`, and ticks its liveness every second from the coordinator's runtime; gives back
+/// the ticker.
+async fn serve_metrics(
+    m: &FarmMetrics,
+    addr: std::net::SocketAddr,
+) -> Result<tokio::task::JoinHandle<()>, CliError> {
+    let bound = m.serve(addr).await?;
+    eprintln!("sturdy: serving the run's metrics on http://{bound}/metrics, /livez and /readyz");
+    let m = m.clone();
+    Ok(tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            m.tick();
+        }
+    }))
+}
+
+/// Feeds the coordinator's projection into the metrics: every journal line's verdict
+/// (`ended` → its outcome, `stale` → stale), the running gauge and the task counters;
+/// a drain, halt or SIGINT stops `/readyz`.
+fn observe(m: &FarmMetrics, note: &Note<'_>) {
+    match note {
+        Note::Recorded { line, summary } => {
+            let c: Vec<&str> = line.split('\t').collect();
+            let verdict = match (c.get(2).copied(), c.get(7).copied()) {
+                (Some("ended"), Some("done")) => Some("done"),
+                (Some("ended"), Some("retry")) => Some("retry"),
+                (Some("ended"), Some("gave_up")) => Some("gave_up"),
+                (Some("stale"), _) => Some("stale"),
+                _ => None,
+            };
+            if let Some(v) = verdict {
+                m.journaled(v);
+            }
+            m.set_running(summary.running);
+            m.tasks_ended_so_far(summary.succeeded, summary.gave_up);
+        }
+        Note::Draining | Note::Halting { .. } | Note::Stopping { .. } => {
+            m.stopped_dispatching(false);
+        }
+        _ => {}
+    }
+}
+
 fn print_note(name: &str, note: &Note<'_>) {
     match note {
         Note::Enqueued {
@@ -250,6 +302,9 @@ fn print_note(name: &str, note: &Note<'_>) {
             recorded,
         } => eprintln!(
             "sturdy: run {name} at {url}: {tasks} tasks ({queued} queued, {recorded} already recorded); waiting for agents (`sturdy agent --engine {url} --run {name} --workers N`)"
+        ),
+        Note::Reopened { tasks } => eprintln!(
+            "sturdy: --retry-failed: {tasks} given-up task(s) reopened with a fresh attempt budget"
         ),
         Note::Progress(s) => eprintln!(
             "sturdy: {}/{} succeeded, {} gave up, {} running, {} waiting",

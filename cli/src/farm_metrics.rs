@@ -135,6 +135,31 @@ impl FarmMetrics {
         self.attempts.get_or_create(&VerdictLabel { verdict }).inc();
     }
 
+    /// An attempt was journaled as `verdict` (the coordinator's projection; the running
+    /// gauge is set apart, [`FarmMetrics::set_running`]).
+    pub(crate) fn journaled(&self, verdict: &'static str) {
+        self.attempts.get_or_create(&VerdictLabel { verdict }).inc();
+    }
+
+    /// Attempts running now (the coordinator's projection).
+    pub(crate) fn set_running(&self, running: u64) {
+        self.running.set(i64::try_from(running).unwrap_or(i64::MAX));
+    }
+
+    /// The tasks that succeeded and failed for good so far (the coordinator's
+    /// projection): the counters move up to them (a reopened task's earlier failure
+    /// stays counted).
+    pub(crate) fn tasks_ended_so_far(&self, succeeded: u64, failed: u64) {
+        let up = |c: &Counter, to: u64| {
+            let now = c.get();
+            if to > now {
+                c.inc_by(to - now);
+            }
+        };
+        up(&self.succeeded, succeeded);
+        up(&self.failed, failed);
+    }
+
     /// A task ended: succeeded, or failed for good.
     pub(crate) fn task_ended(&self, succeeded: bool) {
         if succeeded {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{alive, sturdy};
+use common::{alive, promtool_check, sturdy};
 
 const INSTALL: &str = "install nats-server: apt-get update && apt-get install -y nats-server";
 
@@ -1503,4 +1503,194 @@ fn an_agent_whose_health_gate_is_closed_takes_nothing_while_another_finishes_the
         "the gated agent's summary:\n{}",
         gated.log()
     );
+}
+
+#[test]
+fn retry_failed_on_resume_reruns_only_the_given_up_tasks_with_a_fresh_budget() {
+    let (_server, farm) = farm("retryfailed");
+    let fixed = farm.path("fixed");
+    // Task 1 succeeds; task 2 fails until `fixed` exists; task 3 always fails.
+    farm.tasks(3, |i| match i {
+        2 => format!("[ -e {} ] || exit 5;", fixed.display()),
+        3 => "exit 6;".into(),
+        _ => String::new(),
+    });
+    let settings = ["--max-attempts", "2", "--backoff-base", "50ms"];
+    let mut first = farm.coordinator(&settings);
+    let mut a = farm.agent("a", 2);
+    assert_eq!(first.wait(RUN_LIMIT).code(), Some(1), "{}", first.log());
+    a.kill();
+    assert_eq!(
+        (
+            farm.summary()["succeeded"].as_u64(),
+            farm.summary()["gave_up"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    std::fs::write(&fixed, "").unwrap();
+    let mut second = farm.coordinator(&[&settings[..], &["--resume", "--retry-failed"]].concat());
+    assert!(
+        second.log().contains("2 given-up task(s) reopened"),
+        "{}",
+        second.log()
+    );
+    let _b = farm.agent("b", 2);
+    assert_eq!(second.wait(RUN_LIMIT).code(), Some(1), "{}", second.log());
+    // The journal replays the whole history: task 1 ran once; tasks 2 and 3 were
+    // reopened after giving up and claimed again from attempt 1 of a new budget.
+    let journal = farm.journal();
+    let of = |task: u32| -> Vec<(String, u32, String)> {
+        journal
+            .iter()
+            .filter(|l| l.0 == task && l.1 != "claimed")
+            .map(|l| (l.1.clone(), l.2, l.4.clone()))
+            .collect()
+    };
+    let ended = |attempt: u32, outcome: &str| ("ended".to_string(), attempt, outcome.to_string());
+    let reopened = ("reopened".to_string(), 0, "-".to_string());
+    assert_eq!(of(1), vec![ended(1, "done")]);
+    assert_eq!(
+        of(2),
+        vec![
+            ended(1, "retry"),
+            ended(2, "gave_up"),
+            reopened.clone(),
+            ended(1, "done")
+        ]
+    );
+    assert_eq!(
+        of(3),
+        vec![
+            ended(1, "retry"),
+            ended(2, "gave_up"),
+            reopened,
+            ended(1, "retry"),
+            ended(2, "gave_up")
+        ]
+    );
+    // Side effects: task 1 once (never again), task 2 once (its first attempt after the
+    // reopening), task 3 never.
+    let effects = farm.effects_by_task();
+    assert_eq!(effects.get(&1), Some(&vec![1]));
+    assert_eq!(effects.get(&2), Some(&vec![1]));
+    assert_eq!(effects.get(&3), None);
+    let s = farm.summary();
+    assert_eq!(
+        (s["succeeded"].as_u64(), s["gave_up"].as_u64()),
+        (Some(2), Some(1))
+    );
+}
+
+#[test]
+fn delay_spaces_the_starts_on_one_agent() {
+    let (_server, farm) = farm("delay");
+    let starts = farm.path("starts");
+    // Each command notes when it started (ns since the epoch) and runs a while, so the
+    // three slots would all start at once without the delay.
+    farm.tasks(6, |_| {
+        format!("date +%s%N >> {}; sleep 0.3;", starts.display())
+    });
+    let mut coordinator = farm.coordinator(&["--delay", "400ms"]);
+    let _a = farm.agent("a", 3);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(0),
+        "{}",
+        coordinator.log()
+    );
+    farm.assert_each_done_once(6);
+    let mut at: Vec<u64> = std::fs::read_to_string(&starts)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    at.sort_unstable();
+    assert_eq!(at.len(), 6);
+    // The agent allows one start per 400 ms: consecutive starts are at least that far
+    // apart, less the difference between two claims' round trips (bounded here by half).
+    let gaps: Vec<u64> = at.windows(2).map(|w| (w[1] - w[0]) / 1_000_000).collect();
+    assert!(gaps.iter().all(|ms| *ms >= 200), "gaps in ms: {gaps:?}");
+}
+
+/// `GET path` on `addr`: (status, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
+}
+
+/// The value of the series `name` (labels included) in a text exposition.
+fn series(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn the_coordinator_serves_the_local_farm_s_metrics_from_its_projection() {
+    let (_server, farm) = farm("metrics");
+    // Tasks 1-4 succeed, task 5 fails for good, task 6 runs until the test ends.
+    farm.tasks(6, |i| match i {
+        5 => "exit 3;".into(),
+        6 => "sleep 60;".into(),
+        _ => String::new(),
+    });
+    let coordinator = farm.coordinator(&["--max-attempts", "1", "--metrics-listen", "127.0.0.1:0"]);
+    let log = coordinator.log();
+    let addr = log
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address printed:\n{log}"))
+        .to_string();
+    let _a = farm.agent("a", 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let (status, text) = http_get(&addr, "/metrics");
+        assert_eq!(status, 200);
+        let ended = series(&text, "sturdy_farm_tasks_succeeded_total").unwrap_or(0.0)
+            + series(&text, "sturdy_farm_tasks_failed_total").unwrap_or(0.0);
+        if ended >= 5.0 && series(&text, "sturdy_farm_attempts_running") == Some(1.0) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        sleep(Duration::from_millis(50));
+    };
+    promtool_check(&text);
+    assert_eq!(series(&text, "sturdy_farm_tasks"), Some(6.0), "{text}");
+    assert_eq!(
+        series(&text, "sturdy_farm_tasks_succeeded_total"),
+        Some(4.0)
+    );
+    assert_eq!(series(&text, "sturdy_farm_tasks_failed_total"), Some(1.0));
+    assert_eq!(
+        series(&text, "sturdy_farm_attempts_total{verdict=\"done\"}"),
+        Some(4.0)
+    );
+    assert_eq!(
+        series(&text, "sturdy_farm_attempts_total{verdict=\"gave_up\"}"),
+        Some(1.0)
+    );
+    assert_eq!(http_get(&addr, "/livez"), (200, "ok\n".to_owned()));
+    assert_eq!(http_get(&addr, "/readyz").0, 200);
+    // The first SIGINT drains the run: /readyz says it no longer dispatches.
+    coordinator.signal("INT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_get(&addr, "/readyz").0 != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz stayed 200 while draining"
+        );
+        sleep(Duration::from_millis(20));
+    }
 }

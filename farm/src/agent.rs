@@ -202,6 +202,11 @@ pub struct AgentConfig {
     /// failure unless the task's previous attempt failed the same way on another host
     /// ([`prior_failure`]). Default [`ConsecutiveConfig::original`].
     pub breaker: ConsecutiveConfig,
+    /// `--delay`: the least time between two starts of attempts on this agent (GNU
+    /// parallel's pause between starting jobs, per host): a slot waits for its turn
+    /// before it pulls, and its turn moves on by `delay` when the pull brings a task.
+    /// Zero (default): no pause.
+    pub delay: Duration,
 }
 
 impl AgentConfig {
@@ -218,6 +223,7 @@ impl AgentConfig {
             crash_limit: 2,
             seed: 0,
             breaker: ConsecutiveConfig::original(),
+            delay: Duration::ZERO,
         }
     }
 
@@ -358,14 +364,15 @@ impl AgentSummary {
     }
 }
 
-/// The core's view of a task's newest engine record: `None` (no record) is
-/// [`CoreRecord::NEW`]. `None` is returned for a record the rules cannot read (a
-/// `reopened` record, or a kind added later).
+/// The core's view of a task's newest engine record: `None` (no record) and a
+/// `reopened` record (`--retry-failed`: a fresh attempt budget) are [`CoreRecord::NEW`].
+/// `None` is kept for a record kind the rules could not read (none today).
 pub fn core_record(record: Option<&Record>) -> Option<CoreRecord> {
     let Some(record) = record else {
         return Some(CoreRecord::NEW);
     };
     let (phase, claims, crashes, own_failures) = match record {
+        Record::Reopened { .. } => return Some(CoreRecord::NEW),
         Record::Claimed(c) => (Phase::Claimed, c.attempt, c.crashes, c.own_failures),
         Record::Ended(e) => (
             match e.outcome {
@@ -378,7 +385,6 @@ pub fn core_record(record: Option<&Record>) -> Option<CoreRecord> {
             e.own_failures,
         ),
         Record::Stale(s) => (Phase::Lost, s.attempt, s.crashes, s.own_failures),
-        _ => return None,
     };
     Some(CoreRecord {
         phase,
@@ -386,6 +392,27 @@ pub fn core_record(record: Option<&Record>) -> Option<CoreRecord> {
         crashes,
         own_failures,
     })
+}
+
+/// Whether `record` is the claim `claim` itself, or the stale record a reconciler wrote
+/// over it (same attempt, epoch, host and slot): the only records a late result of that
+/// claim may be accepted onto.
+fn is_own_claim(record: Option<&Record>, claim: &Claim) -> bool {
+    match record {
+        Some(Record::Claimed(c)) => {
+            c.attempt == claim.attempt
+                && c.epoch == claim.epoch
+                && c.host == claim.host
+                && c.slot == claim.slot
+        }
+        Some(Record::Stale(s)) => {
+            s.attempt == claim.attempt
+                && s.epoch == claim.epoch
+                && s.host == claim.host
+                && s.slot == claim.slot
+        }
+        _ => false,
+    }
 }
 
 /// The task's previous failed attempt as its newest record (read before the claim)
@@ -453,6 +480,8 @@ pub async fn run<E: Engine, R: Runner>(
 ) -> Result<AgentSummary, AgentError> {
     config.validate()?;
     let origin = Instant::now();
+    // `--delay`: the next start this agent allows (slots take turns through the lock).
+    let next_start = tokio::sync::Mutex::new(origin);
     // Each slot is its own future; a wake-up polls only the slot that woke.
     let mut slots: FuturesUnordered<_> = config
         .slots
@@ -468,6 +497,7 @@ pub async fn run<E: Engine, R: Runner>(
                 index,
                 name,
                 unacked: Mutex::new(None),
+                next_start: &next_start,
             };
             slot.run(control.clone())
         })
@@ -491,6 +521,8 @@ struct SlotCtx<'a, E: Engine, R> {
     /// redelivery), still to be acknowledged: by the slot's next pull in the same message
     /// ([`Engine::ack_next`]), or on its own when the slot stops pulling.
     unacked: Mutex<Option<Delivery<E::Handle>>>,
+    /// With [`AgentConfig::delay`]: the agent's next allowed start, shared by its slots.
+    next_start: &'a tokio::sync::Mutex<Instant>,
 }
 
 /// Waits for the next control change; never returns once the sender is gone.
@@ -585,6 +617,22 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
         }
     }
 
+    /// [`Self::pull`], spaced by [`AgentConfig::delay`]: the slot waits for the agent's
+    /// next allowed start (holding the turn while it pulls), and a pull that brings a
+    /// task moves that start `delay` on.
+    async fn spaced_pull(&self) -> Result<Option<Delivery<E::Handle>>, crate::engine::Error> {
+        if self.config.delay.is_zero() {
+            return self.pull().await;
+        }
+        let mut next = self.next_start.lock().await;
+        sleep_until(*next).await;
+        let pulled = self.pull().await;
+        if let Ok(Some(_)) = &pulled {
+            *next = Instant::now() + self.config.delay;
+        }
+        pulled
+    }
+
     async fn run(self, mut control: watch::Receiver<Control>) -> AgentSummary {
         let mut summary = AgentSummary::default();
         let mut breaker: ConsecutiveBreaker = ConsecutiveBreaker::new(self.config.breaker);
@@ -644,7 +692,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
             let pulled = tokio::select! {
                 biased;
                 () = stopped(&mut control) => None,
-                pulled = self.pull() => Some(pulled),
+                pulled = self.spaced_pull() => Some(pulled),
             };
             let delivery = match pulled {
                 None | Some(Ok(None)) => {
@@ -699,6 +747,16 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                     return Finished::NotRun; // the lease lapses; nothing was charged
                 }
             };
+            if let Some(Record::Reopened { generation }) = &record
+                && Generation(*generation) != delivery.generation()
+            {
+                // A work message from before the reopening (its settlement was lost):
+                // only the reopening's own message may claim the fresh budget.
+                self.defer_ack(delivery);
+                summary.skipped += 1;
+                self.emit(Event::Skipped { task });
+                return Finished::NotRun;
+            }
             let Some(core) = core_record(record.as_ref()) else {
                 self.engine_error(&format!(
                     "task {}: record ({}) is not one the agent can claim; left alone",
@@ -986,8 +1044,13 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                     if now.as_ref() == Some(&record) {
                         break;
                     }
-                    let accepted = core_record(now.as_ref())
-                        .is_some_and(|c| c.accept(claim.attempt, report).is_ok());
+                    // Only this attempt's own claim (or the note that marked it lost):
+                    // after a reopening (`--retry-failed`) attempt numbers start again
+                    // at 1, so the number alone does not fence an attempt of the old
+                    // budget.
+                    let accepted = is_own_claim(now.as_ref(), claim)
+                        && core_record(now.as_ref())
+                            .is_some_and(|c| c.accept(claim.attempt, report).is_ok());
                     if accepted && revision != expect {
                         expect = revision;
                         continue;
@@ -1075,5 +1138,39 @@ fn describe(record: Option<&Record>) -> String {
             format!("attempt {} stale on {}/{}", st.attempt, st.host, st.slot)
         }
         Some(Record::Reopened { generation }) => format!("reopened, generation {generation}"),
+    }
+}
+
+#[cfg(test)]
+mod reopen_tests {
+    use super::*;
+
+    fn claim(attempt: u32, host: &str) -> Claim {
+        Claim {
+            attempt,
+            epoch: 1,
+            host: host.into(),
+            slot: "0".into(),
+            crashes: 0,
+            own_failures: 0,
+        }
+    }
+
+    #[test]
+    fn a_reopened_task_is_new_and_an_old_attempt_is_not_its_new_claim() {
+        assert_eq!(
+            core_record(Some(&Record::Reopened { generation: 7 })),
+            Some(CoreRecord::NEW)
+        );
+        // After a reopening attempt numbers start at 1 again: attempt 1 of the old budget
+        // (host a) is not the new claim's owner (host b), though the numbers match.
+        let old = claim(1, "a");
+        let new = Record::Claimed(claim(1, "b"));
+        assert!(!is_own_claim(Some(&new), &old));
+        assert!(is_own_claim(Some(&Record::Claimed(old.clone())), &old));
+        assert!(!is_own_claim(
+            Some(&Record::Reopened { generation: 7 }),
+            &old
+        ));
     }
 }

@@ -45,6 +45,10 @@ pub struct CoordinateConfig {
     /// `--joblog FILE`: GNU parallel's joblog, one line per finished task (created or
     /// truncated).
     pub joblog: Option<PathBuf>,
+    /// `--retry-failed` (with [`CoordinateConfig::resume`]): the tasks that were given up
+    /// get a fresh attempt budget and run again ([`coordinator::reopen_failed`]); the
+    /// succeeded ones never run again.
+    pub retry_failed: bool,
     /// The run's ack wait (its lease): how long a drain waits for claims in flight, and
     /// how often the R5 reconcile looks (a claim whose work message is gone and that
     /// stayed the same for two ack waits is enqueued again). Default 30 s.
@@ -67,6 +71,7 @@ impl CoordinateConfig {
             resume: false,
             halt: None,
             joblog: None,
+            retry_failed: false,
             ack_wait: Duration::from_secs(30),
         }
     }
@@ -113,6 +118,21 @@ pub enum Note<'a> {
         queued: u64,
         /// Tasks whose record already existed.
         recorded: u64,
+    },
+    /// `--retry-failed`: `tasks` given-up tasks were reopened (a fresh attempt budget)
+    /// and enqueued again.
+    Reopened {
+        /// How many.
+        tasks: usize,
+    },
+    /// A record (or note) was folded into the projection while following: its journal
+    /// line (the columns of [`coordinator::JOURNAL_HEADER`]) and the counts after it. For
+    /// live metrics (`--metrics-listen`).
+    Recorded {
+        /// The journal line.
+        line: &'a str,
+        /// The counts after it.
+        summary: &'a Summary,
     },
     /// Progress, at most every [`PROGRESS_EVERY`] while records come in.
     Progress(&'a Summary),
@@ -208,6 +228,15 @@ pub async fn coordinate(
     if opened == Opened::Existing && run.control().await? != Control::Run {
         run.set_control(Control::Run).await?;
     }
+    let reopened = if opened == Opened::Existing && config.retry_failed {
+        let reopened = coordinator::reopen_failed(&run, list).await?;
+        notes(Note::Reopened {
+            tasks: reopened.len(),
+        });
+        reopened
+    } else {
+        Vec::new()
+    };
     let enqueued = coordinator::enqueue(&run, list, opened == Opened::Created).await?;
     notes(Note::Enqueued {
         url: js.url(),
@@ -222,6 +251,9 @@ pub async fn coordinate(
     })?;
     let mut record = Lines::open(journal, journal_path, config.joblog.as_deref(), list)?;
     let mut projection = Projection::new(list.iter().map(|(t, _)| *t));
+    for (task, at) in reopened {
+        projection.reopened_at(task, at);
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let interrupts = watch::channel(0u32);
     let (int_tx, mut int_rx) = interrupts;
@@ -255,6 +287,10 @@ pub async fn coordinate(
         let result = {
             let line_sink = |line: &str, p: &Projection| {
                 record.write(line);
+                notes(Note::Recorded {
+                    line,
+                    summary: &p.summary(),
+                });
                 if let Some(h) = &halt
                     && halted.is_none()
                 {

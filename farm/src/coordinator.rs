@@ -115,6 +115,64 @@ pub async fn enqueue<E: Engine>(
     Ok(summary)
 }
 
+/// `--retry-failed`: reopens every task of `tasks` (number and payload) that was given
+/// up, with a fresh attempt budget, and returns them in order with their reopening
+/// record's revision (for [`Projection::reopened_at`]).
+///
+/// For each task whose record is `ended gave_up` at revision `r`, a
+/// `reopened{generation: r}` record is written with compare-and-set on `r` (a task whose
+/// record moved on meanwhile is left alone), then its work message is enqueued under
+/// generation `r` (revisions are unique, so this generation was never used). The agents
+/// read a `reopened` record as a task never claimed: its next claim is attempt 1 of a
+/// new budget, and only the reopening's own work message may make it (an older message
+/// delivered after the reopening is acknowledged without running). Every write of an
+/// attempt of the old budget expects a revision from before the reopening, so none can
+/// be accepted after it. A task already `reopened` (a coordinator that stopped between
+/// the two steps) whose message the engine does not hold is enqueued again under the
+/// same generation (idempotent). Succeeded tasks are never touched.
+///
+/// Cost: one record read per task, plus a write and an enqueue per reopened task.
+///
+/// # Errors
+/// The first engine error; calling it again is safe (the reopened tasks are enqueued
+/// again idempotently).
+pub async fn reopen_failed<E: Engine>(
+    engine: &E,
+    tasks: &[(TaskId, Vec<u8>)],
+) -> Result<Vec<(TaskId, Revision)>, Error> {
+    let mut reopened = Vec::new();
+    for (task, payload) in tasks {
+        let (record, revision) = engine.read(*task).await?;
+        let (generation, at) = match record {
+            Some(Record::Ended(e)) if e.outcome == Outcome::GaveUp => {
+                let reopening = Record::Reopened {
+                    generation: revision.0,
+                };
+                match engine.write(*task, revision, &reopening).await? {
+                    Ok(at) => (revision.0, at),
+                    // Moved on since the read (another coordinator): leave it.
+                    Err(_) => continue,
+                }
+            }
+            Some(Record::Reopened { generation }) => {
+                if engine.queued(*task).await? != Some(true) {
+                    engine
+                        .enqueue(*task, payload, Generation(generation))
+                        .await?;
+                }
+                reopened.push((*task, revision));
+                continue;
+            }
+            _ => continue,
+        };
+        engine
+            .enqueue(*task, payload, Generation(generation))
+            .await?;
+        reopened.push((*task, at));
+    }
+    Ok(reopened)
+}
+
 /// How many tasks [`enqueue`] has in flight at once.
 const ENQUEUE_WINDOW: usize = 64;
 
@@ -179,6 +237,10 @@ pub struct Projection {
     failed_attempts: u64,
     stale: u64,
     next: Position,
+    /// Tasks reopened by this coordinator ([`reopen_failed`]) whose reopening record (at
+    /// this position) the projection has not folded in yet: not finished, whatever their
+    /// older records say.
+    reopening: BTreeMap<u32, Position>,
 }
 
 impl Projection {
@@ -193,7 +255,22 @@ impl Projection {
             failed_attempts: 0,
             stale: 0,
             next: Position::START,
+            reopening: BTreeMap::new(),
         }
+    }
+
+    /// Task `task` was reopened at `revision` ([`reopen_failed`]): until the projection
+    /// folds in that record, the task counts as waiting (a replay of the journal from the
+    /// start sees its old `gave_up` first).
+    pub fn reopened_at(&mut self, task: TaskId, revision: Revision) {
+        if revision.0 >= self.next.0 {
+            self.reopening.insert(task.0, Position(revision.0));
+        }
+    }
+
+    /// Whether task `task` (a view of it) is finished, counting a pending reopening.
+    fn finished(&self, task: u32, view: &TaskView) -> bool {
+        view.is_finished() && !self.reopening.contains_key(&task)
     }
 
     /// Where to follow the journal from next.
@@ -220,6 +297,13 @@ impl Projection {
             return None;
         }
         self.next = entry.position.next();
+        if self
+            .reopening
+            .get(&entry.task.0)
+            .is_some_and(|at| entry.position >= *at)
+        {
+            self.reopening.remove(&entry.task.0);
+        }
         let view = self.tasks.get_mut(&entry.task.0);
         if entry.note {
             if let Record::Stale(_) = entry.record {
@@ -248,7 +332,7 @@ impl Projection {
 
     /// Whether every task is finished (succeeded or given up).
     pub fn is_complete(&self) -> bool {
-        self.tasks.values().all(TaskView::is_finished)
+        self.reopening.is_empty() && self.tasks.values().all(TaskView::is_finished)
     }
 
     /// The counts.
@@ -260,10 +344,10 @@ impl Projection {
             stale: self.stale,
             ..Summary::default()
         };
-        for view in self.tasks.values() {
+        for (n, view) in &self.tasks {
             if view.succeeded() {
                 s.succeeded += 1;
-            } else if view.is_finished() {
+            } else if self.finished(*n, view) {
                 s.gave_up += 1;
             } else if view.is_claimed() {
                 s.running += 1;
@@ -491,6 +575,22 @@ mod tests {
         );
         assert_eq!(p.exit_status(), 1);
         assert_eq!(p.next_position(), Position(4));
+    }
+
+    #[test]
+    fn a_reopened_task_waits_until_its_reopening_is_folded_in() {
+        // A resumed coordinator replays from the start: it sees the old `gave_up` first.
+        let mut p = Projection::new([TaskId(1)]);
+        p.reopened_at(TaskId(1), Revision(2));
+        p.apply(&entry(1, 1, ended(1, Outcome::GaveUp)));
+        assert!(!p.is_complete());
+        assert_eq!((p.summary().gave_up, p.summary().waiting), (0, 1));
+        p.apply(&entry(2, 1, Record::Reopened { generation: 1 }));
+        assert!(!p.is_complete(), "reopened: a fresh budget, not finished");
+        assert_eq!(p.summary().waiting, 1);
+        p.apply(&entry(3, 1, ended(1, Outcome::Done)));
+        assert!(p.is_complete());
+        assert_eq!(p.exit_status(), 0);
     }
 
     #[test]

@@ -163,6 +163,7 @@ pub fn agent_config(
     let failures = u32::try_from(get("breaker_failures")?.unwrap_or(3)).unwrap_or(3);
     let open = ms(get("breaker_open_ms")?.unwrap_or(30_000).max(1));
     config.breaker = ConsecutiveConfig::new(failures.max(1), open, 1).map_err(bad)?;
+    config.delay = ms(get("delay_ms")?.unwrap_or(0));
     Ok(config)
 }
 
