@@ -39,7 +39,8 @@
 //! The agent is one future: its slots are futures in one [`FuturesUnordered`], which
 //! polls only the slot whose waker fired (in the order they fired), with no spawned
 //! tasks, no hash-map iteration and only `biased` selects; time is read only through
-//! `tokio::time`. On a paused-clock current-thread runtime with a simulated engine and a
+//! `tokio::time`. [`run_slot`] runs one slot alone, for a caller (the simulation) that
+//! spawns each slot as its own task. On a paused-clock current-thread runtime with a simulated engine and a
 //! fake runner, a run replays exactly.
 //!
 //! # Messages
@@ -507,6 +508,43 @@ pub async fn run<E: Engine, R: Runner>(
         summary.add(&one);
     }
     Ok(summary)
+}
+
+/// Runs slot `index` of `config` alone: what [`run`] does for each of its slots, for a
+/// caller that runs each slot as its own task (the simulation spawns one task per slot,
+/// so a wake-up reaches only its slot, with no host-level future in between). `origin`
+/// is the instant the agent's clock counts from (the same for every slot of a host).
+/// The slot follows the same rules as under [`run`]; it returns on drain or abort.
+///
+/// # Errors
+/// [`AgentError::Config`] when `config` breaks a rule or `index` is not one of its slots.
+pub async fn run_slot<E: Engine, R: Runner>(
+    engine: &E,
+    runner: &R,
+    config: &AgentConfig,
+    index: usize,
+    origin: Instant,
+    control: watch::Receiver<Control>,
+    events: &(dyn Fn(&Event) + Sync),
+) -> Result<AgentSummary, AgentError> {
+    config.validate()?;
+    let Some(name) = config.slots.get(index) else {
+        return Err(AgentError::Config {
+            field: "slot index",
+            rule: "must be below the number of slots",
+        });
+    };
+    let slot = SlotCtx {
+        engine,
+        runner,
+        config,
+        events,
+        origin,
+        index,
+        name,
+        unacked: Mutex::new(None),
+    };
+    Ok(slot.run(control).await)
 }
 
 struct SlotCtx<'a, E: Engine, R> {

@@ -1,5 +1,6 @@
-//! The real host agent ([`crate::agent::run`]) in the simulated world: a simulated
-//! command [`Runner`], and a host that can be stopped (SIGSTOP) as a whole.
+//! The real host agent's slots ([`crate::agent::run_slot`], what [`crate::agent::run`]
+//! runs for each slot) in the simulated world, one task per slot: a simulated command
+//! [`Runner`], and a host that can be stopped (SIGSTOP) as a whole.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -151,9 +152,16 @@ impl<F: Future> Future for Stoppable<F> {
     }
 }
 
-/// Host `host`'s agent: `farm::agent::run` over the simulated engine and runner, until
-/// the host crashes (the task is aborted).
-pub(crate) async fn host_agent(w: Arc<World>, engine: SimEngine, host: u32) {
+/// Host `host`'s agent: each of its slots runs [`agent::run_slot`] (the real slot logic
+/// of `farm::agent::run`) over the simulated engine and runner as its own task in
+/// `slots`, so a wake-up reaches only its slot; the host crashes when the caller aborts
+/// `slots` (every slot at once, as the whole agent before).
+pub(crate) fn spawn_host_agent(
+    w: &Arc<World>,
+    engine: &SimEngine,
+    host: u32,
+    slots: &mut tokio::task::JoinSet<()>,
+) {
     let c = &w.cfg;
     let mut config = AgentConfig::new(
         format!("h{host}"),
@@ -165,9 +173,37 @@ pub(crate) async fn host_agent(w: Arc<World>, engine: SimEngine, host: u32) {
     config.crash_limit = c.crash_limit;
     config.seed = c.seed;
     config.breaker = c.breaker;
-    let runner = SimRunner { w: w.clone(), host };
-    let (_control, rx) = watch::channel(Control::Run);
-    let events = |e: &Event| match e {
+    let config = Arc::new(config);
+    // The control sender lives as long as any slot: the simulation never drains.
+    let (control, rx) = watch::channel(Control::Run);
+    let control = Arc::new(control);
+    let origin = tokio::time::Instant::now();
+    for index in 0..config.slots.len() {
+        let slot_w = w.clone();
+        let engine = engine.clone();
+        let config = config.clone();
+        let rx = rx.clone();
+        let control = control.clone();
+        let run = async move {
+            let _control = control;
+            let w = slot_w;
+            let runner = SimRunner { w: w.clone(), host };
+            let events = |e: &Event| on_event(&w, host, e);
+            // The slot returns only on drain or abort, which the simulation never sends.
+            let _ = agent::run_slot(&engine, &runner, &config, index, origin, rx, &events).await;
+        };
+        slots.spawn_local(Stoppable {
+            inner: Box::pin(run),
+            w: w.clone(),
+            host,
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        });
+    }
+}
+
+/// What the world records of a slot's event.
+fn on_event(w: &World, host: u32, e: &Event) {
+    match e {
         Event::Claimed { task, .. } | Event::GaveUpOnCrashes { task, .. } => w.claimed(task.0),
         Event::Ended { ended, .. } => {
             if let Ok(slot) = ended.slot.parse::<u32>() {
@@ -180,14 +216,5 @@ pub(crate) async fn host_agent(w: Arc<World>, engine: SimEngine, host: u32) {
             }
         }
         _ => {}
-    };
-    let run = agent::run(&engine, &runner, &config, rx, &events);
-    let stoppable = Stoppable {
-        inner: Box::pin(run),
-        w: w.clone(),
-        host,
-        sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
-    };
-    // The agent returns only on drain or abort, which the simulation never sends.
-    let _ = stoppable.await;
+    }
 }

@@ -657,7 +657,7 @@ async fn host_life(w: Arc<World>, server: SimServer, h: u32) {
         let mut slots = tokio::task::JoinSet::new();
         match c.agent {
             AgentKind::Real => {
-                slots.spawn_local(super::real::host_agent(w.clone(), server.engine(h), h));
+                super::real::spawn_host_agent(&w, &server.engine(h), h, &mut slots);
             }
             AgentKind::Reference => {
                 for s in 0..c.slots_of(h) {
