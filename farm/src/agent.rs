@@ -514,7 +514,8 @@ pub async fn run<E: Engine, R: Runner>(
 /// caller that runs each slot as its own task (the simulation spawns one task per slot,
 /// so a wake-up reaches only its slot, with no host-level future in between). `origin`
 /// is the instant the agent's clock counts from (the same for every slot of a host).
-/// The slot follows the same rules as under [`run`]; it returns on drain or abort.
+/// `shared` is what the slots of one agent share (see [`SlotsShared`]). The slot follows
+/// the same rules as under [`run`]; it returns on drain or abort.
 ///
 /// # Errors
 /// [`AgentError::Config`] when `config` breaks a rule or `index` is not one of its slots.
@@ -523,7 +524,7 @@ pub async fn run_slot<E: Engine, R: Runner>(
     runner: &R,
     config: &AgentConfig,
     index: usize,
-    origin: Instant,
+    shared: &SlotsShared,
     control: watch::Receiver<Control>,
     events: &(dyn Fn(&Event) + Sync),
 ) -> Result<AgentSummary, AgentError> {
@@ -539,12 +540,32 @@ pub async fn run_slot<E: Engine, R: Runner>(
         runner,
         config,
         events,
-        origin,
+        origin: shared.origin,
         index,
         name,
         unacked: Mutex::new(None),
+        next_start: &shared.next_start,
     };
     Ok(slot.run(control).await)
+}
+
+/// What the slots of one agent share when each runs on its own ([`run_slot`]).
+#[derive(Debug)]
+pub struct SlotsShared {
+    /// The instant the agent's clock counts from.
+    origin: Instant,
+    /// The agent's next allowed start under [`AgentConfig::delay`].
+    next_start: tokio::sync::Mutex<Instant>,
+}
+
+impl SlotsShared {
+    /// An agent whose clock counts from `origin` (its first start allowed then).
+    pub fn new(origin: Instant) -> Self {
+        Self {
+            origin,
+            next_start: tokio::sync::Mutex::new(origin),
+        }
+    }
 }
 
 struct SlotCtx<'a, E: Engine, R> {

@@ -178,19 +178,23 @@ pub(crate) fn spawn_host_agent(
     let (control, rx) = watch::channel(Control::Run);
     let control = Arc::new(control);
     let origin = tokio::time::Instant::now();
+    // What the agent's slots share (its clock, its `--delay` turn: the simulation sets
+    // no delay).
+    let shared = Arc::new(agent::SlotsShared::new(origin));
     for index in 0..config.slots.len() {
         let slot_w = w.clone();
         let engine = engine.clone();
         let config = config.clone();
         let rx = rx.clone();
         let control = control.clone();
+        let shared = Arc::clone(&shared);
         let run = async move {
             let _control = control;
             let w = slot_w;
             let runner = SimRunner { w: w.clone(), host };
             let events = |e: &Event| on_event(&w, host, e);
             // The slot returns only on drain or abort, which the simulation never sends.
-            let _ = agent::run_slot(&engine, &runner, &config, index, origin, rx, &events).await;
+            let _ = agent::run_slot(&engine, &runner, &config, index, &shared, rx, &events).await;
         };
         slots.spawn_local(Stoppable {
             inner: Box::pin(run),
