@@ -784,6 +784,11 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             root.display()
         )));
     }
+    if tasks.changed() {
+        return Err(CliError::runtime(
+            "stopped: the task list (or a :::: file) was changed in place under the run, so a task's command could no longer be read back as it was when the run started; no task was run under a changed command, and nothing more was dispatched. Restore the list and run the same command with --resume to run the rest (or start a new state directory for the new list)",
+        ));
+    }
     if observer.stdout_gone {
         return Err(CliError::runtime(format!(
             "stopped: stdout was closed, so tasks' output had nowhere to go; the output of finished tasks is kept in {}, and the same command with --resume runs the rest",

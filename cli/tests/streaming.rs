@@ -167,3 +167,93 @@ fn keep_order_holds_big_output_of_a_later_task_outside_memory() {
         "master peak RSS {peak} KiB holding 24 MB of output, {base} KiB for a small run"
     );
 }
+
+/// Tasks in the list of the changed-list test: more than the window
+/// (`WINDOW_TASKS`, 4096), so that the master reads the last ones back from the
+/// file only after it was changed.
+const CHANGED_LINES: u32 = 4200;
+
+/// Runs `args` in `dir` with task 1 (`line 1`) waiting for `dir/go` after making
+/// `dir/started`; calls `change` once task 1 started (the whole list indexed and
+/// fingerprinted, the first window fed), then lets task 1 end.
+fn run_changing(dir: &Path, args: &[&str], change: impl FnOnce()) -> std::process::Output {
+    let child = sturdy()
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !dir.join("started").exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    change();
+    std::fs::write(dir.join("go"), "").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Asserts that every journaled attempt ran its task's line of `original`.
+fn ran_only_original(state: &Path, original: &[String]) -> Vec<Line> {
+    let lines = journal(state);
+    for l in &lines {
+        assert_eq!(
+            l.command,
+            original[l.task as usize - 1],
+            "task {}: ran a command the list did not hold when the run started",
+            l.task
+        );
+    }
+    lines
+}
+
+#[test]
+fn a_task_list_truncated_or_rewritten_under_the_run_runs_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut original = vec!["touch started; while [ ! -e go ]; do sleep 0.02; done".to_owned()];
+    original.extend((2..=CHANGED_LINES).map(|n| format!("true orig-{n}")));
+    let list = write_tasks(dir.path(), "tasks.txt", &original);
+    let args = ["run", "tasks.txt", "-j", "1", "--state-dir", "state"];
+    for change in ["truncate", "rewrite"] {
+        let _ = std::fs::remove_dir_all(dir.path().join("state"));
+        for f in ["started", "go"] {
+            let _ = std::fs::remove_file(dir.path().join(f));
+        }
+        let out = run_changing(dir.path(), &args, || {
+            let f = std::fs::OpenOptions::new().write(true).open(&list).unwrap();
+            if change == "truncate" {
+                f.set_len(0).unwrap();
+            } else {
+                // In place, same length: what an editor that writes over the file does.
+                let text = std::fs::read_to_string(&list).unwrap();
+                std::fs::write(&list, text.replace("orig", "EDIT")).unwrap();
+            }
+        });
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{change}: {stderr}");
+        assert!(
+            stderr.contains("changed in place under the run"),
+            "{change}: {stderr}"
+        );
+        let lines = ran_only_original(&dir.path().join("state"), &original);
+        assert!(lines.len() < CHANGED_LINES as usize, "{change}: all ran");
+
+        // Restored, the list resumes: every task succeeds once, under its own command.
+        write_tasks(dir.path(), "tasks.txt", &original);
+        let mut resume = args.to_vec();
+        resume.push("--resume");
+        let out = sturdy()
+            .args(&resume)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{change}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_exactly_once(
+            &ran_only_original(&dir.path().join("state"), &original),
+            CHANGED_LINES,
+        );
+    }
+}
