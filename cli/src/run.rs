@@ -243,6 +243,22 @@ impl Observer<String> for RunObserver {
     }
 }
 
+/// A quiet attempt's `out` is a hard link to the state directory's `blank`, which is
+/// empty by definition: bytes written through a link (not by a command: its output goes
+/// through the worker, which gives `out` a file of its own first; `echo x >
+/// STATE/blank.out` by hand) would show as the output of every quiet task that ends
+/// after them. When `out` is the blank and it is not empty, the blank is emptied first.
+fn empty_the_blank_under(blank: &std::path::Path, out: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(o), Ok(b)) = (std::fs::metadata(out), std::fs::metadata(blank))
+        && (o.dev(), o.ino()) == (b.dev(), b.ino())
+        && b.len() > 0
+        && let Ok(f) = std::fs::OpenOptions::new().write(true).open(blank)
+    {
+        let _ = f.set_len(0);
+    }
+}
+
 impl RunObserver {
     /// A task ended (succeeded, or failed for good) with attempt `rec`: print its
     /// output, and stop the run when `--halt` says so.
@@ -260,6 +276,7 @@ impl RunObserver {
             self.state.output(task, rec.attempt, "out"),
             self.state.output(task, rec.attempt, "err"),
         );
+        empty_the_blank_under(&self.state.blank(), &out);
         let problem = self
             .progress
             .suspend(|| self.output.ended(&ending, command, args, &out, &err));
