@@ -172,7 +172,10 @@ impl Observer<String> for RunObserver {
             let attempts = self.journaled.remove(&task).unwrap_or_default();
             // Only what the journal holds may go (not after a journal write failed),
             // and nothing once stdout is gone (the output printed nowhere stays).
+            // Nor the output that --keep-order could not hold (printed incomplete).
+            let unheld = self.output.unheld().last().is_some_and(|&(t, _)| t == task);
             if !self.keep_output
+                && !unheld
                 && self.fault.message().is_none()
                 && !crate::output::stdout_broken()
             {
@@ -799,6 +802,19 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         return Err(CliError::runtime(format!(
             "stopped: the state directory {} is full or failing: {e}; nothing more was dispatched and running commands were killed. Free space (or restore the directory) and run the same command with --resume: only the attempts that were in flight run again",
             root.display()
+        )));
+    }
+    if let Some((_, why)) = observer.output.unheld().first() {
+        let tasks: Vec<String> = observer
+            .output
+            .unheld()
+            .iter()
+            .map(|(t, _)| t.to_string())
+            .collect();
+        return Err(CliError::runtime(format!(
+            "--keep-order could not hold the output of task(s) {} until their turn ($TMPDIR: {why}): what was printed of it is incomplete; their whole output is kept in {} (TASK.ATTEMPT.out and .err). Give $TMPDIR room (or run without --keep-order)",
+            tasks.join(", "),
+            root.join("out").display()
         )));
     }
     if tasks.changed() {

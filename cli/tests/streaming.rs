@@ -257,3 +257,44 @@ fn a_task_list_truncated_or_rewritten_under_the_run_runs_nothing_else() {
         );
     }
 }
+
+/// `--keep-order` that cannot hold a task's output until its turn (`$TMPDIR` missing,
+/// as full) says so and exits 1, keeping that task's whole output in `STATE/out`; a
+/// task whose turn it is goes straight out, held by nothing.
+#[test]
+fn keep_order_that_cannot_hold_output_fails_loudly_and_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cmds = [
+        "while [ ! -e go ]; do sleep 0.02; done; head -c 5000000 /dev/zero | tr '\\0' a".to_owned(),
+        "head -c 5000000 /dev/zero | tr '\\0' b".to_owned(),
+    ];
+    write_tasks(d, "tasks.txt", &cmds);
+    let child = sturdy()
+        .args(["run", "tasks.txt", "-k", "-j", "2", "--state-dir", "state"])
+        .env("TMPDIR", d.join("no-such-dir"))
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Task 2 ends (and must be held) before task 1, whose turn comes first.
+    while !journal(&d.join("state")).iter().any(|l| l.task == 2) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(d.join("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--keep-order could not hold the output of task(s) 2 until their turn"),
+        "{stderr}"
+    );
+    // Task 1, in its turn, went out whole, first.
+    assert!(out.stdout.len() >= 5_000_000, "{} bytes", out.stdout.len());
+    assert!(out.stdout[..5_000_000].iter().all(|&b| b == b'a'));
+    let kept = std::fs::read(d.join("state/out/2.1.out")).unwrap();
+    assert_eq!(kept.len(), 5_000_000);
+    assert!(kept.iter().all(|&b| b == b'b'));
+    assert_exactly_once(&journal(&d.join("state")), 2);
+}
