@@ -158,6 +158,11 @@ pub(crate) fn coordinate(
             (TaskId(n), command.as_bytes().to_vec())
         })
         .collect();
+    if tasks.changed() {
+        return Err(CliError::runtime(
+            "the task list (or a :::: file) was changed in place while it was read; nothing was enqueued",
+        ));
+    }
     let root = settings
         .state_dir
         .clone()

@@ -5,6 +5,9 @@
 //! first (16 bytes a mark, so about 16 KiB per million short lines). A line is read back
 //! by reading the block of lines between two marks (at most [`SPAN`] bytes, or one long
 //! line) and keeping that block cached: reading lines in order reads the file once.
+//! Each block's CRC-32 is kept beside its mark (4 bytes more), and a block read back is
+//! checked against it: a file changed in place under the run (rewritten, truncated)
+//! reads as unreadable ([`LineFile::changed`]), never as other lines.
 //! Standard input is first copied into an unnamed temporary file (`$TMPDIR`), so a task
 //! list or argument source from a pipe costs disk, not memory, and can be read again.
 
@@ -12,6 +15,10 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The checksum of a block of the index: CRC-32C (iSCSI).
+static BLOCK_CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 /// At most this many lines between two marks of the index.
 pub(crate) const STRIDE: u64 = 512;
@@ -25,6 +32,10 @@ pub(crate) struct LineFile {
     file: File,
     /// `(line index, byte offset)` of the first line of each block, increasing.
     marks: Vec<(u64, u64)>,
+    /// `sums[m]`: the CRC-32C of block `m`'s bytes as indexed.
+    sums: Vec<u32>,
+    /// Set when a block could not be read back as indexed (the file was changed).
+    changed: AtomicBool,
     /// How many lines: a last line without a line feed counts; an empty file has none.
     lines: u64,
     /// The byte offset where the lines end (the file's length when indexed).
@@ -68,6 +79,8 @@ impl LineFile {
             .map_err(|e| E::from(LineError::Io(e)))?;
         let mut reader = BufReader::with_capacity(256 * 1024, &file);
         let mut marks = vec![(0u64, start)];
+        let mut sums = Vec::new();
+        let mut digest = BLOCK_CRC.digest();
         let (mut at, mut lines) = (start, 0u64);
         let mut buf = Vec::new();
         loop {
@@ -86,20 +99,26 @@ impl LineFile {
                 })
             })?;
             each(lines, line)?;
+            digest.update(&buf);
             let (last_line, last_at) = *marks.last().unwrap_or(&(0, start));
             lines += 1;
             at += n as u64;
             if lines - last_line >= STRIDE || at - last_at >= SPAN {
                 marks.push((lines, at));
+                sums.push(std::mem::replace(&mut digest, BLOCK_CRC.digest()).finalize());
             }
         }
         drop(reader);
+        sums.push(digest.finalize());
         if marks.last().is_some_and(|&(l, _)| l == lines) && marks.len() > 1 {
             marks.pop();
+            sums.pop();
         }
         Ok(Self {
             file,
             marks,
+            sums,
+            changed: AtomicBool::new(false),
             lines,
             end: at,
             cache: Mutex::new(Block {
@@ -120,7 +139,14 @@ impl LineFile {
         self.with(i, str::to_owned)
     }
 
-    /// Calls `f` with line `i` (from 0); `None` past the end.
+    /// Whether a block of lines could not be read back as it was indexed (the file was
+    /// rewritten or truncated in place since): its lines then read as `None`.
+    pub(crate) fn changed(&self) -> bool {
+        self.changed.load(Ordering::Relaxed)
+    }
+
+    /// Calls `f` with line `i` (from 0); `None` past the end, or when the line's block
+    /// cannot be read back as it was indexed (see [`LineFile::changed`]).
     pub(crate) fn with<T>(&self, i: u64, f: impl FnOnce(&str) -> T) -> Option<T> {
         if i >= self.lines {
             return None;
@@ -137,7 +163,11 @@ impl LineFile {
             let from = self.marks[m].1;
             let to = self.marks.get(m + 1).map_or(self.end, |&(_, at)| at);
             let mut bytes = vec![0u8; (to - from) as usize];
-            self.file.read_exact_at(&mut bytes, from).ok()?;
+            let read = self.file.read_exact_at(&mut bytes, from);
+            if read.is_err() || BLOCK_CRC.checksum(&bytes) != self.sums[m] {
+                self.changed.store(true, Ordering::Relaxed);
+                return None;
+            }
             let text = String::from_utf8(bytes).ok()?;
             let mut ends = Vec::new();
             let mut s = 0usize;
@@ -209,6 +239,26 @@ mod tests {
             assert_eq!(lf.get(i).unwrap(), format!("line {i}"));
         }
         assert_eq!(lf.get(2000), None);
+    }
+
+    #[test]
+    fn a_block_changed_in_place_reads_as_none_and_marks_the_file_changed() {
+        let text: String = (0..2000).map(|i| format!("line {i}\n")).collect();
+        let f = file(text.as_bytes());
+        let writer = f.try_clone().unwrap();
+        let lf = LineFile::index(f, 0, |_, _| Ok::<(), LineError>(())).unwrap();
+        assert_eq!(lf.get(0).unwrap(), "line 0");
+        assert!(!lf.changed());
+        // Same length, other bytes, in a block not read yet.
+        let at = text.find("line 1500").unwrap() as u64;
+        writer.write_all_at(b"LINE", at).unwrap();
+        assert_eq!(lf.get(1500), None);
+        assert!(lf.changed());
+        // Truncated: the rest reads as none too, never as empty lines.
+        writer.set_len(10).unwrap();
+        assert_eq!(lf.get(1999), None);
+        // The first block, read again (the cache holds the last block tried), is gone too.
+        assert_eq!(lf.get(1), None);
     }
 
     #[test]

@@ -96,6 +96,9 @@ pub(crate) struct TaskOutput {
     /// `--keep-order`: the task numbers still to print, in order, and what finished
     /// ahead of its turn.
     order: Option<KeepOrder>,
+    /// `--keep-order`: the tasks whose output could not be held until their turn (a
+    /// full `$TMPDIR`), with the error: what is printed of them is incomplete.
+    unheld: Vec<(u32, String)>,
 }
 
 /// A value as a path component of `--results`, as GNU parallel writes it (`\` as `\\`,
@@ -191,7 +194,14 @@ impl TaskOutput {
                 pending: BTreeMap::new(),
                 budget: KEEP_ORDER_BUDGET,
             }),
+            unheld: Vec::new(),
         })
+    }
+
+    /// The tasks whose output `--keep-order` could not hold until their turn (their
+    /// output files must be kept: what was printed of them is incomplete), with why.
+    pub(crate) fn unheld(&self) -> &[(u32, String)] {
+        &self.unheld
     }
 
     /// A task ended with the attempt whose output files are `out` and `err`. Returns
@@ -251,31 +261,28 @@ impl TaskOutput {
         let tag = tag.as_deref();
         let Some(ko) = &mut self.order else {
             // In finishing order: straight from the files, a chunk at a time.
-            {
-                let mut o = io::stdout().lock();
-                note_stdout(render(out, tag, |b| o.write_all(b)).and_then(|_| o.flush()));
-            }
-            let mut e = io::stderr().lock();
-            if let Ok((n, last)) = render(err, tag, |b| e.write_all(b)) {
-                let _ = e.flush();
-                if n > 0 {
-                    set_stderr_mid_line(last != Some(b'\n'));
-                }
-            }
+            print_now(out, err, tag);
             return problem;
         };
-        // Held until its turn: in memory within the budget, in temporary files past it.
-        let (mut so, mut se) = (Spool::default(), Spool::default());
-        let budget = &mut ko.budget;
-        let held = render(out, tag, |b| so.write(b, budget))
-            .and_then(|_| render(err, tag, |b| se.write(b, budget)));
-        if let Err(e) = held {
-            problem = Some(format!(
-                "cannot hold task {}'s output for --keep-order: {e}",
-                ending.task
-            ));
+        if ko.next == Some(ending.task) {
+            // Its turn already: straight from the files too, held by nothing.
+            print_now(out, err, tag);
+            ko.next = ko.order.next();
+        } else {
+            // Held until its turn: in memory within the budget, in temporary files past it.
+            let (mut so, mut se) = (Spool::default(), Spool::default());
+            let budget = &mut ko.budget;
+            let held = render(out, tag, |b| so.write(b, budget))
+                .and_then(|_| render(err, tag, |b| se.write(b, budget)));
+            if let Err(e) = held {
+                self.unheld.push((ending.task, e.to_string()));
+                problem = Some(format!(
+                    "cannot hold task {}'s output for --keep-order: {e}",
+                    ending.task
+                ));
+            }
+            ko.pending.insert(ending.task, (so, se));
         }
-        ko.pending.insert(ending.task, (so, se));
         while let Some(t) = ko.next {
             let Some(held) = ko.pending.remove(&t) else {
                 break;
@@ -352,6 +359,22 @@ fn copy_or_empty(src: &Path, dst: &Path) -> io::Result<()> {
 }
 
 /// Prints a task's held output to stdout and stderr.
+/// Prints a task's output files `out` and `err` (each line tagged with `tag` and a tab
+/// when there is one) to stdout and stderr, a chunk at a time.
+fn print_now(out: &Path, err: &Path, tag: Option<&str>) {
+    {
+        let mut o = io::stdout().lock();
+        note_stdout(render(out, tag, |b| o.write_all(b)).and_then(|_| o.flush()));
+    }
+    let mut e = io::stderr().lock();
+    if let Ok((n, last)) = render(err, tag, |b| e.write_all(b)) {
+        let _ = e.flush();
+        if n > 0 {
+            set_stderr_mid_line(last != Some(b'\n'));
+        }
+    }
+}
+
 fn print_held((out, err): Held, budget: &mut usize) {
     if !out.is_empty() {
         let mut o = io::stdout().lock();

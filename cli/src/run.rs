@@ -172,7 +172,10 @@ impl Observer<String> for RunObserver {
             let attempts = self.journaled.remove(&task).unwrap_or_default();
             // Only what the journal holds may go (not after a journal write failed),
             // and nothing once stdout is gone (the output printed nowhere stays).
+            // Nor the output that --keep-order could not hold (printed incomplete).
+            let unheld = self.output.unheld().last().is_some_and(|&(t, _)| t == task);
             if !self.keep_output
+                && !unheld
                 && self.fault.message().is_none()
                 && !crate::output::stdout_broken()
             {
@@ -243,6 +246,22 @@ impl Observer<String> for RunObserver {
     }
 }
 
+/// A quiet attempt's `out` is a hard link to the state directory's `blank`, which is
+/// empty by definition: bytes written through a link (not by a command: its output goes
+/// through the worker, which gives `out` a file of its own first; `echo x >
+/// STATE/blank.out` by hand) would show as the output of every quiet task that ends
+/// after them. When `out` is the blank and it is not empty, the blank is emptied first.
+fn empty_the_blank_under(blank: &std::path::Path, out: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(o), Ok(b)) = (std::fs::metadata(out), std::fs::metadata(blank))
+        && (o.dev(), o.ino()) == (b.dev(), b.ino())
+        && b.len() > 0
+        && let Ok(f) = std::fs::OpenOptions::new().write(true).open(blank)
+    {
+        let _ = f.set_len(0);
+    }
+}
+
 impl RunObserver {
     /// A task ended (succeeded, or failed for good) with attempt `rec`: print its
     /// output, and stop the run when `--halt` says so.
@@ -260,6 +279,7 @@ impl RunObserver {
             self.state.output(task, rec.attempt, "out"),
             self.state.output(task, rec.attempt, "err"),
         );
+        empty_the_blank_under(&self.state.blank(), &out);
         let problem = self
             .progress
             .suspend(|| self.output.ended(&ending, command, args, &out, &err));
@@ -783,6 +803,24 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             "stopped: the state directory {} is full or failing: {e}; nothing more was dispatched and running commands were killed. Free space (or restore the directory) and run the same command with --resume: only the attempts that were in flight run again",
             root.display()
         )));
+    }
+    if let Some((_, why)) = observer.output.unheld().first() {
+        let tasks: Vec<String> = observer
+            .output
+            .unheld()
+            .iter()
+            .map(|(t, _)| t.to_string())
+            .collect();
+        return Err(CliError::runtime(format!(
+            "--keep-order could not hold the output of task(s) {} until their turn ($TMPDIR: {why}): what was printed of it is incomplete; their whole output is kept in {} (TASK.ATTEMPT.out and .err). Give $TMPDIR room (or run without --keep-order)",
+            tasks.join(", "),
+            root.join("out").display()
+        )));
+    }
+    if tasks.changed() {
+        return Err(CliError::runtime(
+            "stopped: the task list (or a :::: file) was changed in place under the run, so a task's command could no longer be read back as it was when the run started; no task was run under a changed command, and nothing more was dispatched. Restore the list and run the same command with --resume to run the rest (or start a new state directory for the new list)",
+        ));
     }
     if observer.stdout_gone {
         return Err(CliError::runtime(format!(

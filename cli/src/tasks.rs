@@ -90,14 +90,20 @@ impl Values {
         }
     }
 
-    fn get(&self, i: usize) -> String {
+    /// Value `i`; `None` when a `::::` file cannot be read back as it was indexed (it
+    /// was changed under the run).
+    fn get(&self, i: usize) -> Option<String> {
         match self {
             Self::Mem { text, ends } => {
                 let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-                text[start..ends[i] as usize].to_owned()
+                Some(text[start..ends[i] as usize].to_owned())
             }
-            Self::File(f) => f.get(i as u64).unwrap_or_default(),
+            Self::File(f) => f.get(i as u64),
         }
+    }
+
+    fn changed(&self) -> bool {
+        matches!(self, Self::File(f) if f.changed())
     }
 }
 
@@ -392,8 +398,18 @@ impl TaskList {
                 lines.with(u64::from(n) - 1, |line| f(command_of(line).unwrap_or("")))
             }
             Inner::Arguments { template, .. } => {
-                Some(f(&template.expand(&self.args(n), u64::from(n))))
+                Some(f(&template.expand(&self.try_args(n)?, u64::from(n))))
             }
+        }
+    }
+
+    /// Whether the task list (or a `::::` file) was changed in place under the run, so
+    /// that a task's command could not be read back as it was fingerprinted: that task
+    /// and those after it were not dispatched.
+    pub(crate) fn changed(&self) -> bool {
+        match &self.inner {
+            Inner::List { lines, .. } => lines.changed(),
+            Inner::Arguments { sources, .. } => sources.iter().any(Values::changed),
         }
     }
 
@@ -401,6 +417,12 @@ impl TaskList {
     /// columns with `--colsep`), for `--tag`, `--tagstring` and `--results`; empty in
     /// command-list mode and for a number that is no task.
     pub(crate) fn args(&self, n: u32) -> Vec<String> {
+        self.try_args(n).unwrap_or_default()
+    }
+
+    /// [`TaskList::args`], or `None` when a `::::` file cannot be read back as it was
+    /// indexed.
+    fn try_args(&self, n: u32) -> Option<Vec<String>> {
         let Inner::Arguments {
             sources,
             colsep,
@@ -408,10 +430,10 @@ impl TaskList {
             ..
         } = &self.inner
         else {
-            return Vec::new();
+            return Some(Vec::new());
         };
         if n == 0 || u64::from(n) > *total {
-            return Vec::new();
+            return Some(Vec::new());
         }
         // The combination's index in each source: the last one varies fastest.
         let mut rest = u64::from(n) - 1;
@@ -423,12 +445,13 @@ impl TaskList {
         }
         let mut args = Vec::with_capacity(sources.len());
         for (v, &i) in sources.iter().zip(&index) {
+            let value = v.get(i)?;
             match colsep {
-                Some(re) => args.extend(re.split(&v.get(i)).map(str::to_owned)),
-                None => args.push(v.get(i)),
+                Some(re) => args.extend(re.split(&value).map(str::to_owned)),
+                None => args.push(value),
             }
         }
-        args
+        Some(args)
     }
 
     /// Whether the list is of argument mode.

@@ -73,3 +73,47 @@ fn quiet_attempts_link_the_blank_and_printing_ones_get_files_of_their_own() {
     );
     assert_eq!(journal(&state).len(), 5);
 }
+
+/// Bytes written into `STATE/blank.out` by hand (through the shared inode) are no quiet
+/// task's output: a quiet task that ends after them prints nothing, and the blank is
+/// empty again.
+#[test]
+fn bytes_written_into_the_blank_are_no_quiet_task_s_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = vec![
+        "touch started; while [ ! -e go ]; do sleep 0.02; done".to_owned(),
+        "true".to_owned(),
+    ];
+    write_tasks(dir.path(), "tasks.txt", &lines);
+    let child = sturdy()
+        .args(["run", "tasks.txt", "-j", "1", "--state-dir", "state"])
+        .args(["--results", "res"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !dir.path().join("started").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let state = dir.path().join("state");
+    // Task 1 is quiet so far: its `.out` is the blank.
+    assert_eq!(
+        meta(&state.join("out/1.1.out")).ino(),
+        meta(&state.join("blank.out")).ino()
+    );
+    std::fs::write(state.join("blank.out"), "GARBAGE\n").unwrap();
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for t in [&lines[0], &lines[1]] {
+        let saved = std::fs::read(dir.path().join("res/1").join(t).join("stdout")).unwrap();
+        assert_eq!(saved, b"", "{t}: saved stdout");
+    }
+    assert_eq!(meta(&state.join("blank.out")).len(), 0);
+    assert_eq!(journal(&state).len(), 2);
+}

@@ -167,3 +167,134 @@ fn keep_order_holds_big_output_of_a_later_task_outside_memory() {
         "master peak RSS {peak} KiB holding 24 MB of output, {base} KiB for a small run"
     );
 }
+
+/// Tasks in the list of the changed-list test: more than the window
+/// (`WINDOW_TASKS`, 4096), so that the master reads the last ones back from the
+/// file only after it was changed.
+const CHANGED_LINES: u32 = 4200;
+
+/// Runs `args` in `dir` with task 1 (`line 1`) waiting for `dir/go` after making
+/// `dir/started`; calls `change` once task 1 started (the whole list indexed and
+/// fingerprinted, the first window fed), then lets task 1 end.
+fn run_changing(dir: &Path, args: &[&str], change: impl FnOnce()) -> std::process::Output {
+    let child = sturdy()
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !dir.join("started").exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    change();
+    std::fs::write(dir.join("go"), "").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Asserts that every journaled attempt ran its task's line of `original`.
+fn ran_only_original(state: &Path, original: &[String]) -> Vec<Line> {
+    let lines = journal(state);
+    for l in &lines {
+        assert_eq!(
+            l.command,
+            original[l.task as usize - 1],
+            "task {}: ran a command the list did not hold when the run started",
+            l.task
+        );
+    }
+    lines
+}
+
+#[test]
+fn a_task_list_truncated_or_rewritten_under_the_run_runs_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut original = vec!["touch started; while [ ! -e go ]; do sleep 0.02; done".to_owned()];
+    original.extend((2..=CHANGED_LINES).map(|n| format!("true orig-{n}")));
+    let list = write_tasks(dir.path(), "tasks.txt", &original);
+    let args = ["run", "tasks.txt", "-j", "1", "--state-dir", "state"];
+    for change in ["truncate", "rewrite"] {
+        let _ = std::fs::remove_dir_all(dir.path().join("state"));
+        for f in ["started", "go"] {
+            let _ = std::fs::remove_file(dir.path().join(f));
+        }
+        let out = run_changing(dir.path(), &args, || {
+            let f = std::fs::OpenOptions::new().write(true).open(&list).unwrap();
+            if change == "truncate" {
+                f.set_len(0).unwrap();
+            } else {
+                // In place, same length: what an editor that writes over the file does.
+                let text = std::fs::read_to_string(&list).unwrap();
+                std::fs::write(&list, text.replace("orig", "EDIT")).unwrap();
+            }
+        });
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{change}: {stderr}");
+        assert!(
+            stderr.contains("changed in place under the run"),
+            "{change}: {stderr}"
+        );
+        let lines = ran_only_original(&dir.path().join("state"), &original);
+        assert!(lines.len() < CHANGED_LINES as usize, "{change}: all ran");
+
+        // Restored, the list resumes: every task succeeds once, under its own command.
+        write_tasks(dir.path(), "tasks.txt", &original);
+        let mut resume = args.to_vec();
+        resume.push("--resume");
+        let out = sturdy()
+            .args(&resume)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{change}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_exactly_once(
+            &ran_only_original(&dir.path().join("state"), &original),
+            CHANGED_LINES,
+        );
+    }
+}
+
+/// `--keep-order` that cannot hold a task's output until its turn (`$TMPDIR` missing,
+/// as full) says so and exits 1, keeping that task's whole output in `STATE/out`; a
+/// task whose turn it is goes straight out, held by nothing.
+#[test]
+fn keep_order_that_cannot_hold_output_fails_loudly_and_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cmds = [
+        "while [ ! -e go ]; do sleep 0.02; done; head -c 5000000 /dev/zero | tr '\\0' a".to_owned(),
+        "head -c 5000000 /dev/zero | tr '\\0' b".to_owned(),
+    ];
+    write_tasks(d, "tasks.txt", &cmds);
+    let child = sturdy()
+        .args(["run", "tasks.txt", "-k", "-j", "2", "--state-dir", "state"])
+        .env("TMPDIR", d.join("no-such-dir"))
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Task 2 ends (and must be held) before task 1, whose turn comes first.
+    while !journal(&d.join("state")).iter().any(|l| l.task == 2) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(d.join("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--keep-order could not hold the output of task(s) 2 until their turn"),
+        "{stderr}"
+    );
+    // Task 1, in its turn, went out whole, first.
+    assert!(out.stdout.len() >= 5_000_000, "{} bytes", out.stdout.len());
+    assert!(out.stdout[..5_000_000].iter().all(|&b| b == b'a'));
+    let kept = std::fs::read(d.join("state/out/2.1.out")).unwrap();
+    assert_eq!(kept.len(), 5_000_000);
+    assert!(kept.iter().all(|&b| b == b'b'));
+    assert_exactly_once(&journal(&d.join("state")), 2);
+}

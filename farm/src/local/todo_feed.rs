@@ -9,7 +9,8 @@ use crate::supervisor::FedTask;
 
 /// The tasks to run, in task order (or `order`'s, for `--shuf`), each with what
 /// earlier runs did of it ([`Plan::todo_entry`]), one at a time for the supervisor's
-/// window. A resumed task keeps its own failures and crashes, so `--max-attempts` and
+/// window. The feed ends early at a task whose command cannot be read back (a list
+/// changed under the run). A resumed task keeps its own failures and crashes, so `--max-attempts` and
 /// `--max-worker-crashes` hold across resumes.
 #[derive(Debug)]
 pub struct TodoFeed<L> {
@@ -45,7 +46,10 @@ impl<L: TaskCommands> Iterator for TodoFeed<L> {
             };
             self.at += 1;
             if let Some((n, made, own, crashes)) = self.plan.todo_entry(n) {
-                let command = self.tasks.command(n).unwrap_or_default().into_owned();
+                // A command that cannot be read back (the list was changed under the
+                // run) is never run as something else, an empty command included: the
+                // feed ends there, and the caller reports the change.
+                let command = self.tasks.command(n)?.into_owned();
                 let made = made.max(own.saturating_add(crashes));
                 return Some(FedTask::resumed(u64::from(n), made, own, crashes, command));
             }
