@@ -28,7 +28,7 @@ use crate::options::{Detector, JitterArg, RunArgs, Settings};
 use crate::options::{Halt, HaltOn, InputSpec};
 use crate::output::{Ending, Tag, TaskOutput};
 use crate::process_pool::ProcessPool;
-use crate::process_pool::{LineBuffer, PoolExtras};
+use crate::process_pool::{LineBuffer, PoolExtras, TagOf};
 use crate::report::{FinalSummary, Progress};
 use crate::resume::{EXPERIMENT, Plan, RunCheckpoint, plan, write_amended};
 use crate::state_dir::{self, StateDir};
@@ -389,7 +389,7 @@ async fn drive<const T: usize>(
     // from --line-buffer.
     .with_line_buffer(
         (settings.line_buffer && settings.results.is_none()).then(|| LineBuffer {
-            tags: Arc::new(tags_of(settings, tasks)),
+            tags: tag_of(settings, tasks),
             print: crate::output::print_lines,
         }),
     );
@@ -902,22 +902,23 @@ fn shuffle<T>(items: &mut [T], mut seed: u64) {
     }
 }
 
-/// Each task's tag for `--line-buffer` (empty without `--tag`/`--tagstring`).
-/// `tags[n - 1]` is task `n`'s (empty for a line that is no task).
-fn tags_of(settings: &Settings, tasks: &TaskList) -> Vec<String> {
+/// Each task's tag for `--line-buffer`, made from the task list when the task's output
+/// comes (`None` without `--tag`/`--tagstring`; `None` for a number that is no task).
+fn tag_of(settings: &Settings, tasks: &Arc<TaskList>) -> Option<TagOf> {
     if settings.tagstring.is_none() && !settings.tag {
-        return Vec::new();
+        return None;
     }
-    let mut tags = vec![String::new(); tasks.max_number() as usize];
-    for n in tasks.numbers() {
+    let tagstring = settings.tagstring.clone();
+    let tasks = Arc::clone(tasks);
+    Some(Arc::new(move |n: u32| {
+        tasks.index_of(n)?;
         let args = tasks.args(n);
-        tags[n as usize - 1] = match &settings.tagstring {
+        Some(match &tagstring {
             Some(s) => Template::fill(s, &args, u64::from(n)),
             None if !tasks.is_arguments() => tasks.command(n).unwrap_or_default().into_owned(),
             None => args.join(" "),
-        };
-    }
-    tags
+        })
+    }))
 }
 
 #[cfg(test)]

@@ -80,15 +80,27 @@ pub struct PoolExtras {
 }
 
 /// `--line-buffer`: each task's output printed line by line as it comes, each line
-/// prefixed by the task's tag (`tags[task - 1]` and a tab) when there are tags.
-#[derive(Clone, Debug)]
+/// prefixed by the task's tag (`tag_of(task)` and a tab) when there are tags.
+#[derive(Clone)]
 pub struct LineBuffer {
-    /// The tag of each task (`tags[task - 1]`); a task without one is printed untagged.
-    pub tags: Arc<Vec<String>>,
+    /// The tag of task `n`, made when its output comes (so that no tag is held per task
+    /// of the list); `None`, or `None` for a task, prints it untagged.
+    pub tags: Option<TagOf>,
     /// Prints complete lines of one task's output: its tag (if any), the bytes, and
     /// whether they came from its stderr. The caller owns the terminal.
     pub print: PrintLines,
 }
+
+impl std::fmt::Debug for LineBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineBuffer")
+            .field("tags", &self.tags.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The tag of a task by its number (`--tag`, `--tagstring`), or `None` for no tag.
+pub type TagOf = Arc<dyn Fn(u32) -> Option<String> + Send + Sync>;
 
 /// How a [`LineBuffer`] prints: `(tag, complete lines, from stderr)`.
 pub type PrintLines = fn(Option<&str>, &[u8], bool);
@@ -271,13 +283,22 @@ impl WorkerPool for ProcessPool {
                 let mut r = BufReader::new(stdout);
                 // `--line-buffer`: the partial last line of stdout and of stderr.
                 let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
-                let tag_of = |id: u32| -> Option<String> {
-                    let lb = line_buffer.as_ref()?;
+                // The last task's tag, kept while its output comes.
+                let mut last_tag: Option<(u32, Option<String>)> = None;
+                let mut tag_of = |id: u32| -> Option<String> {
+                    let tags = line_buffer.as_ref()?.tags.as_ref()?;
                     let task = *keys
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .get(&id)?;
-                    lb.tags.get(task as usize - 1).cloned()
+                    match &last_tag {
+                        Some((t, tag)) if *t == task => tag.clone(),
+                        _ => {
+                            let tag = tags(task);
+                            last_tag = Some((task, tag.clone()));
+                            tag
+                        }
+                    }
                 };
                 let print = line_buffer.as_ref().map(|lb| lb.print);
                 while let Ok(Some(payload)) = protocol::read_frame(&mut r) {
