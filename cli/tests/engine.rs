@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{alive, promtool_check, sturdy};
+use common::{alive, http_get, promtool_check, series, sturdy};
 
 const INSTALL: &str = "install nats-server: apt-get update && apt-get install -y nats-server";
 
@@ -1610,30 +1610,6 @@ fn delay_spaces_the_starts_on_one_agent() {
     // apart, less the difference between two claims' round trips (bounded here by half).
     let gaps: Vec<u64> = at.windows(2).map(|w| (w[1] - w[0]) / 1_000_000).collect();
     assert!(gaps.iter().all(|ms| *ms >= 200), "gaps in ms: {gaps:?}");
-}
-
-/// `GET path` on `addr`: (status, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
-    (
-        head.split(' ').nth(1).unwrap().parse().unwrap(),
-        body.to_owned(),
-    )
-}
-
-/// The value of the series `name` (labels included) in a text exposition.
-fn series(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[test]

@@ -3,38 +3,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-/// `GET path`: (status, body).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
-    (
-        head.split(' ').nth(1).unwrap().parse().unwrap(),
-        body.to_owned(),
-    )
-}
-
-/// The value of the series `name` (labels included) in a text exposition.
-fn value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
 
 #[test]
 fn the_run_serves_its_counters_live_and_reports_draining_on_readyz() {
@@ -74,10 +50,10 @@ fn the_run_serves_its_counters_live_and_reports_draining_on_readyz() {
     // ones run.
     let deadline = Instant::now() + Duration::from_secs(30);
     let text = loop {
-        let (status, text) = get(addr, "/metrics");
+        let (status, text) = http_get(addr, "/metrics");
         assert_eq!(status, 200);
-        let ended = value(&text, "sturdy_farm_tasks_succeeded_total").unwrap_or(0.0)
-            + value(&text, "sturdy_farm_tasks_failed_total").unwrap_or(0.0);
+        let ended = series(&text, "sturdy_farm_tasks_succeeded_total").unwrap_or(0.0)
+            + series(&text, "sturdy_farm_tasks_failed_total").unwrap_or(0.0);
         if ended >= 7.0 {
             break text;
         }
@@ -85,20 +61,23 @@ fn the_run_serves_its_counters_live_and_reports_draining_on_readyz() {
         std::thread::sleep(Duration::from_millis(50));
     };
     promtool_check(&text);
-    assert_eq!(value(&text, "sturdy_farm_tasks"), Some(11.0), "{text}");
-    assert_eq!(value(&text, "sturdy_farm_tasks_succeeded_total"), Some(6.0));
-    assert_eq!(value(&text, "sturdy_farm_tasks_failed_total"), Some(1.0));
+    assert_eq!(series(&text, "sturdy_farm_tasks"), Some(11.0), "{text}");
     assert_eq!(
-        value(&text, "sturdy_farm_attempts_total{verdict=\"gave_up\"}"),
+        series(&text, "sturdy_farm_tasks_succeeded_total"),
+        Some(6.0)
+    );
+    assert_eq!(series(&text, "sturdy_farm_tasks_failed_total"), Some(1.0));
+    assert_eq!(
+        series(&text, "sturdy_farm_attempts_total{verdict=\"gave_up\"}"),
         Some(1.0)
     );
-    assert_eq!(value(&text, "sturdy_farm_storage_fault"), Some(0.0));
-    assert_eq!(get(addr, "/livez"), (200, "ok\n".to_owned()));
-    assert_eq!(get(addr, "/readyz").0, 200);
+    assert_eq!(series(&text, "sturdy_farm_storage_fault"), Some(0.0));
+    assert_eq!(http_get(addr, "/livez"), (200, "ok\n".to_owned()));
+    assert_eq!(http_get(addr, "/readyz").0, 200);
     // The first SIGINT drains: no new task; /readyz says so while the running ones end.
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while get(addr, "/readyz").0 != 503 {
+    while http_get(addr, "/readyz").0 != 503 {
         assert!(
             Instant::now() < deadline,
             "/readyz stayed 200 while draining"
