@@ -469,13 +469,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         crashes: u32,
         now: Instant,
     ) -> Result<TaskId, LedgerError> {
-        if u64::from(own_failures) + u64::from(crashes) > u64::from(attempts_made) {
-            return Err(LedgerError::ResumeCounts {
-                attempts_made,
-                own_failures,
-                crashes,
-            });
-        }
+        check_resume_counts(attempts_made, own_failures, crashes)?;
         let id = self.add_task(now)?;
         self.apply_resume(id.0, attempts_made, own_failures, crashes);
         Ok(id)
@@ -534,13 +528,7 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
         crashes: u32,
         now: Instant,
     ) -> Result<TaskId, LedgerError> {
-        if u64::from(own_failures) + u64::from(crashes) > u64::from(attempts_made) {
-            return Err(LedgerError::ResumeCounts {
-                attempts_made,
-                own_failures,
-                crashes,
-            });
-        }
+        check_resume_counts(attempts_made, own_failures, crashes)?;
         let id = self.recycle_task(task, now)?;
         self.apply_resume(id.0, attempts_made, own_failures, crashes);
         Ok(id)
@@ -1499,4 +1487,24 @@ impl<const WORKERS: usize, const TASKS: usize, const EVENTS: usize, const HISTOR
 /// Each task's jitter stream: the ledger's seed mixed with the task's index.
 fn task_seed(seed: u64, idx: u32) -> u64 {
     SplitMix64::new(seed ^ ((idx as u64) << 32 | idx as u64)).next_u64()
+}
+
+/// The rule of [`Ledger::add_task_resumed`] and [`Ledger::recycle_task_resumed`]: own
+/// failures and crashes are attempts, so together they cannot exceed `attempts_made`.
+///
+/// # Errors
+/// [`LedgerError::ResumeCounts`] when they do.
+const fn check_resume_counts(
+    attempts_made: u32,
+    own_failures: u32,
+    crashes: u32,
+) -> Result<(), LedgerError> {
+    if own_failures as u64 + crashes as u64 > attempts_made as u64 {
+        return Err(LedgerError::ResumeCounts {
+            attempts_made,
+            own_failures,
+            crashes,
+        });
+    }
+    Ok(())
 }
