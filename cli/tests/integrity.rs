@@ -708,7 +708,9 @@ fn a_stopped_worker_whose_master_dies_kills_its_command_when_the_kernel_wakes_it
     let (list, fx) = effect_tasks(
         dir.path(),
         1,
-        &format!("echo go >> {}; sleep 2", starts.display()),
+        // Long enough that a loaded machine cannot finish it between its start and
+        // the master's death (a `sleep 2` did, at load 10+).
+        &format!("echo go >> {}; sleep 5", starts.display()),
     );
     let mut master = sturdy()
         .args(["run", "--workers", "1", "--state-dir"])
@@ -738,7 +740,7 @@ fn a_stopped_worker_whose_master_dies_kills_its_command_when_the_kernel_wakes_it
     kill(Pid::from_raw(master.id() as i32), Signal::SIGKILL).unwrap();
     let _ = master.wait();
     // Past the command's own end: its effect must never appear.
-    std::thread::sleep(Duration::from_millis(3000));
+    std::thread::sleep(Duration::from_millis(6000));
     assert_eq!(
         lines_in(&fx),
         0,
