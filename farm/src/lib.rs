@@ -80,3 +80,4 @@ pub mod local;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod supervisor;
+pub mod task_output;
