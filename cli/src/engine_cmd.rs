@@ -130,17 +130,17 @@ pub(crate) fn coordinate(
     name: &str,
 ) -> Result<i32, CliError> {
     // What does not cross hosts (yet), each with its reason (the README says the same).
-    const OUTPUT: &str =
-        "a multi-host run's output stays on the hosts that ran it (each agent's DIR/out)";
     let unsupported = [
-        (settings.results.is_some(), "--results", OUTPUT),
         (
             settings.resume_failed,
             "--resume-failed",
             "rerunning failed tasks under new command texts is not built for the engine yet (--resume --retry-failed reruns them unchanged)",
         ),
-        (settings.keep_order, "--keep-order", OUTPUT),
-        (settings.line_buffer, "--line-buffer", OUTPUT),
+        (
+            settings.line_buffer,
+            "--line-buffer",
+            "it prints lines while a task runs, and an agent ships a task's output to the coordinator only when the task's end is final (output is printed grouped per task, as without --line-buffer)",
+        ),
     ];
     if let Some((_, flag, why)) = unsupported.iter().find(|(set, _, _)| *set) {
         return Err(CliError::input(format!(
@@ -188,13 +188,20 @@ pub(crate) fn coordinate(
     let metrics = settings
         .metrics_listen
         .map(|_| FarmMetrics::new(config.tasks.len() as u64, Duration::from_secs(1)));
+    let (printer, sink) = crate::engine_output::printer(settings, tasks, root.join("out"))?;
+    if settings.resume && !settings.json {
+        eprintln!(
+            "sturdy: --resume: the output of tasks that finish from now on is printed; tasks that finished before are not printed again (their output is in {} or on the agents' hosts)",
+            root.join("out").display()
+        );
+    }
     let outcome = rt.block_on(async {
         let ticker = match (settings.metrics_listen, &metrics) {
             (Some(addr), Some(m)) => Some(serve_metrics(m, addr).await?),
             _ => None,
         };
         let js = connect(url, Some(ack_wait)).await?;
-        let outcome = coordinate::coordinate(&js, &config, &mut |note| {
+        let outcome = coordinate::coordinate_with_output(&js, &config, Some(sink), &mut |note| {
             if let Some(m) = &metrics {
                 observe(m, &note);
             }
@@ -210,6 +217,7 @@ pub(crate) fn coordinate(
             e => CliError::input(e.to_string()),
         })
     })?;
+    printer.lock().unwrap_or_else(|e| e.into_inner()).flush();
     let s = &outcome.summary;
     if settings.json {
         let value = serde_json::json!({

@@ -172,7 +172,7 @@ pub trait Running {
     /// file per stream that printed something (none for a quiet attempt). When the
     /// attempt's end is final for its task, the agent ships them to the coordinator
     /// through the engine before the `ended` record
-    /// ([`task_output::ship`](crate::task_output::ship)). The default: none.
+    /// ([`task_output::ship`]). The default: none.
     fn output(&self) -> Vec<OutputFile> {
         Vec::new()
     }

@@ -224,3 +224,134 @@ pub async fn fetch<E: Engine>(engine: &E, dir: &Path, task: TaskId, ended: &Ende
         kept: mark.path.clone(),
     }
 }
+
+/// What the coordinator hands its caller about each finished task, in the order the
+/// tasks finished (the journal's order); see [`OutputSink`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskEnd {
+    /// The task finished before this coordinator attached (`--resume`): its output is
+    /// not fetched (nor printed again, as the local farm's resume does not reprint).
+    Earlier(TaskId),
+    /// The task finished (done or given up) with `ended`, its final record; `output` is
+    /// what became of what that attempt printed.
+    Finished {
+        /// The task.
+        task: TaskId,
+        /// Its final record.
+        ended: Box<Ended>,
+        /// Its output.
+        output: Fetched,
+    },
+}
+
+/// Where a coordinator sends finished tasks' output: fetched into `dir` (the
+/// coordinator's `STATE/out`, created if missing), then handed to `hook` (the CLI's
+/// printer), one task at a time in finishing order, from a task of the coordinator's
+/// runtime.
+pub struct OutputSink {
+    /// Where fetched output is written (`TASK.ATTEMPT.out`, `.err`).
+    pub dir: PathBuf,
+    /// Hears each finished task.
+    pub hook: Box<dyn FnMut(TaskEnd) + Send>,
+}
+
+impl std::fmt::Debug for OutputSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputSink")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many tasks' outputs are fetched at once (handed on in finishing order still).
+const FETCH_WINDOW: usize = 8;
+
+/// The coordinator's fetcher: told of each journal line ([`Fetcher::line`]), it fetches
+/// the output of every task whose final `ended` record comes after `attached` and hands
+/// it on, in order, from a spawned task; [`Fetcher::finish`] waits until all is handed
+/// on.
+pub(crate) struct Fetcher {
+    jobs: tokio::sync::mpsc::UnboundedSender<(TaskId, Option<Box<Ended>>)>,
+    worker: tokio::task::JoinHandle<()>,
+    attached: u64,
+}
+
+impl Fetcher {
+    /// Starts fetching from `engine` into `sink`, for records after journal position
+    /// `attached` (0: all).
+    pub(crate) fn start<E: Engine + Clone + 'static>(
+        engine: &E,
+        sink: OutputSink,
+        attached: u64,
+    ) -> Self {
+        use futures_util::StreamExt as _;
+        let (jobs, rx) = tokio::sync::mpsc::unbounded_channel();
+        let engine = engine.clone();
+        let OutputSink { dir, mut hook } = sink;
+        let worker = tokio::spawn(async move {
+            let made = std::fs::create_dir_all(&dir);
+            let made = made.as_ref().map_err(ToString::to_string).err();
+            let jobs = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|job| (job, rx))
+            });
+            let ends = jobs
+                .map(|(task, ended): (TaskId, Option<Box<Ended>>)| {
+                    let (engine, dir, made) = (engine.clone(), dir.clone(), made.clone());
+                    async move {
+                        let Some(ended) = ended else {
+                            return TaskEnd::Earlier(task);
+                        };
+                        let output = match (&made, ended.output.as_deref()) {
+                            (Some(why), Some(mark)) => Fetched::OnHost {
+                                host: ended.host.clone(),
+                                kept: mark.path.clone(),
+                                why: format!("cannot create {}: {why}", dir.display()),
+                            },
+                            _ => fetch(&engine, &dir, task, &ended).await,
+                        };
+                        TaskEnd::Finished {
+                            task,
+                            ended,
+                            output,
+                        }
+                    }
+                })
+                .buffered(FETCH_WINDOW);
+            let mut ends = std::pin::pin!(ends);
+            while let Some(end) = ends.next().await {
+                hook(end);
+            }
+        });
+        Self {
+            jobs,
+            worker,
+            attached,
+        }
+    }
+
+    /// One journal line (the projection's, already folded into `view`'s record): a
+    /// task's final `ended` line queues its output.
+    pub(crate) fn line(&self, line: &str, view: impl FnOnce(TaskId) -> Option<Ended>) {
+        let mut cols = line.splitn(4, '\t');
+        let (Some(position), Some(task), Some("ended")) = (cols.next(), cols.next(), cols.next())
+        else {
+            return;
+        };
+        let (Ok(position), Ok(task)) = (position.parse::<u64>(), task.parse::<u32>()) else {
+            return;
+        };
+        let task = TaskId(task);
+        let Some(ended) = view(task) else {
+            return;
+        };
+        let ended = (position > self.attached).then(|| Box::new(ended));
+        let _ = self.jobs.send((task, ended));
+    }
+
+    /// Waits until every queued task was handed on.
+    pub(crate) async fn finish(self) {
+        drop(self.jobs);
+        let _ = self.worker.await;
+    }
+}

@@ -622,6 +622,21 @@ impl Run {
         }
     }
 
+    /// Where the run's journal ends now: the position of its newest entry
+    /// ([`Position`] 0 for an empty journal). A re-attaching coordinator tells the
+    /// entries that came before it from those after.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the stream's information cannot be read.
+    pub async fn journal_end(&self) -> Result<Position, Error> {
+        let info = self
+            .context
+            .get_stream(&self.names.state)
+            .await
+            .map_err(|e| self.fail("stream info", &self.names.state, &e))?;
+        Ok(Position(info.cached_info().state.last_sequence))
+    }
+
     /// Writes the run's control (R6): `{"control":"drain"}` (or `run`, `abort`) on
     /// `sturdy.R.meta`, after the definition, which stays the subject's first message.
     /// Host agents poll it ([`Run::control`]).
