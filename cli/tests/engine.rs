@@ -1870,3 +1870,53 @@ fn a_quiet_run_creates_no_output_files_and_a_large_output_arrives_byte_exact() {
     let printed = std::fs::read(farm.path("stdout")).unwrap();
     assert!(printed == kept, "{} bytes printed", printed.len());
 }
+
+#[test]
+fn a_resumed_coordinator_prints_the_output_of_tasks_that_finish_after_it_attached() {
+    let (_server, farm) = farm("out-resume");
+    // Tasks 1-3 print at once; 4-6 wait for the gate, then print.
+    let gate = farm.path("gate");
+    farm.tasks(6, |i| {
+        let wait = if i > 3 {
+            format!("while [ ! -e {} ]; do sleep 0.05; done;", gate.display())
+        } else {
+            String::new()
+        };
+        format!("{wait} echo task {i} out;")
+    });
+    let mut first = farm.coordinator_printing(&[]);
+    let mut a = farm.agent("a", 3);
+    let until = Instant::now() + Duration::from_secs(30);
+    while task_lines(&std::fs::read_to_string(farm.path("stdout")).unwrap()).len() < 3 {
+        assert!(
+            Instant::now() < until,
+            "tasks 1-3 printed nothing:\n{}",
+            first.log()
+        );
+        sleep(Duration::from_millis(20));
+    }
+    first.kill();
+    let printed = std::fs::read_to_string(farm.path("stdout")).unwrap();
+    let mut lines = task_lines(&printed);
+    lines.sort_unstable();
+    assert_eq!(lines, ["task 1 out", "task 2 out", "task 3 out"]);
+
+    // Re-attached (with -k: the tasks that finished before it are passed over): only the
+    // tasks that finish from now on are printed, in task order.
+    let mut second = farm.coordinator_printing(&["--resume", "-k"]);
+    std::fs::write(&gate, b"").unwrap();
+    assert_eq!(second.wait(RUN_LIMIT).code(), Some(0), "{}", second.log());
+    let printed = std::fs::read_to_string(farm.path("stdout")).unwrap();
+    assert_eq!(
+        task_lines(&printed),
+        ["task 4 out", "task 5 out", "task 6 out"],
+        "{}",
+        second.log()
+    );
+    assert!(
+        second
+            .log()
+            .contains("--resume: the output of tasks that finish from now on")
+    );
+    a.wait(Duration::from_secs(15));
+}

@@ -7,7 +7,7 @@
 //! coordinator's printing is the CLI's.
 
 use std::fs::File;
-use std::io::{self, Read as _};
+use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -193,28 +193,53 @@ pub async fn fetch<E: Engine>(engine: &E, dir: &Path, task: TaskId, ended: &Ende
             format!("it was not shipped: {}", mark.error)
         });
     }
-    let got = match engine
-        .get_output(task, ended.attempt, ended.epoch, mark)
-        .await
-    {
-        Ok(got) => got,
-        Err(e) => return on_host(format!("fetching it failed: {e}")),
-    };
     let base = format!("{}.{}", task.0, ended.attempt);
     let out = dir.join(format!("{base}.out"));
     let err = dir.join(format!("{base}.err"));
-    let write = |path: &Path, bytes: &[u8]| -> io::Result<()> {
-        if bytes.is_empty() {
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
+    // Each file is created at its first byte (a channel with none has no file): an
+    // earlier coordinator's copy goes first.
+    for path in [&out, &err] {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return on_host(format!("cannot replace {}: {e}", path.display()));
             }
-        } else {
-            std::fs::write(path, bytes)
+            _ => {}
         }
+    }
+    let mut files: [Option<File>; 2] = [None, None];
+    let mut failed: Option<io::Error> = None;
+    let mut sink = |channel: Channel, bytes: &[u8]| {
+        if failed.is_some() || bytes.is_empty() {
+            return;
+        }
+        let (slot, path) = match channel {
+            Channel::Stdout => (&mut files[0], &out),
+            Channel::Stderr => (&mut files[1], &err),
+        };
+        let written = match slot {
+            Some(f) => f.write_all(bytes),
+            None => File::create(path).and_then(|mut f| {
+                let w = f.write_all(bytes);
+                *slot = Some(f);
+                w
+            }),
+        };
+        failed = written.err();
     };
-    if let Err(e) = write(&out, &got.stdout).and_then(|()| write(&err, &got.stderr)) {
-        return on_host(format!("cannot write it into {}: {e}", dir.display()));
+    let got = engine
+        .get_output(task, ended.attempt, ended.epoch, mark, &mut sink)
+        .await;
+    drop(files);
+    let why = match (got, failed) {
+        (Err(e), _) => Some(format!("fetching it failed: {e}")),
+        (Ok(()), Some(e)) => Some(format!("cannot write it into {}: {e}", dir.display())),
+        (Ok(()), None) => None,
+    };
+    if let Some(why) = why {
+        // What came of it is incomplete: not printed, not kept.
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(&err);
+        return on_host(why);
     }
     Fetched::Files {
         out,

@@ -983,4 +983,24 @@ async fn output_ships_in_chunks_and_comes_back_byte_exact() {
         Fetched::Quiet
     );
     assert!(!into.path().join("4.1.out").exists());
+
+    // Output that was not shipped (a publish failed): where it stays, and why.
+    let Record::Ended(mut ended) = done(1, "h") else {
+        unreachable!()
+    };
+    ended.output = Some(Box::new(sturdy_farm::engine::output::OutputMark {
+        stdout: 5,
+        path: "/agent/out/5.1".into(),
+        error: "publish failed".into(),
+        ..Default::default()
+    }));
+    assert_eq!(
+        bounded(task_output::fetch(&run, into.path(), TaskId(5), &ended)).await,
+        Fetched::OnHost {
+            host: "h".into(),
+            kept: "/agent/out/5.1".into(),
+            why: "it was not shipped: publish failed".into(),
+        }
+    );
+    assert!(!into.path().join("5.1.out").exists());
 }

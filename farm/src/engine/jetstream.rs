@@ -59,7 +59,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
-use super::output::{CHUNK_BYTES, Channel, FetchedOutput, OutputChunk, OutputMark};
+use super::output::{CHUNK_BYTES, Channel, OutputChunk, OutputMark, OutputSink};
 use super::{
     Conflict, Delivery, Engine, Enqueued, Entry, Error, Generation, Position, Record, Revision,
     RunMeta, Settle, TaskId,
@@ -1009,11 +1009,11 @@ impl Engine for Run {
         attempt: u32,
         epoch: u64,
         mark: &OutputMark,
-    ) -> Result<FetchedOutput, Error> {
+        sink: &mut OutputSink<'_>,
+    ) -> Result<(), Error> {
         let subject = format!("{}{}", self.names.out_prefix, task.0);
-        let mut fetched = FetchedOutput::default();
         let Some(from) = mark.from else {
-            return Ok(fetched);
+            return Ok(());
         };
         // Each channel: whether it still expects chunks, and the index due next.
         let mut open = [
@@ -1021,7 +1021,7 @@ impl Engine for Run {
             (Channel::Stderr, mark.shipped(Channel::Stderr) > 0, 0u32),
         ];
         if !open.iter().any(|(_, o, _)| *o) {
-            return Ok(fetched);
+            return Ok(());
         }
         let out = self
             .context
@@ -1080,12 +1080,9 @@ impl Engine for Run {
             if last {
                 due.1 = false;
             }
-            match due.0 {
-                Channel::Stdout => fetched.stdout.extend_from_slice(&message.payload),
-                Channel::Stderr => fetched.stderr.extend_from_slice(&message.payload),
-            }
+            sink(due.0, &message.payload);
         }
-        Ok(fetched)
+        Ok(())
     }
 
     async fn follow(&self, from: Position) -> Result<Self::Follow, Error> {

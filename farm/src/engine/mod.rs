@@ -38,7 +38,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub use error::{Conflict, Error};
-use output::{FetchedOutput, OutputChunk, OutputMark};
+use output::{OutputChunk, OutputMark, OutputSink};
 pub use record::{Claim, Ended, Outcome, Record, RunMeta, Stale};
 pub use sturdy_core::TaskId;
 
@@ -378,9 +378,9 @@ pub trait Engine: Send + Sync {
     }
 
     /// Fetches task `task`'s output as attempt (`attempt`, `epoch`) shipped it, per its
-    /// `ended` record's `mark` ([`Ended::output`]): the bytes of each channel shipped,
-    /// in order. Nothing for a mark with nothing shipped. The default (an engine that
-    /// keeps no output) gives nothing.
+    /// `ended` record's `mark` ([`Ended::output`]), into `sink`: the bytes of each
+    /// channel shipped, in order, a chunk at a time. Nothing for a mark with nothing
+    /// shipped. The default (an engine that keeps no output) gives nothing.
     ///
     /// # Errors
     /// [`Error::Engine`] when the engine failed or a chunk is missing (dropped from a
@@ -391,9 +391,10 @@ pub trait Engine: Send + Sync {
         attempt: u32,
         epoch: u64,
         mark: &OutputMark,
-    ) -> impl Future<Output = Result<FetchedOutput, Error>> + Send {
-        let _ = (task, attempt, epoch, mark);
-        async { Ok(FetchedOutput::default()) }
+        sink: &mut OutputSink<'_>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = (task, attempt, epoch, mark, sink);
+        async { Ok(()) }
     }
 
     /// Follows the run's journal from `from` (inclusive; [`Position::START`] for all of

@@ -119,14 +119,10 @@ impl OutputMark {
     }
 }
 
-/// A task's output as fetched from the engine ([`Engine::get_output`](super::Engine::get_output)).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FetchedOutput {
-    /// The stdout bytes shipped, in order.
-    pub stdout: Vec<u8>,
-    /// The stderr bytes shipped, in order.
-    pub stderr: Vec<u8>,
-}
+/// Where [`Engine::get_output`](super::Engine::get_output) puts the chunks it fetches,
+/// in order: each channel's bytes, a chunk at a time (so that a task's output is never
+/// held whole in memory).
+pub type OutputSink<'a> = dyn FnMut(Channel, &[u8]) + Send + 'a;
 
 #[cfg(test)]
 mod tests {
