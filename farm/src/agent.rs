@@ -1084,9 +1084,15 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
         let output = if outcome == Outcome::Retry || output.is_empty() {
             None
         } else {
-            Some(Box::new(
-                task_output::ship(self.engine, task, claim.attempt, claim.epoch, &output).await,
-            ))
+            let mark =
+                task_output::ship(self.engine, task, claim.attempt, claim.epoch, &output).await;
+            if !mark.error.is_empty() {
+                self.engine_error(&format_args!(
+                    "task {}'s output was not shipped ({}); it stays in {}.out and .err",
+                    task.0, mark.error, mark.path
+                ));
+            }
+            Some(Box::new(mark))
         };
         let ended = Ended {
             attempt: claim.attempt,
