@@ -218,6 +218,9 @@ pub(crate) fn coordinate(
         })
     })?;
     printer.lock().unwrap_or_else(|e| e.into_inner()).flush();
+    if crate::output::take_stderr_mid_line() {
+        eprintln!();
+    }
     let s = &outcome.summary;
     if settings.json {
         let value = serde_json::json!({
@@ -307,6 +310,10 @@ fn observe(m: &FarmMetrics, note: &Note<'_>) {
 }
 
 fn print_note(name: &str, note: &Note<'_>) {
+    // A task's stderr printed just before may end mid-line: sturdy's own line starts anew.
+    if !matches!(note, Note::Recorded { .. }) && crate::output::take_stderr_mid_line() {
+        eprintln!();
+    }
     match note {
         Note::Enqueued {
             url,

@@ -1004,3 +1004,49 @@ async fn output_ships_in_chunks_and_comes_back_byte_exact() {
     );
     assert!(!into.path().join("5.1.out").exists());
 }
+
+/// A publish that fails (here: the run's output stream is gone) leaves the output on the
+/// host: the mark says why and where, and the coordinator's fetch names the host and
+/// the files.
+#[tokio::test]
+async fn output_that_cannot_be_shipped_stays_on_the_host_and_says_where() {
+    use sturdy_farm::engine::output::Channel;
+    use sturdy_farm::task_output::{self, Fetched, OutputFile};
+
+    let server = Server::start();
+    let run = run(&server, "outfail").await;
+    let client = async_nats::connect(&server.url).await.unwrap();
+    async_nats::jetstream::new(client)
+        .delete_stream("STURDY_outfail_OUT")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("2.1.out");
+    std::fs::write(&out_path, b"task 2 out\n").unwrap();
+    let files = [OutputFile {
+        channel: Channel::Stdout,
+        path: out_path,
+        bytes: 11,
+    }];
+    let mark = bounded(task_output::ship(&run, TaskId(2), 1, 1, &files)).await;
+    assert_eq!((mark.from, mark.stdout), (None, 11));
+    assert!(!mark.error.is_empty(), "{mark:?}");
+    let kept = dir.path().join("2.1").display().to_string();
+    assert_eq!(mark.path, kept);
+    let Record::Ended(mut ended) = done(1, "far") else {
+        unreachable!()
+    };
+    ended.output = Some(Box::new(mark.clone()));
+    let into = tempfile::tempdir().unwrap();
+    match bounded(task_output::fetch(&run, into.path(), TaskId(2), &ended)).await {
+        Fetched::OnHost {
+            host,
+            kept: at,
+            why,
+        } => {
+            assert_eq!((host.as_str(), at.as_str()), ("far", kept.as_str()));
+            assert_eq!(why, format!("it was not shipped: {}", mark.error));
+        }
+        other => panic!("expected the output on its host, got {other:?}"),
+    }
+}
