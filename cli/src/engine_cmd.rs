@@ -189,10 +189,12 @@ pub(crate) fn coordinate(
         .metrics_listen
         .map(|_| FarmMetrics::new(config.tasks.len() as u64, Duration::from_secs(1)));
     let (printer, sink) = crate::engine_output::printer(settings, tasks, root.join("out"))?;
+    // With --json nothing reads the output (unless it goes to --results or is kept).
+    let sink =
+        (!settings.json || settings.results.is_some() || settings.keep_output).then_some(sink);
     if settings.resume && !settings.json {
         eprintln!(
-            "sturdy: --resume: the output of tasks that finish from now on is printed; tasks that finished before are not printed again (their output is in {} or on the agents' hosts)",
-            root.join("out").display()
+            "sturdy: --resume: the output of tasks that finish from now on is printed; tasks that finished before are not printed again (their output stays on the agents' hosts, DIR/out)"
         );
     }
     let outcome = rt.block_on(async {
@@ -201,7 +203,7 @@ pub(crate) fn coordinate(
             _ => None,
         };
         let js = connect(url, Some(ack_wait)).await?;
-        let outcome = coordinate::coordinate_with_output(&js, &config, Some(sink), &mut |note| {
+        let outcome = coordinate::coordinate_with_output(&js, &config, sink, &mut |note| {
             if let Some(m) = &metrics {
                 observe(m, &note);
             }
