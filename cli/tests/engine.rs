@@ -1920,3 +1920,30 @@ fn a_resumed_coordinator_prints_the_output_of_tasks_that_finish_after_it_attache
     );
     a.wait(Duration::from_secs(15));
 }
+
+#[test]
+fn a_run_halted_soon_prints_the_output_of_every_task_that_finished_while_it_drained() {
+    // One slot, tasks of 0.3 s: after 2 successes the run drains; the attempt running
+    // then finishes, and its output is printed too: one line per succeeded task.
+    let (_server, farm) = farm("out-halt");
+    farm.tasks(10, |i| format!("sleep 0.3; echo task {i} out;"));
+    let mut coordinator = farm.coordinator_printing(&["--halt", "soon,success=2"]);
+    let mut a = farm.agent("a", 1);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(0),
+        "{}",
+        coordinator.log()
+    );
+    a.wait(Duration::from_secs(15));
+    let done: Vec<String> = farm
+        .done_records()
+        .keys()
+        .map(|t| format!("task {t} out"))
+        .collect();
+    assert!((2..=3).contains(&done.len()), "{done:?}");
+    let printed = std::fs::read_to_string(farm.path("stdout")).unwrap();
+    let mut lines = task_lines(&printed);
+    lines.sort_unstable();
+    assert_eq!(lines, done, "{}", coordinator.log());
+}

@@ -418,6 +418,9 @@ pub async fn coordinate_with_output(
             // holds its claim: give up waiting after three ack waits).
             let mut sink = |line: &str, p: &Projection, stop_when_idle: bool| {
                 record.write(line);
+                if let Some(f) = &fetcher {
+                    f.line(line, |t| final_end(p, t));
+                }
                 if stop_when_idle && p.summary().running == 0 {
                     let _ = stop_tx.send(true);
                 }
