@@ -130,17 +130,17 @@ pub(crate) fn coordinate(
     name: &str,
 ) -> Result<i32, CliError> {
     // What does not cross hosts (yet), each with its reason (the README says the same).
-    const OUTPUT: &str =
-        "a multi-host run's output stays on the hosts that ran it (each agent's DIR/out)";
     let unsupported = [
-        (settings.results.is_some(), "--results", OUTPUT),
         (
             settings.resume_failed,
             "--resume-failed",
             "rerunning failed tasks under new command texts is not built for the engine yet (--resume --retry-failed reruns them unchanged)",
         ),
-        (settings.keep_order, "--keep-order", OUTPUT),
-        (settings.line_buffer, "--line-buffer", OUTPUT),
+        (
+            settings.line_buffer,
+            "--line-buffer",
+            "it prints lines while a task runs, and an agent ships a task's output to the coordinator only when the task's end is final (output is printed grouped per task, as without --line-buffer)",
+        ),
     ];
     if let Some((_, flag, why)) = unsupported.iter().find(|(set, _, _)| *set) {
         return Err(CliError::input(format!(
@@ -188,13 +188,22 @@ pub(crate) fn coordinate(
     let metrics = settings
         .metrics_listen
         .map(|_| FarmMetrics::new(config.tasks.len() as u64, Duration::from_secs(1)));
+    let (printer, sink) = crate::engine_output::printer(settings, tasks, root.join("out"))?;
+    // With --json nothing reads the output (unless it goes to --results or is kept).
+    let sink =
+        (!settings.json || settings.results.is_some() || settings.keep_output).then_some(sink);
+    if settings.resume && !settings.json {
+        eprintln!(
+            "sturdy: --resume: the output of tasks that finish from now on is printed; tasks that finished before are not printed again (their output stays on the agents' hosts, DIR/out)"
+        );
+    }
     let outcome = rt.block_on(async {
         let ticker = match (settings.metrics_listen, &metrics) {
             (Some(addr), Some(m)) => Some(serve_metrics(m, addr).await?),
             _ => None,
         };
         let js = connect(url, Some(ack_wait)).await?;
-        let outcome = coordinate::coordinate(&js, &config, &mut |note| {
+        let outcome = coordinate::coordinate_with_output(&js, &config, sink, &mut |note| {
             if let Some(m) = &metrics {
                 observe(m, &note);
             }
@@ -210,6 +219,10 @@ pub(crate) fn coordinate(
             e => CliError::input(e.to_string()),
         })
     })?;
+    printer.lock().unwrap_or_else(|e| e.into_inner()).flush();
+    if crate::output::take_stderr_mid_line() {
+        eprintln!();
+    }
     let s = &outcome.summary;
     if settings.json {
         let value = serde_json::json!({
@@ -299,6 +312,10 @@ fn observe(m: &FarmMetrics, note: &Note<'_>) {
 }
 
 fn print_note(name: &str, note: &Note<'_>) {
+    // A task's stderr printed just before may end mid-line: sturdy's own line starts anew.
+    if !matches!(note, Note::Recorded { .. }) && crate::output::take_stderr_mid_line() {
+        eprintln!();
+    }
     match note {
         Note::Enqueued {
             url,

@@ -37,6 +37,7 @@ macro_rules! eprint {
 }
 
 mod engine_cmd;
+mod engine_output;
 mod error;
 mod farm_metrics;
 mod line_file;

@@ -293,6 +293,23 @@ impl TaskOutput {
         problem
     }
 
+    /// Task `task` ended with nothing to print here (a multi-host coordinator's task
+    /// that finished before it attached, or whose output stays on its host):
+    /// `--keep-order` moves past it and prints what waited behind it.
+    pub(crate) fn skip(&mut self, task: u32) {
+        let Some(ko) = &mut self.order else {
+            return;
+        };
+        ko.pending.insert(task, Held::default());
+        while let Some(t) = ko.next {
+            let Some(held) = ko.pending.remove(&t) else {
+                break;
+            };
+            print_held(held, &mut ko.budget);
+            ko.next = ko.order.next();
+        }
+    }
+
     /// Prints what `--keep-order` still holds (tasks whose turn never came, because an
     /// earlier one did not end), in the order kept (task order, or `--shuf`'s).
     pub(crate) fn flush(&mut self) {

@@ -236,6 +236,18 @@ impl Farm {
 
     /// Starts the coordinator and waits until it created the run and enqueued.
     fn coordinator(&self, extra: &[&str]) -> Proc {
+        self.coordinator_with(extra, true)
+    }
+
+    /// Starts the coordinator, printing the tasks' output (no `--json`): its stdout goes
+    /// to `stdout` in the farm's directory, its stderr to its log.
+    fn coordinator_printing(&self, extra: &[&str]) -> Proc {
+        self.coordinator_with(extra, false)
+    }
+
+    /// Starts the coordinator (`--json`: its summary goes to `summary.json`; otherwise
+    /// its stdout to `stdout`) and waits until it created the run and enqueued.
+    fn coordinator_with(&self, extra: &[&str], json: bool) -> Proc {
         let tasks = self.path("tasks");
         let state = self.path("coord");
         let mut args = vec![
@@ -251,14 +263,16 @@ impl Farm {
             "200ms",
             "--heartbeat-timeout",
             "1s",
-            "--json",
         ];
+        if json {
+            args.push("--json");
+        }
         args.extend_from_slice(extra);
         let n = std::fs::read_dir(self.dir.path()).unwrap().count();
         let mut p = Proc::spawn(
             &args,
             self.path(&format!("coord-{n}.log")),
-            Some(self.path("summary.json")),
+            Some(self.path(if json { "summary.json" } else { "stdout" })),
         );
         let until = Instant::now() + Duration::from_secs(15);
         while !p.log().contains("waiting for agents") {
@@ -690,14 +704,15 @@ fn bad_input_is_refused_with_exit_2_naming_what_is_wrong() {
     assert!(err.contains(&url) && err.contains("cannot reach"), "{err}");
     let err = bad(&["agent", "--engine", &url, "--run", "r", "-j", "1"], quick);
     assert!(err.contains(&url), "{err}");
-    // An option of the local farm that a multi-host run does not support yet.
+    // An option of the local farm that a multi-host run does not support: output
+    // while a task runs.
     let err = bad(
-        &["run", t, "--engine", &url, "--run", "r", "--results", "out"],
+        &["run", t, "--engine", &url, "--run", "r", "--line-buffer"],
         quick,
     );
     assert!(
-        err.contains("--results is not supported with --engine")
-            && err.contains("output stays on the hosts"),
+        err.contains("--line-buffer is not supported with --engine")
+            && err.contains("prints lines while a task runs"),
         "{err}"
     );
     // The health gate's options are the agents' (each on its own host): accepted, the
@@ -1669,4 +1684,266 @@ fn the_coordinator_serves_the_local_farm_s_metrics_from_its_projection() {
         );
         sleep(Duration::from_millis(20));
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Task output across hosts: the agents ship each task's final output through the
+// engine; the coordinator prints it as the local farm does.
+
+/// Six tasks, each printing `task N out` to stdout and `task N err` to stderr (the
+/// later ones sooner: task i sleeps (6 - i) tenths of a second first, so they do not
+/// finish in task order); task 5's first attempt prints `task 5 early` on both and
+/// fails, its second prints as the others do.
+fn printing_tasks(farm: &Farm) {
+    farm.tasks(6, |i| {
+        let early = if i == 5 {
+            "[ $STURDY_ATTEMPT -ge 2 ] || { echo task 5 early; echo task 5 early >&2; exit 3; };"
+        } else {
+            ""
+        };
+        format!(
+            "sleep 0.{}; {early} echo task {i} out; echo task {i} err >&2;",
+            6 - i
+        )
+    });
+}
+
+/// Runs the printing tasks of [`printing_tasks`] on two agents of one slot each through a
+/// coordinator given `extra`: its exit status, stdout and stderr.
+fn printing_run(server: &Nats, run: &str, extra: &[&str]) -> (Farm, Option<i32>, String, String) {
+    let farm = Farm::new(&server.url, tempfile::tempdir().unwrap(), run);
+    printing_tasks(&farm);
+    let mut args = vec!["--backoff-base", "0"];
+    args.extend_from_slice(extra);
+    let mut coordinator = farm.coordinator_printing(&args);
+    let mut a = farm.agent("a", 1);
+    let mut b = farm.agent("b", 1);
+    let code = coordinator.wait(RUN_LIMIT).code();
+    let stdout = std::fs::read_to_string(farm.path("stdout")).unwrap();
+    let stderr = coordinator.log();
+    a.wait(Duration::from_secs(15));
+    b.wait(Duration::from_secs(15));
+    (farm, code, stdout, stderr)
+}
+
+/// The lines of `text` that are tasks' output (not sturdy's own), in order.
+fn task_lines(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| l.contains("task ")).collect()
+}
+
+#[test]
+fn each_task_s_output_comes_back_to_the_coordinator_once_grouped_and_tagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Nats::start(&dir.path().join("nats"), true);
+
+    let (farm, code, stdout, stderr) = printing_run(&server, "out-plain", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut out = task_lines(&stdout);
+    out.sort_unstable();
+    let want_out: Vec<String> = (1..=6).map(|i| format!("task {i} out")).collect();
+    assert_eq!(out, want_out, "{stdout}");
+    let mut err: Vec<&str> = task_lines(&stderr)
+        .into_iter()
+        .filter(|l| !l.starts_with("sturdy"))
+        .collect();
+    err.sort_unstable();
+    let want_err: Vec<String> = (1..=6).map(|i| format!("task {i} err")).collect();
+    assert_eq!(err, want_err, "{stderr}");
+    // Only the final attempt's output is printed (as the local farm); the failed
+    // attempt's stays on its host.
+    assert!(
+        !stdout.contains("early") && !stderr.contains("early"),
+        "{stdout}{stderr}"
+    );
+    let kept: Vec<String> = ["a", "b"]
+        .iter()
+        .filter_map(|h| std::fs::read_to_string(farm.path(h).join("out/5.1.out")).ok())
+        .collect();
+    assert_eq!(kept, ["task 5 early\n"]);
+
+    // --tag: each line prefixed by its task's command and a tab.
+    let (farm, code, stdout, stderr) = printing_run(&server, "out-tag", &["--tag"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let commands: Vec<String> = std::fs::read_to_string(farm.path("tasks"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut out = task_lines(&stdout);
+    out.sort_unstable_by_key(|l| l.rsplit('\t').next().map(str::to_string));
+    let want: Vec<String> = (1..=6)
+        .map(|i| format!("{}\ttask {i} out", commands[i - 1]))
+        .collect();
+    assert_eq!(out, want, "{stdout}");
+    for i in 1..=6 {
+        let line = format!("{}\ttask {i} err\n", commands[i - 1]);
+        assert_eq!(stderr.matches(&line).count(), 1, "{stderr}");
+    }
+
+    // -k: in task order, whatever order the tasks finished in.
+    let (_farm, code, stdout, stderr) = printing_run(&server, "out-k", &["-k"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(task_lines(&stdout), want_out, "{stdout}");
+
+    // --results DIR: each task's stdout, stderr and seq in DIR (and nothing printed).
+    let results = dir.path().join("results");
+    let (_farm, code, stdout, stderr) = printing_run(
+        &server,
+        "out-res",
+        &["--results", results.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(task_lines(&stdout), Vec::<&str>::new());
+    let mut found = BTreeMap::new();
+    for entry in walk(&results) {
+        if entry.file_name().is_some_and(|n| n == "seq") {
+            let d = entry.parent().unwrap();
+            let seq: u32 = std::fs::read_to_string(&entry).unwrap().parse().unwrap();
+            let out = std::fs::read_to_string(d.join("stdout")).unwrap();
+            let err = std::fs::read_to_string(d.join("stderr")).unwrap();
+            found.insert(seq, (out, err));
+        }
+    }
+    let want: BTreeMap<u32, (String, String)> = (1..=6)
+        .map(|i| (i, (format!("task {i} out\n"), format!("task {i} err\n"))))
+        .collect();
+    assert_eq!(found, want);
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn a_quiet_run_creates_no_output_files_and_a_large_output_arrives_byte_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Nats::start(&dir.path().join("nats"), true);
+
+    // Quiet tasks: no output file on any agent, nothing printed.
+    let farm = Farm::new(&server.url, tempfile::tempdir().unwrap(), "quiet");
+    farm.tasks(6, |_| "true;".into());
+    let mut coordinator = farm.coordinator_printing(&[]);
+    let mut a = farm.agent("a", 2);
+    let mut b = farm.agent("b", 2);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(0),
+        "{}",
+        coordinator.log()
+    );
+    a.wait(Duration::from_secs(15));
+    b.wait(Duration::from_secs(15));
+    for host in ["a", "b"] {
+        let files = walk(&farm.path(host).join("out"));
+        assert!(files.is_empty(), "{host}: {files:?}");
+    }
+    assert_eq!(std::fs::read(farm.path("stdout")).unwrap(), b"");
+
+    // 1.3 MB of binary stdout (several 256 KiB chunks): the coordinator prints exactly
+    // the bytes the agent kept.
+    let farm = Farm::new(&server.url, tempfile::tempdir().unwrap(), "large");
+    farm.tasks(1, |_| "head -c 1300000 /dev/urandom;".into());
+    let mut coordinator = farm.coordinator_printing(&[]);
+    let mut a = farm.agent("a", 1);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(0),
+        "{}",
+        coordinator.log()
+    );
+    a.wait(Duration::from_secs(15));
+    let kept = std::fs::read(farm.path("a").join("out/1.1.out")).unwrap();
+    assert_eq!(kept.len(), 1_300_000);
+    let printed = std::fs::read(farm.path("stdout")).unwrap();
+    assert!(printed == kept, "{} bytes printed", printed.len());
+}
+
+#[test]
+fn a_resumed_coordinator_prints_the_output_of_tasks_that_finish_after_it_attached() {
+    let (_server, farm) = farm("out-resume");
+    // Tasks 1-3 print at once; 4-6 wait for the gate, then print.
+    let gate = farm.path("gate");
+    farm.tasks(6, |i| {
+        let wait = if i > 3 {
+            format!("while [ ! -e {} ]; do sleep 0.05; done;", gate.display())
+        } else {
+            String::new()
+        };
+        format!("{wait} echo task {i} out;")
+    });
+    let mut first = farm.coordinator_printing(&[]);
+    let mut a = farm.agent("a", 3);
+    let until = Instant::now() + Duration::from_secs(30);
+    while task_lines(&std::fs::read_to_string(farm.path("stdout")).unwrap()).len() < 3 {
+        assert!(
+            Instant::now() < until,
+            "tasks 1-3 printed nothing:\n{}",
+            first.log()
+        );
+        sleep(Duration::from_millis(20));
+    }
+    first.kill();
+    let printed = std::fs::read_to_string(farm.path("stdout")).unwrap();
+    let mut lines = task_lines(&printed);
+    lines.sort_unstable();
+    assert_eq!(lines, ["task 1 out", "task 2 out", "task 3 out"]);
+
+    // Re-attached (with -k: the tasks that finished before it are passed over): only the
+    // tasks that finish from now on are printed, in task order.
+    let mut second = farm.coordinator_printing(&["--resume", "-k"]);
+    std::fs::write(&gate, b"").unwrap();
+    assert_eq!(second.wait(RUN_LIMIT).code(), Some(0), "{}", second.log());
+    let printed = std::fs::read_to_string(farm.path("stdout")).unwrap();
+    assert_eq!(
+        task_lines(&printed),
+        ["task 4 out", "task 5 out", "task 6 out"],
+        "{}",
+        second.log()
+    );
+    assert!(
+        second
+            .log()
+            .contains("--resume: the output of tasks that finish from now on")
+    );
+    a.wait(Duration::from_secs(15));
+}
+
+#[test]
+fn a_run_halted_soon_prints_the_output_of_every_task_that_finished_while_it_drained() {
+    // One slot, tasks of 0.3 s: after 2 successes the run drains; the attempt running
+    // then finishes, and its output is printed too: one line per succeeded task.
+    let (_server, farm) = farm("out-halt");
+    farm.tasks(10, |i| format!("sleep 0.3; echo task {i} out;"));
+    let mut coordinator = farm.coordinator_printing(&["--halt", "soon,success=2"]);
+    let mut a = farm.agent("a", 1);
+    assert_eq!(
+        coordinator.wait(RUN_LIMIT).code(),
+        Some(0),
+        "{}",
+        coordinator.log()
+    );
+    a.wait(Duration::from_secs(15));
+    let done: Vec<String> = farm
+        .done_records()
+        .keys()
+        .map(|t| format!("task {t} out"))
+        .collect();
+    assert!((2..=3).contains(&done.len()), "{done:?}");
+    let printed = std::fs::read_to_string(farm.path("stdout")).unwrap();
+    let mut lines = task_lines(&printed);
+    lines.sort_unstable();
+    assert_eq!(lines, done, "{}", coordinator.log());
 }

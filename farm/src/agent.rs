@@ -75,6 +75,7 @@ use crate::engine::{
     Claim, Conflict, Delivery, Ended, Engine, Fenced, Generation, Outcome, Record, Revision,
     Settle, Stale, TaskId,
 };
+use crate::task_output::{self, OutputFile};
 
 /// What the run's control says ([`run`]'s `control`): the coordinator writes it into the
 /// run's definition subject; the CLI watches it and forwards it.
@@ -166,6 +167,15 @@ pub trait Running {
     /// Kills the command (and everything it started) for sure; returns once it is gone.
     /// [`Running::wait`] may be called after it.
     fn kill(&mut self) -> impl Future<Output = ()>;
+
+    /// The attempt's output kept on this host, once [`Running::wait`] returned: one
+    /// file per stream that printed something (none for a quiet attempt). When the
+    /// attempt's end is final for its task, the agent ships them to the coordinator
+    /// through the engine before the `ended` record
+    /// ([`task_output::ship`]). The default: none.
+    fn output(&self) -> Vec<OutputFile> {
+        Vec::new()
+    }
 }
 
 /// The agent's settings. [`AgentConfig::new`] gives the defaults; set fields after.
@@ -849,6 +859,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                         detail: format!("its claims were lost {crashes} times"),
                         crashes: next.crashes,
                         own_failures: next.own_failures,
+                        output: None,
                     });
                     match self.engine.write(task, revision, &ended).await {
                         Ok(Ok(_)) => {
@@ -930,6 +941,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
             slot_index: self.index,
             payload: delivery.payload(),
         };
+        let mut output = Vec::new();
         let exit = match self.runner.start(start).await {
             Err(why) => {
                 // The slot could not start a command: its own fault, counted always.
@@ -958,7 +970,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                     Timeout,
                     Exited(Exit),
                 }
-                loop {
+                let exit = loop {
                     let step = tokio::select! {
                         biased;
                         (now, rx) = &mut stop => Step::Control(now, rx),
@@ -1007,7 +1019,9 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
                             Err(e) => self.engine_error(&e),
                         },
                     }
-                }
+                };
+                output = running.output();
+                exit
             }
         };
         let runtime = started.elapsed();
@@ -1016,7 +1030,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
             &claim,
             (core, prior),
             mine,
-            exit,
+            (exit, output),
             runtime,
             control,
             summary,
@@ -1032,7 +1046,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
         claim: &Claim,
         (core, prior): (CoreRecord, Option<PriorFailure>),
         mine: Revision,
-        exit: Exit,
+        (exit, output): (Exit, Vec<OutputFile>),
         runtime: Duration,
         control: &mut watch::Receiver<Control>,
         summary: &mut AgentSummary,
@@ -1065,6 +1079,21 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
             attribution::breaker_outcome(kind, prior)
         });
         let after = core.finish(ending);
+        // A final end ships what the attempt printed before its record says so (a
+        // quiet attempt ships nothing and costs no message).
+        let output = if outcome == Outcome::Retry || output.is_empty() {
+            None
+        } else {
+            let mark =
+                task_output::ship(self.engine, task, claim.attempt, claim.epoch, &output).await;
+            if !mark.error.is_empty() {
+                self.engine_error(&format_args!(
+                    "task {}'s output was not shipped ({}); it stays in {}.out and .err",
+                    task.0, mark.error, mark.path
+                ));
+            }
+            Some(Box::new(mark))
+        };
         let ended = Ended {
             attempt: claim.attempt,
             epoch: claim.epoch,
@@ -1082,6 +1111,7 @@ impl<E: Engine, R: Runner> SlotCtx<'_, E, R> {
             detail: exit.detail,
             crashes: after.crashes,
             own_failures: after.own_failures,
+            output,
         };
         let record = Record::Ended(ended.clone());
         let mut expect = mine;

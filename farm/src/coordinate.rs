@@ -17,8 +17,9 @@ use tokio::sync::watch;
 use crate::agent::Control;
 use crate::coordinator::{self, Followed, JOURNAL_HEADER, Projection, Summary};
 use crate::engine::jetstream::{JetStream, Opened};
-use crate::engine::{Error as EngineError, RunMeta, TaskId};
+use crate::engine::{Error as EngineError, Record, RunMeta, TaskId};
 use crate::halt::{Halt, HaltOn};
+use crate::task_output::{Fetcher, OutputSink};
 
 /// How often [`Note::Progress`] comes, at most.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -210,6 +211,22 @@ pub async fn coordinate(
     config: &CoordinateConfig,
     notes: &mut dyn FnMut(Note<'_>),
 ) -> Result<Outcome, CoordinateError> {
+    coordinate_with_output(js, config, None, notes).await
+}
+
+/// [`coordinate`], and each finished task's output fetched and handed to `output`
+/// ([`OutputSink`]), in finishing order, before this returns. A re-attached coordinator
+/// (`--resume`) fetches the output of tasks that finish after it attached; those that
+/// finished before are handed on as [`TaskEnd::Earlier`](crate::task_output::TaskEnd).
+///
+/// # Errors
+/// As [`coordinate`].
+pub async fn coordinate_with_output(
+    js: &JetStream,
+    config: &CoordinateConfig,
+    output: Option<OutputSink>,
+    notes: &mut dyn FnMut(Note<'_>),
+) -> Result<Outcome, CoordinateError> {
     let list = &config.tasks;
     let name = &config.name;
     let fingerprint = coordinator::fingerprint(list.iter().map(|(t, c)| (*t, c.as_slice())));
@@ -225,6 +242,12 @@ pub async fn coordinate(
             url: js.url().to_string(),
         });
     }
+    // Output is fetched for the tasks that finish after this coordinator attached.
+    let attached = match opened {
+        Opened::Created => 0,
+        Opened::Existing => run.journal_end().await?.0,
+    };
+    let fetcher = output.map(|sink| Fetcher::start(&run, sink, attached));
     if opened == Opened::Existing && run.control().await? != Control::Run {
         run.set_control(Control::Run).await?;
     }
@@ -287,6 +310,9 @@ pub async fn coordinate(
         let result = {
             let line_sink = |line: &str, p: &Projection| {
                 record.write(line);
+                if let Some(f) = &fetcher {
+                    f.line(line, |t| final_end(p, t));
+                }
                 notes(Note::Recorded {
                     line,
                     summary: &p.summary(),
@@ -392,6 +418,9 @@ pub async fn coordinate(
             // holds its claim: give up waiting after three ack waits).
             let mut sink = |line: &str, p: &Projection, stop_when_idle: bool| {
                 record.write(line);
+                if let Some(f) = &fetcher {
+                    f.line(line, |t| final_end(p, t));
+                }
                 if stop_when_idle && p.summary().running == 0 {
                     let _ = stop_tx.send(true);
                 }
@@ -414,6 +443,9 @@ pub async fn coordinate(
                 .await;
             }
         }
+    }
+    if let Some(f) = fetcher {
+        f.finish().await;
     }
     if let Some((path, error)) = &record.error {
         notes(Note::JournalFailed { path, error });
@@ -446,6 +478,17 @@ pub async fn coordinate(
         journal: journal_path.clone(),
         exit,
     })
+}
+
+/// Task `task`'s final `ended` record in the projection, if it finished.
+fn final_end(p: &Projection, task: TaskId) -> Option<crate::engine::Ended> {
+    match p.task(task) {
+        Some(view) if view.is_finished() => match &view.record {
+            Some(Record::Ended(e)) => Some(e.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// What `--halt` counts in the run's summary so far.

@@ -523,6 +523,7 @@ mod tests {
             detail: "a\tb".into(),
             crashes: 0,
             own_failures: 0,
+            output: None,
         })
     }
 

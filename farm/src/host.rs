@@ -10,11 +10,14 @@
 //!   as `/bin/sh -c COMMAND` in its own process group, a child of the agent that gets
 //!   SIGKILL when the agent dies (`PR_SET_PDEATHSIG`); killing an attempt (stale, timed
 //!   out, aborted) SIGKILLs its whole group and reaps the shell before the slot goes on.
+//!   Its stdout and stderr are pipes that the agent reads: each goes to
+//!   `OUT/TASK.ATTEMPT.out` (`.err`), a file created at its first byte, so a quiet
+//!   attempt creates no file ([`Running::output`] lists the files for shipping).
 //!
 //! The caller (the CLI) parses the options, connects, opens the run and prints.
 
 use std::fs::File;
-use std::io::{Read as _, Seek as _, SeekFrom};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -31,6 +34,7 @@ use crate::agent::{
     self, AgentConfig, AgentError, AgentSummary, Control, Event, Exit, Runner, Running, Start,
 };
 use crate::engine::jetstream::Run;
+use crate::engine::output::Channel;
 use crate::engine::{Error as EngineError, RunMeta};
 use crate::local::Slot;
 use crate::local::classify::classify;
@@ -38,6 +42,7 @@ use crate::local::health_gate::{self, Limits};
 use crate::local::process_fence;
 use crate::local::protocol::Outcome;
 use crate::supervisor::HostHealth;
+use crate::task_output::OutputFile;
 
 /// Why a host agent could not run.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +68,8 @@ pub struct HostConfig {
     pub host: String,
     /// The slots; a repeated label gets its index in the records (`cpu#1`).
     pub slots: Vec<Slot>,
-    /// Where each attempt's output goes (`TASK.ATTEMPT.out` and `.err`); it must exist.
+    /// Where each attempt's output goes (`TASK.ATTEMPT.out` and `.err`, each created at
+    /// its stream's first byte: a quiet attempt creates none); it must exist.
     pub out_dir: PathBuf,
     /// `--health-gate`: judge the whole host (CPU, memory, disks, GPUs).
     pub health_gate: bool,
@@ -332,8 +338,55 @@ struct ProcessRunning {
     pgid: i32,
     /// The attempt's mark.
     mark: Option<String>,
+    out_path: PathBuf,
     err_path: PathBuf,
+    /// The readers of the command's stdout and stderr.
+    readers: [Reader; 2],
     killed: bool,
+}
+
+/// How long the end of an attempt waits for its output pipes to close after its
+/// process group was killed: only a process that left the group (`setsid`) can hold
+/// them open; past this, what it printed so far is kept and the reader is dropped.
+const PIPE_GRACE: Duration = Duration::from_secs(2);
+
+/// A reader of one of the command's pipes: running, then done.
+enum Reader {
+    Running(tokio::task::JoinHandle<()>),
+    Done,
+}
+
+impl Reader {
+    /// Waits (cancel-safe) until the pipe closed, at most `grace`.
+    async fn finish(&mut self, grace: Duration) {
+        if let Self::Running(handle) = self {
+            if tokio::time::timeout(grace, &mut *handle).await.is_err() {
+                handle.abort();
+            }
+            *self = Self::Done;
+        }
+    }
+}
+
+/// Copies `pipe` into `path`, creating the file at the first byte; a file that cannot be
+/// created or written loses the rest (the pipe is still drained, so the command never
+/// blocks on it).
+async fn capture(mut pipe: impl tokio::io::AsyncRead + Unpin, path: PathBuf) {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut file: Option<Result<File, ()>> = None;
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let f = file.get_or_insert_with(|| File::create(&path).map_err(|_| ()));
+        if let Ok(f) = f
+            && f.write_all(&buf[..n]).is_err()
+        {
+            file = Some(Err(()));
+        }
+    }
 }
 
 impl Runner for ProcessRunner {
@@ -351,10 +404,6 @@ impl Runner for ProcessRunner {
         let base = format!("{}.{}", start.task.0, start.attempt);
         let out_path = self.out_dir.join(format!("{base}.out"));
         let err_path = self.out_dir.join(format!("{base}.err"));
-        let stdout = File::create(&out_path)
-            .map_err(|e| format!("cannot create {}: {e}", out_path.display()))?;
-        let stderr = File::create(&err_path)
-            .map_err(|e| format!("cannot create {}: {e}", err_path.display()))?;
         let mark = self.mark.as_ref().map(|m| {
             format!(
                 "{m}.{}.{}.{}",
@@ -367,8 +416,8 @@ impl Runner for ProcessRunner {
         cmd.arg("-c")
             .arg(command)
             .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .env("STURDY_TASK", start.task.0.to_string())
             .env("STURDY_ATTEMPT", start.attempt.to_string())
             .env("STURDY_SLOT", start.slot)
@@ -387,9 +436,17 @@ impl Runner for ProcessRunner {
                     .map_err(std::io::Error::from)
             });
         }
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start /bin/sh: {e}"))?;
+        let readers = [
+            child.stdout.take().map_or(Reader::Done, |p| {
+                Reader::Running(tokio::spawn(capture(p, out_path.clone())))
+            }),
+            child.stderr.take().map_or(Reader::Done, |p| {
+                Reader::Running(tokio::spawn(capture(p, err_path.clone())))
+            }),
+        ];
         let pgid = child
             .id()
             .and_then(|p| i32::try_from(p).ok())
@@ -398,7 +455,9 @@ impl Runner for ProcessRunner {
             child,
             pgid,
             mark,
+            out_path,
             err_path,
+            readers,
             killed: false,
         })
     }
@@ -424,6 +483,10 @@ impl Running for ProcessRunning {
             nix::unistd::Pid::from_raw(self.pgid),
             nix::sys::signal::Signal::SIGKILL,
         );
+        // Everything printed is in the files once the pipes closed.
+        for reader in &mut self.readers {
+            reader.finish(PIPE_GRACE).await;
+        }
         let outcome = match status {
             Ok(s) => match (s.code(), s.signal()) {
                 (Some(code), _) => Outcome::Exited(code),
@@ -436,7 +499,11 @@ impl Running for ProcessRunning {
             Err(e) => Outcome::SpawnFailed(e.to_string()),
         };
         let finish = classify(&outcome);
-        let mut detail = format!("stderr {}", self.err_path.display());
+        let mut detail = if self.err_path.exists() {
+            format!("stderr {}", self.err_path.display())
+        } else {
+            "no stderr".to_string()
+        };
         if finish.failure.is_some() {
             let t = tail(&self.err_path, 512);
             if !t.is_empty() {
@@ -468,5 +535,22 @@ impl Running for ProcessRunning {
             let _ =
                 tokio::task::spawn_blocking(move || process_fence::kill_worker_marked(&mark)).await;
         }
+    }
+
+    fn output(&self) -> Vec<OutputFile> {
+        [
+            (Channel::Stdout, &self.out_path),
+            (Channel::Stderr, &self.err_path),
+        ]
+        .into_iter()
+        .filter_map(|(channel, path)| {
+            let bytes = std::fs::metadata(path).ok()?.len();
+            (bytes > 0).then(|| OutputFile {
+                channel,
+                path: path.clone(),
+                bytes,
+            })
+        })
+        .collect()
     }
 }

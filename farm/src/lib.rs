@@ -15,7 +15,9 @@
 //! - [`agent`] (the host agent) and [`coordinator`] (enqueue, the journal's projection) of a
 //!   multi-host run; [`coordinate`]: the coordinator on a real machine (create, enqueue,
 //!   follow into the journal, SIGINT); and [`host`]: the agent on a real host (its settings from the run's,
-//!   the health gate, signals, each attempt a child process);
+//!   the health gate, signals, each attempt a child process); [`task_output`]: a task's
+//!   output across hosts (shipped by the agent when its end is final, fetched by the
+//!   coordinator);
 //! - `sim` (with the cargo feature `sim`, which brings tokio's `test-util`): a
 //!   deterministic simulation of the whole multi-host farm (a model of the engine, hosts,
 //!   network and faults) in which the host agent and coordinator run unchanged, in virtual time
@@ -80,3 +82,4 @@ pub mod local;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod supervisor;
+pub mod task_output;

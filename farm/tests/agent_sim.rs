@@ -512,6 +512,7 @@ async fn a_first_delivery_of_a_finished_task_is_acked_without_running() {
         detail: String::new(),
         crashes: 0,
         own_failures: 0,
+        output: None,
     });
     mem.write(TaskId(3), Revision::NONE, &done)
         .await

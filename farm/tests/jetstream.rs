@@ -41,6 +41,7 @@ fn done(attempt: u32, host: &str) -> Record {
         detail: String::new(),
         crashes: 0,
         own_failures: 0,
+        output: None,
     })
 }
 
@@ -904,5 +905,148 @@ async fn a_server_without_jetstream_is_named() {
             );
         }
         other => panic!("expected the JetStream error, got {other:?}"),
+    }
+}
+
+/// An attempt's output shipped in chunks comes back byte-exact, another attempt's chunks
+/// on the same task's subject are skipped, and a quiet attempt ships nothing.
+#[tokio::test]
+async fn output_ships_in_chunks_and_comes_back_byte_exact() {
+    use sturdy_farm::engine::output::{CHUNK_BYTES, Channel};
+    use sturdy_farm::task_output::{self, Fetched, OutputFile};
+
+    let server = Server::start();
+    let run = run(&server, "out").await;
+    let dir = tempfile::tempdir().unwrap();
+    // Over four chunks of stdout (not a multiple of the chunk), a little stderr.
+    let stdout: Vec<u8> = (0..CHUNK_BYTES * 4 + 123)
+        .map(|i| u8::try_from(i % 251).unwrap())
+        .collect();
+    let out_path = dir.path().join("3.2.out");
+    let err_path = dir.path().join("3.2.err");
+    std::fs::write(&out_path, &stdout).unwrap();
+    std::fs::write(&err_path, b"task 3 err\n").unwrap();
+    let files = [
+        OutputFile {
+            channel: Channel::Stderr,
+            path: err_path.clone(),
+            bytes: 11,
+        },
+        OutputFile {
+            channel: Channel::Stdout,
+            path: out_path.clone(),
+            bytes: stdout.len() as u64,
+        },
+    ];
+    // A stale attempt (1) of the same task shipped first: its chunks share the subject.
+    let stale = [OutputFile {
+        channel: Channel::Stdout,
+        path: err_path.clone(),
+        bytes: 11,
+    }];
+    let stale_mark = bounded(task_output::ship(&run, TaskId(3), 1, 1, &stale)).await;
+    assert!(stale_mark.from.is_some(), "{stale_mark:?}");
+    let mark = bounded(task_output::ship(&run, TaskId(3), 2, 2, &files)).await;
+    assert_eq!((mark.stdout, mark.stderr), (stdout.len() as u64, 11));
+    assert!(!mark.truncated && mark.error.is_empty(), "{mark:?}");
+    assert_eq!(mark.path, dir.path().join("3.2").display().to_string());
+    let Record::Ended(mut ended) = done(2, "h") else {
+        unreachable!()
+    };
+    ended.output = Some(Box::new(mark));
+    let into = tempfile::tempdir().unwrap();
+    let fetched = bounded(task_output::fetch(&run, into.path(), TaskId(3), &ended)).await;
+    let Fetched::Files {
+        out,
+        err,
+        truncated,
+        host,
+        ..
+    } = fetched
+    else {
+        panic!("not fetched: {fetched:?}");
+    };
+    assert!(!truncated);
+    assert_eq!(host, "h");
+    assert_eq!(out, into.path().join("3.2.out"));
+    assert!(std::fs::read(&out).unwrap() == stdout, "stdout differs");
+    assert_eq!(std::fs::read(&err).unwrap(), b"task 3 err\n");
+
+    // A quiet attempt: no mark, nothing fetched, no file.
+    let quiet = bounded(task_output::ship(&run, TaskId(4), 1, 1, &[])).await;
+    assert_eq!((quiet.from, quiet.stdout, quiet.stderr), (None, 0, 0));
+    let Record::Ended(ended) = done(1, "h") else {
+        unreachable!()
+    };
+    assert_eq!(
+        bounded(task_output::fetch(&run, into.path(), TaskId(4), &ended)).await,
+        Fetched::Quiet
+    );
+    assert!(!into.path().join("4.1.out").exists());
+
+    // Output that was not shipped (a publish failed): where it stays, and why.
+    let Record::Ended(mut ended) = done(1, "h") else {
+        unreachable!()
+    };
+    ended.output = Some(Box::new(sturdy_farm::engine::output::OutputMark {
+        stdout: 5,
+        path: "/agent/out/5.1".into(),
+        error: "publish failed".into(),
+        ..Default::default()
+    }));
+    assert_eq!(
+        bounded(task_output::fetch(&run, into.path(), TaskId(5), &ended)).await,
+        Fetched::OnHost {
+            host: "h".into(),
+            kept: "/agent/out/5.1".into(),
+            why: "it was not shipped: publish failed".into(),
+        }
+    );
+    assert!(!into.path().join("5.1.out").exists());
+}
+
+/// A publish that fails (here: the run's output stream is gone) leaves the output on the
+/// host: the mark says why and where, and the coordinator's fetch names the host and
+/// the files.
+#[tokio::test]
+async fn output_that_cannot_be_shipped_stays_on_the_host_and_says_where() {
+    use sturdy_farm::engine::output::Channel;
+    use sturdy_farm::task_output::{self, Fetched, OutputFile};
+
+    let server = Server::start();
+    let run = run(&server, "outfail").await;
+    let client = async_nats::connect(&server.url).await.unwrap();
+    async_nats::jetstream::new(client)
+        .delete_stream("STURDY_outfail_OUT")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("2.1.out");
+    std::fs::write(&out_path, b"task 2 out\n").unwrap();
+    let files = [OutputFile {
+        channel: Channel::Stdout,
+        path: out_path,
+        bytes: 11,
+    }];
+    let mark = bounded(task_output::ship(&run, TaskId(2), 1, 1, &files)).await;
+    assert_eq!((mark.from, mark.stdout), (None, 11));
+    assert!(!mark.error.is_empty(), "{mark:?}");
+    let kept = dir.path().join("2.1").display().to_string();
+    assert_eq!(mark.path, kept);
+    let Record::Ended(mut ended) = done(1, "far") else {
+        unreachable!()
+    };
+    ended.output = Some(Box::new(mark.clone()));
+    let into = tempfile::tempdir().unwrap();
+    match bounded(task_output::fetch(&run, into.path(), TaskId(2), &ended)).await {
+        Fetched::OnHost {
+            host,
+            kept: at,
+            why,
+        } => {
+            assert_eq!((host.as_str(), at.as_str()), ("far", kept.as_str()));
+            assert_eq!(why, format!("it was not shipped: {}", mark.error));
+        }
+        other => panic!("expected the output on its host, got {other:?}"),
     }
 }

@@ -7,6 +7,7 @@
 //! | stream `STURDY_R_WORK` | subjects `sturdy.R.task.*`, work-queue retention, file storage, duplicate window [`Config::duplicate_window`] |
 //! | consumer `farm` on it | durable pull, ack explicit, `ack_wait` = [`Config::ack_wait`], **no BackOff** (it would change nak delays), `max_deliver` = [`Config::max_deliver`] (a backstop: attempts are counted in the records), `max_ack_pending`, `max_waiting` |
 //! | stream `STURDY_R_STATE` | subjects `sturdy.R.meta`, `sturdy.R.state.*`, `sturdy.R.stale`; limits retention, `max_msgs_per_subject` -1 (every record is kept: the journal), `allow_direct`, `deny_delete`, `deny_purge` |
+//! | stream `STURDY_R_OUT` | subjects `sturdy.R.out.*`; limits retention, `max_bytes` [`Config::output_max_bytes`] (the oldest output goes first), `max_msg_size` 256 KiB + 4 KiB |
 //!
 //! - Task `n`'s work message goes to `sturdy.R.task.n` with message id `R/n/generation`
 //!   and header `Sturdy-Generation`.
@@ -15,6 +16,12 @@
 //!   `Nats-Expected-Last-Subject-Sequence` = the expected revision: the server's
 //!   compare-and-set.
 //! - Notes ([`Engine::note`]) go to `sturdy.R.stale` with header `Sturdy-Task`.
+//! - Task `n`'s output ([`Engine::put_output`]) goes to `sturdy.R.out.n` in chunks of at
+//!   most 256 KiB, with headers `Sturdy-Attempt`, `Sturdy-Epoch`, `Sturdy-Channel`
+//!   (`stdout`/`stderr`), `Sturdy-Index` (from 0) and `Sturdy-Last` (`1` on a channel's
+//!   last chunk); the coordinator reads it back with an ordered consumer filtered on the
+//!   subject ([`Engine::get_output`]). Runs created before this stream existed simply
+//!   ship no output (the publish finds no stream; the output stays on the host).
 //! - The run's definition ([`RunMeta`]) is the first message on `sturdy.R.meta`, written
 //!   once with expected last subject sequence 0.
 //!
@@ -52,6 +59,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
+use super::output::{CHUNK_BYTES, Channel, OutputChunk, OutputMark, OutputSink};
 use super::{
     Conflict, Delivery, Engine, Enqueued, Entry, Error, Generation, Position, Record, Revision,
     RunMeta, Settle, TaskId,
@@ -61,6 +69,13 @@ use super::{
 const GENERATION_HEADER: &str = "Sturdy-Generation";
 /// The header naming a note's task.
 const TASK_HEADER: &str = "Sturdy-Task";
+/// The headers of an output chunk: its attempt, its claim's epoch, its channel, its
+/// index in the channel and whether it is the channel's last.
+const ATTEMPT_HEADER: &str = "Sturdy-Attempt";
+const EPOCH_HEADER: &str = "Sturdy-Epoch";
+const CHANNEL_HEADER: &str = "Sturdy-Channel";
+const INDEX_HEADER: &str = "Sturdy-Index";
+const LAST_HEADER: &str = "Sturdy-Last";
 /// The work consumer's durable name.
 const CONSUMER: &str = "farm";
 /// The longest run name: stream names stay well under the server's limits.
@@ -99,6 +114,11 @@ pub struct Config {
     /// How long one pull of [`Engine::next`] waits at the server before it pulls again;
     /// at least 100 ms; default 5 s.
     pub pull_wait: Duration,
+    /// The most bytes the run's output stream (`STURDY_R_OUT`) holds, all tasks
+    /// together; past it the oldest chunks are dropped (a coordinator that fetches them
+    /// later says the output stays on the host). At least 1 MiB; default 1 GiB. Applies
+    /// when the stream is created.
+    pub output_max_bytes: i64,
 }
 
 impl Default for Config {
@@ -113,6 +133,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(5),
             pull_wait: Duration::from_secs(5),
+            output_max_bytes: 1 << 30,
         }
     }
 }
@@ -124,7 +145,7 @@ impl Config {
     /// [`Error::Config`] naming the first field that breaks its rule.
     pub fn validate(&self) -> Result<(), Error> {
         let ms = Duration::from_millis(1);
-        let rules: [(bool, &'static str, &'static str); 9] = [
+        let rules: [(bool, &'static str, &'static str); 10] = [
             (self.ack_wait >= ms, "ack_wait", "must be at least 1 ms"),
             (self.max_deliver >= 1, "max_deliver", "must be at least 1"),
             (
@@ -157,6 +178,11 @@ impl Config {
                 self.pull_wait >= Duration::from_millis(100),
                 "pull_wait",
                 "must be at least 100 ms",
+            ),
+            (
+                self.output_max_bytes >= 1 << 20,
+                "output_max_bytes",
+                "must be at least 1 MiB",
             ),
         ];
         match rules.iter().find(|(ok, _, _)| !ok) {
@@ -319,6 +345,20 @@ impl JetStream {
             })
             .await
             .map_err(|e| fail("create stream", &names.state, &e))?;
+        self.context
+            .get_or_create_stream(stream::Config {
+                name: names.out.clone(),
+                subjects: vec![format!("{}*", names.out_prefix)],
+                retention: RetentionPolicy::Limits,
+                storage: StorageType::File,
+                num_replicas: self.config.replicas,
+                max_bytes: self.config.output_max_bytes,
+                max_message_size: i32::try_from(CHUNK_BYTES + 4096).unwrap_or(i32::MAX),
+                discard: stream::DiscardPolicy::Old,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| fail("create stream", &names.out, &e))?;
         let consumer: PullConsumer = work
             .get_or_create_consumer(
                 CONSUMER,
@@ -474,6 +514,8 @@ struct Names {
     stale: String,
     task_prefix: String,
     state_prefix: String,
+    out: String,
+    out_prefix: String,
 }
 
 impl Names {
@@ -485,6 +527,8 @@ impl Names {
             stale: format!("sturdy.{run}.stale"),
             task_prefix: format!("sturdy.{run}.task."),
             state_prefix: format!("sturdy.{run}.state."),
+            out: format!("STURDY_{run}_OUT"),
+            out_prefix: format!("sturdy.{run}.out."),
         }
     }
 }
@@ -505,6 +549,7 @@ pub struct Run {
     state: stream::Stream,
     consumer: PullConsumer,
     pull_wait: Duration,
+    request_timeout: Duration,
 }
 
 impl Run {
@@ -523,6 +568,7 @@ impl Run {
             state,
             consumer,
             pull_wait: js.config.pull_wait,
+            request_timeout: js.config.request_timeout,
         }
     }
 
@@ -574,6 +620,21 @@ impl Run {
             }),
             Err(e) => Err(self.fail("direct get", subject, &e)),
         }
+    }
+
+    /// Where the run's journal ends now: the position of its newest entry
+    /// ([`Position`] 0 for an empty journal). A re-attaching coordinator tells the
+    /// entries that came before it from those after.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the stream's information cannot be read.
+    pub async fn journal_end(&self) -> Result<Position, Error> {
+        let info = self
+            .context
+            .get_stream(&self.names.state)
+            .await
+            .map_err(|e| self.fail("stream info", &self.names.state, &e))?;
+        Ok(Position(info.cached_info().state.last_sequence))
     }
 
     /// Writes the run's control (R6): `{"control":"drain"}` (or `run`, `abort`) on
@@ -919,6 +980,111 @@ impl Engine for Run {
         self.ack(&delivery, kind).await
     }
 
+    async fn put_output(&self, chunk: &OutputChunk) -> Result<Option<Position>, Error> {
+        let subject = format!("{}{}", self.names.out_prefix, chunk.task.0);
+        let publish = PublishMessage::build()
+            .payload(chunk.data.clone())
+            .header(ATTEMPT_HEADER, chunk.attempt.to_string().as_str())
+            .header(EPOCH_HEADER, chunk.epoch.to_string().as_str())
+            .header(CHANNEL_HEADER, chunk.channel.as_str())
+            .header(INDEX_HEADER, chunk.index.to_string().as_str())
+            .header(LAST_HEADER, if chunk.last { "1" } else { "0" });
+        let ack = self
+            .context
+            .send_publish(subject.clone(), publish)
+            .await
+            .map_err(|e| self.fail("publish", &subject, &e))?
+            .await
+            .map_err(|e| self.fail("publish", &subject, &e))?;
+        Ok(Some(Position(ack.sequence)))
+    }
+
+    /// An ordered consumer on `sturdy.R.out.n` from the mark's first chunk: the chunks
+    /// of (attempt, epoch), checked for order, until each channel's last one. A chunk
+    /// that does not come within the request timeout (dropped from a full stream) fails
+    /// the fetch.
+    async fn get_output(
+        &self,
+        task: TaskId,
+        attempt: u32,
+        epoch: u64,
+        mark: &OutputMark,
+        sink: &mut OutputSink<'_>,
+    ) -> Result<(), Error> {
+        let subject = format!("{}{}", self.names.out_prefix, task.0);
+        let Some(from) = mark.from else {
+            return Ok(());
+        };
+        // Each channel: whether it still expects chunks, and the index due next.
+        let mut open = [
+            (Channel::Stdout, mark.shipped(Channel::Stdout) > 0, 0u32),
+            (Channel::Stderr, mark.shipped(Channel::Stderr) > 0, 0u32),
+        ];
+        if !open.iter().any(|(_, o, _)| *o) {
+            return Ok(());
+        }
+        let out = self
+            .context
+            .get_stream_no_info(&self.names.out)
+            .await
+            .map_err(|e| self.fail("get stream", &self.names.out, &e))?;
+        let mut messages = out
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: subject.clone(),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: from.max(1),
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| self.fail("create ordered consumer", &subject, &e))?
+            .messages()
+            .await
+            .map_err(|e| self.fail("fetch output", &subject, &e))?;
+        while open.iter().any(|(_, o, _)| *o) {
+            let message = match tokio::time::timeout(self.request_timeout, messages.next()).await {
+                Ok(Some(Ok(message))) => message,
+                Ok(Some(Err(e))) => return Err(self.fail("fetch output", &subject, &e)),
+                Ok(None) | Err(_) => {
+                    return Err(self.fail(
+                        "fetch output",
+                        &subject,
+                        &"a chunk is missing (dropped from a full output stream?)",
+                    ));
+                }
+            };
+            let headers = &message.headers;
+            if header(headers, ATTEMPT_HEADER) != Some(u64::from(attempt))
+                || header(headers, EPOCH_HEADER) != Some(epoch)
+            {
+                continue; // another attempt's (one that found itself stale)
+            }
+            let channel = headers
+                .as_ref()
+                .and_then(|h| h.get(CHANNEL_HEADER))
+                .and_then(|c| Channel::parse(c.as_str()));
+            let index = header(headers, INDEX_HEADER);
+            let last = header(headers, LAST_HEADER) == Some(1);
+            let Some(due) = open.iter_mut().find(|(c, o, _)| Some(*c) == channel && *o) else {
+                continue; // a finished channel's chunk again (a publish retried)
+            };
+            if index != Some(u64::from(due.2)) {
+                let sequence = message.info().map_or(0, |i| i.stream_sequence);
+                return Err(self.malformed(
+                    &subject,
+                    sequence,
+                    format!("output chunk {index:?} where chunk {} was due", due.2),
+                ));
+            }
+            due.2 += 1;
+            if last {
+                due.1 = false;
+            }
+            sink(due.0, &message.payload);
+        }
+        Ok(())
+    }
+
     async fn follow(&self, from: Position) -> Result<Self::Follow, Error> {
         let deliver_policy = if from.0 <= 1 {
             DeliverPolicy::All
@@ -960,7 +1126,7 @@ mod tests {
     fn the_defaults_are_valid_and_each_rule_names_its_field() {
         assert!(Config::default().validate().is_ok());
         type BreakIt = fn(&mut Config);
-        let cases: [(BreakIt, &str, &str); 9] = [
+        let cases: [(BreakIt, &str, &str); 10] = [
             (
                 |c| c.ack_wait = Duration::ZERO,
                 "ack_wait",
@@ -993,6 +1159,11 @@ mod tests {
                 |c| c.pull_wait = Duration::from_millis(99),
                 "pull_wait",
                 "must be at least 100 ms",
+            ),
+            (
+                |c| c.output_max_bytes = (1 << 20) - 1,
+                "output_max_bytes",
+                "must be at least 1 MiB",
             ),
         ];
         for (break_it, field, rule) in cases {

@@ -28,6 +28,7 @@
 
 mod error;
 pub mod jetstream;
+pub mod output;
 mod record;
 
 use std::future::Future;
@@ -37,6 +38,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub use error::{Conflict, Error};
+use output::{OutputChunk, OutputMark, OutputSink};
 pub use record::{Claim, Ended, Outcome, Record, RunMeta, Stale};
 pub use sturdy_core::TaskId;
 
@@ -357,6 +359,42 @@ pub trait Engine: Send + Sync {
             self.settle(delivery, Settle::Ack).await?;
             self.next_within(wait).await
         }
+    }
+
+    /// Stores one chunk of a task's output ([`output`]): the host agent ships an
+    /// attempt's output this way, before its final `ended` record.
+    /// `Ok(Some(position))`: stored, at `position`. `Ok(None)`: this engine keeps no
+    /// output (the default); the output stays on the host.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the engine refused or failed (the output stays on the
+    /// host; the run goes on).
+    fn put_output(
+        &self,
+        chunk: &OutputChunk,
+    ) -> impl Future<Output = Result<Option<Position>, Error>> + Send {
+        let _ = chunk;
+        async { Ok(None) }
+    }
+
+    /// Fetches task `task`'s output as attempt (`attempt`, `epoch`) shipped it, per its
+    /// `ended` record's `mark` ([`Ended::output`]), into `sink`: the bytes of each
+    /// channel shipped, in order, a chunk at a time. Nothing for a mark with nothing
+    /// shipped. The default (an engine that keeps no output) gives nothing.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the engine failed or a chunk is missing (dropped from a
+    /// full output stream); [`Error::Malformed`] for chunks out of order.
+    fn get_output(
+        &self,
+        task: TaskId,
+        attempt: u32,
+        epoch: u64,
+        mark: &OutputMark,
+        sink: &mut OutputSink<'_>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = (task, attempt, epoch, mark, sink);
+        async { Ok(()) }
     }
 
     /// Follows the run's journal from `from` (inclusive; [`Position::START`] for all of

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::output::OutputMark;
+
 /// One entry of a task's history; the newest one is the task's record.
 ///
 /// The engine stores and orders records; what a transition means (may this delivery
@@ -109,6 +111,11 @@ pub struct Ended {
     /// including this record; 0 when left out.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub own_failures: u32,
+    /// The attempt's output, when its end is final for the task (done or given up) and
+    /// it printed something: how much, and where the engine holds it (see
+    /// [`super::output`]). `None`: nothing to fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Box<OutputMark>>,
 }
 
 /// The body of [`Record::Stale`].
@@ -191,6 +198,7 @@ mod tests {
             detail: String::new(),
             crashes: 0,
             own_failures: 0,
+            output: None,
         });
         let text = serde_json::to_string(&ended).unwrap();
         assert_eq!(

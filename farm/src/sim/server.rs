@@ -601,6 +601,7 @@ mod tests {
                 detail: String::new(),
                 crashes: 0,
                 own_failures: 0,
+                output: None,
             })
         };
         let r1 = s.write(TaskId(0), Revision::NONE, &claim(1)).unwrap();

@@ -499,6 +499,7 @@ async fn attempt(
             detail: String::new(),
             crashes: 0,
             own_failures: 0,
+            output: None,
         });
         if let Ok(Ok(_)) = eng.write(task, rev, &gave_up).await {
             w.claimed(task.0);
@@ -605,6 +606,7 @@ async fn attempt(
         detail: String::new(),
         crashes: 0,
         own_failures: 0,
+        output: None,
     });
     // R3: settle only after our own compare-and-set succeeded.
     let written = match eng.write(task, mine, &ended).await {
