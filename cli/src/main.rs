@@ -45,6 +45,7 @@ mod output;
 mod probe_cmd;
 mod report;
 mod run;
+mod run_book;
 mod simulate_cmd;
 mod spool;
 mod tasks;
