@@ -10,26 +10,28 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sturdy_core::WorkerId;
 use sturdy_core::backoff::Jitter;
-use sturdy_core::manager::LedgerConfig;
+use sturdy_core::manager::{BreakerState, Event, LedgerConfig};
 use sturdy_core::phi::PhiConfig;
-use sturdy_farm::supervisor::{Observer, Stop, Summary, Supervisor, SupervisorConfig};
+use sturdy_farm::supervisor::{
+    AttemptRecord, Observer, Stop, Summary, Supervisor, SupervisorConfig, Verdict,
+};
 use sturdy_tokio::checkpoint_store::{CheckpointStore, StoreConfig};
 
 use crate::error::CliError;
 use crate::farm_metrics::FarmMetrics;
 use crate::health_gate::{self, Limits};
-use crate::journal::Journal;
+use crate::journal::{Journal, Next};
 use crate::options::{Detector, JitterArg, RunArgs, Settings};
 use crate::options::{HaltOn, InputSpec};
-use crate::output::{Tag, TaskOutput};
+use crate::output::{Ending, Tag, TaskOutput};
 use crate::process_pool::ProcessPool;
 use crate::process_pool::{LineBuffer, PoolExtras, TagOf};
 use crate::report::{FinalSummary, Progress};
 use crate::resume::{EXPERIMENT, Plan, plan, write_amended};
-use crate::run_book::RunObserver;
+use crate::run_book::{Printed, RunBook, RunOutput, Stopping, TaskEnded};
 use crate::state_dir::{self, StateDir};
-use crate::storage_fault::StorageFault;
 use crate::tasks::TaskList;
 use crate::template::Template;
 use std::sync::Arc;
@@ -64,6 +66,142 @@ fn ledger_config(s: &Settings) -> Result<LedgerConfig, CliError> {
     .map_err(|e| CliError::input(format!("invalid setting: {e}")))
 }
 
+/// What `sturdy run` shows of a local run ([`RunBook`]'s [`RunOutput`]): each task's
+/// output (stdout and stderr, `--tag`, `-k`, `--results`, `--joblog`), the progress bar
+/// or lines and notes on stderr, and the `--metrics-listen` counters.
+struct RunPrinter {
+    /// The tasks' output on sturdy's stdout and stderr, `--results`, `--joblog`.
+    output: TaskOutput,
+    /// The task list, for the arguments of `--tag` and `--results`.
+    tasks: Arc<TaskList>,
+    progress: Progress,
+    /// `--breaker-open`, for the note that a worker's breaker opened.
+    breaker_open: Duration,
+    /// `--metrics-listen`: the run's counters.
+    metrics: Option<FarmMetrics>,
+    /// The state directory's `out/`, for the note that stdout is closed.
+    out_dir: PathBuf,
+}
+
+impl RunOutput for RunPrinter {
+    fn task_ended(&mut self, ended: &TaskEnded<'_>) -> Printed {
+        let rec = ended.record;
+        let ending = Ending {
+            task: ended.task,
+            started: rec.started,
+            ended: rec.ended,
+            exit: rec.finish.exit,
+            signal: rec.finish.signal,
+        };
+        let args = self.tasks.args(ended.task);
+        let args = args.as_slice();
+        let problem = self.progress.suspend(|| {
+            self.output
+                .ended(&ending, ended.command, args, ended.out, ended.err)
+        });
+        if let Some(p) = problem {
+            self.progress.note(&format!("sturdy: warning: {p}"));
+        }
+        if let Some(m) = &self.metrics {
+            m.task_ended(rec.verdict == Verdict::Done);
+        }
+        // --keep-order could not hold it until its turn: printed incomplete.
+        if self
+            .output
+            .unheld()
+            .last()
+            .is_some_and(|&(t, _)| t == ended.task)
+        {
+            Printed::Incomplete
+        } else {
+            Printed::Whole
+        }
+    }
+
+    fn output_gone(&self) -> bool {
+        crate::output::stdout_broken()
+    }
+
+    fn stopping(&mut self, why: Stopping) {
+        if let Some(m) = &self.metrics {
+            m.stopped_dispatching(false);
+        }
+        let note = match why {
+            Stopping::OutputGone => format!(
+                "sturdy: stdout is closed: starting no more tasks; the output of finished tasks stays in {}",
+                self.out_dir.display()
+            ),
+            Stopping::Halt { on, count, now } => {
+                let what = match on {
+                    HaltOn::Fail => "failed",
+                    HaltOn::Success => "succeeded",
+                    HaltOn::Done => "finished",
+                };
+                if now {
+                    format!(
+                        "sturdy: --halt: {count} task(s) {what}; killing the running ones and starting no more"
+                    )
+                } else {
+                    format!(
+                        "sturdy: --halt: {count} task(s) {what}; starting no more, waiting for the running ones"
+                    )
+                }
+            }
+        };
+        self.progress.note(&note);
+    }
+
+    fn attempt_started(&mut self, worker: WorkerId) {
+        self.progress.started(worker.0);
+        if let Some(m) = &self.metrics {
+            m.started();
+        }
+    }
+
+    fn attempt_ended(&mut self, rec: &AttemptRecord, command: &str, next: Next) {
+        if let Some(m) = &self.metrics {
+            m.ended(next.as_str());
+        }
+        self.progress.attempt(rec, command);
+    }
+
+    fn event(&mut self, event: &Event) {
+        // Without this note a run whose every breaker is open sits silent for
+        // --breaker-open.
+        if let Event::Breaker {
+            worker,
+            to: BreakerState::Open { .. },
+            ..
+        } = event
+        {
+            if let Some(m) = &self.metrics {
+                m.breaker_opened();
+            }
+            self.progress.note(&format!(
+                "worker {}: circuit breaker open; no new task for it for {:?}",
+                worker.0 + 1,
+                self.breaker_open
+            ));
+        }
+    }
+
+    fn checkpoint_failed(&mut self, error: &std::io::Error) {
+        self.progress
+            .note(&format!("sturdy: checkpoint not written: {error}"));
+    }
+
+    fn worker_restarting(&mut self, worker: WorkerId, delay: Duration) {
+        if let Some(m) = &self.metrics {
+            m.worker_restarted();
+        }
+        self.progress.note(&format!(
+            "worker {} died; restarting it in {} ms",
+            worker.0 + 1,
+            delay.as_millis()
+        ));
+    }
+}
+
 /// `--load` / `--memfree`: before the first dispatch, waits until the host is within
 /// these limits ([`health_gate::wait_for_limits`]), saying so once.
 fn wait_for_limits(settings: &Settings) {
@@ -87,7 +225,7 @@ async fn drive<const T: usize>(
     order: Option<Vec<u32>>,
     state: &StateDir,
     store: CheckpointStore,
-    observer: &mut RunObserver,
+    observer: &mut RunBook<RunPrinter>,
 ) -> Result<Summary, CliError> {
     let exe = std::env::current_exe()
         .map_err(|e| CliError::runtime(format!("cannot find the sturdy executable: {e}")))?;
@@ -97,7 +235,7 @@ async fn drive<const T: usize>(
         settings.heartbeat_interval,
         state.clone(),
         settings.kill_grace,
-        observer.fault.clone(),
+        observer.fault().clone(),
     )
     .with_extras(PoolExtras {
         delay: settings.delay,
@@ -162,31 +300,27 @@ async fn drive<const T: usize>(
         sup.set_health(health);
         monitor
     });
-    observer.fault.arm(sup.stop_handle());
-    observer.stop = Some(sup.stop_handle());
+    observer.arm(sup.stop_handle());
     // The state directory deleted or replaced under the run, or the journal truncated
     // or replaced: noticed within a heartbeat interval, it stops the run (the outputs
     // and the journal have nowhere to go, or the record lost lines).
-    let journal_watch = observer
-        .journal
-        .watch(&observer.journal_path)
-        .map_err(|e| {
-            CliError::runtime(format!(
-                "cannot watch the journal {}: {e}",
-                observer.journal_path.display()
-            ))
-        })?;
-    if let (Some(addr), Some(m)) = (settings.metrics_listen, &observer.metrics) {
+    let journal_watch = observer.watch_journal().map_err(|e| {
+        CliError::runtime(format!(
+            "cannot watch the journal {}: {e}",
+            observer.journal_path().display()
+        ))
+    })?;
+    if let (Some(addr), Some(m)) = (settings.metrics_listen, &observer.output().metrics) {
         let bound = m.serve(addr).await?;
         eprintln!(
             "sturdy: serving the run's metrics on http://{bound}/metrics, /livez and /readyz"
         );
     }
-    let metrics = observer.metrics.clone();
+    let metrics = observer.output().metrics.clone();
     let watchdog = watchdog::spawn(
         state.clone(),
         journal_watch,
-        observer.fault.clone(),
+        observer.fault().clone(),
         settings.heartbeat_interval,
         move |fault| {
             if let Some(m) = &metrics {
@@ -197,7 +331,7 @@ async fn drive<const T: usize>(
             }
         },
     );
-    let signal_metrics = observer.metrics.clone();
+    let signal_metrics = observer.output().metrics.clone();
     let signals = signals::spawn(sup.stop_handle(), move |level| {
         if let Some(m) = &signal_metrics {
             m.stopped_dispatching(false);
@@ -212,17 +346,17 @@ async fn drive<const T: usize>(
     let summary = sup.run(observer).await;
     signals.abort();
     watchdog.abort();
-    if let Some(m) = &observer.metrics {
-        m.stopped_dispatching(observer.fault.message().is_some());
+    if let Some(m) = &observer.output().metrics {
+        m.stopped_dispatching(observer.fault().message().is_some());
     }
     // What happened since the watchdog's last look (the first fault's message wins).
-    match observer.journal.watch(&observer.journal_path) {
+    match observer.watch_journal() {
         Ok(w) => {
             if let Err(e) = watchdog::check(state, &w) {
-                observer.fault.trip(e);
+                observer.fault().trip(e);
             }
         }
-        Err(_) if !state.still_in_place() => observer.fault.trip(format!(
+        Err(_) if !state.still_in_place() => observer.fault().trip(format!(
             "state directory {} was deleted or replaced while the run was going",
             state.root().display()
         )),
@@ -412,33 +546,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         ))
     })?;
     let already = (plan.done_before.len() + plan.gave_up_before.len()) as u64;
-    let mut observer = RunObserver {
-        journal,
-        state: state.clone(),
+    let printer = RunPrinter {
         output,
         tasks: Arc::clone(&tasks),
-        done: plan.done_before.clone(),
-        gave_up: plan
-            .gave_up_before
-            .iter()
-            .map(|&(t, kind)| {
-                (
-                    u32::try_from(t).unwrap_or(u32::MAX),
-                    kind.as_str().to_owned(),
-                )
-            })
-            .collect(),
-        halt: settings.halt,
-        total: plan.todo_len as u64,
-        stop: None,
-        succeeded: 0,
-        failed: 0,
-        halted: None,
-        keep_output: settings.keep_output,
-        journaled: std::collections::HashMap::new(),
-        journal_path: state.journal(),
-        fault: StorageFault::default(),
-        unjournaled: Vec::new(),
         // No bar while other threads print lines (--line-buffer): plain progress lines.
         progress: Progress::new(
             tasks.len() as u64,
@@ -449,9 +559,11 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         metrics: settings
             .metrics_listen
             .map(|_| FarmMetrics::new(tasks.len() as u64, settings.heartbeat_interval)),
-        stdout_gone: false,
-        fingerprint: tasks.fingerprint,
+        out_dir: root.join("out"),
     };
+    let mut observer = RunBook::new(journal, state.clone(), &plan, tasks.fingerprint, printer)
+        .with_halt(settings.halt)
+        .with_keep_output(settings.keep_output);
     if state.resumed && !settings.json {
         eprintln!(
             "sturdy: resuming {}: {} done, {} failed for good, {} to run",
@@ -495,8 +607,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             .await
         }
     })?;
-    observer.output.flush();
-    observer.progress.finish();
+    observer.output_mut().output.flush();
+    observer.output_mut().progress.finish();
     let mut fin = FinalSummary::new(
         &summary,
         tasks.len(),
@@ -504,8 +616,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         &plan.gave_up_before,
         root.display().to_string(),
     );
-    fin.storage_fault = observer.fault.message();
-    fin.not_on_record(&observer.unjournaled);
+    fin.storage_fault = observer.fault().message();
+    fin.not_on_record(observer.unjournaled());
     if settings.json {
         // A closed stdout (`| head`) loses the summary, never the run's exit code.
         let _ = writeln!(
@@ -523,8 +635,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             root.display()
         )));
     }
-    if let Some((_, why)) = observer.output.unheld().first() {
+    if let Some((_, why)) = observer.output().output.unheld().first() {
         let tasks: Vec<String> = observer
+            .output()
             .output
             .unheld()
             .iter()
@@ -541,14 +654,14 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             "stopped: the task list (or a :::: file) was changed in place under the run, so a task's command could no longer be read back as it was when the run started; no task was run under a changed command, and nothing more was dispatched. Restore the list and run the same command with --resume to run the rest (or start a new state directory for the new list)",
         ));
     }
-    if observer.stdout_gone {
+    if observer.stopped_for_output() {
         return Err(CliError::runtime(format!(
             "stopped: stdout was closed, so tasks' output had nowhere to go; the output of finished tasks is kept in {}, and the same command with --resume runs the rest",
             root.join("out").display()
         )));
     }
     Ok(
-        if fin.all_succeeded() || (observer.halted == Some(HaltOn::Success) && fin.failed == 0) {
+        if fin.all_succeeded() || (observer.halted() == Some(HaltOn::Success) && fin.failed == 0) {
             0
         } else {
             crate::error::EXIT_TASKS_FAILED
