@@ -45,7 +45,6 @@ mod output;
 mod probe_cmd;
 mod report;
 mod run;
-mod run_book;
 mod simulate_cmd;
 mod spool;
 mod tasks;
@@ -53,8 +52,7 @@ mod template;
 
 // The local farm's parts that moved into the library, under their old names.
 use sturdy_farm::local::{
-    health_gate, journal, process_fence, process_pool, resume, state_dir, storage_fault, task_set,
-    worker,
+    health_gate, journal, process_fence, process_pool, resume, state_dir, worker,
 };
 
 use std::time::Duration;

@@ -30,13 +30,13 @@ use crate::process_pool::ProcessPool;
 use crate::process_pool::{LineBuffer, PoolExtras, TagOf};
 use crate::report::{FinalSummary, Progress};
 use crate::resume::{EXPERIMENT, Plan, plan, write_amended};
-use crate::run_book::{Printed, RunBook, RunOutput, Stopping, TaskEnded};
 use crate::state_dir::{self, StateDir};
 use crate::tasks::TaskList;
 use crate::template::Template;
 use std::sync::Arc;
 use sturdy_farm::local::LedgerSettings;
 use sturdy_farm::local::resume::WINDOW_TASKS;
+use sturdy_farm::local::run_book::{Printed, RunBook, RunOutput, Stopping, TaskEnded};
 use sturdy_farm::local::todo_feed::TodoFeed;
 use sturdy_farm::local::{signals, watchdog};
 
@@ -147,6 +147,7 @@ impl RunOutput for RunPrinter {
                     )
                 }
             }
+            _ => return,
         };
         self.progress.note(&note);
     }

@@ -14,9 +14,6 @@
 //! [`RunOutput::output_gone`], [`RunOutput::stopping`] when the run stops dispatching
 //! because of it, and last [`RunOutput::attempt_ended`].
 
-// Written as the library module it becomes (`sturdy_farm::local::run_book`).
-#![allow(unreachable_pub, dead_code)]
-
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -25,15 +22,15 @@ use std::time::Duration;
 use sturdy_core::FailureKind;
 use sturdy_core::WorkerId;
 use sturdy_core::manager::Event;
-use sturdy_farm::halt::{Halt, HaltOn};
-use sturdy_farm::local::trim;
-use sturdy_farm::supervisor::{AttemptRecord, Observer, Order, StopHandle, Verdict};
 
-use crate::journal::{Journal, JournalWatch, Next, Record};
-use crate::resume::{Plan, RunCheckpoint};
-use crate::state_dir::StateDir;
-use crate::storage_fault::StorageFault;
-use crate::task_set::TaskSet;
+use super::journal::{Journal, JournalWatch, Next, Record};
+use super::resume::{Plan, RunCheckpoint};
+use super::state_dir::StateDir;
+use super::storage_fault::StorageFault;
+use super::task_set::TaskSet;
+use super::trim;
+use crate::halt::{Halt, HaltOn};
+use crate::supervisor::{AttemptRecord, Observer, Order, StopHandle, Verdict};
 
 /// A task that ended (succeeded, or failed for good) with its last attempt, whose
 /// output is ready to print.
