@@ -446,3 +446,327 @@ fn empty_the_blank_under(blank: &Path, out: &Path) {
         let _ = f.set_len(0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::{Duration, SystemTime};
+
+    use sturdy_core::{FailureKind, TaskId, WorkerId};
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::halt::HaltAt;
+    use crate::supervisor::{Finish, Stop};
+
+    /// What the book showed.
+    #[derive(Default)]
+    struct Shown {
+        /// `(task, attempt, whether it succeeded)` of each task that ended.
+        ended: Vec<(u32, u32, bool)>,
+        /// `(key, attempt, next)` of each attempt, in order.
+        attempts: Vec<(u64, u32, Next)>,
+        stopping: Vec<Stopping>,
+        /// Tasks whose output is reported printed incomplete.
+        incomplete: BTreeSet<u32>,
+        /// Whether the output is gone.
+        gone: bool,
+    }
+
+    impl RunOutput for Shown {
+        fn task_ended(&mut self, ended: &TaskEnded<'_>) -> Printed {
+            assert_eq!(ended.command, format!("cmd {}", ended.task));
+            self.ended.push((
+                ended.task,
+                ended.record.attempt,
+                ended.record.verdict == Verdict::Done,
+            ));
+            if self.incomplete.contains(&ended.task) {
+                Printed::Incomplete
+            } else {
+                Printed::Whole
+            }
+        }
+        fn output_gone(&self) -> bool {
+            self.gone
+        }
+        fn stopping(&mut self, why: Stopping) {
+            self.stopping.push(why);
+        }
+        fn attempt_ended(&mut self, record: &AttemptRecord, command: &str, next: Next) {
+            assert_eq!(command, format!("cmd {}", record.key));
+            self.attempts.push((record.key, record.attempt, next));
+        }
+    }
+
+    fn record(key: u64, attempt: u32, verdict: Verdict) -> AttemptRecord {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        AttemptRecord {
+            task: TaskId(0),
+            key,
+            attempt,
+            worker: WorkerId(0),
+            epoch: 1,
+            started: at,
+            ended: at + Duration::from_millis(250),
+            finish: match verdict {
+                Verdict::Done => Finish::OK,
+                _ => Finish::process(Some(FailureKind::Evaluation), Some(1), None),
+            },
+            verdict,
+        }
+    }
+
+    /// A run of `todo` tasks in a fresh state directory under `dir`, armed.
+    fn new_book(
+        dir: &Path,
+        todo: usize,
+        journal: Option<Journal>,
+    ) -> (RunBook<Shown>, watch::Receiver<Stop>) {
+        let state = StateDir::open(&dir.join("state"), 7, todo, "test", false).unwrap();
+        let journal = journal.unwrap_or_else(|| Journal::open(&state.journal()).unwrap());
+        let plan = Plan {
+            todo_len: todo,
+            ..Plan::default()
+        };
+        let mut book = RunBook::new(journal, state, &plan, 7, Shown::default());
+        let (stop, rx) = StopHandle::detached();
+        book.arm(stop);
+        (book, rx)
+    }
+
+    fn end(book: &mut RunBook<Shown>, key: u64, attempt: u32, verdict: Verdict) {
+        book.attempt_ended(&record(key, attempt, verdict), &format!("cmd {key}"));
+    }
+
+    /// Writes the output files of task `task`'s attempt `attempt` (`err` only when
+    /// given).
+    fn outputs(book: &RunBook<Shown>, task: u32, attempt: u32, out: &str, err: Option<&str>) {
+        std::fs::write(book.state.output(task, attempt, "out"), out).unwrap();
+        if let Some(err) = err {
+            std::fs::write(book.state.output(task, attempt, "err"), err).unwrap();
+        }
+    }
+
+    fn exists(book: &RunBook<Shown>, task: u32, attempt: u32, stream: &str) -> bool {
+        book.state.output(task, attempt, stream).exists()
+    }
+
+    #[test]
+    fn halt_soon_drains_once_at_the_count_of_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let (book, rx) = new_book(dir.path(), 5, None);
+        let mut book = book.with_halt(Some(Halt {
+            now: false,
+            on: HaltOn::Fail,
+            at: HaltAt::Count(2),
+        }));
+        end(&mut book, 1, 1, Verdict::GaveUp);
+        end(&mut book, 2, 1, Verdict::Retry);
+        end(&mut book, 3, 1, Verdict::Done);
+        assert_eq!(*rx.borrow(), Stop::Run);
+        assert!(book.output().stopping.is_empty());
+        end(&mut book, 2, 2, Verdict::GaveUp);
+        assert_eq!(*rx.borrow(), Stop::Drain);
+        assert_eq!(
+            book.output().stopping,
+            [Stopping::Halt {
+                on: HaltOn::Fail,
+                count: 2,
+                now: false
+            }]
+        );
+        end(&mut book, 4, 1, Verdict::GaveUp);
+        assert_eq!(book.output().stopping.len(), 1, "halts once");
+        assert_eq!(book.halted(), Some(HaltOn::Fail));
+        assert_eq!((book.succeeded(), book.failed()), (1, 3));
+        assert_eq!(
+            book.output().ended,
+            [(1, 1, false), (3, 1, true), (2, 2, false), (4, 1, false)]
+        );
+        assert_eq!(
+            book.output().attempts,
+            [
+                (1, 1, Next::GaveUp),
+                (2, 1, Next::Retry),
+                (3, 1, Next::Done),
+                (2, 2, Next::GaveUp),
+                (4, 1, Next::GaveUp)
+            ]
+        );
+    }
+
+    #[test]
+    fn halt_now_aborts_at_a_percentage_of_the_plans_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (book, rx) = new_book(dir.path(), 4, None);
+        let mut book = book.with_halt(Some(Halt {
+            now: true,
+            on: HaltOn::Done,
+            at: HaltAt::Percent(50.0),
+        }));
+        end(&mut book, 1, 1, Verdict::Done);
+        // Neither a retry nor a stale or interrupted attempt ends a task.
+        end(&mut book, 2, 1, Verdict::Retry);
+        end(&mut book, 3, 1, Verdict::Stale);
+        end(&mut book, 4, 1, Verdict::Interrupted);
+        assert_eq!(*rx.borrow(), Stop::Run);
+        end(&mut book, 2, 2, Verdict::GaveUp);
+        assert_eq!(*rx.borrow(), Stop::Abort);
+        assert_eq!(
+            book.output().stopping,
+            [Stopping::Halt {
+                on: HaltOn::Done,
+                count: 2,
+                now: true
+            }]
+        );
+        // A success halt counts successes only.
+        let dir = tempfile::tempdir().unwrap();
+        let (book, rx) = new_book(dir.path(), 4, None);
+        let mut book = book.with_halt(Some(Halt {
+            now: false,
+            on: HaltOn::Success,
+            at: HaltAt::Count(1),
+        }));
+        end(&mut book, 1, 1, Verdict::GaveUp);
+        assert_eq!(*rx.borrow(), Stop::Run);
+        end(&mut book, 2, 1, Verdict::Done);
+        assert_eq!(*rx.borrow(), Stop::Drain);
+        assert_eq!(book.halted(), Some(HaltOn::Success));
+    }
+
+    #[test]
+    fn endings_the_journal_does_not_take_are_kept_apart_and_stop_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = std::fs::OpenOptions::new()
+            .append(true)
+            .open("/dev/full")
+            .unwrap();
+        let (mut book, rx) = new_book(dir.path(), 3, Some(Journal::on_file(full)));
+        outputs(&book, 1, 1, "one\n", None);
+        end(&mut book, 1, 1, Verdict::Done);
+        let fault = book.fault().message().unwrap();
+        assert!(
+            fault.starts_with("cannot write the journal ") && fault.contains("journal.tsv"),
+            "{fault}"
+        );
+        assert_eq!(*rx.borrow(), Stop::Abort);
+        end(&mut book, 2, 1, Verdict::Retry);
+        end(&mut book, 3, 1, Verdict::GaveUp);
+        assert_eq!(
+            book.unjournaled(),
+            [(1, Verdict::Done), (3, Verdict::GaveUp)]
+        );
+        // The tasks still count as ended in this run (and were shown), but no
+        // checkpoint holds them, and their files stay.
+        assert_eq!((book.succeeded(), book.failed()), (1, 1));
+        let payload = RunCheckpoint::decode(&book.checkpoint_payload(&[1, 2]).unwrap()).unwrap();
+        assert_eq!(payload.keys, [1, 2]);
+        assert!(payload.done_before.is_empty());
+        assert!(payload.gave_up_before.is_empty());
+        assert!(exists(&book, 1, 1, "out"));
+    }
+
+    #[test]
+    fn checkpoints_carry_earlier_and_journaled_outcomes() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(&dir.path().join("state"), 9, 6, "test", false).unwrap();
+        let journal = Journal::open(&state.journal()).unwrap();
+        let mut plan = Plan {
+            todo_len: 4,
+            ..Plan::default()
+        };
+        plan.done_before.insert(5);
+        plan.gave_up_before.push((6, FailureKind::TaskTimeout));
+        let mut book = RunBook::new(journal, state, &plan, 9, Shown::default());
+        end(&mut book, 1, 1, Verdict::Done);
+        end(&mut book, 2, 1, Verdict::GaveUp);
+        end(&mut book, 3, 1, Verdict::Retry);
+        let payload = RunCheckpoint::decode(&book.checkpoint_payload(&[3, 4]).unwrap()).unwrap();
+        assert_eq!(
+            payload,
+            RunCheckpoint {
+                fingerprint: 9,
+                keys: vec![3, 4],
+                done_before: vec![1, 5],
+                gave_up_before: vec![(6, "task_timeout".into()), (2, "evaluation".into())],
+            }
+        );
+        // Every attempt is one journal line, with what it led to.
+        let text = std::fs::read_to_string(book.journal_path()).unwrap();
+        let nexts: Vec<&str> = text
+            .lines()
+            .skip(2)
+            .map(|l| l.split('\t').nth(10).unwrap())
+            .collect();
+        assert_eq!(nexts, ["done", "gave_up", "retry"]);
+    }
+
+    #[test]
+    fn an_ended_tasks_journaled_attempts_are_trimmed_to_its_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut book, _rx) = new_book(dir.path(), 3, None);
+        // Task 1: a failed attempt, then a quiet success.
+        outputs(&book, 1, 1, "try\n", Some("bad\n"));
+        end(&mut book, 1, 1, Verdict::Retry);
+        assert!(exists(&book, 1, 1, "out") && exists(&book, 1, 1, "err"));
+        outputs(&book, 1, 2, "ok\n", None);
+        end(&mut book, 1, 2, Verdict::Done);
+        assert!(!exists(&book, 1, 1, "out") && !exists(&book, 1, 1, "err"));
+        assert!(!exists(&book, 1, 2, "out"));
+        // The mark of an ended task: its last attempt's `.err`, here the emptied `.out`.
+        assert_eq!(std::fs::read(book.state.output(1, 2, "err")).unwrap(), b"");
+        // Task 2's output printed incomplete: every file stays.
+        book.output_mut().incomplete.insert(2);
+        outputs(&book, 2, 1, "partly\n", Some("e\n"));
+        end(&mut book, 2, 1, Verdict::GaveUp);
+        assert!(exists(&book, 2, 1, "out") && exists(&book, 2, 1, "err"));
+        assert!(book.output().stopping.is_empty());
+    }
+
+    #[test]
+    fn keep_output_keeps_every_attempts_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (book, _rx) = new_book(dir.path(), 1, None);
+        let mut book = book.with_keep_output(true);
+        outputs(&book, 1, 1, "try\n", Some("bad\n"));
+        end(&mut book, 1, 1, Verdict::Retry);
+        outputs(&book, 1, 2, "ok\n", None);
+        end(&mut book, 1, 2, Verdict::Done);
+        assert!(exists(&book, 1, 1, "out") && exists(&book, 1, 1, "err"));
+        assert_eq!(
+            std::fs::read(book.state.output(1, 2, "out")).unwrap(),
+            b"ok\n"
+        );
+    }
+
+    #[test]
+    fn gone_output_drains_the_run_once_and_keeps_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut book, rx) = new_book(dir.path(), 3, None);
+        book.output_mut().gone = true;
+        outputs(&book, 1, 1, "lost\n", None);
+        end(&mut book, 1, 1, Verdict::Done);
+        outputs(&book, 2, 1, "lost too\n", None);
+        end(&mut book, 2, 1, Verdict::Done);
+        assert_eq!(*rx.borrow(), Stop::Drain);
+        assert_eq!(book.output().stopping, [Stopping::OutputGone]);
+        assert!(book.stopped_for_output());
+        assert!(exists(&book, 1, 1, "out") && exists(&book, 2, 1, "out"));
+    }
+
+    #[test]
+    fn a_nonempty_blank_is_emptied_before_a_quiet_task_is_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut book, _rx) = new_book(dir.path(), 1, None);
+        let blank = book.state.blank();
+        std::fs::write(&blank, b"").unwrap();
+        std::fs::hard_link(&blank, book.state.output(1, 1, "out")).unwrap();
+        std::fs::write(&blank, b"written through the link\n").unwrap();
+        book.output_mut().gone = true; // keep the files, to look at them
+        end(&mut book, 1, 1, Verdict::Done);
+        assert_eq!(std::fs::read(&blank).unwrap(), b"");
+        assert_eq!(std::fs::read(book.state.output(1, 1, "out")).unwrap(), b"");
+    }
+}
