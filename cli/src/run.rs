@@ -1,6 +1,8 @@
 //! `sturdy run`: the master. Validates the input, opens the state directory, works out
 //! what a resumed run still has to do, and drives a [`Supervisor`] of child-process
-//! workers, journaling every attempt and checkpointing.
+//! workers, checkpointing. The run's bookkeeping (every attempt journaled, `--halt`, the
+//! output files trimmed) is the library's [`RunBook`]; this module maps the options onto
+//! it and prints what it hands over ([`RunPrinter`]).
 //!
 //! Signals: the first SIGINT or SIGTERM stops dispatch and lets running attempts finish;
 //! a second kills them (they are journaled `interrupted` and run again on resume). In
