@@ -352,19 +352,8 @@ async fn drive<const T: usize>(
     if let Some(m) = &observer.output().metrics {
         m.stopped_dispatching(observer.fault().message().is_some());
     }
-    // What happened since the watchdog's last look (the first fault's message wins).
-    match observer.watch_journal() {
-        Ok(w) => {
-            if let Err(e) = watchdog::check(state, &w) {
-                observer.fault().trip(e);
-            }
-        }
-        Err(_) if !state.still_in_place() => observer.fault().trip(format!(
-            "state directory {} was deleted or replaced while the run was going",
-            state.root().display()
-        )),
-        Err(_) => {}
-    }
+    // What happened since the watchdog's last look.
+    observer.check_after_run();
     Ok(summary)
 }
 

@@ -29,6 +29,7 @@ use super::state_dir::StateDir;
 use super::storage_fault::StorageFault;
 use super::task_set::TaskSet;
 use super::trim;
+use super::watchdog;
 use crate::halt::{Halt, HaltOn};
 use crate::supervisor::{AttemptRecord, Observer, Order, StopHandle, Verdict};
 
@@ -271,6 +272,24 @@ impl<O: RunOutput> RunBook<O> {
     /// the order they ended. Not on record: a resume runs them again.
     pub fn unjournaled(&self) -> &[(u64, Verdict)] {
         &self.unjournaled
+    }
+
+    /// After the run: what happened to the state directory or the journal since the
+    /// watchdog's last look ([`watchdog::check`]) trips the storage fault (the first
+    /// fault's message wins).
+    pub fn check_after_run(&self) {
+        match self.watch_journal() {
+            Ok(w) => {
+                if let Err(e) = watchdog::check(&self.state, &w) {
+                    self.fault.trip(e);
+                }
+            }
+            Err(_) if !self.state.still_in_place() => self.fault.trip(format!(
+                "state directory {} was deleted or replaced while the run was going",
+                self.state.root().display()
+            )),
+            Err(_) => {}
+        }
     }
 
     /// A task ended (succeeded, or failed for good) with attempt `rec`: show its
@@ -754,6 +773,36 @@ mod tests {
         assert_eq!(book.output().stopping, [Stopping::OutputGone]);
         assert!(book.stopped_for_output());
         assert!(exists(&book, 1, 1, "out") && exists(&book, 2, 1, "out"));
+    }
+
+    #[test]
+    fn after_the_run_a_truncated_journal_or_a_moved_directory_trips_the_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut book, _rx) = new_book(dir.path(), 2, None);
+        end(&mut book, 1, 1, Verdict::Done);
+        book.check_after_run();
+        assert_eq!(book.fault().message(), None);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(book.journal_path())
+            .unwrap();
+        f.set_len(10).unwrap();
+        book.check_after_run();
+        let fault = book.fault().message().unwrap();
+        assert!(
+            fault.contains("was truncated while the run was going"),
+            "{fault}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let (book, _rx) = new_book(dir.path(), 2, None);
+        std::fs::rename(dir.path().join("state"), dir.path().join("moved")).unwrap();
+        book.check_after_run();
+        let fault = book.fault().message().unwrap();
+        assert!(
+            fault.contains("was deleted or replaced while the run was going"),
+            "{fault}"
+        );
     }
 
     #[test]
