@@ -7,8 +7,9 @@
 //! whose circuit breaker is open gets no work, every attempt is journaled, and
 //! `sturdy run --resume` after a crash of the master runs only what had not finished.
 //! The decisions are the core's ledger's (`sturdy_core::manager`), driven by the tokio
-//! farm's supervisor (`sturdy_farm::supervisor`); this crate holds the argument parsing,
-//! the output and, for now, the local farm's orchestration and signals.
+//! farm's supervisor (`sturdy_farm::supervisor`) and the local farm's bookkeeping
+//! (`sturdy_farm::local::run_book`); this crate holds the argument parsing, the output
+//! and the wiring of the local farm's parts.
 //!
 //! `sturdy run COMMAND ::: ARGS` (and `:::: FILE`) is GNU parallel's argument mode
 //! (`template`, `tasks`); each task's output reaches sturdy's stdout and stderr
@@ -53,8 +54,7 @@ mod template;
 
 // The local farm's parts that moved into the library, under their old names.
 use sturdy_farm::local::{
-    health_gate, journal, process_fence, process_pool, resume, state_dir, storage_fault, task_set,
-    worker,
+    health_gate, journal, process_fence, process_pool, resume, state_dir, worker,
 };
 
 use std::time::Duration;

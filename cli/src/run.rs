@@ -1,6 +1,8 @@
 //! `sturdy run`: the master. Validates the input, opens the state directory, works out
 //! what a resumed run still has to do, and drives a [`Supervisor`] of child-process
-//! workers, journaling every attempt and checkpointing.
+//! workers, checkpointing. The run's bookkeeping (every attempt journaled, `--halt`, the
+//! output files trimmed) is the library's [`RunBook`]; this module maps the options onto
+//! it and prints what it hands over ([`RunPrinter`]).
 //!
 //! Signals: the first SIGINT or SIGTERM stops dispatch and lets running attempts finish;
 //! a second kills them (they are journaled `interrupted` and run again on resume). In
@@ -10,7 +12,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sturdy_core::FailureKind;
 use sturdy_core::WorkerId;
 use sturdy_core::backoff::Jitter;
 use sturdy_core::manager::{BreakerState, Event, LedgerConfig};
@@ -23,25 +24,23 @@ use sturdy_tokio::checkpoint_store::{CheckpointStore, StoreConfig};
 use crate::error::CliError;
 use crate::farm_metrics::FarmMetrics;
 use crate::health_gate::{self, Limits};
-use crate::journal::{Journal, Next, Record};
+use crate::journal::{Journal, Next};
 use crate::options::{Detector, JitterArg, RunArgs, Settings};
-use crate::options::{Halt, HaltOn, InputSpec};
+use crate::options::{HaltOn, InputSpec};
 use crate::output::{Ending, Tag, TaskOutput};
 use crate::process_pool::ProcessPool;
 use crate::process_pool::{LineBuffer, PoolExtras, TagOf};
 use crate::report::{FinalSummary, Progress};
-use crate::resume::{EXPERIMENT, Plan, RunCheckpoint, plan, write_amended};
+use crate::resume::{EXPERIMENT, Plan, plan, write_amended};
 use crate::state_dir::{self, StateDir};
-use crate::storage_fault::StorageFault;
-use crate::task_set::TaskSet;
 use crate::tasks::TaskList;
 use crate::template::Template;
 use std::sync::Arc;
 use sturdy_farm::local::LedgerSettings;
 use sturdy_farm::local::resume::WINDOW_TASKS;
+use sturdy_farm::local::run_book::{Printed, RunBook, RunOutput, Stopping, TaskEnded};
 use sturdy_farm::local::todo_feed::TodoFeed;
-use sturdy_farm::local::{signals, trim, watchdog};
-use sturdy_farm::supervisor::StopHandle;
+use sturdy_farm::local::{signals, watchdog};
 
 /// Workers a run can have (the ledger's `WORKERS`).
 pub(crate) const MAX_WORKERS: usize = 256;
@@ -69,118 +68,102 @@ fn ledger_config(s: &Settings) -> Result<LedgerConfig, CliError> {
     .map_err(|e| CliError::input(format!("invalid setting: {e}")))
 }
 
-struct RunObserver {
-    journal: Journal,
-    /// The state directory, for the attempts' output files.
-    state: StateDir,
+/// What `sturdy run` shows of a local run ([`RunBook`]'s [`RunOutput`]): each task's
+/// output (stdout and stderr, `--tag`, `-k`, `--results`, `--joblog`), the progress bar
+/// or lines and notes on stderr, and the `--metrics-listen` counters.
+struct RunPrinter {
     /// The tasks' output on sturdy's stdout and stderr, `--results`, `--joblog`.
     output: TaskOutput,
     /// The task list, for the arguments of `--tag` and `--results`.
     tasks: Arc<TaskList>,
-    /// For checkpoints: the tasks that succeeded (in earlier runs, and in this one with
-    /// their outcome journaled), and those that failed for good, with their kind.
-    done: TaskSet,
-    gave_up: Vec<(u32, String)>,
-    /// `--halt`, the run's task count, and the stop handle once the run goes.
-    halt: Option<Halt>,
-    total: u64,
-    stop: Option<StopHandle>,
-    /// Tasks of this run that succeeded and failed for good.
-    succeeded: u64,
-    failed: u64,
-    /// Set when `--halt` stopped the run: on what.
-    halted: Option<HaltOn>,
-    /// `--keep-output`: keep every attempt's output files.
-    keep_output: bool,
-    /// The attempts of each task that this run journaled, until the task ends.
-    journaled: std::collections::HashMap<u32, Vec<u32>>,
-    /// Where the journal is, for messages.
-    journal_path: PathBuf,
-    /// Tripped when an outcome cannot be journaled: the run stops at once.
-    fault: StorageFault,
-    /// Tasks whose ending (success, or failure for good) the journal did not take:
-    /// not on record, so the summary does not count them finished (a resume runs them).
-    unjournaled: Vec<(u64, Verdict)>,
     progress: Progress,
     /// `--breaker-open`, for the note that a worker's breaker opened.
     breaker_open: Duration,
     /// `--metrics-listen`: the run's counters.
     metrics: Option<FarmMetrics>,
-    /// Set once stdout was found closed (the run drains).
-    stdout_gone: bool,
-    /// The task list's fingerprint, for checkpoints.
-    fingerprint: u64,
+    /// The state directory's `out/`, for the note that stdout is closed.
+    out_dir: PathBuf,
 }
 
-impl Observer<String> for RunObserver {
-    fn attempt_started(
-        &mut self,
-        worker: WorkerId,
-        _order: &sturdy_farm::supervisor::Order<'_, String>,
-    ) {
+impl RunOutput for RunPrinter {
+    fn task_ended(&mut self, ended: &TaskEnded<'_>) -> Printed {
+        let rec = ended.record;
+        let ending = Ending {
+            task: ended.task,
+            started: rec.started,
+            ended: rec.ended,
+            exit: rec.finish.exit,
+            signal: rec.finish.signal,
+        };
+        let args = self.tasks.args(ended.task);
+        let args = args.as_slice();
+        let problem = self.progress.suspend(|| {
+            self.output
+                .ended(&ending, ended.command, args, ended.out, ended.err)
+        });
+        if let Some(p) = problem {
+            self.progress.note(&format!("sturdy: warning: {p}"));
+        }
+        if let Some(m) = &self.metrics {
+            m.task_ended(rec.verdict == Verdict::Done);
+        }
+        // --keep-order could not hold it until its turn: printed incomplete.
+        if self
+            .output
+            .unheld()
+            .last()
+            .is_some_and(|&(t, _)| t == ended.task)
+        {
+            Printed::Incomplete
+        } else {
+            Printed::Whole
+        }
+    }
+
+    fn output_gone(&self) -> bool {
+        crate::output::stdout_broken()
+    }
+
+    fn stopping(&mut self, why: Stopping) {
+        if let Some(m) = &self.metrics {
+            m.stopped_dispatching(false);
+        }
+        let note = match why {
+            Stopping::OutputGone => format!(
+                "sturdy: stdout is closed: starting no more tasks; the output of finished tasks stays in {}",
+                self.out_dir.display()
+            ),
+            Stopping::Halt { on, count, now } => {
+                let what = match on {
+                    HaltOn::Fail => "failed",
+                    HaltOn::Success => "succeeded",
+                    HaltOn::Done => "finished",
+                };
+                if now {
+                    format!(
+                        "sturdy: --halt: {count} task(s) {what}; killing the running ones and starting no more"
+                    )
+                } else {
+                    format!(
+                        "sturdy: --halt: {count} task(s) {what}; starting no more, waiting for the running ones"
+                    )
+                }
+            }
+            _ => return,
+        };
+        self.progress.note(&note);
+    }
+
+    fn attempt_started(&mut self, worker: WorkerId) {
         self.progress.started(worker.0);
         if let Some(m) = &self.metrics {
             m.started();
         }
     }
 
-    fn attempt_ended(&mut self, rec: &AttemptRecord, command: &String) {
-        let task = u32::try_from(rec.key).unwrap_or(u32::MAX);
-        let next = match rec.verdict {
-            Verdict::Done => Next::Done,
-            Verdict::GaveUp => Next::GaveUp,
-            Verdict::Stale => Next::Stale,
-            Verdict::Interrupted => Next::Interrupted,
-            _ => Next::Retry,
-        };
-        let line = Record {
-            task,
-            attempt: rec.attempt,
-            worker: rec.worker.0 + 1,
-            epoch: u64::from(rec.epoch),
-            start: rec.started,
-            end: rec.ended,
-            exit: rec.finish.exit,
-            signal: rec.finish.signal,
-            kind: rec.finish.failure.map(FailureKind::as_str),
-            next,
-            command,
-        };
-        if let Err(e) = self.journal.append(&line) {
-            // The outcome is not durable: nothing more may be dispatched.
-            self.fault.trip(format!(
-                "cannot write the journal {}: {e}",
-                self.journal_path.display()
-            ));
-            if matches!(rec.verdict, Verdict::Done | Verdict::GaveUp) {
-                self.unjournaled.push((rec.key, rec.verdict));
-            }
-        } else if rec.verdict == Verdict::Done {
-            self.done.insert(task);
-        } else if rec.verdict == Verdict::GaveUp {
-            let kind = rec.finish.failure.unwrap_or(FailureKind::Unknown);
-            self.gave_up.push((task, kind.as_str().to_owned()));
-        }
-        if !matches!(rec.verdict, Verdict::Stale | Verdict::Interrupted) {
-            self.journaled.entry(task).or_default().push(rec.attempt);
-        }
+    fn attempt_ended(&mut self, rec: &AttemptRecord, command: &str, next: Next) {
         if let Some(m) = &self.metrics {
             m.ended(next.as_str());
-        }
-        if matches!(rec.verdict, Verdict::Done | Verdict::GaveUp) {
-            self.task_ended(rec, task, command);
-            let attempts = self.journaled.remove(&task).unwrap_or_default();
-            // Only what the journal holds may go (not after a journal write failed),
-            // and nothing once stdout is gone (the output printed nowhere stays).
-            // Nor the output that --keep-order could not hold (printed incomplete).
-            let unheld = self.output.unheld().last().is_some_and(|&(t, _)| t == task);
-            if !self.keep_output
-                && !unheld
-                && self.fault.message().is_none()
-                && !crate::output::stdout_broken()
-            {
-                trim::trim_outputs(&self.state, task, &attempts, rec.attempt);
-            }
         }
         self.progress.attempt(rec, command);
     }
@@ -205,33 +188,9 @@ impl Observer<String> for RunObserver {
         }
     }
 
-    fn checkpointed(&mut self, result: Result<u64, &std::io::Error>) {
-        // The journal goes to disk with each checkpoint.
-        if let Err(e) = self.journal.sync() {
-            self.fault.trip(format!(
-                "cannot sync the journal {}: {e}",
-                self.journal_path.display()
-            ));
-        }
-        if let Err(e) = result {
-            self.progress
-                .note(&format!("sturdy: checkpoint not written: {e}"));
-        }
-    }
-
-    fn checkpoint_payload(&mut self, keys: &[u64]) -> Option<Vec<u8>> {
-        // Every checkpoint covers the whole list: the ledger's slots (which change as
-        // the window moves) and every task that finished, in this run or before.
-        let payload = RunCheckpoint {
-            fingerprint: self.fingerprint,
-            keys: keys
-                .iter()
-                .map(|&k| u32::try_from(k).unwrap_or(u32::MAX))
-                .collect(),
-            done_before: self.done.iter().collect(),
-            gave_up_before: self.gave_up.clone(),
-        };
-        postcard::to_allocvec(&payload).ok()
+    fn checkpoint_failed(&mut self, error: &std::io::Error) {
+        self.progress
+            .note(&format!("sturdy: checkpoint not written: {error}"));
     }
 
     fn worker_restarting(&mut self, worker: WorkerId, delay: Duration) {
@@ -243,105 +202,6 @@ impl Observer<String> for RunObserver {
             worker.0 + 1,
             delay.as_millis()
         ));
-    }
-}
-
-/// A quiet attempt's `out` is a hard link to the state directory's `blank`, which is
-/// empty by definition: bytes written through a link (not by a command: its output goes
-/// through the worker, which gives `out` a file of its own first; `echo x >
-/// STATE/blank.out` by hand) would show as the output of every quiet task that ends
-/// after them. When `out` is the blank and it is not empty, the blank is emptied first.
-fn empty_the_blank_under(blank: &std::path::Path, out: &std::path::Path) {
-    use std::os::unix::fs::MetadataExt;
-    if let (Ok(o), Ok(b)) = (std::fs::metadata(out), std::fs::metadata(blank))
-        && (o.dev(), o.ino()) == (b.dev(), b.ino())
-        && b.len() > 0
-        && let Ok(f) = std::fs::OpenOptions::new().write(true).open(blank)
-    {
-        let _ = f.set_len(0);
-    }
-}
-
-impl RunObserver {
-    /// A task ended (succeeded, or failed for good) with attempt `rec`: print its
-    /// output, and stop the run when `--halt` says so.
-    fn task_ended(&mut self, rec: &AttemptRecord, task: u32, command: &str) {
-        let ending = Ending {
-            task,
-            started: rec.started,
-            ended: rec.ended,
-            exit: rec.finish.exit,
-            signal: rec.finish.signal,
-        };
-        let args = self.tasks.args(task);
-        let args = args.as_slice();
-        let (out, err) = (
-            self.state.output(task, rec.attempt, "out"),
-            self.state.output(task, rec.attempt, "err"),
-        );
-        empty_the_blank_under(&self.state.blank(), &out);
-        let problem = self
-            .progress
-            .suspend(|| self.output.ended(&ending, command, args, &out, &err));
-        if let Some(p) = problem {
-            self.progress.note(&format!("sturdy: warning: {p}"));
-        }
-        if rec.verdict == Verdict::Done {
-            self.succeeded += 1;
-        } else {
-            self.failed += 1;
-        }
-        if let Some(m) = &self.metrics {
-            m.task_ended(rec.verdict == Verdict::Done);
-        }
-        if crate::output::stdout_broken() && !self.stdout_gone {
-            // Tasks' output has nowhere to go: start nothing more (a resume runs the
-            // rest), keep every output file, and say so.
-            self.stdout_gone = true;
-            if let Some(stop) = &self.stop {
-                stop.drain();
-            }
-            if let Some(m) = &self.metrics {
-                m.stopped_dispatching(false);
-            }
-            self.progress.note(&format!(
-                "sturdy: stdout is closed: starting no more tasks; the output of finished tasks stays in {}",
-                self.state.root().join("out").display()
-            ));
-        }
-        let Some(halt) = self.halt else { return };
-        if self.halted.is_some() {
-            return;
-        }
-        let count = match halt.on {
-            HaltOn::Fail => self.failed,
-            HaltOn::Success => self.succeeded,
-            HaltOn::Done => self.failed + self.succeeded,
-        };
-        if halt.reached(count, self.total)
-            && let Some(stop) = &self.stop
-        {
-            self.halted = Some(halt.on);
-            if let Some(m) = &self.metrics {
-                m.stopped_dispatching(false);
-            }
-            let what = match halt.on {
-                HaltOn::Fail => "failed",
-                HaltOn::Success => "succeeded",
-                HaltOn::Done => "finished",
-            };
-            if halt.now {
-                stop.abort();
-                self.progress.note(&format!(
-                    "sturdy: --halt: {count} task(s) {what}; killing the running ones and starting no more"
-                ));
-            } else {
-                stop.drain();
-                self.progress.note(&format!(
-                    "sturdy: --halt: {count} task(s) {what}; starting no more, waiting for the running ones"
-                ));
-            }
-        }
     }
 }
 
@@ -368,7 +228,7 @@ async fn drive<const T: usize>(
     order: Option<Vec<u32>>,
     state: &StateDir,
     store: CheckpointStore,
-    observer: &mut RunObserver,
+    observer: &mut RunBook<RunPrinter>,
 ) -> Result<Summary, CliError> {
     let exe = std::env::current_exe()
         .map_err(|e| CliError::runtime(format!("cannot find the sturdy executable: {e}")))?;
@@ -378,7 +238,7 @@ async fn drive<const T: usize>(
         settings.heartbeat_interval,
         state.clone(),
         settings.kill_grace,
-        observer.fault.clone(),
+        observer.fault().clone(),
     )
     .with_extras(PoolExtras {
         delay: settings.delay,
@@ -443,31 +303,27 @@ async fn drive<const T: usize>(
         sup.set_health(health);
         monitor
     });
-    observer.fault.arm(sup.stop_handle());
-    observer.stop = Some(sup.stop_handle());
+    observer.arm(sup.stop_handle());
     // The state directory deleted or replaced under the run, or the journal truncated
     // or replaced: noticed within a heartbeat interval, it stops the run (the outputs
     // and the journal have nowhere to go, or the record lost lines).
-    let journal_watch = observer
-        .journal
-        .watch(&observer.journal_path)
-        .map_err(|e| {
-            CliError::runtime(format!(
-                "cannot watch the journal {}: {e}",
-                observer.journal_path.display()
-            ))
-        })?;
-    if let (Some(addr), Some(m)) = (settings.metrics_listen, &observer.metrics) {
+    let journal_watch = observer.watch_journal().map_err(|e| {
+        CliError::runtime(format!(
+            "cannot watch the journal {}: {e}",
+            observer.journal_path().display()
+        ))
+    })?;
+    if let (Some(addr), Some(m)) = (settings.metrics_listen, &observer.output().metrics) {
         let bound = m.serve(addr).await?;
         eprintln!(
             "sturdy: serving the run's metrics on http://{bound}/metrics, /livez and /readyz"
         );
     }
-    let metrics = observer.metrics.clone();
+    let metrics = observer.output().metrics.clone();
     let watchdog = watchdog::spawn(
         state.clone(),
         journal_watch,
-        observer.fault.clone(),
+        observer.fault().clone(),
         settings.heartbeat_interval,
         move |fault| {
             if let Some(m) = &metrics {
@@ -478,7 +334,7 @@ async fn drive<const T: usize>(
             }
         },
     );
-    let signal_metrics = observer.metrics.clone();
+    let signal_metrics = observer.output().metrics.clone();
     let signals = signals::spawn(sup.stop_handle(), move |level| {
         if let Some(m) = &signal_metrics {
             m.stopped_dispatching(false);
@@ -493,22 +349,11 @@ async fn drive<const T: usize>(
     let summary = sup.run(observer).await;
     signals.abort();
     watchdog.abort();
-    if let Some(m) = &observer.metrics {
-        m.stopped_dispatching(observer.fault.message().is_some());
+    if let Some(m) = &observer.output().metrics {
+        m.stopped_dispatching(observer.fault().message().is_some());
     }
-    // What happened since the watchdog's last look (the first fault's message wins).
-    match observer.journal.watch(&observer.journal_path) {
-        Ok(w) => {
-            if let Err(e) = watchdog::check(state, &w) {
-                observer.fault.trip(e);
-            }
-        }
-        Err(_) if !state.still_in_place() => observer.fault.trip(format!(
-            "state directory {} was deleted or replaced while the run was going",
-            state.root().display()
-        )),
-        Err(_) => {}
-    }
+    // What happened since the watchdog's last look.
+    observer.check_after_run();
     Ok(summary)
 }
 
@@ -693,33 +538,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         ))
     })?;
     let already = (plan.done_before.len() + plan.gave_up_before.len()) as u64;
-    let mut observer = RunObserver {
-        journal,
-        state: state.clone(),
+    let printer = RunPrinter {
         output,
         tasks: Arc::clone(&tasks),
-        done: plan.done_before.clone(),
-        gave_up: plan
-            .gave_up_before
-            .iter()
-            .map(|&(t, kind)| {
-                (
-                    u32::try_from(t).unwrap_or(u32::MAX),
-                    kind.as_str().to_owned(),
-                )
-            })
-            .collect(),
-        halt: settings.halt,
-        total: plan.todo_len as u64,
-        stop: None,
-        succeeded: 0,
-        failed: 0,
-        halted: None,
-        keep_output: settings.keep_output,
-        journaled: std::collections::HashMap::new(),
-        journal_path: state.journal(),
-        fault: StorageFault::default(),
-        unjournaled: Vec::new(),
         // No bar while other threads print lines (--line-buffer): plain progress lines.
         progress: Progress::new(
             tasks.len() as u64,
@@ -730,9 +551,11 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         metrics: settings
             .metrics_listen
             .map(|_| FarmMetrics::new(tasks.len() as u64, settings.heartbeat_interval)),
-        stdout_gone: false,
-        fingerprint: tasks.fingerprint,
+        out_dir: root.join("out"),
     };
+    let mut observer = RunBook::new(journal, state.clone(), &plan, tasks.fingerprint, printer)
+        .with_halt(settings.halt)
+        .with_keep_output(settings.keep_output);
     if state.resumed && !settings.json {
         eprintln!(
             "sturdy: resuming {}: {} done, {} failed for good, {} to run",
@@ -776,8 +599,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             .await
         }
     })?;
-    observer.output.flush();
-    observer.progress.finish();
+    observer.output_mut().output.flush();
+    observer.output_mut().progress.finish();
     let mut fin = FinalSummary::new(
         &summary,
         tasks.len(),
@@ -785,8 +608,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         &plan.gave_up_before,
         root.display().to_string(),
     );
-    fin.storage_fault = observer.fault.message();
-    fin.not_on_record(&observer.unjournaled);
+    fin.storage_fault = observer.fault().message();
+    fin.not_on_record(observer.unjournaled());
     if settings.json {
         // A closed stdout (`| head`) loses the summary, never the run's exit code.
         let _ = writeln!(
@@ -804,8 +627,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             root.display()
         )));
     }
-    if let Some((_, why)) = observer.output.unheld().first() {
+    if let Some((_, why)) = observer.output().output.unheld().first() {
         let tasks: Vec<String> = observer
+            .output()
             .output
             .unheld()
             .iter()
@@ -822,14 +646,14 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
             "stopped: the task list (or a :::: file) was changed in place under the run, so a task's command could no longer be read back as it was when the run started; no task was run under a changed command, and nothing more was dispatched. Restore the list and run the same command with --resume to run the rest (or start a new state directory for the new list)",
         ));
     }
-    if observer.stdout_gone {
+    if observer.stopped_for_output() {
         return Err(CliError::runtime(format!(
             "stopped: stdout was closed, so tasks' output had nowhere to go; the output of finished tasks is kept in {}, and the same command with --resume runs the rest",
             root.join("out").display()
         )));
     }
     Ok(
-        if fin.all_succeeded() || (observer.halted == Some(HaltOn::Success) && fin.failed == 0) {
+        if fin.all_succeeded() || (observer.halted() == Some(HaltOn::Success) && fin.failed == 0) {
             0
         } else {
             crate::error::EXIT_TASKS_FAILED

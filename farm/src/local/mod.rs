@@ -22,6 +22,9 @@
 //!   ([`TaskCommands`]); [`task_set`] is its bitmap of task numbers;
 //! - [`health_gate`]: `--health-gate`, `--load` and `--memfree`: the host's health
 //!   sampled and judged for the supervisor;
+//! - [`run_book`]: the bookkeeping of a local run, the supervisor's observer: each
+//!   attempt journaled, the outcomes for checkpoints, `--halt`, the output files trimmed
+//!   as tasks end; what the run prints is the caller's ([`run_book::RunOutput`]);
 //! - [`trim`]: what the state directory keeps of a task that ended;
 //! - [`watchdog`]: the state directory and the journal checked under a running run;
 //! - [`signals`]: SIGINT and SIGTERM escalate the run's stop;
@@ -51,6 +54,7 @@ pub mod process_fence;
 pub mod process_pool;
 pub mod protocol;
 pub mod resume;
+pub mod run_book;
 pub mod signals;
 pub mod state_dir;
 pub mod state_lock;

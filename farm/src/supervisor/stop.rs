@@ -53,3 +53,13 @@ impl StopHandle {
         level
     }
 }
+
+#[cfg(test)]
+impl StopHandle {
+    /// A handle to no supervisor, and the receiver that sees what it asks (for tests
+    /// of its users).
+    pub(crate) fn detached() -> (Self, watch::Receiver<Stop>) {
+        let (tx, rx) = watch::channel(Stop::Run);
+        (Self(tx), rx)
+    }
+}
