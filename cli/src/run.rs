@@ -251,10 +251,14 @@ impl Observer<String> for RunObserver {
 /// through the worker, which gives `out` a file of its own first; `echo x >
 /// STATE/blank.out` by hand) would show as the output of every quiet task that ends
 /// after them. When `out` is the blank and it is not empty, the blank is emptied first.
+/// Symbolic links are not followed: a blank replaced by a link to another file by hand
+/// never gets that file emptied.
 fn empty_the_blank_under(blank: &std::path::Path, out: &std::path::Path) {
     use std::os::unix::fs::MetadataExt;
-    if let (Ok(o), Ok(b)) = (std::fs::metadata(out), std::fs::metadata(blank))
+    let meta = std::fs::symlink_metadata;
+    if let (Ok(o), Ok(b)) = (meta(out), meta(blank))
         && (o.dev(), o.ino()) == (b.dev(), b.ino())
+        && b.is_file()
         && b.len() > 0
         && let Ok(f) = std::fs::OpenOptions::new().write(true).open(blank)
     {
