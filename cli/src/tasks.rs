@@ -21,7 +21,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::error::CliError;
-use crate::line_file::{LineError, LineFile, has_bom, spool_stdin};
+use crate::line_file::{LineError, LineFile, has_bom, open_seekable, spool_stdin};
 use crate::template::Template;
 
 /// The task list, streamed: its text stays in its file (standard input is first copied
@@ -293,7 +293,7 @@ impl TaskList {
             spool_stdin()
                 .map_err(|e| CliError::input(format!("cannot read the tasks from stdin: {e}")))?
         } else {
-            File::open(path).map_err(|e| {
+            open_seekable(path).map_err(|e| {
                 let hint = if e.kind() == std::io::ErrorKind::NotFound {
                     format!(
                         " (to run a command on arguments from stdin, as `parallel {0}`, write: sturdy run '{0}' :::: -)",
@@ -529,7 +529,7 @@ fn read_arguments(path: &Path) -> Result<Values, CliError> {
             .map_err(|e| CliError::input(format!("cannot read arguments from stdin: {e}")))?;
         (f, "<stdin>".to_owned())
     } else {
-        let f = File::open(path).map_err(|e| {
+        let f = open_seekable(path).map_err(|e| {
             CliError::input(format!("cannot read argument file {}: {e}", path.display()))
         })?;
         (f, path.display().to_string())

@@ -57,3 +57,73 @@ fn a_blank_replaced_by_a_symlink_never_empties_its_target() {
     assert!(std::fs::symlink_metadata(&blank).unwrap().is_file());
     assert_exactly_once(&journal(&dir.path().join("state")), 3);
 }
+
+/// Makes a FIFO at `path` and writes `text` into it from a thread, once a reader opens it.
+fn feed_fifo(path: &Path, text: String) -> std::thread::JoinHandle<()> {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let path = path.to_owned();
+    std::thread::spawn(move || std::fs::write(&path, text).unwrap())
+}
+
+/// A task list or `::::` file on a FIFO (a shell's `<(...)`, `/dev/stdin` on a pipe) is
+/// read as stdin is (it was refused: "Illegal seek"), and `--resume` through a FIFO with
+/// the same lines runs nothing again.
+#[test]
+fn a_task_list_on_a_fifo_runs_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("list");
+    let effects = dir.path().join("effects");
+    let list: String = (1..=5)
+        .map(|i| format!("echo $STURDY_TASK >> {} # {i}\n", effects.display()))
+        .collect();
+    for resume in [false, true] {
+        let writer = feed_fifo(&fifo, list.clone());
+        let out = sturdy()
+            .args(["run", "list", "-j", "2", "--state-dir", "state"])
+            .args(resume.then_some("--resume"))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        writer.join().unwrap();
+        std::fs::remove_file(&fifo).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut ran: Vec<u32> = std::fs::read_to_string(&effects)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    ran.sort_unstable();
+    assert_eq!(ran, [1, 2, 3, 4, 5]);
+    assert_exactly_once(&journal(&dir.path().join("state")), 5);
+
+    let writer = feed_fifo(&fifo, "a\nb\n".to_owned());
+    let out = sturdy()
+        .args([
+            "run",
+            "-k",
+            "--state-dir",
+            "args",
+            "echo {}",
+            "::::",
+            "list",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    writer.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\nb\n");
+}
