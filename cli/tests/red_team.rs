@@ -127,3 +127,26 @@ fn a_task_list_on_a_fifo_runs_and_resumes() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a\nb\n");
 }
+
+/// A run stopped early on a list longer than the master's window (4 096 tasks) counts
+/// every task it did not finish as unfinished, not only those in its window: the
+/// summary's counts add up to the list (it said 4 095 of 5 000).
+#[test]
+fn a_stopped_run_counts_the_tasks_it_never_read_as_unfinished() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = vec!["exit 1".to_owned()];
+    lines.extend((2..=5000).map(|i| format!("true # {i}")));
+    write_tasks(dir.path(), "tasks.txt", &lines);
+    let out = sturdy()
+        .args(["run", "tasks.txt", "-j", "1", "--max-attempts", "1"])
+        .args(["--halt", "now,fail=1", "--state-dir", "state", "--json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let s = summary(&out);
+    assert_eq!(s["tasks"], 5000);
+    assert_eq!(s["succeeded"], 0);
+    assert_eq!(s["failed"], 1);
+    assert_eq!(s["unfinished"], 4999);
+}

@@ -105,13 +105,14 @@ impl<T> Observer<T> for () {}
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Summary {
-    /// Tasks in the run.
+    /// Tasks in the run: with a feed (`Supervisor::set_feed`), the tasks taken from it so
+    /// far (a stop leaves the rest of the feed untaken and uncounted).
     pub tasks: usize,
     /// Tasks that succeeded.
     pub succeeded: usize,
     /// Tasks that failed for good, with the kind of their last failure: `(key, kind)`.
     pub failed: Vec<(u64, FailureKind)>,
-    /// Tasks neither succeeded nor failed (the run was stopped).
+    /// Tasks among `tasks` that neither succeeded nor failed (the run was stopped).
     pub unfinished: usize,
     /// Attempts dispatched.
     pub attempts: u64,
