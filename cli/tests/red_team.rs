@@ -150,3 +150,40 @@ fn a_stopped_run_counts_the_tasks_it_never_read_as_unfinished() {
     assert_eq!(s["failed"], 1);
     assert_eq!(s["unfinished"], 4999);
 }
+
+/// A journal that reaches the file size limit (`ulimit -f`) is a storage fault like a
+/// full disk: the master stops, exits 1 naming the journal and the error, and the
+/// summary agrees with the journal (SIGXFSZ killed it without a word, exit 153).
+#[test]
+fn a_journal_at_the_file_size_limit_is_a_storage_fault_not_a_silent_death() {
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("effects");
+    let lines: Vec<String> = (1..=600)
+        .map(|i| format!("echo $STURDY_TASK >> {} # {i}", effects.display()))
+        .collect();
+    write_tasks(dir.path(), "tasks.txt", &lines);
+    let bin = env!("CARGO_BIN_EXE_sturdy");
+    // 40 KiB (dash counts 512-byte blocks, bash 1 KiB ones: 20 to 40 KiB either way).
+    let script = format!("ulimit -f 80 && exec {bin} run tasks.txt -j 2 --state-dir state --json");
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(&out);
+    let fault = s["storage_fault"].as_str().unwrap();
+    assert!(
+        fault.contains("journal.tsv") && fault.contains("os error 27"),
+        "{fault}"
+    );
+    let state = dir.path().join("state");
+    let on_record = successes(&journal(&state)).len();
+    assert!(on_record > 0 && on_record < 600, "{on_record}");
+    assert_eq!(s["succeeded"], on_record);
+}
