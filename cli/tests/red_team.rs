@@ -153,7 +153,9 @@ fn a_stopped_run_counts_the_tasks_it_never_read_as_unfinished() {
 
 /// A journal that reaches the file size limit (`ulimit -f`) is a storage fault like a
 /// full disk: the master stops, exits 1 naming the journal and the error, and the
-/// summary agrees with the journal (SIGXFSZ killed it without a word, exit 153).
+/// summary agrees with the journal (SIGXFSZ killed it without a word, exit 153); a
+/// `--resume` without the limit then runs each task's effect once more at most for the
+/// attempts that were in flight, and never for a task on record.
 #[test]
 fn a_journal_at_the_file_size_limit_is_a_storage_fault_not_a_silent_death() {
     let dir = tempfile::tempdir().unwrap();
@@ -186,4 +188,34 @@ fn a_journal_at_the_file_size_limit_is_a_storage_fault_not_a_silent_death() {
     let on_record = successes(&journal(&state)).len();
     assert!(on_record > 0 && on_record < 600, "{on_record}");
     assert_eq!(s["succeeded"], on_record);
+
+    let out = sturdy()
+        .args([
+            "run",
+            "tasks.txt",
+            "-j",
+            "2",
+            "--state-dir",
+            "state",
+            "--resume",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_exactly_once(&journal(&state), 600);
+    let mut runs = std::collections::BTreeMap::<u32, u32>::new();
+    for l in std::fs::read_to_string(&effects).unwrap().lines() {
+        *runs.entry(l.parse().unwrap()).or_default() += 1;
+    }
+    assert_eq!(runs.len(), 600);
+    let twice: Vec<u32> = runs.iter().filter(|r| *r.1 > 1).map(|r| *r.0).collect();
+    assert!(
+        twice.len() <= 2 && twice.iter().all(|&t| t as usize > on_record),
+        "{twice:?}"
+    );
 }
