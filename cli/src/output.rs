@@ -99,6 +99,9 @@ pub(crate) struct TaskOutput {
     /// `--keep-order`: the tasks whose output could not be held until their turn (a
     /// full `$TMPDIR`), with the error: what is printed of them is incomplete.
     unheld: Vec<(u32, String)>,
+    /// `--results`: the tasks whose output could not be saved there (a full disk, a
+    /// path that is no directory), with the error: nothing else holds their output.
+    unsaved: Vec<(u32, String)>,
 }
 
 /// A value as a path component of `--results`, as GNU parallel writes it (`\` as `\\`,
@@ -195,6 +198,7 @@ impl TaskOutput {
                 budget: KEEP_ORDER_BUDGET,
             }),
             unheld: Vec::new(),
+            unsaved: Vec::new(),
         })
     }
 
@@ -202,6 +206,12 @@ impl TaskOutput {
     /// output files must be kept: what was printed of them is incomplete), with why.
     pub(crate) fn unheld(&self) -> &[(u32, String)] {
         &self.unheld
+    }
+
+    /// The tasks whose output `--results` could not save (their output files must be
+    /// kept: no other copy of their output exists), with why.
+    pub(crate) fn unsaved(&self) -> &[(u32, String)] {
+        &self.unsaved
     }
 
     /// A task ended with the attempt whose output files are `out` and `err`. Returns
@@ -243,6 +253,7 @@ impl TaskOutput {
                 .and_then(|()| copy_or_empty(err, &d.join("stderr")))
                 .and_then(|()| std::fs::write(d.join("seq"), ending.task.to_string()));
             if let Err(e) = written {
+                self.unsaved.push((ending.task, e.to_string()));
                 problem = Some(format!("cannot write --results in {}: {e}", d.display()));
             }
         }

@@ -174,8 +174,15 @@ impl Observer<String> for RunObserver {
             // and nothing once stdout is gone (the output printed nowhere stays).
             // Nor the output that --keep-order could not hold (printed incomplete).
             let unheld = self.output.unheld().last().is_some_and(|&(t, _)| t == task);
+            // Nor the output that --results could not save (no copy of it elsewhere).
+            let unsaved = self
+                .output
+                .unsaved()
+                .last()
+                .is_some_and(|&(t, _)| t == task);
             if !self.keep_output
                 && !unheld
+                && !unsaved
                 && self.fault.message().is_none()
                 && !crate::output::stdout_broken()
             {
@@ -828,6 +835,22 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         return Err(CliError::runtime(format!(
             "--keep-order could not hold the output of task(s) {} until their turn ($TMPDIR: {why}): what was printed of it is incomplete; their whole output is kept in {} (TASK.ATTEMPT.out and .err). Give $TMPDIR room (or run without --keep-order)",
             tasks.join(", "),
+            root.join("out").display()
+        )));
+    }
+    if let Some((_, why)) = observer.output.unsaved().first() {
+        let unsaved = observer.output.unsaved();
+        let mut named: Vec<String> = unsaved
+            .iter()
+            .take(10)
+            .map(|(t, _)| t.to_string())
+            .collect();
+        if unsaved.len() > named.len() {
+            named.push(format!("and {} more", unsaved.len() - named.len()));
+        }
+        return Err(CliError::runtime(format!(
+            "--results could not save the output of task(s) {} ({why}); their whole output is kept in {} (TASK.ATTEMPT.out and .err)",
+            named.join(", "),
             root.join("out").display()
         )));
     }

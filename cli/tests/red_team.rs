@@ -219,3 +219,31 @@ fn a_journal_at_the_file_size_limit_is_a_storage_fault_not_a_silent_death() {
         "{twice:?}"
     );
 }
+
+/// `--results DIR` that cannot be written (here a file, not a directory): the tasks'
+/// output, printed nowhere else, stays whole in `STATE/out` and the run exits 1 naming
+/// the tasks (it exited 0, "all tasks succeeded", with their stdout deleted).
+#[test]
+fn output_that_results_could_not_save_is_kept_and_the_run_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("res"), "a file\n").unwrap();
+    let lines = vec!["echo hello; echo oops >&2".to_owned(), "true".to_owned()];
+    write_tasks(dir.path(), "tasks.txt", &lines);
+    let out = sturdy()
+        .args(["run", "tasks.txt", "-j", "1", "--state-dir", "state"])
+        .args(["--results", "res"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--results could not save the output of task(s) 1, 2 ("),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    let kept = |name: &str| std::fs::read_to_string(dir.path().join("state/out").join(name));
+    assert_eq!(kept("1.1.out").unwrap(), "hello\n");
+    assert_eq!(kept("1.1.err").unwrap(), "oops\n");
+    assert_exactly_once(&journal(&dir.path().join("state")), 2);
+}
