@@ -568,7 +568,9 @@ impl sturdy_farm::local::TaskCommands for TaskList {
         Self::command(self, n)
     }
     fn command_is(&self, n: u32, text: &str) -> Option<bool> {
-        self.with_command(n, |want| want == text)
+        self.with_command(n, |want| {
+            sturdy_farm::local::journal::journals_as(want, text)
+        })
     }
 }
 

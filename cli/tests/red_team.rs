@@ -247,3 +247,49 @@ fn output_that_results_could_not_save_is_kept_and_the_run_fails() {
     assert_eq!(kept("1.1.err").unwrap(), "oops\n");
     assert_exactly_once(&journal(&dir.path().join("state")), 2);
 }
+
+/// A command holding a line feed (a `:::` value, or the template) is one journal line:
+/// after a `kill -9` of the master before any checkpoint, `--resume` reads its `done`
+/// line back and does not run it again (the raw line feed split the line in two: the
+/// task ran again, with warnings of a torn write).
+#[test]
+fn a_command_with_a_line_feed_is_not_run_again_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("effects");
+    let template = format!(
+        "echo $STURDY_TASK >> {}; [ {{}} = slow ] && touch started && sleep 60; true",
+        effects.display()
+    );
+    let args = |resume: bool| {
+        let mut c = sturdy();
+        c.args(["run", "-j", "1", "--state-dir", "state"])
+            .args(resume.then_some("--resume"))
+            .arg(&template)
+            .args([":::", "a\nb", "slow"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+    let mut first = args(false).spawn().unwrap();
+    wait_for(&dir.path().join("started"));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::fs::remove_file(dir.path().join("started")).unwrap();
+    let lines = journal(&dir.path().join("state"));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].command.contains("a\\nb"), "{:?}", lines[0].command);
+
+    // The second run: task 2 is run again (it was in flight), task 1 is not.
+    let mut second = args(true).spawn().unwrap();
+    wait_for(&dir.path().join("started"));
+    second.kill().unwrap();
+    let out = second.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&effects).unwrap(),
+        "1\n2\n2\n",
+        "{stderr}"
+    );
+}
