@@ -102,6 +102,9 @@ pub(crate) struct TaskOutput {
     /// `--results`: the tasks whose output could not be saved there (a full disk, a
     /// path that is no directory), with the error: nothing else holds their output.
     unsaved: Vec<(u32, String)>,
+    /// `--keep-order`: the tasks held until their turn that were printed since the last
+    /// [`TaskOutput::take_printed`].
+    printed: Vec<u32>,
 }
 
 /// A value as a path component of `--results`, as GNU parallel writes it (`\` as `\\`,
@@ -199,6 +202,7 @@ impl TaskOutput {
             }),
             unheld: Vec::new(),
             unsaved: Vec::new(),
+            printed: Vec::new(),
         })
     }
 
@@ -212,6 +216,19 @@ impl TaskOutput {
     /// kept: no other copy of their output exists), with why.
     pub(crate) fn unsaved(&self) -> &[(u32, String)] {
         &self.unsaved
+    }
+
+    /// Whether `--keep-order` holds task `task`'s output until its turn (printed later:
+    /// its output files are its only lasting copy until then).
+    pub(crate) fn holds(&self, task: u32) -> bool {
+        self.order
+            .as_ref()
+            .is_some_and(|ko| ko.pending.contains_key(&task))
+    }
+
+    /// The tasks whose held output was printed since the last call.
+    pub(crate) fn take_printed(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.printed)
     }
 
     /// A task ended with the attempt whose output files are `out` and `err`. Returns
@@ -299,6 +316,7 @@ impl TaskOutput {
                 break;
             };
             print_held(held, &mut ko.budget);
+            self.printed.push(t);
             ko.next = ko.order.next();
         }
         problem
@@ -313,11 +331,13 @@ impl TaskOutput {
             {
                 if let Some(held) = ko.pending.remove(&t) {
                     print_held(held, &mut ko.budget);
+                    self.printed.push(t);
                 }
                 ko.next = ko.order.next();
             }
-            for (_, held) in std::mem::take(&mut ko.pending) {
+            for (t, held) in std::mem::take(&mut ko.pending) {
                 print_held(held, &mut ko.budget);
+                self.printed.push(t);
             }
         }
     }

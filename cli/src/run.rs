@@ -94,6 +94,9 @@ struct RunObserver {
     keep_output: bool,
     /// The attempts of each task that this run journaled, until the task ends.
     journaled: std::collections::HashMap<u32, Vec<u32>>,
+    /// `--keep-order`: the ended tasks whose output waits for its turn, with their
+    /// journaled attempts and last attempt: their output files are trimmed once printed.
+    trim_when_printed: std::collections::BTreeMap<u32, (Vec<u32>, u32)>,
     /// Where the journal is, for messages.
     journal_path: PathBuf,
     /// Tripped when an outcome cannot be journaled: the run stops at once.
@@ -186,8 +189,14 @@ impl Observer<String> for RunObserver {
                 && self.fault.message().is_none()
                 && !crate::output::stdout_broken()
             {
-                trim::trim_outputs(&self.state, task, &attempts, rec.attempt);
+                if self.output.holds(task) {
+                    // Held in memory or $TMPDIR only: the files stay until it is printed.
+                    self.trim_when_printed.insert(task, (attempts, rec.attempt));
+                } else {
+                    trim::trim_outputs(&self.state, task, &attempts, rec.attempt);
+                }
             }
+            self.trim_printed();
         }
         self.progress.attempt(rec, command);
     }
@@ -260,6 +269,21 @@ impl Observer<String> for RunObserver {
             worker.0 + 1,
             delay.as_millis()
         ));
+    }
+}
+
+impl RunObserver {
+    /// Trims the output files of the tasks whose held (`--keep-order`) output was just
+    /// printed, as those of the others are trimmed when they end.
+    fn trim_printed(&mut self) {
+        for task in self.output.take_printed() {
+            if let Some((attempts, last)) = self.trim_when_printed.remove(&task)
+                && self.fault.message().is_none()
+                && !crate::output::stdout_broken()
+            {
+                trim::trim_outputs(&self.state, task, &attempts, last);
+            }
+        }
     }
 }
 
@@ -741,6 +765,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         journal_path: state.journal(),
         fault: StorageFault::default(),
         unjournaled: Vec::new(),
+        trim_when_printed: std::collections::BTreeMap::new(),
         // No bar while other threads print lines (--line-buffer): plain progress lines.
         progress: Progress::new(
             tasks.len() as u64,
@@ -798,6 +823,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         }
     })?;
     observer.output.flush();
+    observer.trim_printed();
     observer.progress.finish();
     let mut fin = FinalSummary::new(
         &summary,

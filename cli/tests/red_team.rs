@@ -293,3 +293,33 @@ fn a_command_with_a_line_feed_is_not_run_again_on_resume() {
         "{stderr}"
     );
 }
+
+/// With `--keep-order`, a task that ended ahead of its turn keeps its output files
+/// until its output is printed: after a `kill -9` of the master while an earlier task
+/// still runs, their output is in `STATE/out` (it was trimmed at once, so it was lost:
+/// never printed, and a resume does not run a finished task again).
+#[test]
+fn keep_order_output_waiting_for_its_turn_survives_a_kill_of_the_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = vec!["touch started; sleep 60; echo one".to_owned()];
+    lines.extend((2..=4).map(|i| format!("echo out-{i}")));
+    write_tasks(dir.path(), "tasks.txt", &lines);
+    let mut child = sturdy()
+        .args(["run", "tasks.txt", "-k", "-j", "2", "--state-dir", "state"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = dir.path().join("state");
+    wait_for(&dir.path().join("started"));
+    while successes(&journal(&state)).len() < 3 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for t in 2..=4 {
+        let out = std::fs::read_to_string(state.join(format!("out/{t}.1.out")));
+        assert_eq!(out.unwrap(), format!("out-{t}\n"), "task {t}");
+    }
+}
