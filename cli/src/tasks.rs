@@ -534,9 +534,23 @@ fn read_arguments(path: &Path) -> Result<Values, CliError> {
         })?;
         (f, path.display().to_string())
     };
-    let lines = LineFile::index(file, 0, |_, _| Ok::<(), LineError>(())).map_err(|e| match e {
-        LineError::Io(e) => CliError::input(format!("cannot read argument file {name}: {e}")),
-        e => line_error(&name, e),
+    let lines = LineFile::index(file, 0, |i, value| {
+        if value.contains('\0') {
+            return Err(IndexError::Cli(CliError::input(format!(
+                "argument file {name}, line {}: a value cannot hold a NUL byte",
+                i + 1
+            ))));
+        }
+        Ok(())
+    })
+    .map_err(|e| match e {
+        IndexError::Line(LineError::Io(e)) => {
+            CliError::input(format!("cannot read argument file {name}: {e}"))
+        }
+        IndexError::Line(LineError::NotUtf8 { line, byte }) => CliError::input(format!(
+            "argument file {name}, line {line}: not UTF-8 (byte {byte} of the file)"
+        )),
+        IndexError::Cli(e) => e,
     })?;
     if lines.len() == 1 && lines.with(0, str::is_empty) == Some(true) {
         return Ok(Values::from_vec(&[]));

@@ -323,3 +323,33 @@ fn keep_order_output_waiting_for_its_turn_survives_a_kill_of_the_master() {
         assert_eq!(out.unwrap(), format!("out-{t}\n"), "task {t}");
     }
 }
+
+/// A `::::` file with a NUL byte or a line that is not UTF-8 is refused naming the
+/// file and the line (it said "task 1: the command cannot hold a NUL byte", or called
+/// it a tasks file); nothing runs.
+#[test]
+fn a_bad_argument_file_is_refused_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("nul.txt"), b"ok\na\0b\n").unwrap();
+    std::fs::write(dir.path().join("latin1.txt"), b"ok\n\xe9t\xe9\n").unwrap();
+    for (file, want) in [
+        (
+            "nul.txt",
+            "sturdy: argument file nul.txt, line 2: a value cannot hold a NUL byte\n",
+        ),
+        (
+            "latin1.txt",
+            "sturdy: argument file latin1.txt, line 2: not UTF-8 (byte 3 of the file)\n",
+        ),
+    ] {
+        let out = sturdy()
+            .args(["run", "--state-dir", "state", "touch ran-{}", "::::", file])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(String::from_utf8_lossy(&out.stderr), want);
+        assert!(!dir.path().join("state").exists());
+        assert!(!dir.path().join("ran-ok").exists());
+    }
+}
