@@ -353,3 +353,54 @@ fn a_bad_argument_file_is_refused_naming_the_file_and_line() {
         assert!(!dir.path().join("ran-ok").exists());
     }
 }
+
+/// The `sturdy` binary deleted under a run (an upgrade, a `cargo clean`): a worker that
+/// dies is restarted from the binary the master runs, not refused with "No such file or
+/// directory" while tasks dispatched to it were charged worker crashes; the restarted
+/// worker is still named `sturdy`.
+#[test]
+fn workers_restart_after_the_binary_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("sturdy");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_sturdy"), &bin).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_sturdy"), &bin).unwrap();
+    }
+    let effects = dir.path().join("effects");
+    let lines = vec![
+        format!(
+            "rm -f {}; [ $STURDY_ATTEMPT = 1 ] && kill -9 $PPID && sleep 5; true",
+            bin.display()
+        ),
+        format!("cat /proc/$PPID/comm >> {}", effects.display()),
+        format!("cat /proc/$PPID/comm >> {}", effects.display()),
+    ];
+    write_tasks(dir.path(), "tasks.txt", &lines);
+    let out = std::process::Command::new(&bin)
+        .args([
+            "run",
+            "tasks.txt",
+            "-j",
+            "1",
+            "--state-dir",
+            "state",
+            "--json",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!bin.exists());
+    let s = summary(&out);
+    assert_eq!(
+        (s["succeeded"].as_u64(), s["worker_crashes"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(
+        std::fs::read_to_string(&effects).unwrap(),
+        "sturdy\nsturdy\n"
+    );
+}

@@ -103,6 +103,13 @@ fn send(msg: &FromWorker) -> io::Result<()> {
 /// Runs the worker loop until the master says shut down or goes away. Returns the
 /// process exit code.
 pub fn run(heartbeat: Duration) -> i32 {
+    // Started through `/proc/self/exe` (the master's binary was deleted or replaced under
+    // the run, see `process_pool`), the kernel names this process `exe`: it takes the
+    // name `sturdy` back, by which `ps` and scripts know a worker.
+    #[cfg(target_os = "linux")]
+    if std::fs::read("/proc/self/comm").is_ok_and(|c| c == b"exe\n") {
+        let _ = nix::sys::prctl::set_name(c"sturdy");
+    }
     // A worker stopped (SIGSTOP) when its master dies is in an orphaned process group
     // with a stopped member, so the kernel sends it SIGHUP then SIGCONT. SIGHUP's
     // default action would kill it before it could kill its command; with a handler it
