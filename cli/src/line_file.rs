@@ -190,10 +190,32 @@ impl LineFile {
 /// # Errors
 /// Reading stdin or writing the temporary file fails.
 pub(crate) fn spool_stdin() -> std::io::Result<File> {
+    spool(&mut std::io::stdin().lock())
+}
+
+/// Opens the file at `path` for reading by line number: a regular file as it is, a
+/// stream that cannot be read twice (a FIFO, `/dev/stdin` on a pipe, a shell's
+/// `<(...)`, a character device or a socket) copied whole into an unnamed temporary
+/// file first, as standard input is (see [`spool_stdin`]).
+///
+/// # Errors
+/// Opening or reading `path`, or writing the temporary file, fails.
+pub(crate) fn open_seekable(path: &std::path::Path) -> std::io::Result<File> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut file = File::open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_fifo() || kind.is_char_device() || kind.is_socket() {
+        return spool(&mut file);
+    }
+    Ok(file)
+}
+
+/// Copies `from` to its end into an unnamed temporary file, returned at offset 0.
+fn spool(from: &mut impl Read) -> std::io::Result<File> {
     let mut file = tempfile::tempfile()?;
     {
         let mut w = std::io::BufWriter::with_capacity(256 * 1024, &mut file);
-        std::io::copy(&mut std::io::stdin().lock(), &mut w)?;
+        std::io::copy(from, &mut w)?;
         w.flush()?;
     }
     file.seek(SeekFrom::Start(0))?;

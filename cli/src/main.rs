@@ -78,7 +78,20 @@ fn sources_after_double_dash(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi:
     args
 }
 
+/// Makes a write past the file size limit (`ulimit -f`, `RLIMIT_FSIZE`) fail with
+/// `EFBIG`, which the farm reports as a storage fault naming the file (the master stops
+/// and exits 1, a worker reports the attempt's output as unwritable), instead of
+/// `SIGXFSZ` killing the process without a word. A handler, not `SIG_IGN`: `exec`
+/// resets it, so the commands run keep the default disposition.
+fn survive_the_file_size_limit() {
+    let hit = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, hit) {
+        eprintln!("sturdy: warning: cannot handle SIGXFSZ: {e}");
+    }
+}
+
 fn main() {
+    survive_the_file_size_limit();
     let cli = match Cli::try_parse_from(sources_after_double_dash(std::env::args_os().collect())) {
         Ok(c) => c,
         Err(e) => {

@@ -99,6 +99,12 @@ pub(crate) struct TaskOutput {
     /// `--keep-order`: the tasks whose output could not be held until their turn (a
     /// full `$TMPDIR`), with the error: what is printed of them is incomplete.
     unheld: Vec<(u32, String)>,
+    /// `--results`: the tasks whose output could not be saved there (a full disk, a
+    /// path that is no directory), with the error: nothing else holds their output.
+    unsaved: Vec<(u32, String)>,
+    /// `--keep-order`: the tasks held until their turn that were printed since the last
+    /// [`TaskOutput::take_printed`].
+    printed: Vec<u32>,
 }
 
 /// A value as a path component of `--results`, as GNU parallel writes it (`\` as `\\`,
@@ -195,6 +201,8 @@ impl TaskOutput {
                 budget: KEEP_ORDER_BUDGET,
             }),
             unheld: Vec::new(),
+            unsaved: Vec::new(),
+            printed: Vec::new(),
         })
     }
 
@@ -202,6 +210,25 @@ impl TaskOutput {
     /// output files must be kept: what was printed of them is incomplete), with why.
     pub(crate) fn unheld(&self) -> &[(u32, String)] {
         &self.unheld
+    }
+
+    /// The tasks whose output `--results` could not save (their output files must be
+    /// kept: no other copy of their output exists), with why.
+    pub(crate) fn unsaved(&self) -> &[(u32, String)] {
+        &self.unsaved
+    }
+
+    /// Whether `--keep-order` holds task `task`'s output until its turn (printed later:
+    /// its output files are its only lasting copy until then).
+    pub(crate) fn holds(&self, task: u32) -> bool {
+        self.order
+            .as_ref()
+            .is_some_and(|ko| ko.pending.contains_key(&task))
+    }
+
+    /// The tasks whose held output was printed since the last call.
+    pub(crate) fn take_printed(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.printed)
     }
 
     /// A task ended with the attempt whose output files are `out` and `err`. Returns
@@ -243,6 +270,7 @@ impl TaskOutput {
                 .and_then(|()| copy_or_empty(err, &d.join("stderr")))
                 .and_then(|()| std::fs::write(d.join("seq"), ending.task.to_string()));
             if let Err(e) = written {
+                self.unsaved.push((ending.task, e.to_string()));
                 problem = Some(format!("cannot write --results in {}: {e}", d.display()));
             }
         }
@@ -288,6 +316,7 @@ impl TaskOutput {
                 break;
             };
             print_held(held, &mut ko.budget);
+            self.printed.push(t);
             ko.next = ko.order.next();
         }
         problem
@@ -319,11 +348,13 @@ impl TaskOutput {
             {
                 if let Some(held) = ko.pending.remove(&t) {
                     print_held(held, &mut ko.budget);
+                    self.printed.push(t);
                 }
                 ko.next = ko.order.next();
             }
-            for (_, held) in std::mem::take(&mut ko.pending) {
+            for (t, held) in std::mem::take(&mut ko.pending) {
                 print_held(held, &mut ko.budget);
+                self.printed.push(t);
             }
         }
     }

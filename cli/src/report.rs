@@ -275,14 +275,19 @@ impl FinalSummary {
         for (_, kind) in &failed_tasks {
             *failed_by_kind.entry(kind.clone()).or_insert(0) += 1;
         }
+        let succeeded = s.succeeded + done_before;
+        let unfinished = total.saturating_sub(succeeded + failed_tasks.len());
         Self {
             tasks: total,
-            succeeded: s.succeeded + done_before,
+            succeeded,
             succeeded_before: done_before,
             failed: failed_tasks.len(),
             failed_by_kind,
             failed_tasks,
-            unfinished: s.unfinished,
+            // Every task of the list that neither succeeded nor failed for good: the
+            // supervisor's count covers only the tasks it was fed (its window and those
+            // that left it), not the rest of a list that a stop left unread.
+            unfinished,
             attempts: s.attempts,
             retries: s.retries,
             reassignments: s.reassignments,
@@ -420,6 +425,19 @@ mod tests {
         fin.not_on_record(&[(3, Verdict::GaveUp)]);
         assert!(fin.failed_by_kind.is_empty());
         assert_eq!((fin.failed, fin.unfinished), (0, 3));
+    }
+
+    #[test]
+    fn tasks_a_stop_left_unread_count_as_unfinished() {
+        // A 10 000-task list stopped with 4 096 tasks fed: 100 succeeded and 1 failed
+        // among them, 3 995 still in the window, 5 904 never read.
+        let mut s = Summary::default();
+        s.tasks = 4096;
+        s.succeeded = 100;
+        s.failed = vec![(7, FailureKind::Evaluation)];
+        s.unfinished = 3995;
+        let fin = FinalSummary::new(&s, 10_000, 20, &[(9, FailureKind::TaskTimeout)], "s".into());
+        assert_eq!((fin.succeeded, fin.failed, fin.unfinished), (120, 2, 9878));
     }
 
     #[test]

@@ -107,17 +107,21 @@ impl RunOutput for RunPrinter {
         if let Some(m) = &self.metrics {
             m.task_ended(rec.verdict == Verdict::Done);
         }
-        // --keep-order could not hold it until its turn: printed incomplete.
-        if self
-            .output
-            .unheld()
-            .last()
-            .is_some_and(|&(t, _)| t == ended.task)
-        {
+        // --keep-order could not hold it until its turn: printed incomplete. --results
+        // could not save it: no copy of it elsewhere. Either way its files stay whole.
+        let last_is = |list: &[(u32, String)]| list.last().is_some_and(|&(t, _)| t == ended.task);
+        if last_is(self.output.unheld()) || last_is(self.output.unsaved()) {
             Printed::Incomplete
+        } else if self.output.holds(ended.task) {
+            // Held in memory or $TMPDIR only until its turn: its files stay until then.
+            Printed::Held
         } else {
             Printed::Whole
         }
+    }
+
+    fn take_printed(&mut self) -> Vec<u32> {
+        self.output.take_printed()
     }
 
     fn output_gone(&self) -> bool {
@@ -600,6 +604,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         }
     })?;
     observer.output_mut().output.flush();
+    observer.trim_printed();
     observer.output_mut().progress.finish();
     let mut fin = FinalSummary::new(
         &summary,
@@ -638,6 +643,22 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
         return Err(CliError::runtime(format!(
             "--keep-order could not hold the output of task(s) {} until their turn ($TMPDIR: {why}): what was printed of it is incomplete; their whole output is kept in {} (TASK.ATTEMPT.out and .err). Give $TMPDIR room (or run without --keep-order)",
             tasks.join(", "),
+            root.join("out").display()
+        )));
+    }
+    if let Some((_, why)) = observer.output().output.unsaved().first() {
+        let unsaved = observer.output().output.unsaved();
+        let mut named: Vec<String> = unsaved
+            .iter()
+            .take(10)
+            .map(|(t, _)| t.to_string())
+            .collect();
+        if unsaved.len() > named.len() {
+            named.push(format!("and {} more", unsaved.len() - named.len()));
+        }
+        return Err(CliError::runtime(format!(
+            "--results could not save the output of task(s) {} ({why}); their whole output is kept in {} (TASK.ATTEMPT.out and .err)",
+            named.join(", "),
             root.join("out").display()
         )));
     }

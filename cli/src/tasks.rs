@@ -21,7 +21,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::error::CliError;
-use crate::line_file::{LineError, LineFile, has_bom, spool_stdin};
+use crate::line_file::{LineError, LineFile, has_bom, open_seekable, spool_stdin};
 use crate::template::Template;
 
 /// The task list, streamed: its text stays in its file (standard input is first copied
@@ -293,7 +293,7 @@ impl TaskList {
             spool_stdin()
                 .map_err(|e| CliError::input(format!("cannot read the tasks from stdin: {e}")))?
         } else {
-            File::open(path).map_err(|e| {
+            open_seekable(path).map_err(|e| {
                 let hint = if e.kind() == std::io::ErrorKind::NotFound {
                     format!(
                         " (to run a command on arguments from stdin, as `parallel {0}`, write: sturdy run '{0}' :::: -)",
@@ -529,14 +529,28 @@ fn read_arguments(path: &Path) -> Result<Values, CliError> {
             .map_err(|e| CliError::input(format!("cannot read arguments from stdin: {e}")))?;
         (f, "<stdin>".to_owned())
     } else {
-        let f = File::open(path).map_err(|e| {
+        let f = open_seekable(path).map_err(|e| {
             CliError::input(format!("cannot read argument file {}: {e}", path.display()))
         })?;
         (f, path.display().to_string())
     };
-    let lines = LineFile::index(file, 0, |_, _| Ok::<(), LineError>(())).map_err(|e| match e {
-        LineError::Io(e) => CliError::input(format!("cannot read argument file {name}: {e}")),
-        e => line_error(&name, e),
+    let lines = LineFile::index(file, 0, |i, value| {
+        if value.contains('\0') {
+            return Err(IndexError::Cli(CliError::input(format!(
+                "argument file {name}, line {}: a value cannot hold a NUL byte",
+                i + 1
+            ))));
+        }
+        Ok(())
+    })
+    .map_err(|e| match e {
+        IndexError::Line(LineError::Io(e)) => {
+            CliError::input(format!("cannot read argument file {name}: {e}"))
+        }
+        IndexError::Line(LineError::NotUtf8 { line, byte }) => CliError::input(format!(
+            "argument file {name}, line {line}: not UTF-8 (byte {byte} of the file)"
+        )),
+        IndexError::Cli(e) => e,
     })?;
     if lines.len() == 1 && lines.with(0, str::is_empty) == Some(true) {
         return Ok(Values::from_vec(&[]));
@@ -568,7 +582,9 @@ impl sturdy_farm::local::TaskCommands for TaskList {
         Self::command(self, n)
     }
     fn command_is(&self, n: u32, text: &str) -> Option<bool> {
-        self.with_command(n, |want| want == text)
+        self.with_command(n, |want| {
+            sturdy_farm::local::journal::journals_as(want, text)
+        })
     }
 }
 

@@ -16,7 +16,9 @@
 //! succeeded), `retry` (it will run again), `gave_up` (failed for good), `stale` (a late
 //! result of an attempt the ledger had already reassigned, ignored) or `interrupted`
 //! (killed by a second SIGINT/SIGTERM). `grep -P '\tgave_up\t' journal.tsv` lists the
-//! tasks that failed for good.
+//! tasks that failed for good. A command's line feeds (a `:::` value or a template may
+//! hold them) are written as the two characters `\n`, so that every attempt stays one
+//! line; a line's command is compared with its task's as written ([`journals_as`]).
 //!
 //! Durability: each line is one `write` to a file opened for appending, so it is in the
 //! kernel's page cache the moment the attempt is recorded and survives a crash or
@@ -110,6 +112,29 @@ pub struct Record<'a> {
     pub command: &'a str,
 }
 
+/// Whether `journaled`, a journal line's command column, is `command` as the journal
+/// writes it: each line feed as the two characters `\n` (a line feed would end the
+/// journal line), every other character as it is. Lossy on purpose (a command holding
+/// `\n` itself is written the same), since the journal's command only checks that a
+/// line belongs to its task; compares without a copy.
+pub fn journals_as(command: &str, journaled: &str) -> bool {
+    let mut rest = journaled.as_bytes();
+    for part in command.as_bytes().split(|&b| b == b'\n').enumerate() {
+        let (i, part) = part;
+        if i > 0 {
+            let Some(r) = rest.strip_prefix(b"\\n") else {
+                return false;
+            };
+            rest = r;
+        }
+        let Some(r) = rest.strip_prefix(part) else {
+            return false;
+        };
+        rest = r;
+    }
+    rest.is_empty()
+}
+
 fn unix_secs(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
@@ -134,7 +159,7 @@ impl Record<'_> {
             opt(self.signal),
             self.kind.unwrap_or("-"),
             self.next.as_str(),
-            self.command,
+            self.command.replace('\n', "\\n"),
         )
     }
 }
@@ -580,6 +605,32 @@ mod tests {
         assert!(!map.contains_key(&4));
         let raw = std::fs::read_to_string(&path).unwrap();
         assert!(raw.starts_with(&format!("{MAGIC}\n{HEADER}\n")));
+    }
+
+    #[test]
+    fn a_command_with_line_feeds_stays_one_line_and_matches_its_task() {
+        let cmd = "echo 'a\nb'\nprintf 'c\\n'";
+        let line = Record {
+            command: cmd,
+            ..rec(2, 1, Next::Done)
+        }
+        .to_line();
+        assert_eq!(line.matches('\n').count(), 1, "{line:?}");
+        assert!(
+            line.ends_with("\tdone\techo 'a\\nb'\\nprintf 'c\\n'\n"),
+            "{line:?}"
+        );
+        let text = JournalText::new(format!("{MAGIC}\n{HEADER}\n{line}").as_bytes());
+        let e: Vec<_> = text.entries().map(Result::unwrap).collect();
+        assert_eq!(e.len(), 1);
+        assert!(journals_as(cmd, e[0].command));
+        // Without line feeds the command is written as it is.
+        assert!(journals_as("echo a\tb\r", "echo a\tb\r"));
+        assert!(journals_as("", ""));
+        assert!(!journals_as("echo a\nb", "echo a"));
+        assert!(!journals_as("echo a", "echo a\\n"));
+        assert!(!journals_as("a\n", "a\\"));
+        assert!(!journals_as("echo a", "echo ab"));
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use std::fs::OpenOptions;
 use std::io::BufReader;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -219,6 +219,19 @@ fn fence(pgid: i32, mark: &str) {
     }
 }
 
+/// The program a worker runs: `exe` while it still is this process's own binary, else
+/// (deleted, or replaced by another build or version under the run: an upgrade) the
+/// binary this master runs, through `/proc/self/exe`, which reaches it deleted or not.
+fn worker_program(exe: &Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let own = Path::new("/proc/self/exe");
+    match (std::fs::metadata(exe), std::fs::metadata(own)) {
+        (Ok(e), Ok(o)) if (e.dev(), e.ino()) == (o.dev(), o.ino()) => exe.to_owned(),
+        (_, Ok(_)) => own.to_owned(),
+        (_, Err(_)) => exe.to_owned(),
+    }
+}
+
 fn kill_group(pgid: i32) {
     if pgid > 0 {
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
@@ -235,7 +248,7 @@ impl WorkerPool for ProcessPool {
             .create(true)
             .append(true)
             .open(self.state.root().join(format!("worker-{}.log", w + 1)));
-        let mut cmd = Command::new(&self.exe);
+        let mut cmd = Command::new(worker_program(&self.exe));
         // A process group of its own: a Ctrl-C on the terminal reaches the master (which
         // drains) but not the workers, so that running commands can finish.
         cmd.process_group(0);

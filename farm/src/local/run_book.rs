@@ -57,8 +57,12 @@ pub enum Printed {
     /// Printed (or saved) whole, or nothing reads it: its output files may be trimmed.
     Whole,
     /// What was printed of it is incomplete (`--keep-order` could not hold it until its
-    /// turn): its output files are kept whole.
+    /// turn), or it could not be saved (`--results`): its output files are kept whole.
     Incomplete,
+    /// Held until its turn (`--keep-order`) in memory or a temporary file only: its
+    /// output files stay until [`RunOutput::take_printed`] names it, then are trimmed
+    /// (a master killed meanwhile loses no finished task's output).
+    Held,
 }
 
 /// Why the run stops dispatching (the book has already told the supervisor).
@@ -117,12 +121,20 @@ pub trait RunOutput {
     fn worker_restarting(&mut self, worker: WorkerId, delay: Duration) {
         let _ = (worker, delay);
     }
+    /// The tasks whose [`Printed::Held`] output was printed since the last call (their
+    /// files may now be trimmed). None by default.
+    fn take_printed(&mut self) -> Vec<u32> {
+        Vec::new()
+    }
 }
 
 /// The bookkeeping of a local run, driven by the supervisor as its [`Observer`]; what
 /// it shows goes to `O`.
 pub struct RunBook<O> {
     journal: Journal,
+    /// `--keep-order`: the ended tasks whose output waits for its turn ([`Printed::Held`]),
+    /// with their journaled attempts and last attempt: trimmed once printed.
+    trim_when_printed: BTreeMap<u32, (Vec<u32>, u32)>,
     /// Where the journal is, for messages.
     journal_path: PathBuf,
     /// The state directory, for the attempts' output files.
@@ -193,6 +205,7 @@ impl<O: RunOutput> RunBook<O> {
             halted: None,
             keep_output: false,
             journaled: BTreeMap::new(),
+            trim_when_printed: BTreeMap::new(),
             fault: StorageFault::default(),
             unjournaled: Vec::new(),
             output_gone: false,
@@ -289,6 +302,20 @@ impl<O: RunOutput> RunBook<O> {
                 self.state.root().display()
             )),
             Err(_) => {}
+        }
+    }
+
+    /// Trims the output files of the tasks whose held (`--keep-order`) output was
+    /// printed since the last call, as those of the others are trimmed when they end.
+    /// The book calls it as tasks end; call it once more after the output's last flush.
+    pub fn trim_printed(&mut self) {
+        for task in self.output.take_printed() {
+            if let Some((attempts, last)) = self.trim_when_printed.remove(&task)
+                && self.fault.message().is_none()
+                && !self.output.output_gone()
+            {
+                trim::trim_outputs(&self.state, task, &attempts, last);
+            }
         }
     }
 
@@ -403,14 +430,29 @@ impl<O: RunOutput> Observer<String> for RunBook<O> {
             // and nothing once the output is gone (the output printed nowhere stays).
             // Nor the output that was printed incomplete.
             if !self.keep_output
-                && printed == Printed::Whole
+                && printed != Printed::Incomplete
                 && self.fault.message().is_none()
                 && !self.output.output_gone()
             {
-                trim::trim_outputs(&self.state, task, &attempts, rec.attempt);
+                if printed == Printed::Held {
+                    self.trim_when_printed.insert(task, (attempts, rec.attempt));
+                } else {
+                    trim::trim_outputs(&self.state, task, &attempts, rec.attempt);
+                }
             }
+            self.trim_printed();
         }
         self.output.attempt_ended(rec, command, next);
+    }
+
+    fn checkpoint_allowed(&mut self) -> bool {
+        // An ending the journal did not take must not be finished in a checkpoint either
+        // (a resume would believe the checkpoint); the lines written still go to disk.
+        if self.unjournaled.is_empty() {
+            return true;
+        }
+        let _ = self.journal.sync();
+        false
     }
 
     fn event(&mut self, event: &Event) {
@@ -455,10 +497,14 @@ impl<O: RunOutput> Observer<String> for RunBook<O> {
 /// through the worker, which gives `out` a file of its own first; `echo x >
 /// STATE/blank.out` by hand) would show as the output of every quiet task that ends
 /// after them. When `out` is the blank and it is not empty, the blank is emptied first.
+/// Symbolic links are not followed: a blank replaced by a link to another file by hand
+/// never gets that file emptied.
 fn empty_the_blank_under(blank: &Path, out: &Path) {
     use std::os::unix::fs::MetadataExt;
-    if let (Ok(o), Ok(b)) = (std::fs::metadata(out), std::fs::metadata(blank))
+    let meta = std::fs::symlink_metadata;
+    if let (Ok(o), Ok(b)) = (meta(out), meta(blank))
         && (o.dev(), o.ino()) == (b.dev(), b.ino())
+        && b.is_file()
         && b.len() > 0
         && let Ok(f) = std::fs::OpenOptions::new().write(true).open(blank)
     {

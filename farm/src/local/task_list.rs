@@ -32,11 +32,13 @@ pub trait TaskCommands {
     /// The command of task `n`, if `n` is a task.
     fn command(&self, n: u32) -> Option<Cow<'_, str>>;
 
-    /// Whether task `n`'s command is `text` (`None` if `n` is not a task). The default
-    /// compares [`TaskCommands::command`]; a list that reads its text back from a file
-    /// can compare without a copy.
+    /// Whether `text`, a journal line's command, is task `n`'s command as the journal
+    /// writes it ([`journals_as`](super::journal::journals_as); `None` if `n` is not a
+    /// task). The default compares [`TaskCommands::command`]; a list that reads its text
+    /// back from a file can compare without a copy.
     fn command_is(&self, n: u32, text: &str) -> Option<bool> {
-        self.command(n).map(|c| c == text)
+        self.command(n)
+            .map(|c| super::journal::journals_as(&c, text))
     }
 }
 

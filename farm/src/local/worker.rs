@@ -103,6 +103,13 @@ fn send(msg: &FromWorker) -> io::Result<()> {
 /// Runs the worker loop until the master says shut down or goes away. Returns the
 /// process exit code.
 pub fn run(heartbeat: Duration) -> i32 {
+    // Started through `/proc/self/exe` (the master's binary was deleted or replaced under
+    // the run, see `process_pool`), the kernel names this process `exe`: it takes the
+    // name `sturdy` back, by which `ps` and scripts know a worker.
+    #[cfg(target_os = "linux")]
+    if std::fs::read("/proc/self/comm").is_ok_and(|c| c == b"exe\n") {
+        let _ = nix::sys::prctl::set_name(c"sturdy");
+    }
     // A worker stopped (SIGSTOP) when its master dies is in an orphaned process group
     // with a stopped member, so the kernel sends it SIGHUP then SIGCONT. SIGHUP's
     // default action would kill it before it could kill its command; with a handler it
@@ -614,11 +621,30 @@ fn run_attempt(order: &RunOrder, subreaper: bool, ev: &Attempt<'_>, buf: &mut [u
 /// replaces a `path` left by an earlier start of the same attempt number. False when
 /// the link cannot be made (a file system without hard links, a missing directory):
 /// the caller then creates `path` as a file, and reports a failure to do so.
+///
+/// A `blank` that is no regular file (replaced by hand with a symbolic link, which
+/// `link(2)` would link as a link, or with a directory) is replaced by a fresh empty
+/// file, so that no attempt's `.out` ever leads to another file (whose bytes would be
+/// printed as the attempt's output, and which the master would empty); false where it
+/// cannot be replaced (a directory).
 fn link_blank(blank: &Path, path: &Path) -> bool {
     let is = |e: &io::Error, errno: Errno| e.raw_os_error() == Some(errno as i32);
+    let fresh_blank = || {
+        let mut tmp = blank.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        File::create(&tmp).is_ok() && std::fs::rename(&tmp, blank).is_ok()
+    };
     for _ in 0..3 {
-        let Err(e) = std::fs::hard_link(blank, path) else {
-            return true;
+        let e = match std::fs::hard_link(blank, path) {
+            Ok(()) if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) => return true,
+            Ok(()) => {
+                let _ = std::fs::remove_file(path);
+                if fresh_blank() {
+                    continue;
+                }
+                return false;
+            }
+            Err(e) => e,
         };
         let fixed = if is(&e, Errno::EEXIST) {
             std::fs::remove_file(path).is_ok()
@@ -632,9 +658,7 @@ fn link_blank(blank: &Path, path: &Path) -> bool {
                 .is_ok()
         } else if is(&e, Errno::EMLINK) {
             // A fresh blank under the same name; the links made stay on the old one.
-            let mut tmp = blank.as_os_str().to_owned();
-            tmp.push(format!(".{}.tmp", std::process::id()));
-            File::create(&tmp).is_ok() && std::fs::rename(&tmp, blank).is_ok()
+            fresh_blank()
         } else {
             false
         };
@@ -792,6 +816,32 @@ mod tests {
         assert!(link_blank(&blank, &out));
         assert_eq!(ino(&out), ino(&blank));
         assert_eq!(std::fs::read(&out).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_blank_replaced_by_a_symlink_is_made_a_file_again_and_its_target_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (blank, out) = (dir.path().join("blank.out"), dir.path().join("4.1.out"));
+        let precious = dir.path().join("precious.txt");
+        std::fs::write(&precious, "precious\n").unwrap();
+        std::os::unix::fs::symlink(&precious, &blank).unwrap();
+        assert!(link_blank(&blank, &out));
+        let (b, o) = (
+            std::fs::symlink_metadata(&blank).unwrap(),
+            std::fs::symlink_metadata(&out).unwrap(),
+        );
+        assert!(b.is_file() && o.is_file());
+        assert_eq!((o.ino(), o.len()), (b.ino(), 0));
+        assert_eq!(std::fs::read(&precious).unwrap(), b"precious\n");
+    }
+
+    #[test]
+    fn no_link_to_a_blank_replaced_by_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (blank, out) = (dir.path().join("blank.out"), dir.path().join("5.1.out"));
+        std::fs::create_dir(&blank).unwrap();
+        assert!(!link_blank(&blank, &out));
+        assert!(!out.exists());
     }
 
     #[test]

@@ -527,7 +527,7 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             .checkpoints
             .as_ref()
             .is_some_and(|c| force || c.last.elapsed() >= c.every);
-        if due {
+        if due && observer.checkpoint_allowed() {
             if self.feed.is_some() {
                 let keys: Vec<u64> = self.tasks.iter().map(|t| t.key).collect();
                 if let Some(p) = observer.checkpoint_payload(&keys)

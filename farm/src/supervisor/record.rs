@@ -86,6 +86,14 @@ pub trait Observer<T> {
     fn worker_restarting(&mut self, worker: WorkerId, delay: Duration) {
         let _ = (worker, delay);
     }
+    /// Whether a checkpoint that is due may be written; false skips it (no
+    /// [`checkpointed`](Self::checkpointed) call follows). A checkpoint must never hold
+    /// more than the observer's own record: once that record failed to take an ending
+    /// (a journal line not written on a full disk), a checkpoint of the ledger would
+    /// call the task finished while the record does not. True by default.
+    fn checkpoint_allowed(&mut self) -> bool {
+        true
+    }
     /// A checkpoint of a supervisor with a feed ([`Supervisor::set_feed`]) is about to
     /// be written: `keys[i]` is the key of the task in ledger slot `i` now (slots are
     /// recycled, so the mapping changes as the run goes). Return the payload to store
@@ -105,13 +113,14 @@ impl<T> Observer<T> for () {}
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Summary {
-    /// Tasks in the run.
+    /// Tasks in the run: with a feed (`Supervisor::set_feed`), the tasks taken from it so
+    /// far (a stop leaves the rest of the feed untaken and uncounted).
     pub tasks: usize,
     /// Tasks that succeeded.
     pub succeeded: usize,
     /// Tasks that failed for good, with the kind of their last failure: `(key, kind)`.
     pub failed: Vec<(u64, FailureKind)>,
-    /// Tasks neither succeeded nor failed (the run was stopped).
+    /// Tasks among `tasks` that neither succeeded nor failed (the run was stopped).
     pub unfinished: usize,
     /// Attempts dispatched.
     pub attempts: u64,
