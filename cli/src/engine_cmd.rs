@@ -134,11 +134,6 @@ pub(crate) fn coordinate(
         "a multi-host run's output stays on the hosts that ran it (each agent's DIR/out)";
     let unsupported = [
         (settings.results.is_some(), "--results", OUTPUT),
-        (
-            settings.resume_failed,
-            "--resume-failed",
-            "rerunning failed tasks under new command texts is not built for the engine yet (--resume --retry-failed reruns them unchanged)",
-        ),
         (settings.keep_order, "--keep-order", OUTPUT),
         (settings.line_buffer, "--line-buffer", OUTPUT),
     ];
@@ -183,6 +178,7 @@ pub(crate) fn coordinate(
     config.halt = settings.halt;
     config.joblog = settings.joblog.clone();
     config.retry_failed = settings.retry_failed;
+    config.resume_failed = settings.resume_failed;
     config.ack_wait = ack_wait;
     let rt = runtime()?;
     let metrics = settings
@@ -311,6 +307,21 @@ fn print_note(name: &str, note: &Note<'_>) {
         Note::Reopened { tasks } => eprintln!(
             "sturdy: --retry-failed: {tasks} given-up task(s) reopened with a fresh attempt budget"
         ),
+        Note::Retexted {
+            tasks,
+            running,
+            amended,
+        } => {
+            eprintln!(
+                "sturdy: --resume-failed: {tasks} task(s) have a new command; those that had not succeeded run under it (earlier commands kept in {})",
+                amended.display()
+            );
+            if *running > 0 {
+                eprintln!(
+                    "sturdy: --resume-failed: {running} of them run now under their earlier command; if that attempt does not succeed, the next runs the new one"
+                );
+            }
+        }
         Note::Progress(s) => eprintln!(
             "sturdy: {}/{} succeeded, {} gave up, {} running, {} waiting",
             s.succeeded, s.tasks, s.gave_up, s.running, s.waiting

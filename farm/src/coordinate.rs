@@ -6,7 +6,7 @@
 //! The caller (the CLI) parses the options, connects, hears [`Note`]s and prints the
 //! [`Outcome`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,8 +15,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::agent::Control;
+use crate::amend::{self, Retexted};
 use crate::coordinator::{self, Followed, JOURNAL_HEADER, Projection, Summary};
-use crate::engine::jetstream::{JetStream, Opened};
+use crate::engine::jetstream::{JetStream, Opened, Run};
 use crate::engine::{Error as EngineError, RunMeta, TaskId};
 use crate::halt::{Halt, HaltOn};
 
@@ -49,6 +50,11 @@ pub struct CoordinateConfig {
     /// get a fresh attempt budget and run again ([`coordinator::reopen_failed`]); the
     /// succeeded ones never run again.
     pub retry_failed: bool,
+    /// `--resume-failed` (with [`CoordinateConfig::resume`] and
+    /// [`CoordinateConfig::retry_failed`]): the list may differ from the run's in its
+    /// texts (not in its number of tasks); the run's definition is amended to it and
+    /// every task not yet succeeded runs under its new text ([`crate::amend`]).
+    pub resume_failed: bool,
     /// The run's ack wait (its lease): how long a drain waits for claims in flight, and
     /// how often the R5 reconcile looks (a claim whose work message is gone and that
     /// stayed the same for two ack waits is enqueued again). Default 30 s.
@@ -72,6 +78,7 @@ impl CoordinateConfig {
             halt: None,
             joblog: None,
             retry_failed: false,
+            resume_failed: false,
             ack_wait: Duration::from_secs(30),
         }
     }
@@ -93,6 +100,20 @@ pub enum CoordinateError {
         name: String,
         /// The engine's URL.
         url: String,
+    },
+    /// `--resume-failed` with a list of another number of tasks than the run's.
+    #[error(
+        "--resume-failed: run {name:?} at {url} holds {run_tasks} tasks; this list has {given}: a fixed list keeps the number of tasks; nothing was changed"
+    )]
+    Count {
+        /// The run.
+        name: String,
+        /// The engine's URL.
+        url: String,
+        /// The run's number of tasks.
+        run_tasks: u32,
+        /// The list's.
+        given: u32,
     },
     /// The journal or the joblog could not be created.
     #[error("cannot write {}: {error}", path.display())]
@@ -124,6 +145,18 @@ pub enum Note<'a> {
     Reopened {
         /// How many.
         tasks: usize,
+    },
+    /// `--resume-failed` (or a re-attach to an amended run): `tasks` tasks had a work
+    /// message with another text than the list's; those not succeeded run under the new
+    /// one, except `running` whose attempt runs now (they take it if that attempt does
+    /// not succeed). Their earlier texts were appended to `amended`.
+    Retexted {
+        /// Tasks whose waiting message had another text.
+        tasks: usize,
+        /// Of those, the ones an attempt holds now.
+        running: usize,
+        /// Where the earlier texts are kept (`STATE/amended.tsv`).
+        amended: &'a Path,
     },
     /// A record (or note) was folded into the projection while following: its journal
     /// line (the columns of [`coordinator::JOURNAL_HEADER`]) and the counts after it. For
@@ -218,7 +251,7 @@ pub async fn coordinate(
         tasks: u32::try_from(list.len()).unwrap_or(u32::MAX),
         settings: config.settings.clone(),
     };
-    let (run, opened) = js.create_run(name, &meta).await?;
+    let (run, opened) = open_run(js, config, &meta).await?;
     if opened == Opened::Existing && !config.resume {
         return Err(CoordinateError::Exists {
             name: name.clone(),
@@ -237,6 +270,23 @@ pub async fn coordinate(
     } else {
         Vec::new()
     };
+    let amended_path = config.journal.with_file_name("amended.tsv");
+    let mut held = Vec::new();
+    let amendment = match opened {
+        Opened::Existing => run.amendment().await?.map(|(at, _)| at),
+        Opened::Created => None,
+    };
+    if let Some(generation) = amendment {
+        let pass = retext_all(&run, list, generation, &amended_path).await?;
+        if config.resume_failed || pass.tasks > 0 {
+            notes(Note::Retexted {
+                tasks: pass.tasks,
+                running: pass.held.len(),
+                amended: &amended_path,
+            });
+        }
+        held = pass.held;
+    }
     let enqueued = coordinator::enqueue(&run, list, opened == Opened::Created).await?;
     notes(Note::Enqueued {
         url: js.url(),
@@ -254,6 +304,11 @@ pub async fn coordinate(
     for (task, at) in reopened {
         projection.reopened_at(task, at);
     }
+    for task in held {
+        projection.hold(task);
+    }
+    // Held tasks whose record moved on while following: look at them again.
+    let mut due: BTreeSet<u32> = BTreeSet::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let interrupts = watch::channel(0u32);
     let (int_tx, mut int_rx) = interrupts;
@@ -287,6 +342,10 @@ pub async fn coordinate(
         let result = {
             let line_sink = |line: &str, p: &Projection| {
                 record.write(line);
+                if let Some(t) = held_task_moved(line, p) {
+                    due.insert(t);
+                    let _ = stop_tx.send(true);
+                }
                 notes(Note::Recorded {
                     line,
                     summary: &p.summary(),
@@ -342,6 +401,33 @@ pub async fn coordinate(
                         }
                     }
                     Err(e) => notes(Note::ReconcileFailed(&e)),
+                }
+            }
+            Some(Ok(Followed::Stopped)) if !due.is_empty() && halted.is_none() => {
+                let _ = stop_tx.send(false);
+                if let Some(generation) = amendment {
+                    for t in std::mem::take(&mut due) {
+                        let payload = list
+                            .iter()
+                            .find(|(n, _)| n.0 == t)
+                            .map(|(_, c)| c.as_slice())
+                            .unwrap_or_default();
+                        match settle_held(&run, TaskId(t), payload, generation, &amended_path).await
+                        {
+                            Ok(Some(at)) => {
+                                if let Some(at) = at {
+                                    projection.reopened_at(TaskId(t), at);
+                                }
+                                projection.release(TaskId(t));
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                due.insert(t);
+                                notes(Note::ReconcileFailed(&e));
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                            }
+                        }
+                    }
                 }
             }
             Some(Ok(Followed::Stopped))
@@ -546,4 +632,127 @@ impl<'a> Lines<'a> {
             self.error = Some((path.clone(), e));
         }
     }
+}
+
+/// Creates or opens the run; with `--resume-failed`, a list of the run's number of tasks
+/// but another fingerprint amends the run's definition ([`Run::amend`]).
+async fn open_run(
+    js: &JetStream,
+    config: &CoordinateConfig,
+    meta: &RunMeta,
+) -> Result<(Run, Opened), CoordinateError> {
+    match js.create_run(&config.name, meta).await {
+        Err(EngineError::Fingerprint { existing, .. }) if config.resume_failed => {
+            let (run, current) = js.open_run(&config.name).await?;
+            if current.tasks != meta.tasks {
+                return Err(CoordinateError::Count {
+                    name: config.name.clone(),
+                    url: js.url().to_string(),
+                    run_tasks: current.tasks,
+                    given: meta.tasks,
+                });
+            }
+            // The run's settings stay the ones it was created with (every agent read
+            // them); only the list's fingerprint changes.
+            let amended = RunMeta {
+                settings: current.settings.clone(),
+                ..meta.clone()
+            };
+            run.amend(&existing, &amended).await?;
+            Ok((run, Opened::Existing))
+        }
+        other => Ok(other?),
+    }
+}
+
+/// What [`retext_all`] did.
+struct RetextPass {
+    /// Tasks whose waiting message had another text.
+    tasks: usize,
+    /// Those an attempt holds now.
+    held: Vec<TaskId>,
+}
+
+/// [`amend::retext`] over every task of `list` (up to 64 at once), appending the
+/// earlier texts to `amended`.
+async fn retext_all(
+    run: &Run,
+    list: &[(TaskId, Vec<u8>)],
+    generation: u64,
+    amended: &Path,
+) -> Result<RetextPass, CoordinateError> {
+    use futures_util::StreamExt as _;
+    let mut each = futures_util::stream::iter(list)
+        .map(|(task, payload)| async move {
+            amend::retext(run, *task, payload, generation, false)
+                .await
+                .map(|r| (*task, r))
+        })
+        .buffered(64);
+    let mut pass = RetextPass {
+        tasks: 0,
+        held: Vec::new(),
+    };
+    let mut earlier = BTreeSet::new();
+    while let Some(one) = each.next().await {
+        let (task, retexted) = one?;
+        let old = match retexted {
+            Retexted::Replaced { old, .. } | Retexted::Succeeded { old } => old,
+            Retexted::Claimed { old } => {
+                pass.held.push(task);
+                old
+            }
+            _ => continue,
+        };
+        pass.tasks += 1;
+        earlier.insert((task.0, text(&old)));
+    }
+    record_earlier(amended, &earlier)?;
+    Ok(pass)
+}
+
+/// Looks again at held task `task` whose record moved on: `Ok(Some(reopened))` when it
+/// is settled (succeeded, or re-enqueued under its new text with its fence at
+/// `reopened`), `Ok(None)` while an attempt still holds it.
+async fn settle_held(
+    run: &Run,
+    task: TaskId,
+    payload: &[u8],
+    generation: u64,
+    amended: &Path,
+) -> Result<Option<Option<crate::engine::Revision>>, EngineError> {
+    let (old, at) = match amend::retext(run, task, payload, generation, true).await? {
+        Retexted::Claimed { .. } => return Ok(None),
+        Retexted::Replaced { old, revision } => (Some(old), Some(revision)),
+        Retexted::Reopened { revision } => (None, Some(revision)),
+        Retexted::Succeeded { old } => (Some(old), None),
+        _ => (None, None),
+    };
+    if let Some(old) = old {
+        let _ = record_earlier(amended, &BTreeSet::from([(task.0, text(&old))]));
+    }
+    Ok(Some(at))
+}
+
+/// A task's text as one `amended.tsv` field.
+fn text(payload: &[u8]) -> String {
+    String::from_utf8_lossy(payload).replace(['\t', '\n'], " ")
+}
+
+/// Appends earlier texts to `amended.tsv` (the local farm's format: `TASK<TAB>TEXT`).
+fn record_earlier(path: &Path, earlier: &BTreeSet<(u32, String)>) -> Result<(), CoordinateError> {
+    if earlier.is_empty() {
+        return Ok(());
+    }
+    crate::local::resume::write_amended(path, earlier).map_err(|error| CoordinateError::Journal {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// The held task a journal line is about, when its record is no longer a claim (its
+/// attempt ended or was found stale): the coordinator looks at it again.
+fn held_task_moved(line: &str, p: &Projection) -> Option<u32> {
+    let task = TaskId(line.split('\t').nth(1)?.parse().ok()?);
+    (p.is_held(task) && p.task(task).is_some_and(|v| !v.is_claimed())).then_some(task.0)
 }

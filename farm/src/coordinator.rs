@@ -241,6 +241,8 @@ pub struct Projection {
     /// this position) the projection has not folded in yet: not finished, whatever their
     /// older records say.
     reopening: BTreeMap<u32, Position>,
+    /// Tasks held unfinished whatever their records say ([`Projection::hold`]).
+    held: std::collections::BTreeSet<u32>,
 }
 
 impl Projection {
@@ -256,7 +258,26 @@ impl Projection {
             stale: 0,
             next: Position::START,
             reopening: BTreeMap::new(),
+            held: std::collections::BTreeSet::new(),
         }
+    }
+
+    /// Holds task `task` unfinished, whatever its records say, until
+    /// [`Projection::release`]: a task amended by `--resume-failed` while an attempt ran
+    /// its old text, which the coordinator re-enqueues under its new text if that attempt
+    /// does not succeed ([`crate::amend`]).
+    pub fn hold(&mut self, task: TaskId) {
+        self.held.insert(task.0);
+    }
+
+    /// Ends a [`Projection::hold`].
+    pub fn release(&mut self, task: TaskId) {
+        self.held.remove(&task.0);
+    }
+
+    /// Whether task `task` is held ([`Projection::hold`]).
+    pub fn is_held(&self, task: TaskId) -> bool {
+        self.held.contains(&task.0)
     }
 
     /// Task `task` was reopened at `revision` ([`reopen_failed`]): until the projection
@@ -270,7 +291,7 @@ impl Projection {
 
     /// Whether task `task` (a view of it) is finished, counting a pending reopening.
     fn finished(&self, task: u32, view: &TaskView) -> bool {
-        view.is_finished() && !self.reopening.contains_key(&task)
+        view.is_finished() && !self.reopening.contains_key(&task) && !self.held.contains(&task)
     }
 
     /// Where to follow the journal from next.
@@ -332,7 +353,9 @@ impl Projection {
 
     /// Whether every task is finished (succeeded or given up).
     pub fn is_complete(&self) -> bool {
-        self.reopening.is_empty() && self.tasks.values().all(TaskView::is_finished)
+        self.reopening.is_empty()
+            && self.held.is_empty()
+            && self.tasks.values().all(TaskView::is_finished)
     }
 
     /// The counts.
