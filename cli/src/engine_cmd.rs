@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sturdy_farm::agent::Event;
@@ -125,7 +126,7 @@ fn seed() -> u64 {
 /// `sturdy run TASKS --engine URL --run NAME [--resume] [--state-dir DIR] [--json]`.
 pub(crate) fn coordinate(
     settings: &Settings,
-    tasks: &TaskList,
+    tasks: TaskList,
     url: &str,
     name: &str,
 ) -> Result<i32, CliError> {
@@ -146,18 +147,8 @@ pub(crate) fn coordinate(
         Detector::Deadline(t) => t,
         Detector::Phi(_) => Duration::from_secs(10),
     };
-    let list: Vec<(TaskId, Vec<u8>)> = tasks
-        .numbers()
-        .map(|n| {
-            let command = tasks.command(n).unwrap_or_default();
-            (TaskId(n), command.as_bytes().to_vec())
-        })
-        .collect();
-    if tasks.changed() {
-        return Err(CliError::runtime(
-            "the task list (or a :::: file) was changed in place while it was read; nothing was enqueued",
-        ));
-    }
+    // The coordinator reads the list as it goes (texts read back by line number).
+    let list = Arc::new(tasks);
     let root = settings
         .state_dir
         .clone()
@@ -170,7 +161,7 @@ pub(crate) fn coordinate(
     })?;
     let mut config = CoordinateConfig::new(
         name,
-        list,
+        list.clone(),
         meta_settings(settings, seed()),
         root.join("journal.tsv"),
     );
@@ -201,6 +192,9 @@ pub(crate) fn coordinate(
             t.abort();
         }
         outcome.map_err(|e| match e {
+            CoordinateError::Engine(_) if list.changed() => CliError::runtime(
+                "the task list (or a :::: file) was changed in place while it was read; the run goes on with what was enqueued (--resume with the list as it was)",
+            ),
             CoordinateError::Engine(e) => cli_error(e),
             CoordinateError::Journal { .. } => CliError::runtime(e.to_string()),
             e => CliError::input(e.to_string()),
@@ -245,6 +239,23 @@ pub(crate) fn coordinate(
         outcome.journal.display()
     );
     Ok(outcome.exit)
+}
+
+/// The coordinator reads the task list as it goes: a task's text is read back from the
+/// list (by line number, each block checked against its CRC) when it is enqueued,
+/// reopened or written to the joblog.
+impl sturdy_farm::coordinator::TaskSource for TaskList {
+    fn len(&self) -> usize {
+        Self::len(self)
+    }
+
+    fn number_at(&self, i: usize) -> Option<TaskId> {
+        Self::number_at(self, i).map(TaskId)
+    }
+
+    fn text(&self, task: TaskId) -> Option<Vec<u8>> {
+        self.with_command(task.0, |c| c.as_bytes().to_vec())
+    }
 }
 
 /// Prints what the coordinator of run `name` says while it runs.

@@ -1683,10 +1683,18 @@ fn resume_failed_reruns_the_fixed_tasks_once_under_their_new_commands() {
         (s["succeeded"].as_u64(), s["gave_up"].as_u64()),
         (Some(6), Some(0))
     );
-    // Later --resumes take the new list (the run re-attaches), and refuse the old one.
-    let out = run_once(&farm, &["--resume"]);
+    // Later --resumes take the new list (and replay the whole journal before they call
+    // the run complete: every task looked finished before the reopenings), and refuse
+    // the old one.
+    let out = run_once(&farm, &["--resume", "--json"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("6 already recorded"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (again["succeeded"].as_u64(), again["gave_up"].as_u64()),
+        (Some(6), Some(0)),
+        "{err}"
+    );
     std::fs::write(farm.path("tasks"), &original).unwrap();
     let out = run_once(&farm, &["--resume"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -1745,6 +1753,87 @@ fn resume_failed_gives_a_waiting_task_its_new_text_and_a_running_one_after_its_a
             "1\techo old1 $STURDY_ATTEMPT >> {t}; sleep 2; exit 3"
         )) && amended.contains(&format!("2\techo old2 $STURDY_ATTEMPT >> {t}")),
         "{amended}"
+    );
+}
+
+/// The coordinator's peak resident set (VmHWM, KiB) over creating run `run` of `n`
+/// 40-byte tasks, enqueueing them all and following the (empty) journal for a moment;
+/// no agent runs. Stopped with two SIGINTs.
+fn coordinator_peak(server: &Nats, dir: &Path, run: &str, n: usize) -> u64 {
+    let tasks = dir.join(format!("{run}.txt"));
+    let mut f = std::io::BufWriter::new(File::create(&tasks).unwrap());
+    for _ in 0..n {
+        writeln!(f, "true # ..............................").unwrap();
+    }
+    f.flush().unwrap();
+    drop(f);
+    let state = dir.join(run);
+    let mut p = Proc::spawn(
+        &[
+            "run",
+            tasks.to_str().unwrap(),
+            "--engine",
+            &server.url,
+            "--run",
+            run,
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        dir.join(format!("{run}.log")),
+        None,
+    );
+    let status = format!("/proc/{}/status", p.pid());
+    let peak = || {
+        std::fs::read_to_string(&status)
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    let until = Instant::now() + Duration::from_secs(300);
+    while !p.log().contains("waiting for agents") {
+        assert!(
+            p.try_wait().is_none(),
+            "the coordinator exited:\n{}",
+            p.log()
+        );
+        assert!(
+            Instant::now() < until,
+            "not enqueued after 300 s:\n{}",
+            p.log()
+        );
+        sleep(Duration::from_millis(50));
+    }
+    assert!(
+        p.log().contains(&format!("{n} tasks ({n} queued")),
+        "{}",
+        p.log()
+    );
+    sleep(Duration::from_millis(500));
+    let kib = peak();
+    p.signal("INT");
+    sleep(Duration::from_millis(200));
+    p.signal("INT");
+    p.wait(Duration::from_secs(30));
+    kib
+}
+
+#[test]
+fn the_coordinator_s_memory_does_not_grow_with_the_task_list_s_text() {
+    // 200 000 tasks of 40 bytes (8 MB of text; the coordinator held it all, and a
+    // record-sized view per task, before it read the list as it goes) against 2 000.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Nats::start(&dir.path().join("nats"), true);
+    let base = coordinator_peak(&server, dir.path(), "small", 2_000);
+    let big = coordinator_peak(&server, dir.path(), "big", 200_000);
+    assert!(base > 0);
+    eprintln!("coordinator peak RSS: {base} KiB at 2 000 tasks, {big} KiB at 200 000");
+    assert!(
+        big <= base + 4 * 1024,
+        "coordinator peak RSS {big} KiB at 200 000 tasks, {base} KiB at 2 000"
     );
 }
 

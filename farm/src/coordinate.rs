@@ -10,13 +10,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::agent::Control;
 use crate::amend::{self, Retexted};
-use crate::coordinator::{self, Followed, JOURNAL_HEADER, Projection, Summary};
+use crate::coordinator::{self, Followed, JOURNAL_HEADER, Projection, Summary, TaskSource};
 use crate::engine::jetstream::{JetStream, Opened, Run};
 use crate::engine::{Error as EngineError, RunMeta, TaskId};
 use crate::halt::{Halt, HaltOn};
@@ -25,13 +26,15 @@ use crate::halt::{Halt, HaltOn};
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// A coordinator's settings.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct CoordinateConfig {
     /// The run's name.
     pub name: String,
-    /// The tasks: number and command, in order.
-    pub tasks: Vec<(TaskId, Vec<u8>)>,
+    /// The tasks: number and command, in order, read as the coordinator goes (it holds
+    /// no task's text longer than it needs it: memory does not grow with the list's
+    /// text, only by a byte a task for the projection).
+    pub tasks: Arc<dyn TaskSource>,
     /// The run's settings, written into its definition for every agent (name → value
     /// text: `max_attempts`, `backoff_base_ms`, `seed`, ...).
     pub settings: BTreeMap<String, String>,
@@ -61,11 +64,28 @@ pub struct CoordinateConfig {
     pub ack_wait: Duration,
 }
 
+impl std::fmt::Debug for CoordinateConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoordinateConfig")
+            .field("name", &self.name)
+            .field("tasks", &self.tasks.len())
+            .field("settings", &self.settings)
+            .field("journal", &self.journal)
+            .field("resume", &self.resume)
+            .field("halt", &self.halt)
+            .field("joblog", &self.joblog)
+            .field("retry_failed", &self.retry_failed)
+            .field("resume_failed", &self.resume_failed)
+            .field("ack_wait", &self.ack_wait)
+            .finish()
+    }
+}
+
 impl CoordinateConfig {
     /// Run `name` of `tasks` with `settings`, its journal at `journal`, no resume.
     pub fn new(
         name: impl Into<String>,
-        tasks: Vec<(TaskId, Vec<u8>)>,
+        tasks: Arc<dyn TaskSource>,
         settings: BTreeMap<String, String>,
         journal: PathBuf,
     ) -> Self {
@@ -243,9 +263,9 @@ pub async fn coordinate(
     config: &CoordinateConfig,
     notes: &mut dyn FnMut(Note<'_>),
 ) -> Result<Outcome, CoordinateError> {
-    let list = &config.tasks;
+    let list: &dyn TaskSource = &*config.tasks;
     let name = &config.name;
-    let fingerprint = coordinator::fingerprint(list.iter().map(|(t, c)| (*t, c.as_slice())));
+    let fingerprint = coordinator::fingerprint_of(list)?;
     let meta = RunMeta {
         fingerprint,
         tasks: u32::try_from(list.len()).unwrap_or(u32::MAX),
@@ -300,13 +320,14 @@ pub async fn coordinate(
         error,
     })?;
     let mut record = Lines::open(journal, journal_path, config.joblog.as_deref(), list)?;
-    let mut projection = Projection::new(list.iter().map(|(t, _)| *t));
+    let mut projection = Projection::new((0..list.len()).filter_map(|i| list.number_at(i)));
     for (task, at) in reopened {
         projection.reopened_at(task, at);
     }
     for task in held {
         projection.hold(task);
     }
+    projection.replay_to(crate::engine::Position(enqueued.newest.0));
     // Held tasks whose record moved on while following: look at them again.
     let mut due: BTreeSet<u32> = BTreeSet::new();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -383,8 +404,7 @@ pub async fn coordinate(
             Some(Ok(Followed::Stopped)) if reconcile_due => {
                 reconcile_due = false;
                 next_reconcile = tokio::time::Instant::now() + ack_wait;
-                let payload =
-                    |t: TaskId| list.iter().find(|(n, _)| *n == t).map(|(_, c)| c.clone());
+                let payload = |t: TaskId| list.text(t);
                 match reconcile
                     .pass(
                         &run,
@@ -407,12 +427,9 @@ pub async fn coordinate(
                 let _ = stop_tx.send(false);
                 if let Some(generation) = amendment {
                     for t in std::mem::take(&mut due) {
-                        let payload = list
-                            .iter()
-                            .find(|(n, _)| n.0 == t)
-                            .map(|(_, c)| c.as_slice())
-                            .unwrap_or_default();
-                        match settle_held(&run, TaskId(t), payload, generation, &amended_path).await
+                        let payload = coordinator::text_of(list, TaskId(t))?;
+                        match settle_held(&run, TaskId(t), &payload, generation, &amended_path)
+                            .await
                         {
                             Ok(Some(at)) => {
                                 if let Some(at) = at {
@@ -548,7 +565,7 @@ fn halt_count(halt: &Halt, s: &Summary) -> u64 {
 struct Lines<'a> {
     journal: (File, PathBuf),
     joblog: Option<(File, PathBuf)>,
-    commands: BTreeMap<u32, &'a [u8]>,
+    commands: &'a dyn TaskSource,
     /// The first write error: the file and the error.
     error: Option<(PathBuf, std::io::Error)>,
 }
@@ -562,7 +579,7 @@ impl<'a> Lines<'a> {
         mut journal: File,
         journal_path: &Path,
         joblog: Option<&Path>,
-        list: &'a [(TaskId, Vec<u8>)],
+        list: &'a dyn TaskSource,
     ) -> Result<Self, CoordinateError> {
         let _ = writeln!(journal, "{JOURNAL_HEADER}");
         let joblog = match joblog {
@@ -583,7 +600,7 @@ impl<'a> Lines<'a> {
         Ok(Self {
             journal: (journal, journal_path.to_path_buf()),
             joblog,
-            commands: list.iter().map(|(t, c)| (t.0, c.as_slice())).collect(),
+            commands: list,
             error: None,
         })
     }
@@ -618,8 +635,8 @@ impl<'a> Lines<'a> {
         let num = |v: &str, none: i64| v.parse::<i64>().unwrap_or(none);
         let command = self
             .commands
-            .get(&task)
-            .map(|c| String::from_utf8_lossy(c).replace(['\t', '\n'], " "))
+            .text(TaskId(task))
+            .map(|c| String::from_utf8_lossy(&c).replace(['\t', '\n'], " "))
             .unwrap_or_default();
         let out = format!(
             "{task}\t{}\t{:.3}\t{runtime:>10.3}\t0\t0\t{}\t{}\t{command}\n",
@@ -677,16 +694,17 @@ struct RetextPass {
 /// earlier texts to `amended`.
 async fn retext_all(
     run: &Run,
-    list: &[(TaskId, Vec<u8>)],
+    list: &dyn TaskSource,
     generation: u64,
     amended: &Path,
 ) -> Result<RetextPass, CoordinateError> {
     use futures_util::StreamExt as _;
-    let mut each = futures_util::stream::iter(list)
-        .map(|(task, payload)| async move {
-            amend::retext(run, *task, payload, generation, false)
+    let mut each = futures_util::stream::iter(0..list.len())
+        .map(|i| async move {
+            let (task, payload) = coordinator::read_at(list, i)?;
+            amend::retext(run, task, &payload, generation, false)
                 .await
-                .map(|r| (*task, r))
+                .map(|r| (task, r))
         })
         .buffered(64);
     let mut pass = RetextPass {
