@@ -327,6 +327,9 @@ fn print_note(name: &str, note: &Note<'_>) {
                 "sturdy: --resume-failed: {tasks} task(s) have a new command; those that had not succeeded run under it (earlier commands kept in {})",
                 amended.display()
             );
+            eprintln!(
+                "sturdy: --resume-failed: counted from the waiting and running tasks' work messages: the engine keeps no command of a finished task (given-up ones run again under the new list's, succeeded ones are kept)"
+            );
             if *running > 0 {
                 eprintln!(
                     "sturdy: --resume-failed: {running} of them run now under their earlier command; if that attempt does not succeed, the next runs the new one"

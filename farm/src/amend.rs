@@ -42,8 +42,8 @@ use crate::engine::{Engine, Error, Generation, Outcome, Record, Revision, TaskId
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Retexted {
-    /// Nothing to do: its waiting message carries the new text (or the amendment's
-    /// generation), or it has none and needs none.
+    /// Nothing to do: it succeeded, or its waiting message carries the new text (or the
+    /// amendment's generation), or it has none and needs none.
     Unchanged,
     /// Its waiting message carried `old`; the task was fenced at `revision` and its new
     /// text enqueued.
@@ -62,11 +62,6 @@ pub enum Retexted {
     /// its record moves on.
     Claimed {
         /// The text it runs.
-        old: Bytes,
-    },
-    /// It succeeded under the text `old` (its message was not yet acknowledged): kept.
-    Succeeded {
-        /// The earlier text.
         old: Bytes,
     },
 }
@@ -91,13 +86,16 @@ pub async fn retext(
 ) -> Result<Retexted, Error> {
     // A conflict means an agent moved the record meanwhile: read again (a few times).
     for _ in 0..4 {
-        let message = run.work_message(task).await?;
+        // The record first: a succeeded task (most of them, late in a run) costs one read.
         let (record, revision) = run.read(task).await?;
-        let old = match (&record, message) {
-            (Some(Record::Ended(e)), _) if e.outcome == Outcome::GaveUp && !reopen_given_up => {
+        match &record {
+            Some(Record::Ended(e)) if e.outcome == Outcome::Done => {
                 return Ok(Retexted::Unchanged);
             }
-            (Some(Record::Ended(e)), _) if e.outcome == Outcome::GaveUp => {
+            Some(Record::Ended(e)) if e.outcome == Outcome::GaveUp => {
+                if !reopen_given_up {
+                    return Ok(Retexted::Unchanged);
+                }
                 let fence = Record::Reopened { generation };
                 match run.write(task, revision, &fence).await? {
                     Ok(at) => {
@@ -107,18 +105,17 @@ pub async fn retext(
                     Err(_) => continue,
                 }
             }
-            (_, None) => return Ok(Retexted::Unchanged),
-            (_, Some(m)) if m.generation.0 == generation || m.payload == payload => {
+            _ => {}
+        }
+        let old = match run.work_message(task).await? {
+            None => return Ok(Retexted::Unchanged),
+            Some(m) if m.generation.0 == generation || m.payload == payload => {
                 return Ok(Retexted::Unchanged);
             }
-            (_, Some(m)) => m,
+            Some(m) => m,
         };
-        match &record {
-            Some(Record::Ended(e)) if e.outcome == Outcome::Done => {
-                return Ok(Retexted::Succeeded { old: old.payload });
-            }
-            Some(Record::Claimed(_)) => return Ok(Retexted::Claimed { old: old.payload }),
-            _ => {}
+        if let Some(Record::Claimed(_)) = &record {
+            return Ok(Retexted::Claimed { old: old.payload });
         }
         let fenced = match record {
             Some(Record::Reopened { generation: g }) if g == generation => Ok(revision),

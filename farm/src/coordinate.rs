@@ -428,9 +428,7 @@ pub async fn coordinate(
                 if let Some(generation) = amendment {
                     for t in std::mem::take(&mut due) {
                         let payload = coordinator::text_of(list, TaskId(t))?;
-                        match settle_held(&run, TaskId(t), &payload, generation, &amended_path)
-                            .await
-                        {
+                        match settle_held(&run, TaskId(t), &payload, generation).await {
                             Ok(Some(at)) => {
                                 if let Some(at) = at {
                                     projection.reopened_at(TaskId(t), at);
@@ -715,7 +713,7 @@ async fn retext_all(
     while let Some(one) = each.next().await {
         let (task, retexted) = one?;
         let old = match retexted {
-            Retexted::Replaced { old, .. } | Retexted::Succeeded { old } => old,
+            Retexted::Replaced { old, .. } => old,
             Retexted::Claimed { old } => {
                 pass.held.push(task);
                 old
@@ -731,25 +729,23 @@ async fn retext_all(
 
 /// Looks again at held task `task` whose record moved on: `Ok(Some(reopened))` when it
 /// is settled (succeeded, or re-enqueued under its new text with its fence at
-/// `reopened`), `Ok(None)` while an attempt still holds it.
+/// `reopened`), `Ok(None)` while an attempt still holds it. Its earlier text is in
+/// `amended.tsv` already (written when it was found running).
 async fn settle_held(
     run: &Run,
     task: TaskId,
     payload: &[u8],
     generation: u64,
-    amended: &Path,
 ) -> Result<Option<Option<crate::engine::Revision>>, EngineError> {
-    let (old, at) = match amend::retext(run, task, payload, generation, true).await? {
-        Retexted::Claimed { .. } => return Ok(None),
-        Retexted::Replaced { old, revision } => (Some(old), Some(revision)),
-        Retexted::Reopened { revision } => (None, Some(revision)),
-        Retexted::Succeeded { old } => (Some(old), None),
-        _ => (None, None),
-    };
-    if let Some(old) = old {
-        let _ = record_earlier(amended, &BTreeSet::from([(task.0, text(&old))]));
-    }
-    Ok(Some(at))
+    Ok(
+        match amend::retext(run, task, payload, generation, true).await? {
+            Retexted::Claimed { .. } => None,
+            Retexted::Replaced { revision, .. } | Retexted::Reopened { revision } => {
+                Some(Some(revision))
+            }
+            _ => Some(None),
+        },
+    )
 }
 
 /// A task's text as one `amended.tsv` field.
