@@ -261,7 +261,8 @@ pub async fn enqueue<E: Engine, T: TaskSource + ?Sized>(
 /// the two steps) whose message the engine does not hold is enqueued again under the
 /// same generation (idempotent). Succeeded tasks are never touched.
 ///
-/// Cost: one record read per task, plus a write and an enqueue per reopened task.
+/// Cost: one record read per task (up to 64 at once), plus a write and an enqueue per
+/// reopened task.
 ///
 /// # Errors
 /// The first engine error; calling it again is safe (the reopened tasks are enqueued
@@ -270,41 +271,47 @@ pub async fn reopen_failed<E: Engine, T: TaskSource + ?Sized>(
     engine: &E,
     tasks: &T,
 ) -> Result<Vec<(TaskId, Revision)>, Error> {
+    // Up to ENQUEUE_WINDOW tasks at once, in task order (as `enqueue`).
+    let mut each = futures_util::stream::iter(0..tasks.len())
+        .map(|i| async move {
+            let Some(task) = tasks.number_at(i) else {
+                return Ok::<_, Error>(None);
+            };
+            let (record, revision) = engine.read(task).await?;
+            let (generation, at) = match record {
+                Some(Record::Ended(e)) if e.outcome == Outcome::GaveUp => {
+                    let reopening = Record::Reopened {
+                        generation: revision.0,
+                    };
+                    match engine.write(task, revision, &reopening).await? {
+                        Ok(at) => (revision.0, at),
+                        // Moved on since the read (another coordinator): leave it.
+                        Err(_) => return Ok(None),
+                    }
+                }
+                Some(Record::Reopened { generation }) => {
+                    if engine.queued(task).await? != Some(true) {
+                        let payload = text_of(tasks, task)?;
+                        engine
+                            .enqueue(task, &payload, Generation(generation))
+                            .await?;
+                    }
+                    return Ok(Some((task, revision)));
+                }
+                _ => return Ok(None),
+            };
+            let payload = text_of(tasks, task)?;
+            engine
+                .enqueue(task, &payload, Generation(generation))
+                .await?;
+            Ok(Some((task, at)))
+        })
+        .buffered(ENQUEUE_WINDOW);
     let mut reopened = Vec::new();
-    for i in 0..tasks.len() {
-        let Some(task) = tasks.number_at(i) else {
-            continue;
-        };
-        let task = &task;
-        let (record, revision) = engine.read(*task).await?;
-        let (generation, at) = match record {
-            Some(Record::Ended(e)) if e.outcome == Outcome::GaveUp => {
-                let reopening = Record::Reopened {
-                    generation: revision.0,
-                };
-                match engine.write(*task, revision, &reopening).await? {
-                    Ok(at) => (revision.0, at),
-                    // Moved on since the read (another coordinator): leave it.
-                    Err(_) => continue,
-                }
-            }
-            Some(Record::Reopened { generation }) => {
-                if engine.queued(*task).await? != Some(true) {
-                    let (_, payload) = read_at(tasks, i)?;
-                    engine
-                        .enqueue(*task, &payload, Generation(generation))
-                        .await?;
-                }
-                reopened.push((*task, revision));
-                continue;
-            }
-            _ => continue,
-        };
-        let (_, payload) = read_at(tasks, i)?;
-        engine
-            .enqueue(*task, &payload, Generation(generation))
-            .await?;
-        reopened.push((*task, at));
+    while let Some(one) = each.next().await {
+        if let Some(r) = one? {
+            reopened.push(r);
+        }
     }
     Ok(reopened)
 }

@@ -16,7 +16,10 @@
 //!   compare-and-set.
 //! - Notes ([`Engine::note`]) go to `sturdy.R.stale` with header `Sturdy-Task`.
 //! - The run's definition ([`RunMeta`]) is the first message on `sturdy.R.meta`, written
-//!   once with expected last subject sequence 0.
+//!   once with expected last subject sequence 0. `--resume-failed` amends it
+//!   ([`Run::amend`]): the newest message on `sturdy.R.state.amended` (inside the record
+//!   subjects' wildcard, never a task's; the journal skips it), written with
+//!   compare-and-set on that subject.
 //!
 //! No KV bucket and no account query: `async-nats` 0.51's helpers for both fail to parse
 //! 2.9.10's answers; a plain stream with per-subject compare-and-set is the same mechanism.
