@@ -657,7 +657,7 @@ async fn open_run(
     meta: &RunMeta,
 ) -> Result<(Run, Opened), CoordinateError> {
     match js.create_run(&config.name, meta).await {
-        Err(EngineError::Fingerprint { existing, .. }) if config.resume_failed => {
+        Err(EngineError::Fingerprint { existing, .. }) if config.resume_failed && config.resume => {
             let (run, current) = js.open_run(&config.name).await?;
             if current.tasks != meta.tasks {
                 return Err(CoordinateError::Count {
