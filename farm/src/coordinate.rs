@@ -437,7 +437,9 @@ pub async fn coordinate(
                             }
                             Ok(None) => {}
                             Err(e) => {
+                                // Again after a pause (the follow returns at once).
                                 due.insert(t);
+                                let _ = stop_tx.send(true);
                                 notes(Note::ReconcileFailed(&e));
                                 tokio::time::sleep(Duration::from_millis(500)).await;
                             }
