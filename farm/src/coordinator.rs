@@ -939,6 +939,27 @@ mod tests {
     }
 
     #[test]
+    fn a_source_read_as_it_goes_has_the_list_s_fingerprint_and_texts() {
+        let list: Vec<(TaskId, Vec<u8>)> = vec![
+            (TaskId(1), b"echo a".to_vec()),
+            (TaskId(3), b"echo c".to_vec()),
+        ];
+        assert_eq!(
+            fingerprint_of(&list).unwrap(),
+            fingerprint(list.iter().map(|(t, c)| (*t, c.as_slice())))
+        );
+        assert_eq!(list.text(TaskId(3)), Some(b"echo c".to_vec()));
+        assert_eq!(list.text(TaskId(2)), None);
+        assert_eq!(read_at(&list, 1).unwrap(), (TaskId(3), b"echo c".to_vec()));
+        match read_at(&list, 2) {
+            Err(Error::Engine { op, subject, .. }) => {
+                assert_eq!((op, subject.as_str()), ("read the task list", "task #2"));
+            }
+            other => panic!("expected an unreadable task, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn the_fingerprint_depends_on_numbers_and_payloads() {
         let a = fingerprint([(TaskId(1), &b"echo a"[..]), (TaskId(2), &b"echo b"[..])]);
         assert_eq!(a.len(), 16);
