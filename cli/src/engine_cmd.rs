@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sturdy_farm::agent::Event;
@@ -125,23 +126,16 @@ fn seed() -> u64 {
 /// `sturdy run TASKS --engine URL --run NAME [--resume] [--state-dir DIR] [--json]`.
 pub(crate) fn coordinate(
     settings: &Settings,
-    tasks: &TaskList,
+    tasks: TaskList,
     url: &str,
     name: &str,
 ) -> Result<i32, CliError> {
     // What does not cross hosts (yet), each with its reason (the README says the same).
-    let unsupported = [
-        (
-            settings.resume_failed,
-            "--resume-failed",
-            "rerunning failed tasks under new command texts is not built for the engine yet (--resume --retry-failed reruns them unchanged)",
-        ),
-        (
-            settings.line_buffer,
-            "--line-buffer",
-            "it prints lines while a task runs, and an agent ships a task's output to the coordinator only when the task's end is final (output is printed grouped per task, as without --line-buffer)",
-        ),
-    ];
+    let unsupported = [(
+        settings.line_buffer,
+        "--line-buffer",
+        "it prints lines while a task runs, and an agent ships a task's output to the coordinator only when the task's end is final (output is printed grouped per task, as without --line-buffer)",
+    )];
     if let Some((_, flag, why)) = unsupported.iter().find(|(set, _, _)| *set) {
         return Err(CliError::input(format!(
             "{flag} is not supported with --engine: {why} (see the README's \"Beyond one machine\"); nothing was run"
@@ -151,18 +145,8 @@ pub(crate) fn coordinate(
         Detector::Deadline(t) => t,
         Detector::Phi(_) => Duration::from_secs(10),
     };
-    let list: Vec<(TaskId, Vec<u8>)> = tasks
-        .numbers()
-        .map(|n| {
-            let command = tasks.command(n).unwrap_or_default();
-            (TaskId(n), command.as_bytes().to_vec())
-        })
-        .collect();
-    if tasks.changed() {
-        return Err(CliError::runtime(
-            "the task list (or a :::: file) was changed in place while it was read; nothing was enqueued",
-        ));
-    }
+    // The coordinator reads the list as it goes (texts read back by line number).
+    let list = Arc::new(tasks);
     let root = settings
         .state_dir
         .clone()
@@ -175,7 +159,7 @@ pub(crate) fn coordinate(
     })?;
     let mut config = CoordinateConfig::new(
         name,
-        list,
+        list.clone(),
         meta_settings(settings, seed()),
         root.join("journal.tsv"),
     );
@@ -183,12 +167,13 @@ pub(crate) fn coordinate(
     config.halt = settings.halt;
     config.joblog = settings.joblog.clone();
     config.retry_failed = settings.retry_failed;
+    config.resume_failed = settings.resume_failed;
     config.ack_wait = ack_wait;
     let rt = runtime()?;
     let metrics = settings
         .metrics_listen
         .map(|_| FarmMetrics::new(config.tasks.len() as u64, Duration::from_secs(1)));
-    let (printer, sink) = crate::engine_output::printer(settings, tasks, root.join("out"))?;
+    let (printer, sink) = crate::engine_output::printer(settings, &list, root.join("out"))?;
     // With --json nothing reads the output (unless it goes to --results or is kept).
     let sink =
         (!settings.json || settings.results.is_some() || settings.keep_output).then_some(sink);
@@ -214,6 +199,9 @@ pub(crate) fn coordinate(
             t.abort();
         }
         outcome.map_err(|e| match e {
+            CoordinateError::Engine(_) if list.changed() => CliError::runtime(
+                "the task list (or a :::: file) was changed in place while it was read; the run goes on with what was enqueued (--resume with the list as it was)",
+            ),
             CoordinateError::Engine(e) => cli_error(e),
             CoordinateError::Journal { .. } => CliError::runtime(e.to_string()),
             e => CliError::input(e.to_string()),
@@ -262,6 +250,23 @@ pub(crate) fn coordinate(
         outcome.journal.display()
     );
     Ok(outcome.exit)
+}
+
+/// The coordinator reads the task list as it goes: a task's text is read back from the
+/// list (by line number, each block checked against its CRC) when it is enqueued,
+/// reopened or written to the joblog.
+impl sturdy_farm::coordinator::TaskSource for TaskList {
+    fn len(&self) -> usize {
+        Self::len(self)
+    }
+
+    fn number_at(&self, i: usize) -> Option<TaskId> {
+        Self::number_at(self, i).map(TaskId)
+    }
+
+    fn text(&self, task: TaskId) -> Option<Vec<u8>> {
+        self.with_command(task.0, |c| c.as_bytes().to_vec())
+    }
 }
 
 /// Prints what the coordinator of run `name` says while it runs.
@@ -328,6 +333,24 @@ fn print_note(name: &str, note: &Note<'_>) {
         Note::Reopened { tasks } => eprintln!(
             "sturdy: --retry-failed: {tasks} given-up task(s) reopened with a fresh attempt budget"
         ),
+        Note::Retexted {
+            tasks,
+            running,
+            amended,
+        } => {
+            eprintln!(
+                "sturdy: --resume-failed: {tasks} task(s) have a new command; those that had not succeeded run under it (earlier commands kept in {})",
+                amended.display()
+            );
+            eprintln!(
+                "sturdy: --resume-failed: counted from the waiting and running tasks' work messages: the engine keeps no command of a finished task (given-up ones run again under the new list's, succeeded ones are kept)"
+            );
+            if *running > 0 {
+                eprintln!(
+                    "sturdy: --resume-failed: {running} of them run now under their earlier command; if that attempt does not succeed, the next runs the new one"
+                );
+            }
+        }
         Note::Progress(s) => eprintln!(
             "sturdy: {}/{} succeeded, {} gave up, {} running, {} waiting",
             s.succeeded, s.tasks, s.gave_up, s.running, s.waiting

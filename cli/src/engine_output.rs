@@ -6,7 +6,6 @@
 //! `--line-buffer` is not offered: it prints lines while a task runs, and an agent ships
 //! a task's output only once its end is final.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -32,7 +31,7 @@ pub(crate) type Printer = Arc<Mutex<TaskOutput>>;
 /// coordinator does not use (it writes its own joblog).
 pub(crate) fn printer(
     settings: &Settings,
-    tasks: &TaskList,
+    tasks: &Arc<TaskList>,
     dir: PathBuf,
 ) -> Result<(Printer, OutputSink), CliError> {
     let tag = match (&settings.tagstring, settings.tag) {
@@ -40,19 +39,9 @@ pub(crate) fn printer(
         (None, true) => Some(Tag::Args),
         (None, false) => None,
     };
-    // Commands and arguments only where the printer uses them (tags, --results).
-    let named: BTreeMap<u32, (String, Vec<String>)> = if tag.is_some() || settings.results.is_some()
-    {
-        tasks
-            .numbers()
-            .map(|n| {
-                let command = tasks.command(n).unwrap_or_default().into_owned();
-                (n, (command, tasks.args(n)))
-            })
-            .collect()
-    } else {
-        BTreeMap::new()
-    };
+    // Commands and arguments only where the printer uses them (tags, --results), read
+    // back from the list as each task's output comes (nothing held per task).
+    let named = (tag.is_some() || settings.results.is_some()).then(|| Arc::clone(tasks));
     let keep_order = settings.keep_order.then(|| {
         let order: Vec<u32> = tasks.numbers().collect();
         Box::new(order.into_iter()) as Order
@@ -71,7 +60,7 @@ pub(crate) fn printer(
     let keep_files = settings.keep_output;
     let hook = move |end: TaskEnd| {
         let mut p = shared.lock().unwrap_or_else(|e| e.into_inner());
-        print_end(&mut p, &named, end, keep_files);
+        print_end(&mut p, named.as_deref(), end, keep_files);
     };
     Ok((
         printer,
@@ -83,12 +72,7 @@ pub(crate) fn printer(
 }
 
 /// Prints one finished task's output (or moves `--keep-order` past it).
-fn print_end(
-    p: &mut TaskOutput,
-    named: &BTreeMap<u32, (String, Vec<String>)>,
-    end: TaskEnd,
-    keep_files: bool,
-) {
+fn print_end(p: &mut TaskOutput, named: Option<&TaskList>, end: TaskEnd, keep_files: bool) {
     let TaskEnd::Finished {
         task,
         ended,
@@ -110,9 +94,13 @@ fn print_end(
         exit: ended.exit,
         signal: ended.signal,
     };
-    let (command, args) = named
-        .get(&task.0)
-        .map_or(("", &[][..]), |(c, a)| (c.as_str(), a.as_slice()));
+    let (command, args) = named.map_or((String::new(), Vec::new()), |list| {
+        (
+            list.command(task.0).unwrap_or_default().into_owned(),
+            list.args(task.0),
+        )
+    });
+    let (command, args) = (command.as_str(), args.as_slice());
     // A quiet task has no files: absent paths print nothing (and make empty --results).
     let none = PathBuf::new();
     let (out, err) = match &output {

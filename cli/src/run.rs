@@ -399,7 +399,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, CliError> {
     if let Some((url, name)) = settings.engine.clone()
         && !settings.dry_run
     {
-        return crate::engine_cmd::coordinate(&settings, &tasks, &url, &name);
+        return crate::engine_cmd::coordinate(&settings, tasks, &url, &name);
     }
     if settings.dry_run {
         let mut out = std::io::stdout().lock();

@@ -1596,6 +1596,262 @@ fn retry_failed_on_resume_reruns_only_the_given_up_tasks_with_a_fresh_budget() {
     );
 }
 
+/// A `sturdy run` of the farm's task list with `extra` options, run to its exit.
+fn run_once(farm: &Farm, extra: &[&str]) -> std::process::Output {
+    let tasks = farm.path("tasks");
+    let state = farm.path("coord");
+    sturdy()
+        .args([
+            "run",
+            tasks.to_str().unwrap(),
+            "--engine",
+            &farm.url,
+            "--run",
+            &farm.run,
+            "--state-dir",
+            state.to_str().unwrap(),
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn resume_failed_reruns_the_fixed_tasks_once_under_their_new_commands() {
+    let (_server, farm) = farm("resumefailed");
+    // Tasks 2 and 5 fail (before their effect) until the list is fixed.
+    let broken = |i: u32| {
+        if i == 2 || i == 5 {
+            "exit 3;".to_string()
+        } else {
+            String::new()
+        }
+    };
+    farm.tasks(6, broken);
+    let settings = ["--max-attempts", "2", "--backoff-base", "50ms"];
+    let mut first = farm.coordinator(&settings);
+    let mut a = farm.agent("a", 2);
+    assert_eq!(first.wait(RUN_LIMIT).code(), Some(1), "{}", first.log());
+    a.kill();
+    assert_eq!(farm.summary()["gave_up"].as_u64(), Some(2));
+    let before = farm.journal().len();
+
+    // A fixed list of another length is refused, and nothing changes.
+    let original = std::fs::read_to_string(farm.path("tasks")).unwrap();
+    let fixed = farm.tasks(6, |i| {
+        if i == 1 {
+            "true;".into()
+        } else {
+            String::new()
+        }
+    });
+    let fixed_text = std::fs::read_to_string(&fixed).unwrap();
+    std::fs::write(farm.path("tasks"), format!("{original}true\n")).unwrap();
+    let out = run_once(&farm, &[&settings[..], &["--resume-failed"]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("holds 6 tasks; this list has 7") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    // Plain --resume still refuses a different list of the same length.
+    std::fs::write(farm.path("tasks"), &fixed_text).unwrap();
+    let out = run_once(&farm, &["--resume"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("fingerprint"), "{err}");
+    // The run is still the original list's: --resume with it re-attaches (and ends at
+    // once: every task finished).
+    std::fs::write(farm.path("tasks"), &original).unwrap();
+    let out = run_once(&farm, &["--resume"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The fixed list (tasks 2 and 5 repaired, task 1's text changed although it
+    // succeeded) with --resume-failed: tasks 2 and 5 run once more under their new
+    // commands, the others never again.
+    std::fs::write(farm.path("tasks"), &fixed_text).unwrap();
+    let mut second = farm.coordinator(&[&settings[..], &["--resume-failed"]].concat());
+    assert!(
+        second.log().contains("2 given-up task(s) reopened")
+            && second.log().contains("task(s) have a new command"),
+        "{}",
+        second.log()
+    );
+    let _b = farm.agent("b", 2);
+    assert_eq!(second.wait(RUN_LIMIT).code(), Some(0), "{}", second.log());
+    let effects = farm.effects_by_task();
+    for task in 1..=6 {
+        assert_eq!(
+            effects.get(&task),
+            Some(&vec![1]),
+            "task {task}: {effects:?}"
+        );
+    }
+    assert!(farm.journal().len() > before);
+    let s = farm.summary();
+    assert_eq!(
+        (s["succeeded"].as_u64(), s["gave_up"].as_u64()),
+        (Some(6), Some(0))
+    );
+    // Later --resumes take the new list (and replay the whole journal before they call
+    // the run complete: every task looked finished before the reopenings), and refuse
+    // the old one.
+    let out = run_once(&farm, &["--resume", "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (again["succeeded"].as_u64(), again["gave_up"].as_u64()),
+        (Some(6), Some(0)),
+        "{err}"
+    );
+    std::fs::write(farm.path("tasks"), &original).unwrap();
+    let out = run_once(&farm, &["--resume"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("fingerprint"), "{err}");
+}
+
+#[test]
+fn resume_failed_gives_a_waiting_task_its_new_text_and_a_running_one_after_its_attempt() {
+    let (_server, farm) = farm("retext");
+    let texts = farm.path("texts");
+    let t = texts.display();
+    // Task 1 runs long and fails; task 2 waits (one slot).
+    let old = format!(
+        "echo old1 $STURDY_ATTEMPT >> {t}; sleep 2; exit 3\necho old2 $STURDY_ATTEMPT >> {t}\n"
+    );
+    std::fs::write(farm.path("tasks"), &old).unwrap();
+    // A retry waits 1 s (no jitter): time for the coordinator to replace the message.
+    let settings = [
+        "--max-attempts",
+        "3",
+        "--backoff-base",
+        "1s",
+        "--jitter",
+        "none",
+    ];
+    let mut first = farm.coordinator(&settings);
+    let _a = farm.agent("a", 1);
+    wait_for_claims(&farm, 1);
+    first.kill();
+    let new = format!("echo new1 $STURDY_ATTEMPT >> {t}\necho new2 $STURDY_ATTEMPT >> {t}\n");
+    std::fs::write(farm.path("tasks"), &new).unwrap();
+    let mut second = farm.coordinator(&[&settings[..], &["--resume-failed"]].concat());
+    assert!(
+        second
+            .log()
+            .contains("2 task(s) have a new command; those that had not succeeded run under it"),
+        "{}",
+        second.log()
+    );
+    assert!(
+        second.log().contains("1 of them run now"),
+        "{}",
+        second.log()
+    );
+    assert_eq!(second.wait(RUN_LIMIT).code(), Some(0), "{}", second.log());
+    // Task 1's running attempt kept its old command; its retry ran the new one (attempt
+    // 1 of a fresh budget); task 2 never ran its old text.
+    let ran = std::fs::read_to_string(&texts).unwrap();
+    let mut ran: Vec<&str> = ran.lines().collect();
+    ran.sort_unstable();
+    assert_eq!(ran, ["new1 1", "new2 1", "old1 1"]);
+    let amended = std::fs::read_to_string(farm.path("coord/amended.tsv")).unwrap();
+    assert!(
+        amended.contains(&format!(
+            "1\techo old1 $STURDY_ATTEMPT >> {t}; sleep 2; exit 3"
+        )) && amended.contains(&format!("2\techo old2 $STURDY_ATTEMPT >> {t}")),
+        "{amended}"
+    );
+}
+
+/// The coordinator's peak resident set (VmHWM, KiB) over creating run `run` of `n`
+/// 40-byte tasks, enqueueing them all and following the (empty) journal for a moment;
+/// no agent runs. Stopped with two SIGINTs.
+fn coordinator_peak(server: &Nats, dir: &Path, run: &str, n: usize) -> u64 {
+    let tasks = dir.join(format!("{run}.txt"));
+    let mut f = std::io::BufWriter::new(File::create(&tasks).unwrap());
+    for _ in 0..n {
+        writeln!(f, "true # ..............................").unwrap();
+    }
+    f.flush().unwrap();
+    drop(f);
+    let state = dir.join(run);
+    let mut p = Proc::spawn(
+        &[
+            "run",
+            tasks.to_str().unwrap(),
+            "--engine",
+            &server.url,
+            "--run",
+            run,
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        dir.join(format!("{run}.log")),
+        None,
+    );
+    let status = format!("/proc/{}/status", p.pid());
+    let peak = || {
+        std::fs::read_to_string(&status)
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    let until = Instant::now() + Duration::from_secs(300);
+    while !p.log().contains("waiting for agents") {
+        assert!(
+            p.try_wait().is_none(),
+            "the coordinator exited:\n{}",
+            p.log()
+        );
+        assert!(
+            Instant::now() < until,
+            "not enqueued after 300 s:\n{}",
+            p.log()
+        );
+        sleep(Duration::from_millis(50));
+    }
+    assert!(
+        p.log().contains(&format!("{n} tasks ({n} queued")),
+        "{}",
+        p.log()
+    );
+    sleep(Duration::from_millis(500));
+    let kib = peak();
+    p.signal("INT");
+    sleep(Duration::from_millis(200));
+    p.signal("INT");
+    p.wait(Duration::from_secs(30));
+    kib
+}
+
+#[test]
+fn the_coordinator_s_memory_does_not_grow_with_the_task_list_s_text() {
+    // 200 000 tasks of 40 bytes (8 MB of text; the coordinator held it all, and a
+    // record-sized view per task, before it read the list as it goes) against 2 000.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Nats::start(&dir.path().join("nats"), true);
+    let base = coordinator_peak(&server, dir.path(), "small", 2_000);
+    let big = coordinator_peak(&server, dir.path(), "big", 200_000);
+    assert!(base > 0);
+    eprintln!("coordinator peak RSS: {base} KiB at 2 000 tasks, {big} KiB at 200 000");
+    assert!(
+        big <= base + 4 * 1024,
+        "coordinator peak RSS {big} KiB at 200 000 tasks, {base} KiB at 2 000"
+    );
+}
+
 #[test]
 fn delay_spaces_the_starts_on_one_agent() {
     let (_server, farm) = farm("delay");

@@ -6,18 +6,20 @@
 //! The caller (the CLI) parses the options, connects, hears [`Note`]s and prints the
 //! [`Outcome`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::agent::Control;
-use crate::coordinator::{self, Followed, JOURNAL_HEADER, Projection, Summary};
-use crate::engine::jetstream::{JetStream, Opened};
-use crate::engine::{Error as EngineError, Record, RunMeta, TaskId};
+use crate::amend::{self, Retexted};
+use crate::coordinator::{self, Followed, JOURNAL_HEADER, Projection, Summary, TaskSource};
+use crate::engine::jetstream::{JetStream, Opened, Run};
+use crate::engine::{Error as EngineError, RunMeta, TaskId};
 use crate::halt::{Halt, HaltOn};
 use crate::task_output::{Fetcher, OutputSink};
 
@@ -25,13 +27,15 @@ use crate::task_output::{Fetcher, OutputSink};
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// A coordinator's settings.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct CoordinateConfig {
     /// The run's name.
     pub name: String,
-    /// The tasks: number and command, in order.
-    pub tasks: Vec<(TaskId, Vec<u8>)>,
+    /// The tasks: number and command, in order, read as the coordinator goes (it holds
+    /// no task's text longer than it needs it: memory does not grow with the list's
+    /// text, only by a byte a task for the projection).
+    pub tasks: Arc<dyn TaskSource>,
     /// The run's settings, written into its definition for every agent (name → value
     /// text: `max_attempts`, `backoff_base_ms`, `seed`, ...).
     pub settings: BTreeMap<String, String>,
@@ -50,17 +54,39 @@ pub struct CoordinateConfig {
     /// get a fresh attempt budget and run again ([`coordinator::reopen_failed`]); the
     /// succeeded ones never run again.
     pub retry_failed: bool,
+    /// `--resume-failed` (with [`CoordinateConfig::resume`] and
+    /// [`CoordinateConfig::retry_failed`]): the list may differ from the run's in its
+    /// texts (not in its number of tasks); the run's definition is amended to it and
+    /// every task not yet succeeded runs under its new text ([`crate::amend`]).
+    pub resume_failed: bool,
     /// The run's ack wait (its lease): how long a drain waits for claims in flight, and
     /// how often the R5 reconcile looks (a claim whose work message is gone and that
     /// stayed the same for two ack waits is enqueued again). Default 30 s.
     pub ack_wait: Duration,
 }
 
+impl std::fmt::Debug for CoordinateConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoordinateConfig")
+            .field("name", &self.name)
+            .field("tasks", &self.tasks.len())
+            .field("settings", &self.settings)
+            .field("journal", &self.journal)
+            .field("resume", &self.resume)
+            .field("halt", &self.halt)
+            .field("joblog", &self.joblog)
+            .field("retry_failed", &self.retry_failed)
+            .field("resume_failed", &self.resume_failed)
+            .field("ack_wait", &self.ack_wait)
+            .finish()
+    }
+}
+
 impl CoordinateConfig {
     /// Run `name` of `tasks` with `settings`, its journal at `journal`, no resume.
     pub fn new(
         name: impl Into<String>,
-        tasks: Vec<(TaskId, Vec<u8>)>,
+        tasks: Arc<dyn TaskSource>,
         settings: BTreeMap<String, String>,
         journal: PathBuf,
     ) -> Self {
@@ -73,6 +99,7 @@ impl CoordinateConfig {
             halt: None,
             joblog: None,
             retry_failed: false,
+            resume_failed: false,
             ack_wait: Duration::from_secs(30),
         }
     }
@@ -94,6 +121,20 @@ pub enum CoordinateError {
         name: String,
         /// The engine's URL.
         url: String,
+    },
+    /// `--resume-failed` with a list of another number of tasks than the run's.
+    #[error(
+        "--resume-failed: run {name:?} at {url} holds {run_tasks} tasks; this list has {given}: a fixed list keeps the number of tasks; nothing was changed"
+    )]
+    Count {
+        /// The run.
+        name: String,
+        /// The engine's URL.
+        url: String,
+        /// The run's number of tasks.
+        run_tasks: u32,
+        /// The list's.
+        given: u32,
     },
     /// The journal or the joblog could not be created.
     #[error("cannot write {}: {error}", path.display())]
@@ -125,6 +166,18 @@ pub enum Note<'a> {
     Reopened {
         /// How many.
         tasks: usize,
+    },
+    /// `--resume-failed` (or a re-attach to an amended run): `tasks` tasks had a work
+    /// message with another text than the list's; those not succeeded run under the new
+    /// one, except `running` whose attempt runs now (they take it if that attempt does
+    /// not succeed). Their earlier texts were appended to `amended`.
+    Retexted {
+        /// Tasks whose waiting message had another text.
+        tasks: usize,
+        /// Of those, the ones an attempt holds now.
+        running: usize,
+        /// Where the earlier texts are kept (`STATE/amended.tsv`).
+        amended: &'a Path,
     },
     /// A record (or note) was folded into the projection while following: its journal
     /// line (the columns of [`coordinator::JOURNAL_HEADER`]) and the counts after it. For
@@ -227,15 +280,15 @@ pub async fn coordinate_with_output(
     output: Option<OutputSink>,
     notes: &mut dyn FnMut(Note<'_>),
 ) -> Result<Outcome, CoordinateError> {
-    let list = &config.tasks;
+    let list: &dyn TaskSource = &*config.tasks;
     let name = &config.name;
-    let fingerprint = coordinator::fingerprint(list.iter().map(|(t, c)| (*t, c.as_slice())));
+    let fingerprint = coordinator::fingerprint_of(list)?;
     let meta = RunMeta {
         fingerprint,
         tasks: u32::try_from(list.len()).unwrap_or(u32::MAX),
         settings: config.settings.clone(),
     };
-    let (run, opened) = js.create_run(name, &meta).await?;
+    let (run, opened) = open_run(js, config, &meta).await?;
     if opened == Opened::Existing && !config.resume {
         return Err(CoordinateError::Exists {
             name: name.clone(),
@@ -260,6 +313,23 @@ pub async fn coordinate_with_output(
     } else {
         Vec::new()
     };
+    let amended_path = config.journal.with_file_name("amended.tsv");
+    let mut held = Vec::new();
+    let amendment = match opened {
+        Opened::Existing => run.amendment().await?.map(|(at, _)| at),
+        Opened::Created => None,
+    };
+    if let Some(generation) = amendment {
+        let pass = retext_all(&run, list, generation, &amended_path).await?;
+        if config.resume_failed || pass.tasks > 0 {
+            notes(Note::Retexted {
+                tasks: pass.tasks,
+                running: pass.held.len(),
+                amended: &amended_path,
+            });
+        }
+        held = pass.held;
+    }
     let enqueued = coordinator::enqueue(&run, list, opened == Opened::Created).await?;
     notes(Note::Enqueued {
         url: js.url(),
@@ -273,10 +343,16 @@ pub async fn coordinate_with_output(
         error,
     })?;
     let mut record = Lines::open(journal, journal_path, config.joblog.as_deref(), list)?;
-    let mut projection = Projection::new(list.iter().map(|(t, _)| *t));
+    let mut projection = Projection::new((0..list.len()).filter_map(|i| list.number_at(i)));
     for (task, at) in reopened {
         projection.reopened_at(task, at);
     }
+    for task in held {
+        projection.hold(task);
+    }
+    projection.replay_to(crate::engine::Position(enqueued.newest.0));
+    // Held tasks whose record moved on while following: look at them again.
+    let mut due: BTreeSet<u32> = BTreeSet::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let interrupts = watch::channel(0u32);
     let (int_tx, mut int_rx) = interrupts;
@@ -312,6 +388,10 @@ pub async fn coordinate_with_output(
                 record.write(line);
                 if let Some(f) = &fetcher {
                     f.line(line, |t| final_end(p, t));
+                }
+                if let Some(t) = held_task_moved(line, p) {
+                    due.insert(t);
+                    let _ = stop_tx.send(true);
                 }
                 notes(Note::Recorded {
                     line,
@@ -350,8 +430,7 @@ pub async fn coordinate_with_output(
             Some(Ok(Followed::Stopped)) if reconcile_due => {
                 reconcile_due = false;
                 next_reconcile = tokio::time::Instant::now() + ack_wait;
-                let payload =
-                    |t: TaskId| list.iter().find(|(n, _)| *n == t).map(|(_, c)| c.clone());
+                let payload = |t: TaskId| list.text(t);
                 match reconcile
                     .pass(
                         &run,
@@ -368,6 +447,30 @@ pub async fn coordinate_with_output(
                         }
                     }
                     Err(e) => notes(Note::ReconcileFailed(&e)),
+                }
+            }
+            Some(Ok(Followed::Stopped)) if !due.is_empty() && halted.is_none() => {
+                let _ = stop_tx.send(false);
+                if let Some(generation) = amendment {
+                    for t in std::mem::take(&mut due) {
+                        let payload = coordinator::text_of(list, TaskId(t))?;
+                        match settle_held(&run, TaskId(t), &payload, generation).await {
+                            Ok(Some(at)) => {
+                                if let Some(at) = at {
+                                    projection.reopened_at(TaskId(t), at);
+                                }
+                                projection.release(TaskId(t));
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                // Again after a pause (the follow returns at once).
+                                due.insert(t);
+                                let _ = stop_tx.send(true);
+                                notes(Note::ReconcileFailed(&e));
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                            }
+                        }
+                    }
                 }
             }
             Some(Ok(Followed::Stopped))
@@ -482,11 +585,8 @@ pub async fn coordinate_with_output(
 
 /// Task `task`'s final `ended` record in the projection, if it finished.
 fn final_end(p: &Projection, task: TaskId) -> Option<crate::engine::Ended> {
-    match p.task(task) {
-        Some(view) if view.is_finished() => match &view.record {
-            Some(Record::Ended(e)) => Some(e.clone()),
-            _ => None,
-        },
+    match (p.task(task), p.last_ended()) {
+        (Some(view), Some((t, e))) if view.is_finished() && t == task => Some(e.clone()),
         _ => None,
     }
 }
@@ -505,7 +605,7 @@ fn halt_count(halt: &Halt, s: &Summary) -> u64 {
 struct Lines<'a> {
     journal: (File, PathBuf),
     joblog: Option<(File, PathBuf)>,
-    commands: BTreeMap<u32, &'a [u8]>,
+    commands: &'a dyn TaskSource,
     /// The first write error: the file and the error.
     error: Option<(PathBuf, std::io::Error)>,
 }
@@ -519,7 +619,7 @@ impl<'a> Lines<'a> {
         mut journal: File,
         journal_path: &Path,
         joblog: Option<&Path>,
-        list: &'a [(TaskId, Vec<u8>)],
+        list: &'a dyn TaskSource,
     ) -> Result<Self, CoordinateError> {
         let _ = writeln!(journal, "{JOURNAL_HEADER}");
         let joblog = match joblog {
@@ -540,7 +640,7 @@ impl<'a> Lines<'a> {
         Ok(Self {
             journal: (journal, journal_path.to_path_buf()),
             joblog,
-            commands: list.iter().map(|(t, c)| (t.0, c.as_slice())).collect(),
+            commands: list,
             error: None,
         })
     }
@@ -575,8 +675,8 @@ impl<'a> Lines<'a> {
         let num = |v: &str, none: i64| v.parse::<i64>().unwrap_or(none);
         let command = self
             .commands
-            .get(&task)
-            .map(|c| String::from_utf8_lossy(c).replace(['\t', '\n'], " "))
+            .text(TaskId(task))
+            .map(|c| String::from_utf8_lossy(&c).replace(['\t', '\n'], " "))
             .unwrap_or_default();
         let out = format!(
             "{task}\t{}\t{:.3}\t{runtime:>10.3}\t0\t0\t{}\t{}\t{command}\n",
@@ -589,4 +689,126 @@ impl<'a> Lines<'a> {
             self.error = Some((path.clone(), e));
         }
     }
+}
+
+/// Creates or opens the run; with `--resume-failed`, a list of the run's number of tasks
+/// but another fingerprint amends the run's definition ([`Run::amend`]).
+async fn open_run(
+    js: &JetStream,
+    config: &CoordinateConfig,
+    meta: &RunMeta,
+) -> Result<(Run, Opened), CoordinateError> {
+    match js.create_run(&config.name, meta).await {
+        Err(EngineError::Fingerprint { existing, .. }) if config.resume_failed && config.resume => {
+            let (run, current) = js.open_run(&config.name).await?;
+            if current.tasks != meta.tasks {
+                return Err(CoordinateError::Count {
+                    name: config.name.clone(),
+                    url: js.url().to_string(),
+                    run_tasks: current.tasks,
+                    given: meta.tasks,
+                });
+            }
+            // The run's settings stay the ones it was created with (every agent read
+            // them); only the list's fingerprint changes.
+            let amended = RunMeta {
+                settings: current.settings.clone(),
+                ..meta.clone()
+            };
+            run.amend(&existing, &amended).await?;
+            Ok((run, Opened::Existing))
+        }
+        other => Ok(other?),
+    }
+}
+
+/// What [`retext_all`] did.
+struct RetextPass {
+    /// Tasks whose waiting message had another text.
+    tasks: usize,
+    /// Those an attempt holds now.
+    held: Vec<TaskId>,
+}
+
+/// [`amend::retext`] over every task of `list` (up to 64 at once), appending the
+/// earlier texts to `amended`.
+async fn retext_all(
+    run: &Run,
+    list: &dyn TaskSource,
+    generation: u64,
+    amended: &Path,
+) -> Result<RetextPass, CoordinateError> {
+    use futures_util::StreamExt as _;
+    let mut each = futures_util::stream::iter(0..list.len())
+        .map(|i| async move {
+            let (task, payload) = coordinator::read_at(list, i)?;
+            amend::retext(run, task, &payload, generation, false)
+                .await
+                .map(|r| (task, r))
+        })
+        .buffered(64);
+    let mut pass = RetextPass {
+        tasks: 0,
+        held: Vec::new(),
+    };
+    let mut earlier = BTreeSet::new();
+    while let Some(one) = each.next().await {
+        let (task, retexted) = one?;
+        let old = match retexted {
+            Retexted::Replaced { old, .. } => old,
+            Retexted::Claimed { old } => {
+                pass.held.push(task);
+                old
+            }
+            _ => continue,
+        };
+        pass.tasks += 1;
+        earlier.insert((task.0, text(&old)));
+    }
+    record_earlier(amended, &earlier)?;
+    Ok(pass)
+}
+
+/// Looks again at held task `task` whose record moved on: `Ok(Some(reopened))` when it
+/// is settled (succeeded, or re-enqueued under its new text with its fence at
+/// `reopened`), `Ok(None)` while an attempt still holds it. Its earlier text is in
+/// `amended.tsv` already (written when it was found running).
+async fn settle_held(
+    run: &Run,
+    task: TaskId,
+    payload: &[u8],
+    generation: u64,
+) -> Result<Option<Option<crate::engine::Revision>>, EngineError> {
+    Ok(
+        match amend::retext(run, task, payload, generation, true).await? {
+            Retexted::Claimed { .. } => None,
+            Retexted::Replaced { revision, .. } | Retexted::Reopened { revision } => {
+                Some(Some(revision))
+            }
+            _ => Some(None),
+        },
+    )
+}
+
+/// A task's text as one `amended.tsv` field.
+fn text(payload: &[u8]) -> String {
+    String::from_utf8_lossy(payload).replace(['\t', '\n'], " ")
+}
+
+/// Appends earlier texts to `amended.tsv` (the local farm's format: `TASK<TAB>TEXT`).
+fn record_earlier(path: &Path, earlier: &BTreeSet<(u32, String)>) -> Result<(), CoordinateError> {
+    if earlier.is_empty() {
+        return Ok(());
+    }
+    crate::local::resume::write_amended(path, earlier).map_err(|error| CoordinateError::Journal {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// The held task a journal line is about, when its record is no longer a claim (its
+/// attempt ended or was found stale): the coordinator looks at it again.
+fn held_task_moved(line: &str, p: &Projection) -> Option<u32> {
+    let task = TaskId(line.split('\t').nth(1)?.parse().ok()?);
+    (p.is_held(task) && p.task(task).is_some_and(|v| !v.is_claimed())).then_some(task.0)
 }

@@ -17,7 +17,6 @@ use std::fmt::Write as _;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use crate::agent::core_record;
 use crate::engine::{
     Engine, Enqueued, Entry, Error, Generation, Outcome, Position, Record, Revision, TaskId,
 };
@@ -26,23 +25,144 @@ use crate::engine::{
 /// FNV-1a (64 bit) over every (task number, payload), in hex. The same list gives the
 /// same fingerprint on every host and every version.
 pub fn fingerprint<'a>(tasks: impl IntoIterator<Item = (TaskId, &'a [u8])>) -> String {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0100_0000_01b3;
-    let mut hash = OFFSET;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(PRIME);
-        }
-    };
+    let mut hash = Fnv::default();
     for (task, payload) in tasks {
-        eat(&task.0.to_le_bytes());
-        eat(&u64::try_from(payload.len())
-            .unwrap_or(u64::MAX)
-            .to_le_bytes());
-        eat(payload);
+        hash.task(task, payload);
     }
-    format!("{hash:016x}")
+    hash.hex()
+}
+
+/// [`fingerprint`] of a [`TaskSource`], reading its texts back one at a time.
+///
+/// # Errors
+/// The first task whose text cannot be read back (see [`TaskSource::text`]).
+pub fn fingerprint_of<T: TaskSource + ?Sized>(tasks: &T) -> Result<String, Error> {
+    let mut hash = Fnv::default();
+    for i in 0..tasks.len() {
+        let (task, text) = read_at(tasks, i)?;
+        hash.task(task, &text);
+    }
+    Ok(hash.hex())
+}
+
+/// FNV-1a, 64 bit.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn eat(&mut self, bytes: &[u8]) {
+        const PRIME: u64 = 0x0100_0000_01b3;
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(PRIME);
+        }
+    }
+
+    fn task(&mut self, task: TaskId, payload: &[u8]) {
+        self.eat(&task.0.to_le_bytes());
+        self.eat(
+            &u64::try_from(payload.len())
+                .unwrap_or(u64::MAX)
+                .to_le_bytes(),
+        );
+        self.eat(payload);
+    }
+
+    fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+}
+
+/// A run's task list as the coordinator reads it: as it goes, by position and by task
+/// number, so that it need not hold the texts (the CLI reads them back from the list
+/// file by line number; a `Vec` or slice of `(number, text)` serves tests and the
+/// simulation).
+pub trait TaskSource: Send + Sync {
+    /// How many tasks.
+    fn len(&self) -> usize;
+
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`-th task's number (from 0, in list order), if there are more than `i`.
+    fn number_at(&self, i: usize) -> Option<TaskId>;
+
+    /// Task `task`'s text; `None` when `task` is not in the list, or its text cannot be
+    /// read back as it was first read (a list file changed in place under the run).
+    fn text(&self, task: TaskId) -> Option<Vec<u8>>;
+}
+
+impl TaskSource for [(TaskId, Vec<u8>)] {
+    fn len(&self) -> usize {
+        <[_]>::len(self)
+    }
+
+    fn number_at(&self, i: usize) -> Option<TaskId> {
+        self.get(i).map(|(t, _)| *t)
+    }
+
+    fn text(&self, task: TaskId) -> Option<Vec<u8>> {
+        // Sorted by number (a task list is), else a scan.
+        match self.binary_search_by_key(&task, |(t, _)| *t) {
+            Ok(i) => Some(self[i].1.clone()),
+            Err(_) => self
+                .iter()
+                .find(|(t, _)| *t == task)
+                .map(|(_, c)| c.clone()),
+        }
+    }
+}
+
+impl TaskSource for Vec<(TaskId, Vec<u8>)> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn number_at(&self, i: usize) -> Option<TaskId> {
+        self.as_slice().number_at(i)
+    }
+
+    fn text(&self, task: TaskId) -> Option<Vec<u8>> {
+        self.as_slice().text(task)
+    }
+}
+
+/// The `i`-th task of `tasks` with its text.
+///
+/// # Errors
+/// [`Error::Engine`] (op `read the task list`) when its text cannot be read back.
+pub fn read_at<T: TaskSource + ?Sized>(tasks: &T, i: usize) -> Result<(TaskId, Vec<u8>), Error> {
+    let task = tasks
+        .number_at(i)
+        .ok_or_else(|| unreadable(format!("task #{i}")))?;
+    Ok((task, text_of(tasks, task)?))
+}
+
+/// Task `task`'s text.
+///
+/// # Errors
+/// [`Error::Engine`] (op `read the task list`) when it cannot be read back.
+pub fn text_of<T: TaskSource + ?Sized>(tasks: &T, task: TaskId) -> Result<Vec<u8>, Error> {
+    tasks
+        .text(task)
+        .ok_or_else(|| unreadable(format!("task {}", task.0)))
+}
+
+fn unreadable(subject: String) -> Error {
+    Error::Engine {
+        run: String::new(),
+        op: "read the task list",
+        subject,
+        reason: "the task list was changed in place while it was read (or the task is not in it)"
+            .into(),
+    }
 }
 
 /// What [`enqueue`] did.
@@ -57,6 +177,10 @@ pub struct EnqueueSummary {
     /// Not enqueued: the task already has a record (it was delivered, so its work
     /// message exists or it finished).
     pub recorded: u64,
+    /// The newest of the records read (re-attaching; [`Revision::NONE`] when none): a
+    /// projection that replays the journal from the start has seen every task's record
+    /// as it was read only once past it ([`Projection::replay_to`]).
+    pub newest: Revision,
 }
 
 /// Enqueues every task of `tasks` (number and payload) under generation 0.
@@ -75,39 +199,45 @@ pub struct EnqueueSummary {
 /// # Errors
 /// The first engine error (enqueueing again is idempotent: call it again); tasks after it
 /// may or may not have been enqueued.
-pub async fn enqueue<E: Engine>(
+pub async fn enqueue<E: Engine, T: TaskSource + ?Sized>(
     engine: &E,
-    tasks: &[(TaskId, Vec<u8>)],
+    tasks: &T,
     fresh: bool,
 ) -> Result<EnqueueSummary, Error> {
     /// What one task's enqueueing did.
     enum One {
-        Recorded,
+        Recorded(Revision),
         Enqueued(Enqueued),
     }
     let mut summary = EnqueueSummary::default();
     // Up to ENQUEUE_WINDOW tasks in flight at once (one round trip each would otherwise
     // be paid in turn), polled in task order by one future: no spawned tasks, the same
     // order every time.
-    let mut each = futures_util::stream::iter(tasks)
-        .map(|(task, payload)| async move {
+    // Each task's text is read when its turn comes: at most the window's texts are held.
+    let mut each = futures_util::stream::iter(0..tasks.len())
+        .map(|i| async move {
+            let task = tasks.number_at(i).unwrap_or(TaskId(0));
             if !fresh {
-                let (_, revision) = engine.read(*task).await?;
+                let (_, revision) = engine.read(task).await?;
                 if revision != Revision::NONE {
-                    return Ok::<_, Error>(One::Recorded);
+                    return Ok::<_, Error>(One::Recorded(revision));
                 }
-                if engine.queued(*task).await? == Some(true) {
+                if engine.queued(task).await? == Some(true) {
                     return Ok(One::Enqueued(Enqueued::Duplicate));
                 }
             }
+            let (task, payload) = read_at(tasks, i)?;
             Ok(One::Enqueued(
-                engine.enqueue(*task, payload, Generation(0)).await?,
+                engine.enqueue(task, &payload, Generation(0)).await?,
             ))
         })
         .buffered(ENQUEUE_WINDOW);
     while let Some(one) = each.next().await {
         match one? {
-            One::Recorded => summary.recorded += 1,
+            One::Recorded(revision) => {
+                summary.recorded += 1;
+                summary.newest = summary.newest.max(revision);
+            }
             One::Enqueued(Enqueued::Queued) => summary.queued += 1,
             One::Enqueued(Enqueued::Duplicate) => summary.duplicate += 1,
         }
@@ -131,44 +261,57 @@ pub async fn enqueue<E: Engine>(
 /// the two steps) whose message the engine does not hold is enqueued again under the
 /// same generation (idempotent). Succeeded tasks are never touched.
 ///
-/// Cost: one record read per task, plus a write and an enqueue per reopened task.
+/// Cost: one record read per task (up to 64 at once), plus a write and an enqueue per
+/// reopened task.
 ///
 /// # Errors
 /// The first engine error; calling it again is safe (the reopened tasks are enqueued
 /// again idempotently).
-pub async fn reopen_failed<E: Engine>(
+pub async fn reopen_failed<E: Engine, T: TaskSource + ?Sized>(
     engine: &E,
-    tasks: &[(TaskId, Vec<u8>)],
+    tasks: &T,
 ) -> Result<Vec<(TaskId, Revision)>, Error> {
+    // Up to ENQUEUE_WINDOW tasks at once, in task order (as `enqueue`).
+    let mut each = futures_util::stream::iter(0..tasks.len())
+        .map(|i| async move {
+            let Some(task) = tasks.number_at(i) else {
+                return Ok::<_, Error>(None);
+            };
+            let (record, revision) = engine.read(task).await?;
+            let (generation, at) = match record {
+                Some(Record::Ended(e)) if e.outcome == Outcome::GaveUp => {
+                    let reopening = Record::Reopened {
+                        generation: revision.0,
+                    };
+                    match engine.write(task, revision, &reopening).await? {
+                        Ok(at) => (revision.0, at),
+                        // Moved on since the read (another coordinator): leave it.
+                        Err(_) => return Ok(None),
+                    }
+                }
+                Some(Record::Reopened { generation }) => {
+                    if engine.queued(task).await? != Some(true) {
+                        let payload = text_of(tasks, task)?;
+                        engine
+                            .enqueue(task, &payload, Generation(generation))
+                            .await?;
+                    }
+                    return Ok(Some((task, revision)));
+                }
+                _ => return Ok(None),
+            };
+            let payload = text_of(tasks, task)?;
+            engine
+                .enqueue(task, &payload, Generation(generation))
+                .await?;
+            Ok(Some((task, at)))
+        })
+        .buffered(ENQUEUE_WINDOW);
     let mut reopened = Vec::new();
-    for (task, payload) in tasks {
-        let (record, revision) = engine.read(*task).await?;
-        let (generation, at) = match record {
-            Some(Record::Ended(e)) if e.outcome == Outcome::GaveUp => {
-                let reopening = Record::Reopened {
-                    generation: revision.0,
-                };
-                match engine.write(*task, revision, &reopening).await? {
-                    Ok(at) => (revision.0, at),
-                    // Moved on since the read (another coordinator): leave it.
-                    Err(_) => continue,
-                }
-            }
-            Some(Record::Reopened { generation }) => {
-                if engine.queued(*task).await? != Some(true) {
-                    engine
-                        .enqueue(*task, payload, Generation(generation))
-                        .await?;
-                }
-                reopened.push((*task, revision));
-                continue;
-            }
-            _ => continue,
-        };
-        engine
-            .enqueue(*task, payload, Generation(generation))
-            .await?;
-        reopened.push((*task, at));
+    while let Some(one) = each.next().await {
+        if let Some(r) = one? {
+            reopened.push(r);
+        }
     }
     Ok(reopened)
 }
@@ -176,31 +319,66 @@ pub async fn reopen_failed<E: Engine>(
 /// How many tasks [`enqueue`] has in flight at once.
 const ENQUEUE_WINDOW: usize = 64;
 
-/// Where one task stands in the [`Projection`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Where one task stands in the [`Projection`]: the kind of its newest record (one
+/// byte a task).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum TaskState {
+    /// No record: never claimed.
+    #[default]
+    New,
+    /// `claimed`: an attempt holds it.
+    Claimed,
+    /// `ended retry`: waiting for its retry.
+    Retrying,
+    /// `stale` (written onto the record): its claim was lost.
+    Lost,
+    /// `reopened`: a fresh attempt budget (`--retry-failed`, `--resume-failed`).
+    Reopened,
+    /// `ended done`: succeeded.
+    Done,
+    /// `ended gave_up`: failed for good.
+    GaveUp,
+}
+
+impl TaskState {
+    /// The state after `record`.
+    pub fn of(record: &Record) -> Self {
+        match record {
+            Record::Claimed(_) => Self::Claimed,
+            Record::Ended(e) => match e.outcome {
+                Outcome::Done => Self::Done,
+                Outcome::Retry => Self::Retrying,
+                Outcome::GaveUp => Self::GaveUp,
+            },
+            Record::Stale(_) => Self::Lost,
+            Record::Reopened { .. } => Self::Reopened,
+        }
+    }
+}
+
+/// One task's view in the [`Projection`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TaskView {
-    /// Its newest record (`None`: never claimed).
-    pub record: Option<Record>,
-    /// How many `ended done` records it has (1 at most, by the rules; counted to check).
-    pub done_records: u32,
-    /// Stale notes about it.
-    pub stale_notes: u32,
+    /// The kind of its newest record.
+    pub state: TaskState,
 }
 
 impl TaskView {
     /// Whether the task succeeded or failed for good.
     pub fn is_finished(&self) -> bool {
-        core_record(self.record.as_ref()).is_some_and(|r| r.is_finished())
+        matches!(self.state, TaskState::Done | TaskState::GaveUp)
     }
 
     /// Whether the task succeeded.
     pub fn succeeded(&self) -> bool {
-        matches!(&self.record, Some(Record::Ended(e)) if e.outcome == Outcome::Done)
+        self.state == TaskState::Done
     }
 
     /// Whether an attempt holds the task now.
     pub fn is_claimed(&self) -> bool {
-        matches!(self.record, Some(Record::Claimed(_)))
+        self.state == TaskState::Claimed
     }
 }
 
@@ -228,11 +406,15 @@ pub struct Summary {
 /// The journal's header line (TSV, `sturdy journal v2`: the worker is a host and a slot).
 pub const JOURNAL_HEADER: &str = "# sturdy journal v2\nposition\ttask\trecord\tattempt\thost\tslot\tepoch\toutcome\tkind\texit\tsignal\truntime_ms\tnext_ms\tdetail";
 
-/// The run's journal folded into per-task state: each task's newest record, the counts
-/// and the journal lines. Fed by [`Projection::apply`] in journal order.
+/// The run's journal folded into per-task state: each task's newest record's kind (one
+/// byte a task, beside the task numbers when they are not one range), the counts and the
+/// journal lines. Fed by [`Projection::apply`] in journal order.
 #[derive(Clone, Debug, Default)]
 pub struct Projection {
-    tasks: BTreeMap<u32, TaskView>,
+    numbers: Numbers,
+    states: Vec<TaskState>,
+    /// Tasks in each state, indexed by `TaskState as usize`.
+    counts: [u64; 7],
     attempts: u64,
     failed_attempts: u64,
     stale: u64,
@@ -241,22 +423,142 @@ pub struct Projection {
     /// this position) the projection has not folded in yet: not finished, whatever their
     /// older records say.
     reopening: BTreeMap<u32, Position>,
+    /// Tasks held unfinished whatever their records say ([`Projection::hold`]).
+    held: std::collections::BTreeSet<u32>,
+    /// The run is not complete before the journal is folded in up to here
+    /// ([`Projection::replay_to`]).
+    replay_end: Position,
+    /// The newest `ended` record folded in, with its task ([`Projection::last_ended`]).
+    last_ended: Option<(TaskId, crate::engine::Ended)>,
+}
+
+/// A projection's task numbers: one range (no memory per task), or a sorted list.
+#[derive(Clone, Debug)]
+enum Numbers {
+    /// `first..first + len`.
+    Range { first: u32, len: usize },
+    /// Increasing, without repeats.
+    List(Vec<u32>),
+}
+
+impl Default for Numbers {
+    fn default() -> Self {
+        Self::Range { first: 0, len: 0 }
+    }
+}
+
+impl Numbers {
+    fn collect(tasks: impl IntoIterator<Item = TaskId>) -> Self {
+        let mut numbers = Self::default();
+        let mut sorted = true;
+        for TaskId(n) in tasks {
+            match &mut numbers {
+                Self::Range { first, len } if *len == 0 => {
+                    (*first, *len) = (n, 1);
+                }
+                Self::Range { first, len } if u64::from(*first) + *len as u64 == u64::from(n) => {
+                    *len += 1;
+                }
+                Self::Range { first, len } => {
+                    let mut list: Vec<u32> = (0..*len as u32).map(|i| *first + i).collect();
+                    sorted &= list.last().is_none_or(|l| *l < n);
+                    list.push(n);
+                    numbers = Self::List(list);
+                }
+                Self::List(list) => {
+                    sorted &= list.last().is_none_or(|l| *l < n);
+                    list.push(n);
+                }
+            }
+        }
+        if let Self::List(list) = &mut numbers
+            && !sorted
+        {
+            list.sort_unstable();
+            list.dedup();
+        }
+        numbers
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Range { len, .. } => *len,
+            Self::List(list) => list.len(),
+        }
+    }
+
+    fn index_of(&self, task: u32) -> Option<usize> {
+        match self {
+            Self::Range { first, len } => {
+                let i = task.checked_sub(*first)? as usize;
+                (i < *len).then_some(i)
+            }
+            Self::List(list) => list.binary_search(&task).ok(),
+        }
+    }
+
+    fn at(&self, i: usize) -> u32 {
+        match self {
+            Self::Range { first, .. } => *first + i as u32,
+            Self::List(list) => list[i],
+        }
+    }
 }
 
 impl Projection {
     /// A projection of a run of `tasks` (the task numbers), none recorded yet.
     pub fn new(tasks: impl IntoIterator<Item = TaskId>) -> Self {
+        let numbers = Numbers::collect(tasks);
+        let n = numbers.len();
+        let mut counts = [0; 7];
+        counts[TaskState::New as usize] = n as u64;
         Self {
-            tasks: tasks
-                .into_iter()
-                .map(|t| (t.0, TaskView::default()))
-                .collect(),
+            numbers,
+            states: vec![TaskState::New; n],
+            counts,
             attempts: 0,
             failed_attempts: 0,
             stale: 0,
             next: Position::START,
             reopening: BTreeMap::new(),
+            held: std::collections::BTreeSet::new(),
+            replay_end: Position(0),
+            last_ended: None,
         }
+    }
+
+    /// The newest `ended` record folded in (not a note), with its task: what the
+    /// projection keeps of records besides each task's state (a task's output mark is
+    /// read from it as its line is journaled).
+    pub fn last_ended(&self) -> Option<(TaskId, &crate::engine::Ended)> {
+        self.last_ended.as_ref().map(|(t, e)| (*t, e))
+    }
+
+    /// The run is not complete before the journal is folded in up to `position`: a
+    /// coordinator that re-attaches replays the journal from the start, where every task
+    /// may look finished for a while (given up) before its later records (reopened, then
+    /// done) come. `position`: the newest task record read when re-attaching
+    /// ([`EnqueueSummary::newest`]).
+    pub fn replay_to(&mut self, position: Position) {
+        self.replay_end = self.replay_end.max(position);
+    }
+
+    /// Holds task `task` unfinished, whatever its records say, until
+    /// [`Projection::release`]: a task amended by `--resume-failed` while an attempt ran
+    /// its old text, which the coordinator re-enqueues under its new text if that attempt
+    /// does not succeed ([`crate::amend`]).
+    pub fn hold(&mut self, task: TaskId) {
+        self.held.insert(task.0);
+    }
+
+    /// Ends a [`Projection::hold`].
+    pub fn release(&mut self, task: TaskId) {
+        self.held.remove(&task.0);
+    }
+
+    /// Whether task `task` is held ([`Projection::hold`]).
+    pub fn is_held(&self, task: TaskId) -> bool {
+        self.held.contains(&task.0)
     }
 
     /// Task `task` was reopened at `revision` ([`reopen_failed`]): until the projection
@@ -268,24 +570,25 @@ impl Projection {
         }
     }
 
-    /// Whether task `task` (a view of it) is finished, counting a pending reopening.
-    fn finished(&self, task: u32, view: &TaskView) -> bool {
-        view.is_finished() && !self.reopening.contains_key(&task)
-    }
-
     /// Where to follow the journal from next.
     pub fn next_position(&self) -> Position {
         self.next
     }
 
     /// One task's view (`None`: not a task of the run).
-    pub fn task(&self, task: TaskId) -> Option<&TaskView> {
-        self.tasks.get(&task.0)
+    pub fn task(&self, task: TaskId) -> Option<TaskView> {
+        let i = self.numbers.index_of(task.0)?;
+        Some(TaskView {
+            state: self.states[i],
+        })
     }
 
     /// Every task's view, by task number.
-    pub fn tasks(&self) -> impl Iterator<Item = (TaskId, &TaskView)> {
-        self.tasks.iter().map(|(n, v)| (TaskId(*n), v))
+    pub fn tasks(&self) -> impl Iterator<Item = (TaskId, TaskView)> + '_ {
+        self.states
+            .iter()
+            .enumerate()
+            .map(|(i, state)| (TaskId(self.numbers.at(i)), TaskView { state: *state }))
     }
 
     /// Folds one journal entry in (entries before [`Projection::next_position`] are
@@ -304,13 +607,9 @@ impl Projection {
         {
             self.reopening.remove(&entry.task.0);
         }
-        let view = self.tasks.get_mut(&entry.task.0);
         if entry.note {
             if let Record::Stale(_) = entry.record {
                 self.stale += 1;
-                if let Some(view) = view {
-                    view.stale_notes += 1;
-                }
             }
         } else {
             match &entry.record {
@@ -320,11 +619,14 @@ impl Projection {
                 }
                 _ => {}
             }
-            if let Some(view) = view {
-                if matches!(&entry.record, Record::Ended(e) if e.outcome == Outcome::Done) {
-                    view.done_records += 1;
-                }
-                view.record = Some(entry.record.clone());
+            if let Record::Ended(e) = &entry.record {
+                self.last_ended = Some((entry.task, e.clone()));
+            }
+            if let Some(i) = self.numbers.index_of(entry.task.0) {
+                let state = TaskState::of(&entry.record);
+                self.counts[self.states[i] as usize] -= 1;
+                self.counts[state as usize] += 1;
+                self.states[i] = state;
             }
         }
         Some(journal_line(entry))
@@ -332,35 +634,49 @@ impl Projection {
 
     /// Whether every task is finished (succeeded or given up).
     pub fn is_complete(&self) -> bool {
-        self.reopening.is_empty() && self.tasks.values().all(TaskView::is_finished)
+        self.reopening.is_empty()
+            && self.held.is_empty()
+            && self.next > self.replay_end
+            && self.count(TaskState::Done) + self.count(TaskState::GaveUp)
+                == self.states.len() as u64
     }
 
-    /// The counts.
+    fn count(&self, state: TaskState) -> u64 {
+        self.counts[state as usize]
+    }
+
+    /// The counts (the task counts are kept as records come: no pass over the tasks).
     pub fn summary(&self) -> Summary {
-        let mut s = Summary {
-            tasks: self.tasks.len() as u64,
+        let tasks = self.states.len() as u64;
+        let succeeded = self.count(TaskState::Done);
+        let running = self.count(TaskState::Claimed);
+        // A given-up task reopened or held (not yet folded in) counts as waiting.
+        let pending = self
+            .reopening
+            .keys()
+            .filter(|t| !self.held.contains(t))
+            .chain(self.held.iter())
+            .filter(|t| {
+                self.task(TaskId(**t))
+                    .is_some_and(|v| v.state == TaskState::GaveUp)
+            })
+            .count() as u64;
+        let gave_up = self.count(TaskState::GaveUp) - pending;
+        Summary {
+            tasks,
+            succeeded,
+            gave_up,
+            running,
+            waiting: tasks - succeeded - gave_up - running,
             attempts: self.attempts,
             failed_attempts: self.failed_attempts,
             stale: self.stale,
-            ..Summary::default()
-        };
-        for (n, view) in &self.tasks {
-            if view.succeeded() {
-                s.succeeded += 1;
-            } else if self.finished(*n, view) {
-                s.gave_up += 1;
-            } else if view.is_claimed() {
-                s.running += 1;
-            } else {
-                s.waiting += 1;
-            }
         }
-        s
     }
 
     /// The coordinator's exit status: 0 only when every task succeeded, else 1.
     pub fn exit_status(&self) -> i32 {
-        i32::from(!self.tasks.values().all(TaskView::succeeded))
+        i32::from(self.count(TaskState::Done) != self.states.len() as u64)
     }
 }
 
@@ -595,6 +911,69 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_is_not_complete_before_the_newest_record_read() {
+        // Gave up, reopened, done: replayed from the start, the task looks finished
+        // after its first record.
+        let mut p = Projection::new([TaskId(4)]);
+        p.replay_to(Position(3));
+        p.apply(&entry(1, 4, ended(1, Outcome::GaveUp)));
+        assert!(!p.is_complete());
+        p.apply(&entry(2, 4, Record::Reopened { generation: 1 }));
+        assert_eq!(p.summary().waiting, 1);
+        p.apply(&entry(3, 4, ended(1, Outcome::Done)));
+        assert!(p.is_complete());
+        assert_eq!((p.summary().succeeded, p.exit_status()), (1, 0));
+    }
+
+    #[test]
+    fn task_numbers_with_gaps_and_held_tasks_are_counted() {
+        let mut p = Projection::new([TaskId(1), TaskId(2), TaskId(5), TaskId(9)]);
+        assert_eq!(p.task(TaskId(5)), Some(TaskView::default()));
+        assert_eq!(p.task(TaskId(3)), None);
+        p.apply(&entry(1, 9, ended(1, Outcome::GaveUp)));
+        p.apply(&entry(2, 3, ended(1, Outcome::Done)));
+        p.hold(TaskId(9));
+        let s = p.summary();
+        assert_eq!((s.tasks, s.gave_up, s.succeeded, s.waiting), (4, 0, 0, 4));
+        p.release(TaskId(9));
+        assert_eq!(p.summary().gave_up, 1);
+        let finished: Vec<u32> = p
+            .tasks()
+            .filter(|(_, v)| v.is_finished())
+            .map(|(t, _)| t.0)
+            .collect();
+        assert_eq!(finished, [9]);
+        assert_eq!(
+            Projection::new([TaskId(3), TaskId(1), TaskId(3)])
+                .tasks()
+                .map(|(t, _)| t.0)
+                .collect::<Vec<_>>(),
+            [1, 3]
+        );
+    }
+
+    #[test]
+    fn a_source_read_as_it_goes_has_the_list_s_fingerprint_and_texts() {
+        let list: Vec<(TaskId, Vec<u8>)> = vec![
+            (TaskId(1), b"echo a".to_vec()),
+            (TaskId(3), b"echo c".to_vec()),
+        ];
+        assert_eq!(
+            fingerprint_of(&list).unwrap(),
+            fingerprint(list.iter().map(|(t, c)| (*t, c.as_slice())))
+        );
+        assert_eq!(list.text(TaskId(3)), Some(b"echo c".to_vec()));
+        assert_eq!(list.text(TaskId(2)), None);
+        assert_eq!(read_at(&list, 1).unwrap(), (TaskId(3), b"echo c".to_vec()));
+        match read_at(&list, 2) {
+            Err(Error::Engine { op, subject, .. }) => {
+                assert_eq!((op, subject.as_str()), ("read the task list", "task #2"));
+            }
+            other => panic!("expected an unreadable task, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn the_fingerprint_depends_on_numbers_and_payloads() {
         let a = fingerprint([(TaskId(1), &b"echo a"[..]), (TaskId(2), &b"echo b"[..])]);
         assert_eq!(a.len(), 16);
@@ -656,7 +1035,7 @@ impl Reconcile {
     ) -> Result<Vec<TaskId>, Error> {
         let claimed: Vec<TaskId> = projection
             .tasks()
-            .filter(|(_, v)| matches!(v.record, Some(Record::Claimed(_))))
+            .filter(|(_, v)| v.is_claimed())
             .map(|(t, _)| t)
             .collect();
         self.seen

@@ -73,6 +73,7 @@
 //! [`Record`]: engine::Record
 
 pub mod agent;
+pub mod amend;
 pub mod coordinate;
 pub mod coordinator;
 pub mod engine;

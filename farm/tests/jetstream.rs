@@ -1050,3 +1050,60 @@ async fn output_that_cannot_be_shipped_stays_on_the_host_and_says_where() {
         other => panic!("expected the output on its host, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn an_amendment_is_compare_and_set_and_a_waiting_message_can_be_withdrawn() {
+    let server = Server::start();
+    let js = JetStream::connect(&server.url, config()).await.unwrap();
+    let (run, _) = js.create_run("amend", &meta("fp-A")).await.unwrap();
+    assert_eq!(run.amendment().await.unwrap(), None);
+    run.write(TaskId(1), Revision::NONE, &claim(1, "h"))
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Two coordinators amend from fp-A at once: the first wins, the second (another
+    // list) is refused naming the list now recorded, a third with the winner's list
+    // finds its amendment.
+    let at = run.amend("fp-A", &meta("fp-B")).await.unwrap();
+    match run.amend("fp-A", &meta("fp-C")).await {
+        Err(Error::Fingerprint {
+            existing, given, ..
+        }) => assert_eq!((existing.as_str(), given.as_str()), ("fp-B", "fp-C")),
+        other => panic!("expected a fingerprint error, got {other:?}"),
+    }
+    assert_eq!(run.amend("fp-A", &meta("fp-B")).await.unwrap(), at);
+    assert_eq!(run.amendment().await.unwrap(), Some((at, meta("fp-B"))));
+    assert_eq!(run.meta().await.unwrap().fingerprint, "fp-B");
+    let (_, opened) = js.create_run("amend", &meta("fp-B")).await.unwrap();
+    assert_eq!(opened, Opened::Existing);
+    assert!(matches!(
+        js.create_run("amend", &meta("fp-A")).await,
+        Err(Error::Fingerprint { .. })
+    ));
+    // A later amendment goes on from the newest one, under a higher sequence.
+    let next = run.amend("fp-B", &meta("fp-D")).await.unwrap();
+    assert!(next > at);
+    // The journal holds the task's record, not the amendments.
+    let mut follow = run.follow(Position::START).await.unwrap();
+    let first = bounded(follow.next()).await.unwrap().unwrap();
+    assert_eq!((first.task, first.record), (TaskId(1), claim(1, "h")));
+    run.note(TaskId(2), &claim(9, "x")).await.unwrap();
+    let second = bounded(follow.next()).await.unwrap().unwrap();
+    assert_eq!((second.task, second.note), (TaskId(2), true));
+
+    // A waiting work message: read back with its generation and text, then withdrawn.
+    run.enqueue(TaskId(7), b"old", Generation(0)).await.unwrap();
+    let m = run.work_message(TaskId(7)).await.unwrap().unwrap();
+    assert_eq!((m.generation, &m.payload[..]), (Generation(0), &b"old"[..]));
+    assert_eq!(run.work_message(TaskId(8)).await.unwrap(), None);
+    assert!(run.withdraw(TaskId(7), m.sequence).await.unwrap());
+    assert_eq!(run.work_message(TaskId(7)).await.unwrap(), None);
+    assert!(!run.withdraw(TaskId(7), m.sequence).await.unwrap());
+    assert!(
+        run.next_within(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

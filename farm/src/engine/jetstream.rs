@@ -23,7 +23,10 @@
 //!   subject ([`Engine::get_output`]). Runs created before this stream existed simply
 //!   ship no output (the publish finds no stream; the output stays on the host).
 //! - The run's definition ([`RunMeta`]) is the first message on `sturdy.R.meta`, written
-//!   once with expected last subject sequence 0.
+//!   once with expected last subject sequence 0. `--resume-failed` amends it
+//!   ([`Run::amend`]): the newest message on `sturdy.R.state.amended` (inside the record
+//!   subjects' wildcard, never a task's; the journal skips it), written with
+//!   compare-and-set on that subject.
 //!
 //! No KV bucket and no account query: `async-nats` 0.51's helpers for both fail to parse
 //! 2.9.10's answers; a plain stream with per-subject compare-and-set is the same mechanism.
@@ -512,6 +515,9 @@ struct Names {
     state: String,
     meta: String,
     stale: String,
+    /// `sturdy.R.state.amended`: the newest amendment of the run's definition
+    /// (`--resume-failed`), inside the record subjects' wildcard but never a task's.
+    amended: String,
     task_prefix: String,
     state_prefix: String,
     out: String,
@@ -525,12 +531,25 @@ impl Names {
             state: format!("STURDY_{run}_STATE"),
             meta: format!("sturdy.{run}.meta"),
             stale: format!("sturdy.{run}.stale"),
+            amended: format!("sturdy.{run}.state.amended"),
             task_prefix: format!("sturdy.{run}.task."),
             state_prefix: format!("sturdy.{run}.state."),
             out: format!("STURDY_{run}_OUT"),
             out_prefix: format!("sturdy.{run}.out."),
         }
     }
+}
+
+/// A task's work message as the engine holds it ([`Run::work_message`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkMessage {
+    /// Its stream sequence (for [`Run::withdraw`]).
+    pub sequence: u64,
+    /// The generation it was enqueued under.
+    pub generation: Generation,
+    /// Its payload: the task's text when it was enqueued.
+    pub payload: Bytes,
 }
 
 /// A control message on `sturdy.R.meta`.
@@ -577,12 +596,21 @@ impl Run {
         &self.run
     }
 
-    /// Reads the run's definition (the first message on `sturdy.R.meta`).
+    /// Reads the run's definition: its newest amendment ([`Run::amendment`]) if it was
+    /// amended, else the first message on `sturdy.R.meta`.
     ///
     /// # Errors
     /// [`Error::NoSuchRun`] when it was never written; [`Error::Engine`],
     /// [`Error::Malformed`].
     pub async fn meta(&self) -> Result<RunMeta, Error> {
+        match self.amendment().await? {
+            Some((_, meta)) => Ok(meta),
+            None => self.first_meta().await,
+        }
+    }
+
+    /// The definition the run was created with (the first message on `sturdy.R.meta`).
+    async fn first_meta(&self) -> Result<RunMeta, Error> {
         let subject = &self.names.meta;
         match self
             .state
@@ -656,6 +684,135 @@ impl Run {
         Ok(())
     }
 
+    /// The run's newest amendment (`--resume-failed`: the same number of tasks, some
+    /// with a new text): the stream sequence of its message on `sturdy.R.state.amended`
+    /// and the definition it records; `None` when the run was never amended.
+    ///
+    /// # Errors
+    /// [`Error::Engine`], [`Error::Malformed`].
+    pub async fn amendment(&self) -> Result<Option<(u64, RunMeta)>, Error> {
+        let subject = &self.names.amended;
+        match self
+            .state
+            .direct_get_last_for_subject(subject.as_str())
+            .await
+        {
+            Ok(message) => serde_json::from_slice(&message.payload)
+                .map(|meta| Some((message.sequence, meta)))
+                .map_err(|e| {
+                    self.malformed(subject, message.sequence, format!("run definition: {e}"))
+                }),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.fail("direct get", subject, &e)),
+        }
+    }
+
+    /// `--resume-failed`: records `new` as the run's definition in place of the one
+    /// whose fingerprint is `from`, with compare-and-set on `sturdy.R.state.amended`, so
+    /// that of two coordinators amending the same run at once only one succeeds. Returns
+    /// the amendment's stream sequence (unique in the run: the generation of the work
+    /// messages it re-enqueues). A run already amended to `new`'s fingerprint (by a
+    /// coordinator that won the race with the same list) returns that amendment.
+    ///
+    /// # Errors
+    /// [`Error::Fingerprint`] when the run's definition is no longer `from`'s (another
+    /// coordinator amended it to another list); [`Error::Engine`], [`Error::Malformed`].
+    pub async fn amend(&self, from: &str, new: &RunMeta) -> Result<u64, Error> {
+        let subject = &self.names.amended;
+        let refused = |existing: String| Error::Fingerprint {
+            run: self.run.clone(),
+            existing,
+            given: new.fingerprint.clone(),
+        };
+        let (expect, current) = match self.amendment().await? {
+            Some((at, meta)) => (at, meta.fingerprint),
+            None => (0, self.first_meta().await?.fingerprint),
+        };
+        if current == new.fingerprint && expect != 0 {
+            return Ok(expect);
+        }
+        if current != from {
+            return Err(refused(current));
+        }
+        let body = serde_json::to_vec(new).map_err(|e| self.fail("encode", subject, &e))?;
+        let publish = PublishMessage::build()
+            .payload(body.into())
+            .expected_last_subject_sequence(expect);
+        let written = self
+            .context
+            .send_publish(subject.clone(), publish)
+            .await
+            .map_err(|e| self.fail("publish", subject, &e))?
+            .await;
+        match written {
+            Ok(ack) => Ok(ack.sequence),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                match self.amendment().await? {
+                    Some((at, meta)) if meta.fingerprint == new.fingerprint => Ok(at),
+                    Some((_, meta)) => Err(refused(meta.fingerprint)),
+                    None => Err(refused(current)),
+                }
+            }
+            Err(e) => Err(self.fail("publish", subject, &e)),
+        }
+    }
+
+    /// Task `task`'s work message in the engine now (waiting, leased, or waiting for its
+    /// retry delay; the newest one on `sturdy.R.task.n`), `None` when it has none.
+    ///
+    /// # Errors
+    /// [`Error::Engine`]; [`Error::Malformed`] for a message without a generation.
+    pub async fn work_message(&self, task: TaskId) -> Result<Option<WorkMessage>, Error> {
+        let subject = format!("{}{}", self.names.task_prefix, task.0);
+        let work = self
+            .context
+            .get_stream_no_info(&self.names.work)
+            .await
+            .map_err(|e| self.fail("get stream", &self.names.work, &e))?;
+        match work.get_last_raw_message_by_subject(subject.as_str()).await {
+            Ok(message) => {
+                let generation = message
+                    .headers
+                    .get(GENERATION_HEADER)
+                    .and_then(|v| v.as_str().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        self.malformed(&subject, message.sequence, "no generation".into())
+                    })?;
+                Ok(Some(WorkMessage {
+                    sequence: message.sequence,
+                    generation: Generation(generation),
+                    payload: message.payload,
+                }))
+            }
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(self.fail("message get", &subject, &e)),
+        }
+    }
+
+    /// Deletes task `task`'s work message at stream sequence `sequence` (a waiting
+    /// message replaced by one with a new text); `false` when it was gone already. A
+    /// delivery of it that an agent holds stays with the agent (its settlement then
+    /// finds nothing), so fence the task's record before.
+    ///
+    /// # Errors
+    /// [`Error::Engine`].
+    pub async fn withdraw(&self, task: TaskId, sequence: u64) -> Result<bool, Error> {
+        let work = self
+            .context
+            .get_stream_no_info(&self.names.work)
+            .await
+            .map_err(|e| self.fail("get stream", &self.names.work, &e))?;
+        match work.delete_message(sequence).await {
+            Ok(deleted) => Ok(deleted),
+            Err(e) => match self.work_message(task).await? {
+                Some(m) if m.sequence == sequence => {
+                    Err(self.fail("delete message", &self.names.work, &e))
+                }
+                _ => Ok(false),
+            },
+        }
+    }
+
     fn fail(&self, op: &'static str, subject: &str, e: &dyn std::fmt::Display) -> Error {
         Error::Engine {
             run: self.run.clone(),
@@ -702,7 +859,7 @@ impl Run {
     /// Decodes one journal message; `None` for the run's definition.
     fn entry(&self, message: &js::Message) -> Option<Result<Entry, Error>> {
         let subject = message.subject.as_str();
-        if subject == self.names.meta {
+        if subject == self.names.meta || subject == self.names.amended {
             return None;
         }
         let position = message.info().map(|i| i.stream_sequence).unwrap_or(0);
