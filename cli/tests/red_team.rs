@@ -404,3 +404,68 @@ fn workers_restart_after_the_binary_is_deleted() {
         "sturdy\nsturdy\n"
     );
 }
+
+/// `--keep-order` holds output that waits for its turn past the memory budget in a
+/// temporary file per task; under a low soft open-file limit (`ulimit -Sn`, 1 024 by
+/// default on many systems) the master raises its own to the hard limit, so a slow
+/// first task with many later ones finished does not run out of descriptors (their
+/// output was refused, "Too many open files", and the run exited 1); commands still get
+/// the limit the run started with.
+#[test]
+fn keep_order_holds_more_tasks_than_the_soft_open_file_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = vec!["while [ ! -e go ]; do sleep 0.02; done; ulimit -Sn".to_owned()];
+    // 64 KiB each: the 4 MiB budget holds 64 of them, the rest go to temporary files.
+    lines.extend((2..=160).map(|i| format!("head -c 65536 /dev/zero | tr '\\0' x; echo ' {i}'")));
+    write_tasks(dir.path(), "tasks.txt", &lines);
+    let bin = env!("CARGO_BIN_EXE_sturdy");
+    let script = format!("ulimit -Sn 64 && exec {bin} run tasks.txt -k -j 2 --state-dir state");
+    let child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state = dir.path().join("state");
+    while successes(&journal(&state)).len() < 159 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let printed: Vec<&str> = stdout.lines().collect();
+    assert_eq!(printed.len(), 160);
+    assert_eq!(printed[0], "64", "the command's soft limit");
+    for (i, line) in printed.iter().enumerate().skip(1) {
+        assert_eq!(line.len(), 65536 + 1 + (i + 1).to_string().len());
+        assert!(line.ends_with(&format!(" {}", i + 1)), "line {i}");
+    }
+}
+
+/// An open-file limit too low to start (hard limit included) is refused with a clear
+/// error and exit code 2, before anything runs (the runtime panicked, exit 101).
+#[test]
+fn an_open_file_limit_too_low_to_start_is_refused_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tasks(dir.path(), "tasks.txt", &["touch ran".to_owned()]);
+    let bin = env!("CARGO_BIN_EXE_sturdy");
+    let script = format!("ulimit -n 12 && exec {bin} run tasks.txt --state-dir state");
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("sturdy: the open-file limit (ulimit -n) is 12, hard limit included;"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("ran").exists());
+}
