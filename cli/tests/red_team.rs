@@ -478,3 +478,33 @@ fn an_open_file_limit_too_low_to_start_is_refused_not_a_panic() {
     );
     assert!(!dir.path().join("ran").exists());
 }
+
+/// A worker that cannot be started (here: out of file descriptors, 40 workers under a
+/// hard limit of 64 open files) gets no task until a restart succeeds: no task is
+/// charged a worker crash or moved for it (each task sent to it was, and with a
+/// lasting cause every task failed for good as `worker_crash`).
+#[test]
+fn a_worker_that_cannot_start_is_given_no_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("effects");
+    let lines: Vec<String> = (1..=200)
+        .map(|i| format!("echo $STURDY_TASK >> {} # {i}", effects.display()))
+        .collect();
+    write_tasks(dir.path(), "tasks.txt", &lines);
+    let bin = env!("CARGO_BIN_EXE_sturdy");
+    let script = format!("ulimit -n 64 && exec {bin} run tasks.txt -j 40 --state-dir state --json");
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("sturdy: cannot start worker"), "{stderr}");
+    let s = summary(&out);
+    assert_eq!(s["succeeded"], 200);
+    assert_eq!(s["reassignments"], 0, "{stderr}");
+    let lines = journal(&dir.path().join("state"));
+    assert_eq!(lines.len(), 200, "no attempt but the 200 that succeeded");
+    assert_exactly_once(&lines, 200);
+}

@@ -280,6 +280,12 @@ fn kill_group(pgid: i32) {
 impl WorkerPool for ProcessPool {
     type Task = String;
 
+    fn started(&self, worker: WorkerId) -> bool {
+        self.workers
+            .get(worker.0 as usize)
+            .is_some_and(Option::is_some)
+    }
+
     fn start(&mut self, worker: WorkerId, reporter: Reporter) {
         let w = worker.0 as usize;
         let slot = &self.slots[w];
@@ -308,6 +314,8 @@ impl WorkerPool for ProcessPool {
         if let Some(soft) = STARTED_NOFILE.get() {
             cmd.env(NOFILE_VAR, soft.to_string());
         }
+        // Until it is running, the slot holds no worker (see `started`).
+        self.workers[w] = None;
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -332,6 +340,7 @@ impl WorkerPool for ProcessPool {
             .timeout_percent
             .is_some()
             .then(|| self.runtimes.clone());
+        let unread = reporter.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("sturdy-worker-{}", w + 1))
             .spawn(move || {
@@ -424,6 +433,8 @@ impl WorkerPool for ProcessPool {
             });
         if spawned.is_err() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            // Not started (see `started`): its report brings the next restart.
+            unread.send(Report::Exited);
             return;
         }
         self.workers[w] = Some(ProcWorker {
