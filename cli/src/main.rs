@@ -90,6 +90,10 @@ fn survive_the_file_size_limit() {
     }
 }
 
+/// The fewest open files `sturdy run` starts with (`ulimit -n`): below it the runtime
+/// could not even set up its signal handling.
+const MIN_OPEN_FILES: u64 = 64;
+
 fn main() {
     survive_the_file_size_limit();
     let cli = match Cli::try_parse_from(sources_after_double_dash(std::env::args_os().collect())) {
@@ -101,7 +105,12 @@ fn main() {
         }
     };
     let result: Result<i32, CliError> = match cli.command {
-        Command::Run(args) => run::run(*args),
+        Command::Run(args) => match process_pool::raise_open_file_limit() {
+            Some(n) if n < MIN_OPEN_FILES => Err(CliError::input(format!(
+                "the open-file limit (ulimit -n) is {n}, hard limit included; sturdy run needs at least {MIN_OPEN_FILES} (its runtime, journal and state directory, two pipes per worker): raise it"
+            ))),
+            _ => run::run(*args),
+        },
         Command::Probe(args) => probe_cmd::run(&args),
         Command::Simulate(args) => simulate_cmd::run(&args),
         Command::Agent(args) => engine_cmd::agent(&args),

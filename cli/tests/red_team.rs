@@ -16,6 +16,15 @@ fn wait_for(path: &Path) {
     }
 }
 
+/// The `done` lines of a journal being written (whole lines only: a line read while
+/// it is appended is not counted).
+fn done_lines(state: &Path) -> usize {
+    let text = std::fs::read_to_string(state.join("journal.tsv")).unwrap_or_default();
+    text.split_inclusive('\n')
+        .filter(|l| l.ends_with('\n') && l.contains("\tdone\t"))
+        .count()
+}
+
 /// `STATE/blank.out` replaced by hand with a symbolic link to a file of the user's: the
 /// quiet tasks that start after it print nothing, and the file it leads to is neither
 /// printed nor emptied (the master once emptied it, following the link).
@@ -185,9 +194,12 @@ fn a_journal_at_the_file_size_limit_is_a_storage_fault_not_a_silent_death() {
         "{fault}"
     );
     let state = dir.path().join("state");
-    let on_record = successes(&journal(&state)).len();
-    assert!(on_record > 0 && on_record < 600, "{on_record}");
-    assert_eq!(s["succeeded"], on_record);
+    let on_record = successes(&journal(&state));
+    assert!(
+        !on_record.is_empty() && on_record.len() < 600,
+        "{on_record:?}"
+    );
+    assert_eq!(s["succeeded"], on_record.len());
 
     let out = sturdy()
         .args([
@@ -214,8 +226,9 @@ fn a_journal_at_the_file_size_limit_is_a_storage_fault_not_a_silent_death() {
     }
     assert_eq!(runs.len(), 600);
     let twice: Vec<u32> = runs.iter().filter(|r| *r.1 > 1).map(|r| *r.0).collect();
+    // The two attempts in flight (one of them the task whose line did not fit).
     assert!(
-        twice.len() <= 2 && twice.iter().all(|&t| t as usize > on_record),
+        twice.len() <= 2 && twice.iter().all(|t| !on_record.contains_key(t)),
         "{twice:?}"
     );
 }
@@ -313,7 +326,7 @@ fn keep_order_output_waiting_for_its_turn_survives_a_kill_of_the_master() {
         .unwrap();
     let state = dir.path().join("state");
     wait_for(&dir.path().join("started"));
-    while successes(&journal(&state)).len() < 3 {
+    while done_lines(&state) < 3 {
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
@@ -403,4 +416,99 @@ fn workers_restart_after_the_binary_is_deleted() {
         std::fs::read_to_string(&effects).unwrap(),
         "sturdy\nsturdy\n"
     );
+}
+
+/// `--keep-order` holds output that waits for its turn past the memory budget in a
+/// temporary file per task; under a low soft open-file limit (`ulimit -Sn`, 1 024 by
+/// default on many systems) the master raises its own to the hard limit, so a slow
+/// first task with many later ones finished does not run out of descriptors (their
+/// output was refused, "Too many open files", and the run exited 1); commands still get
+/// the limit the run started with.
+#[test]
+fn keep_order_holds_more_tasks_than_the_soft_open_file_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = vec!["while [ ! -e go ]; do sleep 0.02; done; ulimit -Sn".to_owned()];
+    // 64 KiB each: the 4 MiB budget holds 64 of them, the rest go to temporary files.
+    lines.extend((2..=160).map(|i| format!("head -c 65536 /dev/zero | tr '\\0' x; echo ' {i}'")));
+    write_tasks(dir.path(), "tasks.txt", &lines);
+    let bin = env!("CARGO_BIN_EXE_sturdy");
+    let script = format!("ulimit -Sn 64 && exec {bin} run tasks.txt -k -j 2 --state-dir state");
+    let child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state = dir.path().join("state");
+    while done_lines(&state) < 159 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let printed: Vec<&str> = stdout.lines().collect();
+    assert_eq!(printed.len(), 160);
+    assert_eq!(printed[0], "64", "the command's soft limit");
+    for (i, line) in printed.iter().enumerate().skip(1) {
+        assert_eq!(line.len(), 65536 + 1 + (i + 1).to_string().len());
+        assert!(line.ends_with(&format!(" {}", i + 1)), "line {i}");
+    }
+}
+
+/// An open-file limit too low to start (hard limit included) is refused with a clear
+/// error and exit code 2, before anything runs (the runtime panicked, exit 101).
+#[test]
+fn an_open_file_limit_too_low_to_start_is_refused_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tasks(dir.path(), "tasks.txt", &["touch ran".to_owned()]);
+    let bin = env!("CARGO_BIN_EXE_sturdy");
+    let script = format!("ulimit -n 12 && exec {bin} run tasks.txt --state-dir state");
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("sturdy: the open-file limit (ulimit -n) is 12, hard limit included;"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("ran").exists());
+}
+
+/// A worker that cannot be started (here: out of file descriptors, 40 workers under a
+/// hard limit of 64 open files) gets no task until a restart succeeds: no task is
+/// charged a worker crash or moved for it (each task sent to it was, and with a
+/// lasting cause every task failed for good as `worker_crash`).
+#[test]
+fn a_worker_that_cannot_start_is_given_no_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("effects");
+    let lines: Vec<String> = (1..=200)
+        .map(|i| format!("echo $STURDY_TASK >> {} # {i}", effects.display()))
+        .collect();
+    write_tasks(dir.path(), "tasks.txt", &lines);
+    let bin = env!("CARGO_BIN_EXE_sturdy");
+    let script = format!("ulimit -n 64 && exec {bin} run tasks.txt -j 40 --state-dir state --json");
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("sturdy: cannot start worker"), "{stderr}");
+    let s = summary(&out);
+    assert_eq!(s["succeeded"], 200);
+    assert_eq!(s["reassignments"], 0, "{stderr}");
+    let lines = journal(&dir.path().join("state"));
+    assert_eq!(lines.len(), 200, "no attempt but the 200 that succeeded");
+    assert_exactly_once(&lines, 200);
 }

@@ -232,6 +232,45 @@ fn worker_program(exe: &Path) -> PathBuf {
     }
 }
 
+/// The environment variable that hands a worker the soft open-file limit the master
+/// started with (see [`raise_open_file_limit`]); the worker takes it back before it
+/// runs a command, and no command sees the variable.
+pub const NOFILE_VAR: &str = "STURDY_NOFILE_SOFT";
+
+/// The soft open-file limit the master started with, when it raised it.
+static STARTED_NOFILE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// Raises this process's soft open-file limit (`ulimit -n`, `RLIMIT_NOFILE`) to its
+/// hard limit (at most 2^20), as the Go runtime does: a master holds two pipes per
+/// worker and, with `--keep-order`, a temporary file per task whose output waits past
+/// the memory budget, so the common soft default of 1 024 ran out with `-k` on a list
+/// of a few thousand tasks. Workers, and so the commands, get the limit it started with
+/// back (programs that use `select(2)` need it at most 1 024). Call it once, early.
+/// Returns the soft limit now in effect (`None` when it cannot be read).
+pub fn raise_open_file_limit() -> Option<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    let want = hard.min(1 << 20);
+    if soft < want && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok() {
+        let _ = STARTED_NOFILE.set(soft);
+        return Some(want);
+    }
+    Some(soft)
+}
+
+/// Gives this process back the soft open-file limit its master started with, when the
+/// master raised its own ([`NOFILE_VAR`]); a worker calls it before it runs a command.
+pub fn restore_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Some(soft) = std::env::var(NOFILE_VAR)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        && let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard);
+    }
+}
+
 fn kill_group(pgid: i32) {
     if pgid > 0 {
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
@@ -240,6 +279,12 @@ fn kill_group(pgid: i32) {
 
 impl WorkerPool for ProcessPool {
     type Task = String;
+
+    fn started(&self, worker: WorkerId) -> bool {
+        self.workers
+            .get(worker.0 as usize)
+            .is_some_and(Option::is_some)
+    }
 
     fn start(&mut self, worker: WorkerId, reporter: Reporter) {
         let w = worker.0 as usize;
@@ -266,6 +311,11 @@ impl WorkerPool for ProcessPool {
         if let Some(cvd) = &slot.cuda_visible_devices {
             cmd.env("CUDA_VISIBLE_DEVICES", cvd);
         }
+        if let Some(soft) = STARTED_NOFILE.get() {
+            cmd.env(NOFILE_VAR, soft.to_string());
+        }
+        // Until it is running, the slot holds no worker (see `started`).
+        self.workers[w] = None;
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -290,6 +340,7 @@ impl WorkerPool for ProcessPool {
             .timeout_percent
             .is_some()
             .then(|| self.runtimes.clone());
+        let unread = reporter.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("sturdy-worker-{}", w + 1))
             .spawn(move || {
@@ -382,6 +433,8 @@ impl WorkerPool for ProcessPool {
             });
         if spawned.is_err() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            // Not started (see `started`): its report brings the next restart.
+            unread.send(Report::Exited);
             return;
         }
         self.workers[w] = Some(ProcWorker {

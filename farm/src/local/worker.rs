@@ -110,6 +110,7 @@ pub fn run(heartbeat: Duration) -> i32 {
     if std::fs::read("/proc/self/comm").is_ok_and(|c| c == b"exe\n") {
         let _ = nix::sys::prctl::set_name(c"sturdy");
     }
+    super::process_pool::restore_open_file_limit();
     // A worker stopped (SIGSTOP) when its master dies is in an orphaned process group
     // with a stopped member, so the kernel sends it SIGHUP then SIGCONT. SIGHUP's
     // default action would kill it before it could kill its command; with a handler it
@@ -472,6 +473,7 @@ fn run_attempt(order: &RunOrder, subreaper: bool, ev: &Attempt<'_>, buf: &mut [u
     let spawned = command
         .arg("-c")
         .arg(&order.command)
+        .env_remove(super::process_pool::NOFILE_VAR)
         .env("STURDY_TASK", order.task.to_string())
         .env("STURDY_ATTEMPT", order.attempt.to_string())
         .stdin(Stdio::null())

@@ -777,7 +777,10 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
                 self.workers[w].phi = self.config.phi.map(|c| PhiAccrual::new(c, now));
                 let r = self.reporter(w);
                 self.pool.start(WorkerId(w as u32), r);
-                let _ = self.ledger.worker_recovered(WorkerId(w as u32), now);
+                // One that could not start stays down: its report brings the next restart.
+                if self.pool.started(WorkerId(w as u32)) {
+                    let _ = self.ledger.worker_recovered(WorkerId(w as u32), now);
+                }
             }
         }
     }
@@ -866,7 +869,14 @@ impl<P: WorkerPool, const W: usize, const T: usize> Supervisor<P, W, T> {
             self.workers[w].phi = self.config.phi.map(|c| PhiAccrual::new(c, now));
             let r = self.reporter(w);
             self.pool.start(WorkerId(w as u32), r);
-            let _ = self.ledger.worker_recovered(WorkerId(w as u32), now);
+            if self.pool.started(WorkerId(w as u32)) {
+                let _ = self.ledger.worker_recovered(WorkerId(w as u32), now);
+            } else {
+                // Down until its report brings a restart; no task goes to it meanwhile.
+                let _ =
+                    self.ledger
+                        .worker_failed(WorkerId(w as u32), FailureKind::WorkerCrash, now);
+            }
         }
         self.apply_health();
         loop {

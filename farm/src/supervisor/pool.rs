@@ -136,6 +136,15 @@ pub trait WorkerPool {
     /// through `reporter`. A worker that cannot start reports [`Report::Exited`].
     fn start(&mut self, worker: WorkerId, reporter: Reporter);
 
+    /// Whether the last [`start`](Self::start) of worker `worker` got it running: false
+    /// when it could not start (it then reports [`Report::Exited`]), and the supervisor
+    /// gives it no task until a restart succeeds (a task sent to it would be charged a
+    /// worker crash that no command caused). True by default.
+    fn started(&self, worker: WorkerId) -> bool {
+        let _ = worker;
+        true
+    }
+
     /// Hands worker `worker` one attempt. It runs one at a time (capacity 1).
     fn dispatch(&mut self, worker: WorkerId, order: Order<'_, Self::Task>);
 
