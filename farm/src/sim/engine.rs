@@ -273,12 +273,16 @@ impl SimEngine {
     /// the caller waits the request's and the reply's latency (charged together, after
     /// the server acted: one timer per call). A lost message or a server down fails the
     /// call after the request timeout (when the reply was lost, the request was applied).
+    ///
+    /// A call whose request and reply take no time (the default network) completes
+    /// without waiting, and its future holds no timer: only a call that waits boxes the
+    /// waiting part (a renewal's read is polled inside the agent's attempt, whose state
+    /// stays small).
     async fn call<T>(
         &self,
         op: &'static str,
         apply: impl FnOnce(&mut Inner, u64) -> T,
     ) -> Result<T, Error> {
-        let sent = Instant::now();
         let (out, wait, timeout) = {
             let mut g = self.shared.lock();
             let now = g.now();
@@ -298,7 +302,22 @@ impl SimEngine {
                 }
             }
         };
-        let fail_at = sent + Duration::from_millis(timeout);
+        match (out, wait) {
+            (Some(out), Some(0)) => Ok(out),
+            (out, wait) => Box::pin(self.call_wait(op, out, wait, timeout)).await,
+        }
+    }
+
+    /// The waiting part of [`Self::call`]: the reply's latency, or the request timeout
+    /// of a call that gets no reply (counted from now, when the request was sent).
+    async fn call_wait<T>(
+        &self,
+        op: &'static str,
+        out: Option<T>,
+        wait: Option<u64>,
+        timeout: u64,
+    ) -> Result<T, Error> {
+        let fail_at = Instant::now() + Duration::from_millis(timeout);
         match (out, wait) {
             (Some(out), Some(wait)) => {
                 Self::sleep_ms(wait).await;
@@ -509,16 +528,15 @@ impl Engine for SimEngine {
         expect: Revision,
         record: &Record,
     ) -> Result<Result<Revision, Conflict>, Error> {
-        let record = record.clone();
-        let shared = self.shared.clone();
+        let shared = &self.shared;
         self.call("publish", move |g, now| {
-            let out = g.server.write(task, expect, &record);
+            let out = g.server.write(task, expect, record);
             g.mix([now, 3, u64::from(task.0), out.map_or(0, |r| r.0)]);
             if out.is_some() {
                 if g.server.cfg.journal {
                     shared.journal.notify_waiters();
                 }
-                if super::server::is_final(&record) {
+                if super::server::is_final(record) {
                     shared.progress.notify_waiters();
                 }
             }
@@ -531,10 +549,9 @@ impl Engine for SimEngine {
     }
 
     async fn note(&self, task: TaskId, record: &Record) -> Result<Position, Error> {
-        let record = record.clone();
-        let shared = self.shared.clone();
+        let shared = &self.shared;
         self.call("publish", move |g, now| {
-            let p = g.server.note(task, &record);
+            let p = g.server.note(task, record);
             g.mix([now, 4, u64::from(task.0), p.0]);
             if g.server.cfg.journal {
                 shared.journal.notify_waiters();
