@@ -111,3 +111,44 @@ fn bad_input_names_the_option_and_the_rule() {
         assert_eq!(out, "");
     }
 }
+
+#[test]
+fn the_run_with_huge_pages_is_the_same_run() {
+    // Without GLIBC_TUNABLES the command runs itself again with glibc's huge-page tunable
+    // added (on glibc); with it already named, or with other tunables to keep, it runs
+    // once or again as well: every way gives the same report.
+    let args = [
+        "simulate",
+        "--workers",
+        "16",
+        "--tasks",
+        "200",
+        "--loss",
+        "0.01",
+        "--seed",
+        "3",
+        "--json",
+    ];
+    let run = |tunables: Option<&str>| {
+        let mut c = sturdy();
+        c.args(args);
+        match tunables {
+            Some(t) => c.env("GLIBC_TUNABLES", t),
+            None => c.env_remove("GLIBC_TUNABLES"),
+        };
+        let out = c.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plain = run(Some("glibc.malloc.hugetlb=0"));
+    let v: serde_json::Value = serde_json::from_str(plain.trim()).unwrap();
+    assert_eq!(v["tasks"], 200);
+    assert_eq!(v["seed"], 3);
+    assert_eq!(run(None), plain);
+    assert_eq!(run(Some("glibc.malloc.check=0")), plain);
+}

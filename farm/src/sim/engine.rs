@@ -69,7 +69,7 @@ impl Inner {
     }
 
     /// Brings the server to `now`; drops waiting pulls when an outage starts.
-    fn sync(&mut self, now: u64) {
+    pub(crate) fn sync(&mut self, now: u64) {
         if self.server.advance(now) {
             self.waiters.clear();
         }
@@ -213,6 +213,12 @@ impl SimServer {
     }
 }
 
+/// The server's clock: hands messages that become ready (a lapsed lease, a nak's delay
+/// over) to waiting pulls when they do. With no pull waiting it sleeps until a pull
+/// comes: every operation brings the server to its time first ([`Inner::sync`]), so
+/// leases lapse at their own deadlines whenever they are looked at, and nobody needs to
+/// be told of them at the time (at 10 000 busy slots, a lease deadline passes almost
+/// every millisecond; waking for each was a timer and a task poll per millisecond).
 async fn drive(s: Arc<Shared>) {
     loop {
         let next = {
@@ -220,7 +226,11 @@ async fn drive(s: Arc<Shared>) {
             let now = g.now();
             g.sync(now);
             g.dispatch(now);
-            let next = g.server.next_wake(now);
+            let next = if g.waiters.is_empty() {
+                None
+            } else {
+                g.server.next_wake(now)
+            };
             g.armed = next;
             next.map(|n| g.start + Duration::from_millis(n))
         };
@@ -263,12 +273,16 @@ impl SimEngine {
     /// the caller waits the request's and the reply's latency (charged together, after
     /// the server acted: one timer per call). A lost message or a server down fails the
     /// call after the request timeout (when the reply was lost, the request was applied).
+    ///
+    /// A call whose request and reply take no time (the default network) completes
+    /// without waiting, and its future holds no timer: only a call that waits boxes the
+    /// waiting part (a renewal's read is polled inside the agent's attempt, whose state
+    /// stays small).
     async fn call<T>(
         &self,
         op: &'static str,
         apply: impl FnOnce(&mut Inner, u64) -> T,
     ) -> Result<T, Error> {
-        let sent = Instant::now();
         let (out, wait, timeout) = {
             let mut g = self.shared.lock();
             let now = g.now();
@@ -288,7 +302,22 @@ impl SimEngine {
                 }
             }
         };
-        let fail_at = sent + Duration::from_millis(timeout);
+        match (out, wait) {
+            (Some(out), Some(0)) => Ok(out),
+            (out, wait) => Box::pin(self.call_wait(op, out, wait, timeout)).await,
+        }
+    }
+
+    /// The waiting part of [`Self::call`]: the reply's latency, or the request timeout
+    /// of a call that gets no reply (counted from now, when the request was sent).
+    async fn call_wait<T>(
+        &self,
+        op: &'static str,
+        out: Option<T>,
+        wait: Option<u64>,
+        timeout: u64,
+    ) -> Result<T, Error> {
+        let fail_at = Instant::now() + Duration::from_millis(timeout);
         match (out, wait) {
             (Some(out), Some(wait)) => {
                 Self::sleep_ms(wait).await;
@@ -499,16 +528,15 @@ impl Engine for SimEngine {
         expect: Revision,
         record: &Record,
     ) -> Result<Result<Revision, Conflict>, Error> {
-        let record = record.clone();
-        let shared = self.shared.clone();
+        let shared = &self.shared;
         self.call("publish", move |g, now| {
-            let out = g.server.write(task, expect, &record);
+            let out = g.server.write(task, expect, record);
             g.mix([now, 3, u64::from(task.0), out.map_or(0, |r| r.0)]);
             if out.is_some() {
                 if g.server.cfg.journal {
                     shared.journal.notify_waiters();
                 }
-                if super::server::is_final(&record) {
+                if super::server::is_final(record) {
                     shared.progress.notify_waiters();
                 }
             }
@@ -521,10 +549,9 @@ impl Engine for SimEngine {
     }
 
     async fn note(&self, task: TaskId, record: &Record) -> Result<Position, Error> {
-        let record = record.clone();
-        let shared = self.shared.clone();
+        let shared = &self.shared;
         self.call("publish", move |g, now| {
-            let p = g.server.note(task, &record);
+            let p = g.server.note(task, record);
             g.mix([now, 4, u64::from(task.0), p.0]);
             if g.server.cfg.journal {
                 shared.journal.notify_waiters();
@@ -594,7 +621,7 @@ impl Engine for SimEngine {
                 self.call("nak", move |g, now| {
                     g.server.nak(seq, delay_ms, now);
                     g.mix([now, 8, seq, delay_ms]);
-                    if g.arm(now + delay_ms) {
+                    if !g.waiters.is_empty() && g.arm(now + delay_ms) {
                         shared.driver.notify_one();
                     }
                 })

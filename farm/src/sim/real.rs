@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use sturdy_core::FailureKind;
@@ -36,6 +36,10 @@ pub(crate) struct SimRunning {
     /// drops the wait at each renewal and waits again): one timer per command, not one
     /// per renewal.
     end: Option<Pin<Box<Sleep>>>,
+    /// The end (ms) that timer was last polled for, and the waker it holds: while both
+    /// stand, a new [`Running::wait`] (the agent waits again after each renewal) need not
+    /// poll the timer again (one allocation less touched per renewal).
+    armed: Option<(u64, Waker)>,
 }
 
 impl Runner for SimRunner {
@@ -54,6 +58,7 @@ impl Runner for SimRunner {
             paused_at_start: self.w.paused_total[self.host as usize].load(Ordering::Relaxed),
             killed: false,
             end: None,
+            armed: None,
         })
     }
 }
@@ -61,12 +66,23 @@ impl Runner for SimRunner {
 impl SimRunning {
     /// Sleeps until `ms` of the command's own (unpaused) time have passed.
     async fn run_for(&mut self, ms: u64) {
+        std::future::poll_fn(|cx| self.poll_run_for(cx, ms)).await;
+    }
+
+    fn poll_run_for(&mut self, cx: &mut Context<'_>, ms: u64) -> Poll<()> {
         loop {
             let paused = self.w.paused_total[self.host as usize].load(Ordering::Relaxed)
                 - self.paused_at_start;
             let end = self.start + ms + paused;
             if self.w.now() >= end {
-                return;
+                return Poll::Ready(());
+            }
+            if let Some((armed, waker)) = &self.armed
+                && *armed == end
+                && waker.will_wake(cx.waker())
+            {
+                // The timer holds this task's waker for this end already.
+                return Poll::Pending;
             }
             let at = self.w.start + Duration::from_millis(end);
             let sleep = match &mut self.end {
@@ -78,7 +94,12 @@ impl SimRunning {
                 }
                 None => self.end.insert(Box::pin(tokio::time::sleep_until(at))),
             };
-            sleep.as_mut().await;
+            if sleep.as_mut().poll(cx).is_pending() {
+                self.armed = Some((end, cx.waker().clone()));
+                return Poll::Pending;
+            }
+            // Due: the loop finds `now >= end` (or a pause moved the end on).
+            self.armed = None;
         }
     }
 }

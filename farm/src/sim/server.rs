@@ -18,7 +18,7 @@
 //! - a restart (outage) keeps every lease's timer: leases that lapse during the outage are
 //!   redelivered, all at once, when it ends.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
@@ -121,7 +121,11 @@ pub struct ServerStats {
 #[derive(Debug)]
 pub(crate) struct Server {
     pub(crate) cfg: ServerConfig,
-    msgs: BTreeMap<u64, Msg>,
+    /// The work stream: message `seq` at index `seq - 1`, `None` once deleted (sequences
+    /// are dense: a lookup is one index, not a walk of a tree of a million messages).
+    msgs: Vec<Option<Msg>>,
+    /// Messages still in the work stream.
+    live_msgs: usize,
     work_seq: u64,
     dedupe: BTreeSet<(u32, u64)>,
     /// Never delivered: in stream order.
@@ -129,8 +133,18 @@ pub(crate) struct Server {
     /// To be delivered again (lapsed or nak'd), by the time they may be: served before
     /// fresh messages, as the server's redelivery queue is.
     ready: BTreeSet<(u64, u64)>,
-    pending: BTreeSet<(u64, u64)>,
+    /// Lease deadlines `(deadline, seq)` in deadline order. Every lease is `ack_wait`
+    /// from when it started or was renewed, so a new deadline goes at the back; a
+    /// renewal or settlement leaves the old entry behind, and an entry counts only while
+    /// its message is still `Pending` with that deadline (checked when it comes to the
+    /// front). A renewal is a push, not a removal and insertion in a tree.
+    pending: VecDeque<(u64, u64)>,
+    /// Live leases (messages in `State::Pending`).
+    leases: usize,
     records: Vec<Option<(Record, Revision)>>,
+    /// Each task's revision alone, as in `records` (`Revision::NONE` for no record): a
+    /// renewal's fence reads 8 bytes here, not a line of a record of about 200 bytes.
+    revisions: Vec<Revision>,
     state_seq: u64,
     journal: Vec<Entry>,
     /// Per task: `ended done` writes, newest claim attempt.
@@ -150,13 +164,16 @@ impl Server {
         outages.sort_unstable();
         Self {
             cfg,
-            msgs: BTreeMap::new(),
+            msgs: Vec::new(),
+            live_msgs: 0,
             work_seq: 0,
             dedupe: BTreeSet::new(),
             fresh: BTreeSet::new(),
             ready: BTreeSet::new(),
-            pending: BTreeSet::new(),
+            pending: VecDeque::new(),
+            leases: 0,
             records: Vec::new(),
+            revisions: Vec::new(),
             state_seq: 0,
             journal: Vec::new(),
             done: Vec::new(),
@@ -203,15 +220,19 @@ impl Server {
     }
 
     fn lapse(&mut self, now: u64) {
-        while let Some(&(deadline, seq)) = self.pending.first() {
+        while let Some(&(deadline, seq)) = self.pending.front() {
             if deadline > now {
                 break;
             }
-            self.pending.pop_first();
-            self.stats.lapses += 1;
-            let Some(m) = self.msgs.get_mut(&seq) else {
-                continue;
+            self.pending.pop_front();
+            let Some(m) = Self::slot(&mut self.msgs, seq) else {
+                continue; // settled since
             };
+            if m.state != State::Pending(deadline) {
+                continue; // renewed, settled or delivered again since
+            }
+            self.stats.lapses += 1;
+            self.leases -= 1;
             if self.cfg.max_deliver > 0 && m.delivered >= self.cfg.max_deliver {
                 m.state = State::Exhausted;
                 self.stats.exhausted += 1;
@@ -222,10 +243,30 @@ impl Server {
         }
     }
 
-    /// The next time something changes by itself: a lease lapses, a nak delay ends, an
-    /// outage starts or ends.
+    /// The live message `seq`, if it is still in the stream.
+    fn slot(msgs: &mut [Option<Msg>], seq: u64) -> Option<&mut Msg> {
+        let i = usize::try_from(seq.checked_sub(1)?).ok()?;
+        msgs.get_mut(i)?.as_mut()
+    }
+
+    /// Starts (or renews) message `seq`'s lease: it lapses at `deadline`.
+    fn lease(&mut self, deadline: u64, seq: u64) {
+        match self.pending.back() {
+            Some(&(last, _)) if last > deadline => {
+                // Not reached with a fixed ack wait and a clock that does not go back;
+                // kept in order all the same.
+                let at = self.pending.partition_point(|&(d, _)| d <= deadline);
+                self.pending.insert(at, (deadline, seq));
+            }
+            _ => self.pending.push_back((deadline, seq)),
+        }
+    }
+
+    /// The next time something may change by itself: a lease lapses (or an entry of one
+    /// renewed since comes due: early, never late), a nak delay ends, an outage starts or
+    /// ends.
     pub(crate) fn next_wake(&self, now: u64) -> Option<u64> {
-        let lease = self.pending.first().map(|(d, _)| *d);
+        let lease = self.pending.front().map(|(d, _)| *d);
         let ready = self
             .ready
             .range((now.saturating_add(1), 0)..)
@@ -251,23 +292,22 @@ impl Server {
         }
         self.work_seq += 1;
         let seq = self.work_seq;
-        self.msgs.insert(
-            seq,
-            Msg {
-                task,
-                generation,
-                payload,
-                delivered: 0,
-                state: State::Ready(now),
-            },
-        );
+        debug_assert_eq!(self.msgs.len() as u64, seq - 1);
+        self.msgs.push(Some(Msg {
+            task,
+            generation,
+            payload,
+            delivered: 0,
+            state: State::Ready(now),
+        }));
+        self.live_msgs += 1;
         self.fresh.insert(seq);
         true
     }
 
     /// Hands out the next ready message, if any may be handed out at `now`.
     pub(crate) fn pull(&mut self, now: u64) -> Option<Handed> {
-        if self.in_outage || self.pending.len() >= self.cfg.max_ack_pending {
+        if self.in_outage || self.leases >= self.cfg.max_ack_pending {
             return None;
         }
         let seq = match self.ready.first() {
@@ -277,33 +317,34 @@ impl Server {
             }
             _ => self.fresh.pop_first()?,
         };
-        let m = self.msgs.get_mut(&seq)?;
+        let m = Self::slot(&mut self.msgs, seq)?;
         m.delivered += 1;
         let deadline = now + self.cfg.ack_wait_ms;
         m.state = State::Pending(deadline);
-        self.pending.insert((deadline, seq));
-        self.stats.deliveries += 1;
-        if m.delivered > 1 {
-            self.stats.redeliveries += 1;
-        }
-        Some(Handed {
+        let handed = Handed {
             seq,
             epoch: m.delivered,
             task: m.task,
             generation: m.generation,
             payload: m.payload.clone(),
-        })
+        };
+        self.leases += 1;
+        self.lease(deadline, seq);
+        self.stats.deliveries += 1;
+        if handed.epoch > 1 {
+            self.stats.redeliveries += 1;
+        }
+        Some(handed)
     }
 
     /// `+WPI` on message `seq`, from whichever delivery: unfenced.
     pub(crate) fn renew(&mut self, seq: u64, now: u64) {
-        match self.msgs.get_mut(&seq) {
+        match Self::slot(&mut self.msgs, seq) {
             Some(m) => {
-                if let State::Pending(d) = m.state {
-                    self.pending.remove(&(d, seq));
+                if let State::Pending(_) = m.state {
                     let deadline = now + self.cfg.ack_wait_ms;
                     m.state = State::Pending(deadline);
-                    self.pending.insert((deadline, seq));
+                    self.lease(deadline, seq);
                 }
             }
             None => self.stats.settles_on_missing += 1,
@@ -312,11 +353,16 @@ impl Server {
 
     /// Ack or term of message `seq`, from whichever delivery: unfenced, deletes it.
     pub(crate) fn remove(&mut self, seq: u64) {
-        match self.msgs.remove(&seq) {
+        let taken = usize::try_from(seq.wrapping_sub(1))
+            .ok()
+            .and_then(|i| self.msgs.get_mut(i))
+            .and_then(Option::take);
+        if taken.is_some() {
+            self.live_msgs -= 1;
+        }
+        match taken {
             Some(m) => match m.state {
-                State::Pending(d) => {
-                    self.pending.remove(&(d, seq));
-                }
+                State::Pending(_) => self.leases -= 1,
                 State::Ready(at) => {
                     if m.delivered == 0 {
                         self.fresh.remove(&seq);
@@ -332,10 +378,10 @@ impl Server {
 
     /// Nak of message `seq` with `delay_ms`, from whichever delivery: unfenced.
     pub(crate) fn nak(&mut self, seq: u64, delay_ms: u64, now: u64) {
-        match self.msgs.get_mut(&seq) {
+        match Self::slot(&mut self.msgs, seq) {
             Some(m) => {
-                if let State::Pending(d) = m.state {
-                    self.pending.remove(&(d, seq));
+                if let State::Pending(_) = m.state {
+                    self.leases -= 1;
                     let at = now + delay_ms;
                     m.state = State::Ready(at);
                     self.ready.insert((at, seq));
@@ -355,10 +401,10 @@ impl Server {
 
     /// The task's revision only.
     pub(crate) fn revision(&self, task: TaskId) -> Revision {
-        match self.records.get(task.0 as usize) {
-            Some(Some((_, rev))) => *rev,
-            _ => Revision::NONE,
-        }
+        self.revisions
+            .get(task.0 as usize)
+            .copied()
+            .unwrap_or(Revision::NONE)
     }
 
     /// Compare-and-set write of the task's record.
@@ -371,10 +417,11 @@ impl Server {
         let i = task.0 as usize;
         if self.records.len() <= i {
             self.records.resize(i + 1, None);
+            self.revisions.resize(i + 1, Revision::NONE);
             self.done.resize(i + 1, 0);
             self.newest_claim.resize(i + 1, 0);
         }
-        let current = self.records[i].as_ref().map_or(Revision::NONE, |(_, r)| *r);
+        let current = self.revisions[i];
         if current != expect {
             self.stats.conflicts += 1;
             return None;
@@ -412,6 +459,7 @@ impl Server {
         self.state_seq += 1;
         let rev = Revision(self.state_seq);
         self.records[i] = Some((record.clone(), rev));
+        self.revisions[i] = rev;
         self.stats.writes += 1;
         if self.cfg.journal {
             self.journal.push(Entry {
@@ -447,13 +495,13 @@ impl Server {
     /// Live leases.
     #[cfg(test)]
     pub(crate) fn pending_len(&self) -> usize {
-        self.pending.len()
+        self.leases
     }
 
     /// Messages still in the work stream.
     #[cfg(test)]
     pub(crate) fn messages(&self) -> usize {
-        self.msgs.len()
+        self.live_msgs
     }
 }
 

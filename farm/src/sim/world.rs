@@ -820,7 +820,10 @@ pub(crate) async fn run_world(cfg: WorldConfig, progress: &mut dyn FnMut(u64, u6
         + 3 * c.net.request_timeout_ms;
     tokio::time::sleep(Duration::from_millis(grace)).await;
     hosts.abort_all();
-    let g = shared.lock();
+    let mut g = shared.lock();
+    // Leases lapse when the server is looked at: count those that lapsed by now.
+    let now = g.now();
+    g.sync(now);
     let s = w.stats();
     let mut det = s.detection_ms.clone();
     det.sort_unstable();
