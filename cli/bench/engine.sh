@@ -11,7 +11,8 @@
 # process and all its descendants).
 #
 # Columns: wall = the local run / the coordinator, from start to exit (the engine's
-# includes creating the run and enqueueing); CPU of the coordinator alone and of both
+# includes creating the run and enqueueing; the agents were started before it and wait
+# for the run, --wait-for-run, as on a cluster: their start-up is not in it); CPU of the coordinator alone and of both
 # agents together (with the commands they ran), in ms per task; engine messages per task
 # = the server's in_msgs + out_msgs (from its monitoring endpoint /varz, `-m PORT`)
 # during the run, divided by N: publishes, pulls, deliveries, acks, renewals, direct
@@ -67,22 +68,26 @@ for N in $SIZES; do
       --state-dir "$work/state" --json > /dev/null 2> "$work/local.err" ||
       { cat "$work/local.err" >&2; exit 1; }
     awk '{ printf "%.3f %.3f\n", $1, $2 + $3 }' "$work/t-local" >> "$work/local"
-    # The engine: coordinator first (it creates the run), then two agents.
+    # The engine: two agents already up and waiting for the run (as on a cluster, where
+    # agents are started apart from the run: --wait-for-run), then the coordinator,
+    # whose wall time is the run's (it creates the run, enqueues, and exits when every
+    # task has finished).
     name=bench$round
     before=$(msgs)
+    python3 "$rtime" "$work/t-a" "$bin" agent --engine "$url" --run "$name" --workers 2 \
+      --wait-for-run --host a --state-dir "$work/a$round" 2> "$work/a.err" &
+    a=$!
+    python3 "$rtime" "$work/t-b" "$bin" agent --engine "$url" --run "$name" --workers 2 \
+      --wait-for-run --host b --state-dir "$work/b$round" 2> "$work/b.err" &
+    b=$!
+    until grep -q "waiting for run" "$work/a.err" 2>/dev/null && grep -q "waiting for run" "$work/b.err" 2>/dev/null; do
+      kill -0 "$a" 2>/dev/null || { cat "$work/a.err" >&2; exit 1; }
+      kill -0 "$b" 2>/dev/null || { cat "$work/b.err" >&2; exit 1; }
+      sleep 0.01
+    done
     python3 "$rtime" "$work/t-coord" "$bin" run "$work/tasks.txt" --engine "$url" --run "$name" \
       --state-dir "$work/coord$round" --json > /dev/null 2> "$work/coord.err" &
     coord=$!
-    until grep -q "waiting for agents" "$work/coord.err" 2>/dev/null; do
-      kill -0 "$coord" 2>/dev/null || { cat "$work/coord.err" >&2; exit 1; }
-      sleep 0.01
-    done
-    python3 "$rtime" "$work/t-a" "$bin" agent --engine "$url" --run "$name" --workers 2 \
-      --host a --state-dir "$work/a$round" 2> "$work/a.err" &
-    a=$!
-    python3 "$rtime" "$work/t-b" "$bin" agent --engine "$url" --run "$name" --workers 2 \
-      --host b --state-dir "$work/b$round" 2> "$work/b.err" &
-    b=$!
     wait "$coord" || { echo "the coordinator failed:" >&2; cat "$work/coord.err" >&2; exit 1; }
     wait "$a" "$b"
     after=$(msgs)

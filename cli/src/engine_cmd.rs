@@ -447,7 +447,22 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
     let rt = runtime()?;
     rt.block_on(async {
         let js = connect(&args.engine, None).await?;
-        let (run, meta) = js.open_run(&args.run_name).await.map_err(cli_error)?;
+        let opened = if args.wait_for_run {
+            match js.open_run(&args.run_name).await {
+                Err(EngineError::NoSuchRun { .. }) => {
+                    eprintln!(
+                        "sturdy agent {host}: waiting for run {} to be created at {}",
+                        args.run_name,
+                        js.url()
+                    );
+                    js.wait_for_run(&args.run_name, Duration::from_secs(5)).await
+                }
+                opened => opened,
+            }
+        } else {
+            js.open_run(&args.run_name).await
+        };
+        let (run, meta) = opened.map_err(cli_error)?;
         let agent = host::prepare(&run, &meta, &config, sturdy_probe::Probe::new)
             .await
             .map_err(host_error)?;

@@ -373,6 +373,11 @@ pub(crate) struct AgentArgs {
     /// `--memfree` applies too (the higher wins).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) memfree: Option<u64>,
+    /// Wait for run NAME to be created (by `sturdy run TASKS --engine URL --run NAME`)
+    /// instead of exiting 2 when it does not exist: agents may start before their
+    /// coordinator. The agent starts pulling as soon as the run exists.
+    #[arg(long)]
+    pub(crate) wait_for_run: bool,
 }
 
 /// The longest duration any option takes: 365 days. Longer ones are refused rather

@@ -432,6 +432,53 @@ fn happy_path_two_agents_two_slots_fifty_tasks_each_done_once() {
 }
 
 #[test]
+fn agents_started_before_their_coordinator_wait_for_the_run_with_wait_for_run() {
+    let (_server, farm) = farm("early");
+    farm.tasks(20, |_| String::new());
+    // Started first: one waits for the run, the other (without the flag) is refused.
+    let mut a = farm.agent_with("a", 2, &["--wait-for-run"]);
+    let mut b = farm.agent_with("b", 2, &["--wait-for-run"]);
+    let mut plain = farm.agent("c", 1);
+    assert_eq!(
+        plain.wait(Duration::from_secs(15)).code(),
+        Some(2),
+        "{}",
+        plain.log()
+    );
+    assert!(plain.log().contains("--wait-for-run"), "{}", plain.log());
+    let until = Instant::now() + Duration::from_secs(15);
+    while !(a.log().contains("waiting for run early") && b.log().contains("waiting for run early"))
+    {
+        assert!(a.try_wait().is_none(), "a exited:\n{}", a.log());
+        assert!(b.try_wait().is_none(), "b exited:\n{}", b.log());
+        assert!(
+            Instant::now() < until,
+            "agents not waiting:\n{}\n{}",
+            a.log(),
+            b.log()
+        );
+        sleep(Duration::from_millis(20));
+    }
+    // Past the fallback look (5 s) would also work; the subscription sees the run at once.
+    let mut coordinator = farm.coordinator(&[]);
+    let status = coordinator.wait(RUN_LIMIT);
+    assert_eq!(status.code(), Some(0), "{}", coordinator.log());
+    farm.assert_each_done_once(20);
+    let effects = farm.effects_by_task();
+    for task in 1..=20 {
+        assert_eq!(effects.get(&task), Some(&vec![1]), "task {task}");
+    }
+    for (name, agent) in [("a", &mut a), ("b", &mut b)] {
+        assert_eq!(
+            agent.wait(Duration::from_secs(15)).code(),
+            Some(0),
+            "{name}: {}",
+            agent.log()
+        );
+    }
+}
+
+#[test]
 fn agents_sigkilled_at_random_and_restarted_every_task_done_once() {
     let (_server, farm) = farm("chaos");
     farm.tasks(200, |_| "sleep 0.02;".into());

@@ -66,7 +66,7 @@ pub enum Error {
     },
     /// The run does not exist (its streams or its definition are missing).
     #[error(
-        "no run {run:?} at {url}: a coordinator creates it (`sturdy run TASKS --engine {url} --run {run}`)"
+        "no run {run:?} at {url}: a coordinator creates it (`sturdy run TASKS --engine {url} --run {run}`); an agent given --wait-for-run waits for it"
     )]
     NoSuchRun {
         /// The run.

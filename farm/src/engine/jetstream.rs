@@ -465,6 +465,44 @@ impl JetStream {
             Err(e) => Err(e),
         }
     }
+
+    /// [`open_run`](Self::open_run), waiting while run `name` does not exist yet: an
+    /// agent started before its coordinator (a cluster's agents start in any order).
+    /// It listens on the run's definition subject, so it opens the run as soon as the
+    /// coordinator has created it, and looks again every `recheck` in case that
+    /// message was missed (a reconnection). Cancel the future to stop waiting.
+    ///
+    /// # Errors
+    /// As [`open_run`](Self::open_run), but never [`Error::NoSuchRun`];
+    /// [`Error::Engine`] when the subscription cannot be made.
+    pub async fn wait_for_run(
+        &self,
+        name: &str,
+        recheck: Duration,
+    ) -> Result<(Run, RunMeta), Error> {
+        check_run_name(name)?;
+        let subject = Names::new(name).meta;
+        // Subscribe first, then look: a run created in between is seen either way.
+        let mut created = self
+            .context
+            .client()
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| Error::Engine {
+                run: name.into(),
+                op: "subscribe",
+                subject: subject.clone(),
+                reason: e.to_string(),
+            })?;
+        loop {
+            match self.open_run(name).await {
+                Err(Error::NoSuchRun { .. }) => {
+                    let _ = tokio::time::timeout(recheck, created.next()).await;
+                }
+                opened => return opened,
+            }
+        }
+    }
 }
 
 /// `url` with the secret part of its user information replaced by `***`
