@@ -101,6 +101,52 @@ async fn create_run_refuses_a_different_fingerprint_and_reopens_the_same() {
     }
 }
 
+/// A run caught halfway through its creation (the coordinator has made its streams but
+/// not yet its consumer) is not there yet: `open_run` says `NoSuchRun`, so an agent with
+/// `--wait-for-run` keeps waiting instead of failing with "consumer not found".
+#[tokio::test]
+async fn a_run_whose_consumer_is_not_made_yet_does_not_exist_yet() {
+    use async_nats::jetstream::stream::{Config, RetentionPolicy};
+
+    let server = Server::start();
+    let js = JetStream::connect(&server.url, config()).await.unwrap();
+    let raw = async_nats::jetstream::new(async_nats::connect(&server.url).await.unwrap());
+    raw.create_stream(Config {
+        name: "STURDY_half_WORK".into(),
+        subjects: vec!["sturdy.half.task.*".into()],
+        retention: RetentionPolicy::WorkQueue,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    raw.create_stream(Config {
+        name: "STURDY_half_STATE".into(),
+        subjects: vec![
+            "sturdy.half.meta".into(),
+            "sturdy.half.state.*".into(),
+            "sturdy.half.stale".into(),
+        ],
+        max_messages_per_subject: -1,
+        allow_direct: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    match js.open_run("half").await {
+        Err(Error::NoSuchRun { run, .. }) => assert_eq!(run, "half"),
+        other => panic!("expected no such run, got {other:?}"),
+    }
+    let waiting = js.wait_for_run("half", Duration::from_millis(200));
+    let create = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        js.create_run("half", &meta("fp-H")).await.unwrap()
+    };
+    let (opened, (_, created)) = bounded(async { tokio::join!(waiting, create) }).await;
+    assert_eq!(created, Opened::Created);
+    assert_eq!(opened.unwrap().1.fingerprint, "fp-H");
+}
+
 #[tokio::test]
 async fn enqueue_is_idempotent_per_generation() {
     let server = Server::start();

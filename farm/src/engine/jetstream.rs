@@ -447,10 +447,22 @@ impl JetStream {
         let consumer: PullConsumer = match work.get_consumer(CONSUMER).await {
             Ok(consumer) => consumer,
             Err(e) => {
-                let not_found = e.downcast_ref::<stream::ConsumerError>().is_some_and(|c| {
-                    matches!(c.kind(), stream::ConsumerErrorKind::JetStream(inner)
+                // `get_consumer` fails with a `ConsumerInfoError` (NotFound while the
+                // coordinator has made the streams but not yet the consumer).
+                let info_not_found = e
+                    .downcast_ref::<js::context::ConsumerInfoError>()
+                    .is_some_and(|c| {
+                        matches!(
+                            c.kind(),
+                            js::context::ConsumerInfoErrorKind::NotFound
+                                | js::context::ConsumerInfoErrorKind::StreamNotFound
+                        )
+                    });
+                let not_found = info_not_found
+                    || e.downcast_ref::<stream::ConsumerError>().is_some_and(|c| {
+                        matches!(c.kind(), stream::ConsumerErrorKind::JetStream(inner)
                             if inner.error_code() == ErrorCode::CONSUMER_NOT_FOUND)
-                });
+                    });
                 return Err(if not_found {
                     missing()
                 } else {
