@@ -478,6 +478,40 @@ fn agents_started_before_their_coordinator_wait_for_the_run_with_wait_for_run() 
     }
 }
 
+/// An agent waiting for its run outlives a server that is down for a while (a look
+/// during the outage used to exit 1 on the request's timeout).
+#[test]
+fn an_agent_waiting_for_its_run_outlives_a_server_outage() {
+    let (mut server, farm) = farm("outage");
+    farm.tasks(4, |_| String::new());
+    let mut a = farm.agent_with("a", 2, &["--wait-for-run"]);
+    let until = Instant::now() + Duration::from_secs(15);
+    while !a.log().contains("waiting for run outage") {
+        assert!(a.try_wait().is_none(), "a exited:\n{}", a.log());
+        assert!(Instant::now() < until, "not waiting:\n{}", a.log());
+        sleep(Duration::from_millis(20));
+    }
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    // Long enough that one of the agent's looks (every 5 s) times out with no server
+    // (a request waits up to 5 s for a reconnection).
+    sleep(Duration::from_secs(12));
+    assert!(a.try_wait().is_none(), "a exited:\n{}", a.log());
+    let _ = std::fs::remove_dir_all(server.dir.join("ports"));
+    let again = Nats::spawn(&server.dir, true, Some(server.port));
+    std::mem::forget(std::mem::replace(&mut server, again));
+    let mut coordinator = farm.coordinator(&[]);
+    let status = coordinator.wait(RUN_LIMIT);
+    assert_eq!(status.code(), Some(0), "{}", coordinator.log());
+    farm.assert_each_done_once(4);
+    assert_eq!(
+        a.wait(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        a.log()
+    );
+}
+
 #[test]
 fn agents_sigkilled_at_random_and_restarted_every_task_done_once() {
     let (_server, farm) = farm("chaos");

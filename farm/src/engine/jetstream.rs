@@ -485,8 +485,9 @@ impl JetStream {
     /// message was missed (a reconnection). Cancel the future to stop waiting.
     ///
     /// # Errors
-    /// As [`open_run`](Self::open_run), but never [`Error::NoSuchRun`];
-    /// [`Error::Engine`] when the subscription cannot be made.
+    /// As [`open_run`](Self::open_run), but never [`Error::NoSuchRun`], and
+    /// [`Error::Engine`] only when the subscription cannot be made (a server down while
+    /// it waits is looked at again every `recheck`).
     pub async fn wait_for_run(
         &self,
         name: &str,
@@ -511,6 +512,8 @@ impl JetStream {
                 Err(Error::NoSuchRun { .. }) => {
                     let _ = tokio::time::timeout(recheck, created.next()).await;
                 }
+                // The server is down or restarting (the client reconnects): look again.
+                Err(Error::Engine { .. }) => tokio::time::sleep(recheck).await,
                 opened => return opened,
             }
         }
