@@ -463,6 +463,27 @@ pub(crate) fn agent(args: &AgentArgs) -> Result<i32, CliError> {
             js.open_run(&args.run_name).await
         };
         let (run, meta) = opened.map_err(cli_error)?;
+        if args.wait_for_run {
+            // A run that exists but was stopped (finished, drained or halted by its last
+            // coordinator) is waited for too: an agent started before a coordinator that
+            // resumes it (`--resume`, `--retry-failed`, `--resume-failed`) would otherwise
+            // see the old stop and exit at once.
+            let mut said = false;
+            loop {
+                match run.control().await {
+                    Ok(sturdy_farm::agent::Control::Run) => break,
+                    Ok(_) if !said => {
+                        said = true;
+                        eprintln!(
+                            "sturdy agent {host}: run {} is stopped (finished, drained or halted); waiting for a coordinator to resume it",
+                            run.name()
+                        );
+                    }
+                    _ => {}
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
         let agent = host::prepare(&run, &meta, &config, sturdy_probe::Probe::new)
             .await
             .map_err(host_error)?;

@@ -375,7 +375,8 @@ pub(crate) struct AgentArgs {
     pub(crate) memfree: Option<u64>,
     /// Wait for run NAME to be created (by `sturdy run TASKS --engine URL --run NAME`)
     /// instead of exiting 2 when it does not exist: agents may start before their
-    /// coordinator. The agent starts pulling as soon as the run exists.
+    /// coordinator. The agent starts pulling as soon as the run exists (and, for a run
+    /// that was stopped, finished, drained or halted, once a coordinator resumes it).
     #[arg(long)]
     pub(crate) wait_for_run: bool,
 }

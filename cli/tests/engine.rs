@@ -1624,14 +1624,28 @@ fn retry_failed_on_resume_reruns_only_the_given_up_tasks_with_a_fresh_budget() {
         (Some(1), Some(2))
     );
     std::fs::write(&fixed, "").unwrap();
+    // An agent started before the resuming coordinator waits for it (the finished run's
+    // control says the run is over), rather than exiting at once.
+    let mut b = farm.agent_with("b", 2, &["--wait-for-run"]);
+    let until = Instant::now() + Duration::from_secs(15);
+    while !b.log().contains("is stopped") {
+        assert!(b.try_wait().is_none(), "b exited:\n{}", b.log());
+        assert!(Instant::now() < until, "b is not waiting:\n{}", b.log());
+        sleep(Duration::from_millis(20));
+    }
     let mut second = farm.coordinator(&[&settings[..], &["--resume", "--retry-failed"]].concat());
     assert!(
         second.log().contains("2 given-up task(s) reopened"),
         "{}",
         second.log()
     );
-    let _b = farm.agent("b", 2);
     assert_eq!(second.wait(RUN_LIMIT).code(), Some(1), "{}", second.log());
+    assert_eq!(
+        b.wait(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        b.log()
+    );
     // The journal replays the whole history: task 1 ran once; tasks 2 and 3 were
     // reopened after giving up and claimed again from attempt 1 of a new budget.
     let journal = farm.journal();
