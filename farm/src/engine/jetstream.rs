@@ -1090,19 +1090,7 @@ impl Engine for Run {
     /// A message get on the work stream (which has no direct get): the last message on
     /// `sturdy.R.task.n`.
     async fn queued(&self, task: TaskId) -> Result<Option<bool>, Error> {
-        let subject = format!("{}{}", self.names.task_prefix, task.0);
-        let work = self
-            .context
-            .get_stream_no_info(&self.names.work)
-            .await
-            .map_err(|e| self.fail("get stream", &self.names.work, &e))?;
-        match work.get_last_raw_message_by_subject(subject.as_str()).await {
-            Ok(_) => Ok(Some(true)),
-            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
-                Ok(Some(false))
-            }
-            Err(e) => Err(self.fail("message get", &subject, &e)),
-        }
+        Ok(Some(self.work_message(task).await?.is_some()))
     }
 
     async fn read(&self, task: TaskId) -> Result<(Option<Record>, Revision), Error> {
